@@ -1,0 +1,651 @@
+"""Turn inboxd.toml into frozen, validated settings, or one line that says what is wrong.
+
+Every key is declared once here (the ``*_KEYS`` tables) and documented once in
+``config/inboxd.reference.toml``; a test keeps the two in step.  Secrets are
+described here but only read by ``Secret.reveal()``, so ``check-config`` works on
+a machine that does not hold them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import shlex
+import string
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping, NoReturn
+
+
+class ConfigError(Exception):
+    """A configuration problem; str() is one line: "<file>: <key path>: <problem>"."""
+
+
+# The keys each table accepts.  The reference file must mention every one of them.
+TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents")
+STORE_KEYS = ("url", "data_dir", "max_attachment_bytes")
+TICKET_KEYS = ("id_format", "first_seq", "tag_format")
+LOG_KEYS = ("level", "file")
+PASSWORD_KEYS = ("password_env", "password_file", "password_command")
+SMTP_KEYS = ("host", "port", "security", "username", *PASSWORD_KEYS, "ca_file", "timeout")
+IMAP_KEYS = (
+    "host", "port", "security", "username", *PASSWORD_KEYS, "folders", "sent_folder",
+    "ca_file", "timeout", "batch_size", "idle", "poll_interval",
+)
+MAILBOX_KEYS = ("name", "address", "display_name", "language", "imap", "smtp")
+AGENT_KEYS = ("name", "email", "role", "teams", "tier", "notify")
+
+# Top-level sections that later issues add (SLA, rules, ...).  They are kept raw
+# in Settings.extra so that a config written for a newer inboxd still loads.
+TOLERATED_TOP_KEYS = (
+    "sla", "calendars", "rules", "customer_groups", "macros", "csat", "autoreply",
+    "outbox", "loop", "reports", "scheduler", "teams",
+)
+
+# Section name (as written in TOML, without brackets) -> the keys it accepts.
+KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "store": STORE_KEYS,
+    "tickets": TICKET_KEYS,
+    "log": LOG_KEYS,
+    "smtp": SMTP_KEYS,
+    "mailboxes": MAILBOX_KEYS,
+    "mailboxes.imap": IMAP_KEYS,
+    "mailboxes.smtp": SMTP_KEYS,
+    "agents": AGENT_KEYS,
+})
+
+SECURITY_CHOICES = ("tls", "starttls", "none")
+IMAP_DEFAULT_PORTS = {"tls": 993, "starttls": 143, "none": 143}
+SMTP_DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
+LANGUAGES = ("en", "zh")
+ROLES = ("agent", "supervisor", "admin")
+NOTIFY_CHOICES = ("all", "assigned", "none")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+PLAIN_PASSWORD = (
+    "plain-text passwords are not accepted; use password_env, password_file or password_command"
+)
+MAILBOX_NAME = re.compile(r"[a-z0-9_-]+")
+AGENT_NAME = re.compile(r"[a-z0-9_.-]+")
+# Deliberately loose: a local part, one "@" and a dotted domain (or a bare host
+# such as "localhost").  Real validation happens when the mail server answers.
+EMAIL = re.compile(r"[^@\s<>(),;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+SQLITE_URL = re.compile(r"(sqlite(?:\+\w+)?):///([^?]*)(\?.*)?")
+# How long a password command may run before we give up on it.
+PASSWORD_COMMAND_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Secret:
+    """Where a password comes from: exactly one of an environment variable, a file or a command."""
+
+    env: str | None = None
+    file: Path | None = None
+    command: str | None = None
+    # Where the secret was declared ("inboxd.toml: smtp.password_env"), so that a
+    # failure at reveal() time still points at the key.  Not part of equality.
+    origin: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        given = [v for v in (self.env, self.file, self.command) if v is not None]
+        if len(given) != 1:
+            raise ConfigError("a Secret needs exactly one of env, file or command")
+
+    def reveal(self) -> str:
+        """Read the secret now; ConfigError names the source, never the value."""
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                self._fail(f"environment variable {self.env} is not set")
+            if value == "":
+                self._fail(f"environment variable {self.env} is empty")
+            return value
+        if self.file is not None:
+            try:
+                value = self.file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                self._fail(f"cannot read password file {self.file}: {exc.strerror or exc}")
+            except UnicodeDecodeError:
+                self._fail(f"password file {self.file} is not valid UTF-8")
+            if value == "":
+                self._fail(f"password file {self.file} is empty")
+            return value
+        return self._run_command()
+
+    def _run_command(self) -> str:
+        assert self.command is not None
+        try:
+            argv = shlex.split(self.command)
+        except ValueError as exc:
+            self._fail(f"password command {json.dumps(self.command)} cannot be parsed: {exc}")
+        if not argv:
+            self._fail("password command is empty")
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=PASSWORD_COMMAND_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            self._fail(f"password command {json.dumps(self.command)}: {argv[0]} not found")
+        except subprocess.TimeoutExpired:
+            self._fail(f"password command {json.dumps(self.command)} timed out")
+        except OSError as exc:
+            self._fail(f"password command {json.dumps(self.command)} failed: {exc.strerror or exc}")
+        # Neither stdout nor stderr is quoted: either might contain the secret.
+        if done.returncode != 0:
+            self._fail(
+                f"password command {json.dumps(self.command)} exited with status {done.returncode}"
+            )
+        value = done.stdout.strip()
+        if value == "":
+            self._fail(f"password command {json.dumps(self.command)} printed nothing")
+        return value
+
+    def _fail(self, problem: str) -> NoReturn:
+        raise ConfigError(f"{self.origin}: {problem}" if self.origin else problem)
+
+    def __repr__(self) -> str:
+        if self.env is not None:
+            return f"Secret(env={self.env!r})"
+        if self.file is not None:
+            return f"Secret(file={str(self.file)!r})"
+        return f"Secret(command={self.command!r})"
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    security: str
+    username: str
+    password: Secret | None
+    folders: tuple[str, ...] = ("INBOX",)
+    sent_folder: str | None = None
+    ca_file: Path | None = None
+    timeout: float = 30.0
+    batch_size: int = 200
+    idle: bool = True
+    poll_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str
+    username: str | None = None
+    password: Secret | None = None
+    ca_file: Path | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class MailboxSettings:
+    name: str
+    address: str
+    display_name: str
+    imap: ImapSettings
+    smtp: SmtpSettings | None = None
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    name: str
+    email: str
+    role: str = "agent"
+    teams: tuple[str, ...] = ()
+    tier: int | None = None
+    notify: str = "assigned"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str
+    data_dir: Path
+    max_attachment_bytes: int = 25 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TicketSettings:
+    id_format: str = "T-{seq}"
+    first_seq: int = 1000
+    tag_format: str = "[{id}]"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "info"
+    file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    store: StoreSettings
+    smtp: SmtpSettings | None
+    mailboxes: tuple[MailboxSettings, ...]
+    agents: tuple[AgentSettings, ...]
+    tickets: TicketSettings
+    log: LogSettings
+    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def mailbox(self, name: str) -> MailboxSettings:
+        """The mailbox called name; LookupError (one line) when there is none."""
+        for mailbox in self.mailboxes:
+            if mailbox.name == name:
+                return mailbox
+        known = ", ".join(m.name for m in self.mailboxes)
+        raise LookupError(f"no mailbox named {json.dumps(name)}; known mailboxes: {known}")
+
+    def agent(self, name: str) -> AgentSettings | None:
+        return next((a for a in self.agents if a.name == name), None)
+
+    def agent_by_email(self, email: str) -> AgentSettings | None:
+        wanted = email.strip().lower()
+        return next((a for a in self.agents if a.email.lower() == wanted), None)
+
+    def smtp_for(self, mailbox: MailboxSettings) -> SmtpSettings | None:
+        """The mailbox's own [mailboxes.smtp] if it has one, else the global [smtp]."""
+        return mailbox.smtp if mailbox.smtp is not None else self.smtp
+
+
+def find_config_path(explicit: str | Path | None) -> Path:
+    """--config PATH, then $INBOXD_CONFIG, then ./inboxd.toml; ConfigError if it does not exist."""
+    if explicit:
+        candidate = Path(explicit)
+    elif os.environ.get("INBOXD_CONFIG"):
+        candidate = Path(os.environ["INBOXD_CONFIG"])
+    else:
+        candidate = Path("inboxd.toml")
+    if not candidate.is_file():
+        raise ConfigError(f"{candidate}: no such file")
+    return candidate.absolute()
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate one config file; ConfigError on any problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name}: {_toml_problem(str(exc))}") from None
+    return parse_settings(data, path)
+
+
+def _toml_problem(message: str) -> str:
+    """Turn tomllib's 'Invalid value (at line 3, column 7)' into 'line 3, column 7: Invalid value'."""
+    message = " ".join(message.split())
+    where = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message)
+    if where:
+        return f"line {where[2]}, column {where[3]}: {where[1]}"
+    end = re.fullmatch(r"(.*) \(at end of document\)", message)
+    if end:
+        return f"end of document: {end[1]}"
+    return message
+
+
+def parse_settings(data: dict, path: Path) -> Settings:
+    """Validate an already-parsed TOML document that was read from path."""
+    path = Path(path).absolute()
+    base = path.parent
+    top = _Table(path.name, "", data, TOP_KEYS + TOLERATED_TOP_KEYS)
+
+    store = _store(top.table("store", STORE_KEYS), base)
+    tickets = _tickets(top.table("tickets", TICKET_KEYS))
+    log = _log(top.table("log", LOG_KEYS), base)
+    smtp = _smtp(top.table("smtp", SMTP_KEYS), base) if "smtp" in data else None
+    mailboxes = _mailboxes(top, base)
+    agents = _agents(top, mailboxes)
+    extra = {key: data[key] for key in TOLERATED_TOP_KEYS if key in data}
+    return Settings(
+        path=path, store=store, smtp=smtp, mailboxes=mailboxes, agents=agents,
+        tickets=tickets, log=log, extra=MappingProxyType(extra),
+    )
+
+
+def check_files(settings: Settings) -> list[str]:
+    """Problems with files the config points at; for check-config, not load (a demo creates them later)."""
+    file = settings.path.name
+    problems = []
+    servers: list[tuple[str, ImapSettings | SmtpSettings | None]] = [("smtp", settings.smtp)]
+    for index, mailbox in enumerate(settings.mailboxes):
+        servers.append((f"mailboxes[{index}].imap", mailbox.imap))
+        servers.append((f"mailboxes[{index}].smtp", mailbox.smtp))
+    for key, server in servers:
+        if server is not None and server.ca_file is not None and not server.ca_file.is_file():
+            problems.append(f"{file}: {key}.ca_file: no such file: {server.ca_file}")
+    if settings.log.file is not None and not settings.log.file.parent.is_dir():
+        problems.append(f"{file}: log.file: no such directory: {settings.log.file.parent}")
+    return problems
+
+
+# --- One function per table: read its keys with their defaults and cross-checks.
+
+def _store(table: _Table, base: Path) -> StoreSettings:
+    url = table.string("url", "sqlite:///inboxd.db")
+    if not re.match(r"[A-Za-z][\w+.-]*://", url):
+        table.fail("url", f"expected a database URL such as \"sqlite:///inboxd.db\", got {_show(url)}")
+    return StoreSettings(
+        url=_absolute_sqlite_url(url, base),
+        data_dir=base / table.string("data_dir", "var"),
+        max_attachment_bytes=table.integer("max_attachment_bytes", 25 * 1024 * 1024, low=0),
+    )
+
+
+def _absolute_sqlite_url(url: str, base: Path) -> str:
+    """Rewrite a relative SQLite path so that it is relative to the config file, not the cwd."""
+    match = SQLITE_URL.fullmatch(url)
+    if not match:
+        return url
+    scheme, db_path, query = match[1], match[2], match[3] or ""
+    if db_path in ("", ":memory:") or db_path.startswith("/"):
+        return url
+    return f"{scheme}:///{base / db_path}{query}"
+
+
+def _tickets(table: _Table) -> TicketSettings:
+    id_format = table.string("id_format", "T-{seq}")
+    _check_format(table, "id_format", id_format, "seq", (1, 2))
+    tag_format = table.string("tag_format", "[{id}]")
+    _check_format(table, "tag_format", tag_format, "id", ("T-1", "T-2"))
+    return TicketSettings(
+        id_format=id_format,
+        first_seq=table.integer("first_seq", 1000, low=0),
+        tag_format=tag_format,
+    )
+
+
+def _check_format(table: _Table, key: str, value: str, name: str, samples: tuple) -> None:
+    """A format string must use {name} (optionally with a spec) and nothing else."""
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        first, second = (value.format(**{name: sample}) for sample in samples)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        table.fail(key, f"must be a format using only {{{name}}}, got {_show(value)}")
+    # Two different inputs must give two different outputs, or ids would collide.
+    if name not in fields or first == second:
+        table.fail(key, f"must contain {{{name}}}, got {_show(value)}")
+
+
+def _log(table: _Table, base: Path) -> LogSettings:
+    return LogSettings(
+        level=table.choice("level", "info", LOG_LEVELS),
+        file=table.optional_path("file", base),
+    )
+
+
+def _smtp(table: _Table, base: Path) -> SmtpSettings:
+    security = table.choice("security", "starttls", SECURITY_CHOICES)
+    username = table.string("username", "") or None
+    return SmtpSettings(
+        host=table.host("host"),
+        port=table.integer("port", SMTP_DEFAULT_PORTS[security], low=1, high=65535),
+        security=security,
+        username=username,
+        password=table.secret(base, username),
+        ca_file=table.optional_path("ca_file", base),
+        timeout=table.number("timeout", 30.0),
+    )
+
+
+def _imap(table: _Table, base: Path) -> ImapSettings:
+    security = table.choice("security", "tls", SECURITY_CHOICES)
+    username = table.string("username")
+    folders = table.strings("folders", ("INBOX",))
+    if not folders:
+        table.fail("folders", "must name at least one folder")
+    for index, folder in enumerate(folders):
+        if folder == "":
+            table.fail(f"folders[{index}]", "must not be empty")
+        if folder in folders[:index]:
+            table.fail(f"folders[{index}]", f"duplicate folder {_show(folder)}")
+    return ImapSettings(
+        host=table.host("host"),
+        port=table.integer("port", IMAP_DEFAULT_PORTS[security], low=1, high=65535),
+        security=security,
+        username=username,
+        password=table.secret(base, username),
+        folders=folders,
+        sent_folder=table.string("sent_folder", "") or None,
+        ca_file=table.optional_path("ca_file", base),
+        timeout=table.number("timeout", 30.0),
+        batch_size=table.integer("batch_size", 200, low=1, high=5000),
+        idle=table.boolean("idle", True),
+        poll_interval=table.number("poll_interval", 60.0),
+    )
+
+
+def _mailboxes(top: _Table, base: Path) -> tuple[MailboxSettings, ...]:
+    tables = top.tables("mailboxes", MAILBOX_KEYS)
+    if not tables:
+        top.fail("mailboxes", "at least one [[mailboxes]] entry is required")
+    mailboxes: list[MailboxSettings] = []
+    for table in tables:
+        name = table.name("name", MAILBOX_NAME)
+        address = table.email("address")
+        for index, other in enumerate(mailboxes):
+            if other.name == name:
+                table.fail("name", f"duplicate mailbox name {_show(name)} (also mailboxes[{index}])")
+            if other.address.lower() == address.lower():
+                table.fail(
+                    "address", f"duplicate mailbox address {_show(address)} (also mailboxes[{index}])"
+                )
+        smtp = table.table("smtp", SMTP_KEYS)
+        mailboxes.append(MailboxSettings(
+            name=name,
+            address=address,
+            display_name=table.string("display_name", name.capitalize()),
+            imap=_imap(table.table("imap", IMAP_KEYS, required=True), base),
+            smtp=_smtp(smtp, base) if smtp.present else None,
+            language=table.choice("language", "en", LANGUAGES),
+        ))
+    return tuple(mailboxes)
+
+
+def _agents(top: _Table, mailboxes: tuple[MailboxSettings, ...]) -> tuple[AgentSettings, ...]:
+    agents: list[AgentSettings] = []
+    for table in top.tables("agents", AGENT_KEYS):
+        name = table.name("name", AGENT_NAME)
+        email = table.email("email")
+        for index, other in enumerate(agents):
+            if other.name == name:
+                table.fail("name", f"duplicate agent name {_show(name)} (also agents[{index}])")
+            if other.email.lower() == email.lower():
+                table.fail("email", f"duplicate agent email {_show(email)} (also agents[{index}])")
+        for mailbox in mailboxes:
+            if mailbox.address.lower() == email.lower():
+                table.fail(
+                    "email",
+                    f"{_show(email)} is the address of mailbox {_show(mailbox.name)};"
+                    " an agent must have a different address or replies would loop",
+                )
+        tier = table.integer("tier", None, low=0)
+        agents.append(AgentSettings(
+            name=name,
+            email=email,
+            role=table.choice("role", "agent", ROLES),
+            teams=table.strings("teams", ()),
+            tier=tier,
+            notify=table.choice("notify", "assigned", NOTIFY_CHOICES),
+        ))
+    return tuple(agents)
+
+
+# --- The reader that every table goes through, so every message has one shape.
+
+_MISSING: Any = object()
+
+
+class _Table:
+    """One TOML table being read: its values, its key path and the keys it accepts."""
+
+    def __init__(self, file: str, path: str, data: Any, known: tuple[str, ...]) -> None:
+        self.file = file
+        self.path = path
+        self.present = data is not None
+        self.data: dict[str, Any] = {} if data is None else data
+        if not isinstance(self.data, dict):
+            raise ConfigError(f"{file}: {path}: expected a table, got {_show(data)}")
+        for key in self.data:
+            if key == "password" and "password_env" in known:
+                self.fail(key, PLAIN_PASSWORD)
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {_show(close[0])}?" if close else ""
+                self.fail(key, f"unknown key {_show(key)}{hint}")
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def fail(self, name: str, problem: str) -> NoReturn:
+        raise ConfigError(f"{self.file}: {self.key(name)}: {problem}")
+
+    def get(self, name: str, default: Any = _MISSING) -> Any:
+        if name in self.data:
+            return self.data[name]
+        if default is _MISSING:
+            self.fail(name, "missing required key")
+        return default
+
+    def table(self, name: str, known: tuple[str, ...], required: bool = False) -> _Table:
+        """A sub-table; when it is absent and not required, an empty one with present=False."""
+        value = self.get(name, _MISSING if required else None)
+        return _Table(self.file, self.key(name), value, known)
+
+    def tables(self, name: str, known: tuple[str, ...]) -> list[_Table]:
+        value = self.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.fail(name, f"expected an array of tables ([[{name}]]), got {_show(value)}")
+        return [_Table(self.file, f"{self.key(name)}[{i}]", v, known) for i, v in enumerate(value)]
+
+    def string(self, name: str, default: Any = _MISSING) -> str:
+        value = self.get(name, default)
+        if not isinstance(value, str):
+            self.fail(name, f"expected a string, got {_show(value)}")
+        return value
+
+    def host(self, name: str) -> str:
+        value = self.string(name).strip()
+        if not value or any(c.isspace() for c in value):
+            self.fail(name, f"expected a host name or address, got {_show(value)}")
+        return value
+
+    def name(self, key: str, pattern: re.Pattern[str]) -> str:
+        value = self.string(key)
+        if not pattern.fullmatch(value):
+            allowed = pattern.pattern
+            self.fail(key, f"must match {allowed} (lower case, no spaces), got {_show(value)}")
+        return value
+
+    def email(self, name: str) -> str:
+        value = self.string(name).strip()
+        if not EMAIL.fullmatch(value):
+            self.fail(name, f"expected an email address, got {_show(value)}")
+        return value
+
+    def integer(self, name: str, default: Any, low: int | None = None,
+                high: int | None = None) -> Any:
+        value = self.get(name, default)
+        if value is None and default is None:
+            return None
+        # bool is a subclass of int in Python, but "port = true" is a mistake.
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(name, f"expected an integer, got {_show(value)}")
+        self._check_range(name, value, low, high)
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        """A positive number of seconds; TOML writes 30 and 30.0 differently, both are fine."""
+        value = self.get(name, default)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            self.fail(name, f"expected a number, got {_show(value)}")
+        if not value > 0 or value == float("inf"):
+            self.fail(name, f"must be a positive number, got {_show(value)}")
+        return float(value)
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.get(name, default)
+        if not isinstance(value, bool):
+            self.fail(name, f"expected true or false, got {_show(value)}")
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.string(name, default)
+        if value not in allowed:
+            options = ", ".join(_show(a) for a in allowed)
+            self.fail(name, f"must be one of {options}, got {_show(value)}")
+        return value
+
+    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(name, default)
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            self.fail(name, f"expected a list of strings, got {_show(value)}")
+        return tuple(value)
+
+    def optional_path(self, name: str, base: Path) -> Path | None:
+        """A path relative to the config file's directory; "" or absent means None."""
+        value = self.string(name, "")
+        return base / value if value else None
+
+    def secret(self, base: Path, username: str | None) -> Secret | None:
+        given = [key for key in PASSWORD_KEYS if key in self.data]
+        if not given:
+            return None
+        if len(given) > 1:
+            self.fail(given[1], f"conflicts with {given[0]}; give only one password source")
+        key = given[0]
+        value = self.string(key)
+        if value.strip() == "":
+            self.fail(key, "must not be empty")
+        if not username:
+            self.fail(key, "a password source is given but no username")
+        origin = f"{self.file}: {self.key(key)}"
+        if key == "password_env":
+            return Secret(env=value, origin=origin)
+        if key == "password_file":
+            return Secret(file=base / value, origin=origin)
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            self.fail(key, f"cannot be split into a command: {exc}")
+        return Secret(command=value, origin=origin)
+
+    def _check_range(self, name: str, value: int, low: int | None, high: int | None) -> None:
+        if low is not None and high is not None and not low <= value <= high:
+            self.fail(name, f"must be between {low} and {high}, got {value}")
+        if low is not None and value < low:
+            self.fail(name, f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            self.fail(name, f"must be at most {high}, got {value}")
+
+
+def _show(value: Any) -> str:
+    """A value as TOML would write it, short enough for a one-line message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, (datetime, date, time)):
+        text = value.isoformat()
+    elif isinstance(value, dict):
+        return "a table"
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_show(v) for v in value) + "]"
+    else:
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,110 @@
+"""Open the ticket store: engine, SQLite tuning, transactions and migrations.
+
+SQLite is the embedded default.  Every connection runs in WAL mode with a
+generous busy timeout, so the daemon and several agents' CLIs can use one
+file at once.  Write transactions start with BEGIN IMMEDIATE: the write lock
+is taken up front, which makes "read, decide, write" sequences (threading a
+message, claiming a due job) atomic across processes and turns lock
+contention into waiting rather than a "database is locked" error mid-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger("inboxd.db")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 60_000
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for `url`; for SQLite files, the file is private to its owner."""
+    parsed = make_url(url)
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and parsed.database and parsed.database != ":memory:":
+        _prepare_private_file(Path(parsed.database))
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {})
+    if is_sqlite:
+        _tune_sqlite(engine)
+    return engine
+
+
+def _prepare_private_file(path: Path) -> None:
+    # The store holds customers' mail: create it (and its WAL siblings, which
+    # SQLite gives the same mode) readable by the owner only.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        # Autocommit at the driver level: we issue BEGIN ourselves below, so
+        # pysqlite's implicit, deferred transactions never get in the way.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        # NORMAL is durable across application crashes in WAL mode; only a
+        # power loss can drop the last transactions, never corrupt the file.
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: committed on success, rolled back on any error."""
+    with engine.begin() as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read-only snapshot that takes no write lock."""
+    with engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+        with conn.begin():
+            yield conn
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (run at every start-up)."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with reading(engine) as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current == head:
+        return
+    log.info("migrating store from %s to %s", current or "empty", head)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def open_store(url: str) -> Engine:
+    """The engine for a migrated, ready store."""
+    engine = create_store_engine(url)
+    migrate(engine)
+    return engine

@@ -1,0 +1,159 @@
+"""The ticket store's tables, declared once with SQLModel.
+
+Timestamps are timezone-aware UTC datetimes (SQLModel's UTCDateTime refuses
+naive ones, which keeps local times out of the store).  Lists and small mappings are JSON text columns,
+because they are always read and written whole.  The hot ingest path writes
+these tables through SQLAlchemy Core (`Model.__table__`), the CLI reads them
+through the same Core tables; the SQLModel classes are the single declaration
+that Alembic migrations are checked against.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+STATUSES = ("new", "open", "pending", "solved", "closed")
+PRIORITIES = ("low", "normal", "high", "urgent")
+DIRECTIONS = ("in", "out")
+KINDS = ("customer", "agent", "auto", "note", "bounce")
+
+
+class Ticket(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # The human-friendly id that customers and agents see, e.g. "T-1042".
+    ref: str = Field(index=True, unique=True)
+    subject: str = ""
+    status: str = "new"
+    priority: str = "normal"
+    mailbox: str = Field(index=True)
+    requester: str = Field(index=True)
+    requester_name: str = ""
+    assignee: str | None = Field(default=None, index=True)
+    tags: str = "[]"
+    message_count: int = 0
+    created_at: datetime
+    updated_at: datetime
+    first_response_at: datetime | None = None
+    # Bumped on every update so concurrent writers can detect lost updates.
+    version: int = 1
+
+
+class Customer(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True)
+    name: str = ""
+    created_at: datetime
+
+
+class RawMessage(SQLModel, table=True):
+    """The exact bytes of every message ever fetched, addressed by SHA-256."""
+
+    sha256: str = Field(primary_key=True)
+    size: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Message(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # The Message-ID, or "sha256:<hex>" of the raw bytes when the mail has none;
+    # this is what makes one mail one row however often it is delivered.
+    message_key: str = Field(unique=True, index=True)
+    message_id: str | None = Field(default=None, index=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    direction: str = "in"
+    kind: str = "customer"
+    from_addr: str = ""
+    from_name: str = ""
+    to_addrs: str = "[]"
+    cc_addrs: str = "[]"
+    reply_to: str = "[]"
+    date: datetime | None = None
+    subject: str = ""
+    text: str = ""
+    reply_text: str = ""
+    html_only: bool = False
+    in_reply_to: str = "[]"
+    references: str = "[]"
+    auto: str = "{}"
+    raw_sha256: str = Field(foreign_key="rawmessage.sha256")
+    size: int = 0
+    created_at: datetime
+
+
+class MessageRef(SQLModel, table=True):
+    """Each Message-ID a stored message names in In-Reply-To or References.
+
+    It lets a message that arrives after its own reply join the reply's ticket.
+    """
+
+    message_pk: int = Field(foreign_key="message.id", primary_key=True)
+    ref: str = Field(primary_key=True, index=True)
+
+
+class Sighting(SQLModel, table=True):
+    """Where a message was seen: mailbox, folder, UIDVALIDITY and UID."""
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "folder", "uidvalidity", "uid", name="uq_sighting_place"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    message_pk: int = Field(foreign_key="message.id", index=True)
+    mailbox: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    seen_at: datetime
+
+
+class Checkpoint(SQLModel, table=True):
+    """How far a folder has been synced; committed with the messages it covers."""
+
+    mailbox: str = Field(primary_key=True)
+    folder: str = Field(primary_key=True)
+    uidvalidity: int
+    last_uid: int = 0
+    synced_at: datetime
+
+
+class Attachment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    message_pk: int = Field(foreign_key="message.id", index=True)
+    filename: str | None = None
+    content_type: str = "application/octet-stream"
+    size: int = 0
+    sha256: str
+    # False when the attachment was over the size limit: metadata only.
+    stored: bool = True
+    inline: bool = False
+
+
+class Event(SQLModel, table=True):
+    """The audit log: who did what to which ticket, and when."""
+
+    __table_args__ = (Index("ix_event_ticket_at", "ticket_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+    at: datetime
+    actor: str
+    action: str
+    detail: str = "{}"
+
+
+class Quarantine(SQLModel, table=True):
+    """A message that could not be filed, with its raw bytes and the reason."""
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "folder", "uidvalidity", "uid", name="uq_quarantine_place"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    message_id: str | None = None
+    reason: str
+    raw_sha256: str = Field(foreign_key="rawmessage.sha256")
+    at: datetime

@@ -1,0 +1,82 @@
+"""The store as the pollers see it: checkpoints in, batches filed.
+
+Parsing is the slow part of ingest, so batches are parsed in a worker process
+as soon as they are fetched, while the previous batch is being written; with
+two cores, fetch and write share one and parsing has the other.  A worker
+that cannot be started (or a batch too small to be worth it) is parsed in
+the filing thread instead: the result is the same, only slower.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from inboxd.config import Settings
+from inboxd.db import reading, writing
+from inboxd.ingest import Batch, BatchResult, Filer, read_checkpoint
+from inboxd.message import InboundMessage, MalformedMessage, parse_message
+
+log = logging.getLogger("inboxd.store")
+
+# Below this many messages a batch is parsed inline: the round trip to the
+# worker process costs more than it saves.
+MIN_BATCH_FOR_WORKER = 8
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_many(raws: list[bytes], max_attachment_bytes: int) -> list[InboundMessage | MalformedMessage]:
+    """Parse a batch; runs in the worker process, so it must never raise."""
+    out: list[InboundMessage | MalformedMessage] = []
+    for raw in raws:
+        try:
+            out.append(parse_message(raw, max_attachment_bytes=max_attachment_bytes))
+        except MalformedMessage as exc:
+            out.append(exc)
+        except Exception as exc:  # A parser bug becomes a quarantine reason.
+            out.append(MalformedMessage(f"parse error: {type(exc).__name__}: {exc}"))
+    return out
+
+
+class StoreSink:
+    """Implements the pollers' BatchSink over one engine."""
+
+    def __init__(self, engine: Engine, settings: Settings, *, workers: int = 1,
+                 clock: Callable[[], datetime] = utcnow):
+        self.engine = engine
+        self.settings = settings
+        self.filer = Filer(settings)
+        self.clock = clock
+        self.max_attachment = settings.store.max_attachment_bytes
+        self.pool: ProcessPoolExecutor | None = None
+        if workers > 0:
+            # "spawn" keeps the worker free of the parent's threads and sockets.
+            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def checkpoint(self, mailbox: str, folder: str) -> tuple[int, int] | None:
+        with reading(self.engine) as conn:
+            return read_checkpoint(conn, mailbox, folder)
+
+    def prepare(self, batch: Batch) -> Future | None:
+        if self.pool is None or len(batch.messages) < MIN_BATCH_FOR_WORKER:
+            return None
+        return self.pool.submit(parse_many, [m.raw for m in batch.messages], self.max_attachment)
+
+    def file(self, batch: Batch, prepared: Future | None) -> BatchResult:
+        parsed = prepared.result() if prepared is not None else None
+        with writing(self.engine) as conn:
+            result = self.filer.file_batch(conn, batch, self.clock(), parsed)
+        return result

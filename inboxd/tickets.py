@@ -1,0 +1,157 @@
+"""Step 8, the read side: tickets and their threads as the contract's JSON shapes.
+
+Both the CLI's tables and its `--json` output are built from these plain
+dicts, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, and_, func, select
+
+from inboxd.models import Event, Message, Quarantine, Sighting, Ticket
+
+T_ticket = Ticket.__table__
+T_message = Message.__table__
+T_sighting = Sighting.__table__
+T_event = Event.__table__
+T_quarantine = Quarantine.__table__
+
+
+class NotFound(LookupError):
+    pass
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as the contract wants; None stays None."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    status: tuple[str, ...] = ()
+    mailbox: str | None = None
+    assignee: str | None = None
+    unassigned: bool = False
+    tag: tuple[str, ...] = ()
+    limit: int | None = None
+
+
+def list_tickets(conn: Connection, flt: ListFilter) -> list[dict]:
+    q = select(T_ticket)
+    if flt.status:
+        q = q.where(T_ticket.c.status.in_(flt.status))
+    if flt.mailbox:
+        seen_there = (
+            select(T_message.c.ticket_id)
+            .join(T_sighting, T_sighting.c.message_pk == T_message.c.id)
+            .where(T_sighting.c.mailbox == flt.mailbox)
+        )
+        q = q.where((T_ticket.c.mailbox == flt.mailbox) | T_ticket.c.id.in_(seen_there))
+    if flt.assignee:
+        q = q.where(T_ticket.c.assignee == flt.assignee)
+    if flt.unassigned:
+        q = q.where(T_ticket.c.assignee.is_(None))
+    for tag in flt.tag:
+        # Tags are a JSON array; match the quoted element exactly.
+        q = q.where(T_ticket.c.tags.like(f'%{json.dumps(tag)}%'))
+    q = q.order_by(T_ticket.c.updated_at.desc(), T_ticket.c.id.desc())
+    if flt.limit:
+        q = q.limit(flt.limit)
+    rows = conn.execute(q).mappings().all()
+    boxes = _ticket_mailboxes(conn, [r["id"] for r in rows])
+    return [_ticket_dict(r, boxes.get(r["id"], [])) for r in rows]
+
+
+def _ticket_mailboxes(conn: Connection, pks: list[int]) -> dict[int, list[str]]:
+    out: dict[int, set[str]] = defaultdict(set)
+    for i in range(0, len(pks), 500):
+        chunk = pks[i:i + 500]
+        rows = conn.execute(
+            select(T_message.c.ticket_id, T_sighting.c.mailbox)
+            .join(T_sighting, T_sighting.c.message_pk == T_message.c.id)
+            .where(T_message.c.ticket_id.in_(chunk))
+            .distinct()
+        )
+        for pk, box in rows:
+            out[pk].add(box)
+    return {pk: sorted(v) for pk, v in out.items()}
+
+
+def _ticket_dict(r, mailboxes: list[str]) -> dict:
+    return {
+        "id": r["ref"],
+        "subject": r["subject"],
+        "status": r["status"],
+        "priority": r["priority"],
+        "mailbox": r["mailbox"],
+        "mailboxes": mailboxes or [r["mailbox"]],
+        "requester": r["requester"],
+        "requester_name": r["requester_name"],
+        "assignee": r["assignee"],
+        "tags": json.loads(r["tags"]),
+        "message_count": r["message_count"],
+        "created_at": iso(r["created_at"]),
+        "updated_at": iso(r["updated_at"]),
+        "first_response_at": iso(r["first_response_at"]),
+    }
+
+
+def show_ticket(conn: Connection, ref: str) -> dict:
+    row = conn.execute(select(T_ticket).where(T_ticket.c.ref == ref)).mappings().first()
+    if row is None:
+        raise NotFound(f"no ticket {ref}")
+    pk = row["id"]
+    ticket = _ticket_dict(row, _ticket_mailboxes(conn, [pk]).get(pk, []))
+    msgs = conn.execute(
+        select(T_message).where(T_message.c.ticket_id == pk)
+        .order_by(func.coalesce(T_message.c.date, T_message.c.created_at), T_message.c.id)
+    ).mappings().all()
+    seen: dict[int, set[str]] = defaultdict(set)
+    for mpk, box in conn.execute(
+        select(T_sighting.c.message_pk, T_sighting.c.mailbox)
+        .join(T_message, and_(T_message.c.id == T_sighting.c.message_pk, T_message.c.ticket_id == pk))
+    ):
+        seen[mpk].add(box)
+    ticket["messages"] = [
+        {
+            "message_id": m["message_id"],
+            "direction": m["direction"],
+            "kind": m["kind"],
+            "from": m["from_addr"],
+            "from_name": m["from_name"],
+            "to": [a["email"] for a in json.loads(m["to_addrs"])],
+            "cc": [a["email"] for a in json.loads(m["cc_addrs"])],
+            "date": iso(m["date"] or m["created_at"]),
+            "subject": m["subject"],
+            "text": m["text"],
+            "reply_text": m["reply_text"],
+            "mailboxes": sorted(seen.get(m["id"], ())),
+        }
+        for m in msgs
+    ]
+    ticket["events"] = [
+        {"at": iso(e["at"]), "actor": e["actor"], "action": e["action"], "detail": json.loads(e["detail"])}
+        for e in conn.execute(
+            select(T_event).where(T_event.c.ticket_id == pk).order_by(T_event.c.at, T_event.c.id)
+        ).mappings()
+    ]
+    return ticket
+
+
+def list_quarantine(conn: Connection) -> list[dict]:
+    rows = conn.execute(select(T_quarantine).order_by(T_quarantine.c.at, T_quarantine.c.id)).mappings()
+    return [
+        {
+            "id": r["id"], "mailbox": r["mailbox"], "folder": r["folder"], "uidvalidity": r["uidvalidity"],
+            "uid": r["uid"], "message_id": r["message_id"], "reason": r["reason"],
+            "raw_sha256": r["raw_sha256"], "at": iso(r["at"]),
+        }
+        for r in rows
+    ]
