@@ -39,7 +39,8 @@ class TicketTag:
         self.tag_format = tag_format
         id_pattern = _pattern_around(id_format, r"\{seq(?::[^}]*)?\}", r"\d+")
         tag_pattern = _pattern_around(tag_format, r"\{id\}", f"({id_pattern})")
-        self._find = re.compile(tag_pattern, re.IGNORECASE)
+        # Case matters: ids are stored as formatted and clients keep subjects intact.
+        self._find = re.compile(tag_pattern)
 
     def ticket_id(self, seq: int) -> str:
         return self.id_format.format(seq=seq)

@@ -1,0 +1,163 @@
+"""Benchmark: how fast `inboxd run --once` files N messages from a real Dovecot.
+
+It appends N realistic messages to a private Dovecot (mixed sizes, 20 %
+Chinese in GBK, Big5 or UTF-8, 5 % with a 200 KB attachment, 20 % replies
+to earlier ones), then times two things in the same run:
+
+* `inboxd run --once` as a subprocess, from an empty store to all N filed,
+  with the peak resident memory of its process tree;
+* a bare loop (imapclient FETCH in batches, stdlib parse, one sqlite3 INSERT
+  per message) that does no threading, dedup or quarantine: the floor any
+  ingester pays on this machine right now.
+
+The ratio between the two survives a noisy machine better than either figure.
+Usage: python bench/ingest.py [N ...]   (default: 1000 10000)
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import random
+import sqlite3
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+from imapclient import IMAPClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from inboxd.testing.dovecot import Dovecot  # noqa: E402
+from inboxd.testing.mail import make_mail, make_message_id  # noqa: E402
+
+PARAGRAPH = ("Hello team, I ordered a replacement part last week and the tracking page has not "
+             "changed since Monday. Could you check what happened and tell me when it ships? ")
+ZH_PARAGRAPH = "您好，我上周订购的配件到现在还没有发货，物流信息一直没有更新，请帮忙查一下什么时候能发出。"
+
+
+def corpus(n: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    ids: list[str] = []
+    out = []
+    for i in range(n):
+        chinese = rng.random() < 0.2
+        charset = rng.choice(["gbk", "big5", "utf-8"]) if chinese else "utf-8"
+        paragraphs = rng.choice([1, 2, 4, 8, 30])
+        body = ((ZH_PARAGRAPH if chinese else PARAGRAPH) + "\n\n") * paragraphs
+        subject = f"{'订单查询' if chinese else 'Order question'} #{i}"
+        attachments = [("invoice.pdf", rng.randbytes(200 * 1024), "application/pdf")] if rng.random() < 0.05 else []
+        mid = make_message_id("bench.example")
+        reply_to = rng.choice(ids) if ids and rng.random() < 0.2 else None
+        out.append(make_mail(
+            frm=f"{'王小明' if chinese else 'Customer'} {i} <customer{i % 500}@example.cn>",
+            subject=("回复: " if chinese else "Re: ") + subject if reply_to else subject,
+            body=body, charset=charset, message_id=mid, in_reply_to=reply_to,
+            references=[reply_to] if reply_to else (), attachments=attachments,
+        ))
+        ids.append(mid)
+    return out
+
+
+def write_config(tmp: Path, dovecot: Dovecot) -> Path:
+    (tmp / "pw").write_text("secret")
+    config = tmp / "inboxd.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///inboxd.db"
+data_dir = "var"
+
+[[mailboxes]]
+name = "support"
+address = "support@example.com"
+[mailboxes.imap]
+host = "{dovecot.host}"
+port = {dovecot.ssl_port}
+security = "tls"
+username = "bench"
+password_file = "{tmp / 'pw'}"
+ca_file = "{dovecot.ca_file}"
+batch_size = 200
+""")
+    return config
+
+
+def run_inboxd(config: Path) -> tuple[float, float]:
+    """Seconds for `inboxd run --once`, and the peak RSS (MiB) of its process tree."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "inboxd", "--config", str(config), "run", "--once"],
+                            stderr=subprocess.DEVNULL)
+    peak = 0
+    parent = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            rss = parent.memory_info().rss + sum(c.memory_info().rss for c in parent.children(recursive=True))
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"inboxd run --once failed with {proc.returncode}")
+    return elapsed, peak / 2**20
+
+
+def bare_loop(dovecot: Dovecot, db: Path) -> float:
+    """Seconds for the floor: fetch, parse with the stdlib, one INSERT each."""
+    ctx = ssl.create_default_context(cafile=str(dovecot.ca_file))
+    start = time.perf_counter()
+    client = IMAPClient(dovecot.host, port=dovecot.ssl_port, ssl=True, ssl_context=ctx)
+    client.login("bench", "secret")
+    client.select_folder("INBOX", readonly=True)
+    uids = client.search(["ALL"])
+    conn = sqlite3.connect(db)
+    conn.execute("create table m (uid integer primary key, message_id text, subject text, body text)")
+    parser = email.parser.BytesParser(policy=email.policy.compat32)
+    for i in range(0, len(uids), 200):
+        data = client.fetch(uids[i:i + 200], ["BODY.PEEK[]"])
+        rows = []
+        for uid, item in data.items():
+            msg = parser.parsebytes(item[b"BODY[]"])
+            part = next((p for p in msg.walk() if p.get_content_type() == "text/plain"), msg)
+            body = part.get_payload(decode=True) or b""
+            rows.append((uid, msg["Message-ID"], str(msg["Subject"]), body.decode("utf-8", "replace")))
+        conn.executemany("insert into m values (?, ?, ?, ?)", rows)
+        conn.commit()
+    client.logout()
+    return time.perf_counter() - start
+
+
+def bench(n: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="inboxd-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        tmp.chmod(0o711)
+        with Dovecot(tmp / "dovecot") as dovecot:
+            dovecot.add_user("bench", "secret")
+            mails = corpus(n)
+            size = sum(map(len, mails))
+            dovecot.append_many("bench", "INBOX", mails)
+            del mails
+            config = write_config(tmp, dovecot)
+            inboxd_s, peak_mib = run_inboxd(config)
+            bare_s = bare_loop(dovecot, tmp / "bare.db")
+            filed = sqlite3.connect(tmp / "inboxd.db").execute("select count(*) from message").fetchone()[0]
+            tickets = sqlite3.connect(tmp / "inboxd.db").execute("select count(*) from ticket").fetchone()[0]
+        print(f"N={n:>6}  {size / 2**20:7.1f} MiB of mail  filed={filed} tickets={tickets}")
+        print(f"  inboxd run --once : {inboxd_s:7.2f} s  {n / inboxd_s:8.0f} msgs/s  peak RSS {peak_mib:6.1f} MiB")
+        print(f"  bare fetch/parse/insert: {bare_s:7.2f} s  {n / bare_s:8.0f} msgs/s")
+        print(f"  ratio inboxd / bare (throughput): {bare_s / inboxd_s:5.2f}")
+        if filed != n:
+            raise SystemExit(f"expected {n} messages filed, got {filed}")
+
+
+if __name__ == "__main__":
+    sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000]
+    for n in sizes:
+        bench(n)
+        threading.Event().wait(0.5)
