@@ -204,12 +204,19 @@ class MailboxPoller:
         limit = self.settings.poll_interval if len(self.folders) > 1 else IDLE_RENEW_SECONDS
         deadline = time.monotonic() + min(limit, IDLE_RENEW_SECONDS)
         client.idle()
+        quick_empty = 0
         while not self.stop.is_set() and time.monotonic() < deadline:
+            started = time.monotonic()
             responses = client.idle_check(timeout=1)
             if any(_is_bye(r) for r in responses):
                 raise ConnectionError("server closed the connection (BYE)")
             if any(_is_new_mail(r) for r in responses):
                 break
+            # imapclient swallows EOF while idling: a socket that keeps
+            # polling readable yet yields no response has been closed.
+            quick_empty = quick_empty + 1 if not responses and time.monotonic() - started < 0.5 else 0
+            if quick_empty >= 3:
+                raise ConnectionError("connection closed by the server while idling")
         # Leaving IDLE also proves the connection still works: a silently
         # dropped one fails here (after the socket timeout) and reconnects.
         client.idle_done()

@@ -434,7 +434,7 @@ def test_repo_demo_config_loads(monkeypatch) -> None:
     assert [m.name for m in settings.mailboxes] == ["support", "billing"]
     assert settings.mailbox("billing").language == "zh"
     assert settings.mailbox("support").imap.sent_folder == "Sent"
-    assert settings.mailbox("support").imap.ca_file == REPO / "demo-run" / "dovecot" / "cert.pem"
+    assert settings.mailbox("support").imap.ca_file == REPO / "demo-run" / "dovecot" / "tls" / "cert.pem"
     assert settings.store.url == f"sqlite:///{REPO}/demo-run/inboxd.db"
     assert settings.smtp == config.SmtpSettings("127.0.0.1", 2525, "none")
     assert [(a.name, a.role) for a in settings.agents] == [

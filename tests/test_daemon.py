@@ -1,0 +1,89 @@
+"""The running daemon against a real Dovecot: IDLE, crashes and server restarts."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from inboxd.testing.mail import make_mail
+from tests.support import cli, db_count, start_daemon, stop_daemon, wait_until, write_config
+
+
+def messages(config) -> int:
+    return db_count(config, "select count(*) from message")
+
+
+def test_idle_new_mail_becomes_a_ticket_within_two_seconds(tmp_path, dovecot, imap_user):
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], poll_interval=300)
+    dovecot.append(imap_user, "INBOX", make_mail(subject="Warm-up"))
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_until(lambda: messages(config) == 1, what="the first sync")
+        time.sleep(1.0)  # Let the poller settle into IDLE.
+        latencies = []
+        for i in range(3):
+            start = time.monotonic()
+            dovecot.append(imap_user, "INBOX", make_mail(subject=f"Urgent {i}"))
+            wait_until(lambda: messages(config) == 2 + i, timeout=10, interval=0.02, what="the IDLE pickup")
+            latencies.append(time.monotonic() - start)
+        assert max(latencies) < 2.0, latencies
+    finally:
+        assert stop_daemon(daemon) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+    # SIGTERM is a clean stop.
+    assert "inboxd stopped" in (tmp_path / "daemon.log").read_text()
+
+
+@pytest.mark.slow
+def test_sigkill_in_the_middle_of_a_3000_message_sync_loses_and_doubles_nothing(tmp_path, dovecot, imap_user):
+    n = 3000
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], batch_size=50)
+    dovecot.append_many(imap_user, "INBOX", (
+        make_mail(subject=f"Bulk question {i}", body=f"Message number {i}\n" * 20) for i in range(n)))
+    # Kill twice, at different points of the sync, then let a clean run finish.
+    for threshold in (n // 5, n // 2):
+        daemon = start_daemon(config, tmp_path / "daemon.log")
+        try:
+            wait_until(lambda: messages(config) >= threshold, timeout=120, interval=0.01, what=f"{threshold} messages")
+        finally:
+            stop_daemon(daemon, signal.SIGKILL)
+        killed_at = messages(config)
+        assert killed_at < n, "the kill came too late to prove anything"
+    cli(config, "run", "--once")
+    conn = sqlite3.connect(config.parent / "inboxd.db")
+    assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("select count(*) from message").fetchone()[0] == n
+    assert conn.execute("select count(distinct message_id) from message").fetchone()[0] == n
+    assert conn.execute("select count(*) from ticket").fetchone()[0] == n
+    assert conn.execute("select count(*), count(distinct uid) from sighting").fetchone() == (n, n)
+    assert conn.execute("select last_uid from checkpoint").fetchone()[0] == n
+    assert conn.execute("select count(*) from quarantine").fetchone()[0] == 0
+    subjects = {s for (s,) in conn.execute("select subject from ticket")}
+    assert subjects == {f"Bulk question {i}" for i in range(n)}
+
+
+@pytest.mark.parametrize("how", ["restart", "kill"])
+def test_server_restart_under_a_running_daemon(tmp_path, private_dovecot, how):
+    dovecot = private_dovecot
+    dovecot.add_user("support")
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": "support"}], poll_interval=300)
+    dovecot.append("support", "INBOX", make_mail(subject="Before the restart"))
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    try:
+        wait_until(lambda: messages(config) == 1, what="the first sync")
+        if how == "restart":
+            dovecot.stop()
+        else:
+            dovecot.kill()
+        time.sleep(2.0)  # The daemon notices and starts backing off.
+        dovecot.start()
+        for i in range(3):
+            dovecot.append("support", "INBOX", make_mail(subject=f"While it was down {i}"))
+        wait_until(lambda: messages(config) == 4, timeout=45, what="ingest after the restart")
+    finally:
+        assert stop_daemon(daemon) == 0
+    log = (tmp_path / "daemon.log").read_text()
+    assert "reconnecting" in log
+    assert db_count(config, "select count(*) from ticket") == 4
