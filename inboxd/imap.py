@@ -244,7 +244,7 @@ def _describe(exc: BaseException) -> str:
 _END = object()
 
 
-def _prefetch(batches: Iterator[Batch], prepare, depth: int = 2) -> Iterator[tuple[Batch, Any]]:
+def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1) -> Iterator[tuple[Batch, Any]]:
     """Run `batches` (and `prepare` on each) one step ahead on a helper thread."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     cancelled = threading.Event()

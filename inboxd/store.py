@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from inboxd.config import Settings
 from inboxd.db import reading, writing
 from inboxd.ingest import Batch, BatchResult, Filer, read_checkpoint
-from inboxd.message import InboundMessage, MalformedMessage, parse_message
+from inboxd.worker import parse_many
 
 log = logging.getLogger("inboxd.store")
 
@@ -31,19 +31,6 @@ MIN_BATCH_FOR_WORKER = 8
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def parse_many(raws: list[bytes], max_attachment_bytes: int) -> list[InboundMessage | MalformedMessage]:
-    """Parse a batch; runs in the worker process, so it must never raise."""
-    out: list[InboundMessage | MalformedMessage] = []
-    for raw in raws:
-        try:
-            out.append(parse_message(raw, max_attachment_bytes=max_attachment_bytes))
-        except MalformedMessage as exc:
-            out.append(exc)
-        except Exception as exc:  # A parser bug becomes a quarantine reason.
-            out.append(MalformedMessage(f"parse error: {type(exc).__name__}: {exc}"))
-    return out
 
 
 class StoreSink:
@@ -73,7 +60,7 @@ class StoreSink:
     def prepare(self, batch: Batch) -> Future | None:
         if self.pool is None or len(batch.messages) < MIN_BATCH_FOR_WORKER:
             return None
-        return self.pool.submit(parse_many, [m.raw for m in batch.messages], self.max_attachment)
+        return self.pool.submit(parse_many, [m.raw for m in batch.messages], self.max_attachment, self.settings.store.data_dir)
 
     def file(self, batch: Batch, prepared: Future | None) -> BatchResult:
         parsed = prepared.result() if prepared is not None else None
