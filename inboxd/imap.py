@@ -165,6 +165,7 @@ class MailboxPoller:
                 return
             chunk = uids[i:i + size]
             data = client.fetch(chunk, ["BODY.PEEK[]"])
+            log.debug("%s/%s: fetched UIDs %d..%d", self.mailbox.name, folder, chunk[0], chunk[-1])
             # A message expunged between SEARCH and FETCH is simply absent.
             messages = [Fetched(uid, data[uid][b"BODY[]"]) for uid in chunk
                         if uid in data and data[uid].get(b"BODY[]") is not None]
