@@ -1,0 +1,108 @@
+"""Render the text of outgoing mail from the Jinja templates under templates/.
+
+A template is looked up per mailbox, then per language, then in English, so a
+mailbox can override one file and inherit the rest.  Templates run in Jinja's
+sandbox with strict undefined variables: a typo in a template is an error that
+names the file, never a silently empty sentence in a customer's inbox.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+# Mailbox names and languages become path segments; keep them to plain names.
+_SEGMENT = re.compile(r"[a-z0-9][a-z0-9_-]*", re.IGNORECASE)
+
+
+class TemplateError(Exception):
+    """A template is missing or broken; the message names the file and the problem."""
+
+
+class Templates:
+    """The templates/ folder of a deployment."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(self.root, encoding="utf-8"),
+            undefined=jinja2.StrictUndefined,
+            # HTML templates escape what they insert; plain text must not.
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+            keep_trailing_newline=True,
+            # Block tags ({% if %}) take no line of their own in the output.
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def candidates(self, name: str, *, mailbox: str | None = None, language: str = "en") -> list[str]:
+        """The template paths tried for `name`, relative to root, in lookup order."""
+        for label, segment in (("mailbox", mailbox), ("language", language)):
+            if segment is not None and not _SEGMENT.fullmatch(segment):
+                raise TemplateError(f"{name}: invalid {label} name {segment!r}")
+        paths = [f"mailboxes/{mailbox}/{name}"] if mailbox else []
+        paths += [f"{language}/{name}", f"en/{name}"]
+        return list(dict.fromkeys(paths))
+
+    def render(self, name: str, variables: Mapping[str, Any], *, mailbox: str | None = None,
+               language: str = "en") -> str:
+        """The first of mailboxes/{mailbox}/{name}, {language}/{name}, en/{name}, rendered."""
+        paths = self.candidates(name, mailbox=mailbox, language=language)
+        try:
+            template = self._env.select_template(paths)
+        except jinja2.TemplatesNotFound:
+            raise TemplateError(
+                f"{name}: no template found (looked for {', '.join(paths)} in {self.root})"
+            ) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.message}") from None
+        except (jinja2.TemplateError, OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"{name}: cannot load template: {_one_line(exc)}") from None
+        try:
+            return template.render(variables)
+        except Exception as exc:
+            # Anything a template does wrong (undefined variable, sandbox
+            # violation, a filter given the wrong type) is the template's
+            # problem, reported against its file and line.
+            where = template.filename or name
+            line = _template_line(exc, where)
+            kind = "unsafe access" if isinstance(exc, SecurityError) else "error"
+            location = f"{where}:{line}" if line else where
+            raise TemplateError(f"{location}: {kind}: {_one_line(exc)}") from None
+
+    def render_ack(self, variables: Mapping[str, Any], *, mailbox: str,
+                   language: str) -> tuple[str, str, str | None]:
+        """(subject, text, html or None) of the acknowledgement for a new ticket."""
+        subject = self.render("ack/subject.txt", variables, mailbox=mailbox, language=language)
+        text = self.render("ack/body.txt", variables, mailbox=mailbox, language=language)
+        html = None
+        if self._exists("ack/body.html", mailbox=mailbox, language=language):
+            html = self.render("ack/body.html", variables, mailbox=mailbox, language=language)
+        # A subject is one line, whatever the template's whitespace.
+        return " ".join(subject.split()), text, html
+
+    def _exists(self, name: str, *, mailbox: str | None, language: str) -> bool:
+        return any((self.root / path).is_file()
+                   for path in self.candidates(name, mailbox=mailbox, language=language))
+
+
+def _template_line(exc: BaseException, filename: str) -> int | None:
+    """The line of the template being rendered when `exc` was raised, if Jinja kept it.
+
+    Jinja rewrites tracebacks so that frames of template code carry the
+    template's file name and line number.
+    """
+    lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
+             if frame.filename == filename]
+    return lines[-1] if lines else None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
