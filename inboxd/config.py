@@ -17,7 +17,7 @@ import string
 import subprocess
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, NoReturn
@@ -28,9 +28,12 @@ class ConfigError(Exception):
 
 
 # The keys each table accepts.  The reference file must mention every one of them.
-TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents")
+TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply", "outbox", "templates")
+TEMPLATES_KEYS = ("dir",)
 STORE_KEYS = ("url", "data_dir", "max_attachment_bytes")
-TICKET_KEYS = ("id_format", "first_seq", "tag_format")
+TICKET_KEYS = ("id_format", "first_seq", "tag_format", "reopen_window")
+AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day")
+OUTBOX_KEYS = ("retry_base", "retry_max", "give_up_after", "lease", "interval", "sent_copy")
 LOG_KEYS = ("level", "file")
 PASSWORD_KEYS = ("password_env", "password_file", "password_command")
 SMTP_KEYS = ("host", "port", "security", "username", *PASSWORD_KEYS, "ca_file", "timeout")
@@ -38,14 +41,14 @@ IMAP_KEYS = (
     "host", "port", "security", "username", *PASSWORD_KEYS, "folders", "sent_folder",
     "ca_file", "timeout", "batch_size", "idle", "poll_interval",
 )
-MAILBOX_KEYS = ("name", "address", "display_name", "language", "imap", "smtp")
+MAILBOX_KEYS = ("name", "address", "display_name", "language", "ack", "note_subaddress", "imap", "smtp")
 AGENT_KEYS = ("name", "email", "role", "teams", "tier", "notify")
 
 # Top-level sections that later issues add (SLA, rules, ...).  They are kept raw
 # in Settings.extra so that a config written for a newer inboxd still loads.
 TOLERATED_TOP_KEYS = (
-    "sla", "calendars", "rules", "customer_groups", "macros", "csat", "autoreply",
-    "outbox", "loop", "reports", "scheduler", "teams",
+    "sla", "calendars", "rules", "customer_groups", "macros", "csat",
+    "loop", "reports", "scheduler", "teams",
 )
 
 # Section name (as written in TOML, without brackets) -> the keys it accepts.
@@ -58,6 +61,9 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "mailboxes.imap": IMAP_KEYS,
     "mailboxes.smtp": SMTP_KEYS,
     "agents": AGENT_KEYS,
+    "autoreply": AUTOREPLY_KEYS,
+    "outbox": OUTBOX_KEYS,
+    "templates": TEMPLATES_KEYS,
 })
 
 SECURITY_CHOICES = ("tls", "starttls", "none")
@@ -73,12 +79,15 @@ PLAIN_PASSWORD = (
 )
 MAILBOX_NAME = re.compile(r"[a-z0-9_-]+")
 AGENT_NAME = re.compile(r"[a-z0-9_.-]+")
+NOTE_SUBADDRESS = re.compile(r"[a-z0-9_.-]+")
 # Deliberately loose: a local part, one "@" and a dotted domain (or a bare host
 # such as "localhost").  Real validation happens when the mail server answers.
 EMAIL = re.compile(r"[^@\s<>(),;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 SQLITE_URL = re.compile(r"(sqlite(?:\+\w+)?):///([^?]*)(\?.*)?")
 # How long a password command may run before we give up on it.
 PASSWORD_COMMAND_TIMEOUT = 30.0
+# The templates that ship with inboxd (the repository's templates/ folder).
+SHIPPED_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,17 @@ class MailboxSettings:
     imap: ImapSettings
     smtp: SmtpSettings | None = None
     language: str = "en"
+    ack: bool = True
+    note_subaddress: str = "note"
+
+    @property
+    def domain(self) -> str:
+        return self.address.rsplit("@", 1)[1].lower()
+
+    def note_address(self) -> str:
+        """support+note@example.com: mail to it from an agent is an internal note."""
+        local, domain = self.address.rsplit("@", 1)
+        return f"{local}+{self.note_subaddress}@{domain}".lower()
 
 
 @dataclass(frozen=True)
@@ -217,6 +237,24 @@ class TicketSettings:
     id_format: str = "T-{seq}"
     first_seq: int = 1000
     tag_format: str = "[{id}]"
+    reopen_window: timedelta = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class AutoreplySettings:
+    enabled: bool = True
+    per_hour: int = 3
+    per_day: int = 10
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    retry_base: timedelta = timedelta(seconds=30)
+    retry_max: timedelta = timedelta(hours=1)
+    give_up_after: timedelta = timedelta(days=2)
+    lease: timedelta = timedelta(minutes=5)
+    interval: timedelta = timedelta(seconds=5)
+    sent_copy: bool = True
 
 
 @dataclass(frozen=True)
@@ -234,6 +272,9 @@ class Settings:
     agents: tuple[AgentSettings, ...]
     tickets: TicketSettings
     log: LogSettings
+    autoreply: AutoreplySettings = AutoreplySettings()
+    outbox: OutboxSettings = OutboxSettings()
+    templates_dir: Path = SHIPPED_TEMPLATES
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def mailbox(self, name: str) -> MailboxSettings:
@@ -250,6 +291,16 @@ class Settings:
     def agent_by_email(self, email: str) -> AgentSettings | None:
         wanted = email.strip().lower()
         return next((a for a in self.agents if a.email.lower() == wanted), None)
+
+    def mailbox_by_address(self, address: str) -> MailboxSettings | None:
+        """The mailbox an address reaches, including its +sub-addresses."""
+        local, _, domain = address.strip().lower().partition("@")
+        plain = f"{local.split('+', 1)[0]}@{domain}"
+        return next((m for m in self.mailboxes if m.address.lower() == plain), None)
+
+    def own_addresses(self) -> frozenset[str]:
+        """Every mailbox address and agent email, lower-cased."""
+        return frozenset([m.address.lower() for m in self.mailboxes] + [a.email.lower() for a in self.agents])
 
     def smtp_for(self, mailbox: MailboxSettings) -> SmtpSettings | None:
         """The mailbox's own [mailboxes.smtp] if it has one, else the global [smtp]."""
@@ -311,10 +362,15 @@ def parse_settings(data: dict, path: Path) -> Settings:
     smtp = _smtp(top.table("smtp", SMTP_KEYS), base) if "smtp" in data else None
     mailboxes = _mailboxes(top, base)
     agents = _agents(top, mailboxes)
+    autoreply = _autoreply(top.table("autoreply", AUTOREPLY_KEYS))
+    outbox = _outbox(top.table("outbox", OUTBOX_KEYS))
+    templates = top.table("templates", TEMPLATES_KEYS)
+    templates_dir = templates.optional_path("dir", base) or (
+        base / "templates" if (base / "templates").is_dir() else SHIPPED_TEMPLATES)
     extra = {key: data[key] for key in TOLERATED_TOP_KEYS if key in data}
     return Settings(
         path=path, store=store, smtp=smtp, mailboxes=mailboxes, agents=agents,
-        tickets=tickets, log=log, extra=MappingProxyType(extra),
+        tickets=tickets, log=log, autoreply=autoreply, outbox=outbox, templates_dir=templates_dir, extra=MappingProxyType(extra),
     )
 
 
@@ -367,7 +423,40 @@ def _tickets(table: _Table) -> TicketSettings:
         id_format=id_format,
         first_seq=table.integer("first_seq", 1000, low=0),
         tag_format=tag_format,
+        reopen_window=table.duration("reopen_window", "14d"),
     )
+
+
+def _autoreply(table: _Table) -> AutoreplySettings:
+    return AutoreplySettings(
+        enabled=table.boolean("enabled", True),
+        per_hour=table.integer("per_hour", 3, low=0),
+        per_day=table.integer("per_day", 10, low=0),
+    )
+
+
+def _outbox(table: _Table) -> OutboxSettings:
+    return OutboxSettings(
+        retry_base=table.duration("retry_base", "30s"),
+        retry_max=table.duration("retry_max", "1h"),
+        give_up_after=table.duration("give_up_after", "2d"),
+        lease=table.duration("lease", "5m"),
+        interval=table.duration("interval", "5s"),
+        sent_copy=table.boolean("sent_copy", True),
+    )
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)\s*(w|d|h|m|s))", re.IGNORECASE)
+_DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """ "90s", "15m", "4h", "2d", "1w" or combinations like "1h30m"; ValueError otherwise."""
+    compact = text.replace(" ", "")
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"expected a duration such as \"90s\", \"15m\", \"4h\" or \"2d\", got {_show(text)}")
+    return timedelta(seconds=sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in parts))
 
 
 def _check_format(table: _Table, key: str, value: str, name: str, samples: tuple) -> None:
@@ -453,6 +542,8 @@ def _mailboxes(top: _Table, base: Path) -> tuple[MailboxSettings, ...]:
             imap=_imap(table.table("imap", IMAP_KEYS, required=True), base),
             smtp=_smtp(smtp, base) if smtp.present else None,
             language=table.choice("language", "en", LANGUAGES),
+            ack=table.boolean("ack", True),
+            note_subaddress=table.name("note_subaddress", NOTE_SUBADDRESS) if "note_subaddress" in table.data else "note",
         ))
     return tuple(mailboxes)
 
@@ -577,6 +668,13 @@ class _Table:
         if not value > 0 or value == float("inf"):
             self.fail(name, f"must be a positive number, got {_show(value)}")
         return float(value)
+
+    def duration(self, name: str, default: str) -> timedelta:
+        value = self.string(name, default)
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(name, str(exc))
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.get(name, default)

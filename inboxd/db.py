@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -25,8 +26,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration.  Checking it with one query lets every CLI call skip
 # importing Alembic when the store is current; a test keeps it equal to
 # Alembic's own head.
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 BUSY_TIMEOUT_MS = 60_000
+
+
+def db_time(dt: datetime | None) -> str | None:
+    """A timestamp as SQLAlchemy stores UTCDateTime in SQLite (naive UTC text),
+    for the code that writes through SQLite's own cursor."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def create_store_engine(url: str) -> Engine:

@@ -28,19 +28,20 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
-from inboxd.config import Settings
+from inboxd import outbox
+from inboxd.bounces import Bounce, detect_bounce
+from inboxd.compose import ticket_ref_from_message_id
+from inboxd.config import AgentSettings, Settings
+from inboxd.db import db_time
 from inboxd.message import InboundMessage, MalformedMessage, extract_message_id
-from inboxd.worker import parse_one
+from inboxd.outbox import mail_subject, mail_text
+from inboxd.quotes import reply_text
+from inboxd.rules import AckContext, is_automatic, loop_header_value, may_auto_reply
+from inboxd.templates import Templates
 from inboxd.threading import ThreadMatch, TicketTag, find_ticket
+from inboxd.worker import parse_one
 
 log = logging.getLogger("inboxd.ingest")
-
-
-def db_time(dt: datetime | None) -> str | None:
-    """A timestamp as SQLAlchemy stores UTCDateTime in SQLite (naive UTC text)."""
-    if dt is None:
-        return None
-    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 class Done(Exception):
@@ -94,6 +95,15 @@ class Delivery:
     ticket_pk: int | None = None
     ticket_ref: str = ""
     message_pk: int | None = None
+    # What classify() decided: who wrote it and what it is.
+    direction: str = "in"
+    kind: str = "customer"
+    agent: AgentSettings | None = None
+    bounce: Bounce | None = None
+    relay: bool = False
+    note_reason: str = ""
+    previous_ref: str = ""
+    reply_text: str = ""
 
 
 class Filer:
@@ -102,6 +112,9 @@ class Filer:
     def __init__(self, settings: Settings, parse: Callable[[bytes], InboundMessage] | None = None):
         self.settings = settings
         self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
+        self.templates = Templates(settings.templates_dir)
+        self.own_addresses = settings.own_addresses()
+        self.own_domains = frozenset(m.domain for m in settings.mailboxes)
         self.max_attachment = settings.store.max_attachment_bytes
         # Parsing inline (no worker) saves attachments the same way the worker does.
         self.parse = parse or (lambda raw: parse_one(raw, self.max_attachment, settings.store.data_dir))
@@ -216,75 +229,162 @@ def keep_raw(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 
 def parse(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """Turn the bytes into an InboundMessage (possibly parsed ahead, elsewhere)."""
-    parsed = d.parsed if d.parsed is not None else _try_parse(filer, d.raw)
+    parsed = d.parsed if d.parsed is not None else filer.parse(d.raw)
     if isinstance(parsed, MalformedMessage):
         raise parsed
     d.msg = parsed
     d.key = parsed.message_id or f"sha256:{d.sha256}"
 
 
-def _try_parse(filer: Filer, raw: bytes) -> InboundMessage | MalformedMessage:
-    return filer.parse(raw)
-
-
 def skip_duplicate(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
-    """A mail we already hold (another mailbox, a resync) only adds a sighting."""
+    """A mail we already hold (another mailbox, a resync, the Sent copy of
+    our own mail) only adds a sighting."""
     row = cur.execute("SELECT id FROM message WHERE message_key = ?", (d.key,)).fetchone()
-    if row is None:
+    if row is not None:
+        d.message_pk = row[0]
+        record_sighting(filer, cur, d)
+        raise Done
+    if d.msg.message_id and cur.execute(
+        "SELECT 1 FROM outbox WHERE message_id = ?", (d.msg.message_id,)
+    ).fetchone():
+        # A relayed reply: the agent's own mail is the stored message already.
+        raise Done
+
+
+def classify(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """Who wrote this and what is it: customer mail, an agent's reply, a note, a bounce."""
+    msg = d.msg
+    mailbox = filer.settings.mailbox(d.mailbox)
+    sender = msg.from_.email if msg.from_ else ""
+    if d.folder == mailbox.imap.sent_folder:
+        # The shared mailbox's Sent folder: what the team sent from their clients.
+        d.direction, d.kind = "out", "agent"
+        d.agent = filer.settings.agent_by_email(sender)
         return
-    d.message_pk = row[0]
-    record_sighting(filer, cur, d)
-    raise Done
+    bounce = detect_bounce(d.raw, msg)
+    if bounce is not None:
+        d.kind, d.bounce = "bounce", bounce
+        return
+    agent = filer.settings.agent_by_email(sender) if sender else None
+    if agent is None:
+        return
+    d.agent = agent
+    automatic = is_automatic(msg)
+    first_line = msg.text.lstrip().split("\n", 1)[0].strip().lower()
+    to_note = any(a.email == mailbox.note_address() for a in (*msg.to, *msg.cc))
+    if automatic:
+        # An agent's out-of-office reply is kept for the record, never relayed.
+        d.kind, d.note_reason = "note", f"automatic mail from agent {agent.name}: {automatic}"
+    elif first_line.startswith("#note") or to_note:
+        d.kind, d.note_reason = "note", "internal note by email"
+    else:
+        d.direction, d.kind, d.relay = "out", "agent", True
 
 
 def thread(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """Find the ticket this message continues, or decide to open one."""
-    d.match = find_ticket(d.msg, StoreLookup(cur), filer.tags)
+    lookup = StoreLookup(cur)
+    if d.bounce is not None and d.bounce.original_message_id:
+        mid = d.bounce.original_message_id
+        known = lookup.tickets_by_message_ids([mid])
+        ref = ticket_ref_from_message_id(mid)
+        pk = known.get(mid) or (lookup.ticket_by_ref(ref) if ref else None)
+        if pk is not None:
+            d.match = ThreadMatch(pk, f"bounce of <{mid}>")
+            return
+    d.match = find_ticket(d.msg, lookup, filer.tags, ticket_ref_from_message_id)
+    if d.match.is_new and d.kind in ("agent", "note"):
+        if d.direction == "out" and d.agent is None or d.folder == filer.settings.mailbox(d.mailbox).imap.sent_folder:
+            # Sent mail about no ticket is the team's own business.
+            raise Done
+        # An agent writing to the shared address about no ticket (say, a
+        # forwarded customer mail) opens one like anybody else, and nothing
+        # is relayed or noted.
+        d.direction, d.kind, d.relay = "in", "customer", False
 
 
 def open_or_update_ticket(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     msg = d.msg
     sender = msg.from_ or (msg.reply_to[0] if msg.reply_to else None)
-    if sender is None:
+    if sender is None and d.kind != "bounce":
         raise Quarantined("no sender address")
+    sender_email = sender.email if sender else "mailer-daemon"
     now = db_time(d.now)
-    if d.match.is_new:
-        d.ticket_pk, d.ticket_ref = filer.allocate_ref(cur)
-        cur.execute(
-            "INSERT INTO ticket (id, ref, subject, status, priority, mailbox, requester, requester_name, tags,"
-            " message_count, created_at, updated_at, version)"
-            " VALUES (?, ?, ?, 'new', 'normal', ?, ?, ?, '[]', 1, ?, ?, 1)",
-            (d.ticket_pk, d.ticket_ref, filer.tags.display_subject(msg.subject)[:998], d.mailbox,
-             sender.email, sender.name, now, now),
-        )
-        cur.execute("INSERT OR IGNORE INTO customer (email, name, created_at) VALUES (?, ?, ?)",
+    if not d.match.is_new:
+        row = cur.execute("SELECT ref, status, closed_at FROM ticket WHERE id = ?", (d.match.ticket_pk,)).fetchone()
+        d.ticket_pk, d.ticket_ref = d.match.ticket_pk, row[0]
+        status, closed_at = row[1], row[2]
+        if d.kind == "customer" and status == "closed" and not _within(closed_at, d.now, filer.settings.tickets.reopen_window):
+            # Too old to reopen: a new ticket that points back at the old one.
+            _event(cur, d, "follow-up", {"reason": d.match.reason, "note": "closed too long ago to reopen"})
+            d.previous_ref = d.ticket_ref
+            d.match = ThreadMatch(None, f"follow-up to closed {d.ticket_ref} ({d.match.reason})")
+        else:
+            new_status = _next_status(status, d.kind)
+            first_response = d.kind == "agent"
+            cur.execute(
+                "UPDATE ticket SET message_count = message_count + 1, updated_at = ?, version = version + 1,"
+                " status = ?, first_response_at = CASE WHEN ? AND first_response_at IS NULL THEN ?"
+                " ELSE first_response_at END, closed_at = CASE WHEN ? = 'closed' THEN closed_at ELSE NULL END"
+                " WHERE id = ?",
+                (now, new_status, first_response, now, new_status, d.ticket_pk),
+            )
+            detail = {"reason": d.match.reason, "mailbox": d.mailbox, "from": sender_email, "kind": d.kind}
+            if new_status != status:
+                detail.update(status_before=status, status_after=new_status)
+            if d.note_reason:
+                detail["note"] = d.note_reason
+            _event(cur, d, "message", detail, actor=d.agent.name if d.agent else "inboxd")
+            return
+    d.ticket_pk, d.ticket_ref = filer.allocate_ref(cur)
+    cur.execute(
+        "INSERT INTO ticket (id, ref, subject, status, priority, mailbox, requester, requester_name, tags,"
+        " message_count, created_at, updated_at, version)"
+        " VALUES (?, ?, ?, 'new', 'normal', ?, ?, ?, '[]', 1, ?, ?, 1)",
+        (d.ticket_pk, d.ticket_ref, filer.tags.display_subject(msg.subject)[:998], d.mailbox,
+         sender_email, sender.name if sender else "", now, now),
+    )
+    if sender is not None:
+        cur.execute("INSERT OR IGNORE INTO customer (email, name, created_at, bouncing) VALUES (?, ?, ?, 0)",
                     (sender.email, sender.name, now))
-        _event(cur, d, "created", {"reason": d.match.reason, "mailbox": d.mailbox, "from": sender.email})
-    else:
-        d.ticket_pk = d.match.ticket_pk
-        d.ticket_ref = cur.execute("SELECT ref FROM ticket WHERE id = ?", (d.ticket_pk,)).fetchone()[0]
-        cur.execute(
-            "UPDATE ticket SET message_count = message_count + 1, updated_at = ?, version = version + 1"
-            " WHERE id = ?",
-            (now, d.ticket_pk),
-        )
-        _event(cur, d, "message", {"reason": d.match.reason, "mailbox": d.mailbox, "from": sender.email})
+    detail = {"reason": d.match.reason, "mailbox": d.mailbox, "from": sender_email}
+    if d.previous_ref:
+        detail["follows"] = d.previous_ref
+    _event(cur, d, "created", detail)
+
+
+def _next_status(status: str, kind: str) -> str:
+    """The status a ticket moves to when a message of this kind arrives."""
+    if kind == "customer" and status in ("pending", "solved", "closed"):
+        return "open"
+    if kind == "agent" and status in ("new", "open"):
+        return "pending"
+    return status
+
+
+def _within(closed_at: str | None, now: datetime, window) -> bool:
+    if closed_at is None:
+        return True
+    closed = datetime.fromisoformat(closed_at).replace(tzinfo=UTC)
+    return now - closed <= window
 
 
 def store_message(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     msg = d.msg
     sender = msg.from_
+    new_text = reply_text(msg.text)
     cur.execute(
         "INSERT INTO message (message_key, message_id, ticket_id, direction, kind, from_addr, from_name, to_addrs,"
         " cc_addrs, reply_to, date, subject, text, reply_text, html_only, in_reply_to, \"references\", auto,"
         " raw_sha256, size, created_at)"
-        " VALUES (?, ?, ?, 'in', 'customer', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (d.key, msg.message_id, d.ticket_pk, sender.email if sender else "", sender.name if sender else "",
-         _addresses(msg.to), _addresses(msg.cc), _addresses(msg.reply_to), db_time(msg.date), msg.subject,
-         msg.text, msg.text, msg.html_only, json.dumps(list(msg.in_reply_to)), json.dumps(list(msg.references)),
-         json.dumps(_auto_facts(msg)), d.sha256, msg.size, db_time(d.now)),
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (d.key, msg.message_id, d.ticket_pk, d.direction, d.kind, sender.email if sender else "",
+         sender.name if sender else "", _addresses(msg.to), _addresses(msg.cc), _addresses(msg.reply_to),
+         db_time(msg.date), msg.subject, msg.text, new_text, msg.html_only, json.dumps(list(msg.in_reply_to)),
+         json.dumps(list(msg.references)), json.dumps(_auto_facts(msg, d)), d.sha256, msg.size, db_time(d.now)),
     )
     d.message_pk = cur.lastrowid
+    d.reply_text = new_text
     parents = {*msg.in_reply_to, *msg.references} - {msg.message_id}
     if parents:
         cur.executemany("INSERT OR IGNORE INTO messageref (message_pk, ref) VALUES (?, ?)",
@@ -308,33 +408,113 @@ def record_sighting(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     )
 
 
+def note_bounce(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """A permanent bounce marks the customer, so no more auto-replies go there."""
+    if d.bounce is None:
+        return
+    b = d.bounce
+    _event(cur, d, "bounce", {"recipients": list(b.recipients), "permanent": b.permanent, "reason": b.reason})
+    if b.permanent:
+        for address in b.recipients:
+            cur.execute("UPDATE customer SET bouncing = 1, bounced_at = ? WHERE email = ?", (db_time(d.now), address))
+
+
+def acknowledge(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """A new ticket from a customer gets an acknowledgement, unless a loop rule says no."""
+    mailbox = filer.settings.mailbox(d.mailbox)
+    if not (d.match.is_new and d.kind == "customer" and mailbox.ack and filer.settings.autoreply.enabled):
+        return
+    ticket = outbox.load_ticket(cur, d.ticket_pk)
+    hour_ago, day_ago = outbox.budget_window(d.now)
+    bouncing = cur.execute("SELECT bouncing FROM customer WHERE email = ?", (ticket.requester,)).fetchone()
+    ctx = AckContext(
+        own_addresses=filer.own_addresses,
+        own_domains_for_ids=filer.own_domains,
+        loop_header_value=loop_header_value(mailbox.address),
+        sent_last_hour=outbox.auto_replies_sent(cur, ticket.requester, hour_ago),
+        sent_last_day=outbox.auto_replies_sent(cur, ticket.requester, day_ago),
+        budget_per_hour=filer.settings.autoreply.per_hour,
+        budget_per_day=filer.settings.autoreply.per_day,
+        sender_bouncing=bool(bouncing and bouncing[0]),
+    )
+    verdict = may_auto_reply(d.msg, ctx)
+    if not verdict.allowed:
+        _event(cur, d, "no-ack", {"rule": verdict.rule, "reason": verdict.reason})
+        return
+    mail = outbox.ack_mail(filer.settings, filer.templates, filer.tags, mailbox, ticket,
+                           in_reply_to=d.msg.message_id, now=d.now)
+    outbox.enqueue(cur, ticket_pk=d.ticket_pk, mailbox=mailbox, kind="ack", mail=mail, now=d.now,
+                   sent_copy=filer.settings.outbox.sent_copy)
+    _store_outgoing(cur, d, mail, kind="auto", text=mail_text(mail))
+    _event(cur, d, "ack", {"message_id": mail.message_id, "to": ticket.requester})
+
+
+def relay(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """An agent's answer by email goes on to the customer from the shared address."""
+    if not d.relay:
+        return
+    mailbox = filer.settings.mailbox(d.mailbox)
+    ticket = outbox.load_ticket(cur, d.ticket_pk)
+    parent, references = outbox.thread_ids(cur, d.ticket_pk)
+    mail = outbox.relay_mail(filer.tags, mailbox, ticket, agent_name=d.agent.name.capitalize(),
+                             text=d.reply_text, in_reply_to=parent, references=references, now=d.now)
+    outbox.enqueue(cur, ticket_pk=d.ticket_pk, mailbox=mailbox, kind="relay", mail=mail, now=d.now,
+                   sent_copy=filer.settings.outbox.sent_copy)
+    _event(cur, d, "relay", {"message_id": mail.message_id, "to": ticket.requester}, actor=d.agent.name)
+
+
 PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
     keep_raw,
     parse,
     skip_duplicate,
+    classify,
     thread,
     open_or_update_ticket,
     store_message,
     record_sighting,
+    note_bounce,
+    acknowledge,
+    relay,
 )
 
 
-def _event(cur: sqlite3.Cursor, d: Delivery, action: str, detail: dict) -> None:
-    cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, 'inboxd', ?, ?)",
-                (d.ticket_pk, db_time(d.now), action, json.dumps(detail, ensure_ascii=False)))
+def _store_outgoing(cur: sqlite3.Cursor, d: Delivery, mail, *, kind: str, text: str) -> None:
+    """Our own outgoing mail joins the thread, so replies to it find the ticket."""
+    digest = hashlib.sha256(mail.data).hexdigest()
+    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",
+                (digest, len(mail.data), mail.data))
+    cur.execute(
+        "INSERT INTO message (message_key, message_id, ticket_id, direction, kind, from_addr, from_name, to_addrs,"
+        " cc_addrs, reply_to, date, subject, text, reply_text, html_only, in_reply_to, \"references\", auto,"
+        " raw_sha256, size, created_at)"
+        " VALUES (?, ?, ?, 'out', ?, ?, '', ?, '[]', '[]', ?, ?, ?, ?, 0, ?, '[]', '{}', ?, ?, ?)",
+        (mail.message_id, mail.message_id, d.ticket_pk, kind, mail.sender,
+         json.dumps([{"name": "", "email": r} for r in mail.recipients]), db_time(d.now), mail_subject(mail),
+         text, text, json.dumps([d.msg.message_id] if d.msg.message_id else []), digest, len(mail.data),
+         db_time(d.now)),
+    )
+    cur.execute("UPDATE ticket SET message_count = message_count + 1 WHERE id = ?", (d.ticket_pk,))
+
+
+def _event(cur: sqlite3.Cursor, d: Delivery, action: str, detail: dict, actor: str = "inboxd") -> None:
+    cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+                (d.ticket_pk, db_time(d.now), actor, action, json.dumps(detail, ensure_ascii=False)))
 
 
 def _addresses(addrs) -> str:
     return json.dumps([{"name": a.name, "email": a.email} for a in addrs], ensure_ascii=False)
 
 
-def _auto_facts(msg: InboundMessage) -> dict:
+def _auto_facts(msg: InboundMessage, d: Delivery) -> dict:
     a = msg.auto
     facts = {
         "auto_submitted": a.auto_submitted, "precedence": a.precedence, "list_id": a.list_id,
         "list_unsubscribe": a.list_unsubscribe, "auto_response_suppress": a.auto_response_suppress,
         "return_path": a.return_path, "delivery_status": a.delivery_status, "loop": a.loop,
     }
+    if d.bounce is not None:
+        facts["bounce"] = {"recipients": list(d.bounce.recipients), "permanent": d.bounce.permanent,
+                           "reason": d.bounce.reason}
     return {k: v for k, v in facts.items() if v not in (None, False)}
 
 

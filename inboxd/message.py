@@ -603,12 +603,32 @@ def _check_shape(raw: bytes) -> bytes:
     return raw
 
 
-def _sender(from_: tuple[Address, ...], sender: tuple[Address, ...], reply_to: tuple[Address, ...]) -> Address | None:
+# The mail system's own mailboxes, as a local part in From, Sender or Return-Path.
+_DAEMON = re.compile(r"(?<![\w.+-])(?:mailer-daemon|postmaster)(?![\w-])", re.I)
+
+
+def _from_mail_system(headers: dict[str, list[str]], delivery_status: bool) -> bool:
+    """Whether the mail comes from the delivery system itself (a bounce or a warning).
+
+    Such mail often has "From: <>" or no From at all, and still has to be
+    filed: it tells us that a reply of ours did not arrive.
+    """
+    if delivery_status:
+        return True
+    return_path = _return_path(_first(headers, "return-path"))
+    if return_path == "":
+        return True
+    values = [return_path or ""] + headers.get("from", []) + headers.get("sender", [])
+    return any(_DAEMON.search(_decode_raw(value)) for value in values)
+
+
+def _sender(from_: tuple[Address, ...], sender: tuple[Address, ...], reply_to: tuple[Address, ...],
+            from_mail_system: bool = False) -> Address | None:
     if from_:
         return from_[0]
     if sender:
         return sender[0]
-    if reply_to:
+    if reply_to or from_mail_system:
         return None
     raise MalformedMessage("no sender address")
 
@@ -635,10 +655,11 @@ def _parse_fast(raw: bytes, body: bytes, max_attachment_bytes: int) -> InboundMe
     headers = _header_map(msg)
     from_ = _addresses(headers.get("from", []))
     reply_to = _addresses(headers.get("reply-to", []))
-    sender = _sender(from_, _addresses(headers.get("sender", [])), reply_to)
 
     walk = _Walk(max_attachment_bytes)
     _walk(msg, walk)
+    sender = _sender(from_, _addresses(headers.get("sender", [])), reply_to,
+                     _from_mail_system(headers, walk.delivery_status))
     if walk.plain is not None:
         text, html_only = _part_text(walk.plain), False
     elif walk.html is not None:
@@ -706,7 +727,9 @@ def _parse_with_mailparser(raw: bytes, body: bytes, max_attachment_bytes: int) -
     headers = _guarded({}, _header_map, msg)
     from_ = _guarded((), lambda: _fallback_addresses(mp.from_))
     reply_to = _guarded((), lambda: _fallback_addresses(mp.reply_to))
-    sender = _sender(from_, _guarded((), lambda: _fallback_addresses(mp.sender)), reply_to)
+    delivery_status = _guarded(False, lambda: any(p.get_content_type() in _DSN_TYPES for p in msg.walk()))
+    from_mail_system = _guarded(delivery_status, _from_mail_system, headers, delivery_status)
+    sender = _sender(from_, _guarded((), lambda: _fallback_addresses(mp.sender)), reply_to, from_mail_system)
     plain = _guarded([], lambda: list(mp.text_plain))
     html = _guarded([], lambda: list(mp.text_html))
     if plain:
@@ -721,7 +744,6 @@ def _parse_with_mailparser(raw: bytes, body: bytes, max_attachment_bytes: int) -
                     for item in _guarded([], lambda: list(mp.attachments)))
         if a is not None
     ]
-    delivery_status = _guarded(False, lambda: any(p.get_content_type() in _DSN_TYPES for p in msg.walk()))
     defects = _guarded([], lambda: sorted(mp.defects_categories))
     return InboundMessage(
         message_id=_guarded(None, _first_id, _first(headers, "message-id")),

@@ -37,6 +37,7 @@ class Ticket(SQLModel, table=True):
     created_at: datetime
     updated_at: datetime
     first_response_at: datetime | None = None
+    closed_at: datetime | None = None
     # Bumped on every update so concurrent writers can detect lost updates.
     version: int = 1
 
@@ -46,6 +47,9 @@ class Customer(SQLModel, table=True):
     email: str = Field(unique=True, index=True)
     name: str = ""
     created_at: datetime
+    # Set when mail to the customer bounced permanently: no more auto-replies.
+    bouncing: bool = False
+    bounced_at: datetime | None = None
 
 
 class RawMessage(SQLModel, table=True):
@@ -157,3 +161,34 @@ class Quarantine(SQLModel, table=True):
     reason: str
     raw_sha256: str = Field(foreign_key="rawmessage.sha256")
     at: datetime
+
+
+OUTBOX_STATUSES = ("queued", "sending", "sent", "failed")
+
+
+class Outbox(SQLModel, table=True):
+    """One outgoing mail, written with the ticket change that caused it.
+
+    The sender claims a row by moving it from queued to sending with a
+    compare-and-swap UPDATE; a row left in sending by a crash is offered
+    again after the lease, with the same Message-ID.
+    """
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    mailbox: str
+    kind: str                      # ack | relay | reply | notification
+    message_id: str = Field(unique=True, index=True)
+    sender: str
+    recipients: str = "[]"
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = "queued"
+    attempts: int = 0
+    next_attempt_at: datetime
+    claimed_at: datetime | None = None
+    last_error: str = ""
+    created_at: datetime
+    sent_at: datetime | None = None
+    # Whether the copy for the mailbox's Sent folder is still to be appended.
+    copy_status: str = "none"      # none | pending | done

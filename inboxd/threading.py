@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Protocol
 
 from inboxd.message import InboundMessage
@@ -84,8 +85,18 @@ class ThreadMatch:
         return self.ticket_pk is None
 
 
-def find_ticket(msg: InboundMessage, lookup: ThreadLookup, tags: TicketTag) -> ThreadMatch:
-    """The ticket `msg` continues, or a match with no ticket for a new one."""
+def find_ticket(
+    msg: InboundMessage,
+    lookup: ThreadLookup,
+    tags: TicketTag,
+    our_ref: Callable[[str], str | None] = lambda _mid: None,
+) -> ThreadMatch:
+    """The ticket `msg` continues, or a match with no ticket for a new one.
+
+    `our_ref` reads the ticket id out of one of our own Message-IDs (see
+    inboxd.compose), so a reply threads even when the store never saw the
+    id it answers (a relayed reply) and the client dropped the subject tag.
+    """
     parents = [*msg.in_reply_to, *reversed(msg.references)]
     if parents:
         known = lookup.tickets_by_message_ids(parents)
@@ -93,6 +104,11 @@ def find_ticket(msg: InboundMessage, lookup: ThreadLookup, tags: TicketTag) -> T
             for mid in ids:
                 if mid in known:
                     return ThreadMatch(known[mid], f"{header} <{mid}>")
+        for mid in parents:
+            ref = our_ref(mid)
+            pk = lookup.ticket_by_ref(ref) if ref else None
+            if pk is not None:
+                return ThreadMatch(pk, f"our Message-ID <{mid}>")
     tagged = tags.find(msg.subject)
     if tagged is not None:
         pk = lookup.ticket_by_ref(tagged)

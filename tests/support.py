@@ -18,8 +18,13 @@ PASSWORD = "secret"
 
 def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security: str = "tls",
                  smtp_port: int | None = None, extra: str = "", idle: bool = True,
-                 poll_interval: float = 60, batch_size: int = 200) -> Path:
-    """An inboxd.toml for `mailboxes`, each {"name", "user", "folders"?, "password"?}."""
+                 poll_interval: float = 60, batch_size: int = 200, acks: bool = False,
+                 outbox: str = "") -> Path:
+    """An inboxd.toml for `mailboxes`, each {"name", "user", "folders"?, "sent_folder"?, "password_file"?}.
+
+    Acknowledgements are off unless `acks` is true, so tests of the inbound
+    path see only inbound mail.  `outbox` is extra TOML for [outbox].
+    """
     pw = tmp / "imap-password"
     pw.write_text(PASSWORD + "\n")
     pw.chmod(0o600)
@@ -28,6 +33,15 @@ def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security
         "[store]",
         'url = "sqlite:///inboxd.db"',
         'data_dir = "var"',
+        "",
+        "[autoreply]",
+        f"enabled = {'true' if acks else 'false'}",
+        "",
+        "[outbox]",
+        'retry_base = "1s"',
+        'retry_max = "2s"',
+        'interval = "1s"',
+        outbox,
         "",
     ]
     if smtp_port:
@@ -46,6 +60,7 @@ def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security
             f'username = "{mb["user"]}"',
             pwline,
             f"folders = [{folders}]",
+            f'sent_folder = "{mb.get("sent_folder", "")}"',
             f'ca_file = "{dovecot.ca_file}"',
             f"idle = {'true' if idle else 'false'}",
             f"poll_interval = {poll_interval}",

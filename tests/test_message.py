@@ -336,6 +336,36 @@ def test_subject_folding_collapsed_and_size():
     assert parse_message(mail(b"")).subject == ""
 
 
+@pytest.mark.parametrize("raw", [
+    # A DSN with an empty From, as some MTAs write it.
+    (b"From: <>\r\nTo: support@example.com\r\nSubject: Delivery Status Notification (Failure)\r\n"
+     b'Content-Type: multipart/report; report-type=delivery-status; boundary="R"\r\n\r\n'
+     b"--R\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+     b"--R\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n"
+     b"Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n--R--\r\n"),
+    # A null return path and no From at all.
+    b"Return-Path: <>\r\nTo: support@example.com\r\nSubject: Mail delivery failed\r\n\r\nbody",
+    # Sendmail's bare "MAILER-DAEMON", which has no domain to make an address.
+    b"From: MAILER-DAEMON\r\nTo: support@example.com\r\nSubject: Returned mail\r\n\r\nbody",
+    b"From: Mail Delivery System <Postmaster>\r\nSubject: x\r\n\r\nbody",
+])
+def test_mail_system_messages_without_sender_parse(raw):
+    parsed = parse_message(raw)
+    assert parsed.from_ is None
+    assert parsed.reply_to == ()
+
+
+def test_mail_system_without_sender_parses_in_fallback_too(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(message_module, "_walk", broken)
+    parsed = parse_message(b"Return-Path: <>\r\nSubject: Undeliverable: x\r\n\r\nbody")
+    assert parsed.from_ is None
+    with pytest.raises(MalformedMessage, match="^no sender address$"):
+        parse_message(b"Return-Path: <a@example.com>\r\nSubject: x\r\n\r\nbody")
+
+
 # --- Failures -----------------------------------------------------------------
 
 @pytest.mark.parametrize("raw, reason", [
@@ -345,6 +375,7 @@ def test_subject_folding_collapsed_and_size():
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "no header block"),
     (b"Subject: hi\r\nTo: a@example.com\r\n\r\nbody", "no sender address"),
     (b"From: Mail Delivery System <>\r\n\r\nbody", "no sender address"),
+    (b"Return-Path: <li@example.cn>\r\nFrom: Postmaster-Fan <>\r\n\r\nbody", "no sender address"),
 ])
 def test_malformed_messages(raw, reason):
     with pytest.raises(MalformedMessage) as caught:

@@ -100,3 +100,15 @@ def test_parent_arriving_after_its_reply_joins_the_reply():
 def test_new_ticket():
     match = find_ticket(msg(), FakeLookup(), TAGS)
     assert match.is_new and match.reason == "new ticket"
+
+
+def test_our_message_id_scheme_threads_without_stored_ids_or_tag():
+    from inboxd.compose import new_message_id, ticket_ref_from_message_id
+
+    ours = new_message_id("T-1007", "example.com", unique="abc123")
+    lookup = FakeLookup(by_ref={"T-1007": 7})
+    m = msg(in_reply_to=(ours,), subject="Re: something else")
+    match = find_ticket(m, lookup, TAGS, ticket_ref_from_message_id)
+    assert (match.ticket_pk, match.reason) == (7, f"our Message-ID <{ours}>")
+    # Without the scheme reader the same mail is a new ticket.
+    assert find_ticket(m, lookup, TAGS).is_new

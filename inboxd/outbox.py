@@ -1,0 +1,170 @@
+"""Step 5: outgoing mail as outbox rows, written in the caller's transaction.
+
+Nothing is ever sent from here.  Each function composes one mail (an
+acknowledgement, a relayed agent reply) and writes it to the `outbox` table
+on the cursor of the transaction that changes the ticket, so the change and
+the mail it causes are committed together or not at all.  `inboxd.sender`
+drains the table.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from inboxd.compose import Outgoing, compose, new_message_id, tagged_subject
+from inboxd.config import MailboxSettings, Settings
+from inboxd.db import db_time
+from inboxd.rules import loop_header_value
+from inboxd.templates import Templates
+from inboxd.threading import TicketTag
+
+
+@dataclass(frozen=True)
+class TicketView:
+    """What composing needs to know about a ticket."""
+
+    pk: int
+    ref: str
+    subject: str
+    status: str
+    priority: str
+    requester: str
+    requester_name: str
+    created_at: str
+
+
+def load_ticket(cur: sqlite3.Cursor, pk: int) -> TicketView:
+    row = cur.execute(
+        "SELECT id, ref, subject, status, priority, requester, requester_name, created_at FROM ticket WHERE id = ?",
+        (pk,),
+    ).fetchone()
+    return TicketView(*row)
+
+
+def thread_ids(cur: sqlite3.Cursor, ticket_pk: int) -> tuple[str | None, list[str]]:
+    """(the newest customer Message-ID, every Message-ID of the thread in order)."""
+    rows = cur.execute(
+        "SELECT message_id, kind FROM message WHERE ticket_id = ? AND message_id IS NOT NULL"
+        " ORDER BY coalesce(date, created_at), id",
+        (ticket_pk,),
+    ).fetchall()
+    parent = next((mid for mid, kind in reversed(rows) if kind == "customer"), None)
+    return parent, [mid for mid, _ in rows]
+
+
+def unique_token() -> str:
+    return secrets.token_hex(8)
+
+
+def enqueue(
+    cur: sqlite3.Cursor,
+    *,
+    ticket_pk: int | None,
+    mailbox: MailboxSettings,
+    kind: str,
+    mail: Outgoing,
+    now: datetime,
+    sent_copy: bool,
+) -> int:
+    """Write one outbox row; returns its id."""
+    cur.execute(
+        "INSERT INTO outbox (ticket_id, mailbox, kind, message_id, sender, recipients, data, status, attempts,"
+        " next_attempt_at, last_error, created_at, copy_status)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, '', ?, ?)",
+        (ticket_pk, mailbox.name, kind, mail.message_id, mail.sender, json.dumps(list(mail.recipients)),
+         mail.data, db_time(now), db_time(now), "pending" if sent_copy and mailbox.imap.sent_folder else "none"),
+    )
+    return cur.lastrowid
+
+
+def auto_replies_sent(cur: sqlite3.Cursor, address: str, since: datetime) -> int:
+    """How many automatic replies went (or are going) to `address` since then."""
+    return cur.execute(
+        "SELECT count(*) FROM outbox WHERE kind = 'ack' AND created_at >= ? AND recipients LIKE ?",
+        (db_time(since), f'%{json.dumps(address.lower())}%'),
+    ).fetchone()[0]
+
+
+def ack_mail(
+    settings: Settings,
+    templates: Templates,
+    tags: TicketTag,
+    mailbox: MailboxSettings,
+    ticket: TicketView,
+    *,
+    in_reply_to: str | None,
+    now: datetime,
+) -> Outgoing:
+    """The acknowledgement of a new ticket, rendered from the mailbox's templates."""
+    variables = {
+        "ticket": {
+            "id": ticket.ref, "tag": tags.tag(ticket.ref), "subject": ticket.subject, "status": ticket.status,
+            "priority": ticket.priority, "created_at": ticket.created_at,
+        },
+        "customer": {"name": ticket.requester_name, "email": ticket.requester},
+        "mailbox": {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
+        # SLA promises arrive with SLA policies; until then none is published.
+        "sla": {"first_response": None, "first_response_due": None},
+    }
+    subject, text, html = templates.render_ack(variables, mailbox=mailbox.name, language=mailbox.language)
+    return compose(
+        mailbox_address=mailbox.address,
+        from_name=mailbox.display_name,
+        to=[(ticket.requester_name, ticket.requester)],
+        subject=tagged_subject(subject, ticket.ref, tags),
+        text=text,
+        html=html,
+        message_id=new_message_id(ticket.ref, mailbox.domain, unique=unique_token()),
+        in_reply_to=in_reply_to,
+        references=[in_reply_to] if in_reply_to else (),
+        auto_reply=True,
+        loop_value=loop_header_value(mailbox.address),
+        now=now,
+    )
+
+
+def relay_mail(
+    tags: TicketTag,
+    mailbox: MailboxSettings,
+    ticket: TicketView,
+    *,
+    agent_name: str,
+    text: str,
+    in_reply_to: str | None,
+    references: list[str],
+    now: datetime,
+) -> Outgoing:
+    """An agent's emailed answer, sent on to the customer from the shared address."""
+    return compose(
+        mailbox_address=mailbox.address,
+        from_name=f"{agent_name} via {mailbox.display_name}",
+        to=[(ticket.requester_name, ticket.requester)],
+        subject=tagged_subject(ticket.subject, ticket.ref, tags),
+        text=text,
+        message_id=new_message_id(ticket.ref, mailbox.domain, unique=unique_token()),
+        in_reply_to=in_reply_to,
+        references=references,
+        loop_value=loop_header_value(mailbox.address),
+        now=now,
+    )
+
+
+def budget_window(now: datetime) -> tuple[datetime, datetime]:
+    return now - timedelta(hours=1), now - timedelta(days=1)
+
+
+def mail_subject(mail: Outgoing) -> str:
+    return str(email.message_from_bytes(mail.data, policy=email.policy.default)["Subject"] or "")
+
+
+def mail_text(mail: Outgoing) -> str:
+    """The plain-text part of a composed mail, decoded."""
+    msg = email.message_from_bytes(mail.data, policy=email.policy.default)
+    part = msg.get_body(preferencelist=("plain",))
+    return part.get_content() if part is not None else ""
