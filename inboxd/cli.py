@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 quarantine_app = typer.Typer(help="Mail that could not be filed, with the reason.", no_args_is_help=True)
 app.add_typer(quarantine_app, name="quarantine")
+outbox_app = typer.Typer(help="Outgoing mail: what waits, what failed and why.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 
 log = logging.getLogger("inboxd.cli")
 
@@ -243,6 +245,41 @@ def quarantine_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--j
         typer.echo(f"{q['id']:>5}  {q['at']}  {q['mailbox']}/{q['folder']} uid {q['uid']}  "
                    f"<{q['message_id'] or ''}>  {q['reason']}")
     typer.echo(f"{len(rows)} quarantined message(s)")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    ctx: typer.Context,
+    status: list[str] = typer.Option([], "--status", help="queued, sending, sent or failed (repeatable); default: all but sent."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Outgoing mail that is waiting or failed (and with --status sent, what went out)."""
+    from inboxd.db import reading
+    from inboxd.models import OUTBOX_STATUSES
+
+    for s in status:
+        if s not in OUTBOX_STATUSES:
+            raise UserError(f"unknown outbox status {s!r}; use one of {', '.join(OUTBOX_STATUSES)}")
+    with reading(_store(_ctx(ctx).settings)) as conn:
+        rows = ticketq.list_outbox(conn, tuple(status) or ("queued", "sending", "failed"))
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        typer.echo(f"{r['id']:>5}  {r['status']:<7}  {r['kind']:<12}  {r['ticket'] or '-':<8}  "
+                   f"{', '.join(r['to'])}  attempts {r['attempts']}  {r['last_error']}")
+    typer.echo(f"{len(rows)} outgoing message(s)")
+
+
+@outbox_app.command("retry")
+def outbox_retry(ctx: typer.Context, outbox_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Send a failed or waiting mail again at the next chance (restarts its give-up clock)."""
+    from inboxd.sender import retry
+    from inboxd.store import utcnow
+
+    if not retry(_store(_ctx(ctx).settings), outbox_id, utcnow()):
+        raise UserError(f"no failed or waiting outgoing message {outbox_id}")
+    typer.echo(f"outbox {outbox_id} queued for sending")
 
 
 def _terminal_width() -> int:

@@ -1,10 +1,12 @@
 """Run inboxd: every mailbox's poller together, once or until told to stop.
 
-`run_once` is one full cycle (sync everything new) and reports which
-mailboxes failed.  `run_forever` gives each mailbox its own thread with its
-own connection, IDLE and back-off, so a mailbox that cannot log in never
-delays the others, and stops cleanly on SIGTERM or SIGINT: the current batch
-is finished and committed, then the threads are joined.
+`run_once` is one full cycle (sync everything new, send what is due, put
+the Sent copies in place) and reports which mailboxes failed.
+`run_forever` gives each mailbox its own thread with its own connection,
+IDLE and back-off, so a mailbox that cannot log in never delays the others,
+plus one thread that drains the outbox; it stops cleanly on SIGTERM or
+SIGINT: the current batch and the current mail are finished and recorded,
+then the threads are joined.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from inboxd.config import Settings
 from inboxd.db import open_store
 from inboxd.imap import MailboxPoller, MailboxStatus
+from inboxd.sender import Sender
 from inboxd.store import StoreSink
 
 log = logging.getLogger("inboxd.daemon")
@@ -41,6 +44,10 @@ def run_once(settings: Settings, *, workers: int = 1) -> CycleReport:
             t.start()
         for t in threads:
             t.join()
+        Sender(engine, settings).drain()
+        for p in pollers:
+            if p.status.ok:
+                p.append_copies_once()
         return CycleReport({p.mailbox.name: p.status for p in pollers})
     finally:
         sink.close()
@@ -53,8 +60,12 @@ def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event |
     engine = open_store(settings.store.url)
     sink = StoreSink(engine, settings, workers=workers)
     pollers = [MailboxPoller(mb, sink, stop) for mb in settings.mailboxes]
+    by_name = {p.mailbox.name: p for p in pollers}
+    sender = Sender(engine, settings, on_sent=lambda name: by_name[name].wake.set())
     threads = [threading.Thread(target=p.run_forever, name=f"poll-{p.mailbox.name}", daemon=True)
                for p in pollers]
+    threads.append(threading.Thread(target=_send_forever, args=(sender, sink.nudge, settings, stop),
+                                    name="sender", daemon=True))
     log.info("inboxd started with %d mailbox(es)", len(pollers))
     for t in threads:
         t.start()
@@ -69,6 +80,18 @@ def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event |
         sink.close()
         engine.dispose()
         log.info("inboxd stopped")
+
+
+def _send_forever(sender: Sender, nudge: threading.Event, settings: Settings, stop: threading.Event) -> None:
+    """Drain the outbox whenever ingest queued mail, and every outbox interval."""
+    interval = settings.outbox.interval.total_seconds()
+    while not stop.is_set():
+        try:
+            sender.drain()
+        except Exception:  # The store was busy or gone; the next round retries.
+            log.exception("sending failed")
+        nudge.wait(interval)
+        nudge.clear()
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

@@ -39,6 +39,8 @@ class BatchSink(Protocol):
     def checkpoint(self, mailbox: str, folder: str) -> tuple[int, int] | None: ...
     def prepare(self, batch: Batch) -> Any: ...
     def file(self, batch: Batch, prepared: Any) -> BatchResult: ...
+    def pending_copies(self, mailbox: str) -> list[tuple[int, bytes]]: ...
+    def copy_done(self, outbox_id: int) -> None: ...
 
 
 def tls_context(settings: ImapSettings) -> ssl.SSLContext:
@@ -101,11 +103,16 @@ class MailboxPoller:
         self.settings = mailbox.imap
         self.sink = sink
         self.stop = stop or threading.Event()
+        # Set by the sender when mail went out, so its Sent copy is appended
+        # without waiting for the next poll.
+        self.wake = threading.Event()
         self.status = MailboxStatus()
 
     @property
     def folders(self) -> tuple[str, ...]:
-        return self.settings.folders
+        """Every folder synced: the configured ones, then the Sent folder."""
+        sent = self.settings.sent_folder
+        return self.settings.folders + ((sent,) if sent and sent not in self.settings.folders else ())
 
     # -- one pass ---------------------------------------------------------------
 
@@ -122,7 +129,33 @@ class MailboxPoller:
             self._failed(exc)
         return self.status
 
+    def append_copies(self, client: IMAPClient) -> int:
+        """Put a copy of each mail inboxd sent into the Sent folder, marked \\Seen."""
+        folder = self.settings.sent_folder
+        copies = self.sink.pending_copies(self.mailbox.name) if folder else []
+        for outbox_id, data in copies:
+            client.append(folder, data, flags=[b"\\Seen"])
+            self.sink.copy_done(outbox_id)
+        if copies:
+            log.info("%s: appended %d sent message(s) to %s", self.mailbox.name, len(copies), folder)
+        return len(copies)
+
+    def append_copies_once(self) -> None:
+        """Connect, append pending Sent copies, disconnect; failures are logged only."""
+        if not (self.settings.sent_folder and self.sink.pending_copies(self.mailbox.name)):
+            return
+        try:
+            client = connect(self.settings)
+            try:
+                self.append_copies(client)
+            finally:
+                _logout_quietly(client)
+        except Exception as exc:
+            log.warning("%s: could not append Sent copies: %s", self.mailbox.name, _describe(exc))
+
     def sync(self, client: IMAPClient) -> int:
+        self.wake.clear()
+        self.append_copies(client)
         filed = 0
         for folder in self.folders:
             if self.stop.is_set():
@@ -197,7 +230,9 @@ class MailboxPoller:
 
     def _wait_for_mail(self, client: IMAPClient) -> None:
         if not (self.settings.idle and client.has_capability("IDLE")):
-            self.stop.wait(self.settings.poll_interval)
+            deadline = time.monotonic() + self.settings.poll_interval
+            while not self.stop.is_set() and not self.wake.is_set() and time.monotonic() < deadline:
+                self.stop.wait(1.0)
             return
         client.select_folder(self.folders[0], readonly=True)
         # Other folders have no IDLE of their own; they are checked at least
@@ -211,7 +246,7 @@ class MailboxPoller:
             responses = client.idle_check(timeout=1)
             if any(_is_bye(r) for r in responses):
                 raise ConnectionError("server closed the connection (BYE)")
-            if any(_is_new_mail(r) for r in responses):
+            if any(_is_new_mail(r) for r in responses) or self.wake.is_set():
                 break
             # imapclient swallows EOF while idling: a socket that keeps
             # polling readable yet yields no response has been closed.

@@ -1,17 +1,42 @@
-"""Step 6: talk SMTP; the only aiosmtplib user.
+"""Step 6: drain the outbox over SMTP; the only aiosmtplib user.
 
-For now this checks that a configured server accepts our login; draining the
-outbox arrives with outgoing mail.
+One row at a time is claimed with a compare-and-swap UPDATE (queued, or
+sending with an expired lease, becomes sending), so two daemons never send
+the same row.  The outcome is recorded right after the server answers:
+
+* accepted: `sent`, never offered again;
+* a temporary failure (4xx, refused connection, time-out, a dropped
+  connection): back to `queued` with exponential back-off and jitter, until
+  `give_up_after` has passed, then `failed`;
+* a permanent failure (5xx): `failed` at once, with the server's answer
+  recorded on the row and in the ticket's history.
+
+A crash after the server accepted a mail but before `sent` was recorded
+leaves the row in `sending`; once its lease expires it is offered again with
+the same Message-ID, so at worst a recipient's server sees one Message-ID
+twice (which most clients show once).  Connections are reused across rows
+for the same server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import random
 import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import aiosmtplib
+from sqlalchemy import Engine
 
-from inboxd.config import SmtpSettings
+from inboxd.config import Settings, SmtpSettings
+from inboxd.db import db_time, writing
+
+log = logging.getLogger("inboxd.sender")
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
@@ -23,29 +48,211 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
 
 
 def _client(settings: SmtpSettings) -> aiosmtplib.SMTP:
-    ctx = tls_context(settings)
     return aiosmtplib.SMTP(
         hostname=settings.host, port=settings.port, timeout=settings.timeout,
         use_tls=settings.security == "tls",
-        start_tls=True if settings.security == "starttls" else False,
-        tls_context=ctx,
+        start_tls=settings.security == "starttls",
+        tls_context=tls_context(settings),
     )
 
 
-async def _check(settings: SmtpSettings) -> str:
+async def _connect(settings: SmtpSettings) -> aiosmtplib.SMTP:
     client = _client(settings)
     await client.connect()
+    if settings.username:
+        await client.login(settings.username, settings.password.reveal() if settings.password else "")
+    return client
+
+
+async def _check(settings: SmtpSettings) -> str:
+    client = await _connect(settings)
+    await _quit(client)
+    return "login ok" if settings.username else "connected (no authentication configured)"
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
     try:
-        if settings.username:
-            await client.login(settings.username, settings.password.reveal() if settings.password else "")
-        return "login ok" if settings.username else "connected (no authentication configured)"
-    finally:
-        try:
-            await client.quit()
-        except aiosmtplib.SMTPException:
-            client.close()
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
 
 
 def check_login(settings: SmtpSettings) -> str:
     """Connect (and log in when configured) once; a short result for check-config."""
     return asyncio.run(_check(settings))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    ticket_id: int | None
+    mailbox: str
+    message_id: str
+    sender: str
+    recipients: list[str]
+    data: bytes
+    attempts: int
+    created_at: datetime
+
+
+@dataclass
+class DrainReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    sent_ids: list[int] = field(default_factory=list)
+
+
+class TemporaryFailure(Exception):
+    pass
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Sender:
+    """Drains due outbox rows; safe to run in several processes at once."""
+
+    def __init__(self, engine: Engine, settings: Settings, clock: Callable[[], datetime] = _utcnow,
+                 on_sent: Callable[[str], None] | None = None):
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self.on_sent = on_sent or (lambda _mailbox: None)
+        self.lock = threading.Lock()
+
+    # -- the rows ----------------------------------------------------------------
+
+    def claim(self, now: datetime) -> Claimed | None:
+        """Move one due row to `sending` (compare-and-swap); None when nothing is due."""
+        lease_expired = db_time(now - self.settings.outbox.lease)
+        with writing(self.engine) as conn:
+            row = conn.exec_driver_sql(
+                "UPDATE outbox SET status = 'sending', claimed_at = ?, attempts = attempts + 1"
+                " WHERE id = (SELECT id FROM outbox WHERE (status = 'queued' AND next_attempt_at <= ?)"
+                " OR (status = 'sending' AND claimed_at <= ?) ORDER BY next_attempt_at, id LIMIT 1)"
+                " RETURNING id, ticket_id, mailbox, message_id, sender, recipients, data, attempts, created_at",
+                (db_time(now), db_time(now), lease_expired),
+            ).first()
+        if row is None:
+            return None
+        created = datetime.fromisoformat(row[8]).replace(tzinfo=UTC)
+        return Claimed(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], row[7], created)
+
+    def _record(self, item: Claimed, now: datetime, outcome: Exception | None) -> str:
+        with writing(self.engine) as conn:
+            if outcome is None:
+                conn.exec_driver_sql(
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = '' WHERE id = ? AND status = 'sending'",
+                    (db_time(now), item.id),
+                )
+                return "sent"
+            error = str(outcome)[:1000]
+            give_up = now - item.created_at >= self.settings.outbox.give_up_after
+            if isinstance(outcome, TemporaryFailure) and not give_up:
+                delay = self.backoff(item.attempts)
+                conn.exec_driver_sql(
+                    "UPDATE outbox SET status = 'queued', next_attempt_at = ?, last_error = ? WHERE id = ?",
+                    (db_time(now + delay), error, item.id),
+                )
+                log.warning("<%s> temporary failure, retrying in %.0f s: %s", item.message_id,
+                            delay.total_seconds(), error)
+                return "retried"
+            conn.exec_driver_sql("UPDATE outbox SET status = 'failed', last_error = ? WHERE id = ?", (error, item.id))
+            if item.ticket_id is not None:
+                conn.exec_driver_sql(
+                    "INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, 'inboxd', 'send-failed', ?)",
+                    (item.ticket_id, db_time(now),
+                     json.dumps({"message_id": item.message_id, "to": item.recipients, "error": error},
+                                ensure_ascii=False)),
+                )
+            log.error("<%s> not delivered, giving up: %s", item.message_id, error)
+            return "failed"
+
+    def backoff(self, attempts: int) -> timedelta:
+        """retry_base doubled per attempt up to retry_max, with ±20 % jitter."""
+        cfg = self.settings.outbox
+        base = min(cfg.retry_base * (2 ** max(attempts - 1, 0)), cfg.retry_max)
+        return base * random.uniform(0.8, 1.2)
+
+    # -- sending -----------------------------------------------------------------
+
+    def drain(self) -> DrainReport:
+        """Send everything due now; returns what happened.  Never raises."""
+        with self.lock:
+            return asyncio.run(self._drain())
+
+    async def _drain(self) -> DrainReport:
+        report = DrainReport()
+        clients: dict[tuple, aiosmtplib.SMTP] = {}
+        try:
+            while (item := self.claim(self.clock())) is not None:
+                outcome = await self._send(item, clients)
+                result = self._record(item, self.clock(), outcome)
+                if result == "sent":
+                    report.sent += 1
+                    report.sent_ids.append(item.id)
+                    log.info("<%s> sent to %s", item.message_id, ", ".join(item.recipients))
+                    self.on_sent(item.mailbox)
+                elif result == "retried":
+                    report.retried += 1
+                else:
+                    report.failed += 1
+        finally:
+            for client in clients.values():
+                await _quit(client)
+        return report
+
+    async def _send(self, item: Claimed, clients: dict[tuple, aiosmtplib.SMTP]) -> Exception | None:
+        mailbox = self.settings.mailbox(item.mailbox)
+        smtp = self.settings.smtp_for(mailbox)
+        if smtp is None:
+            return PermanentFailure(f"no SMTP server configured for mailbox {mailbox.name}")
+        key = (smtp.host, smtp.port, smtp.username)
+        try:
+            client = clients.get(key)
+            if client is None or not client.is_connected:
+                client = clients[key] = await _connect(smtp)
+            errors, _response = await client.sendmail(item.sender, item.recipients, item.data)
+            if errors:
+                # Some recipients were refused, the rest accepted: the mail is
+                # out, so it must not be sent again; the refusals are logged.
+                log.warning("<%s> some recipients refused: %s", item.message_id, errors)
+            return None
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            await _drop(clients, key)
+            return _classify(min(codes) if codes else 450, str(exc))
+        except aiosmtplib.SMTPResponseException as exc:
+            await _drop(clients, key)
+            return _classify(exc.code, f"{exc.code} {exc.message}")
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            await _drop(clients, key)
+            return TemporaryFailure(f"{type(exc).__name__}: {exc}")
+
+
+async def _drop(clients: dict[tuple, aiosmtplib.SMTP], key: tuple) -> None:
+    # After an error the session's state is unknown: start the next mail afresh.
+    client = clients.pop(key, None)
+    if client is not None:
+        await _quit(client)
+
+
+def _classify(code: int, text: str) -> Exception:
+    return PermanentFailure(text) if 500 <= code < 600 else TemporaryFailure(text)
+
+
+def retry(engine: Engine, outbox_id: int, now: datetime) -> bool:
+    """Queue a failed (or waiting) row for an immediate new attempt."""
+    with writing(engine) as conn:
+        result = conn.exec_driver_sql(
+            "UPDATE outbox SET status = 'queued', next_attempt_at = ?, created_at = ? "
+            "WHERE id = ? AND status IN ('failed', 'queued')",
+            (db_time(now), db_time(now), outbox_id),
+        )
+        return result.rowcount == 1

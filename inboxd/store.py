@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
@@ -42,6 +43,8 @@ class StoreSink:
         self.settings = settings
         self.filer = Filer(settings)
         self.clock = clock
+        # Set when something was filed, so the sender looks at the outbox now.
+        self.nudge = threading.Event()
         self.max_attachment = settings.store.max_attachment_bytes
         self.pool: ProcessPoolExecutor | None = None
         if workers > 0:
@@ -66,4 +69,17 @@ class StoreSink:
         parsed = prepared.result() if prepared is not None else None
         with writing(self.engine) as conn:
             result = self.filer.file_batch(conn, batch, self.clock(), parsed)
+        if result.filed:
+            # Filing may have queued mail (acknowledgements, relays).
+            self.nudge.set()
         return result
+
+    def pending_copies(self, mailbox: str) -> list[tuple[int, bytes]]:
+        with reading(self.engine) as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(
+                "SELECT id, data FROM outbox WHERE mailbox = ? AND status = 'sent' AND copy_status = 'pending'"
+                " ORDER BY id LIMIT 100", (mailbox,))]
+
+    def copy_done(self, outbox_id: int) -> None:
+        with writing(self.engine) as conn:
+            conn.exec_driver_sql("UPDATE outbox SET copy_status = 'done' WHERE id = ?", (outbox_id,))

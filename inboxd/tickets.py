@@ -155,3 +155,26 @@ def list_quarantine(conn: Connection) -> list[dict]:
         }
         for r in rows
     ]
+
+
+def list_outbox(conn: Connection, statuses: tuple[str, ...]) -> list[dict]:
+    marks = ", ".join("?" * len(statuses))
+    rows = conn.exec_driver_sql(
+        "SELECT o.id, o.status, o.kind, t.ref, o.mailbox, o.message_id, o.recipients, o.attempts,"
+        " o.next_attempt_at, o.last_error, o.created_at, o.sent_at"
+        f" FROM outbox o LEFT JOIN ticket t ON t.id = o.ticket_id WHERE o.status IN ({marks}) ORDER BY o.id",
+        statuses,
+    ).all()
+    return [
+        {
+            "id": r[0], "status": r[1], "kind": r[2], "ticket": r[3], "mailbox": r[4], "message_id": r[5],
+            "to": json.loads(r[6]), "attempts": r[7], "next_attempt_at": _iso_text(r[8]), "last_error": r[9],
+            "created_at": _iso_text(r[10]), "sent_at": _iso_text(r[11]),
+        }
+        for r in rows
+    ]
+
+
+def _iso_text(value: str | None) -> str | None:
+    """A timestamp read as raw SQLite text, in the contract's ISO form."""
+    return iso(datetime.fromisoformat(value).replace(tzinfo=UTC)) if value else None
