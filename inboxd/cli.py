@@ -49,6 +49,25 @@ class Context:
             self._settings = load_settings(find_config_path(self.config))
         return self._settings
 
+    def agent(self):
+        """The acting agent: --as, else $INBOXD_AGENT, else a [[agents]] name equal to $USER."""
+        name = self.acting
+        if not name:
+            user = os.environ.get("USER", "")
+            if user and self.settings.agent(user) is not None:
+                name = user
+        if not name:
+            raise UserError("who is acting? pass --as AGENT or set $INBOXD_AGENT")
+        agent = self.settings.agent(name)
+        if agent is None:
+            raise UserError(f"unknown agent {name!r}; known agents: {', '.join(a.name for a in self.settings.agents)}")
+        return agent
+
+    def workflow(self):
+        from inboxd.workflow import Workflow
+
+        return Workflow(_store(self.settings), self.settings, self.agent())
+
 
 def _ctx(ctx: typer.Context) -> Context:
     return ctx.find_root().obj
@@ -145,51 +164,110 @@ def _report(label: str, check) -> bool:
         return False
 
 
+def _complete_ids(incomplete: str) -> list[str]:
+    try:
+        settings = load_settings(find_config_path(None))
+        import sqlite3
+        from sqlalchemy.engine import make_url
+
+        db = make_url(settings.store.url).database
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT ref FROM ticket WHERE ref LIKE ? AND status != 'closed' ORDER BY id DESC"
+                                " LIMIT 50", (incomplete + "%",)).fetchall()
+        return [r[0] for r in rows]
+    except Exception:
+        return []
+
+
+def _complete_agents(incomplete: str) -> list[str]:
+    try:
+        return [a.name for a in load_settings(find_config_path(None)).agents if a.name.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+def _complete_macros(incomplete: str) -> list[str]:
+    try:
+        from inboxd.macros import parse_macros
+
+        return [m for m in parse_macros(load_settings(find_config_path(None))) if m.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+def _complete_tags(incomplete: str) -> list[str]:
+    try:
+        settings = load_settings(find_config_path(None))
+        import sqlite3
+        from sqlalchemy.engine import make_url
+
+        db = make_url(settings.store.url).database
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            tags = {t for (raw,) in conn.execute("SELECT DISTINCT tags FROM ticket WHERE tags != '[]'")
+                    for t in json.loads(raw)}
+        return sorted(t for t in tags if t.startswith(incomplete))
+    except Exception:
+        return []
+
+
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
     status: list[str] = typer.Option([], "--status", help="new, open, pending, solved or closed (repeatable)."),
     mailbox: Optional[str] = typer.Option(None, "--mailbox"),
-    assignee: Optional[str] = typer.Option(None, "--assignee"),
+    assignee: Optional[str] = typer.Option(None, "--assignee", autocompletion=_complete_agents),
     mine: bool = typer.Option(False, "--mine", help="Tickets assigned to the acting agent."),
     unassigned: bool = typer.Option(False, "--unassigned"),
-    tag: list[str] = typer.Option([], "--tag", help="Only tickets with this tag (repeatable)."),
+    tag: list[str] = typer.Option([], "--tag", help="Only tickets with this tag (repeatable).", autocompletion=_complete_tags),
+    team: Optional[str] = typer.Option(None, "--team"),
+    priority: list[str] = typer.Option([], "--priority", help="low, normal, high or urgent (repeatable)."),
+    search: Optional[str] = typer.Option(None, "--search", help="Text in the subject or any message body."),
+    sort: str = typer.Option("updated", "--sort", help="updated, created, priority or id."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1),
     as_json: bool = typer.Option(False, "--json", help="Print JSON as in the interface contract."),
 ) -> None:
-    """List tickets, newest activity first."""
+    """List tickets.  With no filters, your open work first, then the rest of the open queue."""
     from inboxd.db import reading
-    from inboxd.models import STATUSES
+    from inboxd.models import PRIORITIES, STATUSES
 
     state = _ctx(ctx)
     settings = state.settings
     for s in status:
         if s not in STATUSES:
             raise UserError(f"unknown status {s!r}; use one of {', '.join(STATUSES)}")
+    for p in priority:
+        if p not in PRIORITIES:
+            raise UserError(f"unknown priority {p!r}; use one of {', '.join(PRIORITIES)}")
+    if sort not in ticketq.SORTS:
+        raise UserError(f"unknown sort {sort!r}; use one of {', '.join(ticketq.SORTS)}")
     if mailbox is not None and mailbox not in {m.name for m in settings.mailboxes}:
         raise UserError(f"unknown mailbox {mailbox!r}")
     if mine:
-        if not state.acting:
-            raise UserError("--mine needs an agent: pass --as AGENT or set $INBOXD_AGENT")
-        assignee = state.acting
-    flt = ticketq.ListFilter(tuple(status), mailbox, assignee, unassigned, tuple(tag), limit)
+        assignee = state.agent().name
+    default_view = not (status or mailbox or assignee or unassigned or tag or team or priority or search or as_json)
+    me = None
+    if default_view:
+        # The agent's day starts with their own open work, then the open queue.
+        status = ["new", "open", "pending"]
+        try:
+            me = state.agent().name
+        except UserError:
+            me = None
+    flt = ticketq.ListFilter(tuple(status), mailbox, assignee, unassigned, tuple(tag), limit, team,
+                             tuple(priority), search, sort, first_for=me)
     with reading(_store(settings)) as conn:
         rows = ticketq.list_tickets(conn, flt)
     if as_json:
         _print_json(rows)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for col in ("ID", "STATUS", "PRI", "MAILBOX", "REQUESTER", "ASSIGNEE", "MSGS", "UPDATED", "SUBJECT"):
-        table.add_column(col, no_wrap=col != "SUBJECT", overflow="ellipsis")
-    for t in rows:
-        table.add_row(t["id"], t["status"], t["priority"], ",".join(t["mailboxes"]), t["requester"],
-                      t["assignee"] or "-", str(t["message_count"]), t["updated_at"][:16].replace("T", " "),
-                      t["subject"])
-    Console(width=max(120, _terminal_width())).print(table)
+    typer.echo(ticketq.format_table(rows, now=_now()))
     typer.echo(f"{len(rows)} ticket(s)")
+
+
+def _now():
+    from inboxd.store import utcnow
+
+    return utcnow()
 
 
 @app.command()
@@ -280,6 +358,270 @@ def outbox_retry(ctx: typer.Context, outbox_id: int = typer.Argument(..., metava
     if not retry(_store(_ctx(ctx).settings), outbox_id, utcnow()):
         raise UserError(f"no failed or waiting outgoing message {outbox_id}")
     typer.echo(f"outbox {outbox_id} queued for sending")
+
+
+
+TicketId = typer.Argument(..., metavar="ID", autocompletion=_complete_ids)
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def _done(result: dict, as_json: bool, text: str) -> None:
+    if as_json:
+        _print_json(result)
+    else:
+        typer.echo(text)
+
+
+def _workflow_call(fn, *args, **kwargs) -> dict:
+    from inboxd.templates import TemplateError
+    from inboxd.workflow import WorkflowError
+
+    try:
+        return fn(*args, **kwargs)
+    except (WorkflowError, TemplateError, LookupError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+
+
+@app.command()
+def take(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
+    """Assign an unassigned ticket to yourself."""
+    r = _workflow_call(_ctx(ctx).workflow().take, ticket_id)
+    _done(r, as_json, f"{ticket_id} is now yours")
+
+
+@app.command()
+def assign(ctx: typer.Context, ticket_id: str = TicketId,
+           agent: str = typer.Argument(..., metavar="AGENT", autocompletion=_complete_agents),
+           as_json: bool = JsonOpt) -> None:
+    """Assign a ticket to an agent."""
+    r = _workflow_call(_ctx(ctx).workflow().assign, ticket_id, agent)
+    _done(r, as_json, f"{ticket_id} assigned to {agent}")
+
+
+@app.command()
+def unassign(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
+    """Put a ticket back in the unassigned queue."""
+    r = _workflow_call(_ctx(ctx).workflow().unassign, ticket_id)
+    _done(r, as_json, f"{ticket_id} is unassigned")
+
+
+@app.command()
+def status(ctx: typer.Context, ticket_id: str = TicketId,
+           new_status: str = typer.Argument(..., metavar="STATUS", help="new, open, pending, solved or closed"),
+           as_json: bool = JsonOpt) -> None:
+    """Move a ticket through its lifecycle: new → open → pending → solved → closed."""
+    r = _workflow_call(_ctx(ctx).workflow().set_status, ticket_id, new_status)
+    _done(r, as_json, f"{ticket_id} is now {new_status}")
+
+
+@app.command()
+def close(ctx: typer.Context, ticket_id: str = TicketId,
+          no_survey: bool = typer.Option(False, "--no-survey", help="Do not send a satisfaction survey."),
+          as_json: bool = JsonOpt) -> None:
+    """Close a ticket."""
+    r = _workflow_call(_ctx(ctx).workflow().close, ticket_id, survey=not no_survey)
+    _done(r, as_json, f"{ticket_id} is closed")
+
+
+@app.command()
+def reopen(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
+    """Reopen a solved or closed ticket."""
+    r = _workflow_call(_ctx(ctx).workflow().reopen, ticket_id)
+    _done(r, as_json, f"{ticket_id} is open again")
+
+
+@app.command()
+def approve(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
+    """Record a supervisor's review of an escalated ticket, so it can be closed."""
+    r = _workflow_call(_ctx(ctx).workflow().approve, ticket_id)
+    _done(r, as_json, f"{ticket_id} approved")
+
+
+@app.command()
+def tag(ctx: typer.Context, ticket_id: str = TicketId,
+        tags: list[str] = typer.Argument(..., metavar="TAG...", autocompletion=_complete_tags),
+        as_json: bool = JsonOpt) -> None:
+    """Add tags to a ticket."""
+    r = _workflow_call(_ctx(ctx).workflow().tag, ticket_id, tags)
+    _done(r, as_json, f"{ticket_id} tagged {', '.join(tags)}")
+
+
+@app.command()
+def untag(ctx: typer.Context, ticket_id: str = TicketId,
+          tags: list[str] = typer.Argument(..., metavar="TAG...", autocompletion=_complete_tags),
+          as_json: bool = JsonOpt) -> None:
+    """Remove tags from a ticket."""
+    r = _workflow_call(_ctx(ctx).workflow().untag, ticket_id, tags)
+    _done(r, as_json, f"{ticket_id} untagged {', '.join(tags)}")
+
+
+@app.command()
+def priority(ctx: typer.Context, ticket_id: str = TicketId,
+             level: str = typer.Argument(..., metavar="PRIORITY", help="low, normal, high or urgent"),
+             as_json: bool = JsonOpt) -> None:
+    """Set a ticket's priority."""
+    r = _workflow_call(_ctx(ctx).workflow().priority, ticket_id, level)
+    _done(r, as_json, f"{ticket_id} priority {level}")
+
+
+@app.command()
+def escalate(ctx: typer.Context, ticket_id: str = TicketId,
+             to: str = typer.Option(..., "--to", help="A team, a tier (tier2) or supervisor."),
+             reason: str = typer.Option(..., "--reason", help="Why; kept for reports."),
+             as_json: bool = JsonOpt) -> None:
+    """Escalate a ticket to a team, a higher tier or the supervisors."""
+    r = _workflow_call(_ctx(ctx).workflow().escalate, ticket_id, to, reason)
+    _done(r, as_json, f"{ticket_id} escalated to {to}")
+
+
+@app.command()
+def note(ctx: typer.Context, ticket_id: str = TicketId,
+         message: str = typer.Option(..., "-m", "--message", help="The note (internal, never mailed)."),
+         as_json: bool = JsonOpt) -> None:
+    """Add an internal note (never mailed to the customer)."""
+    r = _workflow_call(_ctx(ctx).workflow().note, ticket_id, message)
+    _done(r, as_json, f"note added to {ticket_id}")
+
+
+@app.command()
+def reply(ctx: typer.Context, ticket_id: str = TicketId,
+          message: Optional[str] = typer.Option(None, "-m", "--message",
+                                                help="The reply; without it $EDITOR opens on a quoting template."),
+          as_json: bool = JsonOpt) -> None:
+    """Answer the customer (through the outbox, threaded); the ticket then waits on them."""
+    state = _ctx(ctx)
+    if message is None:
+        message = _edit(_reply_template(state, ticket_id))
+    r = _workflow_call(state.workflow().reply, ticket_id, message)
+    _done(r, as_json, f"reply to {ticket_id} queued ({r['message_id']})")
+
+
+def _reply_template(state: Context, ref: str) -> str:
+    from inboxd.db import reading
+
+    with reading(_store(state.settings)) as conn:
+        try:
+            t = ticketq.show_ticket(conn, ref)
+        except ticketq.NotFound as exc:
+            raise UserError(str(exc)) from None
+    last = next((m for m in reversed(t["messages"]) if m["kind"] == "customer"), None)
+    lines = ["", "", f"# Reply to {t['id']}: {t['subject']}", "# Lines starting with # are dropped."]
+    if last:
+        lines.append(f"On {last['date']}, {last['from']} wrote:")
+        lines += ["> " + line for line in last["reply_text"].splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def _edit(template: str) -> str:
+    import subprocess
+    import tempfile
+
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        raise UserError("no -m given and no $EDITOR set")
+    with tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False, encoding="utf-8") as fh:
+        fh.write(template)
+        path = fh.name
+    try:
+        import shlex
+
+        if subprocess.call([*shlex.split(editor), path]) != 0:
+            raise UserError("the editor failed; nothing was sent")
+        text = Path(path).read_text(encoding="utf-8")
+    finally:
+        os.unlink(path)
+    body = "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip()
+    if not body or body == template.strip():
+        raise UserError("empty reply; nothing was sent")
+    return body + "\n"
+
+
+@app.command()
+def merge(ctx: typer.Context, ticket_id: str = TicketId,
+          into: str = typer.Argument(..., metavar="INTO_ID", autocompletion=_complete_ids),
+          as_json: bool = JsonOpt) -> None:
+    """Merge a ticket into another (its messages move; it is closed and points there)."""
+    r = _workflow_call(_ctx(ctx).workflow().merge, ticket_id, into)
+    _done(r, as_json, f"{ticket_id} merged into {into} ({r['messages']} message(s) moved)")
+
+
+@app.command()
+def history(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
+    """A ticket's audit history: who did what, when, before and after."""
+    from inboxd.db import reading
+
+    with reading(_store(_ctx(ctx).settings)) as conn:
+        try:
+            events = ticketq.show_ticket(conn, ticket_id)["events"]
+        except ticketq.NotFound as exc:
+            raise UserError(str(exc)) from None
+    if as_json:
+        _print_json(events)
+        return
+    for e in events:
+        typer.echo(f"{e['at']}  {e['actor']:<10} {e['action']:<10} {_detail(e['detail'])}")
+
+
+macro_app = typer.Typer(help="Canned replies with actions, from the macros in inboxd.toml.", no_args_is_help=True)
+app.add_typer(macro_app, name="macro")
+
+
+@macro_app.command("list")
+def macro_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """The configured macros."""
+    from inboxd.macros import parse_macros
+
+    macros = parse_macros(_ctx(ctx).settings)
+    rows = [{"name": m.name, "status": m.status, "priority": m.priority, "tags": list(m.tags), "assign": m.assign,
+             "template": m.template} for m in macros.values()]
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        actions = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("name", "template") and v)
+        typer.echo(f"{r['name']:<20} {actions}")
+
+
+def _macro_text(state: Context, ref: str, name: str) -> tuple:
+    from inboxd.db import reading
+    from inboxd.macros import parse_macros, render, variables
+    from inboxd.templates import TemplateError, Templates
+    from inboxd.workflow import WorkflowError, load
+
+    macros = parse_macros(state.settings)
+    if name not in macros:
+        raise UserError(f"unknown macro {name!r}; known macros: {', '.join(macros) or 'none'}")
+    macro = macros[name]
+    with reading(_store(state.settings)) as conn:
+        cur = conn.connection.driver_connection.cursor()
+        try:
+            ticket = load(cur, ref)
+            values = variables(cur, state.settings, ticket, state.agent())
+            return macro, render(Templates(state.settings.templates_dir), macro, values)
+        except (WorkflowError, TemplateError) as exc:
+            raise UserError(str(exc)) from None
+
+
+@macro_app.command("show")
+def macro_show(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", autocompletion=_complete_macros),
+               ticket_id: str = TicketId) -> None:
+    """Render a macro for a ticket without sending anything."""
+    _macro, text = _macro_text(_ctx(ctx), ticket_id, name)
+    typer.echo(text, nl=not text.endswith("\n"))
+
+
+@macro_app.command("apply")
+def macro_apply(ctx: typer.Context, ticket_id: str = TicketId,
+                name: str = typer.Argument(..., metavar="NAME", autocompletion=_complete_macros),
+                edit: bool = typer.Option(False, "--edit", help="Edit the rendered text in $EDITOR first."),
+                as_json: bool = JsonOpt) -> None:
+    """Send a macro's reply and apply its actions."""
+    state = _ctx(ctx)
+    macro, text = _macro_text(state, ticket_id, name)
+    if edit:
+        text = _edit(text)
+    r = _workflow_call(state.workflow().apply_macro, ticket_id, macro, text)
+    _done(r, as_json, f"macro {name} applied to {ticket_id}")
 
 
 def _terminal_width() -> int:

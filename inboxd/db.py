@@ -26,7 +26,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration.  Checking it with one query lets every CLI call skip
 # importing Alembic when the store is current; a test keeps it equal to
 # Alembic's own head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -115,9 +115,24 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     log.info("migrating store from %s to %s", current or "empty", SCHEMA_HEAD)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        # SQLite changes a column by copying its table; with foreign keys
+        # enforced, dropping the old copy of a referenced table would fail.
+        # The pragma only works outside a transaction, hence the raw call.
+        if engine.dialect.name == "sqlite":
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if engine.dialect.name == "sqlite":
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"migration left {len(broken)} broken foreign key(s)")
+        finally:
+            if engine.dialect.name == "sqlite":
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def open_store(url: str) -> Engine:

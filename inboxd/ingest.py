@@ -40,6 +40,7 @@ from inboxd.rules import AckContext, is_automatic, loop_header_value, may_auto_r
 from inboxd.templates import Templates
 from inboxd.threading import ThreadMatch, TicketTag, find_ticket
 from inboxd.worker import parse_one
+from inboxd.workflow import notify_agent
 
 log = logging.getLogger("inboxd.ingest")
 
@@ -205,7 +206,8 @@ class StoreLookup:
         return dict(rows.fetchall())
 
     def ticket_by_ref(self, ticket_id: str) -> int | None:
-        row = self.cur.execute("SELECT id FROM ticket WHERE ref = ?", (ticket_id,)).fetchone()
+        # A merged ticket's id leads to the ticket that absorbed it.
+        row = self.cur.execute("SELECT coalesce(merged_into, id) FROM ticket WHERE ref = ?", (ticket_id,)).fetchone()
         return row[0] if row else None
 
     def ticket_referencing(self, message_id: str) -> int | None:
@@ -463,6 +465,23 @@ def relay(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     _event(cur, d, "relay", {"message_id": mail.message_id, "to": ticket.requester}, actor=d.agent.name)
 
 
+def notify_agents(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """Tell agents about customer mail: the assignee (notify "assigned" or "all"),
+    and for new tickets the agents of the mailbox's team who asked for "all"."""
+    if d.kind != "customer":
+        return
+    assignee, team = cur.execute("SELECT assignee, team FROM ticket WHERE id = ?", (d.ticket_pk,)).fetchone()
+    for agent in filer.settings.agents:
+        if agent.notify == "none":
+            continue
+        mine = agent.name == assignee
+        watching = agent.notify == "all" and assignee is None and (team in agent.teams or d.mailbox in agent.teams)
+        if mine or watching:
+            headline = (f"New ticket {d.ticket_ref} in {d.mailbox}." if d.match.is_new
+                        else f"The customer wrote again on {d.ticket_ref}.")
+            notify_agent(cur, filer.settings, filer.tags, d.ticket_ref, agent, d.now, headline=headline)
+
+
 PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
     keep_raw,
     parse,
@@ -475,6 +494,7 @@ PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
     note_bounce,
     acknowledge,
     relay,
+    notify_agents,
 )
 
 

@@ -38,6 +38,14 @@ class Ticket(SQLModel, table=True):
     updated_at: datetime
     first_response_at: datetime | None = None
     closed_at: datetime | None = None
+    solved_at: datetime | None = None
+    team: str | None = Field(default=None, index=True)
+    tier: int = 1
+    # Escalated tickets are reviewed by a supervisor (`inboxd approve`) before closing.
+    escalated: bool = False
+    approved_by: str | None = None
+    # A merged ticket points at the one that absorbed it.
+    merged_into: int | None = Field(default=None, foreign_key="ticket.id")
     # Bumped on every update so concurrent writers can detect lost updates.
     version: int = 1
 

@@ -77,6 +77,18 @@ class Templates:
             location = f"{where}:{line}" if line else where
             raise TemplateError(f"{location}: {kind}: {_one_line(exc)}") from None
 
+    def render_string(self, source: str, variables: Mapping[str, Any], *, name: str) -> str:
+        """Render an inline template (a macro body from the config) in the same sandbox."""
+        try:
+            template = self._env.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{name}:{exc.lineno}: syntax error: {exc.message}") from None
+        try:
+            return template.render(variables)
+        except Exception as exc:
+            kind = "unsafe access" if isinstance(exc, SecurityError) else "error"
+            raise TemplateError(f"{name}: {kind}: {_one_line(exc)}") from None
+
     def render_ack(self, variables: Mapping[str, Any], *, mailbox: str,
                    language: str) -> tuple[str, str, str | None]:
         """(subject, text, html or None) of the acknowledgement for a new ticket."""

@@ -1,18 +1,27 @@
-"""An aiosmtpd SMTP sink on a loopback port that records mail and can be told to fail."""
+"""An aiosmtpd SMTP sink on a loopback port that records mail and can be told to fail.
+
+It can also speak implicit TLS or STARTTLS and require AUTH, so the sender's
+security settings are tested against a real server rather than a mock.
+"""
 
 from __future__ import annotations
 
 import email
 import email.message
 import email.policy
+import ssl
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope as _AiosmtpdEnvelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope as _AiosmtpdEnvelope, LoginPassword, Session
 
 from inboxd.testing.ports import free_port
+
+SECURITY_CHOICES = ("none", "starttls", "tls")
 
 
 @dataclass
@@ -22,6 +31,8 @@ class Envelope:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    # The user the client authenticated as, or None when it did not log in.
+    auth_user: str | None = None
 
     def message(self) -> email.message.EmailMessage:
         return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
@@ -38,16 +49,42 @@ class _Handler:
         if failure is not None:
             return failure
         content = envelope.original_content or b""
-        self.sink._record(Envelope(envelope.mail_from or "", list(envelope.rcpt_tos), content))
+        login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
+        self.sink._record(Envelope(envelope.mail_from or "", list(envelope.rcpt_tos), content, login))
         return "250 OK"
+
+
+class _Authenticator:
+    """Checks AUTH PLAIN/LOGIN credentials against a fixed user table."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self.users = dict(users)
+
+    def __call__(self, server: SMTP, session: Session, envelope: _AiosmtpdEnvelope,
+                 mechanism: str, auth_data: Any) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user, password = auth_data.login.decode(errors="replace"), auth_data.password.decode(errors="replace")
+        ok = user in self.users and self.users[user] == password
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
 class SmtpSink:
     """A real SMTP server for tests: every accepted mail lands in `envelopes`."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, security: str = "none",
+                 cert_file: Path | None = None, key_file: Path | None = None,
+                 users: dict[str, str] | None = None) -> None:
+        if security not in SECURITY_CHOICES:
+            raise ValueError(f"security must be one of {', '.join(SECURITY_CHOICES)}, not {security!r}")
+        if security != "none" and (cert_file is None or key_file is None):
+            raise ValueError(f"security {security!r} needs cert_file and key_file")
         self.host = host
         self.port = port if port is not None else free_port(host)
+        self.security = security
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.users = users
         self.envelopes: list[Envelope] = []
         self._changed = threading.Condition()
         self._fail_next: list[str] = []
@@ -68,9 +105,32 @@ class SmtpSink:
         """Listen on `port` (the same one after a restart)."""
         if self._controller is not None:
             return
-        controller = Controller(_Handler(self), hostname=self.host, port=self.port, ready_timeout=10)
+        controller = Controller(_Handler(self), hostname=self.host, port=self.port, ready_timeout=10,
+                                **self._server_options())
         controller.start()
         self._controller = controller
+
+    def _server_options(self) -> dict[str, Any]:
+        """Controller/SMTP keyword arguments for the chosen security and users."""
+        options: dict[str, Any] = {}
+        if self.security == "tls":
+            options["ssl_context"] = self._tls_context()
+        elif self.security == "starttls":
+            options["tls_context"] = self._tls_context()
+            options["require_starttls"] = True
+        if self.users is not None:
+            options["authenticator"] = _Authenticator(self.users)
+            options["auth_required"] = True
+            # aiosmtpd only knows about TLS it negotiated itself (STARTTLS); with
+            # implicit TLS the socket is already encrypted, and with "none" the
+            # tests deliberately allow AUTH over a plain loopback connection.
+            options["auth_require_tls"] = self.security == "starttls"
+        return options
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return ctx
 
     def stop(self) -> None:
         """Close the listener; idempotent.  Recorded envelopes are kept."""

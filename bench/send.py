@@ -1,0 +1,149 @@
+"""Benchmark: how fast `Sender.drain()` empties an outbox of N mails into a local SMTP sink.
+
+For each N it builds a fresh SQLite store, inserts N queued outbox rows
+composed with `inboxd.compose.compose` (about 3 KB of text each, 20 % in
+Chinese), starts an aiosmtpd `SmtpSink` on loopback and times `drain()`
+until every row is `sent`.  It prints the throughput, the per-mail latency
+(the gap between one mail being recorded as sent and the next, which covers
+the claim, the SMTP transaction and the record) and checks that the sink got
+exactly N distinct Message-IDs, every one of them a row that was queued.
+
+The IMAP part of the config is never contacted; it only has to validate.
+Usage: python bench/send.py [N ...]   (default: 1000 5000)
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from inboxd.compose import compose, new_message_id  # noqa: E402
+from inboxd.config import Settings, load_settings  # noqa: E402
+from inboxd.db import db_time, open_store, reading, writing  # noqa: E402
+from inboxd.sender import Sender  # noqa: E402
+from inboxd.testing.smtp import SmtpSink  # noqa: E402
+
+PARAGRAPH = ("Hello Li, thank you for writing to us. We have received your message about the replacement "
+             "part and a member of the support team will look into the tracking problem shortly. ")
+ZH_PARAGRAPH = "您好，感谢您联系我们。我们已经收到您关于配件物流信息没有更新的来信，客服团队会尽快为您查询并回复。"
+# Roughly 3 KB of body either way: Chinese is three bytes a character in UTF-8.
+BODY_BYTES = 3000
+
+
+def write_config(tmp: Path, smtp_port: int) -> Path:
+    (tmp / "pw").write_text("unused\n")
+    config = tmp / "inboxd.toml"
+    config.write_text(f"""
+[store]
+url = "sqlite:///inboxd.db"
+data_dir = "var"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+
+[[mailboxes]]
+name = "support"
+address = "support@example.com"
+[mailboxes.imap]
+host = "imap.example.invalid"
+username = "support"
+password_file = "pw"
+""")
+    return config
+
+
+def body(chinese: bool) -> str:
+    paragraph = ZH_PARAGRAPH if chinese else PARAGRAPH
+    size = len(paragraph.encode()) + 2
+    return (paragraph + "\n\n") * max(1, BODY_BYTES // size)
+
+
+def fill_outbox(settings: Settings, engine, n: int, seed: int = 7) -> tuple[set[str], float]:
+    """Insert n queued rows as outbox.queue() would; returns their Message-IDs and mean size in bytes."""
+    rng = random.Random(seed)
+    mailbox = settings.mailbox("support")
+    now = datetime.now(UTC)
+    rows, ids = [], set()
+    for i in range(n):
+        chinese = rng.random() < 0.2
+        ref = f"T-{1000 + i}"
+        mail = compose(
+            mailbox_address=mailbox.address, from_name="Example Support",
+            to=[("王小明" if chinese else "Customer", f"customer{i % 500}@example.cn")],
+            subject=f"Re: [{ref}] {'订单查询' if chinese else 'Order question'} #{i}",
+            text=body(chinese), message_id=new_message_id(ref, mailbox.domain, unique=secrets.token_hex(8)),
+            in_reply_to=f"question{i}@example.cn", auto_reply=True, loop_value="bench", now=now,
+        )
+        ids.add(mail.message_id)
+        rows.append((mailbox.name, mail.message_id, mail.sender, f'["{mail.recipients[0]}"]', mail.data,
+                     db_time(now), db_time(now)))
+    with writing(engine) as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO outbox (ticket_id, mailbox, kind, message_id, sender, recipients, data, status,"
+            " attempts, next_attempt_at, last_error, created_at, copy_status)"
+            " VALUES (NULL, ?, 'ack', ?, ?, ?, ?, 'queued', 0, ?, '', ?, 'none')",
+            rows,
+        )
+    return ids, statistics.fmean(len(r[4]) for r in rows)
+
+
+def run(n: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="inboxd-bench-send-") as tmp, SmtpSink() as sink:
+        settings = load_settings(write_config(Path(tmp), sink.port))
+        engine = open_store(settings.store.url)
+        queued, mean_size = fill_outbox(settings, engine, n)
+
+        stamps: list[float] = []
+        sender = Sender(engine, settings, on_sent=lambda _mailbox: stamps.append(time.perf_counter()))
+        start = time.perf_counter()
+        # drain() returns when nothing is due; a retried row would be due later, so loop until all are sent.
+        while len(stamps) < n:
+            report = sender.drain()
+            if report.failed:
+                raise SystemExit(f"{report.failed} mail(s) failed; see the outbox table in {tmp}")
+            if report.sent == 0:
+                time.sleep(0.1)
+        elapsed = time.perf_counter() - start
+
+        envelopes = sink.wait_for(n)
+        received = [e.message()["Message-ID"].strip("<>") for e in envelopes]
+        with reading(engine) as conn:
+            sent_rows = conn.exec_driver_sql("SELECT count(*) FROM outbox WHERE status = 'sent'").scalar()
+        engine.dispose()
+    gaps = [b - a for a, b in zip([start] + stamps, stamps)]
+    ok = len(received) == n and set(received) == queued and sent_rows == n
+    return {
+        "n": n, "seconds": elapsed, "per_second": n / elapsed, "mean_ms": statistics.fmean(gaps) * 1000,
+        "p50_ms": statistics.median(gaps) * 1000, "p99_ms": sorted(gaps)[int(0.99 * (n - 1))] * 1000,
+        "max_ms": max(gaps) * 1000, "mean_kb": mean_size / 1024, "ok": ok,
+        "distinct": len(set(received)), "received": len(received),
+    }
+
+
+def main(argv: list[str]) -> int:
+    sizes = [int(a) for a in argv] or [1000, 5000]
+    failed = False
+    for n in sizes:
+        r = run(n)
+        print(f"N={r['n']:>6}: {r['seconds']:6.2f} s, {r['per_second']:7.1f} mails/s, "
+              f"latency mean {r['mean_ms']:.2f} ms (p50 {r['p50_ms']:.2f}, p99 {r['p99_ms']:.2f}, "
+              f"max {r['max_ms']:.1f}), mean size {r['mean_kb']:.1f} KB; "
+              f"sink got {r['received']} mails, {r['distinct']} distinct Message-IDs: "
+              f"{'OK' if r['ok'] else 'MISMATCH'}", flush=True)
+        failed |= not r["ok"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,472 @@
+"""Step 8, the write side: the agent workflow shared by the CLI and the daemon.
+
+Every change is one function that runs inside one write transaction
+(`BEGIN IMMEDIATE`): it reads the ticket, checks the actor's role and the
+status lifecycle, writes the change with an audit event (actor, time,
+before and after), and queues any mail it causes in the outbox in the same
+transaction.  Because the write lock is taken before the ticket is read, two
+agents (or an agent and the daemon) can never overwrite each other's change.
+Refusals are `WorkflowError`s with a one-line explanation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+
+from inboxd import outbox
+from inboxd.compose import compose, new_message_id, tagged_subject
+from inboxd.config import AgentSettings, Settings
+from inboxd.db import db_time, writing
+from inboxd.models import PRIORITIES, STATUSES
+from inboxd.rules import loop_header_value
+from inboxd.threading import TicketTag
+from inboxd.tickets import iso
+
+# The lifecycle: new -> open -> pending (waiting on the customer) -> solved
+# (waiting for confirmation) -> closed.  A ticket may be solved or closed
+# early (spam, duplicates), and reopened from solved or closed.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "new": frozenset({"open", "pending", "solved", "closed"}),
+    "open": frozenset({"pending", "solved", "closed"}),
+    "pending": frozenset({"open", "solved", "closed"}),
+    "solved": frozenset({"open", "closed"}),
+    "closed": frozenset({"open"}),
+}
+SUPERVISORS = ("supervisor", "admin")
+
+
+class WorkflowError(Exception):
+    """A refused or impossible change; str() is the one-line reason."""
+
+
+class PermissionDenied(WorkflowError):
+    pass
+
+
+@dataclass
+class Ticket:
+    pk: int
+    ref: str
+    subject: str
+    status: str
+    priority: str
+    mailbox: str
+    requester: str
+    requester_name: str
+    assignee: str | None
+    tags: list[str]
+    team: str | None
+    tier: int
+    escalated: bool
+    approved_by: str | None
+    merged_into: int | None
+    version: int
+
+
+_COLUMNS = ("id, ref, subject, status, priority, mailbox, requester, requester_name, assignee, tags, team, tier,"
+            " escalated, approved_by, merged_into, version")
+
+
+def load(cur: sqlite3.Cursor, ref: str) -> Ticket:
+    row = cur.execute(f"SELECT {_COLUMNS} FROM ticket WHERE ref = ?", (ref,)).fetchone()
+    if row is None:
+        raise WorkflowError(f"no ticket {ref}")
+    values = list(row)
+    values[9] = json.loads(values[9])
+    values[12] = bool(values[12])
+    return Ticket(*values)
+
+
+class Workflow:
+    """The changes an agent can make, checked against roles and the lifecycle."""
+
+    def __init__(self, engine: Engine, settings: Settings, actor: AgentSettings):
+        self.engine = engine
+        self.settings = settings
+        self.actor = actor
+        self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _change(self, ref: str, action: str, apply) -> dict:
+        """Run `apply(cur, ticket, now)` in one write transaction and audit it."""
+        now = _utcnow()
+        with writing(self.engine) as conn:
+            cur = conn.connection.driver_connection.cursor()
+            ticket = load(cur, ref)
+            if ticket.merged_into is not None and action not in ("note", "history"):
+                into = cur.execute("SELECT ref FROM ticket WHERE id = ?", (ticket.merged_into,)).fetchone()[0]
+                raise WorkflowError(f"{ref} was merged into {into}; act on {into}")
+            before = _snapshot(ticket)
+            detail = apply(cur, ticket, now) or {}
+            after = _snapshot(ticket)
+            changed = {k: {"before": before[k], "after": after[k]} for k in before if before[k] != after[k]}
+            cur.execute(
+                "UPDATE ticket SET status = ?, priority = ?, assignee = ?, tags = ?, team = ?, tier = ?,"
+                " escalated = ?, approved_by = ?, merged_into = ?, updated_at = ?, version = version + 1,"
+                " solved_at = CASE WHEN ? = 'solved' AND status != 'solved' THEN ? ELSE solved_at END,"
+                " closed_at = CASE WHEN ? = 'closed' AND status != 'closed' THEN ?"
+                "   WHEN ? != 'closed' THEN NULL ELSE closed_at END"
+                " WHERE id = ? AND version = ?",
+                (ticket.status, ticket.priority, ticket.assignee, json.dumps(ticket.tags, ensure_ascii=False),
+                 ticket.team, ticket.tier, ticket.escalated, ticket.approved_by, ticket.merged_into, db_time(now),
+                 ticket.status, db_time(now), ticket.status, db_time(now), ticket.status, ticket.pk,
+                 ticket.version),
+            )
+            if cur.rowcount != 1:  # Cannot happen under BEGIN IMMEDIATE; refuse rather than lose an update.
+                raise WorkflowError(f"{ref} changed meanwhile; try again")
+            event = {**detail, **({"changes": changed} if changed else {})}
+            cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+                        (ticket.pk, db_time(now), self.actor.name, action, json.dumps(event, ensure_ascii=False)))
+            if ticket.assignee and ticket.assignee != before["assignee"]:
+                self._notify_assignment(cur, ticket, now)
+        return {"id": ticket.ref, "action": action, "actor": self.actor.name, "at": _iso(now), **event}
+
+    def _is_supervisor(self) -> bool:
+        return self.actor.role in SUPERVISORS
+
+    def _require_supervisor(self, what: str) -> None:
+        if not self._is_supervisor():
+            raise PermissionDenied(f"{what} needs the supervisor or admin role ({self.actor.name} is an {self.actor.role})")
+
+    def _require_own(self, ticket: Ticket, what: str) -> None:
+        """Agents act on their own tickets and unassigned ones; supervisors on any."""
+        if ticket.assignee not in (None, self.actor.name) and not self._is_supervisor():
+            raise PermissionDenied(
+                f"{ticket.ref} is assigned to {ticket.assignee}; {what} on a colleague's ticket needs the "
+                f"supervisor or admin role")
+
+    def _move(self, ticket: Ticket, status: str) -> None:
+        if status not in STATUSES:
+            raise WorkflowError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+        if status == ticket.status:
+            raise WorkflowError(f"{ticket.ref} is already {status}")
+        if status not in TRANSITIONS[ticket.status]:
+            allowed = ", ".join(sorted(TRANSITIONS[ticket.status]))
+            hint = " (reopen it first)" if ticket.status in ("solved", "closed") else ""
+            raise WorkflowError(f"{ticket.ref} cannot go from {ticket.status} to {status}{hint}; "
+                                f"from {ticket.status} it can go to: {allowed}")
+        if status == "closed" and ticket.escalated and not ticket.approved_by and not self._is_supervisor():
+            raise PermissionDenied(f"{ticket.ref} was escalated: closing it needs a supervisor's review first "
+                                   f"(a supervisor runs `inboxd approve {ticket.ref}`)")
+        ticket.status = status
+
+    # -- assignment ----------------------------------------------------------------
+
+    def take(self, ref: str) -> dict:
+        def apply(cur, t: Ticket, now):
+            if t.assignee == self.actor.name:
+                raise WorkflowError(f"{t.ref} is already yours")
+            if t.assignee is not None:
+                self._require_supervisor(f"taking {t.ref} from {t.assignee}")
+            t.assignee = self.actor.name
+            if t.status == "new":
+                t.status = "open"
+        return self._change(ref, "take", apply)
+
+    def assign(self, ref: str, agent: str) -> dict:
+        target = self.settings.agent(agent)
+        if target is None:
+            raise WorkflowError(f"unknown agent {agent!r}; known agents: {', '.join(a.name for a in self.settings.agents)}")
+
+        def apply(cur, t: Ticket, now):
+            if t.assignee == agent:
+                raise WorkflowError(f"{t.ref} is already assigned to {agent}")
+            if t.assignee is not None and t.assignee != self.actor.name:
+                self._require_supervisor(f"reassigning {t.assignee}'s ticket {t.ref}")
+            t.assignee = agent
+            if t.status == "new":
+                t.status = "open"
+        return self._change(ref, "assign", apply)
+
+    def unassign(self, ref: str) -> dict:
+        def apply(cur, t: Ticket, now):
+            if t.assignee is None:
+                raise WorkflowError(f"{t.ref} is not assigned")
+            self._require_own(t, "unassigning")
+            t.assignee = None
+        return self._change(ref, "unassign", apply)
+
+    # -- status ----------------------------------------------------------------------
+
+    def set_status(self, ref: str, status: str) -> dict:
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "changing the status")
+            self._move(t, status)
+        return self._change(ref, "status", apply)
+
+    def close(self, ref: str, survey: bool = True) -> dict:
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "closing")
+            self._move(t, "closed")
+            return {"survey": survey}
+        return self._change(ref, "close", apply)
+
+    def reopen(self, ref: str) -> dict:
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "reopening")
+            if t.status not in ("solved", "closed"):
+                raise WorkflowError(f"{t.ref} is {t.status}, not solved or closed; nothing to reopen")
+            self._move(t, "open")
+            t.approved_by = None
+        return self._change(ref, "reopen", apply)
+
+    def approve(self, ref: str) -> dict:
+        self._require_supervisor("approving an escalated ticket")
+
+        def apply(cur, t: Ticket, now):
+            if not t.escalated:
+                raise WorkflowError(f"{t.ref} is not escalated; nothing to approve")
+            t.approved_by = self.actor.name
+        return self._change(ref, "approve", apply)
+
+    # -- classification -------------------------------------------------------------
+
+    def tag(self, ref: str, tags: Sequence[str]) -> dict:
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "tagging")
+            added = [x for x in dict.fromkeys(tags) if x not in t.tags]
+            if not added:
+                raise WorkflowError(f"{t.ref} already has {', '.join(tags)}")
+            t.tags = t.tags + added
+        return self._change(ref, "tag", apply)
+
+    def untag(self, ref: str, tags: Sequence[str]) -> dict:
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "untagging")
+            missing = [x for x in tags if x not in t.tags]
+            if missing:
+                raise WorkflowError(f"{t.ref} has no tag {', '.join(missing)}")
+            t.tags = [x for x in t.tags if x not in tags]
+        return self._change(ref, "untag", apply)
+
+    def priority(self, ref: str, priority: str) -> dict:
+        if priority not in PRIORITIES:
+            raise WorkflowError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
+
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "changing the priority")
+            if t.priority == priority:
+                raise WorkflowError(f"{t.ref} is already {priority}")
+            t.priority = priority
+        return self._change(ref, "priority", apply)
+
+    def escalate(self, ref: str, to: str, reason: str) -> dict:
+        if not reason.strip():
+            raise WorkflowError("an escalation needs a reason (--reason TEXT)")
+        teams = {team for a in self.settings.agents for team in a.teams}
+        tier = _tier(to)
+        if tier is None and to not in teams and to != "supervisor":
+            raise WorkflowError(f"unknown escalation target {to!r}; use a team ({', '.join(sorted(teams))}), "
+                                f"tier2/tier3 or supervisor")
+
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "escalating")
+            t.escalated = True
+            t.approved_by = None
+            if tier is not None:
+                t.tier = tier
+            elif to != "supervisor":
+                t.team = to
+            t.assignee = None  # The new tier or team picks it up.
+            if t.status in ("new", "pending"):
+                t.status = "open"
+            return {"to": to, "reason": reason}
+        return self._change(ref, "escalate", apply)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def note(self, ref: str, text: str) -> dict:
+        if not text.strip():
+            raise WorkflowError("a note needs text (-m TEXT)")
+
+        def apply(cur, t: Ticket, now):
+            _store_internal(cur, t, now, kind="note", sender=self.actor.email, text=text)
+            return {"text": text}
+        return self._change(ref, "note", apply)
+
+    def reply(self, ref: str, text: str) -> dict:
+        """Send `text` to the requester through the outbox; the ticket then waits on them."""
+        if not text.strip():
+            raise WorkflowError("a reply needs text")
+
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "replying")
+            return self._reply(cur, t, now, text)
+        return self._change(ref, "reply", apply)
+
+    def apply_macro(self, ref: str, macro, text: str) -> dict:
+        """A macro's reply (already rendered) and its actions, in one transaction."""
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, f"applying macro {macro.name}")
+            detail = {"macro": macro.name}
+            if text.strip():
+                detail.update(self._reply(cur, t, now, text))
+            if macro.priority:
+                t.priority = macro.priority
+            for tag in macro.tags:
+                if tag not in t.tags:
+                    t.tags = t.tags + [tag]
+            if macro.assign:
+                if t.assignee not in (None, self.actor.name, macro.assign):
+                    self._require_supervisor(f"reassigning {t.assignee}'s ticket {t.ref}")
+                t.assignee = macro.assign
+            if macro.status and macro.status != t.status:
+                self._move(t, macro.status)
+            return detail
+        return self._change(ref, "macro", apply)
+
+    def _reply(self, cur: sqlite3.Cursor, t: Ticket, now: datetime, text: str) -> dict:
+        if t.status == "closed":
+            raise WorkflowError(f"{t.ref} is closed; reopen it before replying")
+        mailbox = self.settings.mailbox(t.mailbox)
+        parent, references = outbox.thread_ids(cur, t.pk)
+        mail = compose(
+            mailbox_address=mailbox.address,
+            from_name=f"{self.actor.name.capitalize()} via {mailbox.display_name}",
+            to=[(t.requester_name, t.requester)],
+            subject=tagged_subject(t.subject, t.ref, self.tags),
+            text=text,
+            message_id=new_message_id(t.ref, mailbox.domain, unique=outbox.unique_token()),
+            in_reply_to=parent, references=references,
+            loop_value=loop_header_value(mailbox.address), now=now,
+        )
+        outbox.enqueue(cur, ticket_pk=t.pk, mailbox=mailbox, kind="reply", mail=mail, now=now,
+                       sent_copy=self.settings.outbox.sent_copy)
+        _store_internal(cur, t, now, kind="agent", sender=mailbox.address, text=text, mail=mail, parent=parent)
+        cur.execute("UPDATE ticket SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
+                    (db_time(now), t.pk))
+        if t.status in ("new", "open"):
+            t.status = "pending"
+        if t.assignee is None:
+            t.assignee = self.actor.name
+        return {"message_id": mail.message_id}
+
+    def merge(self, ref: str, into: str) -> dict:
+        if ref == into:
+            raise WorkflowError("cannot merge a ticket into itself")
+        now = _utcnow()
+        with writing(self.engine) as conn:
+            cur = conn.connection.driver_connection.cursor()
+            src, dst = load(cur, ref), load(cur, into)
+            for t in (src, dst):
+                self._require_own(t, "merging")
+                if t.merged_into is not None:
+                    raise WorkflowError(f"{t.ref} was already merged")
+            moved = cur.execute("UPDATE message SET ticket_id = ? WHERE ticket_id = ?", (dst.pk, src.pk)).rowcount
+            tags = dst.tags + [x for x in src.tags if x not in dst.tags]
+            cur.execute("UPDATE ticket SET message_count = message_count + ?, tags = ?, updated_at = ?,"
+                        " version = version + 1 WHERE id = ?",
+                        (moved, json.dumps(tags, ensure_ascii=False), db_time(now), dst.pk))
+            cur.execute("UPDATE ticket SET merged_into = ?, status = 'closed', closed_at = ?, message_count = 0,"
+                        " updated_at = ?, version = version + 1 WHERE id = ?",
+                        (dst.pk, db_time(now), db_time(now), src.pk))
+            for t, detail in ((src, {"into": dst.ref}), (dst, {"from": src.ref, "messages": moved})):
+                cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, 'merge', ?)",
+                            (t.pk, db_time(now), self.actor.name, json.dumps(detail)))
+        return {"id": src.ref, "action": "merge", "actor": self.actor.name, "at": _iso(now), "into": dst.ref,
+                "messages": moved}
+
+    # -- notifications --------------------------------------------------------------
+
+    def _notify_assignment(self, cur: sqlite3.Cursor, t: Ticket, now: datetime) -> None:
+        agent = self.settings.agent(t.assignee)
+        if agent is None or agent.notify == "none" or agent.name == self.actor.name:
+            return
+        notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
+                     headline=f"{self.actor.name} assigned {t.ref} to you.")
+
+
+def notify_agent(cur: sqlite3.Cursor, settings: Settings, tags: TicketTag, ref: str, agent: AgentSettings,
+                 now: datetime, *, headline: str) -> None:
+    """Queue a notification for `agent` about ticket `ref`: its state, the
+    customer's newest text, and the commands to act on it.  Replying to it
+    reaches the customer through the relay; "#note" makes an internal note."""
+    t = load(cur, ref)
+    mailbox = settings.mailbox(t.mailbox)
+    last = cur.execute(
+        "SELECT reply_text, from_addr FROM message WHERE ticket_id = ? AND kind = 'customer'"
+        " ORDER BY coalesce(date, created_at) DESC, id DESC LIMIT 1", (t.pk,)).fetchone()
+    text = "\n".join([
+        headline,
+        "",
+        f"Ticket:    {t.ref}  {t.subject}",
+        f"Status:    {t.status}   Priority: {t.priority}   Assignee: {t.assignee or '-'}",
+        f"Customer:  {t.requester_name} <{t.requester}>",
+        "",
+        "Latest message from the customer:",
+        "",
+        *(("    " + line for line in (last[0] if last else "(none)").splitlines())),
+        "",
+        "Reply to this mail to answer the customer (from the shared address).",
+        "Start your reply with #note to add an internal note instead.",
+        "",
+        f"    inboxd show {t.ref}",
+        f"    inboxd reply {t.ref} -m '...'",
+        f"    inboxd status {t.ref} solved",
+    ]) + "\n"
+    # One thread per ticket in the agent's client: every notification refers
+    # to the same per-ticket root id.
+    root = new_message_id(t.ref, mailbox.domain, unique="notify")
+    mail = compose(
+        mailbox_address=mailbox.address,
+        from_name=f"{mailbox.display_name} (inboxd)",
+        to=[(agent.name, agent.email)],
+        subject=tagged_subject(t.subject, t.ref, tags, reply=False),
+        text=text,
+        message_id=new_message_id(t.ref, mailbox.domain, unique=outbox.unique_token()),
+        in_reply_to=root, references=[root],
+        auto_reply=True,
+        loop_value=loop_header_value(mailbox.address),
+        extra_headers={"Reply-To": mailbox.address},
+        now=now,
+    )
+    outbox.enqueue(cur, ticket_pk=t.pk, mailbox=mailbox, kind="notification", mail=mail, now=now, sent_copy=False)
+
+
+def _store_internal(cur: sqlite3.Cursor, t: Ticket, now: datetime, *, kind: str, sender: str, text: str,
+                    mail=None, parent: str | None = None) -> None:
+    """A note or an agent's reply written from the CLI becomes a message on the ticket."""
+    data = mail.data if mail is not None else text.encode()
+    digest = hashlib.sha256(data).hexdigest()
+    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)", (digest, len(data), data))
+    key = mail.message_id if mail is not None else f"note:{digest}:{now.timestamp()}"
+    cur.execute(
+        "INSERT INTO message (message_key, message_id, ticket_id, direction, kind, from_addr, from_name, to_addrs,"
+        " cc_addrs, reply_to, date, subject, text, reply_text, html_only, in_reply_to, \"references\", auto,"
+        " raw_sha256, size, created_at)"
+        " VALUES (?, ?, ?, 'out', ?, ?, '', ?, '[]', '[]', ?, ?, ?, ?, 0, ?, '[]', '{}', ?, ?, ?)",
+        (key, mail.message_id if mail else None, t.pk, kind, sender,
+         json.dumps([{"name": t.requester_name, "email": t.requester}] if mail else []), db_time(now),
+         t.subject,
+         text, text, json.dumps([parent] if parent else []), digest, len(data), db_time(now)),
+    )
+    cur.execute("UPDATE ticket SET message_count = message_count + 1 WHERE id = ?", (t.pk,))
+
+
+def _tier(target: str) -> int | None:
+    lowered = target.lower().replace(" ", "")
+    for prefix in ("tier", "t", "l"):
+        if lowered.startswith(prefix) and lowered[len(prefix):].isdigit():
+            return int(lowered[len(prefix):])
+    return None
+
+
+def _snapshot(t: Ticket) -> dict:
+    return {"status": t.status, "priority": t.priority, "assignee": t.assignee, "tags": list(t.tags),
+            "team": t.team, "tier": t.tier, "escalated": t.escalated, "approved_by": t.approved_by}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(dt: datetime) -> str:
+    return iso(dt)
