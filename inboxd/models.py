@@ -46,6 +46,13 @@ class Ticket(SQLModel, table=True):
     approved_by: str | None = None
     # A merged ticket points at the one that absorbed it.
     merged_into: int | None = Field(default=None, foreign_key="ticket.id")
+    # Promises: the SLA policy and the due times it gives, recomputed by the
+    # scheduler whenever the ticket's version moves past sla_version.
+    sla_policy: str | None = None
+    first_response_due: datetime | None = Field(default=None, index=True)
+    next_response_due: datetime | None = Field(default=None, index=True)
+    resolution_due: datetime | None = Field(default=None, index=True)
+    sla_version: int = 0
     # Bumped on every update so concurrent writers can detect lost updates.
     version: int = 1
 
@@ -200,3 +207,33 @@ class Outbox(SQLModel, table=True):
     sent_at: datetime | None = None
     # Whether the copy for the mailbox's Sent folder is still to be appended.
     copy_status: str = "none"      # none | pending | done
+
+
+class Duty(SQLModel, table=True):
+    """A scheduled duty done once for a ticket and a target (e.g. the breach
+    notice for one due time).  Inserting the row is the claim: the unique key
+    makes a second daemon's (or a restart's) attempt a no-op."""
+
+    # The key names the ticket (when there is one) and the target, e.g.
+    # "1042:first_response:2026-11-23T10:00:00Z"; (duty, key) is unique.
+    __table_args__ = (UniqueConstraint("duty", "key", name="uq_duty_once"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    duty: str
+    key: str
+    at: datetime
+
+
+class Csat(SQLModel, table=True):
+    """A satisfaction survey sent for a closed ticket, and its answer."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    customer: str = Field(index=True)
+    token: str = Field(unique=True, index=True)
+    message_id: str
+    sent_at: datetime
+    rating: int | None = None
+    label: str | None = None
+    comment: str | None = None
+    answered_at: datetime | None = None
