@@ -41,7 +41,7 @@ IMAP_KEYS = (
     "host", "port", "security", "username", *PASSWORD_KEYS, "folders", "sent_folder",
     "ca_file", "timeout", "batch_size", "idle", "poll_interval",
 )
-MAILBOX_KEYS = ("name", "address", "display_name", "language", "ack", "note_subaddress", "imap", "smtp")
+MAILBOX_KEYS = ("name", "address", "display_name", "language", "ack", "note_subaddress", "sla", "team", "imap", "smtp")
 AGENT_KEYS = ("name", "email", "role", "teams", "tier", "notify")
 
 # Top-level sections that later issues add (SLA, rules, ...).  They are kept raw
@@ -204,6 +204,8 @@ class MailboxSettings:
     language: str = "en"
     ack: bool = True
     note_subaddress: str = "note"
+    sla: str | None = None         # the SLA policy for this mailbox's tickets (checked by inboxd.policies)
+    team: str | None = None        # the team new tickets of this mailbox belong to
 
     @property
     def domain(self) -> str:
@@ -544,6 +546,8 @@ def _mailboxes(top: _Table, base: Path) -> tuple[MailboxSettings, ...]:
             language=table.choice("language", "en", LANGUAGES),
             ack=table.boolean("ack", True),
             note_subaddress=table.name("note_subaddress", NOTE_SUBADDRESS) if "note_subaddress" in table.data else "note",
+            sla=table.string("sla", "") or None,
+            team=table.string("team", "") or None,
         ))
     return tuple(mailboxes)
 

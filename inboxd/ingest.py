@@ -18,6 +18,8 @@ The tables and columns are the ones declared in `inboxd.models`.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import hashlib
 import json
 import logging
@@ -28,17 +30,21 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
-from inboxd import outbox
+from inboxd import outbox, slaclock
 from inboxd.bounces import Bounce, detect_bounce
 from inboxd.compose import ticket_ref_from_message_id
 from inboxd.config import AgentSettings, Settings
 from inboxd.db import db_time
 from inboxd.message import InboundMessage, MalformedMessage, extract_message_id
-from inboxd.outbox import mail_subject, mail_text
 from inboxd.quotes import reply_text
 from inboxd.rules import AckContext, is_automatic, loop_header_value, may_auto_reply
 from inboxd.templates import Templates
 from inboxd.threading import ThreadMatch, TicketTag, find_ticket
+from inboxd.csat import is_low, parse_answer, parse_survey_address
+from inboxd.csat import label as csat_label
+from inboxd.policies import load_policies
+from inboxd.routing import ASSIGN_STRATEGIES, facts_for, merge, pick_assignee
+from inboxd.sla import human
 from inboxd.worker import parse_one
 from inboxd.workflow import notify_agent
 
@@ -105,6 +111,10 @@ class Delivery:
     note_reason: str = ""
     previous_ref: str = ""
     reply_text: str = ""
+    # What routing decided about the acknowledgement: None (default), False
+    # (suppressed by a rule) or a template folder name.
+    ack_template: str | bool | None = None
+    csat: tuple[int, int, str] | None = None      # (csat row id, rating, comment)
 
 
 class Filer:
@@ -116,6 +126,7 @@ class Filer:
         self.templates = Templates(settings.templates_dir)
         self.own_addresses = settings.own_addresses()
         self.own_domains = frozenset(m.domain for m in settings.mailboxes)
+        self.policies = load_policies(settings)
         self.max_attachment = settings.store.max_attachment_bytes
         # Parsing inline (no worker) saves attachments the same way the worker does.
         self.parse = parse or (lambda raw: parse_one(raw, self.max_attachment, settings.store.data_dir))
@@ -267,6 +278,10 @@ def classify(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     if bounce is not None:
         d.kind, d.bounce = "bounce", bounce
         return
+    answer = _csat_answer(filer, cur, d)
+    if answer is not None:
+        d.kind, d.csat = "csat", answer
+        return
     agent = filer.settings.agent_by_email(sender) if sender else None
     if agent is None:
         return
@@ -286,6 +301,10 @@ def classify(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 def thread(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """Find the ticket this message continues, or decide to open one."""
     lookup = StoreLookup(cur)
+    if d.csat is not None:
+        pk = cur.execute("SELECT ticket_id FROM csat WHERE id = ?", (d.csat[0],)).fetchone()[0]
+        d.match = ThreadMatch(pk, "satisfaction survey answer")
+        return
     if d.bounce is not None and d.bounce.original_message_id:
         mid = d.bounce.original_message_id
         known = lookup.tickets_by_message_ids([mid])
@@ -421,10 +440,117 @@ def note_bounce(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
             cur.execute("UPDATE customer SET bouncing = 1, bounced_at = ? WHERE email = ?", (db_time(d.now), address))
 
 
+def route(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """The admin's [[rules]], in order, on a new ticket and on each customer message."""
+    if d.kind != "customer":
+        return
+    mailbox = filer.settings.mailbox(d.mailbox)
+    if d.match.is_new and mailbox.team:
+        cur.execute("UPDATE ticket SET team = ? WHERE id = ?", (mailbox.team, d.ticket_pk))
+    rules = filer.policies.rules
+    if not rules.rules:
+        return
+    tags, priority, team, tier = cur.execute(
+        "SELECT tags, priority, team, tier FROM ticket WHERE id = ?", (d.ticket_pk,)).fetchone()
+    facts = facts_for(d.msg, event="new" if d.match.is_new else "message", mailbox=d.mailbox,
+                      headers=_headers(d.raw), tags=json.loads(tags), priority=priority, team=team)
+    decisions = rules.evaluate(facts)
+    if not decisions:
+        return
+    outcome = merge(decisions)
+    tags = json.loads(tags)
+    tags += [t for t in outcome.tags if t not in tags]
+    team = outcome.team or team
+    tier = outcome.tier if outcome.tier is not None else (tier + 1 if outcome.escalate else tier)
+    assignee = None
+    if outcome.assign in ASSIGN_STRATEGIES:
+        members = rules.teams.get(team or "", ()) or tuple(a.name for a in filer.settings.agents if team in a.teams)
+        counts = dict(cur.execute("SELECT assignee, count(*) FROM ticket WHERE status IN ('new', 'open', 'pending')"
+                                  " AND assignee IS NOT NULL GROUP BY assignee").fetchall())
+        last = cur.execute("SELECT json_extract(detail, '$.assign') FROM event WHERE action = 'rule-assign'"
+                           " AND json_extract(detail, '$.team') IS ? ORDER BY id DESC LIMIT 1", (team,)).fetchone()
+        assignee = pick_assignee(outcome.assign, members, open_counts=counts, last_assigned=last[0] if last else None)
+    elif outcome.assign:
+        assignee = outcome.assign
+    cur.execute(
+        "UPDATE ticket SET priority = coalesce(?, priority), tags = ?, team = ?, tier = ?,"
+        " escalated = CASE WHEN ? THEN 1 ELSE escalated END, assignee = coalesce(?, assignee),"
+        " sla_policy = coalesce(?, sla_policy), status = CASE WHEN ? IS NOT NULL AND status = 'new' THEN 'open'"
+        " ELSE status END, version = version + 1 WHERE id = ?",
+        (outcome.priority, json.dumps(tags, ensure_ascii=False), team, tier, outcome.escalate, assignee,
+         outcome.sla, assignee, d.ticket_pk),
+    )
+    for reason in outcome.reasons:
+        _event(cur, d, "rule", {"reason": reason})
+    if assignee:
+        _event(cur, d, "rule-assign", {"assign": assignee, "team": team})
+    if outcome.autoreply is not None and outcome.autoreply is not True:
+        d.ack_template = outcome.autoreply
+
+
+def _headers(raw: bytes) -> dict[str, str]:
+    # Only the header block, parsed again: rules may look at any header.
+    head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    return {k.lower(): str(v) for k, v in head.items()}
+
+
+def clock(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """The ticket's SLA due times, right away (the scheduler keeps them current)."""
+    if d.kind in ("customer", "agent"):
+        slaclock.refresh(cur, d.ticket_pk, filer.settings, filer.policies, d.now)
+
+
+def record_csat(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """A survey answer is stored (never reopening the ticket); a low one is followed up."""
+    if d.csat is None:
+        return
+    csat_id, rating, comment = d.csat
+    mailbox = filer.settings.mailbox(d.mailbox)
+    scale = filer.policies.csat
+    name = csat_label(scale.scale, rating, mailbox.language)
+    cur.execute("UPDATE csat SET rating = ?, label = ?, comment = ?, answered_at = ? WHERE id = ?",
+                (rating, name, comment, db_time(d.now), csat_id))
+    _event(cur, d, "csat", {"rating": rating, "label": name, "comment": comment})
+    if is_low(scale, rating):
+        _event(cur, d, "csat-followup", {"rating": rating, "label": name, "task": "follow up with the customer"})
+        for agent in filer.settings.agents:
+            if agent.role in ("supervisor", "admin") and agent.notify != "none":
+                notify_agent(cur, filer.settings, filer.tags, d.ticket_ref, agent, d.now,
+                             headline=f"Low satisfaction rating on {d.ticket_ref}: {name}. "
+                                      f"Please follow up. Comment: {comment or '-'}")
+
+
+def _csat_answer(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> tuple[int, int, str] | None:
+    """(survey id, rating, comment) when this mail answers a satisfaction survey."""
+    msg = d.msg
+    scale = filer.policies.csat.scale
+    for addr in (*msg.to, *msg.cc):
+        parsed = parse_survey_address(addr.email)
+        if parsed is None:
+            continue
+        row = cur.execute("SELECT id FROM csat WHERE token = ?", (parsed[0],)).fetchone()
+        if row is not None and 1 <= parsed[1] <= len(scale):
+            answer = parse_answer(reply_text(msg.text), scale)
+            comment = answer.comment if answer else reply_text(msg.text).strip()
+            return row[0], parsed[1], comment
+    parents = [*msg.in_reply_to, *msg.references]
+    if parents:
+        marks = ", ".join("?" * len(parents))
+        row = cur.execute(f"SELECT id FROM csat WHERE message_id IN ({marks})", parents).fetchone()
+        if row is not None:
+            answer = parse_answer(reply_text(msg.text), scale)
+            if answer is not None:
+                return row[0], answer.rating, answer.comment
+    return None
+
+
 def acknowledge(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """A new ticket from a customer gets an acknowledgement, unless a loop rule says no."""
     mailbox = filer.settings.mailbox(d.mailbox)
     if not (d.match.is_new and d.kind == "customer" and mailbox.ack and filer.settings.autoreply.enabled):
+        return
+    if d.ack_template is False:
+        _event(cur, d, "no-ack", {"rule": "routing", "reason": "a routing rule suppressed the acknowledgement"})
         return
     ticket = outbox.load_ticket(cur, d.ticket_pk)
     hour_ago, day_ago = outbox.budget_window(d.now)
@@ -444,11 +570,24 @@ def acknowledge(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
         _event(cur, d, "no-ack", {"rule": verdict.rule, "reason": verdict.reason})
         return
     mail = outbox.ack_mail(filer.settings, filer.templates, filer.tags, mailbox, ticket,
-                           in_reply_to=d.msg.message_id, now=d.now)
+                           in_reply_to=d.msg.message_id, now=d.now, sla=_promise(filer, cur, d, mailbox),
+                           template=d.ack_template if isinstance(d.ack_template, str) else "ack")
     outbox.enqueue(cur, ticket_pk=d.ticket_pk, mailbox=mailbox, kind="ack", mail=mail, now=d.now,
                    sent_copy=filer.settings.outbox.sent_copy)
-    _store_outgoing(cur, d, mail, kind="auto", text=mail_text(mail))
+    outbox.store_outgoing(cur, d.ticket_pk, mail, kind="auto", now=d.now)
     _event(cur, d, "ack", {"message_id": mail.message_id, "to": ticket.requester})
+
+
+def _promise(filer: Filer, cur: sqlite3.Cursor, d: Delivery, mailbox) -> dict:
+    """The first-response promise published in the acknowledgement."""
+    policy_name, due = cur.execute("SELECT sla_policy, first_response_due FROM ticket WHERE id = ?",
+                                   (d.ticket_pk,)).fetchone()
+    policy = filer.policies.sla.get(policy_name) if policy_name else None
+    if policy is None or policy.first_response is None:
+        return {"first_response": None, "first_response_due": None}
+    local = slaclock.parse_time(due).astimezone(policy.calendar.tz) if due else None
+    return {"first_response": human(policy.first_response, mailbox.language),
+            "first_response_due": local.strftime("%Y-%m-%d %H:%M %Z") if local else None}
 
 
 def relay(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
@@ -492,28 +631,13 @@ PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
     store_message,
     record_sighting,
     note_bounce,
+    record_csat,
+    route,
+    clock,
     acknowledge,
     relay,
     notify_agents,
 )
-
-
-def _store_outgoing(cur: sqlite3.Cursor, d: Delivery, mail, *, kind: str, text: str) -> None:
-    """Our own outgoing mail joins the thread, so replies to it find the ticket."""
-    digest = hashlib.sha256(mail.data).hexdigest()
-    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",
-                (digest, len(mail.data), mail.data))
-    cur.execute(
-        "INSERT INTO message (message_key, message_id, ticket_id, direction, kind, from_addr, from_name, to_addrs,"
-        " cc_addrs, reply_to, date, subject, text, reply_text, html_only, in_reply_to, \"references\", auto,"
-        " raw_sha256, size, created_at)"
-        " VALUES (?, ?, ?, 'out', ?, ?, '', ?, '[]', '[]', ?, ?, ?, ?, 0, ?, '[]', '{}', ?, ?, ?)",
-        (mail.message_id, mail.message_id, d.ticket_pk, kind, mail.sender,
-         json.dumps([{"name": "", "email": r} for r in mail.recipients]), db_time(d.now), mail_subject(mail),
-         text, text, json.dumps([d.msg.message_id] if d.msg.message_id else []), digest, len(mail.data),
-         db_time(d.now)),
-    )
-    cur.execute("UPDATE ticket SET message_count = message_count + 1 WHERE id = ?", (d.ticket_pk,))
 
 
 def _event(cur: sqlite3.Cursor, d: Delivery, action: str, detail: dict, actor: str = "inboxd") -> None:

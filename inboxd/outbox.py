@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -100,6 +101,8 @@ def ack_mail(
     *,
     in_reply_to: str | None,
     now: datetime,
+    sla: dict | None = None,
+    template: str = "ack",
 ) -> Outgoing:
     """The acknowledgement of a new ticket, rendered from the mailbox's templates."""
     variables = {
@@ -109,10 +112,11 @@ def ack_mail(
         },
         "customer": {"name": ticket.requester_name, "email": ticket.requester},
         "mailbox": {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
-        # SLA promises arrive with SLA policies; until then none is published.
-        "sla": {"first_response": None, "first_response_due": None},
+        # The first-response promise, published when an SLA applies.
+        "sla": sla or {"first_response": None, "first_response_due": None},
     }
-    subject, text, html = templates.render_ack(variables, mailbox=mailbox.name, language=mailbox.language)
+    subject, text, html = templates.render_ack(variables, mailbox=mailbox.name, language=mailbox.language,
+                                               name=template)
     return compose(
         mailbox_address=mailbox.address,
         from_name=mailbox.display_name,
@@ -159,12 +163,28 @@ def budget_window(now: datetime) -> tuple[datetime, datetime]:
     return now - timedelta(hours=1), now - timedelta(days=1)
 
 
-def mail_subject(mail: Outgoing) -> str:
-    return str(email.message_from_bytes(mail.data, policy=email.policy.default)["Subject"] or "")
-
-
 def mail_text(mail: Outgoing) -> str:
     """The plain-text part of a composed mail, decoded."""
     msg = email.message_from_bytes(mail.data, policy=email.policy.default)
     part = msg.get_body(preferencelist=("plain",))
     return part.get_content() if part is not None else ""
+
+
+def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind: str, now: datetime) -> None:
+    """Our own automatic mail joins the ticket's thread (and replies to it find the ticket)."""
+    digest = hashlib.sha256(mail.data).hexdigest()
+    msg = email.message_from_bytes(mail.data, policy=email.policy.default)
+    text = mail_text(mail)
+    parent = (msg["In-Reply-To"] or "").strip().strip("<>")
+    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",
+                (digest, len(mail.data), mail.data))
+    cur.execute(
+        "INSERT INTO message (message_key, message_id, ticket_id, direction, kind, from_addr, from_name, to_addrs,"
+        " cc_addrs, reply_to, date, subject, text, reply_text, html_only, in_reply_to, \"references\", auto,"
+        " raw_sha256, size, created_at)"
+        " VALUES (?, ?, ?, 'out', ?, ?, '', ?, '[]', '[]', ?, ?, ?, ?, 0, ?, '[]', '{}', ?, ?, ?)",
+        (mail.message_id, mail.message_id, ticket_pk, kind, mail.sender,
+         json.dumps([{"name": "", "email": r} for r in mail.recipients]), db_time(now), str(msg["Subject"] or ""),
+         text, text, json.dumps([parent] if parent else []), digest, len(mail.data), db_time(now)),
+    )
+    cur.execute("UPDATE ticket SET message_count = message_count + 1 WHERE id = ?", (ticket_pk,))

@@ -90,13 +90,16 @@ class Templates:
             raise TemplateError(f"{name}: {kind}: {_one_line(exc)}") from None
 
     def render_ack(self, variables: Mapping[str, Any], *, mailbox: str,
-                   language: str) -> tuple[str, str, str | None]:
-        """(subject, text, html or None) of the acknowledgement for a new ticket."""
-        subject = self.render("ack/subject.txt", variables, mailbox=mailbox, language=language)
-        text = self.render("ack/body.txt", variables, mailbox=mailbox, language=language)
+                   language: str, name: str = "ack") -> tuple[str, str, str | None]:
+        """(subject, text, html or None) of the acknowledgement for a new ticket.
+
+        `name` is the template folder: "ack", or another one a routing rule
+        chose (e.g. "ack_vip")."""
+        subject = self.render(f"{name}/subject.txt", variables, mailbox=mailbox, language=language)
+        text = self.render(f"{name}/body.txt", variables, mailbox=mailbox, language=language)
         html = None
-        if self._exists("ack/body.html", mailbox=mailbox, language=language):
-            html = self.render("ack/body.html", variables, mailbox=mailbox, language=language)
+        if self._exists(f"{name}/body.html", mailbox=mailbox, language=language):
+            html = self.render(f"{name}/body.html", variables, mailbox=mailbox, language=language)
         # A subject is one line, whatever the template's whitespace.
         return " ".join(subject.split()), text, html
 

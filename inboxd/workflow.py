@@ -149,7 +149,8 @@ class Workflow:
         if status == ticket.status:
             raise WorkflowError(f"{ticket.ref} is already {status}")
         if status not in TRANSITIONS[ticket.status]:
-            allowed = ", ".join(sorted(TRANSITIONS[ticket.status]))
+            # In lifecycle order, which reads as the way forward.
+            allowed = ", ".join(s for s in STATUSES if s in TRANSITIONS[ticket.status])
             hint = " (reopen it first)" if ticket.status in ("solved", "closed") else ""
             raise WorkflowError(f"{ticket.ref} cannot go from {ticket.status} to {status}{hint}; "
                                 f"from {ticket.status} it can go to: {allowed}")

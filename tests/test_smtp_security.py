@@ -120,7 +120,7 @@ def send_with_wrong_password(tmp: Path, dovecot: Dovecot, user: str, security: s
 def test_wrong_password_is_never_logged(tmp_path, dovecot, imap_user, security):
     row, printed, sink = send_with_wrong_password(tmp_path, dovecot, imap_user, security)
     assert sink.envelopes == []
-    assert row["last_error"].startswith("535"), row
+    assert "535" in row["last_error"], row
     assert printed.count("535") >= 2  # The sender's log line and check-config's report.
     for form in secret_forms(WRONG_PASSWORD, SMTP_PASSWORD):
         assert form not in printed + json.dumps(row)

@@ -1,0 +1,427 @@
+"""Step 7: the scheduled duties, each done once per target and never skipped.
+
+Time lives in columns (the ticket's due times, solved_at, closed_at); a duty
+scans for rows whose time has come and handles each in its own write
+transaction.  The claim is an insert into `duty` under a unique (duty, key):
+the key names the ticket and the target (say, the first-response due time
+being warned about), so a second daemon, a restart or a repeated pass finds
+the claim already there and does nothing.  Because duties look at what is
+due rather than at what happened since the last run, a daemon that was down
+catches up once on what it missed, with no burst of duplicates.
+
+`handle_one_*` functions do one item and return whether they found one;
+`run_due` loops every duty until none finds work.  APScheduler (in
+inboxd.daemon) only wakes this up.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from inboxd import outbox
+from inboxd.compose import Outgoing, compose, new_message_id, tagged_subject
+from inboxd.config import AgentSettings, Settings
+from inboxd.csat import load_secret, make_token, survey_variables
+from inboxd.db import db_time, writing
+from inboxd.policies import Policies, load_policies
+from inboxd.rules import loop_header_value
+from inboxd.sla import human, warn_time
+from inboxd.slaclock import parse_time, refresh, status_intervals
+from inboxd.templates import Templates
+from inboxd.threading import TicketTag
+from inboxd.workflow import SUPERVISORS, load, notify_agent
+
+log = logging.getLogger("inboxd.jobs")
+
+TARGETS = ("first_response", "next_response", "resolution")
+
+
+class Duties:
+    """Every scheduled duty over one store."""
+
+    def __init__(self, engine: Engine, settings: Settings):
+        self.engine = engine
+        self.settings = settings
+        self.policies: Policies = load_policies(settings)
+        self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
+        self.templates = Templates(settings.templates_dir)
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run_due(self, now: datetime | None = None) -> dict[str, int]:
+        """Run every duty until none finds work; returns how many items each did."""
+        done: dict[str, int] = {}
+        for name, handle in self.handlers():
+            count = 0
+            while handle(now or _utcnow()):
+                count += 1
+            done[name] = count
+        return done
+
+    def handlers(self) -> list[tuple[str, Callable[[datetime], bool]]]:
+        return [
+            ("sla", self.handle_one_sla_refresh),
+            ("warning", self.handle_one_warning),
+            ("breach", self.handle_one_breach),
+            ("unassigned", self.handle_one_unassigned),
+            ("pending", self.handle_one_pending_reminder),
+            ("autoclose", self.handle_one_autoclose),
+            ("survey", self.handle_one_survey),
+            ("digest", self.handle_one_digest),
+            ("weekly", self.handle_one_weekly_report),
+        ]
+
+    def _claim(self, cur: sqlite3.Cursor, duty: str, key: str, ticket_pk: int | None, now: datetime) -> bool:
+        cur.execute("INSERT OR IGNORE INTO duty (ticket_id, duty, key, at) VALUES (?, ?, ?, ?)",
+                    (ticket_pk, duty, key, db_time(now)))
+        return cur.rowcount == 1
+
+    # -- SLA ---------------------------------------------------------------------------
+
+    def handle_one_sla_refresh(self, now: datetime) -> bool:
+        """Recompute due times of tickets that changed since they were last computed."""
+        with writing(self.engine) as conn:
+            cur = _cursor(conn)
+            rows = cur.execute("SELECT id FROM ticket WHERE sla_version != version AND merged_into IS NULL"
+                               " LIMIT 500").fetchall()
+            for (pk,) in rows:
+                refresh(cur, pk, self.settings, self.policies, now)
+        return bool(rows)
+
+    def _due_candidates(self, cur: sqlite3.Cursor, cutoff: datetime) -> list[tuple]:
+        """(ticket, target, due) for every unmet promise due before `cutoff`."""
+        out = []
+        for target in TARGETS:
+            column = f"{target}_due"
+            met = {"first_response": "first_response_at IS NULL",
+                   "next_response": "1",
+                   "resolution": "status IN ('new', 'open', 'pending')"}[target]
+            out += [(pk, target, due, policy) for pk, due, policy in cur.execute(
+                f"SELECT id, {column}, sla_policy FROM ticket WHERE {column} IS NOT NULL AND {column} <= ?"
+                f" AND {met} AND status NOT IN ('solved', 'closed') AND merged_into IS NULL"
+                f" AND sla_version = version ORDER BY {column} LIMIT 200",
+                (db_time(cutoff),))]
+        return out
+
+    def handle_one_warning(self, now: datetime) -> bool:
+        """Warn the assignee (or the supervisors) once before a promise is broken."""
+        horizon = max((p.warn_before for p in self.policies.sla.values()), default=timedelta(0))
+        with writing(self.engine) as conn:
+            cur = _cursor(conn)
+            for pk, target, due_text, policy_name in self._due_candidates(cur, now + horizon):
+                due = parse_time(due_text)
+                policy = self.policies.sla.get(policy_name)
+                if policy is None or due <= now or policy.warn_before <= timedelta(0):
+                    continue
+                if warn_time(due, policy) > now:
+                    continue
+                if not self._claim(cur, "warning", f"{pk}:{target}:{due_text}", pk, now):
+                    continue
+                t = _ticket_ref(cur, pk)
+                self._tell_owner(cur, t, now, f"SLA warning: the {target.replace('_', ' ')} for {t.ref} "
+                                              f"is due at {_show(due)}.")
+                _event(cur, pk, now, "sla-warning", {"target": target, "due": _show(due)})
+                return True
+        return False
+
+    def handle_one_breach(self, now: datetime) -> bool:
+        """On a broken promise: notice once, escalate one step, keep the customer informed."""
+        with writing(self.engine) as conn:
+            cur = _cursor(conn)
+            for pk, target, due_text, _policy in self._due_candidates(cur, now):
+                if not self._claim(cur, "breach", f"{pk}:{target}:{due_text}", pk, now):
+                    continue
+                t = load(cur, _ticket_ref(cur, pk).ref)
+                reason = f"{target.replace('_', ' ')} SLA breached (due {_show(parse_time(due_text))})"
+                self._tell_owner(cur, t, now, f"SLA breach: {reason} on {t.ref}.")
+                self._escalate(cur, t, now, reason)
+                return True
+        return False
+
+    def _escalate(self, cur: sqlite3.Cursor, t, now: datetime, reason: str) -> None:
+        """Tier 1 -> tier 2 -> the supervisors, with the reason recorded."""
+        before = {"tier": t.tier, "escalated": t.escalated}
+        if t.tier < 2:
+            to, tier = "tier2", 2
+        else:
+            to, tier = "supervisor", max(t.tier, 3)
+        cur.execute("UPDATE ticket SET tier = ?, escalated = 1, approved_by = NULL, updated_at = ?,"
+                    " version = version + 1 WHERE id = ?", (tier, db_time(now), t.pk))
+        _event(cur, t.pk, now, "escalate", {"to": to, "reason": reason, "changes": {
+            "tier": {"before": before["tier"], "after": tier},
+            "escalated": {"before": before["escalated"], "after": True}}})
+        if to == "supervisor":
+            for agent in self._supervisors(t.team):
+                notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
+                             headline=f"{t.ref} was escalated to the supervisors: {reason}.")
+        if self.policies.scheduler.escalation_update:
+            self._mail_customer(cur, t, now, "escalation", {"reason": reason})
+
+    def handle_one_unassigned(self, now: datetime) -> bool:
+        """A ticket left unassigned too long goes to the supervisors (urgent ones sooner)."""
+        sched = self.policies.scheduler
+        with writing(self.engine) as conn:
+            cur = _cursor(conn)
+            rows = cur.execute(
+                "SELECT id, ref, created_at FROM ticket WHERE assignee IS NULL AND status IN ('new', 'open')"
+                " AND merged_into IS NULL AND ((priority = 'urgent' AND created_at <= ?) OR created_at <= ?)"
+                " ORDER BY created_at LIMIT 200",
+                (db_time(now - sched.unassigned_after_urgent), db_time(now - sched.unassigned_after))).fetchall()
+            for pk, ref, created in rows:
+                if not self._claim(cur, "unassigned", str(pk), pk, now):
+                    continue
+                t = load(cur, ref)
+                waited = now - parse_time(created)
+                for agent in self._supervisors(t.team):
+                    notify_agent(cur, self.settings, self.tags, ref, agent, now,
+                                 headline=f"{ref} ({t.priority}) has waited {_human(waited)} without an assignee.")
+                _event(cur, pk, now, "unassigned-alert", {"waited_seconds": int(waited.total_seconds())})
+                return True
+        return False
+
+    # -- waiting on the customer, and closing --------------------------------------------
+
+    def handle_one_pending_reminder(self, now: datetime) -> bool:
+        """Remind the assignee of a ticket pending for too long (and, if configured, the customer)."""
+        sched = self.policies.scheduler
+        with writing(self.engine) as conn:
+            cur = _cursor(conn)
+            rows = cur.execute(
+                "SELECT id, ref, updated_at FROM ticket WHERE status = 'pending' AND merged_into IS NULL"
+                " AND updated_at <= ? ORDER BY updated_at LIMIT 200",
+                (db_time(now - sched.pending_reminder),)).fetchall()
+            for pk, ref, _updated in rows:
+                since = _pending_since(cur, pk)
+                if since is None or since > now - sched.pending_reminder:
+                    continue
+                if not self._claim(cur, "pending", f"{pk}:{db_time(since)}", pk, now):
+                    continue
+                t = load(cur, ref)
+                if t.assignee and (agent := self.settings.agent(t.assignee)) is not None:
+                    notify_agent(cur, self.settings, self.tags, ref, agent, now,
+                                 headline=f"{ref} has been waiting on the customer for {_human(now - since)}.")
+                if sched.pending_followup:
+                    self._mail_customer(cur, t, now, "followup", {})
+                _event(cur, pk, now, "pending-reminder", {"since": _show(since)})
+                return True
+        return False
+
+    def handle_one_autoclose(self, now: datetime) -> bool:
+        """Close a solved ticket nobody objected to within autoclose_after."""
+        cutoff = now - self.policies.scheduler.autoclose_after
+        with writing(self.engine) as conn:
+            cur = _cursor(conn)
+            row = cur.execute("SELECT id FROM ticket WHERE status = 'solved' AND solved_at <= ? AND merged_into IS NULL"
+                              " ORDER BY solved_at LIMIT 1", (db_time(cutoff),)).fetchone()
+            if row is None:
+                return False
+            pk = row[0]
+            cur.execute("UPDATE ticket SET status = 'closed', closed_at = ?, updated_at = ?, version = version + 1"
+                        " WHERE id = ? AND status = 'solved'", (db_time(now), db_time(now), pk))
+            _event(cur, pk, now, "autoclose", {"changes": {"status": {"before": "solved", "after": "closed"}}})
+            return True
+
+    def handle_one_survey(self, now: datetime) -> bool:
+        """Send the satisfaction survey once, `delay` after a ticket closed."""
+        csat = self.policies.csat
+        if not csat.enabled:
+            return False
+        with writing(self.engine) as conn:
+            cur = _cursor(conn)
+            rows = cur.execute(
+                "SELECT id, ref, requester, closed_at, tags FROM ticket WHERE status = 'closed' AND closed_at <= ?"
+                " AND closed_at >= ? AND merged_into IS NULL ORDER BY closed_at LIMIT 200",
+                (db_time(now - csat.delay), db_time(now - csat.delay - timedelta(days=30)))).fetchall()
+            for pk, ref, requester, closed_at, tags in rows:
+                if not self._claim(cur, "survey", f"{pk}:{closed_at}", pk, now):
+                    continue
+                skip = self._survey_excluded(cur, pk, requester, json.loads(tags), now)
+                if skip:
+                    _event(cur, pk, now, "no-survey", {"reason": skip})
+                else:
+                    self._send_survey(cur, load(cur, ref), now)
+                return True
+        return False
+
+    def _survey_excluded(self, cur: sqlite3.Cursor, pk: int, requester: str, tags: list[str], now: datetime) -> str:
+        csat = self.policies.csat
+        close = cur.execute("SELECT action, detail FROM event WHERE ticket_id = ? AND action IN ('close', 'autoclose',"
+                            " 'status', 'merge') ORDER BY at DESC, id DESC LIMIT 1", (pk,)).fetchone()
+        if close and close[0] == "close" and json.loads(close[1]).get("survey") is False:
+            return "closed with --no-survey"
+        if close and close[0] == "autoclose" and csat.exclude_autoclosed:
+            return "closed automatically"
+        if close and close[0] == "merge":
+            return "merged"
+        excluded = sorted(set(tags) & set(csat.exclude_tags))
+        if excluded:
+            return f"tagged {', '.join(excluded)}"
+        if requester == "mailer-daemon" or cur.execute(
+                "SELECT 1 FROM customer WHERE email = ? AND bouncing = 1", (requester,)).fetchone():
+            return "the customer's address bounces"
+        recent = cur.execute("SELECT max(sent_at) FROM csat WHERE customer = ?", (requester,)).fetchone()[0]
+        if recent and parse_time(recent) > now - csat.min_interval:
+            return "surveyed recently"
+        return ""
+
+    def _send_survey(self, cur: sqlite3.Cursor, t, now: datetime) -> None:
+        mailbox = self.settings.mailbox(t.mailbox)
+        csat = self.policies.csat
+        token = make_token(load_secret(csat.secret_file), t.ref, db_time(now))
+        variables = survey_variables(
+            {"id": t.ref, "subject": t.subject, "tag": self.tags.tag(t.ref)},
+            {"name": t.requester_name, "email": t.requester},
+            {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
+            csat.scale, language=mailbox.language, mailbox_address=mailbox.address, token=token)
+        mail = self._render_mail(cur, t, mailbox, "csat", variables, now, auto=True)
+        cur.execute("INSERT INTO csat (ticket_id, customer, token, message_id, sent_at) VALUES (?, ?, ?, ?, ?)",
+                    (t.pk, t.requester, token, mail.message_id, db_time(now)))
+        _event(cur, t.pk, now, "survey", {"message_id": mail.message_id, "to": t.requester})
+
+    # -- agents' summaries -------------------------------------------------------------
+
+    def handle_one_digest(self, now: datetime) -> bool:
+        """Each morning, each agent gets their open, due and breached tickets."""
+        sched = self.policies.scheduler
+        local = now.astimezone(sched.timezone)
+        if local.time() < sched.digest_time:
+            return False
+        day = local.date().isoformat()
+        with writing(self.engine) as conn:
+            cur = _cursor(conn)
+            for agent in self.settings.agents:
+                if agent.notify == "none":
+                    continue
+                if not self._claim(cur, "digest", f"{agent.name}:{day}", None, now):
+                    continue
+                self._send_digest(cur, agent, now, day)
+                return True
+        return False
+
+    def _send_digest(self, cur: sqlite3.Cursor, agent: AgentSettings, now: datetime, day: str) -> None:
+        rows = cur.execute(
+            "SELECT ref, subject, status, priority, first_response_due, next_response_due, resolution_due, mailbox"
+            " FROM ticket WHERE assignee = ? AND status IN ('new', 'open', 'pending') ORDER BY"
+            " coalesce(first_response_due, next_response_due, resolution_due, '9999')", (agent.name,)).fetchall()
+        if not rows:
+            return
+        lines, breached, due_today = [], 0, 0
+        for ref, subject, status, priority, fr, nr, res in (r[:7] for r in rows):
+            due = min((parse_time(d) for d in (fr, nr, res) if d), default=None)
+            mark = ""
+            if due is not None and due <= now:
+                mark, breached = "BREACHED ", breached + 1
+            elif due is not None and due <= now + timedelta(days=1):
+                mark, due_today = "due today ", due_today + 1
+            lines.append(f"  {ref:<10} {status:<8} {priority:<7} {mark}{_show(due) if due else '':<17} {subject}")
+        text = (f"Good morning {agent.name},\n\nYou have {len(rows)} open ticket(s): {breached} breached, "
+                f"{due_today} due within a day.\n\n" + "\n".join(lines) + "\n\n    inboxd list --mine\n")
+        mailbox = self.settings.mailbox(rows[0][7])
+        mail = compose(mailbox_address=mailbox.address, from_name=f"{mailbox.display_name} (inboxd)",
+                       to=[(agent.name, agent.email)], subject=f"Your tickets for {day}", text=text,
+                       message_id=new_message_id("digest", mailbox.domain, unique=outbox.unique_token()),
+                       auto_reply=True, loop_value=loop_header_value(mailbox.address), now=now)
+        outbox.enqueue(cur, ticket_pk=None, mailbox=mailbox, kind="digest", mail=mail, now=now, sent_copy=False)
+
+    def handle_one_weekly_report(self, now: datetime) -> bool:
+        """Once a week, the service review goes to the supervisors."""
+        sched = self.policies.scheduler
+        local = now.astimezone(sched.timezone)
+        if local.strftime("%a").lower() != sched.weekly_report_day or local.time() < sched.weekly_report_time:
+            return False
+        week = local.strftime("%G-W%V")
+        try:
+            from inboxd.reports import weekly_report_mail
+        except ImportError:  # Reports are optional; without them there is no weekly mail.
+            return False
+        with writing(self.engine) as conn:
+            cur = _cursor(conn)
+            if not self._claim(cur, "weekly", week, None, now):
+                return False
+            mails = weekly_report_mail(self.engine, self.settings, now, since=now - timedelta(days=7), until=now,
+                                       conn=conn)
+            mailbox = self.settings.mailboxes[0]
+            for recipient, data in mails:
+                mid = email.message_from_bytes(data)["Message-ID"].strip().strip("<>")
+                outbox.enqueue(cur, ticket_pk=None, mailbox=mailbox, kind="report",
+                               mail=Outgoing(mid, mailbox.address, (recipient,), data), now=now, sent_copy=False)
+            return True
+
+    # -- shared helpers ------------------------------------------------------------------
+
+    def _supervisors(self, team: str | None) -> list[AgentSettings]:
+        sups = [a for a in self.settings.agents if a.role in SUPERVISORS and a.notify != "none"]
+        in_team = [a for a in sups if team and team in a.teams]
+        return in_team or sups
+
+    def _tell_owner(self, cur: sqlite3.Cursor, t, now: datetime, headline: str) -> None:
+        agent = self.settings.agent(t.assignee) if t.assignee else None
+        targets = [agent] if agent is not None and agent.notify != "none" else self._supervisors(t.team)
+        for target in targets:
+            notify_agent(cur, self.settings, self.tags, t.ref, target, now, headline=headline)
+
+    def _mail_customer(self, cur: sqlite3.Cursor, t, now: datetime, template: str, extra: dict) -> None:
+        mailbox = self.settings.mailbox(t.mailbox)
+        variables = {
+            "ticket": {"id": t.ref, "subject": t.subject, "tag": self.tags.tag(t.ref), "status": t.status},
+            "customer": {"name": t.requester_name, "email": t.requester},
+            "mailbox": {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
+            **extra,
+        }
+        self._render_mail(cur, t, mailbox, template, variables, now, auto=True)
+
+    def _render_mail(self, cur, t, mailbox, template: str, variables: dict, now: datetime, *, auto: bool):
+        subject = " ".join(self.templates.render(f"{template}/subject.txt", variables, mailbox=mailbox.name,
+                                                 language=mailbox.language).split())
+        text = self.templates.render(f"{template}/body.txt", variables, mailbox=mailbox.name,
+                                     language=mailbox.language)
+        parent, references = outbox.thread_ids(cur, t.pk)
+        mail = compose(mailbox_address=mailbox.address, from_name=mailbox.display_name,
+                       to=[(t.requester_name, t.requester)], subject=tagged_subject(subject, t.ref, self.tags),
+                       text=text, message_id=new_message_id(t.ref, mailbox.domain, unique=outbox.unique_token()),
+                       in_reply_to=parent, references=references, auto_reply=auto,
+                       loop_value=loop_header_value(mailbox.address), now=now)
+        outbox.enqueue(cur, ticket_pk=t.pk, mailbox=mailbox, kind=template, mail=mail, now=now,
+                       sent_copy=self.settings.outbox.sent_copy)
+        outbox.store_outgoing(cur, t.pk, mail, kind="auto", now=now)
+        return mail
+
+
+def _pending_since(cur: sqlite3.Cursor, pk: int) -> datetime | None:
+    created = parse_time(cur.execute("SELECT created_at FROM ticket WHERE id = ?", (pk,)).fetchone()[0])
+    events = cur.execute("SELECT at, action, detail FROM event WHERE ticket_id = ? ORDER BY at, id", (pk,)).fetchall()
+    status, since, _end = status_intervals(events, created)[-1]
+    return since if status == "pending" else None
+
+
+def _ticket_ref(cur: sqlite3.Cursor, pk: int):
+    ref = cur.execute("SELECT ref FROM ticket WHERE id = ?", (pk,)).fetchone()[0]
+    return load(cur, ref)
+
+
+def _event(cur: sqlite3.Cursor, pk: int | None, now: datetime, action: str, detail: dict) -> None:
+    cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, 'inboxd', ?, ?)",
+                (pk, db_time(now), action, json.dumps(detail, ensure_ascii=False)))
+
+
+def _cursor(conn) -> sqlite3.Cursor:
+    return conn.connection.driver_connection.cursor()
+
+
+def _show(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _human(delta: timedelta) -> str:
+    return human(timedelta(seconds=int(delta.total_seconds()) // 60 * 60))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

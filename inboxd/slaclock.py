@@ -1,0 +1,96 @@
+"""The SLA clock of one ticket: its policy and due times, from its history.
+
+Due times are derived, never edited by hand: the policy (a rule's choice, the
+mailbox's, or the one for the ticket's priority), the creation time, the
+first response, the last customer message, and the intervals the ticket
+spent `pending` (waiting on the customer), which pause the resolution clock.
+`refresh` stores them on the ticket with the version they were computed
+for, so the scheduler recomputes only tickets that changed since.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+
+from inboxd.config import Settings
+from inboxd.db import db_time
+from inboxd.policies import Policies
+from inboxd.sla import due_time
+
+OPEN_STATUSES = ("new", "open", "pending")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
+
+
+def status_changes(detail: dict) -> tuple[str, str] | None:
+    """(before, after) of a status change recorded in an event's detail, if any.
+
+    Ingest writes status_before/status_after; the CLI workflow writes
+    changes.status.before/after.
+    """
+    if "status_after" in detail:
+        return detail.get("status_before"), detail["status_after"]
+    change = detail.get("changes", {}).get("status")
+    if change:
+        return change.get("before"), change.get("after")
+    return None
+
+
+def status_intervals(events: list[tuple[str, str, str]], created_at: datetime) -> list[tuple[str, datetime, datetime | None]]:
+    """[(status, start, end or None)] from a ticket's (at, action, detail) events, oldest first."""
+    intervals: list[tuple[str, datetime, datetime | None]] = []
+    status, since = "new", created_at
+    for at, action, detail in events:
+        if action == "created":
+            continue
+        change = status_changes(json.loads(detail))
+        if change is None or change[1] == status:
+            continue
+        when = parse_time(at)
+        intervals.append((status, since, when))
+        status, since = change[1], when
+    intervals.append((status, since, None))
+    return intervals
+
+
+def refresh(cur: sqlite3.Cursor, ticket_pk: int, settings: Settings, policies: Policies, now: datetime) -> None:
+    """Recompute and store the ticket's SLA policy and due times."""
+    row = cur.execute(
+        "SELECT mailbox, priority, status, sla_policy, created_at, first_response_at, version FROM ticket WHERE id = ?",
+        (ticket_pk,),
+    ).fetchone()
+    mailbox, priority, status, named, created, first_response, version = row
+    try:
+        mailbox_sla = settings.mailbox(mailbox).sla
+    except LookupError:
+        mailbox_sla = None
+    policy = policies.policy_for(named=named, mailbox_sla=mailbox_sla, priority=priority)
+    dues: dict[str, datetime | None] = {"first_response_due": None, "next_response_due": None, "resolution_due": None}
+    if policy is not None:
+        created_at = parse_time(created)
+        cal = policy.calendar
+        if policy.first_response is not None:
+            dues["first_response_due"] = cal.add(created_at, policy.first_response)
+        events = cur.execute("SELECT at, action, detail FROM event WHERE ticket_id = ? ORDER BY at, id",
+                             (ticket_pk,)).fetchall()
+        pauses = [(start, end) for st, start, end in status_intervals(events, created_at) if st == "pending"]
+        # Kept after solving too: reports compare it with the solve time.
+        if policy.resolution is not None:
+            dues["resolution_due"] = due_time(created_at, policy.resolution, cal, pauses, now)
+        if policy.next_response is not None and first_response and status in ("new", "open"):
+            last_in, last_out = cur.execute(
+                "SELECT max(CASE WHEN kind = 'customer' THEN created_at END),"
+                " max(CASE WHEN direction = 'out' AND kind = 'agent' THEN created_at END)"
+                " FROM message WHERE ticket_id = ?", (ticket_pk,)).fetchone()
+            if last_in and (last_out is None or last_in > last_out):
+                dues["next_response_due"] = cal.add(parse_time(last_in), policy.next_response)
+    cur.execute(
+        "UPDATE ticket SET sla_policy = ?, first_response_due = ?, next_response_due = ?, resolution_due = ?,"
+        " sla_version = ? WHERE id = ?",
+        (policy.name if policy else named, db_time(dues["first_response_due"]), db_time(dues["next_response_due"]),
+         db_time(dues["resolution_due"]), version, ticket_pk),
+    )
