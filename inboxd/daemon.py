@@ -15,10 +15,15 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from inboxd.config import Settings
 from inboxd.db import open_store
 from inboxd.imap import MailboxPoller, MailboxStatus
+from inboxd.jobs import Duties
+from inboxd.policies import load_policies
 from inboxd.sender import Sender
 from inboxd.store import StoreSink
 
@@ -44,7 +49,10 @@ def run_once(settings: Settings, *, workers: int = 1) -> CycleReport:
             t.start()
         for t in threads:
             t.join()
-        Sender(engine, settings).drain()
+        sender = Sender(engine, settings)
+        sender.drain()
+        Duties(engine, settings).run_due()
+        sender.drain()
         for p in pollers:
             if p.status.ok:
                 p.append_copies_once()
@@ -57,6 +65,7 @@ def run_once(settings: Settings, *, workers: int = 1) -> CycleReport:
 def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
     _stop_on_signals(stop)
+    policies = load_policies(settings)  # A broken policy section stops start-up, not a duty later.
     engine = open_store(settings.store.url)
     sink = StoreSink(engine, settings, workers=workers)
     pollers = [MailboxPoller(mb, sink, stop) for mb in settings.mailboxes]
@@ -66,15 +75,33 @@ def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event |
                for p in pollers]
     threads.append(threading.Thread(target=_send_forever, args=(sender, sink.nudge, settings, stop),
                                     name="sender", daemon=True))
+    duties = Duties(engine, settings)
+
+    def run_duties() -> None:
+        try:
+            done = duties.run_due()
+            if any(done.values()):
+                log.info("duties done: %s", ", ".join(f"{k}={v}" for k, v in done.items() if v))
+                sink.nudge.set()  # Duties queue mail; send it now.
+        except Exception:  # The next wake-up retries; a duty never kills the daemon.
+            log.exception("scheduled duties failed")
+
+    # APScheduler only wakes the duties up: what is due lives in the store,
+    # so a missed or coalesced wake-up loses nothing.
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(run_duties, "interval", seconds=policies.scheduler.interval.total_seconds(),
+                      max_instances=1, coalesce=True, next_run_time=datetime.now(UTC), id="duties")
     log.info("inboxd started with %d mailbox(es)", len(pollers))
     for t in threads:
         t.start()
+    scheduler.start()
     try:
         while not stop.wait(1.0):
             pass
     finally:
         stop.set()
         log.info("stopping: finishing the current step")
+        scheduler.shutdown(wait=True)
         for t in threads:
             t.join(timeout=60)
         sink.close()

@@ -190,9 +190,10 @@ class Sender:
     async def _drain(self) -> DrainReport:
         report = DrainReport()
         clients: dict[tuple, aiosmtplib.SMTP] = {}
+        unreachable: dict[tuple, str] = {}
         try:
             while (item := self.claim(self.clock())) is not None:
-                outcome = await self._send(item, clients)
+                outcome = await self._send(item, clients, unreachable)
                 result = self._record(item, self.clock(), outcome)
                 if result == "sent":
                     report.sent += 1
@@ -208,16 +209,28 @@ class Sender:
                 await _quit(client)
         return report
 
-    async def _send(self, item: Claimed, clients: dict[tuple, aiosmtplib.SMTP]) -> Exception | None:
+    async def _send(self, item: Claimed, clients: dict[tuple, aiosmtplib.SMTP],
+                    unreachable: dict[tuple, str]) -> Exception | None:
         mailbox = self.settings.mailbox(item.mailbox)
         smtp = self.settings.smtp_for(mailbox)
         if smtp is None:
             return PermanentFailure(f"no SMTP server configured for mailbox {mailbox.name}")
         key = (smtp.host, smtp.port, smtp.username)
-        try:
-            client = clients.get(key)
-            if client is None or not client.is_connected:
+        if key in unreachable:
+            return TemporaryFailure(unreachable[key])
+        client = clients.get(key)
+        if client is None or not client.is_connected:
+            try:
                 client = clients[key] = await _connect(smtp)
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+                # The server or our login is at fault, not this mail: whatever
+                # the code (a 535 for a wrong password, say), it is temporary,
+                # and the rest of this pass leaves that server alone.
+                await _drop(clients, key)
+                code = getattr(exc, "code", None)
+                unreachable[key] = f"{type(exc).__name__}: {code or ''} {getattr(exc, 'message', exc)}".strip()
+                return TemporaryFailure(unreachable[key])
+        try:
             errors, _response = await client.sendmail(item.sender, item.recipients, item.data)
             if errors:
                 # Some recipients were refused, the rest accepted: the mail is

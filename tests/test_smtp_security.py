@@ -126,7 +126,6 @@ def test_wrong_password_is_never_logged(tmp_path, dovecot, imap_user, security):
         assert form not in printed + json.dumps(row)
 
 
-@pytest.mark.xfail(strict=True, reason="inboxd/sender.py classifies the login's 535 as a permanent failure")
 @pytest.mark.parametrize("security", ["tls", "starttls"])
 def test_wrong_password_is_a_temporary_failure(tmp_path, dovecot, imap_user, security):
     row, printed, _sink = send_with_wrong_password(tmp_path, dovecot, imap_user, security)
