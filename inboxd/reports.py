@@ -707,5 +707,6 @@ def parse_day(text: str, tz: ZoneInfo = ZoneInfo("UTC")) -> datetime:
             return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"expected a date such as 2026-11-23 or an instant such as 2026-11-23T09:00Z, got {text!r}") from None
+        raise ValueError(f"--since/--until: {text} is not a date such as 2026-11-23"
+                         " or an instant such as 2026-11-23T09:00Z") from None
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)

@@ -1,0 +1,228 @@
+"""Rules, SLAs and the scheduled duties end to end, with second-scale durations.
+
+Real Dovecot in, real aiosmtpd out; time is the wall clock, so each test
+waits a few seconds for its promises to come due.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from inboxd.config import load_settings
+from inboxd.daemon import run_once
+from inboxd.testing.mail import make_mail, make_message_id
+from tests.support import cli, list_json, show_json, start_daemon, stop_daemon, wait_until, write_config
+
+DESK = """
+[[agents]]
+name = "carol"
+email = "carol@example.com"
+role = "supervisor"
+
+[[sla]]
+name = "fast"
+first_response = "2s"
+resolution = "4s"
+warn_before = "1s"
+
+[[rules]]
+name = "vip"
+if = { from_domain = ["vip.example"] }
+then = { priority = "urgent", tags = ["vip"], assign = "alice", sla = "fast" }
+
+[scheduler]
+interval = "1s"
+unassigned_after = "1h"
+unassigned_after_urgent = "1h"
+pending_reminder = "2s"
+autoclose_after = "2s"
+
+[csat]
+delay = "1s"
+min_interval = "1s"
+"""
+
+
+@pytest.fixture
+def desk(tmp_path, dovecot, imap_user, smtp_sink):
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}],
+                          smtp_port=smtp_sink.port, acks=True, extra=DESK)
+    return config, imap_user
+
+
+def once(config):
+    report = run_once(load_settings(config), workers=0)
+    assert report.failed == [], report.statuses
+
+
+def mails_to(sink, address: str) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(e.data, policy=email.policy.default) for e in sink.envelopes
+            if address in e.rcpt_tos]
+
+
+def body(msg) -> str:
+    return msg.get_body(("plain",)).get_content()
+
+
+def events(config, ref: str, action: str) -> list[dict]:
+    return [e for e in show_json(config, ref)["events"] if e["action"] == action]
+
+
+def db(config):
+    return sqlite3.connect(config.parent / "inboxd.db")
+
+
+def test_vip_rule_routes_and_the_ack_publishes_the_promise(desk, dovecot, smtp_sink):
+    config, user = desk
+    dovecot.append(user, "INBOX", make_mail(frm="Boss <boss@vip.example>", subject="Server down"))
+    once(config)
+    [t] = list_json(config)
+    assert (t["priority"], t["tags"], t["assignee"]) == ("urgent", ["vip"], "alice")
+    full = show_json(config, t["id"])
+    rule = events(config, t["id"], "rule")[0]["detail"]["reason"]
+    assert rule.startswith("rule vip:") and "vip.example" in rule
+    assert db(config).execute("select sla_policy, first_response_due is not null from ticket").fetchone() == ("fast", 1)
+    ack = mails_to(smtp_sink, "boss@vip.example")[0]
+    assert "2 seconds" in body(ack)
+    # A normal customer gets no promise (no policy applies to normal priority).
+    dovecot.append(user, "INBOX", make_mail(frm="Ann <ann@example.org>", subject="Question"))
+    once(config)
+    assert full["status"] == "open"
+    ack = mails_to(smtp_sink, "ann@example.org")[0]
+    assert "as soon as possible" in body(ack)
+
+
+def test_warning_breach_and_escalation_happen_once(desk, dovecot, smtp_sink):
+    config, user = desk
+    dovecot.append(user, "INBOX", make_mail(frm="Boss <boss@vip.example>", subject="Invoices missing"))
+    once(config)
+    time.sleep(1.2)
+    once(config)  # Within warn_before of the first-response due time.
+    warnings = [m for m in mails_to(smtp_sink, "alice@example.com") if "SLA warning" in body(m)]
+    assert len(warnings) == 1
+    time.sleep(3.5)
+    once(config)  # First response and resolution both breached now.
+    once(config)
+    once(config)
+    alice = [m for m in mails_to(smtp_sink, "alice@example.com") if "SLA breach" in body(m)]
+    assert len(alice) == 2  # one per broken promise, each exactly once
+    escalations = events(config, "T-1000", "escalate")
+    assert [e["detail"]["to"] for e in escalations] == ["tier2", "supervisor"]
+    assert all("SLA breached" in e["detail"]["reason"] for e in escalations)
+    carol = [m for m in mails_to(smtp_sink, "carol@example.com") if "escalated to the supervisors" in body(m)]
+    assert len(carol) == 1
+    t = show_json(config, "T-1000")
+    assert t["tier"] == 3 and t["escalated"] is True
+    # The customer was told, once per escalation, never more.
+    updates = [m for m in mails_to(smtp_sink, "boss@vip.example") if "senior member" in body(m)]
+    assert len(updates) == 2
+    # Notifications never went to the customer.
+    assert all("SLA" not in body(m) for m in mails_to(smtp_sink, "boss@vip.example"))
+
+
+def test_pending_reminder_and_auto_close(desk, dovecot, smtp_sink):
+    config, user = desk
+    dovecot.append(user, "INBOX", make_mail(frm="Ann <ann@example.org>", subject="Password reset"))
+    dovecot.append(user, "INBOX", make_mail(frm="Ben <ben@example.org>", subject="Refund"))
+    once(config)
+    cli(config, "--as", "alice", "take", "T-1000")
+    cli(config, "--as", "alice", "reply", "T-1000", "-m", "Please try the link again.")
+    cli(config, "--as", "alice", "take", "T-1001")
+    cli(config, "--as", "alice", "status", "T-1001", "solved")
+    time.sleep(2.5)
+    once(config)
+    once(config)
+    reminders = [m for m in mails_to(smtp_sink, "alice@example.com") if "waiting on the customer" in body(m)]
+    assert len(reminders) == 1 and "T-1000" in reminders[0]["Subject"]
+    tickets = {t["id"]: t for t in list_json(config)}
+    assert tickets["T-1001"]["status"] == "closed"
+    assert len(events(config, "T-1001", "autoclose")) == 1
+    # An auto-closed ticket gets no survey by default.
+    time.sleep(1.2)
+    once(config)
+    assert not [m for m in mails_to(smtp_sink, "ben@example.org") if "T-1001" in m["Subject"] and "1" in body(m)
+                and "mailto:" in body(m)]
+    assert events(config, "T-1001", "no-survey")[0]["detail"]["reason"] == "closed automatically"
+
+
+def _closed_ticket_with_survey(config, dovecot, user, smtp_sink, frm: str, subject: str) -> tuple[str, email.message.EmailMessage]:
+    dovecot.append(user, "INBOX", make_mail(frm=frm, subject=subject))
+    once(config)
+    ref = next(t["id"] for t in list_json(config) if t["subject"] == subject)
+    cli(config, "--as", "alice", "take", ref)
+    cli(config, "--as", "alice", "close", ref)
+    time.sleep(1.2)
+    once(config)
+    address = email.utils.parseaddr(frm)[1]
+    surveys = [m for m in mails_to(smtp_sink, address) if "mailto:" in body(m)]
+    assert len(surveys) == 1, [m["Subject"] for m in mails_to(smtp_sink, address)]
+    return ref, surveys[0]
+
+
+def test_survey_after_delay_and_ratings_by_reply_and_by_mailto(desk, dovecot, smtp_sink):
+    config, user = desk
+    # Chinese, by reply.
+    ref1, survey1 = _closed_ticket_with_survey(config, dovecot, user, smtp_sink, "李雷 <lilei@example.cn>", "发票问题")
+    dovecot.append(user, "INBOX", make_mail(frm="李雷 <lilei@example.cn>", subject=f"回复: {survey1['Subject']}",
+                                            in_reply_to=survey1["Message-ID"], charset="gbk",
+                                            body="满意 处理得很快\n"))
+    # English, by reply.
+    ref2, survey2 = _closed_ticket_with_survey(config, dovecot, user, smtp_sink, "Ann <ann@example.org>", "Login")
+    dovecot.append(user, "INBOX", make_mail(frm="Ann <ann@example.org>", subject=f"Re: {survey2['Subject']}",
+                                            in_reply_to=survey2["Message-ID"], body="1 - great help, thanks\n"))
+    # By the mailto link for the lowest level (no threading headers at all).
+    ref3, survey3 = _closed_ticket_with_survey(config, dovecot, user, smtp_sink, "Ben <ben@example.org>", "Broken")
+    token = db(config).execute("select token from csat where ticket_id = (select id from ticket where ref = ?)",
+                               (ref3,)).fetchone()[0]
+    link = f"support+csat-{token}-4@example.com"
+    assert link in body(survey3)
+    dovecot.append(user, "INBOX", make_mail(frm="Ben <ben@example.org>", to=link, subject="4",
+                                            body="Took a week.\n"))
+    once(config)
+    ratings = {ref: show_json(config, ref)["csat"] for ref in (ref1, ref2, ref3)}
+    assert (ratings[ref1]["rating"], ratings[ref1]["label"], ratings[ref1]["comment"]) == (2, "Satisfied", "处理得很快")
+    assert (ratings[ref2]["rating"], ratings[ref2]["comment"]) == (1, "great help, thanks")
+    assert (ratings[ref3]["rating"], ratings[ref3]["comment"]) == (4, "Took a week.")
+    assert all(ratings[r]["at"] for r in ratings)
+    # Answers never reopen.
+    assert {t["id"]: t["status"] for t in list_json(config)} == {ref1: "closed", ref2: "closed", ref3: "closed"}
+    # The low rating notified the supervisor and left a follow-up task.
+    assert len(events(config, ref3, "csat-followup")) == 1
+    carol = [m for m in mails_to(smtp_sink, "carol@example.com") if "Low satisfaction" in body(m)]
+    assert len(carol) == 1 and ref3 in carol[0]["Subject"]
+    assert not events(config, ref1, "csat-followup")
+
+
+def test_restart_in_the_middle_resends_nothing(desk, dovecot, smtp_sink, tmp_path):
+    config, user = desk
+    for i in range(3):
+        dovecot.append(user, "INBOX", make_mail(frm=f"Boss {i} <boss{i}@vip.example>", subject=f"Outage {i}"))
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    try:
+        # Acks, then (after 2 s) breach notices and escalation updates go out.
+        wait_until(lambda: len([m for m in mails_to(smtp_sink, "alice@example.com") if "SLA breach" in body(m)]) >= 3,
+                   timeout=30, what="the breach notices")
+    finally:
+        stop_daemon(daemon, signal.SIGKILL)
+    time.sleep(0.5)
+    before = sorted((e.rcpt_tos[0], email.message_from_bytes(e.data)["Message-ID"]) for e in smtp_sink.envelopes)
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    try:
+        time.sleep(6)  # Long enough for every duty to run several times.
+    finally:
+        assert stop_daemon(daemon) == 0
+    after = [(e.rcpt_tos[0], email.message_from_bytes(e.data)["Message-ID"]) for e in smtp_sink.envelopes]
+    # Nothing was sent twice (each Message-ID once), and every breach notice exactly once per target.
+    assert len(after) == len(set(after))
+    notices = [m for m in mails_to(smtp_sink, "alice@example.com") if "SLA breach" in body(m)]
+    keys = [(m["Subject"], "resolution" in body(m)) for m in notices]
+    assert len(keys) == len(set(keys))
+    assert len(notices) == 6  # three tickets, two broken promises each
+    assert set(before) <= set(after)
