@@ -31,6 +31,7 @@ from inboxd.config import AgentSettings, Settings
 from inboxd.csat import load_secret, make_token, survey_variables
 from inboxd.db import db_time, writing
 from inboxd.policies import Policies, load_policies
+from inboxd.reports import weekly_report_mail
 from inboxd.rules import loop_header_value
 from inboxd.sla import human, warn_time
 from inboxd.slaclock import parse_time, refresh, status_intervals
@@ -337,16 +338,11 @@ class Duties:
         if local.strftime("%a").lower() != sched.weekly_report_day or local.time() < sched.weekly_report_time:
             return False
         week = local.strftime("%G-W%V")
-        try:
-            from inboxd.reports import weekly_report_mail
-        except ImportError:  # Reports are optional; without them there is no weekly mail.
-            return False
         with writing(self.engine) as conn:
             cur = _cursor(conn)
             if not self._claim(cur, "weekly", week, None, now):
                 return False
-            mails = weekly_report_mail(self.engine, self.settings, now, since=now - timedelta(days=7), until=now,
-                                       conn=conn)
+            mails = weekly_report_mail(self.engine, self.settings, now, since=now - timedelta(days=7), until=now)
             mailbox = self.settings.mailboxes[0]
             for recipient, data in mails:
                 mid = email.message_from_bytes(data)["Message-ID"].strip().strip("<>")
