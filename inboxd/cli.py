@@ -90,6 +90,12 @@ def setup_logging(settings: Settings | None, level: str | None = None) -> None:
 
 
 def _print_json(data) -> None:
+    if isinstance(data, list):
+        # One compact object per line: still one JSON array, easy to grep, and
+        # json's C encoder (which indent= turns off) prints 100,000 tickets fast.
+        lines = ",\n".join(map(json.JSONEncoder(ensure_ascii=False).encode, data))
+        sys.stdout.write(f"[\n{lines}\n]\n" if data else "[]\n")
+        return
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
@@ -228,7 +234,7 @@ def list_cmd(
 ) -> None:
     """List tickets.  With no filters, your open work first, then the rest of the open queue."""
     from inboxd.db import reading
-    from inboxd.models import PRIORITIES, STATUSES
+    from inboxd.tickets import PRIORITIES, STATUSES
 
     state = _ctx(ctx)
     settings = state.settings
@@ -265,9 +271,11 @@ def list_cmd(
 
 
 def _now():
-    from inboxd.store import utcnow
+    # Not inboxd.store.utcnow: importing the store pulls in the whole ingest
+    # path (and its holiday calendars), a third of a second per `list`.
+    from datetime import UTC, datetime
 
-    return utcnow()
+    return datetime.now(UTC)
 
 
 @app.command()
@@ -293,6 +301,8 @@ def show(
         f"tags {', '.join(t['tags']) or '-'}",
         f"requester {t['requester_name']} <{t['requester']}>  mailboxes {', '.join(t['mailboxes'])}",
         f"created {t['created_at']}  updated {t['updated_at']}  first response {t['first_response_at'] or '-'}",
+        f"due: first response {t['first_response_due'] or '-'}  resolution {t['resolution_due'] or '-'}"
+        + (f"  (merged into {t['merged_into']})" if t["merged_into"] else ""),
     ]
     for m in t["messages"]:
         out += ["", f"--- {m['date']}  {m['direction']}/{m['kind']}  {m['from']}  [{', '.join(m['mailboxes'])}]",
@@ -530,10 +540,16 @@ def _edit(template: str) -> str:
         text = Path(path).read_text(encoding="utf-8")
     finally:
         os.unlink(path)
-    body = "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip()
-    if not body or body == template.strip():
+    body, untouched = _without_comments(text), _without_comments(template)
+    # A saved-but-unchanged template holds only the quoted customer mail:
+    # sending that would answer the customer with their own words.
+    if not body or body == untouched:
         raise UserError("empty reply; nothing was sent")
     return body + "\n"
+
+
+def _without_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip()
 
 
 @app.command()

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from inboxd.config import ConfigError, Settings
-from inboxd.models import PRIORITIES, STATUSES
 from inboxd.templates import TemplateError, Templates
+from inboxd.tickets import PRIORITIES, STATUSES
 
 MACRO_KEYS = ("name", "body", "template", "status", "priority", "tags", "assign")
 

@@ -24,10 +24,9 @@ from inboxd import outbox
 from inboxd.compose import compose, new_message_id, tagged_subject
 from inboxd.config import AgentSettings, Settings
 from inboxd.db import db_time, writing
-from inboxd.models import PRIORITIES, STATUSES
 from inboxd.rules import loop_header_value
 from inboxd.threading import TicketTag
-from inboxd.tickets import iso
+from inboxd.tickets import PRIORITIES, STATUSES, iso
 
 # The lifecycle: new -> open -> pending (waiting on the customer) -> solved
 # (waiting for confirmation) -> closed.  A ticket may be solved or closed

@@ -1,15 +1,24 @@
 """The agent workflow end to end: Dovecot in, the CLI as a subprocess, aiosmtpd out.
 
 The store is filled by a real ingest (`inboxd run --once` against Dovecot);
-every workflow command then runs as `python -m inboxd ...` exactly as an
-agent would type it, and every mail it causes is read back from the SMTP
-sink.  Nothing here mocks IMAP, SMTP or the database.
+every workflow command then runs through the real command line with the
+arguments an agent would type, and every mail it causes is read back from
+the SMTP sink.  Nothing here mocks IMAP, SMTP or the database.
+
+Most commands run the CLI's `main()` in this process (same parser, same
+error handling, same store; 20 times faster than starting Python, which
+keeps this file near half a minute); `fork=True` runs `python -m inboxd`
+as a subprocess, and the tests of the acting agent and of one-line errors
+use it, so the process boundary (exit status, stderr, environment) is
+covered too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
+import io
 import json
 import os
 import subprocess
@@ -89,14 +98,16 @@ class Desk:
         self.dovecot.append(self.user, "INBOX", make_mail(**kwargs))
         return kwargs["message_id"]
 
-    def ingest(self) -> None:
-        """One real `inboxd run --once`: sync Dovecot, file, flush the outbox to the sink."""
-        inboxd(self.config, None, "run", "--once")
-
-    def flush(self) -> None:
-        """Send what the CLI queued (in-process, to save a second of interpreter start-up)."""
+    def ingest(self, fork: bool = False) -> None:
+        """One full cycle: sync Dovecot, file, send what is queued to the sink; with `fork`,
+        as `inboxd run --once` in a subprocess, else the same `run_once` in this process."""
+        if fork:
+            inboxd(self.config, None, "run", "--once", fork=True)
+            return
         report = run_once(load_settings(self.config), workers=0)
         assert report.failed == [], report.statuses
+
+    flush = ingest  # Sending what the CLI queued is the same cycle.
 
     def to(self, address: str) -> list[email.message.EmailMessage]:
         return [parsed(e) for e in self.sink.envelopes if address in e.rcpt_tos]
@@ -111,9 +122,10 @@ class Desk:
         return self.json(None, "show", ref)
 
 
-def inboxd(config: Path, agent: str | None, *args: str, env: dict | None = None,
-           check: bool = True) -> subprocess.CompletedProcess:
-    """The CLI as an agent runs it; `env` adds to (or, with None values, removes from) the environment."""
+def inboxd(config: Path, agent: str | None, *args: str, env: dict | None = None, check: bool = True,
+           fork: bool = False) -> subprocess.CompletedProcess:
+    """The CLI as an agent runs it, as --as `agent`; `env` adds to (or, with None values, removes
+    from) the environment.  In this process unless `fork`."""
     environ = {k: v for k, v in os.environ.items() if k not in ("INBOXD_AGENT", "INBOXD_CONFIG", "VISUAL")}
     environ["USER"] = "nobody-in-particular"
     for k, v in (env or {}).items():
@@ -121,12 +133,37 @@ def inboxd(config: Path, agent: str | None, *args: str, env: dict | None = None,
             environ.pop(k, None)
         else:
             environ[k] = v
-    acting = ("--as", agent) if agent else ()
-    proc = subprocess.run([sys.executable, "-m", "inboxd", "--config", str(config), *acting, *args],
-                          capture_output=True, text=True, timeout=120, env=environ)
+    argv = ["--config", str(config), *(("--as", agent) if agent else ()), *args]
+    if fork:
+        proc = subprocess.run([sys.executable, "-m", "inboxd", *argv], capture_output=True, text=True,
+                              timeout=120, env=environ)
+    else:
+        proc = _in_process(argv, environ)
     if check and proc.returncode != 0:
         raise AssertionError(f"inboxd {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
     return proc
+
+
+def _in_process(argv: list[str], environ: dict[str, str]) -> subprocess.CompletedProcess:
+    from inboxd.cli import main
+
+    saved_env, saved_umask = dict(os.environ), os.umask(0o022)
+    os.umask(saved_umask)
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(environ)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(argv)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.umask(saved_umask)  # main() makes everything private; the other tests' files must not be.
+    return subprocess.CompletedProcess(["inboxd", *argv], code, out.getvalue(), err.getvalue())
 
 
 def refused(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -147,7 +184,7 @@ def parsed(envelope) -> email.message.EmailMessage:
 
 
 def body(msg: email.message.EmailMessage) -> str:
-    return msg.get_body(("plain",)).get_content()
+    return msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
 
 
 def events(desk: Desk, ref: str, action: str) -> list[dict]:
@@ -160,7 +197,7 @@ def filled(desk):
     first = desk.mail(frm=f"Li Lei <{CUSTOMER}>", subject="Cannot log in",
                       body="Hello,\n\nI cannot log in since yesterday.\n\nLi Lei\n")
     desk.mail(frm="Emma <emma@example.de>", subject="Invoice for October", body="Where is my invoice?\n")
-    desk.ingest()
+    desk.ingest(fork=True)
     desk.first_message_id = first
     assert [t["id"] for t in desk.json("alice", "list", "--sort", "id")] == ["T-1000", "T-1001"]
     return desk
@@ -171,13 +208,14 @@ def filled(desk):
 
 def test_the_acting_agent_comes_from_as_then_env_then_user(filled):
     d = filled
-    refused(d.as_(None, "take", "T-1000", check=False), "--as AGENT", "$INBOXD_AGENT")
+    refused(d.as_(None, "take", "T-1000", check=False, fork=True), "--as AGENT", "$INBOXD_AGENT")
     refused(d.as_("zed", "take", "T-1000", check=False), "unknown agent 'zed'", "alice")
+    refused(d.as_(None, "take", "T-1000", env={"INBOXD_AGENT": "zed"}, check=False), "unknown agent 'zed'")
     # $USER counts only when it names an agent.
-    d.as_(None, "tag", "T-1000", "from-user", env={"USER": "bob"})
-    d.as_(None, "tag", "T-1001", "from-env", env={"INBOXD_AGENT": "carol", "USER": "bob"})
+    d.as_(None, "tag", "T-1000", "from-user", env={"USER": "bob"}, fork=True)
+    d.as_(None, "tag", "T-1001", "from-env", env={"INBOXD_AGENT": "carol", "USER": "bob"}, fork=True)
     # --as wins over the environment.
-    d.as_("dave", "tag", "T-1001", "from-as", env={"INBOXD_AGENT": "carol"})
+    d.as_("dave", "tag", "T-1001", "from-as", env={"INBOXD_AGENT": "carol"}, fork=True)
     actors = {e["detail"]["changes"]["tags"]["after"][-1]: e["actor"]
               for ref in ("T-1000", "T-1001") for e in events(d, ref, "tag")}
     assert actors == {"from-user": "bob", "from-env": "carol", "from-as": "dave"}
@@ -292,7 +330,7 @@ def test_note_stays_internal_and_reply_reaches_the_customer_threaded(filled):
     assert reply["In-Reply-To"] == d.first_message_id
     refs = str(reply["References"]).split()
     assert refs[0] == d.first_message_id and ack["Message-ID"] in refs
-    assert reply["Message-ID"] == r["message_id"]
+    assert reply["Message-ID"] == f"<{r['message_id']}>"  # The store keeps ids without brackets.
     assert "Auto-Submitted" not in reply  # A person's answer, not an auto-reply.
     assert body(reply).strip() == "Please try the reset link again."
     everything = b"".join(e.data for e in d.sink.envelopes)
@@ -305,7 +343,9 @@ def test_note_stays_internal_and_reply_reaches_the_customer_threaded(filled):
            references=[*refs, reply["Message-ID"]], body="It works now, thanks!\n")
     d.ingest()
     t = d.show("T-1000")
-    assert t["status"] == "open" and t["messages"][-1]["reply_text"].strip() == "It works now, thanks!"
+    # (A Date header has whole seconds, so within one second the order of arrival is not the date order.)
+    assert t["status"] == "open"
+    assert [m["reply_text"].strip() for m in t["messages"] if m["kind"] == "customer"][-1] == "It works now, thanks!"
 
 
 def test_reply_without_m_opens_the_editor_on_a_quoting_template(filled, tmp_path):
@@ -412,7 +452,8 @@ def test_merge_moves_messages_and_the_old_ids_replies_thread_to_the_new_ticket(f
     d.mail(frm=f"Li Lei <{CUSTOMER}>", subject="Re: [T-1002] Still locked out", body="Anyone there?\n")
     d.ingest()
     assert {t["id"] for t in d.json("alice", "list", "--status", "new")} == {"T-1001"}
-    assert [m["reply_text"].strip() for m in d.show("T-1000")["messages"]][-2:] == ["Hello?", "Anyone there?"]
+    customer = [m["reply_text"].strip() for m in d.show("T-1000")["messages"] if m["kind"] == "customer"]
+    assert len(customer) == 4 and {"Hello?", "Anyone there?"} <= set(customer)
     # And our answer on the merged ticket carries the new tag.
     d.as_("alice", "reply", "T-1000", "-m", "Fixed.")
     d.flush()
@@ -516,6 +557,7 @@ def test_list_filters_default_view_and_show(filled):
     text = d.as_(None, "show", "T-1001").stdout
     assert "assignee bob" in text and "tags billing, vip" in text
     assert "Where is my invoice?" in text and "History:" in text and "take" in text
+    assert "due: first response" in text
 
 
 def test_completion_offers_ticket_ids_from_the_store(filled, monkeypatch):
@@ -547,5 +589,6 @@ def test_every_mistake_is_one_line_and_a_non_zero_exit(filled):
         (("alice", "merge", "T-1000", "T-9999"), "no ticket T-9999"),
         (("alice", "frobnicate", "T-1000"), "No such command"),
     ]
-    for (agent, *args), needle in cases:
-        refused(d.as_(agent, *args, check=False), needle)
+    for i, ((agent, *args), needle) in enumerate(cases):
+        # A few as real processes: the exit status and stderr are the process's own.
+        refused(d.as_(agent, *args, check=False, fork=i % 5 == 0), needle)
