@@ -138,11 +138,19 @@ def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--conn
     """Validate inboxd.toml (and with --connect, every server login)."""
     from inboxd.config import check_files
 
+    from inboxd.policies import load_policies
+
     settings = _ctx(ctx).settings
+    # Calendars, SLAs, rules, teams, scheduler, surveys and macros are checked too.
+    policies = load_policies(settings)
+    from inboxd.macros import parse_macros
+
+    parse_macros(settings)
     problems = check_files(settings)
     for problem in problems:
         typer.echo(f"inboxd: {problem}", err=True)
-    typer.echo(f"{settings.path}: {len(settings.mailboxes)} mailbox(es), {len(settings.agents)} agent(s)")
+    typer.echo(f"{settings.path}: {len(settings.mailboxes)} mailbox(es), {len(settings.agents)} agent(s), "
+               f"{len(policies.sla)} SLA polic(ies), {len(policies.rules.rules)} rule(s)")
     failed = bool(problems)
     if connect:
         from inboxd import imap, sender
@@ -228,6 +236,7 @@ def list_cmd(
     team: Optional[str] = typer.Option(None, "--team"),
     priority: list[str] = typer.Option([], "--priority", help="low, normal, high or urgent (repeatable)."),
     search: Optional[str] = typer.Option(None, "--search", help="Text in the subject or any message body."),
+    overdue: bool = typer.Option(False, "--overdue", help="Only tickets with a broken SLA promise."),
     sort: str = typer.Option("updated", "--sort", help="updated, created, priority or id."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1),
     as_json: bool = typer.Option(False, "--json", help="Print JSON as in the interface contract."),
@@ -250,7 +259,8 @@ def list_cmd(
         raise UserError(f"unknown mailbox {mailbox!r}")
     if mine:
         assignee = state.agent().name
-    default_view = not (status or mailbox or assignee or unassigned or tag or team or priority or search or as_json)
+    default_view = not (status or mailbox or assignee or unassigned or tag or team or priority or search or overdue
+                        or as_json)
     me = None
     if default_view:
         # The agent's day starts with their own open work, then the open queue.
@@ -259,8 +269,11 @@ def list_cmd(
             me = state.agent().name
         except UserError:
             me = None
+    from inboxd.db import db_time
+
     flt = ticketq.ListFilter(tuple(status), mailbox, assignee, unassigned, tuple(tag), limit, team,
-                             tuple(priority), search, sort, first_for=me)
+                             tuple(priority), search, sort, first_for=me,
+                             overdue_at=db_time(_now()) if overdue else None)
     with reading(_store(settings)) as conn:
         rows = ticketq.list_tickets(conn, flt)
     if as_json:
@@ -638,6 +651,39 @@ def macro_apply(ctx: typer.Context, ticket_id: str = TicketId,
         text = _edit(text)
     r = _workflow_call(state.workflow().apply_macro, ticket_id, macro, text)
     _done(r, as_json, f"macro {name} applied to {ticket_id}")
+
+
+@app.command()
+def report(ctx: typer.Context,
+           since: Optional[str] = typer.Option(None, "--since", help="Start date (default: 7 days before --until)."),
+           until: Optional[str] = typer.Option(None, "--until", help="End date, exclusive (default: now)."),
+           mailbox: Optional[str] = typer.Option(None, "--mailbox"),
+           team: Optional[str] = typer.Option(None, "--team"),
+           agent: Optional[str] = typer.Option(None, "--agent", help="One agent's tickets (yours, unless supervisor)."),
+           fmt: str = typer.Option("table", "--format", help="table, json, csv or html."),
+           per_agent: Optional[bool] = typer.Option(None, "--per-agent/--no-per-agent",
+                                                    help="The per-agent section (supervisors; on by default for them).")) -> None:
+    """Helpdesk metrics for a period: volume, response times, SLA, CSAT, backlog."""
+    from inboxd.cli_reports import report_command
+
+    state = _ctx(ctx)
+    typer.echo(_workflow_call(report_command, since=since, until=until, mailbox=mailbox, team=team, agent=agent,
+                              fmt=fmt, per_agent=per_agent, settings=state.settings,
+                              engine=_store(state.settings), actor=state.agent()), nl=False)
+
+
+@app.command()
+def export(ctx: typer.Context,
+           fmt: str = typer.Option("json", "--format", help="csv or json."),
+           since: Optional[str] = typer.Option(None, "--since"),
+           until: Optional[str] = typer.Option(None, "--until"),
+           full: bool = typer.Option(False, "--full", help="Unmasked customer data (admins only).")) -> None:
+    """Tickets and messages (supervisors; customer data masked unless --full)."""
+    from inboxd.cli_reports import export_command
+
+    state = _ctx(ctx)
+    typer.echo(_workflow_call(export_command, fmt=fmt, since=since, until=until, full=full,
+                              settings=state.settings, engine=_store(state.settings), actor=state.agent()), nl=False)
 
 
 def _terminal_width() -> int:

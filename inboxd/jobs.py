@@ -9,9 +9,10 @@ the claim already there and does nothing.  Because duties look at what is
 due rather than at what happened since the last run, a daemon that was down
 catches up once on what it missed, with no burst of duplicates.
 
-`handle_one_*` functions do one item and return whether they found one;
-`run_due` loops every duty until none finds work.  APScheduler (in
-inboxd.daemon) only wakes this up.
+Each duty is a pair: `candidates_*` lists what looks due from a read
+snapshot, and `handle_one_*` claims and does one item in its own
+transaction, returning whether it did it.  `run_due` runs every duty once.
+APScheduler (in inboxd.daemon) only wakes this up.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from inboxd import outbox
 from inboxd.compose import Outgoing, compose, new_message_id, tagged_subject
 from inboxd.config import AgentSettings, Settings
 from inboxd.csat import load_secret, make_token, survey_variables
-from inboxd.db import db_time, writing
+from inboxd.db import db_time, reading, writing
 from inboxd.policies import Policies, load_policies
 from inboxd.reports import weekly_report_mail
 from inboxd.rules import loop_header_value
@@ -57,26 +58,35 @@ class Duties:
     # -- the loop ------------------------------------------------------------------
 
     def run_due(self, now: datetime | None = None) -> dict[str, int]:
-        """Run every duty until none finds work; returns how many items each did."""
+        """Run every duty once over what is due; returns how many items each did.
+
+        Each duty lists its candidates from a read snapshot (already-claimed
+        targets are left out in SQL where the key allows), then handles each
+        in its own write transaction, where the claim decides.
+        """
+        now = now or _utcnow()
         done: dict[str, int] = {}
-        for name, handle in self.handlers():
+        for name, candidates, handle in self.duties():
+            with reading(self.engine) as conn:
+                items = candidates(_cursor(conn), now)
             count = 0
-            while handle(now or _utcnow()):
-                count += 1
+            for item in items:
+                with writing(self.engine) as conn:
+                    count += bool(handle(_cursor(conn), item, now))
             done[name] = count
         return done
 
-    def handlers(self) -> list[tuple[str, Callable[[datetime], bool]]]:
+    def duties(self) -> list[tuple[str, Callable, Callable]]:
         return [
-            ("sla", self.handle_one_sla_refresh),
-            ("warning", self.handle_one_warning),
-            ("breach", self.handle_one_breach),
-            ("unassigned", self.handle_one_unassigned),
-            ("pending", self.handle_one_pending_reminder),
-            ("autoclose", self.handle_one_autoclose),
-            ("survey", self.handle_one_survey),
-            ("digest", self.handle_one_digest),
-            ("weekly", self.handle_one_weekly_report),
+            ("sla", self.candidates_sla_refresh, self.handle_one_sla_refresh),
+            ("warning", self.candidates_warning, self.handle_one_warning),
+            ("breach", self.candidates_breach, self.handle_one_breach),
+            ("unassigned", self.candidates_unassigned, self.handle_one_unassigned),
+            ("pending", self.candidates_pending, self.handle_one_pending_reminder),
+            ("autoclose", self.candidates_autoclose, self.handle_one_autoclose),
+            ("survey", self.candidates_survey, self.handle_one_survey),
+            ("digest", self.candidates_digest, self.handle_one_digest),
+            ("weekly", self.candidates_weekly, self.handle_one_weekly_report),
         ]
 
     def _claim(self, cur: sqlite3.Cursor, duty: str, key: str, ticket_pk: int | None, now: datetime) -> bool:
@@ -86,65 +96,69 @@ class Duties:
 
     # -- SLA ---------------------------------------------------------------------------
 
-    def handle_one_sla_refresh(self, now: datetime) -> bool:
-        """Recompute due times of tickets that changed since they were last computed."""
-        with writing(self.engine) as conn:
-            cur = _cursor(conn)
-            rows = cur.execute("SELECT id FROM ticket WHERE sla_version != version AND merged_into IS NULL"
-                               " LIMIT 500").fetchall()
-            for (pk,) in rows:
-                refresh(cur, pk, self.settings, self.policies, now)
-        return bool(rows)
+    def candidates_sla_refresh(self, cur: sqlite3.Cursor, now: datetime) -> list[list[int]]:
+        ids = [pk for (pk,) in cur.execute(
+            "SELECT id FROM ticket WHERE sla_version != version AND merged_into IS NULL")]
+        return [ids[i:i + 500] for i in range(0, len(ids), 500)]
 
-    def _due_candidates(self, cur: sqlite3.Cursor, cutoff: datetime) -> list[tuple]:
-        """(ticket, target, due) for every unmet promise due before `cutoff`."""
+    def handle_one_sla_refresh(self, cur: sqlite3.Cursor, ids: list[int], now: datetime) -> bool:
+        """Recompute due times of tickets that changed since they were last computed."""
+        for pk in ids:
+            try:
+                refresh(cur, pk, self.settings, self.policies, now)
+            except Exception:  # One odd ticket never stops the clock of the others.
+                log.exception("ticket %d: cannot compute its SLA due times", pk)
+                cur.execute("UPDATE ticket SET sla_version = version WHERE id = ?", (pk,))
+        return True
+
+    def _due(self, cur: sqlite3.Cursor, duty: str, low: datetime | None, high: datetime) -> list[tuple]:
+        """(ticket, target, due, policy) for unmet promises due in (low, high], not yet claimed for `duty`."""
         out = []
         for target in TARGETS:
             column = f"{target}_due"
-            met = {"first_response": "first_response_at IS NULL",
-                   "next_response": "1",
-                   "resolution": "status IN ('new', 'open', 'pending')"}[target]
-            out += [(pk, target, due, policy) for pk, due, policy in cur.execute(
-                f"SELECT id, {column}, sla_policy FROM ticket WHERE {column} IS NOT NULL AND {column} <= ?"
-                f" AND {met} AND status NOT IN ('solved', 'closed') AND merged_into IS NULL"
-                f" AND sla_version = version ORDER BY {column} LIMIT 200",
-                (db_time(cutoff),))]
+            unmet = {"first_response": "first_response_at IS NULL",
+                     "next_response": "1",
+                     "resolution": "status IN ('new', 'open', 'pending')"}[target]
+            out += cur.execute(
+                f"SELECT id, '{target}', {column}, sla_policy FROM ticket t WHERE {column} <= ?"
+                f" AND {column} > ? AND {unmet} AND status NOT IN ('solved', 'closed') AND merged_into IS NULL"
+                f" AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = ? AND key = t.id || ':{target}:' || t.{column})"
+                f" ORDER BY {column}",
+                (db_time(high), db_time(low) if low else "", duty)).fetchall()
         return out
 
-    def handle_one_warning(self, now: datetime) -> bool:
-        """Warn the assignee (or the supervisors) once before a promise is broken."""
+    def candidates_warning(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
         horizon = max((p.warn_before for p in self.policies.sla.values()), default=timedelta(0))
-        with writing(self.engine) as conn:
-            cur = _cursor(conn)
-            for pk, target, due_text, policy_name in self._due_candidates(cur, now + horizon):
-                due = parse_time(due_text)
-                policy = self.policies.sla.get(policy_name)
-                if policy is None or due <= now or policy.warn_before <= timedelta(0):
-                    continue
-                if warn_time(due, policy) > now:
-                    continue
-                if not self._claim(cur, "warning", f"{pk}:{target}:{due_text}", pk, now):
-                    continue
-                t = _ticket_ref(cur, pk)
-                self._tell_owner(cur, t, now, f"SLA warning: the {target.replace('_', ' ')} for {t.ref} "
-                                              f"is due at {_show(due)}.")
-                _event(cur, pk, now, "sla-warning", {"target": target, "due": _show(due)})
-                return True
-        return False
+        return self._due(cur, "warning", now, now + horizon) if horizon > timedelta(0) else []
 
-    def handle_one_breach(self, now: datetime) -> bool:
+    def handle_one_warning(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+        """Warn the assignee (or the supervisors) once before a promise is broken."""
+        pk, target, due_text, policy_name = item
+        due = parse_time(due_text)
+        policy = self.policies.sla.get(policy_name)
+        if policy is None or warn_time(due, policy) > now:
+            return False
+        if not self._claim(cur, "warning", f"{pk}:{target}:{due_text}", pk, now):
+            return False
+        t = _ticket(cur, pk)
+        self._tell_owner(cur, t, now, f"SLA warning: the {target.replace('_', ' ')} for {t.ref} "
+                                      f"is due at {_show(due)}.")
+        _event(cur, pk, now, "sla-warning", {"target": target, "due": _show(due)})
+        return True
+
+    def candidates_breach(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
+        return self._due(cur, "breach", None, now)
+
+    def handle_one_breach(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
         """On a broken promise: notice once, escalate one step, keep the customer informed."""
-        with writing(self.engine) as conn:
-            cur = _cursor(conn)
-            for pk, target, due_text, _policy in self._due_candidates(cur, now):
-                if not self._claim(cur, "breach", f"{pk}:{target}:{due_text}", pk, now):
-                    continue
-                t = load(cur, _ticket_ref(cur, pk).ref)
-                reason = f"{target.replace('_', ' ')} SLA breached (due {_show(parse_time(due_text))})"
-                self._tell_owner(cur, t, now, f"SLA breach: {reason} on {t.ref}.")
-                self._escalate(cur, t, now, reason)
-                return True
-        return False
+        pk, target, due_text, _policy = item
+        if not self._claim(cur, "breach", f"{pk}:{target}:{due_text}", pk, now):
+            return False
+        t = _ticket(cur, pk)
+        reason = f"{target.replace('_', ' ')} SLA breached (due {_show(parse_time(due_text))})"
+        self._tell_owner(cur, t, now, f"SLA breach: {reason} on {t.ref}.")
+        self._escalate(cur, t, now, reason)
+        return True
 
     def _escalate(self, cur: sqlite3.Cursor, t, now: datetime, reason: str) -> None:
         """Tier 1 -> tier 2 -> the supervisors, with the reason recorded."""
@@ -165,91 +179,93 @@ class Duties:
         if self.policies.scheduler.escalation_update:
             self._mail_customer(cur, t, now, "escalation", {"reason": reason})
 
-    def handle_one_unassigned(self, now: datetime) -> bool:
-        """A ticket left unassigned too long goes to the supervisors (urgent ones sooner)."""
+    def candidates_unassigned(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
         sched = self.policies.scheduler
-        with writing(self.engine) as conn:
-            cur = _cursor(conn)
-            rows = cur.execute(
-                "SELECT id, ref, created_at FROM ticket WHERE assignee IS NULL AND status IN ('new', 'open')"
-                " AND merged_into IS NULL AND ((priority = 'urgent' AND created_at <= ?) OR created_at <= ?)"
-                " ORDER BY created_at LIMIT 200",
-                (db_time(now - sched.unassigned_after_urgent), db_time(now - sched.unassigned_after))).fetchall()
-            for pk, ref, created in rows:
-                if not self._claim(cur, "unassigned", str(pk), pk, now):
-                    continue
-                t = load(cur, ref)
-                waited = now - parse_time(created)
-                for agent in self._supervisors(t.team):
-                    notify_agent(cur, self.settings, self.tags, ref, agent, now,
-                                 headline=f"{ref} ({t.priority}) has waited {_human(waited)} without an assignee.")
-                _event(cur, pk, now, "unassigned-alert", {"waited_seconds": int(waited.total_seconds())})
-                return True
-        return False
+        return cur.execute(
+            "SELECT id, created_at FROM ticket t WHERE assignee IS NULL AND status IN ('new', 'open')"
+            " AND merged_into IS NULL AND ((priority = 'urgent' AND created_at <= ?) OR created_at <= ?)"
+            " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'unassigned' AND key = CAST(t.id AS TEXT))"
+            " ORDER BY created_at",
+            (db_time(now - sched.unassigned_after_urgent), db_time(now - sched.unassigned_after))).fetchall()
+
+    def handle_one_unassigned(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+        """A ticket left unassigned too long goes to the supervisors (urgent ones sooner)."""
+        pk, created = item
+        if not self._claim(cur, "unassigned", str(pk), pk, now):
+            return False
+        t = _ticket(cur, pk)
+        if t.assignee is not None:  # Taken since the snapshot: nothing to say.
+            return True
+        waited = now - parse_time(created)
+        for agent in self._supervisors(t.team):
+            notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
+                         headline=f"{t.ref} ({t.priority}) has waited {_human(waited)} without an assignee.")
+        _event(cur, pk, now, "unassigned-alert", {"waited_seconds": int(waited.total_seconds())})
+        return True
 
     # -- waiting on the customer, and closing --------------------------------------------
 
-    def handle_one_pending_reminder(self, now: datetime) -> bool:
+    def candidates_pending(self, cur: sqlite3.Cursor, now: datetime) -> list[int]:
+        # A reminder claimed after the ticket last changed covers this pending spell.
+        return [pk for (pk,) in cur.execute(
+            "SELECT id FROM ticket t WHERE status = 'pending' AND merged_into IS NULL AND updated_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'pending' AND ticket_id = t.id AND at >= t.updated_at)"
+            " ORDER BY updated_at", (db_time(now - self.policies.scheduler.pending_reminder),))]
+
+    def handle_one_pending_reminder(self, cur: sqlite3.Cursor, pk: int, now: datetime) -> bool:
         """Remind the assignee of a ticket pending for too long (and, if configured, the customer)."""
         sched = self.policies.scheduler
-        with writing(self.engine) as conn:
-            cur = _cursor(conn)
-            rows = cur.execute(
-                "SELECT id, ref, updated_at FROM ticket WHERE status = 'pending' AND merged_into IS NULL"
-                " AND updated_at <= ? ORDER BY updated_at LIMIT 200",
-                (db_time(now - sched.pending_reminder),)).fetchall()
-            for pk, ref, _updated in rows:
-                since = _pending_since(cur, pk)
-                if since is None or since > now - sched.pending_reminder:
-                    continue
-                if not self._claim(cur, "pending", f"{pk}:{db_time(since)}", pk, now):
-                    continue
-                t = load(cur, ref)
-                if t.assignee and (agent := self.settings.agent(t.assignee)) is not None:
-                    notify_agent(cur, self.settings, self.tags, ref, agent, now,
-                                 headline=f"{ref} has been waiting on the customer for {_human(now - since)}.")
-                if sched.pending_followup:
-                    self._mail_customer(cur, t, now, "followup", {})
-                _event(cur, pk, now, "pending-reminder", {"since": _show(since)})
-                return True
-        return False
+        since = _pending_since(cur, pk)
+        if since is None or since > now - sched.pending_reminder:
+            return False
+        if not self._claim(cur, "pending", f"{pk}:{db_time(since)}", pk, now):
+            return False
+        t = _ticket(cur, pk)
+        if t.assignee and (agent := self.settings.agent(t.assignee)) is not None:
+            notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
+                         headline=f"{t.ref} has been waiting on the customer for {_human(now - since)}.")
+        if sched.pending_followup:
+            self._mail_customer(cur, t, now, "followup", {})
+        _event(cur, pk, now, "pending-reminder", {"since": _show(since)})
+        return True
 
-    def handle_one_autoclose(self, now: datetime) -> bool:
-        """Close a solved ticket nobody objected to within autoclose_after."""
+    def candidates_autoclose(self, cur: sqlite3.Cursor, now: datetime) -> list[int]:
         cutoff = now - self.policies.scheduler.autoclose_after
-        with writing(self.engine) as conn:
-            cur = _cursor(conn)
-            row = cur.execute("SELECT id FROM ticket WHERE status = 'solved' AND solved_at <= ? AND merged_into IS NULL"
-                              " ORDER BY solved_at LIMIT 1", (db_time(cutoff),)).fetchone()
-            if row is None:
-                return False
-            pk = row[0]
-            cur.execute("UPDATE ticket SET status = 'closed', closed_at = ?, updated_at = ?, version = version + 1"
-                        " WHERE id = ? AND status = 'solved'", (db_time(now), db_time(now), pk))
-            _event(cur, pk, now, "autoclose", {"changes": {"status": {"before": "solved", "after": "closed"}}})
-            return True
+        return [pk for (pk,) in cur.execute(
+            "SELECT id FROM ticket WHERE status = 'solved' AND solved_at <= ? AND merged_into IS NULL"
+            " ORDER BY solved_at", (db_time(cutoff),))]
 
-    def handle_one_survey(self, now: datetime) -> bool:
-        """Send the satisfaction survey once, `delay` after a ticket closed."""
+    def handle_one_autoclose(self, cur: sqlite3.Cursor, pk: int, now: datetime) -> bool:
+        """Close a solved ticket nobody objected to within autoclose_after (compare-and-swap on the status)."""
+        cur.execute("UPDATE ticket SET status = 'closed', closed_at = ?, updated_at = ?, version = version + 1"
+                    " WHERE id = ? AND status = 'solved'", (db_time(now), db_time(now), pk))
+        if cur.rowcount != 1:
+            return False
+        _event(cur, pk, now, "autoclose", {"changes": {"status": {"before": "solved", "after": "closed"}}})
+        return True
+
+    def candidates_survey(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
         csat = self.policies.csat
         if not csat.enabled:
+            return []
+        return cur.execute(
+            "SELECT id, requester, closed_at, tags FROM ticket t WHERE status = 'closed' AND closed_at <= ?"
+            " AND closed_at >= ? AND merged_into IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'survey' AND key = t.id || ':' || t.closed_at)"
+            " ORDER BY closed_at",
+            (db_time(now - csat.delay), db_time(now - csat.delay - timedelta(days=30)))).fetchall()
+
+    def handle_one_survey(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+        """Send the satisfaction survey once, `delay` after a ticket closed."""
+        pk, requester, closed_at, tags = item
+        if not self._claim(cur, "survey", f"{pk}:{closed_at}", pk, now):
             return False
-        with writing(self.engine) as conn:
-            cur = _cursor(conn)
-            rows = cur.execute(
-                "SELECT id, ref, requester, closed_at, tags FROM ticket WHERE status = 'closed' AND closed_at <= ?"
-                " AND closed_at >= ? AND merged_into IS NULL ORDER BY closed_at LIMIT 200",
-                (db_time(now - csat.delay), db_time(now - csat.delay - timedelta(days=30)))).fetchall()
-            for pk, ref, requester, closed_at, tags in rows:
-                if not self._claim(cur, "survey", f"{pk}:{closed_at}", pk, now):
-                    continue
-                skip = self._survey_excluded(cur, pk, requester, json.loads(tags), now)
-                if skip:
-                    _event(cur, pk, now, "no-survey", {"reason": skip})
-                else:
-                    self._send_survey(cur, load(cur, ref), now)
-                return True
-        return False
+        skip = self._survey_excluded(cur, pk, requester, json.loads(tags), now)
+        if skip:
+            _event(cur, pk, now, "no-survey", {"reason": skip})
+        else:
+            self._send_survey(cur, _ticket(cur, pk), now)
+        return True
 
     def _survey_excluded(self, cur: sqlite3.Cursor, pk: int, requester: str, tags: list[str], now: datetime) -> str:
         csat = self.policies.csat
@@ -288,23 +304,19 @@ class Duties:
 
     # -- agents' summaries -------------------------------------------------------------
 
-    def handle_one_digest(self, now: datetime) -> bool:
-        """Each morning, each agent gets their open, due and breached tickets."""
+    def candidates_digest(self, cur: sqlite3.Cursor, now: datetime) -> list[AgentSettings]:
         sched = self.policies.scheduler
-        local = now.astimezone(sched.timezone)
-        if local.time() < sched.digest_time:
+        if now.astimezone(sched.timezone).time() < sched.digest_time:
+            return []
+        return [a for a in self.settings.agents if a.notify != "none"]
+
+    def handle_one_digest(self, cur: sqlite3.Cursor, agent: AgentSettings, now: datetime) -> bool:
+        """Each morning, each agent gets their open, due and breached tickets."""
+        day = now.astimezone(self.policies.scheduler.timezone).date().isoformat()
+        if not self._claim(cur, "digest", f"{agent.name}:{day}", None, now):
             return False
-        day = local.date().isoformat()
-        with writing(self.engine) as conn:
-            cur = _cursor(conn)
-            for agent in self.settings.agents:
-                if agent.notify == "none":
-                    continue
-                if not self._claim(cur, "digest", f"{agent.name}:{day}", None, now):
-                    continue
-                self._send_digest(cur, agent, now, day)
-                return True
-        return False
+        self._send_digest(cur, agent, now, day)
+        return True
 
     def _send_digest(self, cur: sqlite3.Cursor, agent: AgentSettings, now: datetime, day: str) -> None:
         rows = cur.execute(
@@ -331,24 +343,24 @@ class Duties:
                        auto_reply=True, loop_value=loop_header_value(mailbox.address), now=now)
         outbox.enqueue(cur, ticket_pk=None, mailbox=mailbox, kind="digest", mail=mail, now=now, sent_copy=False)
 
-    def handle_one_weekly_report(self, now: datetime) -> bool:
-        """Once a week, the service review goes to the supervisors."""
+    def candidates_weekly(self, cur: sqlite3.Cursor, now: datetime) -> list[str]:
         sched = self.policies.scheduler
         local = now.astimezone(sched.timezone)
         if local.strftime("%a").lower() != sched.weekly_report_day or local.time() < sched.weekly_report_time:
+            return []
+        return [local.strftime("%G-W%V")]
+
+    def handle_one_weekly_report(self, cur: sqlite3.Cursor, week: str, now: datetime) -> bool:
+        """Once a week, the service review goes to the supervisors."""
+        if not self._claim(cur, "weekly", week, None, now):
             return False
-        week = local.strftime("%G-W%V")
-        with writing(self.engine) as conn:
-            cur = _cursor(conn)
-            if not self._claim(cur, "weekly", week, None, now):
-                return False
-            mails = weekly_report_mail(self.engine, self.settings, now, since=now - timedelta(days=7), until=now)
-            mailbox = self.settings.mailboxes[0]
-            for recipient, data in mails:
-                mid = email.message_from_bytes(data)["Message-ID"].strip().strip("<>")
-                outbox.enqueue(cur, ticket_pk=None, mailbox=mailbox, kind="report",
-                               mail=Outgoing(mid, mailbox.address, (recipient,), data), now=now, sent_copy=False)
-            return True
+        mails = weekly_report_mail(self.engine, self.settings, now, since=now - timedelta(days=7), until=now)
+        mailbox = self.settings.mailboxes[0]
+        for recipient, data in mails:
+            mid = email.message_from_bytes(data)["Message-ID"].strip().strip("<>")
+            outbox.enqueue(cur, ticket_pk=None, mailbox=mailbox, kind="report",
+                           mail=Outgoing(mid, mailbox.address, (recipient,), data), now=now, sent_copy=False)
+        return True
 
     # -- shared helpers ------------------------------------------------------------------
 
@@ -397,7 +409,7 @@ def _pending_since(cur: sqlite3.Cursor, pk: int) -> datetime | None:
     return since if status == "pending" else None
 
 
-def _ticket_ref(cur: sqlite3.Cursor, pk: int):
+def _ticket(cur: sqlite3.Cursor, pk: int):
     ref = cur.execute("SELECT ref FROM ticket WHERE id = ?", (pk,)).fetchone()[0]
     return load(cur, ref)
 

@@ -26,7 +26,7 @@ class Ticket(SQLModel, table=True):
     # The human-friendly id that customers and agents see, e.g. "T-1042".
     ref: str = Field(index=True, unique=True)
     subject: str = ""
-    status: str = "new"
+    status: str = Field(default="new", index=True)
     priority: str = "normal"
     mailbox: str = Field(index=True)
     requester: str = Field(index=True)
@@ -35,7 +35,7 @@ class Ticket(SQLModel, table=True):
     tags: str = "[]"
     message_count: int = 0
     created_at: datetime
-    updated_at: datetime
+    updated_at: datetime = Field(index=True)
     first_response_at: datetime | None = None
     closed_at: datetime | None = None
     solved_at: datetime | None = None
@@ -155,7 +155,7 @@ class Event(SQLModel, table=True):
     __table_args__ = (Index("ix_event_ticket_at", "ticket_id", "at"),)
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
-    at: datetime
+    at: datetime = Field(index=True)
     actor: str
     action: str
     detail: str = "{}"

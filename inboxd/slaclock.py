@@ -80,7 +80,7 @@ def refresh(cur: sqlite3.Cursor, ticket_pk: int, settings: Settings, policies: P
         pauses = [(start, end) for st, start, end in status_intervals(events, created_at) if st == "pending"]
         # Kept after solving too: reports compare it with the solve time.
         if policy.resolution is not None:
-            dues["resolution_due"] = due_time(created_at, policy.resolution, cal, pauses, now)
+            dues["resolution_due"] = due_time(created_at, policy.resolution, cal, pauses)
         if policy.next_response is not None and first_response and status in ("new", "open"):
             last_in, last_out = cur.execute(
                 "SELECT max(CASE WHEN kind = 'customer' THEN created_at END),"

@@ -83,6 +83,7 @@ class ListFilter:
     search: str | None = None
     sort: str = "updated"
     first_for: str | None = None     # this agent's tickets first
+    overdue_at: str | None = None    # only tickets with a promise broken before this (store-format UTC)
 
 
 def _cursor(conn: Connection) -> sqlite3.Cursor:
@@ -128,6 +129,12 @@ def list_tickets(conn: Connection, flt: ListFilter) -> list[dict]:
         where.append("(t.subject LIKE ? ESCAPE '\\' OR t.id IN"
                      " (SELECT ticket_id FROM message WHERE text LIKE ? ESCAPE '\\'))")
         args += [_like(flt.search)] * 2
+    if flt.overdue_at:
+        # A broken promise: a due time passed and not met (resolution only while still open).
+        where.append("((t.first_response_due < ? AND t.first_response_at IS NULL)"
+                     " OR t.next_response_due < ? OR (t.resolution_due < ? AND t.status IN ('new', 'open', 'pending')))"
+                     " AND t.status NOT IN ('solved', 'closed')")
+        args += [flt.overdue_at] * 3
     order = []
     if flt.first_for:
         order.append("CASE WHEN t.assignee = ? THEN 0 ELSE 1 END")

@@ -67,3 +67,12 @@ def test_upgrade_from_the_first_schema_keeps_data(tmp_path):
         assert conn.exec_driver_sql("SELECT ref, tier, escalated FROM ticket").all() == [("T-1000", 1, 0)]
         assert conn.exec_driver_sql("SELECT count(*) FROM message").scalar() == 1
         assert conn.exec_driver_sql("pragma foreign_keys").scalar() == 1
+
+
+def test_migrations_match_the_models_exactly(tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = db.open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
