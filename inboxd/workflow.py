@@ -236,7 +236,33 @@ class Workflow:
             if not added:
                 raise WorkflowError(f"{t.ref} already has {', '.join(tags)}")
             t.tags = t.tags + added
+            reasons = self._tag_rules(t, added)
+            return {"rules": reasons} if reasons else {}
         return self._change(ref, "tag", apply)
+
+    def _tag_rules(self, t: Ticket, added: list[str]) -> list[str]:
+        """Rules with on = ["tag"] see the tags just added (so they fire once per tagging)."""
+        from inboxd.policies import load_policies
+        from inboxd.routing import Facts, merge
+
+        rules = load_policies(self.settings).rules
+        if not any("tag" in r.on for r in rules.rules):
+            return []
+        facts = Facts(event="tag", mailbox=t.mailbox, sender=t.requester, subject=t.subject, body="", headers={},
+                      attachment_types=(), tags=frozenset(added), priority=t.priority, team=t.team)
+        outcome = merge(rules.evaluate(facts))
+        if outcome.priority:
+            t.priority = outcome.priority
+        t.tags = t.tags + [x for x in outcome.tags if x not in t.tags]
+        t.team = outcome.team or t.team
+        if outcome.tier is not None or outcome.escalate:
+            t.tier = outcome.tier if outcome.tier is not None else t.tier + 1
+            t.escalated = t.escalated or outcome.escalate
+            if outcome.escalate:
+                t.approved_by = None
+        if outcome.assign and outcome.assign in {a.name for a in self.settings.agents}:
+            t.assignee = outcome.assign
+        return list(outcome.reasons)
 
     def untag(self, ref: str, tags: Sequence[str]) -> dict:
         def apply(cur, t: Ticket, now):

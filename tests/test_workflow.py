@@ -592,3 +592,25 @@ def test_every_mistake_is_one_line_and_a_non_zero_exit(filled):
     for i, ((agent, *args), needle) in enumerate(cases):
         # A few as real processes: the exit status and stderr are the process's own.
         refused(d.as_(agent, *args, check=False, fork=i % 5 == 0), needle)
+
+
+def test_tag_rule_escalates_system_crash_to_tier_two(tmp_path, dovecot, imap_user, smtp_sink):
+    """The seed's example: tagging system_crash escalates to tier 2, once, with the rule recorded."""
+    from tests.support import cli as run_cli
+    from tests.support import show_json as show
+    from tests.support import write_config as config_for
+
+    rule = '\n[[rules]]\nname = "crash"\non = ["tag"]\nif = { tags_any = ["system_crash"] }\nthen = { tier = 2, escalate = true }\n'
+    config = config_for(tmp_path, dovecot, [{"name": "support", "user": imap_user}], smtp_port=smtp_sink.port,
+                        extra=rule)
+    from inboxd.testing.mail import make_mail as mail
+
+    dovecot.append(imap_user, "INBOX", mail(subject="App crashes on start"))
+    run_cli(config, "run", "--once")
+    result = json.loads(run_cli(config, "--as", "alice", "tag", "T-1000", "system_crash", "--json").stdout)
+    assert result["rules"] and result["rules"][0].startswith("rule crash:")
+    t = show(config, "T-1000")
+    assert (t["tier"], t["escalated"]) == (2, True)
+    # Another tag later does not fire the rule again.
+    run_cli(config, "--as", "alice", "tag", "T-1000", "android")
+    assert show(config, "T-1000")["tier"] == 2
