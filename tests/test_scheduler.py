@@ -120,6 +120,10 @@ def test_warning_breach_and_escalation_happen_once(desk, dovecot, smtp_sink):
     assert len(carol) == 1
     t = show_json(config, "T-1000")
     assert t["tier"] == 3 and t["escalated"] is True
+    # It is overdue; a ticket with no broken promise is not.
+    dovecot.append(user, "INBOX", make_mail(frm="Ann <ann@example.org>", subject="No rush"))
+    once(config)
+    assert [x["id"] for x in list_json(config, "--overdue")] == ["T-1000"]
     # The customer was told, once per escalation, never more.
     updates = [m for m in mails_to(smtp_sink, "boss@vip.example") if "senior member" in body(m)]
     assert len(updates) == 2

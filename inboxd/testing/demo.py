@@ -91,6 +91,11 @@ def main() -> None:
             time.sleep(0.5)
         else:
             raise SystemExit("demo: the daemon did not file the mail in time; see demo-run/daemon.log")
+        # Five new tickets (the sixth message is a reply), so five acknowledgements.
+        acks = sink.wait_for(5, timeout=30)
+        print(f"demo: the SMTP sink received {len(acks)} acknowledgement(s), e.g.:")
+        first = acks[0].message()
+        print(f"    To: {first['To']}\n    Subject: {first['Subject']}")
         print("\n$ inboxd list")
         subprocess.run([*inboxd, "list"], env=env)
         print("\n$ inboxd quarantine list")
