@@ -157,7 +157,7 @@ def bench(n: int) -> None:
             config = write_config(tmp, dovecot)
             inboxd_s, peaks = run_inboxd(config)
             bare_s = bare_loop(dovecot, tmp / "bare.db")
-            filed = sqlite3.connect(tmp / "inboxd.db").execute("select count(*) from message").fetchone()[0]
+            filed = sqlite3.connect(tmp / "inboxd.db").execute("select count(*) from message where direction = 'in'").fetchone()[0]
             tickets = sqlite3.connect(tmp / "inboxd.db").execute("select count(*) from ticket").fetchone()[0]
         print(f"N={n:>6}  {size / 2**20:7.1f} MiB of mail  filed={filed} tickets={tickets}")
         print(f"  inboxd run --once : {inboxd_s:7.2f} s  {n / inboxd_s:8.0f} msgs/s")

@@ -83,10 +83,22 @@ def detect_bounce(raw: bytes, msg: InboundMessage | None = None) -> Bounce | Non
     `msg`, when the caller has parsed it already, saves decoding the subject again.
     """
     try:
+        if msg is not None and not _may_be_bounce(msg):
+            return None
         return _detect(raw, msg)
     except Exception:  # noqa: BLE001 - a detector bug must not stop the ingest
         log.exception("<%s> bounce detection failed; the mail is treated as ordinary", extract_message_id(raw))
         return None
+
+
+def _may_be_bounce(msg: InboundMessage) -> bool:
+    """The gate below, from facts the parser already has: ordinary mail is
+    turned away without parsing it a second time."""
+    senders = [v for a in (msg.from_,) if a is not None for v in (a.email, a.name)]
+    if msg.auto.return_path:
+        senders.append(msg.auto.return_path)
+    system = msg.from_ is None or msg.auto.return_path == "" or any(_DAEMON.search(s) for s in senders)
+    return msg.auto.delivery_status or system or bool(_BOUNCE_SUBJECT.search(msg.subject))
 
 
 def _detect(raw: bytes, msg: InboundMessage | None) -> Bounce | None:

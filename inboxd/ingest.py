@@ -32,7 +32,7 @@ from sqlalchemy import Connection
 
 from inboxd import outbox, slaclock
 from inboxd.bounces import Bounce, detect_bounce
-from inboxd.compose import ticket_ref_from_message_id
+from inboxd.compose import Outgoing, ticket_ref_from_message_id
 from inboxd.config import AgentSettings, Settings
 from inboxd.db import db_time
 from inboxd.message import InboundMessage, MalformedMessage, extract_message_id
@@ -569,13 +569,16 @@ def acknowledge(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     if not verdict.allowed:
         _event(cur, d, "no-ack", {"rule": verdict.rule, "reason": verdict.reason})
         return
-    mail = outbox.ack_mail(filer.settings, filer.templates, filer.tags, mailbox, ticket,
+    spec = outbox.ack_mail(filer.settings, filer.templates, filer.tags, mailbox, ticket,
                            in_reply_to=d.msg.message_id, now=d.now, sla=_promise(filer, cur, d, mailbox),
                            template=d.ack_template if isinstance(d.ack_template, str) else "ack")
-    outbox.enqueue(cur, ticket_pk=d.ticket_pk, mailbox=mailbox, kind="ack", mail=mail, now=d.now,
-                   sent_copy=filer.settings.outbox.sent_copy)
-    outbox.store_outgoing(cur, d.ticket_pk, mail, kind="auto", now=d.now)
-    _event(cur, d, "ack", {"message_id": mail.message_id, "to": ticket.requester})
+    outbox.enqueue_spec(cur, ticket_pk=d.ticket_pk, mailbox=mailbox, kind="ack", spec=spec, now=d.now,
+                        sent_copy=filer.settings.outbox.sent_copy)
+    described = Outgoing(spec["message_id"], mailbox.address, (ticket.requester,),
+                         json.dumps(spec, ensure_ascii=False).encode())
+    outbox.store_outgoing(cur, d.ticket_pk, described, kind="auto", now=d.now, subject=spec["subject"],
+                          text=spec["text"], in_reply_to=d.msg.message_id)
+    _event(cur, d, "ack", {"message_id": spec["message_id"], "to": ticket.requester})
 
 
 def _promise(filer: Filer, cur: sqlite3.Cursor, d: Delivery, mailbox) -> dict:

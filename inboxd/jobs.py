@@ -391,14 +391,15 @@ class Duties:
         text = self.templates.render(f"{template}/body.txt", variables, mailbox=mailbox.name,
                                      language=mailbox.language)
         parent, references = outbox.thread_ids(cur, t.pk)
+        subject = tagged_subject(subject, t.ref, self.tags)
         mail = compose(mailbox_address=mailbox.address, from_name=mailbox.display_name,
-                       to=[(t.requester_name, t.requester)], subject=tagged_subject(subject, t.ref, self.tags),
+                       to=[(t.requester_name, t.requester)], subject=subject,
                        text=text, message_id=new_message_id(t.ref, mailbox.domain, unique=outbox.unique_token()),
                        in_reply_to=parent, references=references, auto_reply=auto,
                        loop_value=loop_header_value(mailbox.address), now=now)
         outbox.enqueue(cur, ticket_pk=t.pk, mailbox=mailbox, kind=template, mail=mail, now=now,
                        sent_copy=self.settings.outbox.sent_copy)
-        outbox.store_outgoing(cur, t.pk, mail, kind="auto", now=now)
+        outbox.store_outgoing(cur, t.pk, mail, kind="auto", now=now, subject=subject, text=text, in_reply_to=parent)
         return mail
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 STATUSES = ("new", "open", "pending", "solved", "closed")
@@ -189,7 +189,8 @@ class Outbox(SQLModel, table=True):
     again after the lease, with the same Message-ID.
     """
 
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
+                      Index("ix_outbox_kind_created", "kind", "created_at"))
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     mailbox: str
@@ -207,6 +208,9 @@ class Outbox(SQLModel, table=True):
     sent_at: datetime | None = None
     # Whether the copy for the mailbox's Sent folder is still to be appended.
     copy_status: str = "none"      # none | pending | done
+    # For mail composed at send time (acknowledgements): the arguments of
+    # inboxd.compose.compose as JSON; `data` is filled in on the first attempt.
+    spec: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class Duty(SQLModel, table=True):

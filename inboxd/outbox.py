@@ -9,8 +9,6 @@ drains the table.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import hashlib
 import json
 import secrets
@@ -103,8 +101,9 @@ def ack_mail(
     now: datetime,
     sla: dict | None = None,
     template: str = "ack",
-) -> Outgoing:
-    """The acknowledgement of a new ticket, rendered from the mailbox's templates."""
+) -> dict:
+    """The acknowledgement of a new ticket, rendered from the mailbox's templates,
+    as the arguments of `compose` (see `enqueue_spec`)."""
     variables = {
         "ticket": {
             "id": ticket.ref, "tag": tags.tag(ticket.ref), "subject": ticket.subject, "status": ticket.status,
@@ -117,20 +116,49 @@ def ack_mail(
     }
     subject, text, html = templates.render_ack(variables, mailbox=mailbox.name, language=mailbox.language,
                                                name=template)
-    return compose(
-        mailbox_address=mailbox.address,
-        from_name=mailbox.display_name,
-        to=[(ticket.requester_name, ticket.requester)],
-        subject=tagged_subject(subject, ticket.ref, tags),
-        text=text,
-        html=html,
-        message_id=new_message_id(ticket.ref, mailbox.domain, unique=unique_token()),
-        in_reply_to=in_reply_to,
-        references=[in_reply_to] if in_reply_to else (),
-        auto_reply=True,
-        loop_value=loop_header_value(mailbox.address),
-        now=now,
+    return {
+        "mailbox_address": mailbox.address,
+        "from_name": mailbox.display_name,
+        "to": [(ticket.requester_name, ticket.requester)],
+        "subject": tagged_subject(subject, ticket.ref, tags),
+        "text": text,
+        "html": html,
+        "message_id": new_message_id(ticket.ref, mailbox.domain, unique=unique_token()),
+        "in_reply_to": in_reply_to,
+        "references": [in_reply_to] if in_reply_to else [],
+        "auto_reply": True,
+        "loop_value": loop_header_value(mailbox.address),
+        "now": now.isoformat(),
+    }
+
+
+def enqueue_spec(cur: sqlite3.Cursor, *, ticket_pk: int | None, mailbox: MailboxSettings, kind: str, spec: dict,
+                 now: datetime, sent_copy: bool) -> int:
+    """Queue a mail whose bytes the sender composes on its first attempt.
+
+    Everything that decides the mail (recipients, subject, text, Message-ID,
+    threading headers, Date) is fixed here, in the ticket's transaction;
+    building the MIME bytes is the expensive part and waits for the sender,
+    which stores them so every retry sends the very same bytes.
+    """
+    recipients = list(dict.fromkeys(address for _name, address in spec["to"]))
+    cur.execute(
+        "INSERT INTO outbox (ticket_id, mailbox, kind, message_id, sender, recipients, data, status, attempts,"
+        " next_attempt_at, last_error, created_at, copy_status, spec)"
+        " VALUES (?, ?, ?, ?, ?, ?, x'', 'queued', 0, ?, '', ?, ?, ?)",
+        (ticket_pk, mailbox.name, kind, spec["message_id"], spec["mailbox_address"], json.dumps(recipients),
+         db_time(now), db_time(now), "pending" if sent_copy and mailbox.imap.sent_folder else "none",
+         json.dumps(spec, ensure_ascii=False)),
     )
+    return cur.lastrowid
+
+
+def compose_spec(spec_json: str) -> Outgoing:
+    """The mail an `enqueue_spec` row describes (ValueError for an unusable address)."""
+    spec = json.loads(spec_json)
+    spec["now"] = datetime.fromisoformat(spec["now"])
+    spec["to"] = [tuple(pair) for pair in spec["to"]]
+    return compose(**spec)
 
 
 def relay_mail(
@@ -163,19 +191,13 @@ def budget_window(now: datetime) -> tuple[datetime, datetime]:
     return now - timedelta(hours=1), now - timedelta(days=1)
 
 
-def mail_text(mail: Outgoing) -> str:
-    """The plain-text part of a composed mail, decoded."""
-    msg = email.message_from_bytes(mail.data, policy=email.policy.default)
-    part = msg.get_body(preferencelist=("plain",))
-    return part.get_content() if part is not None else ""
+def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind: str, now: datetime,
+                   subject: str, text: str, in_reply_to: str | None) -> None:
+    """Our own automatic mail joins the ticket's thread (and replies to it find the ticket).
 
-
-def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind: str, now: datetime) -> None:
-    """Our own automatic mail joins the ticket's thread (and replies to it find the ticket)."""
+    For a mail composed at send time, `mail.data` is its JSON description.
+    """
     digest = hashlib.sha256(mail.data).hexdigest()
-    msg = email.message_from_bytes(mail.data, policy=email.policy.default)
-    text = mail_text(mail)
-    parent = (msg["In-Reply-To"] or "").strip().strip("<>")
     cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",
                 (digest, len(mail.data), mail.data))
     cur.execute(
@@ -184,7 +206,7 @@ def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind:
         " raw_sha256, size, created_at)"
         " VALUES (?, ?, ?, 'out', ?, ?, '', ?, '[]', '[]', ?, ?, ?, ?, 0, ?, '[]', '{}', ?, ?, ?)",
         (mail.message_id, mail.message_id, ticket_pk, kind, mail.sender,
-         json.dumps([{"name": "", "email": r} for r in mail.recipients]), db_time(now), str(msg["Subject"] or ""),
-         text, text, json.dumps([parent] if parent else []), digest, len(mail.data), db_time(now)),
+         json.dumps([{"name": "", "email": r} for r in mail.recipients]), db_time(now), subject,
+         text, text, json.dumps([in_reply_to] if in_reply_to else []), digest, len(mail.data), db_time(now)),
     )
     cur.execute("UPDATE ticket SET message_count = message_count + 1 WHERE id = ?", (ticket_pk,))

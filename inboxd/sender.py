@@ -35,6 +35,7 @@ from sqlalchemy import Engine
 
 from inboxd.config import Settings, SmtpSettings
 from inboxd.db import db_time, writing
+from inboxd.outbox import compose_spec
 
 log = logging.getLogger("inboxd.sender")
 
@@ -136,13 +137,25 @@ class Sender:
                 "UPDATE outbox SET status = 'sending', claimed_at = ?, attempts = attempts + 1"
                 " WHERE id = (SELECT id FROM outbox WHERE (status = 'queued' AND next_attempt_at <= ?)"
                 " OR (status = 'sending' AND claimed_at <= ?) ORDER BY next_attempt_at, id LIMIT 1)"
-                " RETURNING id, ticket_id, mailbox, message_id, sender, recipients, data, attempts, created_at",
+                " RETURNING id, ticket_id, mailbox, message_id, sender, recipients, data, attempts, created_at, spec",
                 (db_time(now), db_time(now), lease_expired),
             ).first()
-        if row is None:
-            return None
+            if row is None:
+                return None
+            data = row[6]
+            if not data and row[9]:
+                # Composed on the first attempt and kept, so a retry (or a
+                # resend after a crash) sends exactly the same bytes.
+                try:
+                    data = compose_spec(row[9]).data
+                except ValueError as exc:
+                    data = b""
+                    conn.exec_driver_sql("UPDATE outbox SET last_error = ? WHERE id = ?",
+                                         (f"cannot compose: {exc}", row[0]))
+                else:
+                    conn.exec_driver_sql("UPDATE outbox SET data = ? WHERE id = ?", (data, row[0]))
         created = datetime.fromisoformat(row[8]).replace(tzinfo=UTC)
-        return Claimed(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), row[6], row[7], created)
+        return Claimed(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), data, row[7], created)
 
     def _record(self, item: Claimed, now: datetime, outcome: Exception | None) -> str:
         with writing(self.engine) as conn:
@@ -211,6 +224,8 @@ class Sender:
 
     async def _send(self, item: Claimed, clients: dict[tuple, aiosmtplib.SMTP],
                     unreachable: dict[tuple, str]) -> Exception | None:
+        if not item.data:
+            return PermanentFailure("cannot compose this mail (see the outbox row's last error)")
         mailbox = self.settings.mailbox(item.mailbox)
         smtp = self.settings.smtp_for(mailbox)
         if smtp is None:
