@@ -369,3 +369,19 @@ def test_reply_to_a_closed_ticket_reopens_within_the_window_else_opens_a_new_one
     assert tickets["T-1001"]["status"] == "new"
     created = next(e for e in show_json(config, "T-1001")["events"] if e["action"] == "created")
     assert created["detail"]["follows"] == "T-1000"
+
+
+def test_an_agents_out_of_office_reply_is_never_relayed(desk, dovecot, smtp_sink):
+    config, user = desk
+    first = make_message_id()
+    dovecot.append(user, "INBOX", make_mail(frm="Li Lei <lilei@example.cn>", subject="Refund", message_id=first))
+    once(config)
+    dovecot.append(user, "INBOX", make_mail(
+        frm="Bob <bob@example.com>", subject="Automatic reply: Refund", in_reply_to=first, references=[first],
+        headers={"Auto-Submitted": "auto-replied"}, body="I am out of the office until Monday.\n"))
+    once(config)
+    once(config)
+    assert [e.rcpt_tos for e in smtp_sink.envelopes] == [["lilei@example.cn"]]  # the ack only
+    t = only_ticket(config)
+    assert [m["kind"] for m in t["messages"]].count("note") == 1
+    assert t["first_response_at"] is None

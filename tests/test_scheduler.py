@@ -230,3 +230,49 @@ def test_restart_in_the_middle_resends_nothing(desk, dovecot, smtp_sink, tmp_pat
     assert len(keys) == len(set(keys))
     assert len(notices) == 6  # three tickets, two broken promises each
     assert set(before) <= set(after)
+
+
+def test_weekly_report_goes_to_the_supervisors_once_a_week(desk, dovecot, smtp_sink):
+    from datetime import UTC, datetime
+
+    from inboxd.db import open_store
+    from inboxd.jobs import Duties
+
+    config, user = desk
+    dovecot.append(user, "INBOX", make_mail(frm="Ann <ann@example.org>", subject="Hello"))
+    once(config)
+    settings = load_settings(config)
+    duties = Duties(open_store(settings.store.url), settings)
+    monday = datetime(2026, 11, 9, 9, 0, tzinfo=UTC)  # after the default 08:00 on a Monday (in the past)
+    assert duties.run_due(monday)["weekly"] == 1
+    assert duties.run_due(monday.replace(hour=15))["weekly"] == 0  # the same week: nothing more
+    assert duties.run_due(datetime(2026, 11, 10, 9, 0, tzinfo=UTC))["weekly"] == 0  # not the report day
+    assert duties.run_due(datetime(2026, 11, 16, 9, 0, tzinfo=UTC))["weekly"] == 1  # the next week
+    rows = db(config).execute("select recipients from outbox where kind = 'report'").fetchall()
+    assert [json.loads(r[0]) for r in rows] == [["carol@example.com"], ["carol@example.com"]]
+    once(config)
+    report = [m for m in mails_to(smtp_sink, "carol@example.com") if m.get_content_type() == "multipart/alternative"]
+    assert len(report) == 2
+    html = report[0].get_body(("html",))
+    assert html is not None and "<script" not in html.get_content().lower()
+
+
+def test_two_daemons_on_one_store_never_double_send(desk, dovecot, smtp_sink, tmp_path):
+    config, user = desk
+    first = start_daemon(config, tmp_path / "a.log")
+    second = start_daemon(config, tmp_path / "b.log")
+    try:
+        for i in range(6):
+            dovecot.append(user, "INBOX", make_mail(frm=f"Boss {i} <boss{i}@vip.example>", subject=f"Down {i}"))
+        # Acknowledgements, then breach notices and escalation updates.
+        wait_until(lambda: len([m for m in mails_to(smtp_sink, "alice@example.com") if "SLA breach" in body(m)]) >= 12,
+                   timeout=40, what="the breach notices")
+        time.sleep(3)
+    finally:
+        assert stop_daemon(first) == 0
+        assert stop_daemon(second) == 0
+    ids = [email.message_from_bytes(e.data)["Message-ID"] for e in smtp_sink.envelopes]
+    assert len(ids) == len(set(ids)), "a mail was sent twice"
+    acks = [e for e in smtp_sink.envelopes if e.rcpt_tos[0].startswith("boss") and b"opened ticket" in e.data]
+    assert len(acks) == 6
+    assert db(config).execute("select count(*) from message where direction = 'in'").fetchone()[0] == 6
