@@ -35,7 +35,7 @@ from inboxd.policies import Policies, load_policies
 from inboxd.reports import weekly_report_mail
 from inboxd.rules import loop_header_value
 from inboxd.sla import human, warn_time
-from inboxd.slaclock import parse_time, refresh, status_intervals
+from inboxd.slaclock import parse_time, pending_since, refresh
 from inboxd.templates import Templates
 from inboxd.threading import TicketTag
 from inboxd.workflow import SUPERVISORS, load, notify_agent
@@ -406,8 +406,7 @@ class Duties:
 def _pending_since(cur: sqlite3.Cursor, pk: int) -> datetime | None:
     created = parse_time(cur.execute("SELECT created_at FROM ticket WHERE id = ?", (pk,)).fetchone()[0])
     events = cur.execute("SELECT at, action, detail FROM event WHERE ticket_id = ? ORDER BY at, id", (pk,)).fetchall()
-    status, since, _end = status_intervals(events, created)[-1]
-    return since if status == "pending" else None
+    return pending_since(events, created)
 
 
 def _ticket(cur: sqlite3.Cursor, pk: int):

@@ -35,6 +35,7 @@ from inboxd.compose import check_address, sanitize
 from inboxd.config import Settings
 from inboxd.db import db_time, reading
 from inboxd.rules import loop_header_value
+from inboxd.history import Interval, status_after, status_intervals  # noqa: F401 (re-exported)
 from inboxd.sla import Calendar, SlaPolicy, parse_calendars, parse_sla_policies
 
 SUPERVISOR_ROLES = ("supervisor", "admin")
@@ -50,55 +51,9 @@ FIRST_RESPONSE_BUCKETS = (("<1h", 1), ("1-4h", 4), ("4-8h", 8), ("8-24h", 24), (
 CSAT_TREND_WEEKS = 8
 
 # A status interval: (status, start, end), half-open.
-Interval = tuple[str, datetime, datetime]
 
 
 # --- Status history -------------------------------------------------------------
-
-def status_after(action: str, detail: dict) -> str | None:
-    """The status a ticket has after an event, or None when the event did not change it.
-
-    Ingest writes `status_before/status_after`; the CLI workflow writes
-    `changes.status.before/after`; a ticket merged into another one is closed;
-    the auto-close duty closes.
-    """
-    if action == "created":
-        return "new"
-    if isinstance(detail.get("status_after"), str):
-        return detail["status_after"]
-    change = (detail.get("changes") or {}).get("status")
-    if isinstance(change, dict) and isinstance(change.get("after"), str):
-        return change["after"]
-    if action == "merge" and "into" in detail:
-        return "closed"
-    if action == "autoclose":
-        return "closed"
-    return None
-
-
-def status_intervals(created_at: datetime, events: Iterable[tuple[datetime, str, dict]],
-                     end: datetime) -> list[Interval]:
-    """A ticket's statuses as half-open intervals from its creation up to `end`.
-
-    `events` are (at, action, detail) in time order.  The ticket starts `new`
-    at `created_at`; each event that changes the status (see `status_after`)
-    closes the current interval.  Zero-length intervals are dropped, so two
-    changes in the same instant leave only the later status.
-    """
-    intervals: list[Interval] = []
-    status, start = "new", created_at
-    for at, action, detail in events:
-        after = status_after(action, detail)
-        if after is None or after == status or at < created_at:
-            continue
-        at = min(at, end)
-        if at > start:
-            intervals.append((status, start, at))
-        status, start = after, max(start, at)
-    if end > start:
-        intervals.append((status, start, end))
-    return intervals
-
 
 def transitions(intervals: Sequence[Interval]) -> list[tuple[str, str, datetime]]:
     """(before, after, at) for each change of status between consecutive intervals."""

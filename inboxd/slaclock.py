@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from inboxd.config import Settings
 from inboxd.db import db_time
+from inboxd.history import status_intervals
 from inboxd.policies import Policies
 from inboxd.sla import due_time
 
@@ -26,35 +27,26 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=UTC) if value else None
 
 
-def status_changes(detail: dict) -> tuple[str, str] | None:
-    """(before, after) of a status change recorded in an event's detail, if any.
-
-    Ingest writes status_before/status_after; the CLI workflow writes
-    changes.status.before/after.
-    """
-    if "status_after" in detail:
-        return detail.get("status_before"), detail["status_after"]
-    change = detail.get("changes", {}).get("status")
-    if change:
-        return change.get("before"), change.get("after")
-    return None
+# The end of a status interval that has not ended yet.
+_OPEN = datetime.max.replace(tzinfo=UTC)
 
 
-def status_intervals(events: list[tuple[str, str, str]], created_at: datetime) -> list[tuple[str, datetime, datetime | None]]:
-    """[(status, start, end or None)] from a ticket's (at, action, detail) events, oldest first."""
-    intervals: list[tuple[str, datetime, datetime | None]] = []
-    status, since = "new", created_at
-    for at, action, detail in events:
-        if action == "created":
-            continue
-        change = status_changes(json.loads(detail))
-        if change is None or change[1] == status:
-            continue
-        when = parse_time(at)
-        intervals.append((status, since, when))
-        status, since = change[1], when
-    intervals.append((status, since, None))
-    return intervals
+def _intervals(events: list[tuple[str, str, str]], created_at: datetime):
+    parsed = [(parse_time(at), action, json.loads(detail)) for at, action, detail in events]
+    return status_intervals(created_at, parsed, _OPEN)
+
+
+def pending_spells(events: list[tuple[str, str, str]], created_at: datetime) -> list[tuple[datetime, datetime | None]]:
+    """The intervals a ticket spent pending, from its (at, action, detail) event
+    rows; a spell still going on has no end."""
+    return [(start, None if end == _OPEN else end) for st, start, end in _intervals(events, created_at)
+            if st == "pending"]
+
+
+def pending_since(events: list[tuple[str, str, str]], created_at: datetime) -> datetime | None:
+    """When the ticket's current pending spell began, or None if it is not pending."""
+    spells = pending_spells(events, created_at)
+    return spells[-1][0] if spells and spells[-1][1] is None else None
 
 
 def refresh(cur: sqlite3.Cursor, ticket_pk: int, settings: Settings, policies: Policies, now: datetime) -> None:
@@ -77,7 +69,7 @@ def refresh(cur: sqlite3.Cursor, ticket_pk: int, settings: Settings, policies: P
             dues["first_response_due"] = cal.add(created_at, policy.first_response)
         events = cur.execute("SELECT at, action, detail FROM event WHERE ticket_id = ? ORDER BY at, id",
                              (ticket_pk,)).fetchall()
-        pauses = [(start, end) for st, start, end in status_intervals(events, created_at) if st == "pending"]
+        pauses = pending_spells(events, created_at)
         # Kept after solving too: reports compare it with the solve time.
         if policy.resolution is not None:
             dues["resolution_due"] = due_time(created_at, policy.resolution, cal, pauses)

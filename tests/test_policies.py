@@ -8,7 +8,7 @@ import pytest
 
 from inboxd.config import ConfigError, parse_settings
 from inboxd.policies import load_policies
-from inboxd.slaclock import status_intervals
+from inboxd.slaclock import pending_since, pending_spells
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def test_mailbox_sla_must_exist(tmp_path):
         load_policies(settings)
 
 
-def test_status_intervals_from_both_event_styles():
+def test_pending_spells_from_both_event_styles():
     from datetime import UTC, datetime
 
     created = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -77,9 +77,10 @@ def test_status_intervals_from_both_event_styles():
         ("2026-01-05 09:00:00.000000", "created", "{}"),
         ("2026-01-05 10:00:00.000000", "message", '{"status_before": "new", "status_after": "pending"}'),
         ("2026-01-05 12:00:00.000000", "message", '{"status_before": "pending", "status_after": "open"}'),
-        ("2026-01-05 13:00:00.000000", "status", '{"changes": {"status": {"before": "open", "after": "solved"}}}'),
+        ("2026-01-05 13:00:00.000000", "status", '{"changes": {"status": {"before": "open", "after": "pending"}}}'),
         ("2026-01-05 14:00:00.000000", "tag", '{"changes": {"tags": {"before": [], "after": ["x"]}}}'),
     ]
-    intervals = status_intervals(events, created)
-    assert [(s, a.hour, b.hour if b else None) for s, a, b in intervals] == [
-        ("new", 9, 10), ("pending", 10, 12), ("open", 12, 13), ("solved", 13, None)]
+    spells = pending_spells(events, created)
+    assert [(a.hour, b.hour if b else None) for a, b in spells] == [(10, 12), (13, None)]
+    assert pending_since(events, created).hour == 13
+    assert pending_since(events[:3], created) is None
