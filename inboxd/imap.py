@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 
 from imapclient import IMAPClient
 
+from inboxd.tls import client_context
 from inboxd.config import ImapSettings, MailboxSettings
 from inboxd.ingest import Batch, BatchResult, Fetched
 
@@ -43,23 +43,15 @@ class BatchSink(Protocol):
     def copy_done(self, outbox_id: int) -> None: ...
 
 
-def tls_context(settings: ImapSettings) -> ssl.SSLContext:
-    """Certificate and host name checks on; `ca_file` adds a trusted CA."""
-    ctx = ssl.create_default_context()
-    if settings.ca_file:
-        ctx.load_verify_locations(cafile=str(settings.ca_file))
-    return ctx
-
-
 def connect(settings: ImapSettings) -> IMAPClient:
     """A logged-in client for `settings` (tls, starttls, or plain when configured)."""
     if settings.security == "tls":
         client = IMAPClient(settings.host, port=settings.port, ssl=True,
-                            ssl_context=tls_context(settings), timeout=settings.timeout)
+                            ssl_context=client_context(settings.ca_file), timeout=settings.timeout)
     else:
         client = IMAPClient(settings.host, port=settings.port, ssl=False, timeout=settings.timeout)
         if settings.security == "starttls":
-            client.starttls(tls_context(settings))
+            client.starttls(client_context(settings.ca_file))
     try:
         client.login(settings.username, settings.password.reveal() if settings.password else "")
     except Exception:

@@ -24,7 +24,6 @@ import asyncio
 import json
 import logging
 import random
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 import aiosmtplib
 from sqlalchemy import Engine
 
+from inboxd.tls import client_context
 from inboxd.config import Settings, SmtpSettings
 from inboxd.db import db_time, writing
 from inboxd.outbox import compose_spec
@@ -40,20 +40,12 @@ from inboxd.outbox import compose_spec
 log = logging.getLogger("inboxd.sender")
 
 
-def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
-    """Certificate and host name checks on; `ca_file` adds a trusted CA."""
-    ctx = ssl.create_default_context()
-    if settings.ca_file:
-        ctx.load_verify_locations(cafile=str(settings.ca_file))
-    return ctx
-
-
 def _client(settings: SmtpSettings) -> aiosmtplib.SMTP:
     return aiosmtplib.SMTP(
         hostname=settings.host, port=settings.port, timeout=settings.timeout,
         use_tls=settings.security == "tls",
         start_tls=settings.security == "starttls",
-        tls_context=tls_context(settings),
+        tls_context=client_context(settings.ca_file),
     )
 
 
