@@ -276,3 +276,25 @@ def test_two_daemons_on_one_store_never_double_send(desk, dovecot, smtp_sink, tm
     acks = [e for e in smtp_sink.envelopes if e.rcpt_tos[0].startswith("boss") and b"opened ticket" in e.data]
     assert len(acks) == 6
     assert db(config).execute("select count(*) from message where direction = 'in'").fetchone()[0] == 6
+
+
+def test_daily_digest_once_per_agent_per_day(desk, dovecot, smtp_sink):
+    from datetime import UTC, datetime
+
+    from inboxd.db import open_store
+    from inboxd.jobs import Duties
+
+    config, user = desk
+    dovecot.append(user, "INBOX", make_mail(frm="Boss <boss@vip.example>", subject="Printer jam"))
+    once(config)  # The VIP rule assigns it to alice.
+    settings = load_settings(config)
+    duties = Duties(open_store(settings.store.url), settings)
+    early = datetime(2026, 11, 10, 7, 0, tzinfo=UTC)  # before the default 08:00 digest time
+    assert duties.run_due(early)["digest"] == 0
+    morning = early.replace(hour=8, minute=30)
+    assert duties.run_due(morning)["digest"] == len(settings.agents)  # one claim per agent
+    assert duties.run_due(morning.replace(hour=17))["digest"] == 0   # once a day
+    rows = db(config).execute("select recipients, data from outbox where kind = 'digest'").fetchall()
+    # Only alice has open tickets, so only she gets a mail, listing the ticket.
+    assert [json.loads(r[0]) for r in rows] == [["alice@example.com"]]
+    assert b"T-1000" in rows[0][1]
