@@ -30,6 +30,12 @@ SCHEMA_HEAD = "0005"
 BUSY_TIMEOUT_MS = 60_000
 
 
+# The order of a ticket's thread: the Date header (which has whole seconds)
+# or, without one, when the store learned of the message; within one second,
+# the order the store learned of them (the message id).
+MESSAGE_ORDER = "substr(coalesce(date, created_at), 1, 19)"
+
+
 def db_time(dt: datetime | None) -> str | None:
     """A timestamp as SQLAlchemy stores UTCDateTime in SQLite (naive UTC text),
     for the code that writes through SQLite's own cursor."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inboxd.config import ConfigError, Settings
+from inboxd.db import MESSAGE_ORDER
 from inboxd.templates import TemplateError, Templates
 from inboxd.tickets import PRIORITIES, STATUSES
 
@@ -71,7 +72,7 @@ def variables(cur: sqlite3.Cursor, settings: Settings, ticket, agent) -> dict[st
     mailbox = settings.mailbox(ticket.mailbox)
     last = cur.execute(
         "SELECT from_addr, from_name, date, subject, text, reply_text FROM message"
-        " WHERE ticket_id = ? AND kind = 'customer' ORDER BY coalesce(date, created_at) DESC, id DESC LIMIT 1",
+        f" WHERE ticket_id = ? AND kind = 'customer' ORDER BY {MESSAGE_ORDER} DESC, id DESC LIMIT 1",
         (ticket.pk,)).fetchone()
     return {
         "ticket": {

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from inboxd.compose import Outgoing, compose, new_message_id, tagged_subject
 from inboxd.config import MailboxSettings, Settings
-from inboxd.db import db_time
+from inboxd.db import MESSAGE_ORDER, db_time
 from inboxd.rules import loop_header_value
 from inboxd.templates import Templates
 from inboxd.threading import TicketTag
@@ -50,7 +50,7 @@ def thread_ids(cur: sqlite3.Cursor, ticket_pk: int) -> tuple[str | None, list[st
     """(the newest customer Message-ID, every Message-ID of the thread in order)."""
     rows = cur.execute(
         "SELECT message_id, kind FROM message WHERE ticket_id = ? AND message_id IS NOT NULL"
-        " ORDER BY coalesce(date, created_at), id",
+        f" ORDER BY {MESSAGE_ORDER}, id",
         (ticket_pk,),
     ).fetchall()
     parent = next((mid for mid, kind in reversed(rows) if kind == "customer"), None)

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
+from inboxd.db import MESSAGE_ORDER
+
 # The contract's enumerations (design.md, "JSON shapes"); tests keep them
 # equal to the ones inboxd.models declares for the store.
 STATUSES = ("new", "open", "pending", "solved", "closed")
@@ -234,7 +236,7 @@ def show_ticket(conn: Connection, ref: str) -> dict:
         for m in cur.execute(
             "SELECT id, message_id, direction, kind, from_addr, from_name, to_addrs, cc_addrs,"
             " coalesce(date, created_at) AS at, subject, text, reply_text FROM message WHERE ticket_id = ?"
-            " ORDER BY at, id", (pk,)).fetchall()
+            f" ORDER BY {MESSAGE_ORDER}, id", (pk,)).fetchall()
     ]
     ticket["events"] = [
         {"at": _iso_text(e[0]), "actor": e[1], "action": e[2], "detail": json.loads(e[3])}

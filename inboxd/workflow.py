@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from inboxd import outbox
 from inboxd.compose import compose, new_message_id, tagged_subject
 from inboxd.config import AgentSettings, Settings
-from inboxd.db import db_time, writing
+from inboxd.db import MESSAGE_ORDER, db_time, writing
 from inboxd.rules import loop_header_value
 from inboxd.threading import TicketTag
 from inboxd.tickets import PRIORITIES, STATUSES, iso
@@ -419,7 +419,7 @@ def notify_agent(cur: sqlite3.Cursor, settings: Settings, tags: TicketTag, ref: 
     mailbox = settings.mailbox(t.mailbox)
     last = cur.execute(
         "SELECT reply_text, from_addr FROM message WHERE ticket_id = ? AND kind = 'customer'"
-        " ORDER BY coalesce(date, created_at) DESC, id DESC LIMIT 1", (t.pk,)).fetchone()
+        f" ORDER BY {MESSAGE_ORDER} DESC, id DESC LIMIT 1", (t.pk,)).fetchone()
     text = "\n".join([
         headline,
         "",
