@@ -28,9 +28,9 @@ role = "supervisor"
 
 [[sla]]
 name = "fast"
-first_response = "2s"
-resolution = "4s"
-warn_before = "1s"
+first_response = "3s"
+resolution = "5s"
+warn_before = "2s"
 
 [[rules]]
 name = "vip"
@@ -90,7 +90,7 @@ def test_vip_rule_routes_and_the_ack_publishes_the_promise(desk, dovecot, smtp_s
     assert rule.startswith("rule vip:") and "vip.example" in rule
     assert db(config).execute("select sla_policy, first_response_due is not null from ticket").fetchone() == ("fast", 1)
     ack = mails_to(smtp_sink, "boss@vip.example")[0]
-    assert "2 seconds" in body(ack)
+    assert "3 seconds" in body(ack)
     # A normal customer gets no promise (no policy applies to normal priority).
     dovecot.append(user, "INBOX", make_mail(frm="Ann <ann@example.org>", subject="Question"))
     once(config)
@@ -104,10 +104,10 @@ def test_warning_breach_and_escalation_happen_once(desk, dovecot, smtp_sink):
     dovecot.append(user, "INBOX", make_mail(frm="Boss <boss@vip.example>", subject="Invoices missing"))
     once(config)
     time.sleep(1.2)
-    once(config)  # Within warn_before of the first-response due time.
+    once(config)  # Within warn_before (2 s) of the first-response due time (3 s).
     warnings = [m for m in mails_to(smtp_sink, "alice@example.com") if "SLA warning" in body(m)]
     assert len(warnings) == 1
-    time.sleep(3.5)
+    time.sleep(4.5)
     once(config)  # First response and resolution both breached now.
     once(config)
     once(config)
