@@ -192,10 +192,11 @@ def budget_window(now: datetime) -> tuple[datetime, datetime]:
 
 
 def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind: str, now: datetime,
-                   subject: str, text: str, in_reply_to: str | None) -> None:
-    """Our own automatic mail joins the ticket's thread (and replies to it find the ticket).
+                   subject: str, text: str, in_reply_to: str | None, key: str | None = None) -> None:
+    """Our own mail (or an internal note) joins the ticket's thread, so replies to it find the ticket.
 
-    For a mail composed at send time, `mail.data` is its JSON description.
+    For a mail composed at send time, `mail.data` is its JSON description; for
+    a note, the note's text, `mail.message_id` is empty and `key` names it.
     """
     digest = hashlib.sha256(mail.data).hexdigest()
     cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",
@@ -205,7 +206,7 @@ def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind:
         " cc_addrs, reply_to, date, subject, text, reply_text, html_only, in_reply_to, \"references\", auto,"
         " raw_sha256, size, created_at)"
         " VALUES (?, ?, ?, 'out', ?, ?, '', ?, '[]', '[]', ?, ?, ?, ?, 0, ?, '[]', '{}', ?, ?, ?)",
-        (mail.message_id, mail.message_id, ticket_pk, kind, mail.sender,
+        (key or mail.message_id, mail.message_id or None, ticket_pk, kind, mail.sender,
          json.dumps([{"name": "", "email": r} for r in mail.recipients]), db_time(now), subject,
          text, text, json.dumps([in_reply_to] if in_reply_to else []), digest, len(mail.data), db_time(now)),
     )

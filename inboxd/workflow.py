@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from inboxd import outbox
-from inboxd.compose import compose, new_message_id, tagged_subject
+from inboxd.compose import Outgoing, compose, new_message_id, tagged_subject
 from inboxd.config import AgentSettings, Settings
 from inboxd.db import MESSAGE_ORDER, db_time, writing
 from inboxd.rules import loop_header_value
@@ -314,7 +314,10 @@ class Workflow:
             raise WorkflowError("a note needs text (-m TEXT)")
 
         def apply(cur, t: Ticket, now):
-            _store_internal(cur, t, now, kind="note", sender=self.actor.email, text=text)
+            note = Outgoing("", self.actor.email, (), text.encode())
+            key = f"note:{hashlib.sha256(note.data).hexdigest()}:{now.timestamp()}"
+            outbox.store_outgoing(cur, t.pk, note, kind="note", now=now, subject=t.subject, text=text,
+                                  in_reply_to=None, key=key)
             return {"text": text}
         return self._change(ref, "note", apply)
 
@@ -366,7 +369,7 @@ class Workflow:
         )
         outbox.enqueue(cur, ticket_pk=t.pk, mailbox=mailbox, kind="reply", mail=mail, now=now,
                        sent_copy=self.settings.outbox.sent_copy)
-        _store_internal(cur, t, now, kind="agent", sender=mailbox.address, text=text, mail=mail, parent=parent)
+        outbox.store_outgoing(cur, t.pk, mail, kind="agent", now=now, subject=t.subject, text=text, in_reply_to=parent)
         cur.execute("UPDATE ticket SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
                     (db_time(now), t.pk))
         if t.status in ("new", "open"):
@@ -455,26 +458,6 @@ def notify_agent(cur: sqlite3.Cursor, settings: Settings, tags: TicketTag, ref: 
         now=now,
     )
     outbox.enqueue(cur, ticket_pk=t.pk, mailbox=mailbox, kind="notification", mail=mail, now=now, sent_copy=False)
-
-
-def _store_internal(cur: sqlite3.Cursor, t: Ticket, now: datetime, *, kind: str, sender: str, text: str,
-                    mail=None, parent: str | None = None) -> None:
-    """A note or an agent's reply written from the CLI becomes a message on the ticket."""
-    data = mail.data if mail is not None else text.encode()
-    digest = hashlib.sha256(data).hexdigest()
-    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)", (digest, len(data), data))
-    key = mail.message_id if mail is not None else f"note:{digest}:{now.timestamp()}"
-    cur.execute(
-        "INSERT INTO message (message_key, message_id, ticket_id, direction, kind, from_addr, from_name, to_addrs,"
-        " cc_addrs, reply_to, date, subject, text, reply_text, html_only, in_reply_to, \"references\", auto,"
-        " raw_sha256, size, created_at)"
-        " VALUES (?, ?, ?, 'out', ?, ?, '', ?, '[]', '[]', ?, ?, ?, ?, 0, ?, '[]', '{}', ?, ?, ?)",
-        (key, mail.message_id if mail else None, t.pk, kind, sender,
-         json.dumps([{"name": t.requester_name, "email": t.requester}] if mail else []), db_time(now),
-         t.subject,
-         text, text, json.dumps([parent] if parent else []), digest, len(data), db_time(now)),
-    )
-    cur.execute("UPDATE ticket SET message_count = message_count + 1 WHERE id = ?", (t.pk,))
 
 
 def _tier(target: str) -> int | None:
