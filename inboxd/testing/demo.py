@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +67,12 @@ def main() -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(mode=0o711)
 
-    dovecot = Dovecot(run_dir / "dovecot")
+    # Dovecot's unprivileged processes must reach its directory, and the
+    # checkout may sit under a private home: the instance lives in /tmp, and
+    # only its certificate is copied to where inboxd.toml looks for it.
+    dovecot_root = Path(tempfile.mkdtemp(prefix="inboxd-demo-"))
+    dovecot_root.chmod(0o711)
+    dovecot = Dovecot(dovecot_root / "dovecot")
     dovecot.port, dovecot.ssl_port = 10143, 10993
     sink = SmtpSink(port=2525)
     env = dict(os.environ, INBOXD_SUPPORT_PASSWORD=USERS["support"], INBOXD_BILLING_PASSWORD=USERS["billing"])
@@ -74,6 +80,9 @@ def main() -> None:
     daemon = None
     try:
         dovecot.start()
+        cert = run_dir / "dovecot" / "tls" / "cert.pem"
+        cert.parent.mkdir(parents=True)
+        shutil.copyfile(dovecot.ca_file, cert)
         sink.start()
         for user, password in USERS.items():
             dovecot.add_user(user, password)
@@ -109,6 +118,7 @@ def main() -> None:
             daemon.wait(timeout=30)
         sink.stop()
         dovecot.stop()
+        shutil.rmtree(dovecot_root, ignore_errors=True)
 
 
 if __name__ == "__main__":
