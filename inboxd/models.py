@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -55,6 +56,10 @@ class Ticket(SQLModel, table=True):
     sla_version: int = 0
     # Bumped on every update so concurrent writers can detect lost updates.
     version: int = 1
+    # History: the ticket was made from mail that arrived before its folder's
+    # cut-off, so it has no SLA clock, no acknowledgement and no duties.  A
+    # customer's live mail on it makes it ordinary work again.
+    history: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class Customer(SQLModel, table=True):
@@ -135,6 +140,40 @@ class Checkpoint(SQLModel, table=True):
     uidvalidity: int
     last_uid: int = 0
     synced_at: datetime
+    # Mail that arrived (IMAP INTERNALDATE) before this instant is history.
+    # Set on the folder's first sync and never moved by inboxd afterwards.
+    history_before: datetime | None = None
+
+
+class Skipped(SQLModel, table=True):
+    """A server UID that was deliberately not filed, and why (history when
+    [mailboxes] history = "skip", our own relayed mail, Sent mail about no
+    ticket), so `inboxd audit` can account for every UID on the server."""
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "folder", "uidvalidity", "uid", name="uq_skipped_place"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    message_id: str | None = None
+    reason: str
+    at: datetime
+
+
+class FolderState(SQLModel, table=True):
+    """The health of one folder as its poller last saw it, for `inboxd status`."""
+
+    mailbox: str = Field(primary_key=True)
+    folder: str = Field(primary_key=True)
+    ok: bool = True
+    error: str = ""
+    # When the last sync of this folder succeeded, and when the error began.
+    last_ok_at: datetime | None = None
+    failing_since: datetime | None = None
+    owner: str = ""
 
 
 class Attachment(SQLModel, table=True):
@@ -176,6 +215,9 @@ class Quarantine(SQLModel, table=True):
     reason: str
     raw_sha256: str = Field(foreign_key="rawmessage.sha256")
     at: datetime
+    # When the server received it (IMAP INTERNALDATE), so a retry files it
+    # with its true time and as history when it arrived before the cut-off.
+    arrived_at: datetime | None = None
 
 
 OUTBOX_STATUSES = ("queued", "sending", "sent", "failed")
