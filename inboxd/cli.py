@@ -325,7 +325,11 @@ def show(
             out.append(f"[... {folded} characters of quoted text folded; see --json]")
     out += ["", "History:"]
     out += [f"  {e['at']}  {e['actor']}  {e['action']}  {_detail(e['detail'])}" for e in t["events"]]
-    typer.echo("\n".join(out))
+    # Subjects, names and bodies come from customers' mail: no terminal
+    # escape sequence may reach the agent's screen (see inboxd.terminal).
+    from inboxd.terminal import printable
+
+    typer.echo(printable("\n".join(out)))
 
 
 def _detail(detail: dict) -> str:
@@ -342,9 +346,12 @@ def quarantine_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--j
     if as_json:
         _print_json(rows)
         return
+    from inboxd.terminal import printable
+
     for q in rows:
-        typer.echo(f"{q['id']:>5}  {q['at']}  {q['mailbox']}/{q['folder']} uid {q['uid']}  "
-                   f"<{q['message_id'] or ''}>  {q['reason']}")
+        # The Message-ID and the reason quote the quarantined mail itself.
+        typer.echo(printable(f"{q['id']:>5}  {q['at']}  {q['mailbox']}/{q['folder']} uid {q['uid']}  "
+                             f"<{q['message_id'] or ''}>  {q['reason']}"))
     typer.echo(f"{len(rows)} quarantined message(s)")
 
 
@@ -366,9 +373,12 @@ def outbox_list(
     if as_json:
         _print_json(rows)
         return
+    from inboxd.terminal import printable
+
     for r in rows:
-        typer.echo(f"{r['id']:>5}  {r['status']:<7}  {r['kind']:<12}  {r['ticket'] or '-':<8}  "
-                   f"{', '.join(r['to'])}  attempts {r['attempts']}  {r['last_error']}")
+        # The last error quotes the remote server's answer.
+        typer.echo(printable(f"{r['id']:>5}  {r['status']:<7}  {r['kind']:<12}  {r['ticket'] or '-':<8}  "
+                             f"{', '.join(r['to'])}  attempts {r['attempts']}  {r['last_error']}"))
     typer.echo(f"{len(rows)} outgoing message(s)")
 
 
@@ -587,8 +597,11 @@ def history(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonO
     if as_json:
         _print_json(events)
         return
+    from inboxd.terminal import printable
+
     for e in events:
-        typer.echo(f"{e['at']}  {e['actor']:<10} {e['action']:<10} {_detail(e['detail'])}")
+        # Event details quote mail (senders, bounce reasons, notes).
+        typer.echo(printable(f"{e['at']}  {e['actor']:<10} {e['action']:<10} {_detail(e['detail'])}"))
 
 
 macro_app = typer.Typer(help="Canned replies with actions, from the macros in inboxd.toml.", no_args_is_help=True)
@@ -626,7 +639,7 @@ def _macro_text(state: Context, ref: str, name: str) -> tuple:
         try:
             ticket = load(cur, ref)
             values = variables(cur, state.settings, ticket, state.agent())
-            return macro, render(Templates(state.settings.templates_dir), macro, values)
+            return macro, render(Templates(state.settings.template_dirs), macro, values)
         except (WorkflowError, TemplateError) as exc:
             raise UserError(str(exc)) from None
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection
 
 from inboxd.db import MESSAGE_ORDER
+from inboxd.terminal import printable
 
 # The contract's enumerations (design.md, "JSON shapes"); tests keep them
 # equal to the ones inboxd.models declares for the store.
@@ -298,9 +299,11 @@ def _due(t: dict) -> str:
 def format_table(rows: list[dict], now: datetime) -> str:
     """A plain, aligned table: fast for 100,000 rows, readable in any terminal."""
     header = ("ID", "STATUS", "PRI", "AGE", "ASSIGNEE", "DUE", "MAILBOX", "REQUESTER", "SUBJECT")
+    # Requesters and subjects come from customers' mail: no terminal escapes
+    # reach the screen (see inboxd.terminal).
     body = [(t["id"], t["status"], t["priority"], _age(t["created_at"], now), t["assignee"] or "-",
-             _due(t), 
-             ",".join(t["mailboxes"]), t["requester"], t["subject"][:60]) for t in rows]
+             _due(t),
+             ",".join(t["mailboxes"]), printable(t["requester"]), printable(t["subject"][:60])) for t in rows]
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     return "\n".join(fmt.format(*r) for r in (header, *body))
