@@ -45,11 +45,18 @@ MAILBOX_KEYS = ("name", "address", "display_name", "language", "ack", "note_suba
 AGENT_KEYS = ("name", "email", "role", "teams", "tier", "notify")
 
 # Top-level sections that later issues add (SLA, rules, ...).  They are kept raw
-# in Settings.extra so that a config written for a newer inboxd still loads.
+# in Settings.extra and validated by the modules that read them (inboxd.policies,
+# inboxd.macros), which check-config and start-up both run.
 TOLERATED_TOP_KEYS = (
     "sla", "calendars", "rules", "customer_groups", "macros", "csat",
-    "loop", "reports", "scheduler", "teams",
+    "reports", "scheduler", "teams",
 )
+
+# Sections people write by mistake, with where the setting really lives.
+# A section that nothing reads would otherwise be accepted and ignored.
+MISPLACED_TOP_KEYS: Mapping[str, str] = MappingProxyType({
+    "loop": "[loop] is not a section; the auto-reply budget is [autoreply] per_hour and per_day",
+})
 
 # Section name (as written in TOML, without brackets) -> the keys it accepts.
 KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -86,8 +93,28 @@ EMAIL = re.compile(r"[^@\s<>(),;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 SQLITE_URL = re.compile(r"(sqlite(?:\+\w+)?):///([^?]*)(\?.*)?")
 # How long a password command may run before we give up on it.
 PASSWORD_COMMAND_TIMEOUT = 30.0
-# The templates that ship with inboxd (the repository's templates/ folder).
-SHIPPED_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+
+
+def _shipped_templates() -> Path:
+    """The templates that ship with inboxd.
+
+    The repository's top-level templates/ folder is installed as the package
+    inboxd._templates (see pyproject.toml).  An editable install or a source
+    checkout has no such package, and there the folder itself is used.
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("inboxd._templates")
+    except ImportError:
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(location) / "en").is_dir():
+            return Path(location)
+    return Path(__file__).resolve().parents[1] / "templates"
+
+
+SHIPPED_TEMPLATES = _shipped_templates()
 
 
 @dataclass(frozen=True)
@@ -304,6 +331,15 @@ class Settings:
         """Every mailbox address and agent email, lower-cased."""
         return frozenset([m.address.lower() for m in self.mailboxes] + [a.email.lower() for a in self.agents])
 
+    @property
+    def template_dirs(self) -> tuple[Path, ...]:
+        """Where templates are looked for, in order: the deployment's folder, then the shipped one.
+
+        Each file is taken from the first folder that has it, so a deployment
+        can override one template and inherit the rest.
+        """
+        return tuple(dict.fromkeys((self.templates_dir, SHIPPED_TEMPLATES)))
+
     def smtp_for(self, mailbox: MailboxSettings) -> SmtpSettings | None:
         """The mailbox's own [mailboxes.smtp] if it has one, else the global [smtp]."""
         return mailbox.smtp if mailbox.smtp is not None else self.smtp
@@ -356,6 +392,9 @@ def parse_settings(data: dict, path: Path) -> Settings:
     """Validate an already-parsed TOML document that was read from path."""
     path = Path(path).absolute()
     base = path.parent
+    for key, problem in MISPLACED_TOP_KEYS.items():
+        if key in data:
+            raise ConfigError(f"{path.name}: {key}: {problem}")
     top = _Table(path.name, "", data, TOP_KEYS + TOLERATED_TOP_KEYS)
 
     store = _store(top.table("store", STORE_KEYS), base)
@@ -398,11 +437,41 @@ def _store(table: _Table, base: Path) -> StoreSettings:
     url = table.string("url", "sqlite:///inboxd.db")
     if not re.match(r"[A-Za-z][\w+.-]*://", url):
         table.fail("url", f"expected a database URL such as \"sqlite:///inboxd.db\", got {_show(url)}")
+    _check_store_driver(table, url)
     return StoreSettings(
         url=_absolute_sqlite_url(url, base),
         data_dir=base / table.string("data_dir", "var"),
         max_attachment_bytes=table.integer("max_attachment_bytes", 25 * 1024 * 1024, low=0),
     )
+
+
+def _check_store_driver(table: _Table, url: str) -> None:
+    """Refuse a URL whose database kind is unknown or whose driver is not installed.
+
+    Without this, check-config says OK and the first command that opens the
+    store dies on an import error.  Plain SQLite needs only the standard
+    library, so the common case does not pay for importing SQLAlchemy here.
+    """
+    if url.startswith("sqlite://"):
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        scheme = url.split("://", 1)[0]
+        table.fail("url", f"unknown kind of database {_show(scheme)} (SQLAlchemy has no such dialect);"
+                          " the default is \"sqlite:///inboxd.db\"")
+    except ArgumentError as exc:
+        table.fail("url", f"not a valid database URL: {' '.join(str(exc).split())}")
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        module = getattr(exc, "name", None) or str(exc)
+        table.fail("url", f"the {dialect.driver} driver for {parsed.get_backend_name()} is not installed"
+                          f" (no module named {_show(module)}); install it into inboxd's Python environment")
 
 
 def _absolute_sqlite_url(url: str, base: Path) -> str:

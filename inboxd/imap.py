@@ -4,43 +4,78 @@ A folder is synced incrementally by UID: everything above the stored
 checkpoint is fetched in batches with BODY.PEEK[] on a folder opened with
 EXAMINE (read-only), so the server cannot set \\Seen and nothing is deleted or
 moved.  Batches are fetched one ahead on a helper thread while the previous
-one is being filed, which keeps the network and the parser busy together.
-When the server offers IDLE, the poller waits in IDLE on the first folder so
-new mail is picked up within about a second; otherwise it polls.  Failures
-back off and reconnect; one mailbox's trouble never touches another's.
+one is being filed, which keeps the network and the parser busy together;
+every hand-off between the two has a bounded wait, so a failure on either
+side ends the sync attempt with a logged error instead of a silent hang.
+Batches are bounded in bytes as well as in count (RFC822.SIZE is fetched
+first), and each message carries its INTERNALDATE: the time the server
+received it, which is the ticket's time and decides what is history.
+
+When the server offers IDLE, the poller waits in IDLE on the first healthy
+folder so new mail is picked up within about a second; otherwise it polls.
+Each folder has its own error state and back-off: a folder deleted on the
+server is reported (and retried ever less often) while the others go on.
+Connection failures back off and reconnect, and the back-off grows until a
+sync makes progress, not merely until a login succeeds.  One mailbox's
+trouble never touches another's.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from inboxd.tls import client_context
 from inboxd.config import ImapSettings, MailboxSettings
-from inboxd.ingest import Batch, BatchResult, Fetched
+from inboxd.ingest import Batch, BatchResult, Fetched, FolderCheckpoint
 
 log = logging.getLogger("inboxd.imap")
 
 # IDLE is renewed well inside the 29 minutes RFC 2177 allows servers to drop it.
 IDLE_RENEW_SECONDS = 25 * 60
 MAX_BACKOFF_SECONDS = 60.0
+# A folder that fails on its own (deleted, renamed, no permission) is retried
+# ever less often, up to this, so it costs a log line now and then, not a loop.
+MAX_FOLDER_BACKOFF_SECONDS = 15 * 60.0
+# How long one hand-off between the fetch thread and the filer may wait
+# before the sync attempt is declared stuck and ended.
+HANDOFF_TIMEOUT_SECONDS = 600.0
+# UIDs whose size and arrival time are asked for in one FETCH.
+META_CHUNK = 5000
 
 
 class BatchSink(Protocol):
     """Where fetched batches go (the store), as the poller sees it."""
 
-    def checkpoint(self, mailbox: str, folder: str) -> tuple[int, int] | None: ...
+    def checkpoint(self, mailbox: str, folder: str) -> FolderCheckpoint | None: ...
+    def begin_folder(self, mailbox: str, folder: str, uidvalidity: int, history_before: datetime) -> None: ...
     def prepare(self, batch: Batch) -> Any: ...
     def file(self, batch: Batch, prepared: Any) -> BatchResult: ...
+    def folder_state(self, mailbox: str, folder: str, error: str | None, now: datetime) -> None: ...
     def pending_copies(self, mailbox: str) -> list[tuple[int, bytes]]: ...
     def copy_done(self, outbox_id: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a poller reports as a folder's sync goes along (for progress bars and logs)."""
+
+    mailbox: str
+    folder: str
+    done: int                     # messages of this sync handled so far
+    total: int                    # messages this sync found on the server
+    result: BatchResult | None = None   # the batch just filed, if any
 
 
 def connect(settings: ImapSettings) -> IMAPClient:
@@ -52,6 +87,9 @@ def connect(settings: ImapSettings) -> IMAPClient:
         client = IMAPClient(settings.host, port=settings.port, ssl=False, timeout=settings.timeout)
         if settings.security == "starttls":
             client.starttls(client_context(settings.ca_file))
+    # INTERNALDATE as the server gave it, with its offset: it is a ticket's
+    # time, and local-time normalisation would lose the offset.
+    client.normalise_times = False
     try:
         client.login(settings.username, settings.password.reveal() if settings.password else "")
     except Exception:
@@ -60,14 +98,40 @@ def connect(settings: ImapSettings) -> IMAPClient:
     return client
 
 
-def check_login(settings: ImapSettings) -> str:
-    """Log in and out once; a short description of the server for check-config."""
+def check_login(settings: ImapSettings, folders: tuple[str, ...] = ()) -> str:
+    """Log in and out once; a short description of the server for check-config.
+
+    Every folder in `folders` must exist: a missing one raises an error that
+    names it.
+    """
     client = connect(settings)
     try:
         caps = {c.decode() for c in client.capabilities()}
-        return "IDLE" if "IDLE" in caps else "no IDLE (polling)"
+        missing = [f for f in folders if not client.folder_exists(f)]
+        if missing:
+            raise LookupError(f"folder(s) missing on the server: {', '.join(missing)}")
+        return ("IDLE" if "IDLE" in caps else "no IDLE (polling)") + (
+            f"; folders {', '.join(folders)} present" if folders else "")
     finally:
         _logout_quietly(client)
+
+
+def server_uids(settings: ImapSettings, folders: tuple[str, ...]) -> dict[str, tuple[int, list[int]] | str]:
+    """For `inboxd audit`: each folder's (UIDVALIDITY, every UID), or the error text."""
+    client = connect(settings)
+    out: dict[str, tuple[int, list[int]] | str] = {}
+    try:
+        for folder in folders:
+            try:
+                info = client.select_folder(folder, readonly=True)
+                out[folder] = (int(info[b"UIDVALIDITY"]), sorted(client.search(["ALL"])))
+            except IMAPClientAbortError:
+                raise
+            except IMAPClientError as exc:
+                out[folder] = _describe(exc)
+    finally:
+        _logout_quietly(client)
+    return out
 
 
 def _logout_quietly(client: IMAPClient) -> None:
@@ -82,23 +146,53 @@ def _logout_quietly(client: IMAPClient) -> None:
 
 @dataclass
 class MailboxStatus:
+    """How the mailbox's last pass went.  `ok` is false when the login or a
+    configured folder failed; a missing Sent folder is only a warning."""
+
     ok: bool = True
     error: str = ""
     synced: int = 0
+    folder_errors: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """Whether `exc` means the connection is gone (reconnect), rather than a
+    problem of one folder (a NO or BAD answer to SELECT, say)."""
+    if isinstance(exc, IMAPClientAbortError | OSError | ssl.SSLError | EOFError | ConnectionError):
+        return True
+    return not isinstance(exc, IMAPClientError)
+
+
+@dataclass
+class _FolderHealth:
+    error: str = ""
+    failures: int = 0
+    retry_at: float = 0.0         # time.monotonic() before which it is not retried
 
 
 class MailboxPoller:
     """Syncs one mailbox's folders into a sink, once or for ever."""
 
-    def __init__(self, mailbox: MailboxSettings, sink: BatchSink, stop: threading.Event | None = None):
+    def __init__(self, mailbox: MailboxSettings, sink: BatchSink, stop: threading.Event | None = None, *,
+                 progress: Callable[[Progress], None] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.mailbox = mailbox
         self.settings = mailbox.imap
         self.sink = sink
         self.stop = stop or threading.Event()
+        self.progress = progress
+        self.clock = clock
         # Set by the sender when mail went out, so its Sent copy is appended
         # without waiting for the next poll.
         self.wake = threading.Event()
         self.status = MailboxStatus()
+        self.health: dict[str, _FolderHealth] = {}
+        # Moved on by every step that shows the poller is alive (a batch
+        # filed, an IDLE check, a back-off tick); the daemon's watchdog
+        # reads it.
+        self.heartbeat = time.monotonic()
+        self._client: IMAPClient | None = None
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -106,17 +200,31 @@ class MailboxPoller:
         sent = self.settings.sent_folder
         return self.settings.folders + ((sent,) if sent and sent not in self.settings.folders else ())
 
+    def abort(self) -> None:
+        """Break the current connection from another thread (the watchdog's
+        remedy for a poller stuck in I/O): the poller sees an error and reconnects."""
+        client = self._client
+        if client is not None:
+            try:
+                client.socket().shutdown(socket.SHUT_RDWR)
+            except Exception:
+                pass
+
+    def beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
     # -- one pass ---------------------------------------------------------------
 
     def run_once(self) -> MailboxStatus:
         """Connect, sync every folder once, disconnect; never raises."""
         try:
             client = connect(self.settings)
+            self._client = client
             try:
                 self.sync(client)
             finally:
+                self._client = None
                 _logout_quietly(client)
-            self.status = MailboxStatus(ok=True, synced=self.status.synced)
         except Exception as exc:
             self._failed(exc)
         return self.status
@@ -146,96 +254,216 @@ class MailboxPoller:
             log.warning("%s: could not append Sent copies: %s", self.mailbox.name, _describe(exc))
 
     def sync(self, client: IMAPClient) -> int:
+        """One pass over every folder that is due; returns the messages filed.
+
+        A folder's own failure is recorded against it and the other folders
+        go on; a failure of the connection is raised, to reconnect.
+        """
         self.wake.clear()
-        self.append_copies(client)
+        status = MailboxStatus(ok=True, synced=self.status.synced)
+        try:
+            self.append_copies(client)
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise
+            # Most likely the Sent folder is missing; its own sync below says so.
+            log.debug("%s: could not append Sent copies: %s", self.mailbox.name, _describe(exc))
         filed = 0
         for folder in self.folders:
             if self.stop.is_set():
                 break
-            filed += self.sync_folder(client, folder)
+            health = self.health.setdefault(folder, _FolderHealth())
+            if health.retry_at > time.monotonic():
+                self._note_folder_error(status, folder, health.error)
+                continue
+            try:
+                filed += self.sync_folder(client, folder)
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    raise
+                self._folder_failed(folder, health, exc)
+                self._note_folder_error(status, folder, health.error)
+                continue
+            if health.failures:
+                log.warning("%s/%s: syncing again after %d failed attempt(s)", self.mailbox.name, folder,
+                            health.failures)
+            self.health[folder] = _FolderHealth()
+            self.sink.folder_state(self.mailbox.name, folder, None, self.clock())
+            self.beat()
+        status.synced = self.status.synced
+        self.status = status
         return filed
+
+    def _folder_failed(self, folder: str, health: _FolderHealth, exc: BaseException) -> None:
+        message = _describe(exc)
+        if folder == self.settings.sent_folder and folder not in self.settings.folders:
+            key = f"mailboxes[{self.mailbox.name}].imap.sent_folder"
+        else:
+            key = f"mailboxes[{self.mailbox.name}].imap.folders"
+        text = f"folder {folder!r} ({key}): {message}"
+        health.failures += 1
+        delay = min(2.0 ** health.failures, MAX_FOLDER_BACKOFF_SECONDS)
+        health.retry_at = time.monotonic() + delay
+        # The first failure, and any change of reason, is worth a line; the
+        # same reason again is not, or a deleted folder would flood the log.
+        if text != health.error:
+            log.error("%s: %s; other folders go on, retrying it in %.0f s and ever less often",
+                      self.mailbox.name, text, delay)
+        else:
+            log.debug("%s: %s (attempt %d, next in %.0f s)", self.mailbox.name, text, health.failures, delay)
+        health.error = text
+        self.sink.folder_state(self.mailbox.name, folder, text, self.clock())
+
+    def _note_folder_error(self, status: MailboxStatus, folder: str, error: str) -> None:
+        if folder == self.settings.sent_folder and folder not in self.settings.folders:
+            status.warnings.append(error)
+        else:
+            status.ok = False
+            status.folder_errors[folder] = error
+            status.error = status.error or error
 
     def sync_folder(self, client: IMAPClient, folder: str) -> int:
         info = client.select_folder(folder, readonly=True)
         uidvalidity = int(info[b"UIDVALIDITY"])
         known = self.sink.checkpoint(self.mailbox.name, folder)
         start = 1
-        if known is not None:
-            if known[0] == uidvalidity:
-                start = known[1] + 1
+        if known is None:
+            # The folder's first sync: what is already there is history.
+            cutoff = self.mailbox.history_before or self.clock()
+            self.sink.begin_folder(self.mailbox.name, folder, uidvalidity, cutoff)
+            history_before: datetime | None = cutoff
+            log.info("%s/%s: first sync; mail that arrived before %s is history (%s)",
+                     self.mailbox.name, folder, cutoff.isoformat(timespec="seconds"), self.mailbox.history)
+        else:
+            history_before = self.mailbox.history_before or known.history_before
+            if known.uidvalidity == uidvalidity:
+                start = known.last_uid + 1
             else:
                 # The server renumbered the folder.  Fetch it all again; the
                 # store recognises each message by Message-ID or content hash.
                 log.warning("%s/%s: UIDVALIDITY changed from %d to %d; resyncing the folder",
-                            self.mailbox.name, folder, known[0], uidvalidity)
+                            self.mailbox.name, folder, known.uidvalidity, uidvalidity)
         uids = sorted(uid for uid in client.search(["UID", f"{start}:*"]) if uid >= start)
         if not uids:
-            if known is not None and known[0] != uidvalidity:
-                self.sink.file(Batch(self.mailbox.name, folder, uidvalidity, 0, ()), None)
+            if known is not None and known.uidvalidity != uidvalidity:
+                self.sink.file(Batch(self.mailbox.name, folder, uidvalidity, 0, (), history_before), None)
             return 0
         log.info("%s/%s: %d new message(s) from UID %d", self.mailbox.name, folder, len(uids), uids[0])
-        filed = 0
-        for batch, prepared in _prefetch(self._batches(client, folder, uidvalidity, uids), self.sink.prepare):
+        filed = done = 0
+        self._report(folder, 0, len(uids), None)
+        batches = self._batches(client, folder, uidvalidity, uids, history_before)
+        for batch, prepared in _prefetch(batches, self.sink.prepare, stop=self.stop):
             result = self.sink.file(batch, prepared)
             filed += result.filed
+            done += len(batch.messages)
             self.status.synced += len(batch.messages)
+            self.beat()
+            self._report(folder, done, len(uids), result)
             if self.stop.is_set():
                 break
         return filed
 
-    def _batches(self, client: IMAPClient, folder: str, uidvalidity: int, uids: list[int]) -> Iterator[Batch]:
-        size = self.settings.batch_size
-        for i in range(0, len(uids), size):
-            if self.stop.is_set():
-                return
-            chunk = uids[i:i + size]
-            data = client.fetch(chunk, ["BODY.PEEK[]"])
-            log.debug("%s/%s: fetched UIDs %d..%d", self.mailbox.name, folder, chunk[0], chunk[-1])
-            # A message expunged between SEARCH and FETCH is simply absent.
-            messages = [Fetched(uid, data[uid][b"BODY[]"]) for uid in chunk
-                        if uid in data and data[uid].get(b"BODY[]") is not None]
-            yield Batch(self.mailbox.name, folder, uidvalidity, chunk[-1], messages)
+    def _report(self, folder: str, done: int, total: int, result: BatchResult | None) -> None:
+        if self.progress is not None:
+            try:
+                self.progress(Progress(self.mailbox.name, folder, done, total, result))
+            except Exception:  # A progress display never stops a sync.
+                log.debug("progress display failed", exc_info=True)
+
+    def _batches(self, client: IMAPClient, folder: str, uidvalidity: int, uids: list[int],
+                 history_before: datetime | None) -> Iterator[Batch]:
+        """The folder's new mail in batches of at most batch_size messages and
+        batch_bytes bytes (by RFC822.SIZE, asked first), each with its arrival time."""
+        count, limit = self.settings.batch_size, self.settings.batch_bytes
+        for m in range(0, len(uids), META_CHUNK):
+            meta_uids = uids[m:m + META_CHUNK]
+            meta = client.fetch(meta_uids, ["RFC822.SIZE", "INTERNALDATE"])
+            present = [uid for uid in meta_uids if uid in meta]
+            i = 0
+            while i < len(present):
+                if self.stop.is_set():
+                    return
+                chunk, size = [present[i]], int(meta[present[i]].get(b"RFC822.SIZE") or 0)
+                i += 1
+                while i < len(present) and len(chunk) < count:
+                    nxt = int(meta[present[i]].get(b"RFC822.SIZE") or 0)
+                    if size + nxt > limit:
+                        break
+                    chunk.append(present[i])
+                    size += nxt
+                    i += 1
+                data = client.fetch(chunk, ["BODY.PEEK[]"])
+                log.debug("%s/%s: fetched UIDs %d..%d (%d bytes)", self.mailbox.name, folder, chunk[0], chunk[-1], size)
+                # A message expunged between SEARCH and FETCH is simply absent.
+                messages = [Fetched(uid, data[uid][b"BODY[]"], _arrival(meta[uid].get(b"INTERNALDATE")))
+                            for uid in chunk if uid in data and data[uid].get(b"BODY[]") is not None]
+                yield Batch(self.mailbox.name, folder, uidvalidity, chunk[-1], messages, history_before)
+            if not present:
+                # Every UID of this chunk vanished: still move the checkpoint past them.
+                yield Batch(self.mailbox.name, folder, uidvalidity, meta_uids[-1], (), history_before)
 
     # -- for ever -----------------------------------------------------------------
 
     def run_forever(self) -> None:
-        """Sync, wait for new mail (IDLE or poll), repeat; reconnect on failure."""
+        """Sync, wait for new mail (IDLE or poll), repeat; reconnect on failure.
+
+        The back-off after a failure grows until a whole pass succeeds: a
+        server that accepts the login and then fails every sync is not
+        hammered once a second.
+        """
         backoff = 1.0
         while not self.stop.is_set():
             client = None
             try:
                 client = connect(self.settings)
+                self._client = client
                 log.info("%s: connected to %s:%d", self.mailbox.name, self.settings.host, self.settings.port)
-                backoff = 1.0
                 while not self.stop.is_set():
                     self.sync(client)
-                    self.status = MailboxStatus(ok=True, synced=self.status.synced)
+                    backoff = 1.0
+                    self.beat()
                     self._wait_for_mail(client)
             except Exception as exc:
                 self._failed(exc)
                 log.info("%s: reconnecting in %.0f s", self.mailbox.name, backoff)
-                self.stop.wait(backoff)
+                self._sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             finally:
+                self._client = None
                 if client is not None:
                     _logout_quietly(client)
 
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            self.beat()
+            self.stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+
     def _wait_for_mail(self, client: IMAPClient) -> None:
-        if not (self.settings.idle and client.has_capability("IDLE")):
-            deadline = time.monotonic() + self.settings.poll_interval
+        healthy = [f for f in self.folders if not self.health.get(f, _FolderHealth()).error]
+        retry = [h.retry_at for h in self.health.values() if h.error]
+        limit = self.settings.poll_interval
+        if retry:
+            # Come back when the next failed folder is due for another try.
+            limit = max(1.0, min(limit, min(retry) - time.monotonic()))
+        if not (self.settings.idle and healthy and client.has_capability("IDLE")):
+            deadline = time.monotonic() + limit
             while not self.stop.is_set() and not self.wake.is_set() and time.monotonic() < deadline:
+                self.beat()
                 self.stop.wait(1.0)
             return
-        client.select_folder(self.folders[0], readonly=True)
+        client.select_folder(healthy[0], readonly=True)
         # Other folders have no IDLE of their own; they are checked at least
         # every poll_interval, and whenever the first folder wakes us.
-        limit = self.settings.poll_interval if len(self.folders) > 1 else IDLE_RENEW_SECONDS
+        if len(self.folders) == 1 and not retry:
+            limit = IDLE_RENEW_SECONDS
         deadline = time.monotonic() + min(limit, IDLE_RENEW_SECONDS)
         client.idle()
         quick_empty = 0
         while not self.stop.is_set() and time.monotonic() < deadline:
             started = time.monotonic()
             responses = client.idle_check(timeout=1)
+            self.beat()
             if any(_is_bye(r) for r in responses):
                 raise ConnectionError("server closed the connection (BYE)")
             if any(_is_new_mail(r) for r in responses) or self.wake.is_set():
@@ -251,8 +479,16 @@ class MailboxPoller:
 
     def _failed(self, exc: BaseException) -> None:
         message = _describe(exc)
-        self.status = MailboxStatus(ok=False, error=message, synced=self.status.synced)
+        self.status = MailboxStatus(ok=False, error=message, synced=self.status.synced,
+                                    folder_errors=self.status.folder_errors, warnings=self.status.warnings)
         log.error("%s: %s", self.mailbox.name, message)
+
+
+def _arrival(value: Any) -> datetime | None:
+    """INTERNALDATE as an aware UTC datetime, or None when the server gave none."""
+    if not isinstance(value, datetime):
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _is_new_mail(response: Any) -> bool:
@@ -272,32 +508,57 @@ def _describe(exc: BaseException) -> str:
 _END = object()
 
 
-def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1) -> Iterator[tuple[Batch, Any]]:
-    """Run `batches` (and `prepare` on each) one step ahead on a helper thread."""
+class SyncStuck(RuntimeError):
+    """A hand-off between the fetch thread and the filer waited too long."""
+
+
+def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1, *, stop: threading.Event | None = None,
+              timeout: float = HANDOFF_TIMEOUT_SECONDS) -> Iterator[tuple[Batch, Any]]:
+    """Run `batches` (and `prepare` on each) one step ahead on a helper thread.
+
+    Every hand-off waits a bounded time, in short slices that watch for the
+    consumer going away: an error on either side ends the whole attempt
+    (the producer's error is raised here; a consumer that stops early
+    cancels the producer), and nothing ever blocks for good.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     cancelled = threading.Event()
+
+    def hand_over(item: Any) -> bool:
+        while not cancelled.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for batch in batches:
-                item = (batch, prepare(batch))
-                while not cancelled.is_set():
-                    try:
-                        q.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if cancelled.is_set():
+                if not hand_over((batch, prepare(batch))):
                     return
-            q.put(_END)
+            hand_over(_END)
         except BaseException as exc:  # Handed to the consumer, which re-raises it.
-            q.put(exc)
+            hand_over(exc)
 
     worker = threading.Thread(target=produce, name="imap-prefetch", daemon=True)
     worker.start()
     try:
         while True:
-            item = q.get()
+            waited = 0.0
+            while True:
+                try:
+                    item = q.get(timeout=0.5)
+                    break
+                except queue.Empty:
+                    waited += 0.5
+                    if not worker.is_alive() and q.empty():
+                        raise SyncStuck("the fetch thread ended without handing over its result")
+                    if stop is not None and stop.is_set():
+                        return
+                    if waited >= timeout:
+                        raise SyncStuck(f"no batch from the server for {timeout:.0f} s")
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -305,4 +566,10 @@ def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1) -> Iterator[tup
             yield item
     finally:
         cancelled.set()
-        worker.join()
+        # The producer notices within one slice; a producer blocked in the
+        # network has its own socket timeout.  It is a daemon thread, so a
+        # join that runs out never keeps the process alive.
+        worker.join(timeout=60)
+        if worker.is_alive():
+            # It still holds the connection: the caller must not use it again.
+            raise SyncStuck("the fetch thread did not finish within 60 s of the sync attempt ending")

@@ -10,6 +10,13 @@ quarantined with its raw bytes and the reason, and the batch goes on.
 The steps for one message are the ordered list `PIPELINE` below; each is a
 small function over a `Delivery`, in the manner of Mailman's pipelines.
 
+A message's time is when the server received it (IMAP INTERNALDATE; the
+Date header only when that is missing or absurd), not when inboxd got round
+to it: tickets, SLA clocks and reports use it.  Mail that arrived before its
+folder's cut-off is history (see `arrival`): it is filed with its real times
+as closed (or open) tickets, or skipped, and never acknowledged, clocked,
+notified or surveyed.
+
 This is the hot path of ingest, so it speaks SQL to SQLite's own cursor,
 inside the SQLAlchemy transaction the caller opened: building a SQLAlchemy
 statement per row cost four times the work of the whole rest of filing.
@@ -20,13 +27,14 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import email.utils
 import hashlib
 import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
@@ -52,7 +60,7 @@ log = logging.getLogger("inboxd.ingest")
 
 
 class Done(Exception):
-    """Control exception: the message needs no further steps."""
+    """Control exception: the message needs no further steps (str: why)."""
 
 
 class Quarantined(Exception):
@@ -65,6 +73,7 @@ class Fetched:
 
     uid: int
     raw: bytes
+    arrived: datetime | None = None   # IMAP INTERNALDATE, aware UTC
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,17 @@ class Batch:
     uidvalidity: int
     last_uid: int                 # the checkpoint after this batch
     messages: Sequence[Fetched]
+    # Mail that arrived before this is history; None: nothing is.
+    history_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FolderCheckpoint:
+    """How far a folder is synced, and its history cut-off."""
+
+    uidvalidity: int
+    last_uid: int
+    history_before: datetime | None = None
 
 
 @dataclass
@@ -82,6 +102,13 @@ class BatchResult:
     duplicates: int = 0
     quarantined: int = 0
     new_tickets: int = 0
+    history_tickets: int = 0      # of new_tickets, those made from history
+    skipped: int = 0              # history not filed (history = "skip")
+    acks: int = 0                 # acknowledgements queued
+
+    def add(self, other: BatchResult) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -94,6 +121,11 @@ class Delivery:
     uid: int
     raw: bytes
     now: datetime
+    # When the server received it (see `arrival`), and whether that makes it history.
+    arrived: datetime | None = None
+    history_before: datetime | None = None
+    at: datetime | None = None
+    history: bool = False
     parsed: InboundMessage | MalformedMessage | None = None
     sha256: str = ""
     msg: InboundMessage | None = None
@@ -115,6 +147,8 @@ class Delivery:
     # (suppressed by a rule) or a template folder name.
     ack_template: str | bool | None = None
     csat: tuple[int, int, str] | None = None      # (csat row id, rating, comment)
+    sighted: bool = False         # a sighting row accounts for this UID
+    acked: bool = False
 
 
 class Filer:
@@ -123,7 +157,7 @@ class Filer:
     def __init__(self, settings: Settings, parse: Callable[[bytes], InboundMessage] | None = None):
         self.settings = settings
         self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
-        self.templates = Templates(settings.templates_dir)
+        self.templates = Templates(settings.template_dirs)
         self.own_addresses = settings.own_addresses()
         self.own_domains = frozenset(m.domain for m in settings.mailboxes)
         self.policies = load_policies(settings)
@@ -145,7 +179,8 @@ class Filer:
         cur = conn.connection.driver_connection.cursor()
         try:
             for i, fetched in enumerate(batch.messages):
-                d = Delivery(batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw, now)
+                d = Delivery(batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw, now,
+                             arrived=fetched.arrived, history_before=batch.history_before)
                 if parsed is not None:
                     d.parsed = parsed[i]
                 self.deliver(cur, d, result)
@@ -159,38 +194,88 @@ class Filer:
         try:
             for step in PIPELINE:
                 step(self, cur, d)
-        except Done:
+        except Done as done:
+            if not d.sighted:
+                # Deliberately not filed: say so, so `inboxd audit` accounts for the UID.
+                record_skip(cur, d, str(done) or "not filed")
             cur.execute("RELEASE deliver")
-            result.duplicates += 1
+            if d.history and not d.sighted:
+                result.skipped += 1
+            else:
+                result.duplicates += 1
             return
         except Exception as exc:  # One bad message never stops the batch.
             cur.execute("ROLLBACK TO deliver")
             cur.execute("RELEASE deliver")
-            reason = str(exc) if isinstance(exc, Quarantined | MalformedMessage) else f"{type(exc).__name__}: {exc}"
-            self.quarantine(cur, d, reason)
+            self.quarantine(cur, d, _failure_reason(exc))
             result.quarantined += 1
             return
         cur.execute("RELEASE deliver")
         result.filed += 1
         if d.match is not None and d.match.is_new:
             result.new_tickets += 1
-        log.info(
+            result.history_tickets += d.history
+        result.acks += d.acked
+        # One line per message is for debugging; progress is logged per batch.
+        log.debug(
             "<%s> filed on %s (%s) from %s/%s uid %d",
             d.msg.message_id if d.msg else "", d.ticket_ref, d.match.reason if d.match else "",
             d.mailbox, d.folder, d.uid,
         )
 
     def quarantine(self, cur: sqlite3.Cursor, d: Delivery, reason: str) -> None:
+        """Keep the mail's raw bytes and a quarantine row saying why it was not filed.
+
+        The reason and the Message-ID quote the mail, and may be what made
+        it fail (text SQLite cannot bind, say).  So the row is written under
+        its own savepoint, and if it cannot be written, a bare row with only
+        the place, the raw bytes' hash and the kind of error takes its place:
+        quarantining never fails for the reason that sent the mail here.
+        """
         message_id = d.msg.message_id if d.msg else extract_message_id(d.raw)
+        reason = clean_text(reason)[:2000]
         log.warning("<%s> quarantined from %s/%s uid %d: %s", message_id or "", d.mailbox, d.folder, d.uid, reason)
-        keep_raw(self, cur, d)
-        cur.execute(
-            "INSERT OR IGNORE INTO quarantine (mailbox, folder, uidvalidity, uid, message_id, reason, raw_sha256, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (d.mailbox, d.folder, d.uidvalidity, d.uid, message_id, reason[:2000], d.sha256, db_time(d.now)),
-        )
+        cur.execute("SAVEPOINT quarantine")
+        try:
+            keep_raw(self, cur, d)
+            cur.execute(
+                "INSERT OR IGNORE INTO quarantine (mailbox, folder, uidvalidity, uid, message_id, reason, raw_sha256,"
+                " at, arrived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (d.mailbox, d.folder, d.uidvalidity, d.uid, message_id, reason, d.sha256, db_time(d.now),
+                 db_time(d.arrived)),
+            )
+        except Exception as exc:
+            cur.execute("ROLLBACK TO quarantine")
+            log.error("<%s> %s/%s uid %d: the quarantine row failed too (%s); keeping the raw bytes alone",
+                      message_id or "", d.mailbox, d.folder, d.uid, _failure_reason(exc))
+            try:
+                quarantine_bare(cur, d.mailbox, d.folder, d.uidvalidity, d.uid, d.raw, d.arrived, d.now,
+                                f"unreadable: {type(exc).__name__}")
+            except Exception:
+                cur.execute("ROLLBACK TO quarantine")
+                cur.execute("RELEASE quarantine")
+                raise
+        cur.execute("RELEASE quarantine")
+
+    def quarantine_alone(self, conn: Connection, batch: Batch, now: datetime, reason: str) -> BatchResult:
+        """File a one-message batch that broke its whole transaction, even when split
+        down to itself: only its raw bytes, a bare quarantine row and the checkpoint.
+
+        This is the last resort of `StoreSink.file`; it runs none of the
+        pipeline and reads nothing from the mail but its bytes.
+        """
+        [fetched] = batch.messages
+        cur = conn.connection.driver_connection.cursor()
+        try:
+            quarantine_bare(cur, batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw,
+                            fetched.arrived, now, clean_text(reason)[:2000])
+            self.save_checkpoint(cur, batch, now)
+        finally:
+            cur.close()
+        return BatchResult(quarantined=1)
 
     def save_checkpoint(self, cur: sqlite3.Cursor, batch: Batch, now: datetime) -> None:
+        # The history cut-off is written once, by begin_folder, and kept.
         cur.execute(
             "INSERT INTO checkpoint (mailbox, folder, uidvalidity, last_uid, synced_at) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (mailbox, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,"
@@ -231,6 +316,47 @@ class StoreLookup:
 
 # -- the pipeline: each step one job, in the order a message takes them --------
 
+# An INTERNALDATE outside these bounds is a server's or an import tool's
+# mistake; the Date header is the better guess then.
+_EARLIEST = datetime(1980, 1, 1, tzinfo=UTC)
+_CLOCK_SKEW = timedelta(days=1)
+
+
+def arrival(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """When the server received the mail, and whether that makes it history."""
+    at = d.arrived
+    if at is None or not (_EARLIEST <= at <= d.now + _CLOCK_SKEW):
+        at = _date_header(d.raw)
+        if at is None or not (_EARLIEST <= at <= d.now + _CLOCK_SKEW):
+            at = d.now
+    # Never later than now: a clock ahead of ours must not make mail "future".
+    d.at = min(at, d.now)
+    d.history = d.history_before is not None and d.at < d.history_before
+
+
+def skip_history(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """With history = "skip", history is accounted for and not filed."""
+    if d.history and filer.settings.mailbox(d.mailbox).history == "skip":
+        raise Done("history (history = \"skip\")")
+
+
+def _date_header(raw: bytes) -> datetime | None:
+    head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    try:
+        value = email.utils.parsedate_to_datetime(str(head.get("Date", "")))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def record_skip(cur: sqlite3.Cursor, d: Delivery, reason: str) -> None:
+    message_id = d.msg.message_id if d.msg else None
+    cur.execute(
+        "INSERT OR IGNORE INTO skipped (mailbox, folder, uidvalidity, uid, message_id, reason, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (d.mailbox, d.folder, d.uidvalidity, d.uid, message_id, reason, db_time(d.now)),
+    )
+
 
 def keep_raw(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """Keep the exact bytes first, so no later bug can lose the mail."""
@@ -270,6 +396,11 @@ def classify(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     mailbox = filer.settings.mailbox(d.mailbox)
     sender = msg.from_.email if msg.from_ else ""
     if d.folder == mailbox.imap.sent_folder:
+        if msg.auto.loop or (msg.message_id and ticket_ref_from_message_id(msg.message_id)):
+            # Automatic mail of an inboxd (another store's, or ours from
+            # before a restore): a record at most, never an agent's reply.
+            d.direction, d.kind = "out", "auto"
+            return
         # The shared mailbox's Sent folder: what the team sent from their clients.
         d.direction, d.kind = "out", "agent"
         d.agent = filer.settings.agent_by_email(sender)
@@ -294,6 +425,9 @@ def classify(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
         d.kind, d.note_reason = "note", f"automatic mail from agent {agent.name}: {automatic}"
     elif first_line.startswith("#note") or to_note:
         d.kind, d.note_reason = "note", "internal note by email"
+    elif d.history:
+        # An agent's mail from the past is a record; it was answered long ago.
+        d.direction, d.kind = "out", "agent"
     else:
         d.direction, d.kind, d.relay = "out", "agent", True
 
@@ -314,10 +448,12 @@ def thread(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
             d.match = ThreadMatch(pk, f"bounce of <{mid}>")
             return
     d.match = find_ticket(d.msg, lookup, filer.tags, ticket_ref_from_message_id)
+    if d.match.is_new and d.kind == "auto":
+        raise Done("automatic mail in the Sent folder about no ticket")
     if d.match.is_new and d.kind in ("agent", "note"):
         if d.direction == "out" and d.agent is None or d.folder == filer.settings.mailbox(d.mailbox).imap.sent_folder:
             # Sent mail about no ticket is the team's own business.
-            raise Done
+            raise Done("Sent mail about no ticket")
         # An agent writing to the shared address about no ticket (say, a
         # forwarded customer mail) opens one like anybody else, and nothing
         # is relayed or noted.
@@ -330,12 +466,19 @@ def open_or_update_ticket(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> Non
     if sender is None and d.kind != "bounce":
         raise Quarantined("no sender address")
     sender_email = sender.email if sender else "mailer-daemon"
-    now = db_time(d.now)
+    now = db_time(d.at)
     if not d.match.is_new:
         row = cur.execute("SELECT ref, status, closed_at FROM ticket WHERE id = ?", (d.match.ticket_pk,)).fetchone()
         d.ticket_pk, d.ticket_ref = d.match.ticket_pk, row[0]
         status, closed_at = row[1], row[2]
-        if d.kind == "customer" and status == "closed" and not _within(closed_at, d.now, filer.settings.tickets.reopen_window):
+        if d.history:
+            # History joins its thread as a record and changes nothing.
+            cur.execute("UPDATE ticket SET message_count = message_count + 1, updated_at = max(updated_at, ?),"
+                        " first_response_at = CASE WHEN ? AND first_response_at IS NULL THEN ?"
+                        " ELSE first_response_at END, version = version + 1 WHERE id = ?",
+                        (now, d.kind == "agent", now, d.ticket_pk))
+            return
+        if d.kind == "customer" and status == "closed" and not _within(closed_at, d.at, filer.settings.tickets.reopen_window):
             # Too old to reopen: a new ticket that points back at the old one.
             _event(cur, d, "follow-up", {"reason": d.match.reason, "note": "closed too long ago to reopen"})
             d.previous_ref = d.ticket_ref
@@ -343,12 +486,15 @@ def open_or_update_ticket(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> Non
         else:
             new_status = _next_status(status, d.kind)
             first_response = d.kind == "agent"
+            # A customer's live mail makes a history ticket ordinary work again.
+            live = d.kind == "customer"
             cur.execute(
                 "UPDATE ticket SET message_count = message_count + 1, updated_at = ?, version = version + 1,"
                 " status = ?, first_response_at = CASE WHEN ? AND first_response_at IS NULL THEN ?"
-                " ELSE first_response_at END, closed_at = CASE WHEN ? = 'closed' THEN closed_at ELSE NULL END"
+                " ELSE first_response_at END, closed_at = CASE WHEN ? = 'closed' THEN closed_at ELSE NULL END,"
+                " history = CASE WHEN ? THEN 0 ELSE history END"
                 " WHERE id = ?",
-                (now, new_status, first_response, now, new_status, d.ticket_pk),
+                (now, new_status, first_response, now, new_status, live, d.ticket_pk),
             )
             detail = {"reason": d.match.reason, "mailbox": d.mailbox, "from": sender_email, "kind": d.kind}
             if new_status != status:
@@ -358,12 +504,16 @@ def open_or_update_ticket(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> Non
             _event(cur, d, "message", detail, actor=d.agent.name if d.agent else "inboxd")
             return
     d.ticket_pk, d.ticket_ref = filer.allocate_ref(cur)
+    status, closed_at = "new", None
+    if d.history:
+        status = "closed" if filer.settings.mailbox(d.mailbox).history == "closed" else "open"
+        closed_at = now if status == "closed" else None
     cur.execute(
         "INSERT INTO ticket (id, ref, subject, status, priority, mailbox, requester, requester_name, tags,"
-        " message_count, created_at, updated_at, version)"
-        " VALUES (?, ?, ?, 'new', 'normal', ?, ?, ?, '[]', 1, ?, ?, 1)",
-        (d.ticket_pk, d.ticket_ref, filer.tags.display_subject(msg.subject)[:998], d.mailbox,
-         sender_email, sender.name if sender else "", now, now),
+        " message_count, created_at, updated_at, closed_at, history, version)"
+        " VALUES (?, ?, ?, ?, 'normal', ?, ?, ?, '[]', 1, ?, ?, ?, ?, 1)",
+        (d.ticket_pk, d.ticket_ref, filer.tags.display_subject(msg.subject)[:998], status, d.mailbox,
+         sender_email, sender.name if sender else "", now, now, closed_at, d.history),
     )
     if sender is not None:
         cur.execute("INSERT OR IGNORE INTO customer (email, name, created_at, bouncing) VALUES (?, ?, ?, 0)",
@@ -371,6 +521,8 @@ def open_or_update_ticket(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> Non
     detail = {"reason": d.match.reason, "mailbox": d.mailbox, "from": sender_email}
     if d.previous_ref:
         detail["follows"] = d.previous_ref
+    if d.history:
+        detail["history"] = status
     _event(cur, d, "created", detail)
 
 
@@ -402,7 +554,7 @@ def store_message(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
         (d.key, msg.message_id, d.ticket_pk, d.direction, d.kind, sender.email if sender else "",
          sender.name if sender else "", _addresses(msg.to), _addresses(msg.cc), _addresses(msg.reply_to),
          db_time(msg.date), msg.subject, msg.text, new_text, msg.html_only, json.dumps(list(msg.in_reply_to)),
-         json.dumps(list(msg.references)), json.dumps(_auto_facts(msg, d)), d.sha256, msg.size, db_time(d.now)),
+         json.dumps(list(msg.references)), json.dumps(_auto_facts(msg, d)), d.sha256, msg.size, db_time(d.at)),
     )
     d.message_pk = cur.lastrowid
     d.reply_text = new_text
@@ -422,6 +574,7 @@ def store_message(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 
 
 def record_sighting(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    d.sighted = True
     cur.execute(
         "INSERT OR IGNORE INTO sighting (message_pk, mailbox, folder, uidvalidity, uid, seen_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -431,7 +584,8 @@ def record_sighting(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 
 def note_bounce(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """A permanent bounce marks the customer, so no more auto-replies go there."""
-    if d.bounce is None:
+    if d.bounce is None or d.history:
+        # An old bounce says nothing about the address today.
         return
     b = d.bounce
     _event(cur, d, "bounce", {"recipients": list(b.recipients), "permanent": b.permanent, "reason": b.reason})
@@ -448,7 +602,9 @@ def route(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     if d.match.is_new and mailbox.team:
         cur.execute("UPDATE ticket SET team = ? WHERE id = ?", (mailbox.team, d.ticket_pk))
     rules = filer.policies.rules
-    if not rules.rules:
+    # History is not routed: assigning years of closed mail would skew every
+    # agent's load and every round-robin.
+    if not rules.rules or d.history:
         return
     tags, priority, team, tier = cur.execute(
         "SELECT tags, priority, team, tier FROM ticket WHERE id = ?", (d.ticket_pk,)).fetchone()
@@ -496,7 +652,7 @@ def _headers(raw: bytes) -> dict[str, str]:
 
 def clock(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """The ticket's SLA due times, right away (the scheduler keeps them current)."""
-    if d.kind in ("customer", "agent"):
+    if d.kind in ("customer", "agent") and not d.history:
         slaclock.refresh(cur, d.ticket_pk, filer.settings, filer.policies, d.now)
 
 
@@ -511,7 +667,7 @@ def record_csat(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     cur.execute("UPDATE csat SET rating = ?, label = ?, comment = ?, answered_at = ? WHERE id = ?",
                 (rating, name, comment, db_time(d.now), csat_id))
     _event(cur, d, "csat", {"rating": rating, "label": name, "comment": comment})
-    if is_low(scale, rating):
+    if is_low(scale, rating) and not d.history:
         _event(cur, d, "csat-followup", {"rating": rating, "label": name, "task": "follow up with the customer"})
         for agent in filer.settings.agents:
             if agent.role in ("supervisor", "admin") and agent.notify != "none":
@@ -549,6 +705,8 @@ def acknowledge(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     mailbox = filer.settings.mailbox(d.mailbox)
     if not (d.match.is_new and d.kind == "customer" and mailbox.ack and filer.settings.autoreply.enabled):
         return
+    if d.history:
+        return
     if d.ack_template is False:
         _event(cur, d, "no-ack", {"rule": "routing", "reason": "a routing rule suppressed the acknowledgement"})
         return
@@ -579,6 +737,7 @@ def acknowledge(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     outbox.store_outgoing(cur, d.ticket_pk, described, kind="auto", now=d.now, subject=spec["subject"],
                           text=spec["text"], in_reply_to=d.msg.message_id)
     _event(cur, d, "ack", {"message_id": spec["message_id"], "to": ticket.requester})
+    d.acked = True
 
 
 def _promise(filer: Filer, cur: sqlite3.Cursor, d: Delivery, mailbox) -> dict:
@@ -610,7 +769,7 @@ def relay(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 def notify_agents(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """Tell agents about customer mail: the assignee (notify "assigned" or "all"),
     and for new tickets the agents of the mailbox's team who asked for "all"."""
-    if d.kind != "customer":
+    if d.kind != "customer" or d.history:
         return
     assignee, team = cur.execute("SELECT assignee, team FROM ticket WHERE id = ?", (d.ticket_pk,)).fetchone()
     for agent in filer.settings.agents:
@@ -625,6 +784,8 @@ def notify_agents(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 
 
 PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
+    arrival,
+    skip_history,
     keep_raw,
     parse,
     skip_duplicate,
@@ -644,8 +805,9 @@ PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
 
 
 def _event(cur: sqlite3.Cursor, d: Delivery, action: str, detail: dict, actor: str = "inboxd") -> None:
+    # Events of a message carry its arrival time, so history reads in order.
     cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
-                (d.ticket_pk, db_time(d.now), actor, action, json.dumps(detail, ensure_ascii=False)))
+                (d.ticket_pk, db_time(d.at or d.now), actor, action, json.dumps(detail, ensure_ascii=False)))
 
 
 def _addresses(addrs) -> str:
@@ -665,9 +827,36 @@ def _auto_facts(msg: InboundMessage, d: Delivery) -> dict:
     return {k: v for k, v in facts.items() if v not in (None, False)}
 
 
-def read_checkpoint(conn: Connection, mailbox: str, folder: str) -> tuple[int, int] | None:
-    """(uidvalidity, last_uid) of a folder, or None before its first sync."""
+def read_checkpoint(conn: Connection, mailbox: str, folder: str) -> FolderCheckpoint | None:
+    """How far a folder is synced, or None before its first sync."""
     row = conn.exec_driver_sql(
-        "SELECT uidvalidity, last_uid FROM checkpoint WHERE mailbox = ? AND folder = ?", (mailbox, folder)
-    ).first()
-    return (row[0], row[1]) if row else None
+        "SELECT uidvalidity, last_uid, history_before FROM checkpoint WHERE mailbox = ? AND folder = ?",
+        (mailbox, folder)).first()
+    return FolderCheckpoint(row[0], row[1], slaclock.parse_time(row[2])) if row else None
+
+
+def begin_folder(conn: Connection, mailbox: str, folder: str, uidvalidity: int, history_before: datetime,
+                 now: datetime) -> None:
+    """Record a folder's first sync and its history cut-off (a no-op if it is recorded already)."""
+    conn.exec_driver_sql(
+        "INSERT INTO checkpoint (mailbox, folder, uidvalidity, last_uid, synced_at, history_before)"
+        " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (mailbox, folder) DO NOTHING",
+        (mailbox, folder, uidvalidity, db_time(now), db_time(history_before)))
+
+
+def set_folder_state(conn: Connection, mailbox: str, folder: str, error: str | None, now: datetime,
+                     owner: str = "") -> None:
+    """Record how a folder's last sync went, for `inboxd status`."""
+    if error is None:
+        conn.exec_driver_sql(
+            "INSERT INTO folderstate (mailbox, folder, ok, error, last_ok_at, failing_since, owner)"
+            " VALUES (?, ?, 1, '', ?, NULL, ?) ON CONFLICT (mailbox, folder) DO UPDATE SET ok = 1, error = '',"
+            " last_ok_at = excluded.last_ok_at, failing_since = NULL, owner = excluded.owner",
+            (mailbox, folder, db_time(now), owner))
+    else:
+        conn.exec_driver_sql(
+            "INSERT INTO folderstate (mailbox, folder, ok, error, last_ok_at, failing_since, owner)"
+            " VALUES (?, ?, 0, ?, NULL, ?, ?) ON CONFLICT (mailbox, folder) DO UPDATE SET ok = 0,"
+            " error = excluded.error, failing_since = coalesce(folderstate.failing_since, excluded.failing_since),"
+            " owner = excluded.owner",
+            (mailbox, folder, error[:2000], db_time(now), owner))

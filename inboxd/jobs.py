@@ -53,7 +53,7 @@ class Duties:
         self.settings = settings
         self.policies: Policies = load_policies(settings)
         self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
-        self.templates = Templates(settings.templates_dir)
+        self.templates = Templates(settings.template_dirs)
 
     # -- the loop ------------------------------------------------------------------
 
@@ -183,7 +183,7 @@ class Duties:
         sched = self.policies.scheduler
         return cur.execute(
             "SELECT id, created_at FROM ticket t WHERE assignee IS NULL AND status IN ('new', 'open')"
-            " AND merged_into IS NULL AND ((priority = 'urgent' AND created_at <= ?) OR created_at <= ?)"
+            " AND merged_into IS NULL AND NOT history AND ((priority = 'urgent' AND created_at <= ?) OR created_at <= ?)"
             " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'unassigned' AND key = CAST(t.id AS TEXT))"
             " ORDER BY created_at",
             (db_time(now - sched.unassigned_after_urgent), db_time(now - sched.unassigned_after))).fetchall()
@@ -208,7 +208,8 @@ class Duties:
     def candidates_pending(self, cur: sqlite3.Cursor, now: datetime) -> list[int]:
         # A reminder claimed after the ticket last changed covers this pending spell.
         return [pk for (pk,) in cur.execute(
-            "SELECT id FROM ticket t WHERE status = 'pending' AND merged_into IS NULL AND updated_at <= ?"
+            "SELECT id FROM ticket t WHERE status = 'pending' AND merged_into IS NULL AND NOT history"
+            " AND updated_at <= ?"
             " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'pending' AND ticket_id = t.id AND at >= t.updated_at)"
             " ORDER BY updated_at", (db_time(now - self.policies.scheduler.pending_reminder),))]
 
@@ -250,7 +251,7 @@ class Duties:
             return []
         return cur.execute(
             "SELECT id, requester, closed_at, tags FROM ticket t WHERE status = 'closed' AND closed_at <= ?"
-            " AND closed_at >= ? AND merged_into IS NULL"
+            " AND closed_at >= ? AND merged_into IS NULL AND NOT history"
             " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'survey' AND key = t.id || ':' || t.closed_at)"
             " ORDER BY closed_at",
             (db_time(now - csat.delay), db_time(now - csat.delay - timedelta(days=30)))).fetchall()

@@ -12,7 +12,7 @@ from typing import Any
 
 from inboxd.config import ConfigError, Settings
 from inboxd.db import MESSAGE_ORDER
-from inboxd.templates import TemplateError, Templates
+from inboxd.templates import Templates
 from inboxd.tickets import PRIORITIES, STATUSES
 
 MACRO_KEYS = ("name", "body", "template", "status", "priority", "tags", "assign")
@@ -90,9 +90,6 @@ def variables(cur: sqlite3.Cursor, settings: Settings, ticket, agent) -> dict[st
 def render(templates: Templates, macro: Macro, values: dict[str, Any]) -> str:
     if macro.body is not None:
         return templates.render_string(macro.body, values, name=f"macro {macro.name}")
-    path = templates.root / "macros" / macro.template
-    try:
-        source = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TemplateError(f"{path}: cannot read macro template: {exc.strerror or exc}") from None
-    return templates.render_string(source, values, name=str(path))
+    # Through the template loader, so a deployment's templates/macros/ is
+    # searched before the shipped one and a name cannot reach outside them.
+    return templates.render_file(f"macros/{macro.template}", values)

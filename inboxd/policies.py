@@ -77,6 +77,11 @@ def load_policies(settings: Settings) -> Policies:
     )
     scheduler = _scheduler(_Table(file, "scheduler", extra.get("scheduler"), SCHEDULER_KEYS))
     csat = parse_csat(extra.get("csat"), file_name=file, data_dir=settings.store.data_dir, base=settings.path.parent)
+    # [reports] belongs to the reports module; it is checked here so that a
+    # typo stops start-up and check-config, not a report a week later.
+    from inboxd.reports import report_timezone
+
+    report_timezone(settings)
     policies = Policies(calendars, sla, rules, scheduler, csat)
     _CACHE[id(settings)] = policies
     return policies

@@ -32,12 +32,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Connection, Engine
 
 from inboxd.compose import check_address, sanitize
-from inboxd.config import Settings
+from inboxd.config import Settings, _Table
 from inboxd.db import db_time, reading
 from inboxd.rules import loop_header_value
 from inboxd.history import Interval, status_after, status_intervals  # noqa: F401 (re-exported)
 from inboxd.sla import Calendar, SlaPolicy, parse_calendars, parse_sla_policies
 
+# The keys of [reports] in inboxd.toml.
+REPORTS_KEYS = ("timezone",)
 SUPERVISOR_ROLES = ("supervisor", "admin")
 RESOLVED = ("solved", "closed")
 STATUS_ORDER = ("new", "open", "pending", "solved", "closed")
@@ -140,12 +142,17 @@ class _Ticket:
 
 
 def report_timezone(settings: Settings) -> ZoneInfo:
-    """`[reports] timezone` (an IANA name) for hours, weekdays and days; UTC when unset or unknown."""
-    name = (settings.extra.get("reports") or {}).get("timezone", "UTC")
+    """`[reports] timezone` (an IANA name) for hours, weekdays and days; UTC when unset.
+
+    An unknown zone or key is a ConfigError (checked at start-up too, by
+    `inboxd.policies.load_policies`), never a silent fall-back to UTC.
+    """
+    table = _Table(settings.path.name, "reports", settings.extra.get("reports"), REPORTS_KEYS)
+    name = table.string("timezone", "UTC")
     try:
-        return ZoneInfo(str(name))
+        return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+        table.fail("timezone", f'unknown time zone "{name}"')
 
 
 def _policies(settings: Settings) -> dict[str, SlaPolicy]:
@@ -563,7 +570,7 @@ def render_report(settings: Settings, report: dict, trend: list[dict]
 
     images = charts.report_charts(report, trend)
     variables = mail_variables(report, trend, cids={name: cid for name, (cid, _) in images.items()})
-    templates = Templates(settings.templates_dir)
+    templates = Templates(settings.template_dirs)
     subject = " ".join(templates.render("report/subject.txt", variables).split())
     text = templates.render("report/body.txt", variables)
     html = templates.render("report/body.html", variables)

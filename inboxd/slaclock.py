@@ -52,17 +52,19 @@ def pending_since(events: list[tuple[str, str, str]], created_at: datetime) -> d
 def refresh(cur: sqlite3.Cursor, ticket_pk: int, settings: Settings, policies: Policies, now: datetime) -> None:
     """Recompute and store the ticket's SLA policy and due times."""
     row = cur.execute(
-        "SELECT mailbox, priority, status, sla_policy, created_at, first_response_at, version FROM ticket WHERE id = ?",
+        "SELECT mailbox, priority, status, sla_policy, created_at, first_response_at, version, history"
+        " FROM ticket WHERE id = ?",
         (ticket_pk,),
     ).fetchone()
-    mailbox, priority, status, named, created, first_response, version = row
+    mailbox, priority, status, named, created, first_response, version, history = row
     try:
         mailbox_sla = settings.mailbox(mailbox).sla
     except LookupError:
         mailbox_sla = None
     policy = policies.policy_for(named=named, mailbox_sla=mailbox_sla, priority=priority)
     dues: dict[str, datetime | None] = {"first_response_due": None, "next_response_due": None, "resolution_due": None}
-    if policy is not None:
+    # History made no promise: it has no clock until a customer writes again.
+    if policy is not None and not history:
         created_at = parse_time(created)
         cal = policy.calendar
         if policy.first_response is not None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -20,7 +22,8 @@ from sqlalchemy import Engine
 
 from inboxd.config import Settings
 from inboxd.db import reading, writing
-from inboxd.ingest import Batch, BatchResult, Filer, read_checkpoint
+from inboxd.ingest import (Batch, BatchResult, Filer, FolderCheckpoint, begin_folder, read_checkpoint,
+                           set_folder_state)
 from inboxd.worker import parse_many
 
 log = logging.getLogger("inboxd.store")
@@ -43,6 +46,8 @@ class StoreSink:
         self.settings = settings
         self.filer = Filer(settings)
         self.clock = clock
+        # Who holds the folders this sink syncs, as `inboxd status` shows it.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
         # Set when something was filed, so the sender looks at the outbox now.
         self.nudge = threading.Event()
         self.max_attachment = settings.store.max_attachment_bytes
@@ -56,9 +61,20 @@ class StoreSink:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
 
-    def checkpoint(self, mailbox: str, folder: str) -> tuple[int, int] | None:
+    def checkpoint(self, mailbox: str, folder: str) -> FolderCheckpoint | None:
         with reading(self.engine) as conn:
             return read_checkpoint(conn, mailbox, folder)
+
+    def begin_folder(self, mailbox: str, folder: str, uidvalidity: int, history_before: datetime) -> None:
+        with writing(self.engine) as conn:
+            begin_folder(conn, mailbox, folder, uidvalidity, history_before, self.clock())
+
+    def folder_state(self, mailbox: str, folder: str, error: str | None, now: datetime) -> None:
+        try:
+            with writing(self.engine) as conn:
+                set_folder_state(conn, mailbox, folder, error, now, self.owner)
+        except Exception:  # Health bookkeeping never stops a sync.
+            log.warning("could not record the state of %s/%s", mailbox, folder, exc_info=True)
 
     def prepare(self, batch: Batch) -> Future | None:
         if self.pool is None or len(batch.messages) < MIN_BATCH_FOR_WORKER:

@@ -1,7 +1,10 @@
 """Render the text of outgoing mail from the Jinja templates under templates/.
 
 A template is looked up per mailbox, then per language, then in English, so a
-mailbox can override one file and inherit the rest.  Templates run in Jinja's
+mailbox can override one file and inherit the rest.  Each of those names is
+looked for in a search path of folders, a deployment's own first and then the
+templates that ship with inboxd, so an admin can override one file and
+inherit the rest in the same way.  Templates run in Jinja's
 sandbox with strict undefined variables: a typo in a template is an error that
 names the file, never a silently empty sentence in a customer's inbox.
 """
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +30,17 @@ class TemplateError(Exception):
 
 
 class Templates:
-    """The templates/ folder of a deployment."""
+    """A deployment's template folders, searched in order (see `Settings.template_dirs`)."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def __init__(self, roots: Path | Sequence[Path]):
+        # One folder, or several searched in order: each file is taken from
+        # the first folder that has it.
+        self.roots = (Path(roots),) if isinstance(roots, (str, Path)) else tuple(Path(r) for r in roots)
+        if not self.roots:
+            raise ValueError("Templates needs at least one folder")
+        self.root = self.roots[0]
         self._env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(self.root, encoding="utf-8"),
+            loader=jinja2.FileSystemLoader(self.roots, encoding="utf-8"),
             undefined=jinja2.StrictUndefined,
             # HTML templates escape what they insert; plain text must not.
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
@@ -43,7 +51,7 @@ class Templates:
         )
 
     def candidates(self, name: str, *, mailbox: str | None = None, language: str = "en") -> list[str]:
-        """The template paths tried for `name`, relative to root, in lookup order."""
+        """The template paths tried for `name`, relative to each folder, in lookup order."""
         for label, segment in (("mailbox", mailbox), ("language", language)):
             if segment is not None and not _SEGMENT.fullmatch(segment):
                 raise TemplateError(f"{name}: invalid {label} name {segment!r}")
@@ -54,12 +62,14 @@ class Templates:
     def render(self, name: str, variables: Mapping[str, Any], *, mailbox: str | None = None,
                language: str = "en") -> str:
         """The first of mailboxes/{mailbox}/{name}, {language}/{name}, en/{name}, rendered."""
-        paths = self.candidates(name, mailbox=mailbox, language=language)
+        return self._render_selected(name, self.candidates(name, mailbox=mailbox, language=language), variables)
+
+    def _render_selected(self, name: str, paths: list[str], variables: Mapping[str, Any]) -> str:
         try:
             template = self._env.select_template(paths)
         except jinja2.TemplatesNotFound:
             raise TemplateError(
-                f"{name}: no template found (looked for {', '.join(paths)} in {self.root})"
+                f"{name}: no template found (looked for {', '.join(paths)} in {self._where()})"
             ) from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.message}") from None
@@ -76,6 +86,25 @@ class Templates:
             kind = "unsafe access" if isinstance(exc, SecurityError) else "error"
             location = f"{where}:{line}" if line else where
             raise TemplateError(f"{location}: {kind}: {_one_line(exc)}") from None
+
+    def render_file(self, name: str, variables: Mapping[str, Any]) -> str:
+        """Render exactly `name` (say "macros/refund.txt"), from the first folder that has it."""
+        return self._render_selected(name, [name], variables)
+
+    def check(self, name: str) -> str:
+        """The file that `name` resolves to, after checking that it loads and compiles.
+
+        For `inboxd check-config`, when no realistic variables are at hand.
+        """
+        try:
+            template = self._env.get_template(name)
+        except jinja2.TemplateNotFound:
+            raise TemplateError(f"{name}: no template found in {self._where()}") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename}:{exc.lineno}: syntax error: {exc.message}") from None
+        except (jinja2.TemplateError, OSError, UnicodeDecodeError) as exc:
+            raise TemplateError(f"{name}: cannot load template: {_one_line(exc)}") from None
+        return template.filename or name
 
     def render_string(self, source: str, variables: Mapping[str, Any], *, name: str) -> str:
         """Render an inline template (a macro body from the config) in the same sandbox."""
@@ -104,8 +133,11 @@ class Templates:
         return " ".join(subject.split()), text, html
 
     def _exists(self, name: str, *, mailbox: str | None, language: str) -> bool:
-        return any((self.root / path).is_file()
-                   for path in self.candidates(name, mailbox=mailbox, language=language))
+        return any((root / path).is_file()
+                   for path in self.candidates(name, mailbox=mailbox, language=language) for root in self.roots)
+
+    def _where(self) -> str:
+        return ", ".join(str(root) for root in self.roots)
 
 
 def _template_line(exc: BaseException, filename: str) -> int | None:

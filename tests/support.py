@@ -19,11 +19,15 @@ PASSWORD = "secret"
 def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security: str = "tls",
                  smtp_port: int | None = None, extra: str = "", idle: bool = True,
                  poll_interval: float = 60, batch_size: int = 200, acks: bool = False,
-                 outbox: str = "") -> Path:
+                 outbox: str = "", history_before: str | None = "1970-01-01T00:00Z",
+                 history: str = "closed") -> Path:
     """An inboxd.toml for `mailboxes`, each {"name", "user", "folders"?, "sent_folder"?, "password_file"?}.
 
     Acknowledgements are off unless `acks` is true, so tests of the inbound
     path see only inbound mail.  `outbox` is extra TOML for [outbox].
+    Most tests put mail in a folder and then sync it as live work, so the
+    history cut-off is 1970 unless `history_before` says otherwise (None:
+    the default, the moment of the first sync).
     """
     pw = tmp / "imap-password"
     pw.write_text(PASSWORD + "\n")
@@ -53,6 +57,8 @@ def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security
             "[[mailboxes]]",
             f'name = "{mb["name"]}"',
             f'address = "{mb["name"]}@example.com"',
+            f'history = "{history}"',
+            *([f'history_before = "{history_before}"'] if history_before else []),
             "[mailboxes.imap]",
             f'host = "{dovecot.host}"',
             f"port = {mb.get('port', port)}",

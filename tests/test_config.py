@@ -111,12 +111,21 @@ file = "logs/inboxd.log"
 
 
 @pytest.mark.parametrize("url", [
-    "sqlite:////abs/inboxd.db", "sqlite://", "sqlite:///:memory:",
-    "postgresql://u@db.example.com/inboxd",
+    "sqlite:////abs/inboxd.db", "sqlite://", "sqlite:///:memory:", "sqlite+pysqlite:////abs/inboxd.db",
 ])
 def test_absolute_and_non_file_urls_are_kept(tmp_path: Path, url: str) -> None:
     settings = load(tmp_path, f'[store]\nurl = "{url}"\n' + MINIMAL)
     assert settings.store.url == url
+
+
+def test_store_url_without_its_driver_or_of_an_unknown_kind_is_refused_at_load(tmp_path: Path) -> None:
+    # A driver that is certainly not installed, rather than psycopg, which a
+    # machine may well have.
+    message = error(tmp_path, '[store]\nurl = "mysql+mysqldb://u@db.example.com/inboxd"\n' + MINIMAL)
+    assert message.startswith("inboxd.toml: store.url: the mysqldb driver for mysql is not installed")
+    assert '"MySQLdb"' in message
+    message = error(tmp_path, '[store]\nurl = "nosuchdb://db.example.com/inboxd"\n' + MINIMAL)
+    assert message.startswith('inboxd.toml: store.url: unknown kind of database "nosuchdb"')
 
 
 def test_empty_strings_mean_none(tmp_path: Path) -> None:
@@ -464,13 +473,17 @@ def _documented_keys() -> set[tuple[str, str]]:
 
 
 def test_every_accepted_key_is_documented_and_nothing_else() -> None:
-    from inboxd import csat, policies, routing, sla
+    from inboxd import csat, macros, policies, reports, routing, sla
 
     accepted = {(section, key) for section, keys in config.KNOWN_KEYS.items() for key in keys}
     # The desk's policy sections are declared by the modules that read them.
-    for section, keys in {"calendars": sla.CALENDAR_KEYS, "sla": sla.SLA_KEYS, "rules": routing.RULE_KEYS,
-                          "customer_groups": routing.GROUP_KEYS, "teams": routing.TEAM_KEYS,
-                          "scheduler": policies.SCHEDULER_KEYS, "csat": csat.CSAT_KEYS}.items():
+    declared = {"calendars": sla.CALENDAR_KEYS, "sla": sla.SLA_KEYS, "rules": routing.RULE_KEYS,
+                "customer_groups": routing.GROUP_KEYS, "teams": routing.TEAM_KEYS,
+                "scheduler": policies.SCHEDULER_KEYS, "csat": csat.CSAT_KEYS, "macros": macros.MACRO_KEYS,
+                "reports": reports.REPORTS_KEYS}
+    # Every section the loader tolerates is read (and validated) by one of them.
+    assert set(declared) == set(config.TOLERATED_TOP_KEYS)
+    for section, keys in declared.items():
         accepted |= {(section, key) for key in keys}
     # Sub-tables appear as section headers, not as "key =" lines.
     accepted -= {("mailboxes", "imap"), ("mailboxes", "smtp")}
@@ -481,4 +494,23 @@ def test_every_accepted_key_is_documented_and_nothing_else() -> None:
     for section in config.TOP_KEYS:
         assert re.search(rf"^#?\s*\[\[?{section}\]\]?", text, re.M), section
     for section in config.TOLERATED_TOP_KEYS:
-        assert section in text
+        assert re.search(rf"^#?\s*\[\[?{section}\]\]?", text, re.M), section
+
+
+def test_a_loop_section_is_refused_with_where_the_budget_lives(tmp_path: Path) -> None:
+    message = error(tmp_path, MINIMAL + "\n[loop]\nper_hour = 3\n")
+    assert message == ("inboxd.toml: loop: [loop] is not a section; the auto-reply budget is"
+                       " [autoreply] per_hour and per_day")
+
+
+def test_reports_timezone_is_checked_with_the_policies(tmp_path: Path) -> None:
+    from inboxd.policies import load_policies
+    from inboxd.reports import report_timezone
+
+    settings = load(tmp_path, MINIMAL + '\n[reports]\ntimezone = "Asia/Shanghai"\n')
+    assert report_timezone(settings).key == "Asia/Shanghai"
+    for text, problem in (('timezone = "Mars/Base"', 'reports.timezone: unknown time zone "Mars/Base"'),
+                          ('tz = "UTC"', 'reports.tz: unknown key "tz"')):
+        settings = load(tmp_path, MINIMAL + f"\n[reports]\n{text}\n")
+        with pytest.raises(ConfigError, match=re.escape(f"inboxd.toml: {problem}")):
+            load_policies(settings)
