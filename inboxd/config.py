@@ -17,7 +17,7 @@ import string
 import subprocess
 import tomllib
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, NoReturn
@@ -39,9 +39,10 @@ PASSWORD_KEYS = ("password_env", "password_file", "password_command")
 SMTP_KEYS = ("host", "port", "security", "username", *PASSWORD_KEYS, "ca_file", "timeout")
 IMAP_KEYS = (
     "host", "port", "security", "username", *PASSWORD_KEYS, "folders", "sent_folder",
-    "ca_file", "timeout", "batch_size", "idle", "poll_interval",
+    "ca_file", "timeout", "batch_size", "batch_bytes", "idle", "poll_interval",
 )
-MAILBOX_KEYS = ("name", "address", "display_name", "language", "ack", "note_subaddress", "sla", "team", "imap", "smtp")
+MAILBOX_KEYS = ("name", "address", "display_name", "language", "ack", "note_subaddress", "sla", "team",
+                "history", "history_before", "imap", "smtp")
 AGENT_KEYS = ("name", "email", "role", "teams", "tier", "notify")
 
 # Top-level sections that later issues add (SLA, rules, ...).  They are kept raw
@@ -79,6 +80,7 @@ SMTP_DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
 LANGUAGES = ("en", "zh")
 ROLES = ("agent", "supervisor", "admin")
 NOTIFY_CHOICES = ("all", "assigned", "none")
+HISTORY_CHOICES = ("closed", "open", "skip")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 PLAIN_PASSWORD = (
@@ -206,6 +208,7 @@ class ImapSettings:
     ca_file: Path | None = None
     timeout: float = 30.0
     batch_size: int = 200
+    batch_bytes: int = 32 * 1024 * 1024
     idle: bool = True
     poll_interval: float = 60.0
 
@@ -233,6 +236,10 @@ class MailboxSettings:
     note_subaddress: str = "note"
     sla: str | None = None         # the SLA policy for this mailbox's tickets (checked by inboxd.policies)
     team: str | None = None        # the team new tickets of this mailbox belong to
+    # What mail that arrived before a folder's cut-off becomes, and the
+    # cut-off itself (None: the moment inboxd first synced the folder).
+    history: str = "closed"        # closed | open | skip
+    history_before: datetime | None = None
 
     @property
     def domain(self) -> str:
@@ -585,6 +592,7 @@ def _imap(table: _Table, base: Path) -> ImapSettings:
         ca_file=table.optional_path("ca_file", base),
         timeout=table.number("timeout", 30.0),
         batch_size=table.integer("batch_size", 200, low=1, high=5000),
+        batch_bytes=table.integer("batch_bytes", 32 * 1024 * 1024, low=64 * 1024),
         idle=table.boolean("idle", True),
         poll_interval=table.number("poll_interval", 60.0),
     )
@@ -617,6 +625,8 @@ def _mailboxes(top: _Table, base: Path) -> tuple[MailboxSettings, ...]:
             note_subaddress=table.name("note_subaddress", NOTE_SUBADDRESS) if "note_subaddress" in table.data else "note",
             sla=table.string("sla", "") or None,
             team=table.string("team", "") or None,
+            history=table.choice("history", "closed", HISTORY_CHOICES),
+            history_before=table.instant("history_before"),
         ))
     return tuple(mailboxes)
 
@@ -748,6 +758,22 @@ class _Table:
             return parse_duration(value)
         except ValueError as exc:
             self.fail(name, str(exc))
+
+    def instant(self, name: str) -> datetime | None:
+        """An absolute time with a UTC offset: a TOML datetime or an ISO 8601 string."""
+        value = self.get(name, None)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError:
+                self.fail(name, f"expected a time such as \"2026-11-01T00:00Z\", got {_show(value)}")
+        if not isinstance(value, datetime):
+            self.fail(name, f"expected a time such as \"2026-11-01T00:00Z\", got {_show(value)}")
+        if value.tzinfo is None:
+            self.fail(name, f"needs a UTC offset (e.g. \"Z\" or \"+08:00\"), got {_show(value.isoformat())}")
+        return value.astimezone(timezone.utc)
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.get(name, default)
