@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import _header_value_parser as parser
 from email import policy
-from email.headerregistry import Address, HeaderRegistry
+from email.header import Header
+from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
 from urllib.parse import quote, unquote
@@ -31,6 +32,17 @@ LOOP_HEADER = "X-Inboxd-Loop"
 
 # RFC 5322 advises keeping References short; clients cope with 20 at most.
 MAX_REFERENCES = 20
+
+# A display name longer than this is cut, ending in an ellipsis: nobody's
+# name is longer, and a customer's 200 KB "name" made a header no server takes.
+MAX_DISPLAY_NAME = 200
+
+# RFC 5322 2.1.1: a line SHOULD be at most 78 characters and MUST be at most
+# 998, without its CRLF.  Servers refuse longer ones ("500 Line too long").
+MAX_LINE = 998
+# Message ids from customers' mail longer than this are dropped: " <id>" must
+# fit one line, and no mail client writes ids anywhere near this long.
+MAX_ID_LENGTH = 900
 
 # Headers compose() sets itself; an extra header must not replace or repeat them.
 _RESERVED = frozenset(h.lower() for h in (
@@ -109,6 +121,14 @@ def _is_control(char: str) -> bool:
     return unicodedata.category(char) in ("Cc", "Zl", "Zp")
 
 
+def display_name(name: str) -> str:
+    """A display name fit for a header: sanitised, and at most MAX_DISPLAY_NAME characters."""
+    name = sanitize(name)
+    if len(name) > MAX_DISPLAY_NAME:
+        name = name[:MAX_DISPLAY_NAME - 1].rstrip() + "\u2026"
+    return name
+
+
 def check_address(address: str) -> str:
     """`address` if it is a plain ASCII address we can put on an envelope, else ValueError."""
     if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
@@ -157,12 +177,12 @@ def compose(
     to_header: list[Address] = []
     for name, address in to:
         check_address(address)
-        to_header.append(Address(display_name=sanitize(name), addr_spec=address))
+        to_header.append(Address(display_name=display_name(name), addr_spec=address))
         if address.lower() not in (r.lower() for r in recipients):
             recipients.append(address)
 
     msg = EmailMessage(policy=_POLICY)
-    msg["From"] = Address(display_name=sanitize(from_name), addr_spec=sender)
+    msg["From"] = Address(display_name=display_name(from_name), addr_spec=sender)
     msg["To"] = to_header
     msg["Subject"] = sanitize(subject)
     msg["Date"] = format_datetime(now)
@@ -193,7 +213,18 @@ def compose(
         # keeps the bytes reproducible and cannot occur inside that content.
         digest = hashlib.sha256(f"{own_id}\0{text}\0{html}".encode()).hexdigest()[:32]
         msg.set_boundary(f"=_inboxd_{digest}")
-    return Outgoing(message_id=own_id, sender=sender, recipients=tuple(recipients), data=msg.as_bytes())
+    data = msg.as_bytes()
+    _check_line_lengths(data)
+    return Outgoing(message_id=own_id, sender=sender, recipients=tuple(recipients), data=data)
+
+
+def _check_line_lengths(data: bytes) -> None:
+    # The folding below keeps header lines within 78 characters; this is the
+    # guarantee, so a mail no server would take is never queued for sending.
+    head = data.split(b"\r\n\r\n", 1)[0]
+    longest = max(len(line) for line in head.split(b"\r\n"))
+    if longest > MAX_LINE:
+        raise ValueError(f"a header line of {longest} characters is longer than {MAX_LINE}")
 
 
 def _strip_brackets(message_id: str) -> str:
@@ -211,12 +242,16 @@ def _thread_ids(in_reply_to: str | None, references: Sequence[str]) -> tuple[str
     RFC 5322 asks, and only the newest MAX_REFERENCES are kept.
     """
     parent = _strip_brackets(in_reply_to) if in_reply_to else None
-    if parent is not None and not _MSG_ID.fullmatch(parent):
+    if parent is not None and not _writable_id(parent):
         parent = None
-    refs = [r for r in (_strip_brackets(r) for r in references) if _MSG_ID.fullmatch(r)]
+    refs = [r for r in (_strip_brackets(r) for r in references) if _writable_id(r)]
     if parent and (not refs or refs[-1] != parent):
         refs.append(parent)
     return parent, refs[-MAX_REFERENCES:]
+
+
+def _writable_id(value: str) -> bool:
+    return len(value) <= MAX_ID_LENGTH and bool(_MSG_ID.fullmatch(value))
 
 
 # --- How the email package writes message ids.
@@ -256,9 +291,36 @@ class _MessageIdsHeader:
         kwds["defects"].extend(tree.all_defects)
 
 
+class _FoldedAddressHeader(AddressHeader):
+    """From and To, folded within 78 characters whatever the display names.
+
+    The stdlib cannot fold a display name without spaces (a long ASCII word
+    next to an address is never split or encoded), and writes it on one
+    line of any length.  Such a header is written again with every display
+    name as RFC 2047 encoded words, each line within 78 characters; they
+    decode to exactly the same name.  Headers the stdlib folds well are
+    left as it writes them.
+    """
+
+    def fold(self, *, policy) -> str:
+        folded = super().fold(policy=policy)
+        if all(len(line) <= 78 for line in folded.split(policy.linesep)):
+            return folded
+        entries = []
+        for address in self.addresses:
+            angle = f"<{address.addr_spec}>"
+            if address.display_name:
+                words = Header(address.display_name, "utf-8", maxlinelen=78, header_name=self.name)
+                angle = f"{words.encode(linesep=policy.linesep)}{policy.linesep} {angle}"
+            entries.append(angle)
+        return f"{self.name}: " + f",{policy.linesep} ".join(entries) + policy.linesep
+
+
 _HEADERS = HeaderRegistry()
 for _name in ("message-id", "in-reply-to", "references"):
     _HEADERS.map_to_type(_name, _MessageIdsHeader)
+for _name in ("from", "to"):
+    _HEADERS.map_to_type(_name, _FoldedAddressHeader)
 
 # CRLF for SMTP, and cte_type="7bit" so non-ASCII bodies are quoted-printable or
 # base64: we never rely on the server offering 8BITMIME.

@@ -390,19 +390,54 @@ def _usable(addr: str) -> bool:
     return local.startswith('"') or not any(c.isspace() for c in local)
 
 
+# While the address grammar reads a header, each RFC 2047 encoded word is
+# replaced by a placeholder atom, so whatever the word decodes to (a colon,
+# an "@", angle brackets, a line break) can never become part of an address.
+_WORD_MARK = "\ue000"
+_MARKED_WORD = re.compile("\ue000(\\d+)\ue000")
+
+
 def _addresses(values: list[str]) -> tuple[Address, ...]:
+    """The addresses of address headers, as a mail client shows them.
+
+    The address comes from the header's own syntax, never from inside an
+    encoded word, which may only carry a display name (RFC 2047 section 5):
+    "=?utf-8?q?Evil=0D=0ABcc:_victim@x.example?= <evil@y.example>" is
+    evil@y.example, named "Evil Bcc: victim@x.example".  Only a header with
+    no address outside its encoded words is decoded first and read again,
+    as Thunderbird does, so "=?utf-8?b?...?=" holding "Zhang San
+    <zhang@example.cn>" is zhang@example.cn, named Zhang San.
+    """
+    words: list[str] = []
+
+    def mark(match: re.Match[str]) -> str:
+        words.append(match.group(0))
+        return f"{_WORD_MARK}{len(words) - 1}{_WORD_MARK}"
+
+    masked = [_ENCODED_WORD.sub(mark, value) for value in values]
     result = []
-    for name, addr in getaddresses(values):
+    for name, addr in getaddresses(masked):
         addr = _decode_raw(addr).strip().lower()
-        if _usable(addr):
+        if _usable(addr) and _WORD_MARK not in addr:
+            name = _MARKED_WORD.sub(lambda m: words[int(m.group(1))], name)
             result.append(Address(decode_header_text(name), addr))
     if not result:
         # Broken headers such as "Big Bug bb@bug.com" or "a@x b@y" still
         # name a reachable person; take their bare addresses.
-        for value in values:
-            for match in _BARE_ADDRESS.finditer(_decode_raw(value)):
-                result.append(Address("", match.group(0).lower()))
+        result = _bare_addresses(_decode_raw(value) for value in masked)
+    if not result and words:
+        # The whole "name <address>" is inside encoded words.
+        decoded = [decode_header_text(value) for value in values]
+        result = [Address(name.strip(), addr.strip().lower()) for name, addr in getaddresses(decoded)
+                  if _usable(addr.strip())]
+        if not result:
+            result = _bare_addresses(decoded)
     return tuple(result)
+
+
+def _bare_addresses(values) -> list[Address]:
+    return [Address("", match.group(0).lower()) for value in values
+            for match in _BARE_ADDRESS.finditer(value) if _WORD_MARK not in match.group(0)]
 
 
 def _date(value: str | None) -> datetime | None:

@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from inboxd.compose import Outgoing, compose, new_message_id, tagged_subject
+from inboxd.compose import Outgoing, compose, display_name, new_message_id, tagged_subject
 from inboxd.config import MailboxSettings, Settings
 from inboxd.db import MESSAGE_ORDER, db_time
 from inboxd.rules import loop_header_value
@@ -109,7 +109,8 @@ def ack_mail(
             "id": ticket.ref, "tag": tags.tag(ticket.ref), "subject": ticket.subject, "status": ticket.status,
             "priority": ticket.priority, "created_at": ticket.created_at,
         },
-        "customer": {"name": ticket.requester_name, "email": ticket.requester},
+        # The name as the To header gives it (a customer's name can be any length).
+        "customer": {"name": display_name(ticket.requester_name), "email": ticket.requester},
         "mailbox": {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
         # The first-response promise, published when an SLA applies.
         "sla": sla or {"first_response": None, "first_response_due": None},

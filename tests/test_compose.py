@@ -328,3 +328,35 @@ def test_new_message_id_rejects_unsafe_parts():
         new_message_id("T-1", "exa mple.com", unique="u")
     with pytest.raises(ValueError):
         new_message_id("", "example.com", unique="u")
+
+
+@pytest.mark.parametrize("name", ["A" * 200_000, "A." * 5000, 'A"b' * 3000, "订单" * 50_000, "word " * 40_000])
+def test_huge_display_names_are_cut_and_every_header_line_is_folded(name):
+    """Defect: a 200 KB display name produced an ack the SMTP server refused
+    ("500 Line too long"): the stdlib never folds a name without spaces."""
+    from inboxd.compose import MAX_DISPLAY_NAME
+    from inboxd.message import parse_message
+
+    out = simple(to=[(name, "big@example.org"), ("Bob", "bob@example.org")], from_name=name)
+    head = out.data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    # What a reader decodes is the name cut to MAX_DISPLAY_NAME characters, ending in an ellipsis.
+    parsed = parse_message(out.data)
+    expected = " ".join(name.split())[:MAX_DISPLAY_NAME - 1].rstrip() + "\u2026"
+    assert [(a.name, a.email) for a in parsed.to] == [(expected, "big@example.org"), ("Bob", "bob@example.org")]
+    assert parsed.from_.name == expected and parsed.from_.email == "support@example.com"
+
+
+def test_names_that_fit_are_written_as_the_stdlib_writes_them():
+    """The fallback folding applies only where the stdlib fails: ordinary names keep their golden form."""
+    out = simple(to=[("Alice Smith", "alice@example.org")])
+    assert b"\r\nTo: Alice Smith <alice@example.org>\r\n" in out.data
+
+
+def test_thread_ids_too_long_for_a_header_line_are_dropped():
+    """Defect: a customer's 1,000-character Message-ID would have made a References line over 998 octets."""
+    out = simple(in_reply_to="<" + "x" * 1000 + "@example.org>", references=["<" + "y" * 1000 + "@example.org>",
+                                                                           "<ok@example.org>"])
+    msg = parse(out)
+    assert msg["In-Reply-To"] is None
+    assert msg["References"] == "<ok@example.org>"
