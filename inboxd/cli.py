@@ -99,10 +99,31 @@ def _print_json(data) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
-def _store(settings: Settings):
-    from inboxd.db import open_store
+def _store(settings: Settings, *, create: bool = True):
+    """The store's engine.  Commands that only read pass create=False: a store
+    that does not exist is then a one-line error, not a new empty database."""
+    from inboxd.db import NoStore, open_store
 
-    return open_store(settings.store.url)
+    try:
+        return open_store(settings.store.url, create=create)
+    except NoStore as exc:
+        raise UserError(f"{settings.path.name}: store.url: no store at {exc.path};"
+                        " run `inboxd run` first, or check the path") from None
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    # The installed distribution's version; a source checkout that was never
+    # installed has only the package's own.
+    from importlib import metadata
+
+    try:
+        version = metadata.version("inboxd")
+    except metadata.PackageNotFoundError:
+        from inboxd import __version__ as version
+    typer.echo(f"inboxd {version}")
+    raise typer.Exit(0)
 
 
 @app.callback()
@@ -110,6 +131,8 @@ def _root(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", help="Path of inboxd.toml (else $INBOXD_CONFIG, else ./inboxd.toml)."),
     acting: Optional[str] = typer.Option(None, "--as", envvar="INBOXD_AGENT", help="The agent you act as."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print inboxd's version and exit."),
 ) -> None:
     ctx.obj = Context(config, acting)
 
@@ -146,7 +169,10 @@ def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--conn
     from inboxd.macros import parse_macros
 
     parse_macros(settings)
-    problems = check_files(settings)
+    from inboxd.template_check import check_templates
+
+    # Every template the config uses, rendered once with sample values.
+    problems = check_files(settings) + check_templates(settings, policies)
     for problem in problems:
         typer.echo(f"inboxd: {problem}", err=True)
     typer.echo(f"{settings.path}: {len(settings.mailboxes)} mailbox(es), {len(settings.agents)} agent(s), "
@@ -274,7 +300,7 @@ def list_cmd(
     flt = ticketq.ListFilter(tuple(status), mailbox, assignee, unassigned, tuple(tag), limit, team,
                              tuple(priority), search, sort, first_for=me,
                              overdue_at=db_time(_now()) if overdue else None)
-    with reading(_store(settings)) as conn:
+    with reading(_store(settings, create=False)) as conn:
         rows = ticketq.list_tickets(conn, flt)
     if as_json:
         _print_json(rows)
@@ -300,7 +326,7 @@ def show(
     """Show one ticket with its thread and history."""
     from inboxd.db import reading
 
-    with reading(_store(_ctx(ctx).settings)) as conn:
+    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
         try:
             t = ticketq.show_ticket(conn, ticket_id)
         except ticketq.NotFound as exc:
@@ -341,7 +367,7 @@ def quarantine_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--j
     """Mail that could not be filed: where it was, why, and its raw bytes' hash."""
     from inboxd.db import reading
 
-    with reading(_store(_ctx(ctx).settings)) as conn:
+    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
         rows = ticketq.list_quarantine(conn)
     if as_json:
         _print_json(rows)
@@ -368,7 +394,7 @@ def outbox_list(
     for s in status:
         if s not in OUTBOX_STATUSES:
             raise UserError(f"unknown outbox status {s!r}; use one of {', '.join(OUTBOX_STATUSES)}")
-    with reading(_store(_ctx(ctx).settings)) as conn:
+    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
         rows = ticketq.list_outbox(conn, tuple(status) or ("queued", "sending", "failed"))
     if as_json:
         _print_json(rows)
@@ -589,7 +615,7 @@ def history(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonO
     """A ticket's audit history: who did what, when, before and after."""
     from inboxd.db import reading
 
-    with reading(_store(_ctx(ctx).settings)) as conn:
+    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
         try:
             events = ticketq.show_ticket(conn, ticket_id)["events"]
         except ticketq.NotFound as exc:
@@ -682,7 +708,7 @@ def report(ctx: typer.Context,
     state = _ctx(ctx)
     typer.echo(_workflow_call(report_command, since=since, until=until, mailbox=mailbox, team=team, agent=agent,
                               fmt=fmt, per_agent=per_agent, settings=state.settings,
-                              engine=_store(state.settings), actor=state.agent()), nl=False)
+                              engine=_store(state.settings, create=False), actor=state.agent()), nl=False)
 
 
 @app.command()
@@ -696,7 +722,8 @@ def export(ctx: typer.Context,
 
     state = _ctx(ctx)
     typer.echo(_workflow_call(export_command, fmt=fmt, since=since, until=until, full=full,
-                              settings=state.settings, engine=_store(state.settings), actor=state.agent()), nl=False)
+                              settings=state.settings, engine=_store(state.settings, create=False),
+                              actor=state.agent()), nl=False)
 
 
 def _terminal_width() -> int:

@@ -44,12 +44,28 @@ def db_time(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for `url`; for SQLite files, the file is private to its owner."""
+class NoStore(LookupError):
+    """A caller that only reads asked for a SQLite store whose file does not exist."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no store at {path}")
+        self.path = path
+
+
+def create_store_engine(url: str, *, create: bool = True) -> Engine:
+    """An engine for `url`; for SQLite files, the file is private to its owner.
+
+    With `create` false, a SQLite file that does not exist is `NoStore`
+    rather than a new empty store: a command that only reads, pointed at the
+    wrong path, must say so instead of leaving an empty database behind.
+    """
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     if is_sqlite and parsed.database and parsed.database != ":memory:":
-        _prepare_private_file(Path(parsed.database))
+        path = Path(parsed.database)
+        if not create and not path.exists():
+            raise NoStore(path)
+        _prepare_private_file(path)
     engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {})
     if is_sqlite:
         _tune_sqlite(engine)
@@ -141,8 +157,8 @@ def migrate(engine: Engine) -> None:
                 raw.execute("PRAGMA foreign_keys=ON")
 
 
-def open_store(url: str) -> Engine:
-    """The engine for a migrated, ready store."""
-    engine = create_store_engine(url)
+def open_store(url: str, *, create: bool = True) -> Engine:
+    """The engine for a migrated, ready store (`NoStore` if `create` is false and there is none)."""
+    engine = create_store_engine(url, create=create)
     migrate(engine)
     return engine

@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from inboxd.config import ConfigError, Settings
+from inboxd.config import AgentSettings, ConfigError, MailboxSettings, Settings
 from inboxd.db import MESSAGE_ORDER
 from inboxd.templates import Templates
 from inboxd.tickets import PRIORITIES, STATUSES
@@ -74,16 +74,25 @@ def variables(cur: sqlite3.Cursor, settings: Settings, ticket, agent) -> dict[st
         "SELECT from_addr, from_name, date, subject, text, reply_text FROM message"
         f" WHERE ticket_id = ? AND kind = 'customer' ORDER BY {MESSAGE_ORDER} DESC, id DESC LIMIT 1",
         (ticket.pk,)).fetchone()
-    return {
-        "ticket": {
+    return macro_variables(
+        {
             "id": ticket.ref, "subject": ticket.subject, "status": ticket.status, "priority": ticket.priority,
             "tags": list(ticket.tags), "assignee": ticket.assignee,
             "requester": {"name": ticket.requester_name, "email": ticket.requester},
         },
+        agent, mailbox,
+        dict(zip(("from", "from_name", "date", "subject", "text", "reply_text"), last)) if last else None,
+    )
+
+
+def macro_variables(ticket: dict[str, Any], agent: AgentSettings, mailbox: MailboxSettings,
+                    message: dict[str, Any] | None) -> dict[str, Any]:
+    """The variables a macro renders with, from plain values (check-config renders samples through it)."""
+    return {
+        "ticket": ticket,
         "agent": {"name": agent.name, "email": agent.email},
         "mailbox": {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
-        "message": {"from": last[0], "from_name": last[1], "date": last[2], "subject": last[3], "text": last[4],
-                    "reply_text": last[5]} if last else None,
+        "message": message,
     }
 
 
