@@ -87,6 +87,10 @@ def setup_logging(settings: Settings | None, level: str | None = None) -> None:
     # imapclient logs protocol lines at debug level; it redacts LOGIN, but
     # mail content has no business in our logs either.
     logging.getLogger("imapclient").setLevel(max(logging.INFO, root.level))
+    # Their routine INFO lines (every job run, every migration step) are noise
+    # in an operator's log; their warnings still show.
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def _print_json(data) -> None:
@@ -141,19 +145,30 @@ def _root(
 def run(
     ctx: typer.Context,
     once: bool = typer.Option(False, "--once", help="One full cycle, then exit (exit 1 if a mailbox failed)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Sync into a throw-away copy of the store and print what "
+                                 "a real run would do per folder; nothing is written, sent or appended."),
     workers: int = typer.Option(1, "--workers", min=0, help="Parser processes (0 parses in the daemon itself)."),
 ) -> None:
     """Run the daemon: sync every mailbox (IDLE where possible) until SIGTERM."""
     from inboxd import daemon
+    from inboxd.cli_ops import print_cycle, sync_progress
 
     settings = _ctx(ctx).settings
     setup_logging(settings)
-    if once:
-        report = daemon.run_once(settings, workers=workers)
+    if once or dry_run:
+        with sync_progress() as progress:
+            report = daemon.run_once(settings, workers=workers, progress=progress, dry_run=dry_run)
+        if dry_run:
+            print_cycle(report, settings)
         for name in report.failed:
             typer.echo(f"inboxd: mailbox {name} failed: {report.statuses[name].error}", err=True)
+        for name, st in report.statuses.items():
+            for warning in st.warnings:
+                typer.echo(f"inboxd: warning: mailbox {name}: {warning}", err=True)
         raise typer.Exit(1 if report.failed else 0)
-    daemon.run_forever(settings, workers=workers)
+    from inboxd.progress import LogProgress
+
+    daemon.run_forever(settings, workers=workers, progress=LogProgress())
 
 
 @app.command("check-config")
@@ -182,7 +197,8 @@ def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--conn
         from inboxd import imap, sender
 
         for mb in settings.mailboxes:
-            failed |= not _report(f"imap {mb.name} ({mb.imap.host}:{mb.imap.port})", lambda mb=mb: imap.check_login(mb.imap))
+            failed |= not _report(f"imap {mb.name} ({mb.imap.host}:{mb.imap.port})", lambda mb=mb: imap.check_login(
+                mb.imap, mb.imap.folders + ((mb.imap.sent_folder,) if mb.imap.sent_folder else ())))
         servers = {}
         for mb in settings.mailboxes:
             smtp = settings.smtp_for(mb)
@@ -465,10 +481,20 @@ def unassign(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = Json
 
 
 @app.command()
-def status(ctx: typer.Context, ticket_id: str = TicketId,
-           new_status: str = typer.Argument(..., metavar="STATUS", help="new, open, pending, solved or closed"),
+def status(ctx: typer.Context,
+           ticket_id: Optional[str] = typer.Argument(None, metavar="[ID]", autocompletion=_complete_ids),
+           new_status: Optional[str] = typer.Argument(None, metavar="[STATUS]",
+                                                      help="new, open, pending, solved or closed"),
            as_json: bool = JsonOpt) -> None:
-    """Move a ticket through its lifecycle: new → open → pending → solved → closed."""
+    """Without arguments: the daemon's health per mailbox and folder.  With ID STATUS: move a
+    ticket through its lifecycle (new → open → pending → solved → closed)."""
+    if ticket_id is None:
+        from inboxd.cli_ops import show_status
+
+        show_status(_ctx(ctx), as_json)
+        return
+    if new_status is None:
+        raise UserError("give a ticket ID and a STATUS, or nothing for the daemon's health")
     r = _workflow_call(_ctx(ctx).workflow().set_status, ticket_id, new_status)
     _done(r, as_json, f"{ticket_id} is now {new_status}")
 
@@ -759,3 +785,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"inboxd: internal error: {type(exc).__name__}: {exc}\n")
         sys.exit(70)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+# The operator's commands (status, audit, quarantine show/retry) register themselves on `app`.
+from inboxd import cli_ops  # noqa: E402,F401

@@ -1,7 +1,9 @@
 """Run inboxd: every mailbox's poller together, once or until told to stop.
 
 `run_once` is one full cycle (sync everything new, send what is due, put
-the Sent copies in place) and reports which mailboxes failed.
+the Sent copies in place) and reports which mailboxes failed.  `dry_run`
+is the same sync against a throw-away copy of the store, with nothing sent
+and nothing appended: what a first start would do, counted per folder.
 `run_forever` gives each mailbox its own thread with its own connection,
 IDLE and back-off, so a mailbox that cannot log in never delays the others,
 plus one thread that drains the outbox; it stops cleanly on SIGTERM or
@@ -11,39 +13,86 @@ then the threads are joined.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
+import tempfile
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from inboxd.config import Settings
 from inboxd.db import open_store
-from inboxd.imap import MailboxPoller, MailboxStatus
+from inboxd.imap import MailboxPoller, MailboxStatus, Progress
 from inboxd.jobs import Duties
 from inboxd.policies import load_policies
 from inboxd.sender import Sender
+from inboxd.ingest import BatchResult
 from inboxd.store import StoreSink
 
 log = logging.getLogger("inboxd.daemon")
 
 
-@dataclass(frozen=True)
+# A poller whose heartbeat is older than this is stuck (every step of a
+# healthy one beats: each batch, each second of IDLE, each back-off tick).
+STALL_SECONDS = 300.0
+
+
+@dataclass
 class CycleReport:
     statuses: dict[str, MailboxStatus]
+    # (mailbox, folder) -> what was done there, batch results added up.
+    folders: dict[tuple[str, str], BatchResult] = field(default_factory=dict)
+    messages: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[str]:
         return [name for name, st in self.statuses.items() if not st.ok]
 
 
-def run_once(settings: Settings, *, workers: int = 1) -> CycleReport:
+class _Tally:
+    """Adds up the batch results per folder, for the cycle report and the dry run."""
+
+    def __init__(self, report: CycleReport, then: Callable[[Progress], None] | None = None):
+        self.report, self.then, self.lock = report, then, threading.Lock()
+
+    def __call__(self, p: Progress) -> None:
+        with self.lock:
+            key = (p.mailbox, p.folder)
+            self.report.messages[key] = p.done
+            if p.result is not None:
+                self.report.folders.setdefault(key, BatchResult()).add(p.result)
+        if self.then is not None:
+            self.then(p)
+
+
+def start_line(settings: Settings, mode: str) -> str:
+    """The first log line: which inboxd, which config, which store, which mailboxes."""
+    from sqlalchemy.engine import make_url
+
+    from inboxd import __version__
+
+    store = make_url(settings.store.url).render_as_string(hide_password=True)
+    names = ", ".join(m.name for m in settings.mailboxes)
+    return f"inboxd {__version__} starting ({mode}): config {settings.path}, store {store}, mailboxes {names}"
+
+
+def run_once(settings: Settings, *, workers: int = 1, progress: Callable[[Progress], None] | None = None,
+             dry_run: bool = False) -> CycleReport:
+    if dry_run:
+        return _dry_run(settings, workers=workers, progress=progress)
+    log.info("%s", start_line(settings, "once"))
     engine = open_store(settings.store.url)
     sink = StoreSink(engine, settings, workers=workers)
+    report = CycleReport({})
+    tally = _Tally(report, progress)
     try:
-        pollers = [MailboxPoller(mb, sink) for mb in settings.mailboxes]
+        pollers = [MailboxPoller(mb, sink, progress=tally) for mb in settings.mailboxes]
         threads = [threading.Thread(target=p.run_once, name=f"poll-{p.mailbox.name}") for p in pollers]
         for t in threads:
             t.start()
@@ -56,25 +105,70 @@ def run_once(settings: Settings, *, workers: int = 1) -> CycleReport:
         for p in pollers:
             if p.status.ok:
                 p.append_copies_once()
-        return CycleReport({p.mailbox.name: p.status for p in pollers})
+        report.statuses.update({p.mailbox.name: p.status for p in pollers})
+        return report
     finally:
         sink.close()
         engine.dispose()
 
 
-def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event | None = None) -> None:
+def _dry_run(settings: Settings, *, workers: int, progress: Callable[[Progress], None] | None) -> CycleReport:
+    """A full sync into a copy of the store that is thrown away: nothing is
+    sent, nothing appended, and the real store is only read.
+
+    The copy runs exactly the code a real start runs (history cut-offs,
+    threading, rules, acknowledgement decisions against the real budget), so
+    its counts are what a real run would do now.
+    """
+    from sqlalchemy.engine import make_url
+
+    from inboxd.db import copy_store
+
+    url = make_url(settings.store.url)
+    if url.get_backend_name() != "sqlite":
+        raise NotImplementedError("--dry-run needs a SQLite store")
+    with tempfile.TemporaryDirectory(prefix="inboxd-dry-run-") as tmp:
+        copy = Path(tmp) / "dry-run.db"
+        source = Path(url.database) if url.database else None
+        if source is not None and source.exists():
+            copy_store(source, copy)
+        store = dataclasses.replace(settings.store, url=f"sqlite:///{copy}", data_dir=Path(tmp) / "var")
+        trial = dataclasses.replace(settings, store=store)
+        engine = open_store(trial.store.url)
+        sink = StoreSink(engine, trial, workers=workers)
+        report = CycleReport({})
+        tally = _Tally(report, progress)
+        try:
+            pollers = [MailboxPoller(mb, sink, progress=tally) for mb in trial.mailboxes]
+            # Sent copies are appended by the real run only.
+            sink.pending_copies = lambda mailbox: []
+            threads = [threading.Thread(target=p.run_once, name=f"dry-{p.mailbox.name}") for p in pollers]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            report.statuses.update({p.mailbox.name: p.status for p in pollers})
+            return report
+        finally:
+            sink.close()
+            engine.dispose()
+
+
+def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event | None = None,
+                progress: Callable[[Progress], None] | None = None) -> None:
     stop = stop or threading.Event()
     _stop_on_signals(stop)
     policies = load_policies(settings)  # A broken policy section stops start-up, not a duty later.
     engine = open_store(settings.store.url)
     sink = StoreSink(engine, settings, workers=workers)
-    pollers = [MailboxPoller(mb, sink, stop) for mb in settings.mailboxes]
+    pollers = [MailboxPoller(mb, sink, stop, progress=progress) for mb in settings.mailboxes]
     by_name = {p.mailbox.name: p for p in pollers}
     sender = Sender(engine, settings, on_sent=lambda name: by_name[name].wake.set())
     threads = [threading.Thread(target=p.run_forever, name=f"poll-{p.mailbox.name}", daemon=True)
                for p in pollers]
     threads.append(threading.Thread(target=_send_forever, args=(sender, sink.nudge, settings, stop),
                                     name="sender", daemon=True))
+    threads.append(threading.Thread(target=_watch, args=(pollers, stop), name="watchdog", daemon=True))
     duties = Duties(engine, settings)
 
     def run_duties() -> None:
@@ -91,7 +185,7 @@ def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event |
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(run_duties, "interval", seconds=policies.scheduler.interval.total_seconds(),
                       max_instances=1, coalesce=True, next_run_time=datetime.now(UTC), id="duties")
-    log.info("inboxd started with %d mailbox(es)", len(pollers))
+    log.info("%s", start_line(settings, "daemon"))
     for t in threads:
         t.start()
     scheduler.start()
@@ -107,6 +201,20 @@ def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event |
         sink.close()
         engine.dispose()
         log.info("inboxd stopped")
+
+
+def _watch(pollers: list[MailboxPoller], stop: threading.Event, stall: float = STALL_SECONDS) -> None:
+    """Notice a poller that made no progress for `stall` seconds, say so, and
+    break its connection so that it reconnects (a thread cannot be killed,
+    but its blocked I/O can be ended)."""
+    while not stop.wait(min(10.0, stall / 4)):
+        for p in pollers:
+            idle = time.monotonic() - p.heartbeat
+            if idle > stall:
+                log.error("%s: no progress for %.0f s; breaking its connection so it reconnects",
+                          p.mailbox.name, idle)
+                p.beat()
+                p.abort()
 
 
 def _send_forever(sender: Sender, nudge: threading.Event, settings: Settings, stop: threading.Event) -> None:

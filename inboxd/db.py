@@ -157,6 +157,22 @@ def migrate(engine: Engine) -> None:
                 raw.execute("PRAGMA foreign_keys=ON")
 
 
+def copy_store(source: Path, dest: Path) -> None:
+    """A consistent copy of a SQLite store, taken online with SQLite's backup API."""
+    import sqlite3
+
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        dst = sqlite3.connect(dest)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    os.chmod(dest, 0o600)
+
+
 def open_store(url: str, *, create: bool = True) -> Engine:
     """The engine for a migrated, ready store (`NoStore` if `create` is false and there is none)."""
     engine = create_store_engine(url, create=create)

@@ -33,7 +33,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
@@ -43,7 +43,7 @@ from inboxd.bounces import Bounce, detect_bounce
 from inboxd.compose import Outgoing, ticket_ref_from_message_id
 from inboxd.config import AgentSettings, Settings
 from inboxd.db import db_time
-from inboxd.message import InboundMessage, MalformedMessage, extract_message_id
+from inboxd.message import InboundMessage, MalformedMessage, clean_text, content_hash, extract_message_id
 from inboxd.quotes import reply_text
 from inboxd.rules import AckContext, is_automatic, loop_header_value, may_auto_reply
 from inboxd.templates import Templates
@@ -149,6 +149,8 @@ class Delivery:
     csat: tuple[int, int, str] | None = None      # (csat row id, rating, comment)
     sighted: bool = False         # a sighting row accounts for this UID
     acked: bool = False
+    # The Message-ID a different, earlier mail holds already (see skip_duplicate).
+    reused_id: str = ""
 
 
 class Filer:
@@ -162,6 +164,7 @@ class Filer:
         self.own_domains = frozenset(m.domain for m in settings.mailboxes)
         self.policies = load_policies(settings)
         self.max_attachment = settings.store.max_attachment_bytes
+        self.last_reason = ""     # why the last message quarantined was (see refile)
         # Parsing inline (no worker) saves attachments the same way the worker does.
         self.parse = parse or (lambda raw: parse_one(raw, self.max_attachment, settings.store.data_dir))
 
@@ -234,7 +237,10 @@ class Filer:
         """
         message_id = d.msg.message_id if d.msg else extract_message_id(d.raw)
         reason = clean_text(reason)[:2000]
-        log.warning("<%s> quarantined from %s/%s uid %d: %s", message_id or "", d.mailbox, d.folder, d.uid, reason)
+        self.last_reason = reason
+        # The parser's ids are clean already; the log line must be, whatever the id.
+        shown = clean_text(message_id) if isinstance(message_id, str) else ""
+        log.warning("<%s> quarantined from %s/%s uid %d: %s", shown, d.mailbox, d.folder, d.uid, reason)
         cur.execute("SAVEPOINT quarantine")
         try:
             keep_raw(self, cur, d)
@@ -247,7 +253,7 @@ class Filer:
         except Exception as exc:
             cur.execute("ROLLBACK TO quarantine")
             log.error("<%s> %s/%s uid %d: the quarantine row failed too (%s); keeping the raw bytes alone",
-                      message_id or "", d.mailbox, d.folder, d.uid, _failure_reason(exc))
+                      shown, d.mailbox, d.folder, d.uid, clean_text(_failure_reason(exc)))
             try:
                 quarantine_bare(cur, d.mailbox, d.folder, d.uidvalidity, d.uid, d.raw, d.arrived, d.now,
                                 f"unreadable: {type(exc).__name__}")
@@ -257,7 +263,7 @@ class Filer:
                 raise
         cur.execute("RELEASE quarantine")
 
-    def quarantine_alone(self, conn: Connection, batch: Batch, now: datetime, reason: str) -> BatchResult:
+    def quarantine_alone(self, conn: Connection, batch: Batch, now: datetime, error: BaseException) -> BatchResult:
         """File a one-message batch that broke its whole transaction, even when split
         down to itself: only its raw bytes, a bare quarantine row and the checkpoint.
 
@@ -268,7 +274,7 @@ class Filer:
         cur = conn.connection.driver_connection.cursor()
         try:
             quarantine_bare(cur, batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw,
-                            fetched.arrived, now, clean_text(reason)[:2000])
+                            fetched.arrived, now, clean_text(f"unreadable: {_failure_reason(error)}")[:2000])
             self.save_checkpoint(cur, batch, now)
         finally:
             cur.close()
@@ -282,6 +288,26 @@ class Filer:
             " last_uid = excluded.last_uid, synced_at = excluded.synced_at",
             (batch.mailbox, batch.folder, batch.uidvalidity, batch.last_uid, db_time(now)),
         )
+
+    def refile(self, conn: Connection, place: tuple[str, str, int, int], raw: bytes, arrived: datetime | None,
+               history_before: datetime | None, now: datetime) -> tuple[BatchResult, str]:
+        """Run one quarantined message through the pipeline again (Mailman's
+        unshunt), on `conn` inside the caller's write transaction.
+
+        Returns the result and, when it failed again, the new reason; the
+        caller removes the quarantine row only on success.
+        """
+        mailbox, folder, uidvalidity, uid = place
+        result = BatchResult()
+        cur = conn.connection.driver_connection.cursor()
+        try:
+            d = Delivery(mailbox, folder, uidvalidity, uid, raw, now, arrived=arrived, history_before=history_before)
+            self.last_reason = ""
+            self.deliver(cur, d, result)
+            reason = self.last_reason if result.quarantined else ""
+        finally:
+            cur.close()
+        return result, reason
 
     def allocate_ref(self, cur: sqlite3.Cursor) -> tuple[int, str]:
         # The write lock is held (BEGIN IMMEDIATE), so max()+1 cannot race.
@@ -377,17 +403,90 @@ def parse(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 
 def skip_duplicate(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """A mail we already hold (another mailbox, a resync, the Sent copy of
-    our own mail) only adds a sighting."""
-    row = cur.execute("SELECT id FROM message WHERE message_key = ?", (d.key,)).fetchone()
+    our own mail) only adds a sighting.
+
+    "Already hold" is the same Message-ID and the same content: the body and
+    the significant headers (`message.content_hash`), so the copies of one
+    mail in two mailboxes are one message although servers gave them
+    different trace headers.  A different mail that reuses a stored
+    Message-ID is a message of its own under a derived key, "<id>#<16 hex
+    digits of its content hash>", which is also its stored message_id.  So
+    lookups by Message-ID (threading, bounces) keep finding the first mail
+    only, replies that name the id keep going to the first mail's ticket,
+    and the newcomer threads by its own In-Reply-To, References and subject
+    tag.  `note_reused_id` records it on its ticket.
+    """
+    row = cur.execute("SELECT id, direction, raw_sha256 FROM message WHERE message_key = ?", (d.key,)).fetchone()
+    if row is not None and not _same_content(cur, d, direction=row[1], raw_sha256=row[2]):
+        reused = d.msg.message_id
+        d.key = f"{d.key}#{content_hash(d.raw)[:16]}"
+        d.msg = replace(d.msg, message_id=d.key)
+        d.reused_id = reused
+        row = cur.execute("SELECT id FROM message WHERE message_key = ?", (d.key,)).fetchone()
+        if row is None:
+            log.warning("<%s> reused by a different mail in %s/%s uid %d; filed as <%s>",
+                        reused, d.mailbox, d.folder, d.uid, d.key)
     if row is not None:
         d.message_pk = row[0]
         record_sighting(filer, cur, d)
-        raise Done
+        raise Done("already filed")
     if d.msg.message_id and cur.execute(
         "SELECT 1 FROM outbox WHERE message_id = ?", (d.msg.message_id,)
     ).fetchone():
         # A relayed reply: the agent's own mail is the stored message already.
-        raise Done
+        raise Done("our own outgoing mail")
+
+
+def _same_content(cur: sqlite3.Cursor, d: Delivery, *, direction: str, raw_sha256: str) -> bool:
+    """Whether the stored message under d.key is this very mail."""
+    if raw_sha256 == d.sha256 or d.key.startswith("sha256:"):
+        return True
+    if direction != "in":
+        # Our own mail (its stored bytes are a description, not the mail)
+        # or the team's: a copy in a Sent folder is a sighting, as always,
+        # and mail claiming one of our Message-IDs must stay ours for the
+        # loop rules.
+        return True
+    stored = cur.execute("SELECT data FROM rawmessage WHERE sha256 = ?", (raw_sha256,)).fetchone()
+    if stored is None:
+        # Nothing to compare with: keep the old rule, one Message-ID one message.
+        return True
+    return content_hash(stored[0]) == content_hash(d.raw)
+
+
+def note_reused_id(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """A mail that reused a stored Message-ID says so in its ticket's history."""
+    if not d.reused_id:
+        return
+    first = cur.execute(
+        "SELECT t.ref FROM message m JOIN ticket t ON t.id = m.ticket_id WHERE m.message_key = ?",
+        (d.reused_id,)).fetchone()
+    _event(cur, d, "message-id-reused", {
+        "message_id": d.reused_id, "stored_as": d.key, "first_ticket": first[0] if first else None,
+        "reason": "a different mail (other content) already has this Message-ID",
+    })
+
+
+def quarantine_bare(cur: sqlite3.Cursor, mailbox: str, folder: str, uidvalidity: int, uid: int, raw: bytes,
+                    arrived: datetime | None, now: datetime, reason: str) -> None:
+    """A quarantine row that cannot fail for the mail's sake: its raw bytes, their
+    hash, the place and a reason of our own; nothing read from the mail."""
+    sha256 = hashlib.sha256(raw).hexdigest()
+    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)", (sha256, len(raw), raw))
+    cur.execute(
+        "INSERT OR IGNORE INTO quarantine (mailbox, folder, uidvalidity, uid, message_id, reason, raw_sha256, at,"
+        " arrived_at) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+        (mailbox, folder, uidvalidity, uid, reason, sha256, db_time(now), db_time(arrived)),
+    )
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """Why a message failed, in one line; never raises, though the error may quote the mail."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not fail the quarantine
+        text = "(no description)"
+    return text if isinstance(exc, Quarantined | MalformedMessage) else f"{type(exc).__name__}: {text}"
 
 
 def classify(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
@@ -793,6 +892,7 @@ PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
     thread,
     open_or_update_ticket,
     store_message,
+    note_reused_id,
     record_sighting,
     note_bounce,
     record_csat,
