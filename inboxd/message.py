@@ -6,6 +6,27 @@ charsets and parts are decoded here, because the modern policy is about three
 times slower.  When the fast path fails unexpectedly, ``mail-parser`` gets a
 second try; when that fails too, the message is quarantined through
 ``MalformedMessage``.
+
+Every string of an InboundMessage is text the store can hold: valid Unicode
+(no lone surrogates, which SQLite refuses to bind) and no NUL.  The stdlib
+parser hands 8-bit header bytes over as lone surrogates (surrogateescape);
+`clean_text` turns them back into text at the boundary, `parse_message`:
+
+* a run of such bytes that is valid UTF-8 becomes its characters (RFC 6532
+  allows UTF-8 in headers), so a Message-ID and a reply's In-Reply-To that
+  carry the same bytes still match;
+* every other undecodable byte becomes the visible escape ``\\xNN`` (a
+  backslash, "x" and two lower-case hex digits), and a NUL becomes
+  ``\\x00``; a stray surrogate from a codec becomes ``\\uXXXX``.
+
+The escape is reversible: ``\\xNN`` is byte NN, anything else is its UTF-8
+bytes.  In a Message-ID (and In-Reply-To, References) it is unambiguous,
+because RFC 5322 allows no backslash there.  Free text (subject, names, file
+names, body) is first decoded by charset as before (UTF-8, the declared
+charset, a guess); only bytes that no charset explains are escaped, the same
+way, instead of becoming U+FFFD.  NULs in free text are dropped, as they
+always were.  The raw bytes of every message are kept in the store
+(``rawmessage``), so nothing is lost either way.
 """
 
 from __future__ import annotations
@@ -16,7 +37,7 @@ import codecs
 import functools
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime, timezone
 from email.message import Message
 from email.parser import BytesParser
@@ -32,6 +53,8 @@ __all__ = [
     "AutoFacts",
     "InboundMessage",
     "MalformedMessage",
+    "clean_text",
+    "content_hash",
     "extract_message_id",
     "parse_message",
 ]
@@ -261,7 +284,9 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
     guess = _guess(data)
     if guess is not None:
         return guess[1]
-    return data.decode(chain[0] if chain else "utf-8", "replace")
+    # What no charset explains stays visible and reversible (see the module
+    # docstring) rather than becoming U+FFFD.
+    return data.decode(chain[0] if chain else "utf-8", "backslashreplace")
 
 
 def _str_bytes(value: str) -> bytes:
@@ -620,6 +645,103 @@ def _clean_text(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------
+# Storable text and content identity
+# ---------------------------------------------------------------------------
+
+_SURROGATES = re.compile("[\ud800-\udfff]+")
+
+
+def clean_text(value: str) -> str:
+    """`value` as text the store can hold: valid Unicode without NUL.
+
+    Bytes the parser could not decode (lone surrogates U+DC80..U+DCFF from
+    surrogateescape) become their characters where they are valid UTF-8 and
+    the visible escape ``\\xNN`` where not; NUL becomes ``\\x00`` and any
+    other lone surrogate ``\\uXXXX``.  The module docstring explains why
+    this is reversible.  Text that needs nothing is returned as it is.
+    """
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    if value.isascii() or _SURROGATES.search(value) is None:
+        return value
+    return _SURROGATES.sub(_surrogates_as_text, value)
+
+
+def _surrogates_as_text(match: re.Match[str]) -> str:
+    pieces: list[str] = []
+    pending = bytearray()
+    for char in match.group(0):
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:
+            # surrogateescape put byte (code - 0xDC00) here.
+            pending.append(code - 0xDC00)
+            continue
+        if pending:
+            pieces.append(pending.decode("utf-8", "backslashreplace"))
+            pending.clear()
+        pieces.append(f"\\u{code:04x}")
+    if pending:
+        pieces.append(pending.decode("utf-8", "backslashreplace"))
+    return "".join(pieces)
+
+
+def _storable(value):
+    """`value` (an InboundMessage or a part of one) with clean_text applied to every string in it."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, tuple):
+        items = tuple(_storable(item) for item in value)
+        return value if all(a is b for a, b in zip(items, value)) else items
+    if is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in fields(value):
+            old = getattr(value, f.name)
+            new = _storable(old)
+            if new is not old:
+                changes[f.name] = new
+        return replace(value, **changes) if changes else value
+    return value
+
+
+# The headers that make a mail what it is.  Trace headers (Received,
+# Delivered-To, X-Original-To, Return-Path) and whatever a server adds on
+# delivery differ between two deliveries of one mail, so they are left out.
+_CONTENT_HEADERS = frozenset((b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"in-reply-to",
+                              b"references"))
+
+
+def content_hash(raw: bytes) -> str:
+    """SHA-256 (hex) of a mail's body and significant headers, equal for two deliveries of one mail.
+
+    Line endings are normalised, folded headers unfolded, whitespace inside
+    a header value collapsed and trailing whitespace of the body ignored, so
+    servers that store CRLF or LF, or refold, give the same hash.  Works on
+    the bytes alone: it never fails on mail the parser cannot read.
+    """
+    data = _LEADING_BLANK_LINES.sub(b"", raw.replace(b"\r\n", b"\n"))
+    head, _, body = data.partition(b"\n\n")
+    found: list[tuple[bytes, bytes]] = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and found:
+            name, value = found[-1]
+            found[-1] = (name, value + b" " + line)
+            continue
+        name, colon, value = line.partition(b":")
+        if colon:
+            found.append((name.strip().lower(), value))
+    significant = sorted(
+        ((name, b" ".join(value.split())) for name, value in found if name in _CONTENT_HEADERS),
+        key=lambda item: item[0],
+    )
+    digest = hashlib.sha256()
+    for name, value in significant:
+        digest.update(name + b":" + value + b"\n")
+    digest.update(b"\n")
+    digest.update(body.rstrip())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------
 # Parsing
 # ---------------------------------------------------------------------------
 
@@ -804,12 +926,14 @@ def parse_message(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -
     """Parse raw RFC 822 bytes; raise MalformedMessage for mail that cannot be filed."""
     body = _check_shape(raw)
     try:
-        return _parse_fast(raw, body, max_attachment_bytes)
+        # The boundary: whatever either parser made of odd bytes, the store
+        # gets valid text (see clean_text).
+        return _storable(_parse_fast(raw, body, max_attachment_bytes))
     except MalformedMessage:
         raise
     except Exception as fast_error:  # noqa: BLE001 - any parser bug must become a quarantine
         try:
-            return _parse_with_mailparser(raw, body, max_attachment_bytes)
+            return _storable(_parse_with_mailparser(raw, body, max_attachment_bytes))
         except MalformedMessage:
             raise
         except Exception:  # noqa: BLE001
@@ -821,7 +945,11 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 def extract_message_id(raw: bytes) -> str | None:
-    """The Message-ID from a header-only scan, for logging a message that failed to parse; never raises."""
+    """The Message-ID from a header-only scan, for logging a message that failed to parse; never raises.
+
+    It is escaped as the parser escapes it (clean_text), so the quarantine
+    row can always be written and names the id the way a filed copy would.
+    """
     try:
         head = bytes(raw[:256 * 1024])
         end = _HEADER_END.search(head)
@@ -830,6 +958,7 @@ def extract_message_id(raw: bytes) -> str | None:
         match = _MESSAGE_ID_HEADER.search(head)
         if match is None:
             return None
-        return _first_id(match.group(1).decode("utf-8", "replace"))
+        message_id = _first_id(match.group(1).decode("utf-8", "surrogateescape"))
+        return clean_text(message_id) if message_id is not None else None
     except Exception:  # noqa: BLE001 - a logging helper must not fail the quarantine
         return None

@@ -13,9 +13,11 @@ import logging
 import multiprocessing
 import os
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -24,6 +26,7 @@ from inboxd.config import Settings
 from inboxd.db import reading, writing
 from inboxd.ingest import (Batch, BatchResult, Filer, FolderCheckpoint, begin_folder, read_checkpoint,
                            set_folder_state)
+from inboxd.message import extract_message_id
 from inboxd.worker import parse_many
 
 log = logging.getLogger("inboxd.store")
@@ -82,13 +85,82 @@ class StoreSink:
         return self.pool.submit(parse_many, [m.raw for m in batch.messages], self.max_attachment, self.settings.store.data_dir)
 
     def file(self, batch: Batch, prepared: Future | None) -> BatchResult:
-        parsed = prepared.result() if prepared is not None else None
-        with writing(self.engine) as conn:
-            result = self.filer.file_batch(conn, batch, self.clock(), parsed)
+        """File `batch` in one transaction with its checkpoint.
+
+        Each message already has its own savepoint and quarantine, so a
+        transaction that fails as a whole is an unexpected error.  It gets a
+        second try; a batch that fails twice is split in halves, each filed
+        in its own transaction with a checkpoint up to its own last UID,
+        down to the one message that breaks it, which is quarantined with
+        its raw bytes alone (`Filer.quarantine_alone`).  So one bad mail
+        never holds back the good mail behind it, and nothing is skipped:
+        if even that fails, the error goes up and the checkpoint stays
+        before the message.
+        """
+        parsed = self._parsed(batch, prepared)
+        try:
+            result = self._file_once(batch, parsed)
+        except Exception as exc:
+            if not batch.messages or _store_unusable(exc):
+                raise
+            log.warning("%s/%s: filing UIDs %s failed (%s); trying once more",
+                        batch.mailbox, batch.folder, _uids(batch), _describe(exc))
+            try:
+                result = self._file_once(batch, parsed)
+            except Exception as again:
+                if _store_unusable(again):
+                    raise
+                log.error("%s/%s: filing UIDs %s failed again (%s); splitting the batch to find the mail that"
+                          " breaks it", batch.mailbox, batch.folder, _uids(batch), _describe(again))
+                result = self._file_split(batch, parsed, again)
         if result.filed:
             # Filing may have queued mail (acknowledgements, relays).
             self.nudge.set()
         return result
+
+    def _parsed(self, batch: Batch, prepared: Future | None) -> list | None:
+        if prepared is None:
+            return None
+        try:
+            return prepared.result()
+        except Exception as exc:  # A crashed worker costs speed, not mail: parse inline.
+            log.warning("%s/%s: the parser worker failed on UIDs %s (%s); parsing in this process",
+                        batch.mailbox, batch.folder, _uids(batch), _describe(exc))
+            return None
+
+    def _file_once(self, batch: Batch, parsed: list | None) -> BatchResult:
+        with writing(self.engine) as conn:
+            return self.filer.file_batch(conn, batch, self.clock(), parsed)
+
+    def _file_split(self, batch: Batch, parsed: list | None, error: Exception) -> BatchResult:
+        """File a failed batch as two halves, splitting again what fails, in UID order."""
+        messages = list(batch.messages)
+        if len(messages) == 1:
+            fetched = messages[0]
+            log.error("<%s> %s/%s uid %d fails its transaction alone (%s); quarantining its raw bytes only",
+                      extract_message_id(fetched.raw) or "", batch.mailbox, batch.folder, fetched.uid,
+                      _describe(error))
+            with writing(self.engine) as conn:
+                return self.filer.quarantine_alone(conn, batch, self.clock(), error)
+        half = len(messages) // 2
+        # The first half's checkpoint is its own last UID; the second keeps
+        # the batch's, which may lie past its last message (expunged UIDs).
+        parts = [
+            (replace(batch, messages=messages[:half], last_uid=messages[half - 1].uid),
+             parsed[:half] if parsed is not None else None),
+            (replace(batch, messages=messages[half:]), parsed[half:] if parsed is not None else None),
+        ]
+        total = BatchResult()
+        for part, part_parsed in parts:
+            try:
+                total.add(self._file_once(part, part_parsed))
+            except Exception as exc:
+                if _store_unusable(exc):
+                    raise
+                log.warning("%s/%s: UIDs %s failed (%s); splitting them", part.mailbox, part.folder,
+                            _uids(part), _describe(exc))
+                total.add(self._file_split(part, part_parsed, exc))
+        return total
 
     def pending_copies(self, mailbox: str) -> list[tuple[int, bytes]]:
         with reading(self.engine) as conn:
@@ -99,3 +171,30 @@ class StoreSink:
     def copy_done(self, outbox_id: int) -> None:
         with writing(self.engine) as conn:
             conn.exec_driver_sql("UPDATE outbox SET copy_status = 'done' WHERE id = ?", (outbox_id,))
+
+
+# SQLite's primary result codes that say the store cannot be written right
+# now: SQLITE_BUSY, SQLITE_LOCKED (another writer), SQLITE_READONLY,
+# SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.  They are about the store, not
+# the mail: splitting the batch would only quarantine good mail.
+_STORE_TROUBLE = frozenset({5, 6, 8, 10, 13, 14})
+
+
+def _store_unusable(exc: BaseException) -> bool:
+    # SQLAlchemy wraps the driver's error; the raw cursor's is bare.
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlite_errorcode", None)
+    return isinstance(orig, sqlite3.Error) and code is not None and code & 0xFF in _STORE_TROUBLE
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:  # noqa: BLE001 - the error may quote the mail that broke it
+        return type(exc).__name__
+
+
+def _uids(batch: Batch) -> str:
+    if not batch.messages:
+        return "(none)"
+    return f"{batch.messages[0].uid}..{batch.messages[-1].uid}"
