@@ -64,6 +64,7 @@ class BatchSink(Protocol):
     def file(self, batch: Batch, prepared: Any) -> BatchResult: ...
     def folder_state(self, mailbox: str, folder: str, error: str | None, now: datetime) -> None: ...
     def pending_copies(self, mailbox: str) -> list[tuple[int, bytes]]: ...
+    def claim_copies(self, mailbox: str) -> list[tuple[int, bytes]]: ...
     def copy_done(self, outbox_id: int) -> None: ...
 
 
@@ -232,7 +233,10 @@ class MailboxPoller:
     def append_copies(self, client: IMAPClient) -> int:
         """Put a copy of each mail inboxd sent into the Sent folder, marked \\Seen."""
         folder = self.settings.sent_folder
-        copies = self.sink.pending_copies(self.mailbox.name) if folder else []
+        # Claimed, not just read, so another daemon on the store appends the
+        # others; looked for first, so a sink without copies (a dry run) claims nothing.
+        copies = self.sink.claim_copies(self.mailbox.name) if folder and self.sink.pending_copies(
+            self.mailbox.name) else []
         for outbox_id, data in copies:
             client.append(folder, data, flags=[b"\\Seen"])
             self.sink.copy_done(outbox_id)

@@ -232,7 +232,8 @@ class Outbox(SQLModel, table=True):
     """
 
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
-                      Index("ix_outbox_kind_created", "kind", "created_at"))
+                      Index("ix_outbox_kind_created", "kind", "created_at"),
+                      Index("ix_outbox_copy", "copy_status", "mailbox"))
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     mailbox: str
@@ -249,7 +250,10 @@ class Outbox(SQLModel, table=True):
     created_at: datetime
     sent_at: datetime | None = None
     # Whether the copy for the mailbox's Sent folder is still to be appended.
-    copy_status: str = "none"      # none | pending | done
+    # A poller claims it (pending, or claimed with an expired lease, becomes
+    # claimed) before the IMAP APPEND, so two daemons never both append it.
+    copy_status: str = "none"      # none | pending | claimed | done
+    copy_claimed_at: datetime | None = None
     # For mail composed at send time (acknowledgements): the arguments of
     # inboxd.compose.compose as JSON; `data` is filled in on the first attempt.
     spec: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from inboxd.config import Settings
-from inboxd.db import reading, writing
+from inboxd.db import db_time, reading, writing
 from inboxd.ingest import (Batch, BatchResult, Filer, FolderCheckpoint, begin_folder, read_checkpoint,
                            set_folder_state)
 from inboxd.message import extract_message_id
@@ -34,6 +34,13 @@ log = logging.getLogger("inboxd.store")
 # Below this many messages a batch is parsed inline: the round trip to the
 # worker process costs more than it saves.
 MIN_BATCH_FOR_WORKER = 8
+
+# Most copies claimed (and appended) in one go; far fewer than one
+# connection appends within the lease.
+COPY_CLAIM_LIMIT = 100
+# A copy to append: not claimed yet, or claimed longer than the lease ago.
+_CLAIMABLE_COPY = ("mailbox = ? AND status = 'sent' AND (copy_status = 'pending'"
+                   " OR (copy_status = 'claimed' AND copy_claimed_at <= ?))")
 
 
 def utcnow() -> datetime:
@@ -163,10 +170,33 @@ class StoreSink:
         return total
 
     def pending_copies(self, mailbox: str) -> list[tuple[int, bytes]]:
+        """Sent copies waiting to be appended (unclaimed, or claimed by a daemon that died); claims nothing."""
         with reading(self.engine) as conn:
             return [tuple(r) for r in conn.exec_driver_sql(
-                "SELECT id, data FROM outbox WHERE mailbox = ? AND status = 'sent' AND copy_status = 'pending'"
-                " ORDER BY id LIMIT 100", (mailbox,))]
+                f"SELECT id, data FROM outbox WHERE {_CLAIMABLE_COPY} ORDER BY id LIMIT {COPY_CLAIM_LIMIT}",
+                (mailbox, self._copy_lease_expired()))]
+
+    def claim_copies(self, mailbox: str, now: datetime | None = None) -> list[tuple[int, bytes]]:
+        """Claim the Sent copies to append now (compare-and-swap, like the sender's claim of a send).
+
+        Two daemons on one store each get different rows, so no copy is
+        appended twice.  A claim lasts the outbox lease: the copies of a
+        daemon that died mid-append are offered again after it (and one
+        whose APPEND had gone through may then appear twice; that window
+        is the lease's, as for sending).
+        """
+        now = now or self.clock()
+        with writing(self.engine) as conn:
+            rows = conn.exec_driver_sql(
+                "UPDATE outbox SET copy_status = 'claimed', copy_claimed_at = ?"
+                f" WHERE id IN (SELECT id FROM outbox WHERE {_CLAIMABLE_COPY} ORDER BY id LIMIT {COPY_CLAIM_LIMIT})"
+                " RETURNING id, data",
+                (db_time(now), mailbox, self._copy_lease_expired(now))).all()
+        # RETURNING gives no order; the Sent folder gets them in the order they were sent.
+        return sorted((row[0], row[1]) for row in rows)
+
+    def _copy_lease_expired(self, now: datetime | None = None) -> str:
+        return db_time((now or self.clock()) - self.settings.outbox.lease)
 
     def copy_done(self, outbox_id: int) -> None:
         with writing(self.engine) as conn:
