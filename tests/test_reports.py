@@ -286,6 +286,16 @@ def test_supervisor_gets_per_agent_section_and_every_format(store) -> None:
     assert "created 4" in table and "alice" in table
     html = run_report(store, "carol", fmt="html")
     assert "data:image/png;base64," in html and "cid:" not in html
+    assert ">Agents</h2>" in html and ">alice</td>" in html
+
+
+def test_html_report_without_the_per_agent_section(store) -> None:
+    # An agent never gets the section, and a supervisor can leave it out.
+    for actor, per_agent in (("alice", None), ("alice", False), ("carol", False)):
+        html = run_report(store, actor, fmt="html", per_agent=per_agent)
+        assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
+        assert "Helpdesk weekly report" in html and ">Agents</h2>" not in html, (actor, per_agent)
+    assert ">alice</td>" not in run_report(store, "alice", fmt="html", agent="alice")
 
 
 def test_export_roles_and_masking(store) -> None:

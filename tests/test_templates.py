@@ -186,3 +186,44 @@ def test_shipped_ack_requires_its_variables():
     del v["sla"]
     with pytest.raises(TemplateError, match=r"en/ack/body\.txt:\d+: error: 'sla' is undefined"):
         SHIPPED.render_ack(v, mailbox="support", language="en")
+
+
+def test_a_deployment_folder_overrides_the_shipped_templates_file_by_file(tmp_path):
+    from inboxd.config import SHIPPED_TEMPLATES
+
+    own = tmp_path / "own"
+    write(own, {"en/ack/body.txt": "Our own body for {{ customer.name }}\n", "macros/mine.txt": "mine\n"})
+    templates = Templates([own, SHIPPED_TEMPLATES])
+    subject, text, _ = templates.render_ack(variables(), mailbox="support", language="en")
+    assert text == "Our own body for Alice\n"
+    assert subject == SHIPPED.render_ack(variables(), mailbox="support", language="en")[0]  # inherited
+    # The shipped Chinese body is a better match for a zh mailbox than our English one.
+    assert templates.render_ack(variables(), mailbox="support", language="zh")[1] == \
+        SHIPPED.render_ack(variables(), mailbox="support", language="zh")[1]
+    assert templates.render_file("macros/mine.txt", {}) == "mine\n"
+    assert "Forgot password" in templates.render_file("macros/password_reset.txt", {
+        "ticket": {"id": "T-1", "subject": "Login", "requester": {"name": "Ann", "email": "ann@example.org"}},
+        "agent": {"name": "bob", "email": "bob@example.com"},
+        "mailbox": {"name": "support", "address": "support@example.com", "display_name": "Support"}})
+    with pytest.raises(TemplateError, match=rf"no template found \(looked for macros/none\.txt in {own}, "):
+        templates.render_file("macros/none.txt", {})
+
+
+def test_settings_search_the_deployment_folder_then_the_shipped_one(tmp_path):
+    from inboxd.config import SHIPPED_TEMPLATES, load_settings
+
+    path = tmp_path / "inboxd.toml"
+    path.write_text('[[mailboxes]]\nname = "support"\naddress = "support@example.com"\n'
+                    '[mailboxes.imap]\nhost = "imap.example.com"\nusername = "support"\n')
+    assert load_settings(path).template_dirs == (SHIPPED_TEMPLATES,)
+    (tmp_path / "templates").mkdir()
+    assert load_settings(path).template_dirs == (tmp_path / "templates", SHIPPED_TEMPLATES)
+    path.write_text(path.read_text() + '[templates]\ndir = "elsewhere"\n')
+    assert load_settings(path).template_dirs == (tmp_path / "elsewhere", SHIPPED_TEMPLATES)
+
+
+def test_a_macro_template_name_cannot_leave_the_template_folders(tmp_path):
+    (tmp_path / "secret.txt").write_text("secret\n")
+    templates = write(tmp_path / "root", {"macros/ok.txt": "ok\n"})
+    with pytest.raises(TemplateError, match="no template found"):
+        templates.render_file("macros/../../secret.txt", {})
