@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -322,19 +321,15 @@ def test_never_raises_on_odd_input() -> None:
     assert reply_text(None) is None  # type: ignore[arg-type]
 
 
-def test_speed_of_a_typical_body() -> None:
+def test_a_typical_body_keeps_the_new_part() -> None:
+    # The body bench/quotes.py times (the aim is 0.2 ms a call); here only what is cut.
     body = ("Hello team, the printer on floor 3 is jammed again. " * 6 + "\n") * 4
     body += "\nOn Tue, Jan 2, 2024 at 10:00 AM Support <support@example.com> wrote:\n"
     body += ("> We have sent a technician; please let us know if it happens again.\n") * 12
     assert 1800 < len(body.encode()) < 2600
-    reply_text(body)
-    rounds = 500
-    start = time.perf_counter()
-    for _ in range(rounds):
-        reply_text(body)
-    per_call_ms = (time.perf_counter() - start) / rounds * 1000
-    print(f"\nreply_text on a {len(body.encode())} B body: {per_call_ms:.3f} ms")
-    assert per_call_ms < 0.5  # Aim is 0.2 ms; the margin absorbs slow, shared CI machines.
+    new = reply_text(body)
+    assert new.count("jammed again.") == 24
+    assert "wrote:" not in new and "technician" not in new
 
 
 # --- Corpus score ----------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import timeit
 import tomllib
 from typing import Any
 
@@ -385,9 +384,10 @@ def test_facts_for_message_skips_inline_parts() -> None:
                         ("text/plain",), frozenset(), "normal", None)
 
 
-# --- Speed: the brief asks for 10 rules on a message in under 50 µs.
+# --- Ten rules of every kind on one message.  Their speed (the brief asks for
+# under 50 µs) is measured by bench/routing.py, never asserted here.
 
-def test_ten_rules_evaluate_fast() -> None:
+def test_ten_rules_of_every_kind_decide_together() -> None:
     ruleset = rules(
         {"name": "vip", "if": {"group": ["vip"]}, "then": {"priority": "urgent"}},
         {"name": "billing-box", "if": {"mailbox": "billing"}, "then": {"team": "billing"}},
@@ -401,9 +401,11 @@ def test_ten_rules_evaluate_fast() -> None:
         {"name": "all", "if": {"priority": ["normal"], "has_attachment": True}, "then": {"tags": ["any"]}},
     )
     message = facts(body="Hello,\n\nmy invoice is wrong. " + "Some more text about the problem. " * 60)
-    assert len(ruleset.evaluate(message)) == 7
-    runs = 2000
-    best = min(timeit.repeat(lambda: ruleset.evaluate(message), number=runs, repeat=5)) / runs
-    print(f"10 rules on a {len(message.body)}-character message: {best * 1e6:.1f} µs per evaluation")
-    assert best < 50e-6
+    decisions = ruleset.evaluate(message)
+    assert [d.rule for d in decisions] == ["vip", "refund", "order", "invoice", "urgent-hdr", "pdf", "all"]
+    outcome = merge(decisions)
+    # The later rule's priority wins; tags accumulate in rule order.
+    assert outcome.priority == "high"
+    assert outcome.tags == ("refund", "order", "invoice", "pdf", "any")
+    assert (outcome.team, outcome.sla) == (None, None)
 
