@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 
 import pytest
 
@@ -16,20 +15,19 @@ def messages(config) -> int:
     return db_count(config, "select count(*) from message")
 
 
-def test_idle_new_mail_becomes_a_ticket_within_two_seconds(tmp_path, dovecot, imap_user):
+def test_idle_new_mail_becomes_a_ticket_without_a_poll(tmp_path, dovecot, imap_user):
+    # With polling every 300 s, only IDLE can bring these mails in before the
+    # (generous) deadlines below.  How fast it is, bench/idle.py measures.
     config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], poll_interval=300)
     dovecot.append(imap_user, "INBOX", make_mail(subject="Warm-up"))
     daemon = start_daemon(config, tmp_path / "daemon.log")
     try:
         wait_until(lambda: messages(config) == 1, what="the first sync")
-        time.sleep(1.0)  # Let the poller settle into IDLE.
-        latencies = []
         for i in range(3):
-            start = time.monotonic()
+            # Each mail is appended while the daemon waits in IDLE, as the server sees it.
+            wait_until(lambda: dovecot.idling(imap_user) == 1, timeout=60, what="the daemon to wait in IDLE")
             dovecot.append(imap_user, "INBOX", make_mail(subject=f"Urgent {i}"))
-            wait_until(lambda: messages(config) == 2 + i, timeout=10, interval=0.02, what="the IDLE pickup")
-            latencies.append(time.monotonic() - start)
-        assert max(latencies) < 2.0, latencies
+            wait_until(lambda: messages(config) == 2 + i, timeout=60, interval=0.02, what="the IDLE pickup")
     finally:
         assert stop_daemon(daemon) == 0, (tmp_path / "daemon.log").read_text()[-3000:]
     # SIGTERM is a clean stop.
@@ -77,7 +75,9 @@ def test_server_restart_under_a_running_daemon(tmp_path, private_dovecot, how):
             dovecot.stop()
         else:
             dovecot.kill()
-        time.sleep(2.0)  # The daemon notices and starts backing off.
+        # The daemon notices the server is gone and starts backing off.
+        wait_until(lambda: "reconnecting" in (tmp_path / "daemon.log").read_text(), timeout=60,
+                   what="the daemon to notice the server is gone")
         dovecot.start()
         for i in range(3):
             dovecot.append("support", "INBOX", make_mail(subject=f"While it was down {i}"))

@@ -45,6 +45,9 @@ _CONFIG = """\
 # with the system's /etc/dovecot.
 protocols = imap
 listen = {host}
+# Process titles name each session's user and current command, so tests can
+# see a client waiting in IDLE (Dovecot.idling) instead of sleeping.
+verbose_proctitle = yes
 base_dir = {run_dir}
 state_dir = {state_dir}
 instance_name = {instance}
@@ -416,6 +419,22 @@ class Dovecot:
                     chunk = []
             if chunk:
                 _multiappend(imap, folder, chunk)
+
+    def idling(self, user: str) -> int:
+        """How many of `user`'s IMAP sessions are waiting in IDLE right now.
+
+        Read from the session processes' titles ("imap [user 127.0.0.1 IDLE]"),
+        which Dovecot updates as each command starts and ends.
+        """
+        if self._proc is None:
+            return 0
+        wanted = f"/imap [{user} ".encode()
+        count = 0
+        for pid in _live_members(self._proc.pid):
+            with contextlib.suppress(OSError):
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+                count += wanted in title and title.endswith(b" IDLE]")
+        return count
 
     def uidvalidity(self, user: str, folder: str) -> int:
         return self._status(user, folder)["UIDVALIDITY"]
