@@ -662,9 +662,15 @@ def clean_text(value: str) -> str:
     """
     if "\x00" in value:
         value = value.replace("\x00", "\\x00")
-    if value.isascii() or _SURROGATES.search(value) is None:
+    if value.isascii():
         return value
-    return _SURROGATES.sub(_surrogates_as_text, value)
+    try:
+        # Encoding is the quickest test for lone surrogates (a regex search
+        # over a long CJK body costs ten times more).
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATES.sub(_surrogates_as_text, value)
+    return value
 
 
 def _surrogates_as_text(match: re.Match[str]) -> str:
@@ -692,15 +698,24 @@ def _storable(value):
     if isinstance(value, tuple):
         items = tuple(_storable(item) for item in value)
         return value if all(a is b for a, b in zip(items, value)) else items
-    if is_dataclass(value) and not isinstance(value, type):
+    names = _FIELD_NAMES.get(type(value))
+    if names is None:
+        # () for a type that is no dataclass (None, bool, int, datetime, bytes).
+        is_data = is_dataclass(value) and not isinstance(value, type)
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in fields(value)) if is_data else ()
+    if names:
         changes = {}
-        for f in fields(value):
-            old = getattr(value, f.name)
+        for name in names:
+            old = getattr(value, name)
             new = _storable(old)
             if new is not old:
-                changes[f.name] = new
+                changes[name] = new
         return replace(value, **changes) if changes else value
     return value
+
+
+# Field names per type, because dataclasses.fields() is slow on the hot path.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 # The headers that make a mail what it is.  Trace headers (Received,
