@@ -414,7 +414,12 @@ def skip_duplicate(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     lookups by Message-ID (threading, bounces) keep finding the first mail
     only, replies that name the id keep going to the first mail's ticket,
     and the newcomer threads by its own In-Reply-To, References and subject
-    tag.  `note_reused_id` records it on its ticket.
+    tag.  `note_reused_id` records it on its ticket.  (Its acknowledgement
+    names the derived id in In-Reply-To, which the sender's client does not
+    know: that costs only the threading of the acknowledgement there.)
+    Our own mail keeps the old rule, one Message-ID one message, so the loop
+    rules still recognise our ids; and content is compared against the
+    stored raw bytes, only when the raw bytes differ.
     """
     row = cur.execute("SELECT id, direction, raw_sha256 FROM message WHERE message_key = ?", (d.key,)).fetchone()
     if row is not None and not _same_content(cur, d, direction=row[1], raw_sha256=row[2]):
