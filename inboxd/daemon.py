@@ -92,12 +92,7 @@ def run_once(settings: Settings, *, workers: int = 1, progress: Callable[[Progre
     report = CycleReport({})
     tally = _Tally(report, progress)
     try:
-        pollers = [MailboxPoller(mb, sink, progress=tally) for mb in settings.mailboxes]
-        threads = [threading.Thread(target=p.run_once, name=f"poll-{p.mailbox.name}") for p in pollers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        pollers = _sync_all(settings, sink, tally)
         sender = Sender(engine, settings)
         sender.drain()
         Duties(engine, settings).run_due()
@@ -110,6 +105,18 @@ def run_once(settings: Settings, *, workers: int = 1, progress: Callable[[Progre
     finally:
         sink.close()
         engine.dispose()
+
+
+def _sync_all(settings: Settings, sink: StoreSink, progress: Callable[[Progress], None], *,
+              copies: bool = True) -> list[MailboxPoller]:
+    """One pass over every mailbox, each in its own thread; the pollers, with their status."""
+    pollers = [MailboxPoller(mb, sink, progress=progress, copies=copies) for mb in settings.mailboxes]
+    threads = [threading.Thread(target=p.run_once, name=f"poll-{p.mailbox.name}") for p in pollers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return pollers
 
 
 def _dry_run(settings: Settings, *, workers: int, progress: Callable[[Progress], None] | None) -> CycleReport:
@@ -139,14 +146,8 @@ def _dry_run(settings: Settings, *, workers: int, progress: Callable[[Progress],
         report = CycleReport({})
         tally = _Tally(report, progress)
         try:
-            pollers = [MailboxPoller(mb, sink, progress=tally) for mb in trial.mailboxes]
             # Sent copies are appended by the real run only.
-            sink.pending_copies = lambda mailbox: []
-            threads = [threading.Thread(target=p.run_once, name=f"dry-{p.mailbox.name}") for p in pollers]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            pollers = _sync_all(trial, sink, tally, copies=False)
             report.statuses.update({p.mailbox.name: p.status for p in pollers})
             return report
         finally:

@@ -177,13 +177,15 @@ class MailboxPoller:
 
     def __init__(self, mailbox: MailboxSettings, sink: BatchSink, stop: threading.Event | None = None, *,
                  progress: Callable[[Progress], None] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), copies: bool = True):
         self.mailbox = mailbox
         self.settings = mailbox.imap
         self.sink = sink
         self.stop = stop or threading.Event()
         self.progress = progress
         self.clock = clock
+        # Whether sent mail's copies are appended to the Sent folder (never in a dry run).
+        self.copies = copies
         # Set by the sender when mail went out, so its Sent copy is appended
         # without waiting for the next poll.
         self.wake = threading.Event()
@@ -266,7 +268,8 @@ class MailboxPoller:
         self.wake.clear()
         status = MailboxStatus(ok=True, synced=self.status.synced)
         try:
-            self.append_copies(client)
+            if self.copies:
+                self.append_copies(client)
         except Exception as exc:
             if _is_connection_error(exc):
                 raise
