@@ -32,7 +32,8 @@ TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply
 TEMPLATES_KEYS = ("dir",)
 STORE_KEYS = ("url", "data_dir", "max_attachment_bytes")
 TICKET_KEYS = ("id_format", "first_seq", "tag_format", "reopen_window")
-AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day")
+AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day", "per_domain_per_hour", "per_domain_per_minute",
+                  "shared_domains", "bounce_expiry")
 OUTBOX_KEYS = ("retry_base", "retry_max", "give_up_after", "lease", "interval", "sent_copy")
 LOG_KEYS = ("level", "file")
 PASSWORD_KEYS = ("password_env", "password_file", "password_command")
@@ -281,6 +282,10 @@ class AutoreplySettings:
     enabled: bool = True
     per_hour: int = 3
     per_day: int = 10
+    per_domain_per_hour: int = 30
+    per_domain_per_minute: int = 5
+    shared_domains: frozenset[str] = frozenset()
+    bounce_expiry: timedelta = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -505,11 +510,32 @@ def _tickets(table: _Table) -> TicketSettings:
     )
 
 
+# Mail providers whose one domain is shared by millions of unrelated people:
+# a per-domain ceiling there would turn real customers away, so only the
+# per-address budget applies to them.
+SHARED_MAIL_DOMAINS = (
+    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com",
+    "ymail.com", "icloud.com", "me.com", "mac.com", "aol.com", "proton.me", "protonmail.com", "gmx.com",
+    "gmx.de", "gmx.net", "web.de", "mail.com", "zoho.com", "yandex.ru", "mail.ru", "qq.com", "foxmail.com",
+    "163.com", "126.com", "yeah.net", "sina.com", "sina.cn", "sohu.com", "aliyun.com", "139.com",
+    "naver.com", "hanmail.net", "yahoo.co.jp",
+)
+_MAIL_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}")
+
+
 def _autoreply(table: _Table) -> AutoreplySettings:
+    shared = tuple(d.strip().lower() for d in table.strings("shared_domains", SHARED_MAIL_DOMAINS))
+    for domain in shared:
+        if not _MAIL_DOMAIN.fullmatch(domain):
+            table.fail("shared_domains", f"{domain!r} is not a domain name")
     return AutoreplySettings(
         enabled=table.boolean("enabled", True),
         per_hour=table.integer("per_hour", 3, low=0),
         per_day=table.integer("per_day", 10, low=0),
+        per_domain_per_hour=table.integer("per_domain_per_hour", 30, low=0),
+        per_domain_per_minute=table.integer("per_domain_per_minute", 5, low=0),
+        shared_domains=frozenset(shared),
+        bounce_expiry=table.duration("bounce_expiry", "30d"),
     )
 
 

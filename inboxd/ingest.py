@@ -687,15 +687,73 @@ def record_sighting(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 
 
 def note_bounce(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
-    """A permanent bounce marks the customer, so no more auto-replies go there."""
+    """A permanent bounce of our own mail marks the addresses it went to, so
+    no auto-replies go there until [autoreply] bounce_expiry has passed.
+
+    Anybody can send a mail that looks like a bounce.  So only a report about
+    a Message-ID in our outbox (mail we sent; its random part cannot be
+    guessed) marks anybody, and only the addresses that mail went to: a
+    forged report about mail we never sent, or naming someone else, cannot
+    silence a customer.  The history records what was marked, until when,
+    or why nothing was.
+    """
     if d.bounce is None or d.history:
         # An old bounce says nothing about the address today.
         return
     b = d.bounce
-    _event(cur, d, "bounce", {"recipients": list(b.recipients), "permanent": b.permanent, "reason": b.reason})
+    detail = {"recipients": list(b.recipients), "permanent": b.permanent, "reason": b.reason}
+    marked: list[str] = []
     if b.permanent:
-        for address in b.recipients:
-            cur.execute("UPDATE customer SET bouncing = 1, bounced_at = ? WHERE email = ?", (db_time(d.now), address))
+        marked, why = _bounced_addresses(cur, b)
+        detail["marked"] = marked
+        if marked:
+            detail["until"] = _iso(d.now + filer.settings.autoreply.bounce_expiry)
+        else:
+            detail["not_marked"] = why
+    _event(cur, d, "bounce", detail)
+    for address in marked:
+        cur.execute("UPDATE customer SET bouncing = 1, bounced_at = ? WHERE email = ?", (db_time(d.now), address))
+
+
+def _bounced_addresses(cur: sqlite3.Cursor, bounce: Bounce) -> tuple[list[str], str]:
+    """(the addresses this bounce may mark, why none when it is empty)."""
+    mid = bounce.original_message_id
+    if not mid:
+        return [], "the report names no Message-ID of ours"
+    sent = outbox.sent_to(cur, mid)
+    if sent is None:
+        return [], f"we sent no mail <{mid}>"
+    marked = sorted(set(bounce.recipients) & set(sent))
+    return marked, "" if marked else f"none of the failed addresses is one <{mid}> went to"
+
+
+def _ack_context(filer: Filer, cur: sqlite3.Cursor, mailbox, requester: str, now: datetime) -> AckContext:
+    """What the auto-reply rules need to know about the store: the budget's counts and a bounce mark."""
+    autoreply = filer.settings.autoreply
+    _key, domain = outbox.budget_key(requester)
+    # A shared provider's domain (gmail.com) is millions of people: no per-domain ceiling.
+    shared = domain in autoreply.shared_domains
+    counts = outbox.ack_counts(cur, requester, now, count_domain=not shared)
+    bounced = outbox.bouncing_since(cur, requester, now, autoreply.bounce_expiry)
+    return AckContext(
+        own_addresses=filer.own_addresses,
+        own_domains_for_ids=filer.own_domains,
+        loop_header_value=loop_header_value(mailbox.address),
+        sent_last_hour=counts.address_hour,
+        sent_last_day=counts.address_day,
+        budget_per_hour=autoreply.per_hour,
+        budget_per_day=autoreply.per_day,
+        sender_bouncing=bounced is not None,
+        domain=domain,
+        sent_domain_last_minute=counts.domain_minute,
+        sent_domain_last_hour=counts.domain_hour,
+        budget_domain_per_minute=None if shared else autoreply.per_domain_per_minute,
+        budget_domain_per_hour=None if shared else autoreply.per_domain_per_hour,
+    )
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def route(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
@@ -815,19 +873,7 @@ def acknowledge(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
         _event(cur, d, "no-ack", {"rule": "routing", "reason": "a routing rule suppressed the acknowledgement"})
         return
     ticket = outbox.load_ticket(cur, d.ticket_pk)
-    hour_ago, day_ago = outbox.budget_window(d.now)
-    bouncing = cur.execute("SELECT bouncing FROM customer WHERE email = ?", (ticket.requester,)).fetchone()
-    ctx = AckContext(
-        own_addresses=filer.own_addresses,
-        own_domains_for_ids=filer.own_domains,
-        loop_header_value=loop_header_value(mailbox.address),
-        sent_last_hour=outbox.auto_replies_sent(cur, ticket.requester, hour_ago),
-        sent_last_day=outbox.auto_replies_sent(cur, ticket.requester, day_ago),
-        budget_per_hour=filer.settings.autoreply.per_hour,
-        budget_per_day=filer.settings.autoreply.per_day,
-        sender_bouncing=bool(bouncing and bouncing[0]),
-    )
-    verdict = may_auto_reply(d.msg, ctx)
+    verdict = may_auto_reply(d.msg, _ack_context(filer, cur, mailbox, ticket.requester, d.now))
     if not verdict.allowed:
         _event(cur, d, "no-ack", {"rule": verdict.rule, "reason": verdict.reason})
         return

@@ -281,8 +281,8 @@ class Duties:
         excluded = sorted(set(tags) & set(csat.exclude_tags))
         if excluded:
             return f"tagged {', '.join(excluded)}"
-        if requester == "mailer-daemon" or cur.execute(
-                "SELECT 1 FROM customer WHERE email = ? AND bouncing = 1", (requester,)).fetchone():
+        if requester == "mailer-daemon" or outbox.bouncing_since(cur, requester, now,
+                                                                 self.settings.autoreply.bounce_expiry):
             return "the customer's address bounces"
         recent = cur.execute("SELECT max(sent_at) FROM csat WHERE customer = ?", (requester,)).fetchone()[0]
         if recent and parse_time(recent) > now - csat.min_interval:

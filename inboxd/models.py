@@ -233,7 +233,9 @@ class Outbox(SQLModel, table=True):
 
     __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
                       Index("ix_outbox_kind_created", "kind", "created_at"),
-                      Index("ix_outbox_copy", "copy_status", "mailbox"))
+                      Index("ix_outbox_copy", "copy_status", "mailbox"),
+                      Index("ix_outbox_ack_key", "ack_key", "created_at"),
+                      Index("ix_outbox_ack_domain", "ack_domain", "created_at"))
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     mailbox: str
@@ -257,6 +259,10 @@ class Outbox(SQLModel, table=True):
     # For mail composed at send time (acknowledgements): the arguments of
     # inboxd.compose.compose as JSON; `data` is filled in on the first attempt.
     spec: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # For acknowledgements, what the auto-reply budget counts: the recipient
+    # without +tag, in lower case, and its domain (inboxd.outbox.budget_key).
+    ack_key: str | None = None
+    ack_domain: str | None = None
 
 
 class Duty(SQLModel, table=True):

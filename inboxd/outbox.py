@@ -82,12 +82,62 @@ def enqueue(
     return cur.lastrowid
 
 
-def auto_replies_sent(cur: sqlite3.Cursor, address: str, since: datetime) -> int:
-    """How many automatic replies went (or are going) to `address` since then."""
-    return cur.execute(
-        "SELECT count(*) FROM outbox WHERE kind = 'ack' AND created_at >= ? AND recipients LIKE ?",
-        (db_time(since), f'%{json.dumps(address.lower())}%'),
-    ).fetchone()[0]
+def budget_key(address: str) -> tuple[str, str]:
+    """The address as the auto-reply budget counts it, and its domain.
+
+    "Bot+7@Bots.Example" counts as "bot@bots.example" at "bots.example": the
+    +tag goes (every major provider delivers bot+7@ to bot@) and the local
+    part is case-folded like the domain (RFC 5321 lets a server tell Bot@
+    from bot@; none does, and each spelling must not get a budget of its own).
+    """
+    local, _, domain = address.strip().rpartition("@")
+    return f"{local.split('+', 1)[0].casefold()}@{domain.lower()}", domain.lower()
+
+
+@dataclass(frozen=True)
+class AckCounts:
+    """Acknowledgements that went (or are queued) to one sender, by window."""
+
+    address_hour: int    # to the sender's address (any +tag, any case) in the last hour
+    address_day: int     # ... in the last 24 hours
+    domain_minute: int   # to any address at the sender's domain in the last minute
+    domain_hour: int     # ... in the last hour
+
+
+def ack_counts(cur: sqlite3.Cursor, address: str, now: datetime, *, count_domain: bool = True) -> AckCounts:
+    """What the auto-reply budget needs to know about `address`: two indexed lookups."""
+    key, domain = budget_key(address)
+    day, hour, minute = (db_time(now - span) for span in
+                         (timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)))
+    in_day, in_hour = cur.execute(
+        "SELECT count(*), coalesce(sum(created_at >= ?), 0) FROM outbox WHERE ack_key = ? AND created_at >= ?",
+        (hour, key, day)).fetchone()
+    in_domain_hour = in_domain_minute = 0
+    if count_domain:
+        in_domain_hour, in_domain_minute = cur.execute(
+            "SELECT count(*), coalesce(sum(created_at >= ?), 0) FROM outbox WHERE ack_domain = ? AND created_at >= ?",
+            (minute, domain, hour)).fetchone()
+    return AckCounts(in_hour, in_day, in_domain_minute, in_domain_hour)
+
+
+def bouncing_since(cur: sqlite3.Cursor, address: str, now: datetime, expiry: timedelta) -> str | None:
+    """When mail to `address` last bounced for good, while that mark is in force (within `expiry`)."""
+    row = cur.execute("SELECT bounced_at FROM customer WHERE email = ? AND bouncing = 1 AND bounced_at > ?",
+                      (address, db_time(now - expiry))).fetchone()
+    return row[0] if row else None
+
+
+def sent_to(cur: sqlite3.Cursor, message_id: str | None) -> tuple[str, ...] | None:
+    """The recipients of the mail we sent with `message_id`, or None when we sent no such mail.
+
+    A mail counts once it was handed to a server, or may have been (sent, or
+    left in sending by a crash); a queued or refused one cannot bounce.
+    """
+    if not message_id:
+        return None
+    row = cur.execute("SELECT recipients FROM outbox WHERE message_id = ? AND status IN ('sent', 'sending')",
+                      (message_id.strip().strip("<>"),)).fetchone()
+    return tuple(address.lower() for address in json.loads(row[0])) if row else None
 
 
 def ack_mail(
@@ -143,13 +193,15 @@ def enqueue_spec(cur: sqlite3.Cursor, *, ticket_pk: int | None, mailbox: Mailbox
     which stores them so every retry sends the very same bytes.
     """
     recipients = list(dict.fromkeys(address for _name, address in spec["to"]))
+    # An acknowledgement is counted by the auto-reply budget (see ack_counts).
+    key, domain = budget_key(recipients[0]) if kind == "ack" and recipients else (None, None)
     cur.execute(
         "INSERT INTO outbox (ticket_id, mailbox, kind, message_id, sender, recipients, data, status, attempts,"
-        " next_attempt_at, last_error, created_at, copy_status, spec)"
-        " VALUES (?, ?, ?, ?, ?, ?, x'', 'queued', 0, ?, '', ?, ?, ?)",
+        " next_attempt_at, last_error, created_at, copy_status, spec, ack_key, ack_domain)"
+        " VALUES (?, ?, ?, ?, ?, ?, x'', 'queued', 0, ?, '', ?, ?, ?, ?, ?)",
         (ticket_pk, mailbox.name, kind, spec["message_id"], spec["mailbox_address"], json.dumps(recipients),
          db_time(now), db_time(now), "pending" if sent_copy and mailbox.imap.sent_folder else "none",
-         json.dumps(spec, ensure_ascii=False)),
+         json.dumps(spec, ensure_ascii=False), key, domain),
     )
     return cur.lastrowid
 
@@ -186,10 +238,6 @@ def relay_mail(
         loop_value=loop_header_value(mailbox.address),
         now=now,
     )
-
-
-def budget_window(now: datetime) -> tuple[datetime, datetime]:
-    return now - timedelta(hours=1), now - timedelta(days=1)
 
 
 def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind: str, now: datetime,

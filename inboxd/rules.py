@@ -3,9 +3,10 @@
 Each rule answers one question about the mail, has no side effects and, when
 it objects, returns the reason as a sentence (GNU Mailman's rules work the
 same way).  ``may_auto_reply`` runs them in order and the first objection
-decides.  The header rules catch honest automatic mail; the per-address
-budget at the end holds even when every header lies, so two autoresponders
-can never answer each other for ever.
+decides.  The header rules catch honest automatic mail; the budget at the
+end holds even when every header lies, so two autoresponders can never
+answer each other for ever: per address (whatever its +tag or case), and
+per domain unless the domain is a shared mail provider.
 """
 
 from __future__ import annotations
@@ -32,11 +33,17 @@ class AckContext:
     own_addresses: frozenset[str]        # lowercased: every mailbox address and agent email
     own_domains_for_ids: frozenset[str]  # domains of our mailboxes; our Message-IDs look like "<inboxd.…@domain>"
     loop_header_value: str               # our X-Inboxd-Loop value for this installation
-    sent_last_hour: int                  # auto-replies already sent to this sender address in the last hour
+    sent_last_hour: int                  # auto-replies already sent to this sender address (any +tag, any
+                                         # case: inboxd.outbox.budget_key) in the last hour
     sent_last_day: int                   # ... in the last 24 h
     budget_per_hour: int
     budget_per_day: int
-    sender_bouncing: bool = False        # the customer's address bounced before
+    sender_bouncing: bool = False        # the customer's address bounced for good, and the mark is in force
+    domain: str = ""                     # the sender's domain
+    sent_domain_last_minute: int = 0     # auto-replies sent to any address at that domain in the last minute
+    sent_domain_last_hour: int = 0       # ... in the last hour
+    budget_domain_per_minute: int | None = None  # None: no per-domain ceiling (a shared mail provider)
+    budget_domain_per_hour: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,13 @@ def budget(msg: InboundMessage, ctx: AckContext) -> str | None:
     if ctx.sent_last_day >= ctx.budget_per_day:
         return (f"{ctx.sent_last_day} auto-replies went to this address in the last 24 hours "
                 f"(budget {ctx.budget_per_day})")
+    # An autoresponder that answers from ever new addresses at one domain.
+    if ctx.budget_domain_per_minute is not None and ctx.sent_domain_last_minute >= ctx.budget_domain_per_minute:
+        return (f"{ctx.sent_domain_last_minute} auto-replies went to addresses at {ctx.domain} in the last minute "
+                f"(ceiling {ctx.budget_domain_per_minute} per domain)")
+    if ctx.budget_domain_per_hour is not None and ctx.sent_domain_last_hour >= ctx.budget_domain_per_hour:
+        return (f"{ctx.sent_domain_last_hour} auto-replies went to addresses at {ctx.domain} in the last hour "
+                f"(ceiling {ctx.budget_domain_per_hour} per domain)")
     return None
 
 

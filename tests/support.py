@@ -19,12 +19,13 @@ PASSWORD = "secret"
 def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security: str = "tls",
                  smtp_port: int | None = None, extra: str = "", idle: bool = True,
                  poll_interval: float = 60, batch_size: int = 200, acks: bool = False,
-                 outbox: str = "", history_before: str | None = "1970-01-01T00:00Z",
+                 outbox: str = "", autoreply: str = "", history_before: str | None = "1970-01-01T00:00Z",
                  history: str = "closed") -> Path:
     """An inboxd.toml for `mailboxes`, each {"name", "user", "folders"?, "sent_folder"?, "password_file"?}.
 
     Acknowledgements are off unless `acks` is true, so tests of the inbound
-    path see only inbound mail.  `outbox` is extra TOML for [outbox].
+    path see only inbound mail.  `outbox` and `autoreply` are extra TOML
+    for [outbox] and [autoreply].
     Most tests put mail in a folder and then sync it as live work, so the
     history cut-off is 1970 unless `history_before` says otherwise (None:
     the default, the moment of the first sync).
@@ -40,6 +41,7 @@ def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security
         "",
         "[autoreply]",
         f"enabled = {'true' if acks else 'false'}",
+        autoreply,
         "",
         "[outbox]",
         'retry_base = "1s"',

@@ -142,6 +142,24 @@ def test_budget_edges(hour, day, allowed, reason):
     assert verdict == Verdict(allowed, "" if allowed else "budget", reason)
 
 
+@pytest.mark.parametrize("minute, hour, reason", [
+    (4, 29, ""),
+    (5, 5, "5 auto-replies went to addresses at bots.example in the last minute (ceiling 5 per domain)"),
+    (0, 30, "30 auto-replies went to addresses at bots.example in the last hour (ceiling 30 per domain)"),
+])
+def test_domain_ceiling_edges(minute, hour, reason):
+    """Defect: an autoresponder answering from ever new addresses at one domain got an ack each time."""
+    ctx = replace(CTX, domain="bots.example", sent_domain_last_minute=minute, sent_domain_last_hour=hour,
+                  budget_domain_per_minute=5, budget_domain_per_hour=30)
+    assert may_auto_reply(parsed(), ctx) == Verdict(not reason, "budget" if reason else "", reason)
+
+
+def test_a_shared_provider_domain_has_no_domain_ceiling():
+    """gmail.com is millions of people: with no ceiling configured for it, only the per-address budget counts."""
+    ctx = replace(CTX, domain="gmail.com", sent_domain_last_minute=500, sent_domain_last_hour=5000)
+    assert may_auto_reply(parsed(), ctx).allowed is True
+
+
 def test_budget_bounds_a_lying_autoresponder():
     """A naive robot answers every mail at once with a fresh subject and clean headers."""
     start = datetime(2024, 5, 14, 8, 0, tzinfo=timezone.utc)
