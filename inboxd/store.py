@@ -27,7 +27,7 @@ from inboxd.db import db_time, reading, writing
 from inboxd.ingest import (Batch, BatchResult, Filer, FolderCheckpoint, begin_folder, read_checkpoint,
                            set_folder_state)
 from inboxd.message import extract_message_id
-from inboxd.worker import parse_many
+from inboxd.worker import parse_many, watch_parent
 
 log = logging.getLogger("inboxd.store")
 
@@ -63,8 +63,10 @@ class StoreSink:
         self.max_attachment = settings.store.max_attachment_bytes
         self.pool: ProcessPoolExecutor | None = None
         if workers > 0:
-            # "spawn" keeps the worker free of the parent's threads and sockets.
-            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            # "spawn" keeps the worker free of the parent's threads and sockets;
+            # watch_parent ends it when the daemon dies without closing the pool.
+            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=watch_parent, initargs=(os.getpid(),))
 
     def close(self) -> None:
         if self.pool is not None:

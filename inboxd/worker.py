@@ -7,6 +7,9 @@ the worker process small.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +31,34 @@ def parse_one(raw: bytes, max_attachment_bytes: int, data_dir: Path | None = Non
         if att.content is not None:
             save_attachment(data_dir, att.sha256, att.content)
     return replace(msg, attachments=tuple(replace(a, content=None) for a in msg.attachments))
+
+
+# How often a worker checks that the daemon that started it is still there.
+PARENT_CHECK_SECONDS = 0.2
+
+
+def watch_parent(parent_pid: int) -> None:
+    """Pool initializer: end this worker within a fraction of a second of its daemon's death.
+
+    A pool worker waits on a pipe that only the daemon writes to; when the
+    daemon is SIGKILLed nothing ever closes it, so the worker (and with it
+    multiprocessing's resource tracker, which waits for every process that
+    holds its pipe) would stay for ever.  A daemon thread compares the
+    parent pid with the one that started us; an orphan is adopted by
+    another process, and then exits at once.
+
+    Linux could signal us instead (prctl PR_SET_PDEATHSIG), but that fires
+    when the *thread* that started the worker ends, and the pool starts its
+    workers from whichever thread submits first: a prefetch thread that
+    ends with its folder's sync.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 def parse_many(raws: list[bytes], max_attachment_bytes: int, data_dir: Path) -> list[InboundMessage | MalformedMessage]:
