@@ -46,17 +46,18 @@ def _renderings(settings: Settings, policies: Policies, templates: Templates):
             for name in acks:
                 # Both shapes of the SLA promise: none applies, and one does.
                 for sla in (None, _sample_promise(mailbox)):
-                    yield f"template {name} {where}", lambda m=mailbox, n=name, s=sla: _ack(settings, templates, m, n, s)
+                    yield f"template {name} {where}", \
+                        lambda m=mailbox, n=name, s=sla: _ack(settings, templates, m, n, s)
         if policies.sla and policies.scheduler.escalation_update:
             yield f"template escalation {where}", lambda m=mailbox: _customer_mail(
                 settings, templates, m, "escalation", {"reason": "SLA breached: first response"})
         if policies.scheduler.pending_followup:
-            yield f"template followup {where}", lambda m=mailbox: _customer_mail(settings, templates, m, "followup", {})
+            yield f"template followup {where}", lambda m=mailbox: _customer_mail(
+                settings, templates, m, "followup", {})
         if policies.csat.enabled:
             yield f"template csat {where}", lambda m=mailbox: _survey(settings, policies, templates, m)
     # The weekly report (and `inboxd report --format html`), with and without the per-agent section.
-    for include_agents in (True, False):
-        yield "template report", lambda a=include_agents: _report(settings, templates, a)
+    yield "template report", lambda: _report(settings, templates)
     if settings.mailboxes and settings.agents:
         from inboxd.macros import parse_macros
 
@@ -76,7 +77,8 @@ def _sample_ticket(settings: Settings) -> dict[str, Any]:
 def _sample_promise(mailbox: MailboxSettings) -> dict[str, str]:
     from inboxd.sla import human
 
-    return {"first_response": human(timedelta(hours=4), mailbox.language), "first_response_due": "2026-11-23 17:00 CST"}
+    return {"first_response": human(timedelta(hours=4), mailbox.language),
+            "first_response_due": "2026-11-23 17:00 CST"}
 
 
 def _ack(settings: Settings, templates: Templates, mailbox: MailboxSettings, name: str, sla: dict | None) -> None:
@@ -121,7 +123,7 @@ def _survey(settings: Settings, policies: Policies, templates: Templates, mailbo
         templates.render(f"csat/{part}", variables, mailbox=mailbox.name, language=mailbox.language)
 
 
-def _report(settings: Settings, templates: Templates, include_agents: bool) -> None:
+def _report(settings: Settings, templates: Templates) -> None:
     # A real report, computed over an empty store in memory, so every key the
     # templates may use is there with the type it really has.
     from inboxd import reports
@@ -131,13 +133,18 @@ def _report(settings: Settings, templates: Templates, include_agents: bool) -> N
     try:
         with reading(engine) as conn:
             report = reports.compute_report(conn, settings, since=SAMPLE_NOW - timedelta(days=7), until=SAMPLE_NOW,
-                                            now=SAMPLE_NOW, include_agents=include_agents)
+                                            now=SAMPLE_NOW, include_agents=True)
             trend = reports.csat_trend(conn, settings, until=SAMPLE_NOW)
     finally:
         engine.dispose()
-    variables = reports.mail_variables(report, trend, cids={n: f"chart-{n}@inboxd.report" for n in REPORT_CHARTS})
-    for part in ("subject.txt", "body.txt", "body.html"):
-        templates.render(f"report/{part}", variables)
+    # Without the per-agent section the report simply lacks the key (an agent's
+    # view, or --no-per-agent), which is what templates most easily get wrong.
+    without_agents = {key: value for key, value in report.items() if key != "agents"}
+    cids = {name: f"chart-{name}@inboxd.report" for name in REPORT_CHARTS}
+    for sample in (report, without_agents):
+        variables = reports.mail_variables(sample, trend, cids=cids)
+        for part in ("subject.txt", "body.txt", "body.html"):
+            templates.render(f"report/{part}", variables)
 
 
 def _macro(settings: Settings, templates: Templates, macro) -> None:

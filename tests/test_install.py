@@ -194,3 +194,14 @@ body = "Hello {{ ticket.requester.name }}, {{ message.reply_text }} -- {{ agent.
     assert lines[0].startswith(f"inboxd: template ack for mailbox support (en): {ack / 'body.txt'}:1: syntax error")
     assert lines[1].startswith("inboxd: macro refund: macros/refund.txt: no template found (looked for"
                                f" macros/refund.txt in {tmp_path / 'templates'}, ")
+
+    # A report template that assumes the per-agent section, which an agent's report lacks.
+    (ack / "body.txt").unlink()
+    (macros / "refund.txt").write_text("Refund.\n")
+    report = tmp_path / "templates" / "en" / "report"
+    report.mkdir(parents=True)
+    (report / "body.txt").write_text("{% for name in report.agents %}{{ name }}\n{% endfor %}")
+    done = cli(config, "check-config", check=False)
+    assert done.returncode == 1
+    assert done.stderr == (f"inboxd: template report: {report / 'body.txt'}:1: error:"
+                           " 'dict object' has no attribute 'agents'\n")
