@@ -149,12 +149,15 @@ def quarantine_show(ctx: typer.Context, quarantine_id: int = typer.Argument(...,
     from inboxd.db import reading
     from inboxd.quarantine import load
 
-    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
-        item = load(conn, quarantine_id)
+    settings = _ctx(ctx).settings
+    with reading(_store(settings, create=False)) as conn:
+        item = load(conn, quarantine_id, settings.store.data_dir)
     if item is None:
         raise UserError(f"no quarantined message {quarantine_id}")
+    if item.raw_path is not None and not item.raw_path.is_file():
+        raise UserError(f"quarantine {quarantine_id}: its raw bytes' file {printable(str(item.raw_path))} is gone")
     if raw:
-        sys.stdout.buffer.write(item.raw)
+        item.write_raw(sys.stdout.buffer)
         return
     info = item.describe()
     if as_json:
@@ -163,6 +166,8 @@ def quarantine_show(ctx: typer.Context, quarantine_id: int = typer.Argument(...,
     typer.echo(f"quarantine {info['id']}: {info['mailbox']}/{printable(info['folder'])} uid {info['uid']} "
                f"(UIDVALIDITY {info['uidvalidity']}), {info['size']} bytes, sha256 {info['raw_sha256']}")
     typer.echo(f"at {info['at']}; arrived {info['arrived_at'] or 'unknown'}")
+    if info["raw_path"]:
+        typer.echo(f"raw bytes in {printable(info['raw_path'])}")
     typer.echo(f"reason: {printable(info['reason'])}")
     typer.echo("")
     typer.echo(printable(info["headers"]).rstrip())

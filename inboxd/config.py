@@ -30,7 +30,7 @@ class ConfigError(Exception):
 # The keys each table accepts.  The reference file must mention every one of them.
 TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply", "outbox", "templates")
 TEMPLATES_KEYS = ("dir",)
-STORE_KEYS = ("url", "data_dir", "max_attachment_bytes")
+STORE_KEYS = ("url", "data_dir", "max_attachment_bytes", "max_message_bytes")
 TICKET_KEYS = ("id_format", "first_seq", "tag_format", "reopen_window")
 AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day", "per_domain_per_hour", "per_domain_per_minute",
                   "shared_domains", "bounce_expiry")
@@ -267,6 +267,8 @@ class StoreSettings:
     url: str
     data_dir: Path
     max_attachment_bytes: int = 25 * 1024 * 1024
+    # Mail larger than this (by RFC822.SIZE) is streamed to data_dir/oversize and quarantined.
+    max_message_bytes: int = 25 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -454,6 +456,7 @@ def _store(table: _Table, base: Path) -> StoreSettings:
         url=_absolute_sqlite_url(url, base),
         data_dir=base / table.string("data_dir", "var"),
         max_attachment_bytes=table.integer("max_attachment_bytes", 25 * 1024 * 1024, low=0),
+        max_message_bytes=table.integer("max_message_bytes", 25 * 1024 * 1024, low=64 * 1024),
     )
 
 

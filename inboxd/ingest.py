@@ -31,10 +31,12 @@ import email.utils
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Connection
 
@@ -43,6 +45,7 @@ from inboxd.bounces import Bounce, detect_bounce
 from inboxd.compose import Outgoing, ticket_ref_from_message_id
 from inboxd.config import AgentSettings, Settings
 from inboxd.db import db_time
+from inboxd.largemail import header_block, read_head
 from inboxd.message import InboundMessage, MalformedMessage, clean_text, content_hash, extract_message_id
 from inboxd.quotes import reply_text
 from inboxd.rules import AckContext, is_automatic, loop_header_value, may_auto_reply
@@ -74,6 +77,9 @@ class Fetched:
     uid: int
     raw: bytes
     arrived: datetime | None = None   # IMAP INTERNALDATE, aware UTC
+    # Mail over [store] max_message_bytes is not fetched into memory: its
+    # bytes are in this file (data_dir/oversize/<sha256>.eml) and raw is b"".
+    raw_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ class Delivery:
     history_before: datetime | None = None
     at: datetime | None = None
     history: bool = False
+    raw_path: Path | None = None      # see Fetched.raw_path
     parsed: InboundMessage | MalformedMessage | None = None
     sha256: str = ""
     msg: InboundMessage | None = None
@@ -183,7 +190,8 @@ class Filer:
         try:
             for i, fetched in enumerate(batch.messages):
                 d = Delivery(batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw, now,
-                             arrived=fetched.arrived, history_before=batch.history_before)
+                             arrived=fetched.arrived, history_before=batch.history_before,
+                             raw_path=fetched.raw_path)
                 if parsed is not None:
                     d.parsed = parsed[i]
                 self.deliver(cur, d, result)
@@ -235,7 +243,8 @@ class Filer:
         the place, the raw bytes' hash and the kind of error takes its place:
         quarantining never fails for the reason that sent the mail here.
         """
-        message_id = d.msg.message_id if d.msg else extract_message_id(d.raw)
+        message_id = d.msg.message_id if d.msg else extract_message_id(d.raw if d.raw_path is None
+                                                                        else read_head(d.raw_path))
         reason = clean_text(reason)[:2000]
         self.last_reason = reason
         # The parser's ids are clean already; the log line must be, whatever the id.
@@ -243,12 +252,13 @@ class Filer:
         log.warning("<%s> quarantined from %s/%s uid %d: %s", shown, d.mailbox, d.folder, d.uid, reason)
         cur.execute("SAVEPOINT quarantine")
         try:
-            keep_raw(self, cur, d)
+            if d.raw_path is None:
+                keep_raw(self, cur, d)
             cur.execute(
                 "INSERT OR IGNORE INTO quarantine (mailbox, folder, uidvalidity, uid, message_id, reason, raw_sha256,"
-                " at, arrived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (d.mailbox, d.folder, d.uidvalidity, d.uid, message_id, reason, d.sha256, db_time(d.now),
-                 db_time(d.arrived)),
+                " raw_path, at, arrived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (d.mailbox, d.folder, d.uidvalidity, d.uid, message_id, reason, d.sha256 or None,
+                 self.data_path(d.raw_path), db_time(d.now), db_time(d.arrived)),
             )
         except Exception as exc:
             cur.execute("ROLLBACK TO quarantine")
@@ -256,7 +266,7 @@ class Filer:
                       shown, d.mailbox, d.folder, d.uid, clean_text(_failure_reason(exc)))
             try:
                 quarantine_bare(cur, d.mailbox, d.folder, d.uidvalidity, d.uid, d.raw, d.arrived, d.now,
-                                f"unreadable: {type(exc).__name__}")
+                                f"unreadable: {type(exc).__name__}", self.data_path(d.raw_path))
             except Exception:
                 cur.execute("ROLLBACK TO quarantine")
                 cur.execute("RELEASE quarantine")
@@ -274,11 +284,16 @@ class Filer:
         cur = conn.connection.driver_connection.cursor()
         try:
             quarantine_bare(cur, batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw,
-                            fetched.arrived, now, clean_text(f"unreadable: {_failure_reason(error)}")[:2000])
+                            fetched.arrived, now, clean_text(f"unreadable: {_failure_reason(error)}")[:2000],
+                            self.data_path(fetched.raw_path))
             self.save_checkpoint(cur, batch, now)
         finally:
             cur.close()
         return BatchResult(quarantined=1)
+
+    def data_path(self, path: Path | None) -> str | None:
+        """`path` as the quarantine row keeps it: relative to data_dir."""
+        return None if path is None else os.path.relpath(path, self.settings.store.data_dir)
 
     def save_checkpoint(self, cur: sqlite3.Cursor, batch: Batch, now: datetime) -> None:
         # The history cut-off is written once, by begin_folder, and kept.
@@ -360,6 +375,16 @@ def arrival(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     d.history = d.history_before is not None and d.at < d.history_before
 
 
+def refuse_oversize(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """Mail over max_message_bytes was streamed to disk instead of fetched; it is quarantined."""
+    if d.raw_path is not None:
+        raise Quarantined(oversize_reason(d.raw_path.stat().st_size, filer.settings.store.max_message_bytes))
+
+
+def oversize_reason(size: int, limit: int) -> str:
+    return f"larger than max_message_bytes ({size} bytes, the limit is {limit})"
+
+
 def skip_history(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """With history = "skip", history is accounted for and not filed."""
     if d.history and filer.settings.mailbox(d.mailbox).history == "skip":
@@ -367,7 +392,7 @@ def skip_history(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 
 
 def _date_header(raw: bytes) -> datetime | None:
-    head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_block(raw))
     try:
         value = email.utils.parsedate_to_datetime(str(head.get("Date", "")))
     except (TypeError, ValueError, IndexError):
@@ -388,8 +413,28 @@ def keep_raw(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """Keep the exact bytes first, so no later bug can lose the mail."""
     if not d.sha256:
         d.sha256 = hashlib.sha256(d.raw).hexdigest()
-    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",
-                (d.sha256, len(d.raw), d.raw))
+    insert_raw(cur, d.sha256, d.raw)
+
+
+# Raw bytes larger than this are written into the store a piece at a time
+# (incremental blob I/O): bound whole, SQLite copies them twice more.
+RAW_PIECE = 1 << 20
+
+
+def insert_raw(cur: sqlite3.Cursor, sha256: str, raw: bytes) -> None:
+    """Store `raw` in rawmessage under its hash, once."""
+    if len(raw) <= RAW_PIECE:
+        cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",
+                    (sha256, len(raw), raw))
+        return
+    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, zeroblob(?))",
+                (sha256, len(raw), len(raw)))
+    if cur.rowcount != 1:
+        return
+    view = memoryview(raw)
+    with cur.connection.blobopen("rawmessage", "data", cur.lastrowid) as blob:
+        for start in range(0, len(raw), RAW_PIECE):
+            blob.write(view[start:start + RAW_PIECE])
 
 
 def parse(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
@@ -473,15 +518,18 @@ def note_reused_id(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 
 
 def quarantine_bare(cur: sqlite3.Cursor, mailbox: str, folder: str, uidvalidity: int, uid: int, raw: bytes,
-                    arrived: datetime | None, now: datetime, reason: str) -> None:
+                    arrived: datetime | None, now: datetime, reason: str, raw_path: str | None = None) -> None:
     """A quarantine row that cannot fail for the mail's sake: its raw bytes, their
-    hash, the place and a reason of our own; nothing read from the mail."""
-    sha256 = hashlib.sha256(raw).hexdigest()
-    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)", (sha256, len(raw), raw))
+    hash, the place and a reason of our own; nothing read from the mail.  Mail
+    kept on disk (`raw_path`, relative to data_dir) has no rawmessage row."""
+    sha256 = None
+    if raw_path is None:
+        sha256 = hashlib.sha256(raw).hexdigest()
+        insert_raw(cur, sha256, raw)
     cur.execute(
-        "INSERT OR IGNORE INTO quarantine (mailbox, folder, uidvalidity, uid, message_id, reason, raw_sha256, at,"
-        " arrived_at) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
-        (mailbox, folder, uidvalidity, uid, reason, sha256, db_time(now), db_time(arrived)),
+        "INSERT OR IGNORE INTO quarantine (mailbox, folder, uidvalidity, uid, message_id, reason, raw_sha256,"
+        " raw_path, at, arrived_at) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+        (mailbox, folder, uidvalidity, uid, reason, sha256, raw_path, db_time(now), db_time(arrived)),
     )
 
 
@@ -808,7 +856,7 @@ def route(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 
 def _headers(raw: bytes) -> dict[str, str]:
     # Only the header block, parsed again: rules may look at any header.
-    head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_block(raw))
     return {k.lower(): str(v) for k, v in head.items()}
 
 
@@ -935,6 +983,7 @@ def notify_agents(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
 
 PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
     arrival,
+    refuse_oversize,
     skip_history,
     keep_raw,
     parse,

@@ -213,7 +213,10 @@ class Quarantine(SQLModel, table=True):
     uid: int
     message_id: str | None = None
     reason: str
-    raw_sha256: str = Field(foreign_key="rawmessage.sha256")
+    # The raw bytes: a rawmessage row, or for mail over max_message_bytes a
+    # file under data_dir (raw_path, "oversize/<sha256>.eml"; raw_sha256 NULL).
+    raw_sha256: str | None = Field(default=None, foreign_key="rawmessage.sha256")
+    raw_path: str | None = None
     at: datetime
     # When the server received it (IMAP INTERNALDATE), so a retry files it
     # with its true time and as history when it arrived before the cut-off.

@@ -5,6 +5,12 @@ as soon as they are fetched, while the previous batch is being written; with
 two cores, fetch and write share one and parsing has the other.  A worker
 that cannot be started (or a batch too small to be worth it) is parsed in
 the filing thread instead: the result is the same, only slower.
+
+Large mail is always parsed in the filing thread: `largemail.parse_large`
+needs about a chunk of memory for it, while handing it to the worker would
+copy it twice (the pickle, and the worker's own copy).  Mail over
+`[store] max_message_bytes` is not fetched at all but spooled to disk by the
+IMAP edge (see `spool`) and quarantined there.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from inboxd.config import Settings
 from inboxd.db import db_time, reading, writing
 from inboxd.ingest import (Batch, BatchResult, Filer, FolderCheckpoint, begin_folder, read_checkpoint,
                            set_folder_state)
+from inboxd.largemail import LARGE_MESSAGE_BYTES, Spool
 from inboxd.message import extract_message_id
 from inboxd.worker import parse_many, watch_parent
 
@@ -61,6 +68,8 @@ class StoreSink:
         # Set when something was filed, so the sender looks at the outbox now.
         self.nudge = threading.Event()
         self.max_attachment = settings.store.max_attachment_bytes
+        # Mail larger than this is spooled to disk by the pollers, not fetched.
+        self.max_message_bytes = settings.store.max_message_bytes
         self.pool: ProcessPoolExecutor | None = None
         if workers > 0:
             # "spawn" keeps the worker free of the parent's threads and sockets;
@@ -88,12 +97,21 @@ class StoreSink:
         except Exception:  # Health bookkeeping never stops a sync.
             log.warning("could not record the state of %s/%s", mailbox, folder, exc_info=True)
 
-    def prepare(self, batch: Batch) -> Future | None:
-        if self.pool is None or len(batch.messages) < MIN_BATCH_FOR_WORKER:
-            return None
-        return self.pool.submit(parse_many, [m.raw for m in batch.messages], self.max_attachment, self.settings.store.data_dir)
+    def spool(self) -> Spool:
+        """A file for one mail over max_message_bytes, written as it is fetched."""
+        return Spool(self.settings.store.data_dir / "oversize")
 
-    def file(self, batch: Batch, prepared: Future | None) -> BatchResult:
+    def prepare(self, batch: Batch) -> tuple[list[int], Future] | None:
+        """Start parsing the batch's small mail in the worker: (their positions, the future)."""
+        if self.pool is None:
+            return None
+        small = [i for i, m in enumerate(batch.messages) if 0 < len(m.raw) <= LARGE_MESSAGE_BYTES]
+        if len(small) < MIN_BATCH_FOR_WORKER:
+            return None
+        raws = [batch.messages[i].raw for i in small]
+        return small, self.pool.submit(parse_many, raws, self.max_attachment, self.settings.store.data_dir)
+
+    def file(self, batch: Batch, prepared: tuple[list[int], Future] | None) -> BatchResult:
         """File `batch` in one transaction with its checkpoint.
 
         Each message already has its own savepoint and quarantine, so a
@@ -127,11 +145,16 @@ class StoreSink:
             self.nudge.set()
         return result
 
-    def _parsed(self, batch: Batch, prepared: Future | None) -> list | None:
+    def _parsed(self, batch: Batch, prepared: tuple[list[int], Future] | None) -> list | None:
+        """What the worker parsed, by position in the batch; None where the filer parses."""
         if prepared is None:
             return None
+        positions, future = prepared
         try:
-            return prepared.result()
+            parsed: list = [None] * len(batch.messages)
+            for i, msg in zip(positions, future.result()):
+                parsed[i] = msg
+            return parsed
         except Exception as exc:  # A crashed worker costs speed, not mail: parse inline.
             log.warning("%s/%s: the parser worker failed on UIDs %s (%s); parsing in this process",
                         batch.mailbox, batch.folder, _uids(batch), _describe(exc))

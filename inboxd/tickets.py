@@ -17,6 +17,7 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import Connection
 
@@ -253,12 +254,13 @@ def show_ticket(conn: Connection, ref: str) -> dict:
 
 def list_quarantine(conn: Connection) -> list[dict]:
     rows = _cursor(conn).execute(
-        "SELECT id, mailbox, folder, uidvalidity, uid, message_id, reason, raw_sha256, at FROM quarantine"
+        "SELECT id, mailbox, folder, uidvalidity, uid, message_id, reason, raw_sha256, at, raw_path FROM quarantine"
         " ORDER BY at, id").fetchall()
     return [
         {
             "id": r[0], "mailbox": r[1], "folder": r[2], "uidvalidity": r[3], "uid": r[4], "message_id": r[5],
-            "reason": r[6], "raw_sha256": r[7], "at": _iso_text(r[8]),
+            # Mail kept on disk (over max_message_bytes) has no rawmessage row; its file is named by its hash.
+            "reason": r[6], "raw_sha256": r[7] or Path(r[9] or "").stem, "at": _iso_text(r[8]),
         }
         for r in rows
     ]

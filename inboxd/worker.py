@@ -2,7 +2,10 @@
 
 It also puts attachment content on disk, so only the small parsed messages
 travel back to the daemon.  It imports nothing but the parser, which keeps
-the worker process small.
+the worker process small.  A large mail (over largemail.LARGE_MESSAGE_BYTES)
+is parsed by `largemail.parse_large`, which decodes its big attachments
+straight to disk; the store parses those in the daemon rather than copy
+them to the worker.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from inboxd.attachments import save_attachment
+from inboxd.largemail import LARGE_MESSAGE_BYTES, parse_large
 from inboxd.message import InboundMessage, MalformedMessage, parse_message
 
 
 def parse_one(raw: bytes, max_attachment_bytes: int, data_dir: Path | None = None) -> InboundMessage | MalformedMessage:
     """Parse `raw`; with `data_dir`, attachments are saved and their content dropped.  Never raises."""
     try:
-        msg = parse_message(raw, max_attachment_bytes=max_attachment_bytes)
+        if data_dir is not None and len(raw) > LARGE_MESSAGE_BYTES:
+            msg = parse_large(raw, max_attachment_bytes, data_dir)
+        else:
+            msg = parse_message(raw, max_attachment_bytes=max_attachment_bytes)
     except MalformedMessage as exc:
         return exc
     except Exception as exc:  # A parser bug becomes a quarantine reason.
