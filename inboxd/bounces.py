@@ -101,8 +101,15 @@ def _may_be_bounce(msg: InboundMessage) -> bool:
     return msg.auto.delivery_status or system or bool(_BOUNCE_SUBJECT.search(msg.subject))
 
 
+# A report comes first and the returned mail last; the returned mail may be
+# as large as the mail it returns (attachments and all), and the stdlib
+# parser holds several copies of what it reads.  The first 256 KiB have the
+# report and the returned mail's headers, which is all detection reads.
+_READ_BYTES = 256 * 1024
+
+
 def _detect(raw: bytes, msg: InboundMessage | None) -> Bounce | None:
-    email = BytesParser(policy=compat32).parsebytes(raw)
+    email = BytesParser(policy=compat32).parsebytes(raw[:_READ_BYTES])
     is_dsn = _is_dsn(email)
     bounce_subject = _bounce_subject(email, msg)
     if not (is_dsn or bounce_subject or _from_mail_system(email)):

@@ -11,13 +11,15 @@ is parsed by `parse_large` instead:
 2. each leaf over DETACH_PART_BYTES that is an attachment is decoded from
    the raw bytes a chunk at a time, hashed, and written to its file under
    data_dir; in a skeleton copy of the mail its body becomes a short random
-   token;
+   token.  A forwarded or returned mail (message/*) is such an attachment
+   too, kept as the bytes it came as (the stdlib writes it out anew);
 3. the body text over BODY_TEXT_BYTES is cut to that size in the skeleton;
 4. `parse_message` reads the skeleton, and each token's attachment is
    replaced by the real one's size and hash.
 
-The result is the one `parse_message` gives for the whole mail (but for the
-cut text, which says so).  Whatever the scan is not sure about (an unusual
+The result is the one `parse_message` gives for the whole mail, but for the
+cut text (which says so) and a message/* attachment's bytes; tests compare
+the two over the shared corpus with every part detached.  Whatever the scan is not sure about (an unusual
 transfer encoding, broken base64, a boundary it cannot place) stays in the
 skeleton as it was: odd mail costs memory, never correctness.
 
@@ -37,12 +39,12 @@ import secrets
 import tempfile
 from dataclasses import dataclass, replace
 from email.message import Message
-from email.parser import BytesHeaderParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from pathlib import Path
 
 from inboxd.attachments import attachment_path
-from inboxd.message import InboundMessage, _filename, parse_message
+from inboxd.message import InboundMessage, _filename, _payload_bytes, parse_message
 
 MiB = 1 << 20
 # Mail larger than this is parsed by parse_large (and never sent to the parser worker).
@@ -65,6 +67,8 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 # What may follow "--boundary" on a boundary line: "--" (the last one), blanks, the line end.
 _DELIMITER_TAIL = re.compile(rb"(--)?[ \t]*(\r\n|\r|\n)?")
 _UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")
+_IDENTITY = ("", "7bit", "8bit", "binary")
+_DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 
 
 def header_block(raw: bytes) -> bytes:
@@ -148,9 +152,6 @@ def _entity(scan: _Scan, start: int, end: int, *, top: bool, depth: int) -> None
     scan.keep(start, body_start)
     if head.get_content_maintype() == "multipart":
         _multipart(scan, head, body_start, end, depth)
-        return
-    if head.get_content_maintype() == "message":
-        scan.keep(body_start, end)
         return
     # A part's payload loses the line ending before the next boundary line
     # (RFC 2046: it belongs to the boundary); the whole mail's keeps it.
@@ -242,6 +243,15 @@ def _leaf(scan: _Scan, head: Message, start: int, end: int) -> None:
     """One leaf's payload raw[start:end]: detached, cut or kept."""
     ctype = head.get_content_type()
     cte = str(head.get("content-transfer-encoding", "")).lower()
+    if head.get_content_maintype() == "message":
+        # A forwarded mail, or the returned one in a bounce: an attachment
+        # (message._walk), kept as the bytes it arrived as, where the stdlib
+        # would give the parsed mail written out again.
+        if ctype in _DSN_TYPES or cte not in _IDENTITY or end - start <= DETACH_PART_BYTES:
+            scan.keep(start, end)
+        else:
+            _detach(scan, start, end, "", message=True)
+        return
     if ctype in ("text/plain", "text/html") and _filename(head) is None \
             and head.get_content_disposition() != "attachment":
         # A body text (message._walk takes the first plain one, else the first HTML one).
@@ -255,12 +265,24 @@ def _leaf(scan: _Scan, head: Message, start: int, end: int) -> None:
     if end - start <= DETACH_PART_BYTES or cte in _UUENCODE:
         scan.keep(start, end)
         return
+    _detach(scan, start, end, cte)
+
+
+def _detach(scan: _Scan, start: int, end: int, cte: str, *, message: bool = False) -> None:
+    """Decode raw[start:end] to its file and put a token in its place; the
+    token's attachment, as the stdlib will make it, is then the real one."""
     found = _decode_to_disk(scan, start, end, cte)
     if found is None:
         scan.keep(start, end)
         return
     token = f"inboxd-detached-{scan.nonce}-{len(scan.detached)}".encode("ascii")
-    scan.detached[hashlib.sha256(token).hexdigest()] = found
+    if message:
+        # The stdlib parses a message/* body as a mail and writes it out again.
+        part = BytesParser(policy=compat32).parsebytes(b"Content-Type: message/rfc822\r\n\r\n" + token)
+        content = _payload_bytes(part)
+    else:
+        content = token
+    scan.detached[hashlib.sha256(content).hexdigest()] = found
     scan.pieces.append(base64.b64encode(token) if cte == "base64" else token)
 
 

@@ -140,12 +140,15 @@ def test_large_mail_under_the_limit_is_filed_with_its_attachment_saved(tmp_path,
 
 
 def _comparable(msg):
-    """A parsed message without what parse_large deliberately leaves out: attachment
-    content (it is on disk) and defects (its skeleton has fewer to find)."""
+    """A parsed message without what parse_large deliberately does differently: attachment
+    content (it is on disk), defects (its skeleton has fewer to find), and the bytes of a
+    forwarded mail (message/*), which it keeps as they came where the stdlib writes them anew."""
     if isinstance(msg, Exception):
         return (type(msg), str(msg))
     return dataclasses.replace(msg, defects=(), attachments=tuple(
-        dataclasses.replace(a, content=None) for a in msg.attachments))
+        dataclasses.replace(a, content=None, **({"size": 0, "sha256": ""} if a.content_type.startswith("message/")
+                                                 else {}))
+        for a in msg.attachments))
 
 
 def _both(raw: bytes, tmp_path: Path):
@@ -241,3 +244,35 @@ def test_a_huge_body_text_is_cut_and_says_so(tmp_path):
     assert text.startswith(line.format(0)) and text.endswith("\n")
     assert 200_000 < len(text.encode()) <= largemail.BODY_TEXT_BYTES
     assert msg.size == len(raw)
+
+
+def test_a_bounce_that_returns_a_large_mail_is_read_without_copying_it(tmp_path):
+    """Defect: a bounce carrying the whole returned mail (a 3 MB attachment here) was parsed
+    whole by the stdlib, twice (parser and bounce detection), at several times its size; the
+    returned mail is now an attachment on disk and detection reads the report at the front."""
+    from inboxd.bounces import detect_bounce
+
+    original = make_mail(frm="Support <support@example.com>", to="gone@example.org", subject="Your invoice",
+                         message_id="<invoice-1@example.com>",
+                         attachments=[("invoice.pdf", os.urandom(3 * MiB), "application/pdf")])
+    raw = (b"From: MAILER-DAEMON@mx.example.com\r\nTo: support@example.com\r\n"
+           b"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"
+           b"--B\r\nContent-Type: text/plain\r\n\r\n<gone@example.org>: host mx.example.org said: 550 5.1.1"
+           b" User unknown\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+           b"Reporting-MTA: dns; mx.example.com\r\n\r\nFinal-Recipient: rfc822; gone@example.org\r\n"
+           b"Action: failed\r\nStatus: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n"
+           b"--B\r\nContent-Type: message/rfc822\r\n\r\n" + original + b"\r\n--B--\r\n")
+    tracemalloc.start()
+    try:
+        msg = largemail.parse_large(raw, 25 * MiB, tmp_path)
+        bounce = detect_bounce(raw, msg)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < len(raw) / 2
+    assert bounce is not None and bounce.permanent and bounce.recipients == ("gone@example.org",)
+    assert bounce.original_message_id == "invoice-1@example.com"
+    returned = next(a for a in msg.attachments if a.content_type == "message/rfc822")
+    assert returned.size == len(original) and returned.sha256 == hashlib.sha256(original).hexdigest()
+    assert (tmp_path / "attachments" / returned.sha256[:2] / returned.sha256).read_bytes() == original
