@@ -223,6 +223,11 @@ def test_store_files_are_private(tmp_path, dovecot, imap_user):
 
 def test_cli_errors_are_one_line(tmp_path, dovecot, imap_user):
     config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}])
+    # Before the first run there is no store, and reading one does not make one.
+    proc = cli(config, "show", "T-9999", check=False)
+    assert proc.returncode != 0 and "store.url: no store at" in proc.stderr
+    assert not (tmp_path / "inboxd.db").exists()
+    cli(config, "run", "--once")
     for args, needle in [(("show", "T-9999"), "no ticket T-9999"),
                          (("lst",), "No such command"),
                          (("list", "--status", "bogus"), "unknown status"),
