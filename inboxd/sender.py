@@ -14,17 +14,26 @@ the same row.  The outcome is recorded right after the server answers:
 A crash after the server accepted a mail but before `sent` was recorded
 leaves the row in `sending`; once its lease expires it is offered again with
 the same Message-ID, so at worst a recipient's server sees one Message-ID
-twice (which most clients show once).  Connections are reused across rows
-for the same server.
+twice (which most clients show once).  That window is kept as small as it
+can be: the envelope (MAIL FROM, RCPT TO) is sent first; then the store's
+write lock is taken on a connection of the sender's own, the claim checked
+to be still ours (a claim whose lease ran out may have gone to another
+daemon, which then sends the mail instead), the message sent with DATA, and
+`sent` written and committed (synchronous=FULL) in the same event-loop step
+as the server's 250 reply, with no wait for a lock in between.  Connections
+are reused across rows for the same server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
+import sqlite3
 import threading
+from collections.abc import Iterator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -104,6 +113,10 @@ class PermanentFailure(Exception):
     pass
 
 
+class LostClaim(Exception):
+    """The row's lease ran out and another sender claimed it: it is theirs to send and record."""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -150,25 +163,30 @@ class Sender:
         return Claimed(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), data, row[7], created)
 
     def _record(self, item: Claimed, now: datetime, outcome: Exception | None) -> str:
+        """Record a failure (`_commit_point` records a success); "lost" when the claim went to another sender."""
+        if outcome is None:
+            return "sent"
+        if isinstance(outcome, LostClaim):
+            return "lost"
         with writing(self.engine) as conn:
-            if outcome is None:
-                conn.exec_driver_sql(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?, last_error = '' WHERE id = ? AND status = 'sending'",
-                    (db_time(now), item.id),
-                )
-                return "sent"
             error = str(outcome)[:1000]
             give_up = now - item.created_at >= self.settings.outbox.give_up_after
+            # Only while the claim is ours: `attempts` grows with every claim.
+            ours = "id = ? AND status = 'sending' AND attempts = ?"
             if isinstance(outcome, TemporaryFailure) and not give_up:
                 delay = self.backoff(item.attempts)
-                conn.exec_driver_sql(
-                    "UPDATE outbox SET status = 'queued', next_attempt_at = ?, last_error = ? WHERE id = ?",
-                    (db_time(now + delay), error, item.id),
-                )
+                changed = conn.exec_driver_sql(
+                    f"UPDATE outbox SET status = 'queued', next_attempt_at = ?, last_error = ? WHERE {ours}",
+                    (db_time(now + delay), error, item.id, item.attempts),
+                ).rowcount
+                if not changed:
+                    return "lost"
                 log.warning("<%s> temporary failure, retrying in %.0f s: %s", item.message_id,
                             delay.total_seconds(), error)
                 return "retried"
-            conn.exec_driver_sql("UPDATE outbox SET status = 'failed', last_error = ? WHERE id = ?", (error, item.id))
+            if not conn.exec_driver_sql(f"UPDATE outbox SET status = 'failed', last_error = ? WHERE {ours}",
+                                        (error, item.id, item.attempts)).rowcount:
+                return "lost"
             if item.ticket_id is not None:
                 conn.exec_driver_sql(
                     "INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, 'inboxd', 'send-failed', ?)",
@@ -192,30 +210,78 @@ class Sender:
         with self.lock:
             return asyncio.run(self._drain())
 
+    def send(self, item: Claimed) -> str:
+        """Send one row claimed with `claim`: "sent", "retried", "failed", or "lost" (another sender has it)."""
+        with self.lock:
+            return asyncio.run(self._send_claimed([item]))[0]
+
     async def _drain(self) -> DrainReport:
         report = DrainReport()
+
+        def claimed() -> Iterator[Claimed]:
+            while (item := self.claim(self.clock())) is not None:
+                yield item
+
+        for item, result in zip(*await self._send_all(claimed())):
+            if result == "sent":
+                report.sent += 1
+                report.sent_ids.append(item.id)
+            elif result == "retried":
+                report.retried += 1
+            elif result == "failed":
+                report.failed += 1
+        return report
+
+    async def _send_claimed(self, items: list[Claimed]) -> list[str]:
+        return (await self._send_all(iter(items)))[1]
+
+    async def _send_all(self, items: Iterator[Claimed]) -> tuple[list[Claimed], list[str]]:
+        """Send each claimed row as it comes, reusing connections; (the rows, their results)."""
+        done: list[Claimed] = []
+        results: list[str] = []
         clients: dict[tuple, aiosmtplib.SMTP] = {}
         unreachable: dict[tuple, str] = {}
         try:
-            while (item := self.claim(self.clock())) is not None:
-                outcome = await self._send(item, clients, unreachable)
-                result = self._record(item, self.clock(), outcome)
-                if result == "sent":
-                    report.sent += 1
-                    report.sent_ids.append(item.id)
-                    log.info("<%s> sent to %s", item.message_id, ", ".join(item.recipients))
-                    self.on_sent(item.mailbox)
-                elif result == "retried":
-                    report.retried += 1
-                else:
-                    report.failed += 1
+            with self._ledger() as ledger:
+                for item in items:
+                    outcome = await self._send(item, clients, unreachable, ledger)
+                    result = self._record(item, self.clock(), outcome)
+                    if result == "sent":
+                        log.info("<%s> sent to %s", item.message_id, ", ".join(item.recipients))
+                        self.on_sent(item.mailbox)
+                    elif result == "lost":
+                        log.warning("<%s> not sent: its lease ran out and another sender claimed it",
+                                    item.message_id)
+                    done.append(item)
+                    results.append(result)
         finally:
             for client in clients.values():
                 await _quit(client)
-        return report
+        return done, results
+
+    @contextlib.contextmanager
+    def _ledger(self) -> Iterator[sqlite3.Connection]:
+        """The sender's own store connection, on which `sent` is committed with a full sync.
+
+        NORMAL (the store's default) already survives a killed process in
+        WAL mode; FULL also survives a power cut, so a mail the server took
+        is never recorded as unsent by a crash of the machine either.
+        """
+        fairy = self.engine.raw_connection()
+        try:
+            conn = fairy.driver_connection
+            conn.execute("PRAGMA synchronous=FULL")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            fairy.close()
 
     async def _send(self, item: Claimed, clients: dict[tuple, aiosmtplib.SMTP],
-                    unreachable: dict[tuple, str]) -> Exception | None:
+                    unreachable: dict[tuple, str], ledger: sqlite3.Connection) -> Exception | None:
         if not item.data:
             return PermanentFailure("cannot compose this mail (see the outbox row's last error)")
         mailbox = self.settings.mailbox(item.mailbox)
@@ -238,12 +304,14 @@ class Sender:
                 unreachable[key] = f"{type(exc).__name__}: {code or ''} {getattr(exc, 'message', exc)}".strip()
                 return TemporaryFailure(unreachable[key])
         try:
-            errors, _response = await client.sendmail(item.sender, item.recipients, item.data)
+            errors = await _envelope(client, item)
             if errors:
-                # Some recipients were refused, the rest accepted: the mail is
-                # out, so it must not be sent again; the refusals are logged.
+                # Some recipients were refused, the rest accepted: the mail
+                # goes out, so it must not be sent again; the refusals are logged.
                 log.warning("<%s> some recipients refused: %s", item.message_id, errors)
-            return None
+            return await self._commit_point(client, item, ledger)
+        except LostClaim as exc:
+            return exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             await _drop(clients, key)
@@ -254,6 +322,54 @@ class Sender:
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
             await _drop(clients, key)
             return TemporaryFailure(f"{type(exc).__name__}: {exc}")
+
+    async def _commit_point(self, client: aiosmtplib.SMTP, item: Claimed, ledger: sqlite3.Connection) -> None:
+        """Send DATA holding the store's write lock, and record `sent` the moment the server accepts.
+
+        The lock is taken before DATA, so after the server's 250 there is
+        nothing to wait for: the UPDATE and its commit follow at once.  Other
+        writers wait for the length of one DATA exchange.  Raises LostClaim
+        (after RSET) when the claim is no longer ours.
+        """
+        ledger.execute("BEGIN IMMEDIATE")
+        try:
+            still_ours = ledger.execute("SELECT 1 FROM outbox WHERE id = ? AND status = 'sending' AND attempts = ?",
+                                        (item.id, item.attempts)).fetchone()
+            if not still_ours:
+                ledger.execute("ROLLBACK")
+                await client.rset()  # An error here drops the connection, as any SMTP error does.
+                raise LostClaim(item.message_id)
+            await client.data(item.data)
+            ledger.execute("UPDATE outbox SET status = 'sent', sent_at = ?, last_error = '' WHERE id = ?",
+                           (db_time(self.clock()), item.id))
+            ledger.execute("COMMIT")
+        except BaseException:
+            if ledger.in_transaction:
+                ledger.execute("ROLLBACK")
+            raise
+
+
+async def _envelope(client: aiosmtplib.SMTP, item: Claimed) -> dict[str, aiosmtplib.SMTPResponse]:
+    """EHLO when needed, MAIL FROM and RCPT TO: everything of a transaction but DATA (as sendmail does it).
+
+    Returns the refused recipients; raises SMTPRecipientsRefused when all are.
+    """
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            await client.helo()
+    options = [f"size={len(item.data)}"] if client.supports_extension("size") else []
+    await client.mail(item.sender, options=options)
+    refused: list[aiosmtplib.SMTPRecipientRefused] = []
+    for recipient in item.recipients:
+        try:
+            await client.rcpt(recipient)
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            refused.append(exc)
+    if len(refused) == len(item.recipients):
+        raise aiosmtplib.SMTPRecipientsRefused(refused)
+    return {exc.recipient: aiosmtplib.SMTPResponse(exc.code, exc.message) for exc in refused}
 
 
 async def _drop(clients: dict[tuple, aiosmtplib.SMTP], key: tuple) -> None:
