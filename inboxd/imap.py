@@ -209,6 +209,8 @@ class MailboxPoller:
         # reads it.
         self.heartbeat = time.monotonic()
         self._client: IMAPClient | None = None
+        # UIDNEXT of each folder as last seen before IDLE (see _wait_for_mail).
+        self._uidnext: dict[str, int] = {}
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -502,7 +504,18 @@ class MailboxPoller:
                 self.beat()
                 self.stop.wait(1.0)
             return
-        client.select_folder(healthy[0], readonly=True)
+        info = client.select_folder(healthy[0], readonly=True)
+        # Mail that arrived between the sync and this SELECT raises no IDLE
+        # notification: UIDNEXT shows it, so sync again at once.
+        # (Only when UIDNEXT moved since the last wait: a message expunged
+        # before it was fetched leaves UIDNEXT above the checkpoint for good.)
+        known = self.sink.checkpoint(self.mailbox.name, healthy[0])
+        uidnext = int(info.get(b"UIDNEXT") or 0)
+        moved = self._uidnext.get(healthy[0]) != uidnext
+        self._uidnext[healthy[0]] = uidnext
+        if moved and known is not None and known.uidvalidity == int(info.get(b"UIDVALIDITY") or 0) \
+                and uidnext - 1 > known.last_uid:
+            return
         # Other folders have no IDLE of their own; they are checked at least
         # every poll_interval, and whenever the first folder wakes us.
         if len(self.folders) == 1 and not retry:
