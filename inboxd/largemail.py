@@ -19,9 +19,13 @@ is parsed by `parse_large` instead:
 
 The result is the one `parse_message` gives for the whole mail, but for the
 cut text (which says so) and a message/* attachment's bytes; tests compare
-the two over the shared corpus with every part detached.  Whatever the scan is not sure about (an unusual
-transfer encoding, broken base64, a boundary it cannot place) stays in the
-skeleton as it was: odd mail costs memory, never correctness.
+the two over the shared corpus with every part detached.  Whatever the scan
+is not sure about (an unusual transfer encoding, broken base64, a boundary
+it cannot place) stays in the skeleton as it was: odd mail costs memory,
+never correctness.  A winmail.dat (TNEF) part is never detached either:
+`parse_message` unpacks the files inside it, which needs its bytes, so it
+costs the memory of its size.  A "cid:" reference that an HTML body makes
+past the cut is not seen, so that image counts as an attachment, not inline.
 
 Mail over `[store] max_message_bytes` is not parsed at all: the IMAP edge
 streams it into a `Spool` file under data_dir/oversize, and it is
@@ -45,6 +49,7 @@ from pathlib import Path
 
 from inboxd.attachments import attachment_path
 from inboxd.message import InboundMessage, _filename, _payload_bytes, parse_message
+from inboxd.tnef import is_tnef
 
 MiB = 1 << 20
 # Mail larger than this is parsed by parse_large (and never sent to the parser worker).
@@ -262,7 +267,7 @@ def _leaf(scan: _Scan, head: Message, start: int, end: int) -> None:
         else:
             scan.pieces.append(cut)
         return
-    if end - start <= DETACH_PART_BYTES or cte in _UUENCODE:
+    if end - start <= DETACH_PART_BYTES or cte in _UUENCODE or is_tnef(ctype, _filename(head)):
         scan.keep(start, end)
         return
     _detach(scan, start, end, cte)

@@ -23,8 +23,10 @@ The escape is reversible: ``\\xNN`` is byte NN, anything else is its UTF-8
 bytes.  In a Message-ID (and In-Reply-To, References) it is unambiguous,
 because RFC 5322 allows no backslash there.  Free text (subject, names, file
 names, body) is first decoded by charset as before (UTF-8, the declared
-charset, a guess); only bytes that no charset explains are escaped, the same
-way, instead of becoming U+FFFD.  NULs in free text are dropped, as they
+charset, a guess; raw 8-bit header bytes, like Thunderbird, in UTF-8 and
+else the message's own charset, see `_decode_raw`); only bytes that no
+charset explains are escaped, the same way, instead of becoming U+FFFD.
+A winmail.dat (TNEF) is unpacked into the files inside it (inboxd.tnef).  NULs in free text are dropped, as they
 always were.  The raw bytes of every message are kept in the store
 (``rawmessage``), so nothing is lost either way.
 """
@@ -37,15 +39,18 @@ import codecs
 import functools
 import hashlib
 import re
+import urllib.parse
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime, timezone
-from email.message import Message
+from email.message import Message, _parseparam
 from email.parser import BytesParser
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import decode_params, getaddresses, parsedate_to_datetime, unquote
 
 import charset_normalizer
 import html2text
+
+from inboxd.tnef import is_tnef, read_tnef
 
 __all__ = [
     "Address",
@@ -72,12 +77,25 @@ class Address:
 
 @dataclass(frozen=True)
 class Attachment:
+    """One file of a mail.
+
+    `inline` is true for a part the body shows in place: one whose
+    Content-ID the HTML body refers to ("cid:", RFC 2392), as in a
+    multipart/related mail, or one marked inline that has no file name (a
+    signature logo).  A file the sender attached is not inline even when
+    its Content-Disposition says so (Apple Mail marks PDFs inline): that is
+    what Thunderbird lists as attachments and what routing's has_attachment
+    counts.  `content_id` (without angle brackets) lets a viewer resolve
+    "cid:" URLs.
+    """
+
     filename: str | None
     content_type: str
     size: int
     sha256: str
     content: bytes | None
     inline: bool
+    content_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,20 +141,38 @@ _GUESS_PREFIX = 64 * 1024
 # Declared names mapped to the Python codecs to try, supersets first: mail
 # clients label GBK text "gb2312" and HKSCS text "big5" all the time.
 _ALIASES: dict[str, tuple[str, ...]] = {
+    # The labels of the WHATWG Encoding Standard, which Thunderbird follows,
+    # and the names codecs.lookup() gives (looked up here again).
     **dict.fromkeys(
         ("gb2312", "gbk", "x-gbk", "cp936", "ms936", "windows-936", "gb_2312-80",
-         "gb2312-80", "gb_2312", "csgb2312", "euc-cn", "x-euc-cn", "gb18030"),
+         "gb2312-80", "gb_2312", "csgb2312", "euc-cn", "x-euc-cn", "gb18030", "chinese", "iso-ir-58",
+         "csiso58gb231280", "cp54936", "windows-54936"),
         ("gb18030",),
     ),
-    **dict.fromkeys(("big5", "big-5", "x-big5", "cn-big5", "csbig5", "big5-hkscs"), ("big5hkscs",)),
-    # iso2022_jp_2 covers JIS X 0212; _ext adds half-width kana; the cp932
-    # bridge below covers the NEC/IBM extensions (circled digits) Windows sends.
-    **dict.fromkeys(("iso-2022-jp", "csiso2022jp", "iso-2022-jp-2"), ("iso2022_jp_2", "iso2022_jp_ext", "x-cp50220")),
-    **dict.fromkeys(("ks_c_5601-1987", "ks_c_5601", "ksc5601", "ksc_5601", "euc-kr", "cseuckr", "windows-949"), ("cp949",)),
-    **dict.fromkeys(("shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "windows-31j", "csshiftjis"), ("cp932",)),
+    # Big5-HKSCS first; cp950 keeps the few Microsoft additions HKSCS lacks.
+    **dict.fromkeys(("big5", "big-5", "x-big5", "cn-big5", "csbig5", "big5-hkscs", "big5hkscs", "x-x-big5", "cp950",
+                     "ms950", "windows-950"), ("big5hkscs", "cp950")),
+    # iso2022_jp_2 covers JIS X 0212; the cp932 bridge below (CP50220/CP50221)
+    # the NEC/IBM extensions (①, ㈱) and the half-width kana Windows sends
+    # (ESC ( I, SO/SI); _ext, which passes SO/SI through as text, comes last.
+    **dict.fromkeys(("iso-2022-jp", "iso2022_jp", "csiso2022jp", "iso-2022-jp-2", "iso2022_jp_2", "iso-2022-jp-3",
+                     "cp50220", "cp50221", "cp50222"), ("iso2022_jp_2", "x-cp50220", "iso2022_jp_ext")),
+    **dict.fromkeys(("ks_c_5601-1987", "ks_c_5601-1989", "ks_c_5601", "ksc5601", "ksc_5601", "euc-kr", "euc_kr",
+                     "cseuckr", "windows-949", "iso-ir-149", "korean", "csksc56011987", "uhc"), ("cp949",)),
+    **dict.fromkeys(("shift_jis", "shift-jis", "sjis", "x-sjis", "ms_kanji", "windows-31j", "csshiftjis", "ms932",
+                     "x-ms-cp932"), ("cp932",)),
+    # eucJP-ms puts the NEC row 13 (①) where JIS X 0213 has it.
+    **dict.fromkeys(("euc-jp", "euc_jp", "x-euc-jp", "cseucpkdfmtjapanese"), ("euc_jp", "euc_jis_2004")),
     **dict.fromkeys(("windows-874", "tis-620", "iso-8859-11"), ("cp874",)),
-    # Outlook writes windows-1252 characters (curly quotes) under a latin-1 label.
-    **dict.fromkeys(("iso-8859-1", "iso8859-1", "latin1", "latin-1", "l1", "cp819"), ("cp1252", "latin_1")),
+    # Outlook writes windows-1252 characters (curly quotes) under a latin-1
+    # label; WHATWG decodes the label as windows-1252, and so do we.
+    **dict.fromkeys(("iso-8859-1", "iso8859-1", "iso8859_1", "iso_8859-1", "iso88591", "latin1", "latin-1", "l1",
+                     "cp819", "ibm819", "iso-ir-100", "csisolatin1", "x-cp1252"), ("cp1252", "latin_1")),
+    **dict.fromkeys(("iso-8859-9", "iso8859-9", "iso8859_9", "latin5", "l5", "iso-ir-148"), ("cp1254", "iso8859_9")),
+    **dict.fromkeys(("utf8", "unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "x-unicode20utf8"), ("utf_8",)),
+    **dict.fromkeys(("macintosh", "mac", "x-mac-roman", "csmacintosh"), ("mac_roman",)),
+    "x-mac-cyrillic": ("mac_cyrillic",),
+    "hz-gb-2312": ("hz",),
     "iso-8859-8-i": ("iso8859_8",),
     "unicode-1-1-utf-7": ("utf_7",),
     # 8-bit bytes under an ASCII label are undeclared text: detect them.
@@ -145,6 +181,8 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 }
 # Codecs whose bytes look like ASCII, so the "all ASCII" shortcut is wrong.
 _NOT_ASCII_SAFE = ("iso2022", "x-cp50220", "utf_7", "utf_16", "utf_32", "hz")
+# Of those, the 7-bit ones: an 8-bit byte means the label is wrong.
+_SEVEN_BIT = ("iso2022", "x-cp50220", "utf_7", "hz")
 # Single-byte Latin codecs decode anything, so their success proves nothing.
 _LATIN = frozenset({"cp1252", "latin_1", "iso8859_15", "iso8859_2", "cp1250"})
 _CJK = frozenset({"gb18030", "gbk", "gb2312", "big5", "big5hkscs", "cp950", "cp949", "euc_kr",
@@ -173,16 +211,24 @@ def _charset_chain(declared: str | None) -> tuple[str, ...]:
 
 
 def _iso2022jp_via_cp932(data: bytes) -> str:
-    """Decode ISO-2022-JP as Windows does (CP50220): JIS pairs mapped into CP932.
+    """Decode ISO-2022-JP as Windows does (CP50220/CP50221): JIS pairs mapped into CP932.
 
     Python's ISO-2022-JP codecs reject the NEC row 13 characters (①, ㈱) that
     Outlook puts in Japanese mail; CP932 has them, so each JIS X 0208 pair is
-    moved to its Shift_JIS position and decoded there.
+    moved to its Shift_JIS position and decoded there.  Half-width katakana
+    come after ESC ( I, or between SO and SI.
     """
     out = bytearray()
-    mode = "ascii"
+    mode = shifted_from = "ascii"
     i, n = 0, len(data)
     while i < n:
+        if data[i] == 0x0E:
+            # SO (CP50221): half-width katakana until SI.
+            shifted_from, mode, i = mode, "kana", i + 1
+            continue
+        if data[i] == 0x0F:
+            mode, i = shifted_from, i + 1
+            continue
         if data[i] == 0x1B:
             seq = data[i:i + 3]
             if seq in (b"\x1b$B", b"\x1b$@"):
@@ -197,6 +243,8 @@ def _iso2022jp_via_cp932(data: bytes) -> str:
         b = data[i]
         if mode == "jis" and b > 0x20 and i + 1 < n:
             c1, c2 = b, data[i + 1]
+            if not (0x21 <= c1 <= 0x7E and 0x21 <= c2 <= 0x7E):
+                raise UnicodeDecodeError("x-cp50220", data, i, i + 2, "not a JIS X 0208 pair")
             s1 = ((c1 + 1) >> 1) + (0x70 if c1 <= 0x5E else 0xB0)
             s2 = c2 + (0x1F if c2 <= 0x5F else 0x20) if c1 & 1 else c2 + 0x7E
             out += bytes((s1, s2))
@@ -259,6 +307,13 @@ def decode_bytes(data: bytes, declared: str | None) -> str:
     """Decode text bytes under a declared (possibly wrong or absent) charset; never raises."""
     chain = _charset_chain(declared)
     if chain and chain[0].startswith(_NOT_ASCII_SAFE):
+        if chain[0].startswith(_SEVEN_BIT) and not data.isascii():
+            # 8-bit bytes under a 7-bit label (Japanese phones send UTF-8 or
+            # Shift_JIS as "ISO-2022-JP"): valid UTF-8 is UTF-8; the cp932
+            # bridge in the chain reads Shift_JIS between the escapes.
+            text = _try(data, "utf-8")
+            if text is not None:
+                return text
         for codec in chain:
             text = _try(data, codec)
             if text is not None:
@@ -294,11 +349,21 @@ def _str_bytes(value: str) -> bytes:
     return value.encode("utf-8", "surrogateescape")
 
 
-def _decode_raw(value: str) -> str:
-    """A header fragment without encoded words; raw 8-bit bytes get decoded."""
+def _decode_raw(value: str, hint: str | None = None) -> str:
+    """A header fragment without encoded words; raw 8-bit bytes get decoded.
+
+    As Thunderbird does: UTF-8 when the bytes are valid UTF-8 (RFC 6532),
+    else the message's own charset (`hint`, see `_charset_hint`) when they
+    are valid in it, else a guess.  Raw ISO-2022-JP (escape sequences, no
+    8-bit byte), which old Japanese mailers put in headers, is decoded too.
+    """
     if value.isascii():
+        if "\x1b" in value and ("\x1b$" in value or "\x1b(" in value):
+            return decode_bytes(value.encode("ascii"), "iso-2022-jp")
         return value
-    return decode_bytes(_str_bytes(value), None)
+    data = _str_bytes(value)
+    text = _try(data, "utf-8")
+    return text if text is not None else decode_bytes(data, hint)
 
 
 # RFC 2047 encoded word; the text cannot contain "?" and may be empty.
@@ -322,7 +387,7 @@ def _word_bytes(encoding: str, text: str) -> bytes | None:
         return None
 
 
-def _decode_words(value: str) -> str:
+def _decode_words(value: str, hint: str | None = None) -> str:
     """Decode a header value that contains RFC 2047 encoded words."""
     # Tokens are (text, None) for plain text and (bytes, charset) for words.
     tokens: list[tuple[str | bytes, str | None]] = []
@@ -349,7 +414,7 @@ def _decode_words(value: str) -> str:
             if pending_charset is not None:
                 pieces.append(decode_bytes(bytes(pending), pending_charset))
                 pending, pending_charset = bytearray(), None
-            pieces.append(_decode_raw(chunk))
+            pieces.append(_decode_raw(chunk, hint))
         elif charset == pending_charset:
             # Clients split multi-byte characters across adjacent words.
             pending += chunk
@@ -362,14 +427,17 @@ def _decode_words(value: str) -> str:
     return "".join(pieces)
 
 
-def decode_header_text(value: str | None) -> str:
-    """Decode RFC 2047 words and raw 8-bit bytes; collapse folding whitespace."""
+def decode_header_text(value: str | None, hint: str | None = None) -> str:
+    """Decode RFC 2047 words and raw 8-bit bytes; collapse folding whitespace.
+
+    `hint` is the charset raw 8-bit bytes are tried in after UTF-8 (`_decode_raw`).
+    """
     if not value:
         return ""
     if "=?" not in value:
-        text = _decode_raw(value)
+        text = _decode_raw(value, hint)
     else:
-        text = _decode_words(value)
+        text = _decode_words(value, hint)
     return _FOLD_WS.sub(" ", text.replace("\x00", "")).strip()
 
 
@@ -422,7 +490,7 @@ _WORD_MARK = "\ue000"
 _MARKED_WORD = re.compile("\ue000(\\d+)\ue000")
 
 
-def _addresses(values: list[str]) -> tuple[Address, ...]:
+def _addresses(values: list[str], hint: str | None = None) -> tuple[Address, ...]:
     """The addresses of address headers, as a mail client shows them.
 
     The address comes from the header's own syntax, never from inside an
@@ -431,7 +499,8 @@ def _addresses(values: list[str]) -> tuple[Address, ...]:
     evil@y.example, named "Evil Bcc: victim@x.example".  Only a header with
     no address outside its encoded words is decoded first and read again,
     as Thunderbird does, so "=?utf-8?b?...?=" holding "Zhang San
-    <zhang@example.cn>" is zhang@example.cn, named Zhang San.
+    <zhang@example.cn>" is zhang@example.cn, named Zhang San.  Raw 8-bit
+    names are decoded with the message's charset as `hint` (`_decode_raw`).
     """
     words: list[str] = []
 
@@ -445,14 +514,14 @@ def _addresses(values: list[str]) -> tuple[Address, ...]:
         addr = _decode_raw(addr).strip().lower()
         if _usable(addr) and _WORD_MARK not in addr:
             name = _MARKED_WORD.sub(lambda m: words[int(m.group(1))], name)
-            result.append(Address(decode_header_text(name), addr))
+            result.append(Address(decode_header_text(name, hint), addr))
     if not result:
         # Broken headers such as "Big Bug bb@bug.com" or "a@x b@y" still
         # name a reachable person; take their bare addresses.
         result = _bare_addresses(_decode_raw(value) for value in masked)
     if not result and words:
         # The whole "name <address>" is inside encoded words.
-        decoded = [decode_header_text(value) for value in values]
+        decoded = [decode_header_text(value, hint) for value in values]
         result = [Address(name.strip(), addr.strip().lower()) for name, addr in getaddresses(decoded)
                   if _usable(addr.strip())]
         if not result:
@@ -521,19 +590,88 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]
 class _Walk:
     """What a walk over the MIME tree found."""
 
-    def __init__(self, max_attachment_bytes: int) -> None:
+    def __init__(self, max_attachment_bytes: int, hint: str | None = None) -> None:
         self.max_attachment_bytes = max_attachment_bytes
+        # The message's charset, for raw 8-bit file names (`_charset_hint`).
+        self.hint = hint
         self.plain: Message | None = None
         self.html: Message | None = None
+        # Every HTML body part: their "cid:" references mark attachments inline.
+        self.html_parts: list[Message] = []
         self.attachments: list[Attachment] = []
         self.delivery_status = False
         self.defects: list[str] = []
+        # The body a winmail.dat carried: (text, html), used when the mail has no other.
+        self.tnef_body: tuple[str | None, str | None] | None = None
 
 
-def _filename(part: Message) -> str | None:
-    raw = part.get_param("filename", None, "content-disposition")
+def _charset_hint(msg: Message) -> str | None:
+    """The charset raw 8-bit header bytes are read in after UTF-8, as Thunderbird does.
+
+    Thunderbird falls back to the message's charset: the first one declared
+    on the top-level part or a text part, in MIME order.  Labels that name
+    no charset (us-ascii, unknown-8bit) are passed over.
+    """
+    stack = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if part is msg or part.get_content_maintype() == "text":
+            charset = part.get_content_charset()
+            if charset and _charset_chain(charset):
+                return charset
+        if part.is_multipart() and depth < _MAX_DEPTH:
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                stack.extend((sub, depth + 1) for sub in reversed(payload) if isinstance(sub, Message))
+    return None
+
+
+def _raw_header(part: Message, name: str) -> str | None:
+    """The first `name` header as parsed, 8-bit bytes still surrogate-escaped.
+
+    Message.get() would turn 8-bit bytes into U+FFFD before a file name
+    could be decoded from them.
+    """
+    for key, value in part.raw_items():
+        if key.lower() == name:
+            return value if isinstance(value, str) else str(value)
+    return None
+
+
+def _param(part: Message, header: str, name: str) -> str | tuple[str, str, str] | None:
+    """A MIME parameter, RFC 2231 continuations joined; an extended (filename*=)
+    value wins over a plain one, as RFC 2231 and Thunderbird have it."""
+    value = _raw_header(part, header)
+    if value is None:
+        return None
+    try:
+        params = []
+        for item in _parseparam(value)[1:]:
+            key, _, val = item.partition("=")
+            params.append((key.strip().lower(), val.strip()))
+        found = [val for key, val in decode_params([("", "")] + params)[1:] if key == name]
+    except Exception:  # noqa: BLE001 - an odd header: the stdlib's own reading
+        found = [part.get_param(name, None, header)]
+    found = [val for val in found if val]
+    if not found:
+        return None
+    chosen = next((val for val in found if isinstance(val, tuple)), found[0])
+    if isinstance(chosen, tuple):
+        return chosen[0], chosen[1], unquote(chosen[2])
+    return unquote(chosen)
+
+
+def _filename(part: Message, hint: str | None = None) -> str | None:
+    """The part's file name as Thunderbird shows it.
+
+    Content-Disposition's filename, else Content-Type's name; RFC 2231
+    (filename*=gb2312''%C4%E3..., continuations), RFC 2047 words inside the
+    quotes (filename="=?GBK?B?...?=", which Outlook and QQ Mail send) and raw
+    8-bit bytes, in UTF-8 or else the message's charset `hint`.
+    """
+    raw = _param(part, "content-disposition", "filename")
     if raw is None:
-        raw = part.get_param("name", None, "content-type")
+        raw = _param(part, "content-type", "name")
     if raw is None:
         return None
     if isinstance(raw, tuple):
@@ -543,11 +681,16 @@ def _filename(part: Message) -> str | None:
             data = text.encode("latin-1", "surrogateescape")
         except UnicodeEncodeError:
             data = _str_bytes(text)
-        name = decode_bytes(data, charset or None)
+        name = decode_bytes(data, charset or hint)
     else:
-        name = decode_header_text(raw.strip('"'))
+        name = decode_header_text(raw.strip('"'), hint)
     name = name.replace("\x00", "").strip()
     return name or None
+
+
+def _content_id(part: Message) -> str | None:
+    value = _raw_header(part, "content-id")
+    return _first_id(_decode_raw(value)) if value else None
 
 
 def _payload_bytes(part: Message) -> bytes:
@@ -566,16 +709,40 @@ def _payload_bytes(part: Message) -> bytes:
     return data
 
 
-def _add_attachment(walk: _Walk, part: Message, filename: str | None) -> None:
-    data = _payload_bytes(part)
-    walk.attachments.append(Attachment(
+def _attachment(walk: _Walk, data: bytes, filename: str | None, content_type: str, inline: bool,
+                content_id: str | None) -> Attachment:
+    return Attachment(
         filename=filename,
-        content_type=part.get_content_type(),
+        content_type=content_type,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         content=data if len(data) <= walk.max_attachment_bytes else None,
-        inline=part.get_content_disposition() == "inline",
-    ))
+        inline=inline,
+        content_id=content_id,
+    )
+
+
+def _add_attachment(walk: _Walk, part: Message, filename: str | None) -> None:
+    # A nameless part marked inline (a signature logo) is shown, not attached;
+    # a part the HTML refers to by cid: is marked inline after the walk.
+    inline = part.get_content_disposition() == "inline" and filename is None
+    walk.attachments.append(_attachment(walk, _payload_bytes(part), filename, part.get_content_type(), inline,
+                                        _content_id(part)))
+
+
+def _add_tnef(walk: _Walk, part: Message, filename: str | None) -> bool:
+    """The files of a winmail.dat instead of it, and its body kept for a mail
+    without text; False (winmail.dat stays as it is) when it holds nothing readable."""
+    content = read_tnef(_payload_bytes(part), decode_bytes)
+    if content is None or not (content.files or content.text or content.html):
+        if content is None:
+            walk.defects.append("TnefUnreadable")
+        return False
+    for f in content.files:
+        walk.attachments.append(_attachment(walk, f.data, f.filename, f.content_type, False, f.content_id))
+    if walk.tnef_body is None and (content.text or content.html):
+        walk.tnef_body = (content.text, content.html)
+    return True
 
 
 def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
@@ -587,11 +754,11 @@ def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
     ctype = part.get_content_type()
     if ctype in _DSN_TYPES:
         walk.delivery_status = True
-        _add_attachment(walk, part, _filename(part))
+        _add_attachment(walk, part, _filename(part, walk.hint))
         return
     if ctype == "message/rfc822" or (part.is_multipart() and not ctype.startswith("multipart/")):
         # A forwarded mail is an attachment; its text is not this mail's body.
-        _add_attachment(walk, part, _filename(part))
+        _add_attachment(walk, part, _filename(part, walk.hint))
         return
     if part.is_multipart():
         if ctype == "multipart/report" and str(part.get_param("report-type", "")).lower() == "delivery-status":
@@ -599,16 +766,34 @@ def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
         for sub in part.get_payload():
             _walk(sub, walk, depth + 1)
         return
-    filename = _filename(part)
+    filename = _filename(part, walk.hint)
     if ctype in ("text/plain", "text/html") and filename is None and part.get_content_disposition() != "attachment":
         if ctype == "text/plain":
             if walk.plain is None:
                 walk.plain = part
-        elif walk.html is None:
-            walk.html = part
+        else:
+            if walk.html is None:
+                walk.html = part
+            walk.html_parts.append(part)
         # Further body parts (the HTML alternative, list footers) are not files.
         return
+    if is_tnef(ctype, filename) and _add_tnef(walk, part, filename):
+        return
     _add_attachment(walk, part, filename)
+
+
+# A "cid:" URL in HTML (RFC 2392): the Content-ID, URL-encoded, without brackets.
+_CID_URL = re.compile(rb"""cid:([^\s"'<>()]+)""", re.I)
+
+
+def _mark_inline(walk: _Walk) -> list[Attachment]:
+    """The attachments, those the HTML body refers to by cid: marked inline."""
+    if not walk.html_parts or not any(a.content_id and not a.inline for a in walk.attachments):
+        return walk.attachments
+    cited = {urllib.parse.unquote_to_bytes(m.group(1)).decode("utf-8", "replace").lower()
+             for part in walk.html_parts for m in _CID_URL.finditer(part.get_payload(decode=True) or b"")}
+    return [replace(a, inline=True) if a.content_id and a.content_id.lower() in cited else a
+            for a in walk.attachments]
 
 
 def _part_text(part: Message) -> str:
@@ -825,17 +1010,22 @@ def _auto_facts(headers: dict[str, list[str]], delivery_status: bool) -> AutoFac
 def _parse_fast(raw: bytes, body: bytes, max_attachment_bytes: int) -> InboundMessage:
     msg = BytesParser(policy=compat32).parsebytes(body)
     headers = _header_map(msg)
-    from_ = _addresses(headers.get("from", []))
-    reply_to = _addresses(headers.get("reply-to", []))
+    hint = _charset_hint(msg)
+    from_ = _addresses(headers.get("from", []), hint)
+    reply_to = _addresses(headers.get("reply-to", []), hint)
 
-    walk = _Walk(max_attachment_bytes)
+    walk = _Walk(max_attachment_bytes, hint)
     _walk(msg, walk)
-    sender = _sender(from_, _addresses(headers.get("sender", [])), reply_to,
+    sender = _sender(from_, _addresses(headers.get("sender", []), hint), reply_to,
                      _from_mail_system(headers, walk.delivery_status))
     if walk.plain is not None:
         text, html_only = _part_text(walk.plain), False
     elif walk.html is not None:
         text, html_only = html_to_text(_part_text(walk.html)), True
+    elif walk.tnef_body is not None:
+        # Outlook's "rich text" mail: the only body is inside winmail.dat.
+        tnef_text, tnef_html = walk.tnef_body
+        text, html_only = (tnef_text, False) if tnef_text else (html_to_text(tnef_html or ""), True)
     else:
         text, html_only = "", False
 
@@ -846,14 +1036,14 @@ def _parse_fast(raw: bytes, body: bytes, max_attachment_bytes: int) -> InboundMe
         in_reply_to=tuple(_ids(in_reply_to)),
         references=tuple(_ids(references)),
         from_=sender,
-        to=_addresses(headers.get("to", [])),
-        cc=_addresses(headers.get("cc", [])),
+        to=_addresses(headers.get("to", []), hint),
+        cc=_addresses(headers.get("cc", []), hint),
         reply_to=reply_to,
         date=_date(_first(headers, "date")),
-        subject=decode_header_text(_first(headers, "subject")),
+        subject=decode_header_text(_first(headers, "subject"), hint),
         text=_clean_text(text),
         html_only=html_only,
-        attachments=tuple(walk.attachments),
+        attachments=tuple(_mark_inline(walk)),
         auto=_auto_facts(headers, walk.delivery_status),
         defects=tuple(dict.fromkeys(walk.defects)),
         size=len(raw),
@@ -887,6 +1077,7 @@ def _fallback_attachment(item: dict, max_attachment_bytes: int) -> Attachment:
         sha256=hashlib.sha256(data).hexdigest(),
         content=data if len(data) <= max_attachment_bytes else None,
         inline=str(item.get("content-disposition") or "").lower().startswith("inline"),
+        content_id=str(item.get("content-id") or "").strip().strip("<>") or None,
     )
 
 
