@@ -302,13 +302,14 @@ def test_prose_with_wrote_is_kept() -> None:
     assert reply_text(body) == body
 
 
-def test_only_quote_returns_the_text() -> None:
-    body = "> Just a quote\n> of the old mail\n\n"
-    assert reply_text(body) == "> Just a quote\n> of the old mail"
+def test_only_quote_has_no_reply_text() -> None:
+    # Nothing new was written: a pasted quote is not the writer's text.
+    assert reply_text("> Just a quote\n> of the old mail\n\n") == ""
 
 
-def test_only_signature_returns_the_text() -> None:
-    assert reply_text("-- \nJane\n") == "-- \nJane"
+def test_only_signature_has_no_reply_text() -> None:
+    assert reply_text("-- \nJane\n") == ""
+    assert reply_text("Sent from my iPhone\n") == ""
 
 
 def test_empty_and_crlf() -> None:
