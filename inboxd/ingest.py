@@ -954,6 +954,11 @@ def relay(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     """An agent's answer by email goes on to the customer from the shared address."""
     if not d.relay:
         return
+    if not d.reply_text.strip():
+        # Nothing new above the quote (a slip of the send button): relaying it
+        # would mail the customer an empty answer.
+        _event(cur, d, "relay-skipped", {"reason": "the agent's mail has no new text"}, actor=d.agent.name)
+        return
     mailbox = filer.settings.mailbox(d.mailbox)
     ticket = outbox.load_ticket(cur, d.ticket_pk)
     parent, references = outbox.thread_ids(cur, d.ticket_pk)
