@@ -401,3 +401,20 @@ def test_an_agents_out_of_office_reply_is_never_relayed(desk, dovecot, smtp_sink
     t = only_ticket(config)
     assert [m["kind"] for m in t["messages"]].count("note") == 1
     assert t["first_response_at"] is None
+
+
+def test_an_agents_reply_with_nothing_above_the_quote_is_not_relayed(desk, dovecot, smtp_sink):
+    """Defect guarded: reply text is empty when a mail holds only a quote, and relaying that would mail
+    the customer an empty answer."""
+    config, user = desk
+    first = make_message_id()
+    dovecot.append(user, "INBOX", make_mail(frm="Li Lei <lilei@example.cn>", subject="Refund", message_id=first,
+                                            body="Where is my refund?\n"))
+    once(config)
+    dovecot.append(user, "INBOX", make_mail(
+        frm="Bob <bob@example.com>", subject="Re: [T-1000] Refund", in_reply_to=first, references=[first],
+        body="On Mon, 30 Nov 2026 at 09:00, Li Lei <lilei@example.cn> wrote:\n> Where is my refund?\n"))
+    once(config)
+    assert [e.rcpt_tos for e in smtp_sink.envelopes] == [["lilei@example.cn"]]  # the ack only
+    actions = [e["action"] for e in only_ticket(config)["events"]]
+    assert "relay-skipped" in actions and "relay" not in actions
