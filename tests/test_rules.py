@@ -94,7 +94,32 @@ def test_each_rule_refuses_its_case(kwargs, rule, reason):
     assert may_auto_reply(parsed(**kwargs), CTX) == Verdict(False, rule, reason)
 
 
+@pytest.mark.parametrize("kwargs, rule, reason", [
+    ({"headers": {"X-Precedence": "bulk"}}, "precedence", 'X-Precedence is "bulk"'),
+    ({"headers": {"List-Post": "<mailto:users@lists.example.org>"}}, "mailing_list",
+     'List-Post is "<mailto:users@lists.example.org>"'),
+    ({"headers": {"X-ML-Name": "elena"}}, "mailing_list", 'X-ML-Name is "elena"'),
+    ({"headers": {"X-Autoreply": "yes"}}, "autoreply_headers", 'X-AutoReply is "yes"'),
+    ({"headers": {"X-Loop": "elena@ml.example.jp"}}, "loop_guard", 'X-Loop is "elena@ml.example.jp"'),
+    ({"headers": {"Feedback-ID": "1:2:3:esp"}}, "bulk_sender", 'Feedback-ID is "1:2:3:esp": a bulk sender\'s campaign mail'),
+    ({"headers": {"X-Failed-Recipients": "gone@example.org"}}, "failed_recipients",
+     'X-Failed-Recipients is "gone@example.org": a bounce'),
+    ({"frm": "users-request@lists.example.org"}, "robot_sender",
+     "the sender users-request@lists.example.org is a list manager's or reporting robot's address"),
+    ({"frm": "MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@corp.example"}, "mailer_daemon",
+     "the sender microsoftexchange329e71ec88ae4615bbc36ab6ce41109e@corp.example is the mail system"),
+])
+def test_each_new_rule_refuses_its_case(kwargs, rule, reason):
+    """Issue "Round 2, 4 of 8", part 3: the header families that let automatic mail through."""
+    assert may_auto_reply(parsed(**kwargs), CTX) == Verdict(False, rule, reason)
+
+
 @pytest.mark.parametrize("kwargs", [
+    {"headers": {"X-Autoreply": "no"}},
+    {"headers": {"X-Spam-Flag": "YES"}},
+    {"headers": {"X-Mailer": "Microsoft Outlook 16.0"}},
+    {"frm": "postmaster-team-lead@customer.example"},
+    {"frm": "it-admin@customer.example"},
     {"headers": {"Auto-Submitted": "no"}},
     {"headers": {"Precedence": "first-class"}},
     {"headers": {"X-Auto-Response-Suppress": "DR, RN, NRN"}},
@@ -183,10 +208,13 @@ def test_first_objection_in_rule_order_decides():
     assert names[-1] == "budget"
 
 
-def test_is_automatic_reads_headers_only():
+def test_is_automatic_reads_the_mail_alone():
     assert is_automatic(parsed()) is None
     assert is_automatic(parsed(headers={"Precedence": "bulk"})) == 'Precedence is "bulk"'
     assert is_automatic(parsed(frm="no-reply@shop.example")) == "the sender no-reply@shop.example does not take replies"
+    # The subject and text count too (tests/test_automatic_mail.py has the many vendors' formats).
+    assert is_automatic(parsed(subject="Abwesenheitsnotiz: Ihre Anfrage")) == (
+        'the subject "Abwesenheitsnotiz: Ihre Anfrage" carries the auto-reply marker "Abwesenheitsnotiz"')
     # Our own address and our own ids need the context: not a header fact.
     assert is_automatic(parsed(frm="support@example.com", message_id=OUR_ID)) is None
 
