@@ -50,14 +50,16 @@ from inboxd.message import InboundMessage, MalformedMessage, clean_text, content
 from inboxd.quotes import reply_text
 from inboxd.rules import AckContext, is_automatic, loop_header_value, may_auto_reply
 from inboxd.templates import Templates
-from inboxd.threading import ThreadMatch, TicketTag, find_ticket
+from inboxd.threading import ThreadMatch, TicketTag, find_ticket, joined_status
 from inboxd.csat import is_low, parse_answer, parse_survey_address
 from inboxd.csat import label as csat_label
 from inboxd.policies import load_policies
 from inboxd.routing import ASSIGN_STRATEGIES, facts_for, merge, pick_assignee
 from inboxd.sla import human
 from inboxd.worker import parse_one
-from inboxd.workflow import notify_agent
+from inboxd.tickets import PRIORITIES
+from inboxd.workflow import load as workflow_ticket
+from inboxd.workflow import merge_tickets, notify_agent
 
 log = logging.getLogger("inboxd.ingest")
 
@@ -332,27 +334,61 @@ class Filer:
 
 
 class StoreLookup:
-    """The store as threading sees it (implements threading.ThreadLookup)."""
+    """The store as threading sees it (implements threading.ThreadLookup).
+
+    Every query is by an indexed column (message.message_id, messageref.ref,
+    ticket.ref); long References are asked about a chunk at a time, below
+    SQLite's limit on bound parameters.
+    """
+
+    CHUNK = 500
 
     def __init__(self, cur: sqlite3.Cursor):
         self.cur = cur
 
+    def _chunks(self, ids: list[str]):
+        for start in range(0, len(ids), self.CHUNK):
+            chunk = ids[start:start + self.CHUNK]
+            yield chunk, ", ".join("?" * len(chunk))
+
     def tickets_by_message_ids(self, ids: list[str]) -> dict[str, int]:
-        marks = ", ".join("?" * len(ids))
-        rows = self.cur.execute(f"SELECT message_id, ticket_id FROM message WHERE message_id IN ({marks})", ids)
-        return dict(rows.fetchall())
+        found: dict[str, int] = {}
+        for chunk, marks in self._chunks(ids):
+            rows = self.cur.execute(f"SELECT message_id, ticket_id FROM message WHERE message_id IN ({marks})", chunk)
+            found.update(rows.fetchall())
+        return found
 
     def ticket_by_ref(self, ticket_id: str) -> int | None:
-        # A merged ticket's id leads to the ticket that absorbed it.
-        row = self.cur.execute("SELECT coalesce(merged_into, id) FROM ticket WHERE ref = ?", (ticket_id,)).fetchone()
-        return row[0] if row else None
+        row = self.cur.execute("SELECT id FROM ticket WHERE ref = ?", (ticket_id,)).fetchone()
+        return surviving_ticket(self.cur, row[0]) if row else None
 
-    def ticket_referencing(self, message_id: str) -> int | None:
-        row = self.cur.execute(
-            "SELECT m.ticket_id FROM messageref r JOIN message m ON m.id = r.message_pk WHERE r.ref = ? LIMIT 1",
+    def tickets_referencing(self, message_id: str) -> set[int]:
+        rows = self.cur.execute(
+            "SELECT DISTINCT m.ticket_id FROM messageref r JOIN message m ON m.id = r.message_pk WHERE r.ref = ?",
             (message_id,),
-        ).fetchone()
-        return row[0] if row else None
+        )
+        return {pk for (pk,) in rows.fetchall()}
+
+    def tickets_sharing_refs(self, ids: list[str]) -> dict[str, set[int]]:
+        found: dict[str, set[int]] = {}
+        for chunk, marks in self._chunks(ids):
+            rows = self.cur.execute(
+                "SELECT DISTINCT r.ref, m.ticket_id FROM messageref r JOIN message m ON m.id = r.message_pk"
+                f" WHERE r.ref IN ({marks})", chunk)
+            for ref, pk in rows.fetchall():
+                found.setdefault(ref, set()).add(pk)
+        return found
+
+
+def surviving_ticket(cur: sqlite3.Cursor, pk: int) -> int:
+    """`pk`, or the ticket it was merged into (and that one's, and so on)."""
+    seen = {pk}
+    while True:
+        row = cur.execute("SELECT merged_into FROM ticket WHERE id = ?", (pk,)).fetchone()
+        if row is None or row[0] is None or row[0] in seen:
+            return pk
+        pk = row[0]
+        seen.add(pk)
 
 
 # -- the pipeline: each step one job, in the order a message takes them --------
@@ -589,7 +625,7 @@ def thread(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     lookup = StoreLookup(cur)
     if d.csat is not None:
         pk = cur.execute("SELECT ticket_id FROM csat WHERE id = ?", (d.csat[0],)).fetchone()[0]
-        d.match = ThreadMatch(pk, "satisfaction survey answer")
+        d.match = ThreadMatch(surviving_ticket(cur, pk), "satisfaction survey answer")
         return
     if d.bounce is not None and d.bounce.original_message_id:
         mid = d.bounce.original_message_id
@@ -610,6 +646,72 @@ def thread(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
         # forwarded customer mail) opens one like anybody else, and nothing
         # is relayed or noted.
         d.direction, d.kind, d.relay = "in", "customer", False
+
+
+def join_threads(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+    """Merge the other tickets of this message's conversation into the one it joins.
+
+    `thread` decided which tickets the headers connect (ThreadMatch.also);
+    this applies it, so a conversation whose mail arrived out of order
+    (reply before parent, across folders or mailboxes, after a restore)
+    ends up on one ticket.  The oldest ticket survives and absorbs the
+    others as an agent's merge would (`workflow.merge_tickets`: messages
+    move with their sightings, a 'merge' event on both saying which mail
+    joined them and how).  The survivor's state is the joined one:
+    `threading.joined_status` (the most active part wins), the highest
+    priority and tier, its own assignee/team/SLA policy or else a merged
+    ticket's, the earliest creation and first response, and live if any
+    part is live (history only if all of it is).
+
+    A ticket closed longer ago than [tickets] reopen_window is finished:
+    live mail leaves it alone (it would open a follow-up ticket), and joins
+    and merges only the conversation's other tickets.  History mail, a
+    record of the past, joins them all.
+    """
+    match = d.match
+    if match is None or not match.also:
+        return
+    links = match.links()
+    marks = ", ".join("?" * len(links))
+    rows = {row[0]: row for row in cur.execute(
+        "SELECT id, ref, status, priority, assignee, team, tier, escalated, sla_policy, history, created_at,"
+        f" first_response_at, closed_at, solved_at FROM ticket WHERE id IN ({marks}) AND merged_into IS NULL",
+        list(links)).fetchall()}
+    window = filer.settings.tickets.reopen_window
+    joinable = [pk for pk in sorted(rows)
+                if d.history or not (rows[pk][2] == "closed" and not _within(rows[pk][12], d.at, window))]
+    if not joinable:
+        # Every part is finished: the message follows up on the oldest.
+        d.match = ThreadMatch(match.ticket_pk, match.reason)
+        return
+    survivor, others = joinable[0], joinable[1:]
+    d.match = ThreadMatch(survivor, links[survivor], tuple(others), tuple(links[pk] for pk in others))
+    if not others:
+        return
+    parts = [rows[survivor], *(rows[pk] for pk in others)]
+    status = joined_status([p[2] for p in parts])
+    source = next((p for p in parts if p[2] == status), None)
+    closed_at, solved_at = (source[12], source[13]) if source is not None else (None, None)
+    priority = max((p[3] for p in parts), key=lambda v: PRIORITIES.index(v) if v in PRIORITIES else -1)
+    first = min((p[11] for p in parts if p[11] is not None), default=None)
+    cur.execute(
+        "UPDATE ticket SET status = ?, closed_at = ?, solved_at = ?, priority = ?, assignee = ?, team = ?,"
+        " tier = ?, escalated = ?, sla_policy = ?, history = ?, created_at = ?, first_response_at = ?,"
+        " version = version + 1 WHERE id = ?",
+        (status, closed_at, solved_at, priority, next((p[4] for p in parts if p[4]), None),
+         next((p[5] for p in parts if p[5]), None), max(p[6] for p in parts), max(p[7] for p in parts),
+         next((p[8] for p in parts if p[8]), None), min(p[9] for p in parts), min(p[10] for p in parts),
+         first, survivor),
+    )
+    mid = d.msg.message_id or d.key
+    change = {"status_before": parts[0][2], "status_after": status} if status != parts[0][2] else {}
+    for pk in others:
+        moved = merge_tickets(cur, workflow_ticket(cur, rows[pk][1]), workflow_ticket(cur, rows[survivor][1]),
+                              d.at or d.now, "inboxd", {"reason": f"thread joined by <{mid}>", "link": links[pk],
+                                                        **change})
+        change = {}
+        log.info("<%s> joined %s into %s (%s; %d messages moved)", mid, rows[pk][1], rows[survivor][1],
+                 links[pk], moved)
 
 
 def open_or_update_ticket(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
@@ -995,6 +1097,7 @@ PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
     skip_duplicate,
     classify,
     thread,
+    join_threads,
     open_or_update_ticket,
     store_message,
     note_reused_id,

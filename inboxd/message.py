@@ -455,8 +455,8 @@ _COMMENT = re.compile(r"\([^()]*\)")
 _ID_SPLIT = re.compile(r"[\s,]+")
 
 
-def _ids(value: str | None) -> list[str]:
-    """Message ids in a header: <...> tokens when any exist, else bare tokens."""
+def _id_tokens(value: str | None) -> list[str]:
+    """Message ids in a Message-ID header: <...> tokens when any exist, else bare tokens."""
     if not value:
         return []
     bracketed = _ID_IN_BRACKETS.findall(value)
@@ -464,15 +464,71 @@ def _ids(value: str | None) -> list[str]:
         found = [_FOLD.sub("", token).strip() for token in bracketed]
     else:
         found = _ID_SPLIT.split(_COMMENT.sub(" ", value))
+    return _unique(found)
+
+
+def _unique(tokens) -> list[str]:
     seen: dict[str, None] = {}
-    for token in found:
+    for token in tokens:
         if token and token not in seen:
             seen[token] = None
     return list(seen)
 
 
+# In-Reply-To and References as clients really write them: a <...> token,
+# or one whose ">" is missing before the next "<" (a token cut off at the
+# end of a truncated header is dropped: it names no message).
+_REF_IN_BRACKETS = re.compile(r"<([^<>]*)(?:>|(?=<))")
+# The old free-text In-Reply-To names the author beside the message:
+# 'Message from Ann <ann@x> of "Tue, 3 Jan 2006" <id@x>', "<ann@x>'s message
+# of ...".  Such an address is no message id.  (A name has no digits; "from
+# Tue, 3 Jan <id@x>" is a date, and the id after it is kept.)
+_FROM_BEFORE = re.compile(r"\bfrom\s[^<>\d]*$", re.IGNORECASE)
+_POSSESSIVE_AFTER = re.compile(r"^['\u2019]s\b", re.IGNORECASE)
+_BARE_TOKEN = re.compile(r"[^\s,;<>()\[\]\"'\u2019]+")
+_BARE_TRIM = "'\u2019.:"
+
+
+def _ids(value: str | None) -> list[str]:
+    """The message ids an In-Reply-To or References header names, in order, once each.
+
+    With any "<" in the header, the bracketed tokens (an id folded over
+    lines is joined up; several ids run together inside one pair of
+    brackets are split); otherwise only the bare tokens that have an "@",
+    so free text such as "Your message of Tue, 3 Jan 2006 10:00" yields no
+    ids.  An author's address in old free-text forms is left out.
+    """
+    if not value:
+        return []
+    found: list[str] = []
+    if "<" in value:
+        for match in _REF_IN_BRACKETS.finditer(value):
+            if _is_author(value, match.start(), match.end()):
+                continue
+            token = _FOLD.sub("", match.group(1)).strip()
+            parts = token.split()
+            if len(parts) > 1 and all("@" in part for part in parts):
+                found.extend(parts)
+            else:
+                found.append(token)
+    else:
+        text = _COMMENT.sub(" ", value)
+        for match in _BARE_TOKEN.finditer(text):
+            token = match.group(0).strip(_BARE_TRIM)
+            if "@" in token.strip("@") and not _is_author(text, match.start(), match.end()):
+                found.append(token)
+    return _unique(found)
+
+
+def _is_author(text: str, start: int, end: int) -> bool:
+    """Whether the id-like token at text[start:end] is an author's address in free text."""
+    before = text[:start]
+    previous = max(before.rfind(">"), before.rfind("<"))
+    return bool(_FROM_BEFORE.search(before[previous + 1:]) or _POSSESSIVE_AFTER.match(text[end:]))
+
+
 def _first_id(value: str | None) -> str | None:
-    ids = _ids(value)
+    ids = _id_tokens(value)
     return ids[0] if ids else None
 
 

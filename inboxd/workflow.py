@@ -389,17 +389,7 @@ class Workflow:
                 self._require_own(t, "merging")
                 if t.merged_into is not None:
                     raise WorkflowError(f"{t.ref} was already merged")
-            moved = cur.execute("UPDATE message SET ticket_id = ? WHERE ticket_id = ?", (dst.pk, src.pk)).rowcount
-            tags = dst.tags + [x for x in src.tags if x not in dst.tags]
-            cur.execute("UPDATE ticket SET message_count = message_count + ?, tags = ?, updated_at = ?,"
-                        " version = version + 1 WHERE id = ?",
-                        (moved, json.dumps(tags, ensure_ascii=False), db_time(now), dst.pk))
-            cur.execute("UPDATE ticket SET merged_into = ?, status = 'closed', closed_at = ?, message_count = 0,"
-                        " updated_at = ?, version = version + 1 WHERE id = ?",
-                        (dst.pk, db_time(now), db_time(now), src.pk))
-            for t, detail in ((src, {"into": dst.ref}), (dst, {"from": src.ref, "messages": moved})):
-                cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, 'merge', ?)",
-                            (t.pk, db_time(now), self.actor.name, json.dumps(detail)))
+            moved = merge_tickets(cur, src, dst, now, self.actor.name)
         return {"id": src.ref, "action": "merge", "actor": self.actor.name, "at": _iso(now), "into": dst.ref,
                 "messages": moved}
 
@@ -411,6 +401,34 @@ class Workflow:
             return
         notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
                      headline=f"{self.actor.name} assigned {t.ref} to you.")
+
+
+def merge_tickets(cur: sqlite3.Cursor, src: Ticket, dst: Ticket, now: datetime, actor: str,
+                  detail: dict | None = None) -> int:
+    """Merge `src` into `dst` in the store: its messages (with their sightings)
+    move, its tags join dst's, and src is closed and points at dst; a 'merge'
+    event on both, with `detail` added.  Returns how many messages moved.
+
+    Used by an agent's `inboxd merge` and by ingest when a conversation
+    that was split over tickets is joined (see ingest.join_threads).
+    """
+    extra = detail or {}
+    moved = cur.execute("UPDATE message SET ticket_id = ? WHERE ticket_id = ?", (dst.pk, src.pk)).rowcount
+    tags = dst.tags + [x for x in src.tags if x not in dst.tags]
+    # updated_at never goes back: a merge by history mail happens "at" that mail's arrival.
+    later = "CASE WHEN updated_at < ? THEN ? ELSE updated_at END"
+    cur.execute(f"UPDATE ticket SET message_count = message_count + ?, tags = ?, updated_at = {later},"
+                " version = version + 1 WHERE id = ?",
+                (moved, json.dumps(tags, ensure_ascii=False), db_time(now), db_time(now), dst.pk))
+    cur.execute(f"UPDATE ticket SET merged_into = ?, status = 'closed', closed_at = ?, message_count = 0,"
+                f" updated_at = {later}, version = version + 1 WHERE id = ?",
+                (dst.pk, db_time(now), db_time(now), db_time(now), src.pk))
+    # Tickets merged into src before now lead straight to dst.
+    cur.execute("UPDATE ticket SET merged_into = ? WHERE merged_into = ?", (dst.pk, src.pk))
+    for t, event in ((src, {"into": dst.ref}), (dst, {"from": src.ref, "messages": moved})):
+        cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, 'merge', ?)",
+                    (t.pk, db_time(now), actor, json.dumps({**event, **extra}, ensure_ascii=False)))
+    return moved
 
 
 def notify_agent(cur: sqlite3.Cursor, settings: Settings, tags: TicketTag, ref: str, agent: AgentSettings,
