@@ -172,8 +172,8 @@ def run(
 
 
 @app.command("check-config")
-def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--connect", help="Also log in to every IMAP and SMTP server.")) -> None:
-    """Validate inboxd.toml (and with --connect, every server login)."""
+def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--connect", help="Also log in to every IMAP and SMTP server and connect to the store.")) -> None:
+    """Validate inboxd.toml (and with --connect, every server login and the store)."""
     from inboxd.config import check_files
 
     from inboxd.policies import load_policies
@@ -188,14 +188,24 @@ def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--conn
 
     # Every template the config uses, rendered once with sample values.
     problems = check_files(settings) + check_templates(settings, policies)
+    from inboxd.db import StoreNotReady
+
+    if not settings.store.url.startswith("sqlite"):
+        # The daemon would refuse to start; say so now rather than then.
+        problems.append(f"{settings.path.name}: {StoreNotReady()}")
     for problem in problems:
         typer.echo(f"inboxd: {problem}", err=True)
     typer.echo(f"{settings.path}: {len(settings.mailboxes)} mailbox(es), {len(settings.agents)} agent(s), "
                f"{len(policies.sla)} SLA polic(ies), {len(policies.rules.rules)} rule(s)")
     failed = bool(problems)
     if connect:
-        from inboxd import imap, sender
+        from sqlalchemy.engine import make_url
 
+        from inboxd import imap, sender
+        from inboxd.db import describe_store
+
+        store = make_url(settings.store.url).render_as_string(hide_password=True)
+        failed |= not _report(f"store ({store})", lambda: describe_store(settings.store.url))
         for mb in settings.mailboxes:
             failed |= not _report(f"imap {mb.name} ({mb.imap.host}:{mb.imap.port})", lambda mb=mb: imap.check_login(
                 mb.imap, mb.imap.folders + ((mb.imap.sent_folder,) if mb.imap.sent_folder else ())))
@@ -208,6 +218,68 @@ def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--conn
             failed |= not _report(f"smtp {name} ({host}:{port})", lambda smtp=smtp: sender.check_login(smtp))
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("migrate-store")
+def migrate_store(
+    ctx: typer.Context,
+    source: Optional[str] = typer.Option(None, "--from", metavar="URL",
+                                         help="The store to copy (default: the config's store.url)."),
+    target: str = typer.Option(..., "--to", metavar="URL",
+                               help="An empty database to copy it into, e.g. postgresql+psycopg://inboxd@db/inboxd;"
+                                    " its schema is created."),
+) -> None:
+    """Copy every row of one store into another, empty one (SQLite to PostgreSQL, or back).
+
+    Stop every daemon first.  The copy is one transaction on the target and
+    is checked afterwards (row counts, and checksums of tickets, messages,
+    events and raw mail); then point store.url at the new store.
+    """
+    from datetime import UTC, datetime
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from inboxd.db import NoStore, open_store
+    from inboxd.storecopy import CopyError, copy_rows
+
+    source = source or _ctx(ctx).settings.store.url
+    shown = {}
+    for role, url in (("--from", source), ("--to", target)):
+        try:
+            parsed = make_url(url)
+            parsed.get_dialect().import_dbapi()
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise UserError(f"{role}: not a database URL inboxd can use: {' '.join(str(exc).split())}") from None
+        except ImportError as exc:
+            raise UserError(f"{role}: the {parsed.get_backend_name()} driver is not installed ({exc});"
+                            " install inboxd with its `postgres` extra") from None
+        shown[role] = parsed.render_as_string(hide_password=True)
+    if make_url(source) == make_url(target):
+        raise UserError("--from and --to are the same store")
+    engines = []
+    try:
+        try:
+            engines.append(open_store(source, create=False, schema_only=True))
+        except NoStore as exc:
+            raise UserError(f"--from: no store at {exc.path}") from None
+        engines.append(open_store(target, schema_only=True))
+        typer.echo(f"copying {shown['--from']} to {shown['--to']}")
+        report = copy_rows(*engines, datetime.now(UTC),
+                           progress=lambda table, rows: typer.echo(f"  {table:<14}{rows:>10} row(s)"))
+    except CopyError as exc:
+        raise UserError(str(exc)) from None
+    except DBAPIError as exc:
+        # A refused connection, a missing database, a lost server: one line, not a traceback.
+        text = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        raise UserError(f"migrate-store: {text}") from None
+    finally:
+        for engine in engines:
+            engine.dispose()
+    rate = report.rows / report.seconds if report.seconds else float(report.rows)
+    typer.echo(f"copied {report.rows} row(s) in {report.seconds:.1f} s ({rate:.0f} rows/s); every table's count and"
+               f" the checksums of {', '.join(report.checksums)} are equal on both sides")
+    typer.echo("point store.url at the new store before starting inboxd again")
 
 
 def _report(label: str, check) -> bool:

@@ -79,7 +79,12 @@ def show_status(state, as_json: bool) -> None:
             cut = f["history_before"] or "-"
             line = (f"  {printable(f['folder']):<20} {f['state']:<8} last sync {f['last_sync'] or 'never'}"
                     f"  uid {f['last_uid']}  history before {cut}")
-            if f["owner"]:
+            if f["lease"] and f["lease"]["live"]:
+                line += f"  held by {f['owner']} until {f['lease']['expires_at']}"
+            elif f["lease"]:
+                # Its holder died or hung: another daemon may take the folder over.
+                line += f"  lease of {f['lease']['holder']} expired {f['lease']['expires_at']}"
+            elif f["owner"]:
                 line += f"  owner {f['owner']}"
             typer.echo(line)
             if f["error"]:

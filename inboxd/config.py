@@ -30,7 +30,7 @@ class ConfigError(Exception):
 # The keys each table accepts.  The reference file must mention every one of them.
 TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply", "outbox", "templates")
 TEMPLATES_KEYS = ("dir",)
-STORE_KEYS = ("url", "data_dir", "max_attachment_bytes", "max_message_bytes")
+STORE_KEYS = ("url", "data_dir", "max_attachment_bytes", "max_message_bytes", "lease")
 TICKET_KEYS = ("id_format", "first_seq", "tag_format", "reopen_window")
 AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day", "per_domain_per_hour", "per_domain_per_minute",
                   "shared_domains", "bounce_expiry")
@@ -269,6 +269,8 @@ class StoreSettings:
     max_attachment_bytes: int = 25 * 1024 * 1024
     # Mail larger than this (by RFC822.SIZE) is streamed to data_dir/oversize and quarantined.
     max_message_bytes: int = 25 * 1024 * 1024
+    # How long a daemon's hold on a folder lasts unless renewed (inboxd.leases).
+    lease: timedelta = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -457,7 +459,16 @@ def _store(table: _Table, base: Path) -> StoreSettings:
         data_dir=base / table.string("data_dir", "var"),
         max_attachment_bytes=table.integer("max_attachment_bytes", 25 * 1024 * 1024, low=0),
         max_message_bytes=table.integer("max_message_bytes", 25 * 1024 * 1024, low=64 * 1024),
+        lease=_folder_lease(table),
     )
+
+
+def _folder_lease(table: _Table) -> timedelta:
+    lease = table.duration("lease", "30s")
+    # It is renewed every third of itself; under 3 s that is a store write a second per folder.
+    if lease < timedelta(seconds=3):
+        table.fail("lease", f"must be at least 3s, got {_show(table.get('lease', '30s'))}")
+    return lease
 
 
 def _check_store_driver(table: _Table, url: str) -> None:

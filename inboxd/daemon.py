@@ -26,8 +26,9 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from inboxd import leases
 from inboxd.config import Settings
-from inboxd.db import open_store
+from inboxd.db import open_store, writing
 from inboxd.imap import MailboxPoller, MailboxStatus, Progress
 from inboxd.jobs import Duties
 from inboxd.policies import load_policies
@@ -142,6 +143,9 @@ def _dry_run(settings: Settings, *, workers: int, progress: Callable[[Progress],
         store = dataclasses.replace(settings.store, url=f"sqlite:///{copy}", data_dir=Path(tmp) / "var")
         trial = dataclasses.replace(settings, store=store)
         engine = open_store(trial.store.url)
+        with writing(engine) as conn:
+            # The copy's leases name the daemons of the real store; nobody holds this copy's folders.
+            leases.clear(conn)
         sink = StoreSink(engine, trial, workers=workers)
         report = CycleReport({})
         tally = _Tally(report, progress)

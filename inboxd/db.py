@@ -1,4 +1,4 @@
-"""Open the ticket store: engine, SQLite tuning, transactions and migrations.
+"""Open the ticket store: engine, per-database tuning, transactions and migrations.
 
 SQLite is the embedded default.  Every connection runs in WAL mode with a
 generous busy timeout, so the daemon and several agents' CLIs can use one
@@ -6,6 +6,17 @@ file at once.  Write transactions start with BEGIN IMMEDIATE: the write lock
 is taken up front, which makes "read, decide, write" sequences (threading a
 message, claiming a due job) atomic across processes and turns lock
 contention into waiting rather than a "database is locked" error mid-way.
+
+PostgreSQL (through psycopg 3, the `postgres` extra) is for several daemons
+on one store.  A write transaction there is an ordinary READ COMMITTED
+transaction, set explicitly rather than left to the server's default: there
+is no store-wide write lock, so every "read, decide, write" that another
+daemon could race is a compare-and-swap UPDATE (its WHERE re-checks the old
+value, and PostgreSQL re-evaluates it on the newest row version after
+waiting for a concurrent writer's row lock) or an INSERT ... ON CONFLICT.
+The claims in the sender, the duties and the folder leases are written that
+way.  A read is one REPEATABLE READ READ ONLY transaction: all its queries
+see one snapshot, as in SQLite, and it takes no lock.
 """
 
 from __future__ import annotations
@@ -17,8 +28,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+
+from inboxd.config import ConfigError
 
 log = logging.getLogger("inboxd.db")
 
@@ -26,8 +39,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration.  Checking it with one query lets every CLI call skip
 # importing Alembic when the store is current; a test keeps it equal to
 # Alembic's own head.
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0011"
 BUSY_TIMEOUT_MS = 60_000
+# The key of the PostgreSQL advisory lock that lets one daemon at a time
+# migrate: any fixed number will do, this one spells "inboxd".
+MIGRATION_LOCK_KEY = int.from_bytes(b"inboxd", "big")
 
 
 # The order of a ticket's thread: the Date header (which has whole seconds)
@@ -42,6 +58,23 @@ def db_time(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+class StoreNotReady(ConfigError):
+    """The store is a PostgreSQL database, which only some commands can use so far.
+
+    Ingest, the sender, the scheduler's duties and most of the CLI still
+    write SQLite's own SQL ("?" parameters, SQLite functions, a raw sqlite3
+    cursor), which PostgreSQL rejects halfway through a sync.  Until they run
+    through SQLAlchemy Core, `open_store` refuses PostgreSQL unless its caller
+    says it only needs the schema (migrate-store, check-config).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "store.url: the PostgreSQL store is not complete yet: ingest, the sender, the scheduler and most"
+            " commands still run SQLite-only SQL; keep a sqlite:/// store for now (only migrate-store and"
+            " check-config --connect use PostgreSQL)")
 
 
 class NoStore(LookupError):
@@ -60,16 +93,24 @@ def create_store_engine(url: str, *, create: bool = True) -> Engine:
     wrong path, must say so instead of leaving an empty database behind.
     """
     parsed = make_url(url)
-    is_sqlite = parsed.get_backend_name() == "sqlite"
-    if is_sqlite and parsed.database and parsed.database != ":memory:":
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database and parsed.database != ":memory:":
         path = Path(parsed.database)
         if not create and not path.exists():
             raise NoStore(path)
         _prepare_private_file(path)
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {})
-    if is_sqlite:
+    if sqlite:
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         _tune_sqlite(engine)
-    return engine
+        return engine
+    # READ COMMITTED with compare-and-swap writes (see the module's docstring).
+    # A pooled connection is checked before use, so a daemon outlives a
+    # server restart or a failover without failing its next transaction.
+    return create_engine(url, isolation_level="READ COMMITTED", pool_pre_ping=True)
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
 
 
 def _prepare_private_file(path: Path) -> None:
@@ -105,25 +146,39 @@ def _tune_sqlite(engine: Engine) -> None:
 
 @contextlib.contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
-    """A write transaction: committed on success, rolled back on any error."""
+    """A write transaction: committed on success, rolled back on any error.
+
+    SQLite: BEGIN IMMEDIATE, the store's write lock for the whole
+    transaction.  PostgreSQL: READ COMMITTED; concurrent writers are
+    serialised only by the rows they lock, so decisions are compare-and-swap.
+    """
     with engine.begin() as conn:
         yield conn
 
 
 @contextlib.contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
-    """A read-only snapshot that takes no write lock."""
-    with engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
+    """A read-only snapshot that takes no write lock (and on PostgreSQL refuses to write)."""
+    if is_sqlite(engine):
+        options: dict = {"sqlite_begin": "DEFERRED"}
+    else:
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    with engine.connect().execution_options(**options) as conn:
         with conn.begin():
             yield conn
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The store's Alembic revision, or None for an empty database."""
     with reading(engine) as conn:
-        try:
-            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        except Exception:
-            return None
+        return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    # Asked before the query: on PostgreSQL a failed query would abort the transaction.
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def migrate(engine: Engine) -> None:
@@ -146,6 +201,12 @@ def migrate(engine: Engine) -> None:
             raw.execute("PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    # Daemons starting together take turns (SQLite's BEGIN
+                    # IMMEDIATE does the same); the later ones find the schema current.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                    if _revision(conn) == SCHEMA_HEAD:
+                        return
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
                 if engine.dialect.name == "sqlite":
@@ -155,6 +216,28 @@ def migrate(engine: Engine) -> None:
         finally:
             if engine.dialect.name == "sqlite":
                 raw.execute("PRAGMA foreign_keys=ON")
+
+
+def describe_store(url: str) -> str:
+    """For `check-config --connect`: connect to the store and say what it is and its schema revision."""
+    try:
+        engine = create_store_engine(url, create=False)
+    except NoStore as exc:
+        return f"sqlite, no store yet at {exc.path} (the first start creates it)"
+    try:
+        revision = current_revision(engine)
+        version = ".".join(map(str, engine.dialect.server_version_info or ()))
+    finally:
+        engine.dispose()
+    if revision is None:
+        schema = f"no schema yet (the first start creates it at {SCHEMA_HEAD})"
+    elif revision == SCHEMA_HEAD:
+        schema = f"schema {revision} (current)"
+    elif revision.isdigit() and int(revision) < int(SCHEMA_HEAD):
+        schema = f"schema {revision} (the next start migrates it to {SCHEMA_HEAD})"
+    else:
+        schema = f"schema {revision}, which this inboxd does not know (its newest is {SCHEMA_HEAD})"
+    return f"{engine.dialect.name} {version}, {schema}"
 
 
 def copy_store(source: Path, dest: Path) -> None:
@@ -173,8 +256,14 @@ def copy_store(source: Path, dest: Path) -> None:
     os.chmod(dest, 0o600)
 
 
-def open_store(url: str, *, create: bool = True) -> Engine:
-    """The engine for a migrated, ready store (`NoStore` if `create` is false and there is none)."""
+def open_store(url: str, *, create: bool = True, schema_only: bool = False) -> Engine:
+    """The engine for a migrated, ready store (`NoStore` if `create` is false and there is none).
+
+    A PostgreSQL store is `StoreNotReady` unless `schema_only` says the
+    caller uses nothing but the models' tables through SQLAlchemy Core.
+    """
+    if make_url(url).get_backend_name() != "sqlite" and not schema_only:
+        raise StoreNotReady()
     engine = create_store_engine(url, create=create)
     migrate(engine)
     return engine

@@ -22,6 +22,13 @@ server is reported (and retried ever less often) while the others go on.
 Connection failures back off and reconnect, and the back-off grows until a
 sync makes progress, not merely until a login succeeds.  One mailbox's
 trouble never touches another's.
+
+Several daemons may share one store.  A poller syncs a folder only while it
+holds the folder's lease (`inboxd.leases`, through the sink): it takes the
+lease before each sync, renews it after every batch and while it waits for
+mail, and gives it up when it stops cleanly.  A folder whose lease another
+live daemon holds is skipped without an error; the poller tries again at
+every pass and takes the folder over once that lease has run out.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from inboxd.tls import client_context
 from inboxd.config import ImapSettings, MailboxSettings
 from inboxd.ingest import Batch, BatchResult, Fetched, FolderCheckpoint
+from inboxd.leases import LeaseLost
 
 log = logging.getLogger("inboxd.imap")
 
@@ -65,7 +73,12 @@ class BatchSink(Protocol):
     """Where fetched batches go (the store), as the poller sees it."""
 
     max_message_bytes: int        # larger mail goes to spool(), not into a batch's memory
+    lease_renew_seconds: float    # how often the folder leases a poller holds are renewed
     def spool(self) -> Any: ...   # a file to write one such mail to: write(), finish() -> Path, discard()
+    def acquire_folder(self, mailbox: str, folder: str, now: datetime) -> bool: ...
+    def renew_folder(self, mailbox: str, folder: str, now: datetime) -> bool: ...
+    def release_folder(self, mailbox: str, folder: str) -> None: ...
+    def lease_holder(self, mailbox: str, folder: str) -> Any: ...   # .name and .expires_at, or None
     def checkpoint(self, mailbox: str, folder: str) -> FolderCheckpoint | None: ...
     def begin_folder(self, mailbox: str, folder: str, uidvalidity: int, history_before: datetime) -> None: ...
     def prepare(self, batch: Batch) -> Any: ...
@@ -211,6 +224,11 @@ class MailboxPoller:
         self._client: IMAPClient | None = None
         # UIDNEXT of each folder as last seen before IDLE (see _wait_for_mail).
         self._uidnext: dict[str, int] = {}
+        # The folders whose leases this poller holds, those another daemon
+        # holds (each reported once), and when the held ones are renewed next.
+        self._held: set[str] = set()
+        self._standby: set[str] = set()
+        self._renew_at = 0.0
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -231,6 +249,54 @@ class MailboxPoller:
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
 
+    # -- folder leases ------------------------------------------------------------
+
+    def _hold(self, folder: str) -> bool:
+        """Whether this poller may sync `folder` now: it holds, or has just taken, the folder's lease."""
+        if self.sink.acquire_folder(self.mailbox.name, folder, self.clock()):
+            if folder in self._standby:
+                log.info("%s/%s: the folder's lease is ours now; syncing it", self.mailbox.name, folder)
+            self._held.add(folder)
+            self._standby.discard(folder)
+            return True
+        if folder in self._held:
+            self._lost(folder)
+        elif folder not in self._standby:
+            holder = self.sink.lease_holder(self.mailbox.name, folder)
+            log.info("%s/%s: another daemon syncs this folder (%s); standing by until its lease runs out",
+                     self.mailbox.name, folder,
+                     f"{holder.name}, lease until {holder.expires_at:%Y-%m-%dT%H:%M:%SZ}" if holder else "lease taken")
+            self._standby.add(folder)
+        return False
+
+    def keep_leases(self) -> None:
+        """Renew the leases this poller holds, every lease_renew_seconds (called as it works and waits)."""
+        if not self._held or time.monotonic() < self._renew_at:
+            return
+        self._renew_at = time.monotonic() + self.sink.lease_renew_seconds
+        now = self.clock()
+        for folder in sorted(self._held):
+            try:
+                kept = self.sink.renew_folder(self.mailbox.name, folder, now)
+            except Exception as exc:  # The store is out of reach; each batch's own check still guards it.
+                log.warning("%s/%s: could not renew the folder's lease: %s", self.mailbox.name, folder,
+                            _describe(exc))
+                continue
+            if not kept:
+                self._lost(folder)
+
+    def _lost(self, folder: str) -> None:
+        log.warning("%s/%s: another daemon took over the folder's lease; this one stops syncing it",
+                    self.mailbox.name, folder)
+        self._held.discard(folder)
+        self._standby.add(folder)
+
+    def release_leases(self) -> None:
+        """Give up every folder this poller holds (a clean stop), so another daemon need not wait."""
+        for folder in sorted(self._held):
+            self.sink.release_folder(self.mailbox.name, folder)
+        self._held.clear()
+
     # -- one pass ---------------------------------------------------------------
 
     def run_once(self) -> MailboxStatus:
@@ -245,6 +311,8 @@ class MailboxPoller:
                 _logout_quietly(client)
         except Exception as exc:
             self._failed(exc)
+        finally:
+            self.release_leases()
         return self.status
 
     def append_copies(self, client: IMAPClient) -> int:
@@ -299,7 +367,13 @@ class MailboxPoller:
                 self._note_folder_error(status, folder, health.error)
                 continue
             try:
+                if not self._hold(folder):
+                    continue
                 filed += self.sync_folder(client, folder)
+            except LeaseLost:
+                # Another daemon took the folder over mid-sync; what it fetched was not filed here.
+                self._lost(folder)
+                continue
             except Exception as exc:
                 if _is_connection_error(exc):
                     raise
@@ -374,12 +448,13 @@ class MailboxPoller:
         filed = done = 0
         self._report(folder, 0, len(uids), None)
         batches = self._batches(client, folder, uidvalidity, uids, history_before)
-        for batch, prepared in _prefetch(batches, self.sink.prepare, stop=self.stop):
+        for batch, prepared in _prefetch(batches, self.sink.prepare, stop=self.stop, tick=self.keep_leases):
             result = self.sink.file(batch, prepared)
             filed += result.filed
             done += len(batch.messages)
             self.status.synced += len(batch.messages)
             self.beat()
+            self.keep_leases()
             self._report(folder, done, len(uids), result)
             if self.stop.is_set():
                 break
@@ -476,6 +551,8 @@ class MailboxPoller:
                     self.beat()
                     self._wait_for_mail(client)
             except Exception as exc:
+                # The leases are not renewed while disconnected: if the
+                # trouble is this daemon's own, another one takes its folders over.
                 self._failed(exc)
                 log.info("%s: reconnecting in %.0f s", self.mailbox.name, backoff)
                 self._sleep(backoff)
@@ -484,6 +561,7 @@ class MailboxPoller:
                 self._client = None
                 if client is not None:
                     _logout_quietly(client)
+        self.release_leases()
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -492,16 +570,22 @@ class MailboxPoller:
             self.stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _wait_for_mail(self, client: IMAPClient) -> None:
-        healthy = [f for f in self.folders if not self.health.get(f, _FolderHealth()).error]
+        healthy = [f for f in self.folders if f in self._held and not self.health.get(f, _FolderHealth()).error]
         retry = [h.retry_at for h in self.health.values() if h.error]
+        standby = [f for f in self.folders if f not in self._held]
         limit = self.settings.poll_interval
         if retry:
             # Come back when the next failed folder is due for another try.
             limit = max(1.0, min(limit, min(retry) - time.monotonic()))
+        if standby:
+            # Another daemon's folders are tried again as often as it renews
+            # its leases, so they are taken over soon after it dies.
+            limit = max(1.0, min(limit, self.sink.lease_renew_seconds))
         if not (self.settings.idle and healthy and client.has_capability("IDLE")):
             deadline = time.monotonic() + limit
             while not self.stop.is_set() and not self.wake.is_set() and time.monotonic() < deadline:
                 self.beat()
+                self.keep_leases()
                 self.stop.wait(1.0)
             return
         info = client.select_folder(healthy[0], readonly=True)
@@ -518,7 +602,7 @@ class MailboxPoller:
             return
         # Other folders have no IDLE of their own; they are checked at least
         # every poll_interval, and whenever the first folder wakes us.
-        if len(self.folders) == 1 and not retry:
+        if len(self.folders) == 1 and not retry and not standby:
             limit = IDLE_RENEW_SECONDS
         deadline = time.monotonic() + min(limit, IDLE_RENEW_SECONDS)
         client.idle()
@@ -527,9 +611,10 @@ class MailboxPoller:
             started = time.monotonic()
             responses = client.idle_check(timeout=1)
             self.beat()
+            self.keep_leases()
             if any(_is_bye(r) for r in responses):
                 raise ConnectionError("server closed the connection (BYE)")
-            if any(_is_new_mail(r) for r in responses) or self.wake.is_set():
+            if any(_is_new_mail(r) for r in responses) or self.wake.is_set() or healthy[0] not in self._held:
                 break
             # imapclient swallows EOF while idling: a socket that keeps
             # polling readable yet yields no response has been closed.
@@ -576,13 +661,16 @@ class SyncStuck(RuntimeError):
 
 
 def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1, *, stop: threading.Event | None = None,
-              timeout: float = HANDOFF_TIMEOUT_SECONDS) -> Iterator[tuple[Batch, Any]]:
+              timeout: float = HANDOFF_TIMEOUT_SECONDS,
+              tick: Callable[[], None] | None = None) -> Iterator[tuple[Batch, Any]]:
     """Run `batches` (and `prepare` on each) one step ahead on a helper thread.
 
     Every hand-off waits a bounded time, in short slices that watch for the
     consumer going away: an error on either side ends the whole attempt
     (the producer's error is raised here; a consumer that stops early
-    cancels the producer), and nothing ever blocks for good.
+    cancels the producer), and nothing ever blocks for good.  `tick` runs
+    in the consumer's thread at every slice of a wait (the poller renews its
+    leases there while a large mail is fetched).
     """
     q: queue.Queue = queue.Queue(maxsize=depth)
     cancelled = threading.Event()
@@ -616,6 +704,8 @@ def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1, *, stop: thread
                     break
                 except queue.Empty:
                     waited += 0.5
+                    if tick is not None:
+                        tick()
                     if not worker.is_alive() and q.empty():
                         raise SyncStuck("the fetch thread ended without handing over its result")
                     if stop is not None and stop.is_set():

@@ -21,6 +21,11 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 DIRECTIONS = ("in", "out")
 KINDS = ("customer", "agent", "auto", "note", "bounce")
 
+# IMAP UIDs and UIDVALIDITY values are unsigned 32-bit numbers, which can be
+# past the 2**31 - 1 of PostgreSQL's INTEGER.  SQLite's INTEGER holds 64 bits
+# already, so there the type stays as it was.
+IMAP_NUMBER = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 class Ticket(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
@@ -127,8 +132,8 @@ class Sighting(SQLModel, table=True):
     message_pk: int = Field(foreign_key="message.id", index=True)
     mailbox: str
     folder: str
-    uidvalidity: int
-    uid: int
+    uidvalidity: int = Field(sa_type=IMAP_NUMBER)
+    uid: int = Field(sa_type=IMAP_NUMBER)
     seen_at: datetime
 
 
@@ -137,8 +142,8 @@ class Checkpoint(SQLModel, table=True):
 
     mailbox: str = Field(primary_key=True)
     folder: str = Field(primary_key=True)
-    uidvalidity: int
-    last_uid: int = 0
+    uidvalidity: int = Field(sa_type=IMAP_NUMBER)
+    last_uid: int = Field(default=0, sa_type=IMAP_NUMBER)
     synced_at: datetime
     # Mail that arrived (IMAP INTERNALDATE) before this instant is history.
     # Set on the folder's first sync and never moved by inboxd afterwards.
@@ -156,8 +161,8 @@ class Skipped(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     mailbox: str
     folder: str
-    uidvalidity: int
-    uid: int
+    uidvalidity: int = Field(sa_type=IMAP_NUMBER)
+    uid: int = Field(sa_type=IMAP_NUMBER)
     message_id: str | None = None
     reason: str
     at: datetime
@@ -209,8 +214,8 @@ class Quarantine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     mailbox: str
     folder: str
-    uidvalidity: int
-    uid: int
+    uidvalidity: int = Field(sa_type=IMAP_NUMBER)
+    uid: int = Field(sa_type=IMAP_NUMBER)
     message_id: str | None = None
     reason: str
     # The raw bytes: a rawmessage row, or for mail over max_message_bytes a
@@ -296,3 +301,18 @@ class Csat(SQLModel, table=True):
     label: str | None = None
     comment: str | None = None
     answered_at: datetime | None = None
+
+
+class Lease(SQLModel, table=True):
+    """Which daemon syncs a folder: one holder at a time, until expires_at.
+
+    A daemon takes a folder's lease before syncing it and renews it while it
+    works (inboxd.leases); another daemon takes it over only once it has
+    expired, so several daemons share one store without syncing a folder twice.
+    """
+
+    mailbox: str = Field(primary_key=True)
+    folder: str = Field(primary_key=True)
+    # Who holds it: "host:pid", plus what tells a dead process on the same machine.
+    holder: str
+    expires_at: datetime

@@ -1,7 +1,8 @@
 """What `inboxd status` shows: each folder's health, checkpoint and history cut-off, the outbox, the quarantine.
 
 Read from the store only, so it works while the daemon runs (and tells
-whether it does: a folder's `owner` is the daemon that last synced it).
+whether it does: a folder's `owner` is the daemon that holds its lease, with
+the lease's expiry, or without a live lease the daemon that last synced it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from inboxd.config import Settings
+from inboxd.leases import holders
 
 
 def _iso(value) -> str | None:
@@ -26,6 +28,7 @@ def read_status(conn: Connection, settings: Settings, now: datetime) -> dict:
         "SELECT mailbox, folder, uidvalidity, last_uid, synced_at, history_before FROM checkpoint")}
     states = {(r[0], r[1]): r for r in cur.execute(
         "SELECT mailbox, folder, ok, error, last_ok_at, failing_since, owner FROM folderstate")}
+    held = holders(conn)
     mailboxes, healthy = [], True
     for mb in settings.mailboxes:
         sent = mb.imap.sent_folder
@@ -33,6 +36,8 @@ def read_status(conn: Connection, settings: Settings, now: datetime) -> dict:
         rows = []
         for folder in folders:
             cp, st = checkpoints.get((mb.name, folder)), states.get((mb.name, folder))
+            lease = held.get((mb.name, folder))
+            live = lease is not None and lease.live(now)
             failing = bool(st and not st[2])
             state = "failing" if failing else ("ok" if cp else "never synced")
             rows.append({
@@ -41,7 +46,9 @@ def read_status(conn: Connection, settings: Settings, now: datetime) -> dict:
                 "last_sync": _iso((st[4] if st else None) or (cp[4] if cp else None)),
                 "uidvalidity": cp[2] if cp else None, "last_uid": cp[3] if cp else 0,
                 "history_before": _iso(mb.history_before or (cp[5] if cp else None)),
-                "owner": st[6] if st else "",
+                "owner": lease.name if live else (st[6] if st else ""),
+                "lease": {"holder": lease.name, "expires_at": _iso(lease.expires_at.isoformat(sep=" ")),
+                          "live": live} if lease else None,
             })
         # A Sent folder that fails is a warning; a configured folder that fails is not healthy.
         bad = [r for r in rows if r["state"] == "failing" and r["folder"] in mb.imap.folders]

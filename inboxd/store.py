@@ -11,6 +11,11 @@ needs about a chunk of memory for it, while handing it to the worker would
 copy it twice (the pickle, and the worker's own copy).  Mail over
 `[store] max_message_bytes` is not fetched at all but spooled to disk by the
 IMAP edge (see `spool`) and quarantined there.
+
+A sink is one lease holder (`inboxd.leases`): the pollers sync a folder only
+while its lease is theirs, and every batch is filed in a transaction that
+first checks, and renews, that lease.  A daemon that lost a folder to another
+(it hung past the lease) therefore cannot file what it fetched before it knew.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -28,6 +32,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from inboxd import leases
 from inboxd.config import Settings
 from inboxd.db import db_time, reading, writing
 from inboxd.ingest import (Batch, BatchResult, Filer, FolderCheckpoint, begin_folder, read_checkpoint,
@@ -58,13 +63,16 @@ class StoreSink:
     """Implements the pollers' BatchSink over one engine."""
 
     def __init__(self, engine: Engine, settings: Settings, *, workers: int = 1,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, holder: str | None = None):
         self.engine = engine
         self.settings = settings
         self.filer = Filer(settings)
         self.clock = clock
-        # Who holds the folders this sink syncs, as `inboxd status` shows it.
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        # Who holds the folders this sink syncs: the name on its leases, and
+        # (as "host:pid") the owner that `inboxd status` shows.
+        self.holder = holder or leases.process_holder()
+        self.owner = leases.display_name(self.holder)
+        self.lease = settings.store.lease
         # Set when something was filed, so the sender looks at the outbox now.
         self.nudge = threading.Event()
         self.max_attachment = settings.store.max_attachment_bytes
@@ -78,9 +86,62 @@ class StoreSink:
                                             initializer=watch_parent, initargs=(os.getpid(),))
 
     def close(self) -> None:
+        """Give up every folder lease still held (a clean stop) and end the parser worker."""
+        try:
+            with writing(self.engine) as conn:
+                leases.release_all(conn, self.holder)
+        except Exception:  # The leases then run out by themselves.
+            log.warning("could not release the folder leases of %s", self.owner, exc_info=True)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+    # -- folder leases ---------------------------------------------------------
+
+    @property
+    def lease_renew_seconds(self) -> float:
+        """How often the pollers renew the leases they hold."""
+        return self.lease.total_seconds() / leases.RENEWALS_PER_TTL
+
+    def acquire_folder(self, mailbox: str, folder: str, now: datetime) -> bool:
+        """Take (or keep) the folder's lease; False while another live daemon holds it.
+
+        A holder that was a process of this machine and is gone (a daemon
+        killed and restarted) is taken over at once rather than after its lease.
+        """
+        with writing(self.engine) as conn:
+            if leases.acquire(conn, mailbox, folder, self.holder, now, self.lease):
+                return True
+            current = leases.holder_of(conn, mailbox, folder)
+            if current is not None and leases.holder_gone(current.holder):
+                if leases.take_over(conn, mailbox, folder, self.holder, current.holder, now, self.lease):
+                    log.info("%s/%s: taking over the lease of %s, which no longer runs", mailbox, folder,
+                             current.name)
+                    return True
+            return False
+
+    def renew_folder(self, mailbox: str, folder: str, now: datetime) -> bool:
+        """Extend the folder's lease; False if it is not ours any more."""
+        with writing(self.engine) as conn:
+            return leases.renew(conn, mailbox, folder, self.holder, now, self.lease)
+
+    def release_folder(self, mailbox: str, folder: str) -> None:
+        try:
+            with writing(self.engine) as conn:
+                leases.release(conn, mailbox, folder, self.holder)
+        except Exception:  # It runs out by itself.
+            log.warning("could not release the lease of %s/%s", mailbox, folder, exc_info=True)
+
+    def lease_holder(self, mailbox: str, folder: str) -> leases.LeaseHolder | None:
+        with reading(self.engine) as conn:
+            return leases.holder_of(conn, mailbox, folder)
+
+    def _check_lease(self, conn, batch: Batch, now: datetime) -> None:
+        # In the batch's own transaction, so the check and the write are one.
+        if not leases.guard(conn, batch.mailbox, batch.folder, self.holder, now, self.lease):
+            raise leases.LeaseLost(batch.mailbox, batch.folder, self.holder)
+
+    # -- checkpoints and batches ------------------------------------------------
 
     def checkpoint(self, mailbox: str, folder: str) -> FolderCheckpoint | None:
         with reading(self.engine) as conn:
@@ -127,6 +188,8 @@ class StoreSink:
         parsed = self._parsed(batch, prepared)
         try:
             result = self._file_once(batch, parsed)
+        except leases.LeaseLost:
+            raise
         except Exception as exc:
             if not batch.messages or _store_unusable(exc):
                 raise
@@ -134,6 +197,8 @@ class StoreSink:
                         batch.mailbox, batch.folder, _uids(batch), _describe(exc))
             try:
                 result = self._file_once(batch, parsed)
+            except leases.LeaseLost:
+                raise
             except Exception as again:
                 if _store_unusable(again):
                     raise
@@ -162,7 +227,9 @@ class StoreSink:
 
     def _file_once(self, batch: Batch, parsed: list | None) -> BatchResult:
         with writing(self.engine) as conn:
-            return self.filer.file_batch(conn, batch, self.clock(), parsed)
+            now = self.clock()
+            self._check_lease(conn, batch, now)
+            return self.filer.file_batch(conn, batch, now, parsed)
 
     def _file_split(self, batch: Batch, parsed: list | None, error: Exception) -> BatchResult:
         """File a failed batch as two halves, splitting again what fails, in UID order."""
@@ -173,7 +240,9 @@ class StoreSink:
                       extract_message_id(fetched.raw) or "", batch.mailbox, batch.folder, fetched.uid,
                       _describe(error))
             with writing(self.engine) as conn:
-                return self.filer.quarantine_alone(conn, batch, self.clock(), error)
+                now = self.clock()
+                self._check_lease(conn, batch, now)
+                return self.filer.quarantine_alone(conn, batch, now, error)
         half = len(messages) // 2
         # The first half's checkpoint is its own last UID; the second keeps
         # the batch's, which may lie past its last message (expunged UIDs).
@@ -186,6 +255,8 @@ class StoreSink:
         for part, part_parsed in parts:
             try:
                 total.add(self._file_once(part, part_parsed))
+            except leases.LeaseLost:
+                raise
             except Exception as exc:
                 if _store_unusable(exc):
                     raise

@@ -1,9 +1,10 @@
-"""Shared pytest fixtures: real IMAP and SMTP servers on loopback ports."""
+"""Shared pytest fixtures: real IMAP, SMTP and PostgreSQL servers on loopback ports."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from inboxd.testing.dovecot import Dovecot
+from inboxd.testing.postgres import PostgresCluster, find_binaries
 from inboxd.testing.smtp import SmtpSink
 
 # User names are unique for the whole run, so tests sharing the session Dovecot never see each other's mail.
@@ -76,3 +78,42 @@ def smtp_sink() -> Iterator[SmtpSink]:
     """A started SMTP sink that records every mail it accepts."""
     with SmtpSink() as sink:
         yield sink
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One private PostgreSQL cluster for the whole run; tests get their own databases (see pg_url).
+
+    Without PostgreSQL's server programs or psycopg the tests that need it
+    are skipped, except in CI (CI=true): scripts/bootstrap installs both
+    there, so their absence is a broken set-up, not a reason to test less.
+    """
+    missing = None
+    if find_binaries() is None:
+        missing = ("PostgreSQL's initdb and pg_ctl are not installed (Debian's postgresql; scripts/bootstrap"
+                   " installs it)")
+    else:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            missing = "psycopg is not installed (pip install -e '.[test]')"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}, and CI must run the PostgreSQL tests")
+        pytest.skip(missing)
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresCluster) -> str:
+    """The URL of a fresh, empty database of the test's own on the session cluster."""
+    return postgres.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store's URL, once for SQLite and once for PostgreSQL (for tests of code that runs on both)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("pg_url")

@@ -1,4 +1,4 @@
-"""The store's schema and SQLite settings."""
+"""The store's schema (on SQLite and PostgreSQL) and SQLite settings."""
 
 import os
 import stat
@@ -69,10 +69,14 @@ def test_upgrade_from_the_first_schema_keeps_data(tmp_path):
         assert conn.exec_driver_sql("pragma foreign_keys").scalar() == 1
 
 
-def test_migrations_match_the_models_exactly(tmp_path):
+def test_migrations_match_the_models_exactly(store_url):
+    """On SQLite and on PostgreSQL: migrating an empty database to the head gives exactly the models' schema."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    engine = db.open_store(f"sqlite:///{tmp_path / 'x.db'}")
-    with engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    engine = db.open_store(store_url, schema_only=True)
+    try:
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    finally:
+        engine.dispose()

@@ -31,13 +31,15 @@ def upgrade() -> None:
     op.create_index('ix_outbox_ack_key', 'outbox', ['ack_key', 'created_at'])
     op.create_index('ix_outbox_ack_domain', 'outbox', ['ack_domain', 'created_at'])
     # Acknowledgements already sent count against the budget from the start.
+    # Portable SQL with named parameters, so the migration also runs on PostgreSQL.
     conn = op.get_bind()
-    rows = conn.exec_driver_sql("SELECT id, recipients FROM outbox WHERE kind = 'ack'").all()
+    rows = conn.execute(sa.text("SELECT id, recipients FROM outbox WHERE kind = 'ack'")).all()
     for row_id, recipients in rows:
         addresses = json.loads(recipients or "[]")
         if addresses:
             key, domain = _budget_key(addresses[0])
-            conn.exec_driver_sql("UPDATE outbox SET ack_key = ?, ack_domain = ? WHERE id = ?", (key, domain, row_id))
+            conn.execute(sa.text("UPDATE outbox SET ack_key = :key, ack_domain = :domain WHERE id = :id"),
+                         {"key": key, "domain": domain, "id": row_id})
 
 
 def downgrade() -> None:
