@@ -83,7 +83,7 @@ def fill_outbox(settings: Settings, engine, n: int, seed: int = 7) -> tuple[set[
             to=[("王小明" if chinese else "Customer", f"customer{i % 500}@example.cn")],
             subject=f"Re: [{ref}] {'订单查询' if chinese else 'Order question'} #{i}",
             text=body(chinese), message_id=new_message_id(ref, mailbox.domain, unique=secrets.token_hex(8)),
-            in_reply_to=f"question{i}@example.cn", auto_reply=True, loop_value="bench", now=now,
+            in_reply_to=f"question{i}@example.cn", automatic="auto-replied", loop_value="bench", now=now,
         )
         ids.add(mail.message_id)
         rows.append((mailbox.name, mail.message_id, mail.sender, f'["{mail.recipients[0]}"]', mail.data,

@@ -26,9 +26,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from urllib.parse import quote, unquote
 
+from inboxd.loop import HEADER_NAMES, loop_headers
 from inboxd.threading import TicketTag
-
-LOOP_HEADER = "X-Inboxd-Loop"
 
 # RFC 5322 advises keeping References short; clients cope with 20 at most.
 MAX_REFERENCES = 20
@@ -48,8 +47,7 @@ MAX_ID_LENGTH = 900
 _RESERVED = frozenset(h.lower() for h in (
     "From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
     "MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition",
-    "Auto-Submitted", "X-Auto-Response-Suppress", "Precedence", LOOP_HEADER,
-    "Return-Path", "Sender",
+    *HEADER_NAMES, "Return-Path", "Sender",
 ))
 
 # An RFC 5322 field name: printable ASCII except the colon.
@@ -137,6 +135,15 @@ def check_address(address: str) -> str:
 
 
 @dataclass(frozen=True)
+class InlineImage:
+    """A PNG the HTML part shows by "cid:<cid>" (a chart in the weekly report)."""
+
+    cid: str
+    filename: str
+    png: bytes
+
+
+@dataclass(frozen=True)
 class Outgoing:
     message_id: str            # without <>
     sender: str                # envelope MAIL FROM (the mailbox address)
@@ -152,15 +159,22 @@ def compose(
     subject: str,
     text: str,
     html: str | None = None,
+    images: Sequence[InlineImage] = (),
     message_id: str,
     in_reply_to: str | None = None,
     references: Sequence[str] = (),
-    auto_reply: bool = False,
+    automatic: str | None = None,
     loop_value: str | None = None,
     extra_headers: Mapping[str, str] = {},
     now: datetime,
 ) -> Outgoing:
-    """One outgoing message, as bytes for SMTP plus its envelope."""
+    """One outgoing message, as bytes for SMTP plus its envelope.
+
+    `automatic` is the Auto-Submitted keyword of automatic mail (None for a
+    person's) and `loop_value` our loop header's value; inboxd.loop says
+    which headers they give.  `images` are shown by the HTML part, which
+    they follow as related parts.
+    """
     sender = check_address(mailbox_address)
     if not to:
         raise ValueError("a message needs at least one recipient")
@@ -180,6 +194,8 @@ def compose(
         to_header.append(Address(display_name=display_name(name), addr_spec=address))
         if address.lower() not in (r.lower() for r in recipients):
             recipients.append(address)
+    if images and html is None:
+        raise ValueError("inline images need an HTML part to show them")
 
     msg = EmailMessage(policy=_POLICY)
     msg["From"] = Address(display_name=display_name(from_name), addr_spec=sender)
@@ -193,26 +209,31 @@ def compose(
     if refs:
         msg["References"] = " ".join(f"<{r}>" for r in refs)
     msg["MIME-Version"] = "1.0"
-    if auto_reply:
-        # RFC 3834, plus the headers Exchange and older list software honour.
-        msg["Auto-Submitted"] = "auto-replied"
-        msg["X-Auto-Response-Suppress"] = "All"
-        msg["Precedence"] = "auto_reply"
-    if loop_value is not None:
-        msg[LOOP_HEADER] = sanitize(loop_value)
+    for name, value in loop_headers(automatic, None if loop_value is None else sanitize(loop_value)):
+        msg[name] = value
     for name, value in extra_headers.items():
         msg[name] = sanitize(value)
 
     msg.set_content(text, charset="utf-8")
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8")
+        html_part = msg.get_payload()[1]
+        for image in images:
+            html_part.add_related(image.png, maintype="image", subtype="png", cid=f"<{image.cid}>",
+                                  filename=image.filename, disposition="inline")
         # The stdlib gives each part its own MIME-Version; only the top level needs one.
-        for part in msg.iter_parts():
-            del part["MIME-Version"]
+        for part in msg.walk():
+            if part is not msg:
+                del part["MIME-Version"]
         # The generator would pick a random boundary; a digest of the content
         # keeps the bytes reproducible and cannot occur inside that content.
-        digest = hashlib.sha256(f"{own_id}\0{text}\0{html}".encode()).hexdigest()[:32]
+        seed = hashlib.sha256(f"{own_id}\0{text}\0{html}".encode())
+        for image in images:
+            seed.update(b"\0" + image.cid.encode() + b"\0" + image.png)
+        digest = seed.hexdigest()[:32]
         msg.set_boundary(f"=_inboxd_{digest}")
+        if images:
+            html_part.set_boundary(f"=_inboxd_{digest}_related")
     data = msg.as_bytes()
     _check_line_lengths(data)
     return Outgoing(message_id=own_id, sender=sender, recipients=tuple(recipients), data=data)

@@ -42,13 +42,14 @@ from sqlalchemy import Connection
 
 from inboxd import outbox, slaclock
 from inboxd.bounces import Bounce, detect_bounce
-from inboxd.compose import Outgoing, ticket_ref_from_message_id
+from inboxd.compose import tagged_subject, ticket_ref_from_message_id
 from inboxd.config import AgentSettings, Settings
 from inboxd.db import db_time
 from inboxd.largemail import header_block, read_head
 from inboxd.message import InboundMessage, MalformedMessage, clean_text, content_hash, extract_message_id
 from inboxd.quotes import reply_text
-from inboxd.rules import AckContext, is_automatic, loop_header_value, may_auto_reply
+from inboxd.loop import AUTO_REPLIED, loop_header_value
+from inboxd.rules import AckContext, is_automatic, may_auto_reply
 from inboxd.templates import Templates
 from inboxd.threading import ThreadMatch, TicketTag, find_ticket, joined_status
 from inboxd.csat import is_low, parse_answer, parse_survey_address
@@ -1027,16 +1028,16 @@ def acknowledge(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     if not verdict.allowed:
         _event(cur, d, "no-ack", {"rule": verdict.rule, "reason": verdict.reason})
         return
-    spec = outbox.ack_mail(filer.settings, filer.templates, filer.tags, mailbox, ticket,
-                           in_reply_to=d.msg.message_id, now=d.now, sla=_promise(filer, cur, d, mailbox),
-                           template=d.ack_template if isinstance(d.ack_template, str) else "ack")
-    outbox.enqueue_spec(cur, ticket_pk=d.ticket_pk, mailbox=mailbox, kind="ack", spec=spec, now=d.now,
-                        sent_copy=filer.settings.outbox.sent_copy)
-    described = Outgoing(spec["message_id"], mailbox.address, (ticket.requester,),
-                         json.dumps(spec, ensure_ascii=False).encode())
-    outbox.store_outgoing(cur, d.ticket_pk, described, kind="auto", now=d.now, subject=spec["subject"],
-                          text=spec["text"], in_reply_to=d.msg.message_id)
-    _event(cur, d, "ack", {"message_id": spec["message_id"], "to": ticket.requester})
+    subject, text, html = outbox.ack_content(
+        filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, cur, d, mailbox),
+        template=d.ack_template if isinstance(d.ack_template, str) else "ack")
+    # Composed by the sender on its first attempt: filing stays cheap.
+    message_id = outbox.queue(
+        cur, kind="ack", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
+        to=[(ticket.requester_name, ticket.requester)], subject=subject, text=text, html=html,
+        in_reply_to=d.msg.message_id, automatic=AUTO_REPLIED, now=d.now,
+        sent_copy=filer.settings.outbox.sent_copy, record_on_ticket="auto", compose_at_send=True)
+    _event(cur, d, "ack", {"message_id": message_id, "to": ticket.requester})
     d.acked = True
 
 
@@ -1064,11 +1065,15 @@ def relay(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     mailbox = filer.settings.mailbox(d.mailbox)
     ticket = outbox.load_ticket(cur, d.ticket_pk)
     parent, references = outbox.thread_ids(cur, d.ticket_pk)
-    mail = outbox.relay_mail(filer.tags, mailbox, ticket, agent_name=d.agent.name.capitalize(),
-                             text=d.reply_text, in_reply_to=parent, references=references, now=d.now)
-    outbox.enqueue(cur, ticket_pk=d.ticket_pk, mailbox=mailbox, kind="relay", mail=mail, now=d.now,
-                   sent_copy=filer.settings.outbox.sent_copy)
-    _event(cur, d, "relay", {"message_id": mail.message_id, "to": ticket.requester}, actor=d.agent.name)
+    # A person's answer, so not automatic; the agent's own mail is on the thread already.
+    message_id = outbox.queue(
+        cur, kind="relay", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
+        to=[(ticket.requester_name, ticket.requester)],
+        subject=tagged_subject(ticket.subject, ticket.ref, filer.tags), text=d.reply_text,
+        in_reply_to=parent, references=references, automatic=None,
+        from_name=f"{d.agent.name.capitalize()} via {mailbox.display_name}", now=d.now,
+        sent_copy=filer.settings.outbox.sent_copy)
+    _event(cur, d, "relay", {"message_id": message_id, "to": ticket.requester}, actor=d.agent.name)
 
 
 def notify_agents(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:

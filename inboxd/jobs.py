@@ -17,7 +17,6 @@ APScheduler (in inboxd.daemon) only wakes this up.
 
 from __future__ import annotations
 
-import email
 import json
 import logging
 import sqlite3
@@ -27,13 +26,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 
 from inboxd import outbox
-from inboxd.compose import Outgoing, compose, new_message_id, tagged_subject
+from inboxd.compose import tagged_subject
 from inboxd.config import AgentSettings, Settings
 from inboxd.csat import load_secret, make_token, survey_variables
 from inboxd.db import db_time, reading, writing
+from inboxd.loop import AUTO_GENERATED
 from inboxd.policies import Policies, load_policies
-from inboxd.reports import weekly_report_mail
-from inboxd.rules import loop_header_value
+from inboxd.reports import report_message_id, supervisors, weekly_report
 from inboxd.sla import human, warn_time
 from inboxd.slaclock import parse_time, pending_since, refresh
 from inboxd.templates import Templates
@@ -298,10 +297,10 @@ class Duties:
             {"name": t.requester_name, "email": t.requester},
             {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
             csat.scale, language=mailbox.language, mailbox_address=mailbox.address, token=token)
-        mail = self._render_mail(cur, t, mailbox, "csat", variables, now, auto=True)
+        message_id = self._render_mail(cur, t, mailbox, "csat", variables, now)
         cur.execute("INSERT INTO csat (ticket_id, customer, token, message_id, sent_at) VALUES (?, ?, ?, ?, ?)",
-                    (t.pk, t.requester, token, mail.message_id, db_time(now)))
-        _event(cur, t.pk, now, "survey", {"message_id": mail.message_id, "to": t.requester})
+                    (t.pk, t.requester, token, message_id, db_time(now)))
+        _event(cur, t.pk, now, "survey", {"message_id": message_id, "to": t.requester})
 
     # -- agents' summaries -------------------------------------------------------------
 
@@ -338,11 +337,9 @@ class Duties:
         text = (f"Good morning {agent.name},\n\nYou have {len(rows)} open ticket(s): {breached} breached, "
                 f"{due_today} due within a day.\n\n" + "\n".join(lines) + "\n\n    inboxd list --mine\n")
         mailbox = self.settings.mailbox(rows[0][7])
-        mail = compose(mailbox_address=mailbox.address, from_name=f"{mailbox.display_name} (inboxd)",
-                       to=[(agent.name, agent.email)], subject=f"Your tickets for {day}", text=text,
-                       message_id=new_message_id("digest", mailbox.domain, unique=outbox.unique_token()),
-                       auto_reply=True, loop_value=loop_header_value(mailbox.address), now=now)
-        outbox.enqueue(cur, ticket_pk=None, mailbox=mailbox, kind="digest", mail=mail, now=now, sent_copy=False)
+        outbox.queue(cur, kind="digest", mailbox=mailbox, ticket_pk=None, ref=None, to=[(agent.name, agent.email)],
+                     subject=f"Your tickets for {day}", text=text, automatic=AUTO_GENERATED,
+                     from_name=f"{mailbox.display_name} (inboxd)", now=now, sent_copy=False)
 
     def candidates_weekly(self, cur: sqlite3.Cursor, now: datetime) -> list[str]:
         sched = self.policies.scheduler
@@ -355,12 +352,19 @@ class Duties:
         """Once a week, the service review goes to the supervisors."""
         if not self._claim(cur, "weekly", week, None, now):
             return False
-        mails = weekly_report_mail(self.engine, self.settings, now, since=now - timedelta(days=7), until=now)
+        recipients = supervisors(self.settings)
+        if not recipients or not self.settings.mailboxes:
+            return True
+        since = now - timedelta(days=7)
+        report = weekly_report(self.engine, self.settings, now, since=since, until=now)
         mailbox = self.settings.mailboxes[0]
-        for recipient, data in mails:
-            mid = email.message_from_bytes(data)["Message-ID"].strip().strip("<>")
-            outbox.enqueue(cur, ticket_pk=None, mailbox=mailbox, kind="report",
-                           mail=Outgoing(mid, mailbox.address, (recipient,), data), now=now, sent_copy=False)
+        for agent in recipients:
+            outbox.queue(cur, kind="report", mailbox=mailbox, ticket_pk=None, ref=None,
+                         to=[(agent.name, agent.email)], subject=report.subject, text=report.text,
+                         html=report.html, images=report.images, automatic=AUTO_GENERATED,
+                         from_name=f"{mailbox.display_name} (inboxd)",
+                         message_id=report_message_id(mailbox.domain, agent.email, since, now),
+                         now=now, sent_copy=False)
         return True
 
     # -- shared helpers ------------------------------------------------------------------
@@ -384,24 +388,19 @@ class Duties:
             "mailbox": {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
             **extra,
         }
-        self._render_mail(cur, t, mailbox, template, variables, now, auto=True)
+        self._render_mail(cur, t, mailbox, template, variables, now)
 
-    def _render_mail(self, cur, t, mailbox, template: str, variables: dict, now: datetime, *, auto: bool):
+    def _render_mail(self, cur, t, mailbox, template: str, variables: dict, now: datetime) -> str:
+        """Queue the customer mail `template` renders, on the ticket's thread; returns its Message-ID."""
         subject = " ".join(self.templates.render(f"{template}/subject.txt", variables, mailbox=mailbox.name,
                                                  language=mailbox.language).split())
         text = self.templates.render(f"{template}/body.txt", variables, mailbox=mailbox.name,
                                      language=mailbox.language)
         parent, references = outbox.thread_ids(cur, t.pk)
-        subject = tagged_subject(subject, t.ref, self.tags)
-        mail = compose(mailbox_address=mailbox.address, from_name=mailbox.display_name,
-                       to=[(t.requester_name, t.requester)], subject=subject,
-                       text=text, message_id=new_message_id(t.ref, mailbox.domain, unique=outbox.unique_token()),
-                       in_reply_to=parent, references=references, auto_reply=auto,
-                       loop_value=loop_header_value(mailbox.address), now=now)
-        outbox.enqueue(cur, ticket_pk=t.pk, mailbox=mailbox, kind=template, mail=mail, now=now,
-                       sent_copy=self.settings.outbox.sent_copy)
-        outbox.store_outgoing(cur, t.pk, mail, kind="auto", now=now, subject=subject, text=text, in_reply_to=parent)
-        return mail
+        return outbox.queue(cur, kind=template, mailbox=mailbox, ticket_pk=t.pk, ref=t.ref,
+                            to=[(t.requester_name, t.requester)], subject=tagged_subject(subject, t.ref, self.tags),
+                            text=text, in_reply_to=parent, references=references, automatic=AUTO_GENERATED,
+                            now=now, sent_copy=self.settings.outbox.sent_copy, record_on_ticket="auto")
 
 
 def _pending_since(cur: sqlite3.Cursor, pk: int) -> datetime | None:

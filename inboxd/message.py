@@ -50,6 +50,7 @@ from email.utils import decode_params, getaddresses, parsedate_to_datetime, unqu
 import charset_normalizer
 import html2text
 
+from inboxd.loop import LOOP_HEADER
 from inboxd.tnef import is_tnef, read_tnef
 
 __all__ = [
@@ -134,7 +135,6 @@ class InboundMessage:
     size: int
 
 
-LOOP_HEADER = "X-Inboxd-Loop"
 _MAX_DEPTH = 40
 # Charset detection is slow on big inputs; a prefix is enough to guess.
 _GUESS_PREFIX = 64 * 1024

@@ -1,10 +1,13 @@
-"""Step 5: outgoing mail as outbox rows, written in the caller's transaction.
+"""Step 5: our own outgoing mail as outbox rows, written in the caller's transaction.
 
-Nothing is ever sent from here.  Each function composes one mail (an
-acknowledgement, a relayed agent reply) and writes it to the `outbox` table
-on the cursor of the transaction that changes the ticket, so the change and
-the mail it causes are committed together or not at all.  `inboxd.sender`
-drains the table.
+Nothing is ever sent from here.  `queue` is the one way out for every mail
+inboxd writes (acknowledgements, relayed answers, agents' replies,
+notifications, digests, surveys, escalation notices, the weekly report): it
+composes the mail, with its loop headers, and writes it to the `outbox`
+table on the cursor of the transaction that changes the ticket, so the
+change and the mail it causes are committed together or not at all.
+`inboxd.sender` drains the table.  The rest answers what the auto-reply
+budget and bounce handling ask about mail already queued.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import hashlib
 import json
 import secrets
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from inboxd.compose import Outgoing, compose, display_name, new_message_id, tagged_subject
-from inboxd.config import MailboxSettings, Settings
+from inboxd.compose import InlineImage, Outgoing, compose, display_name, new_message_id, tagged_subject
+from inboxd.config import MailboxSettings
 from inboxd.db import MESSAGE_ORDER, db_time
-from inboxd.rules import loop_header_value
+from inboxd.loop import AUTO_REPLIED, loop_header_value
 from inboxd.templates import Templates
 from inboxd.threading import TicketTag
 
@@ -61,25 +65,110 @@ def unique_token() -> str:
     return secrets.token_hex(8)
 
 
-def enqueue(
+def queue(
     cur: sqlite3.Cursor,
     *,
-    ticket_pk: int | None,
-    mailbox: MailboxSettings,
     kind: str,
-    mail: Outgoing,
+    mailbox: MailboxSettings,
+    ticket_pk: int | None,
+    ref: str | None,
+    to: Sequence[tuple[str, str]],
+    subject: str,
+    text: str,
+    html: str | None = None,
+    images: Sequence[InlineImage] = (),
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    automatic: str | None,
+    from_name: str | None = None,
+    reply_to: str | None = None,
+    message_id: str | None = None,
     now: datetime,
     sent_copy: bool,
-) -> int:
-    """Write one outbox row; returns its id."""
+    record_on_ticket: str | None = None,
+    compose_at_send: bool = False,
+) -> str:
+    """Queue one mail of ours from `mailbox` on the caller's cursor; returns its Message-ID.
+
+    This is the one way out for every mail inboxd writes itself.  `kind`
+    names it in the outbox ("ack", "relay", "reply", "notification",
+    "digest", "report", or the template of a customer mail such as "csat").
+    `ref` is the ticket the Message-ID names, so a reply to the mail finds
+    its ticket (None for mail about no one ticket: the kind is named
+    instead); `message_id` replaces the generated id where the caller needs
+    a stable one.  `automatic` is the Auto-Submitted keyword of automatic
+    mail (inboxd.loop.AUTO_REPLIED or AUTO_GENERATED), None for a person's
+    mail; the loop headers follow from it in inboxd.compose.  The From name
+    is the mailbox's display name unless `from_name` says otherwise.
+
+    `sent_copy` puts a copy in the mailbox's Sent folder once sent;
+    `record_on_ticket` (a message kind: "auto", "agent") also records the
+    mail on the ticket's thread.  With `compose_at_send` only the mail's
+    description is stored and the sender builds the bytes on its first
+    attempt (see compose_spec), which keeps filing an acknowledgement cheap.
+    """
+    spec = {
+        "mailbox_address": mailbox.address,
+        "from_name": from_name if from_name is not None else mailbox.display_name,
+        "to": [[name, address] for name, address in to],
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "message_id": message_id or new_message_id(ref or kind, mailbox.domain, unique=unique_token()),
+        "in_reply_to": in_reply_to,
+        "references": list(references),
+        "automatic": automatic,
+        "loop_value": loop_header_value(mailbox.address),
+        "extra_headers": {"Reply-To": reply_to} if reply_to else {},
+        "now": now.isoformat(),
+    }
+    if compose_at_send:
+        if images:
+            raise ValueError("a mail with images is composed when it is queued")
+        described = json.dumps(spec, ensure_ascii=False)
+        mail = Outgoing(spec["message_id"], mailbox.address, _recipients(to), described.encode())
+        data, stored_spec = b"", described
+    else:
+        mail = _compose(spec, images)
+        data, stored_spec = mail.data, None
+    # An acknowledgement is counted by the auto-reply budget (see ack_counts).
+    key, domain = budget_key(mail.recipients[0]) if kind == "ack" and mail.recipients else (None, None)
     cur.execute(
         "INSERT INTO outbox (ticket_id, mailbox, kind, message_id, sender, recipients, data, status, attempts,"
-        " next_attempt_at, last_error, created_at, copy_status)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, '', ?, ?)",
-        (ticket_pk, mailbox.name, kind, mail.message_id, mail.sender, json.dumps(list(mail.recipients)),
-         mail.data, db_time(now), db_time(now), "pending" if sent_copy and mailbox.imap.sent_folder else "none"),
+        " next_attempt_at, last_error, created_at, copy_status, spec, ack_key, ack_domain)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, '', ?, ?, ?, ?, ?)",
+        (ticket_pk, mailbox.name, kind, mail.message_id, mail.sender, json.dumps(list(mail.recipients)), data,
+         db_time(now), db_time(now), "pending" if sent_copy and mailbox.imap.sent_folder else "none",
+         stored_spec, key, domain),
     )
-    return cur.lastrowid
+    if record_on_ticket is not None:
+        if ticket_pk is None:
+            raise ValueError(f"a {kind} mail about no ticket cannot be recorded on one")
+        store_outgoing(cur, ticket_pk, mail, kind=record_on_ticket, now=now, subject=subject, text=text,
+                       in_reply_to=in_reply_to)
+    return mail.message_id
+
+
+def compose_spec(spec_json: str) -> Outgoing:
+    """The mail a row queued with `compose_at_send` describes (ValueError for an unusable address)."""
+    spec = json.loads(spec_json)
+    # Rows queued before the loop headers were chosen by name said only whether the mail was automatic.
+    if "auto_reply" in spec:
+        spec["automatic"] = AUTO_REPLIED if spec.pop("auto_reply") else None
+    return _compose(spec)
+
+
+def _compose(spec: dict, images: Sequence[InlineImage] = ()) -> Outgoing:
+    args = dict(spec, now=datetime.fromisoformat(spec["now"]), to=[tuple(pair) for pair in spec["to"]])
+    return compose(**args, images=images)
+
+
+def _recipients(to: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The envelope recipients of `to`, each once whatever its case (as compose() gives them)."""
+    seen: dict[str, str] = {}
+    for _name, address in to:
+        seen.setdefault(address.lower(), address)
+    return tuple(seen.values())
 
 
 def budget_key(address: str) -> tuple[str, str]:
@@ -140,20 +229,17 @@ def sent_to(cur: sqlite3.Cursor, message_id: str | None) -> tuple[str, ...] | No
     return tuple(address.lower() for address in json.loads(row[0])) if row else None
 
 
-def ack_mail(
-    settings: Settings,
+def ack_content(
     templates: Templates,
     tags: TicketTag,
     mailbox: MailboxSettings,
     ticket: TicketView,
     *,
-    in_reply_to: str | None,
-    now: datetime,
     sla: dict | None = None,
     template: str = "ack",
-) -> dict:
-    """The acknowledgement of a new ticket, rendered from the mailbox's templates,
-    as the arguments of `compose` (see `enqueue_spec`)."""
+) -> tuple[str, str, str | None]:
+    """The acknowledgement of a new ticket, rendered from the mailbox's templates:
+    (the tagged subject, the text, the HTML or None)."""
     variables = {
         "ticket": {
             "id": ticket.ref, "tag": tags.tag(ticket.ref), "subject": ticket.subject, "status": ticket.status,
@@ -167,77 +253,7 @@ def ack_mail(
     }
     subject, text, html = templates.render_ack(variables, mailbox=mailbox.name, language=mailbox.language,
                                                name=template)
-    return {
-        "mailbox_address": mailbox.address,
-        "from_name": mailbox.display_name,
-        "to": [(ticket.requester_name, ticket.requester)],
-        "subject": tagged_subject(subject, ticket.ref, tags),
-        "text": text,
-        "html": html,
-        "message_id": new_message_id(ticket.ref, mailbox.domain, unique=unique_token()),
-        "in_reply_to": in_reply_to,
-        "references": [in_reply_to] if in_reply_to else [],
-        "auto_reply": True,
-        "loop_value": loop_header_value(mailbox.address),
-        "now": now.isoformat(),
-    }
-
-
-def enqueue_spec(cur: sqlite3.Cursor, *, ticket_pk: int | None, mailbox: MailboxSettings, kind: str, spec: dict,
-                 now: datetime, sent_copy: bool) -> int:
-    """Queue a mail whose bytes the sender composes on its first attempt.
-
-    Everything that decides the mail (recipients, subject, text, Message-ID,
-    threading headers, Date) is fixed here, in the ticket's transaction;
-    building the MIME bytes is the expensive part and waits for the sender,
-    which stores them so every retry sends the very same bytes.
-    """
-    recipients = list(dict.fromkeys(address for _name, address in spec["to"]))
-    # An acknowledgement is counted by the auto-reply budget (see ack_counts).
-    key, domain = budget_key(recipients[0]) if kind == "ack" and recipients else (None, None)
-    cur.execute(
-        "INSERT INTO outbox (ticket_id, mailbox, kind, message_id, sender, recipients, data, status, attempts,"
-        " next_attempt_at, last_error, created_at, copy_status, spec, ack_key, ack_domain)"
-        " VALUES (?, ?, ?, ?, ?, ?, x'', 'queued', 0, ?, '', ?, ?, ?, ?, ?)",
-        (ticket_pk, mailbox.name, kind, spec["message_id"], spec["mailbox_address"], json.dumps(recipients),
-         db_time(now), db_time(now), "pending" if sent_copy and mailbox.imap.sent_folder else "none",
-         json.dumps(spec, ensure_ascii=False), key, domain),
-    )
-    return cur.lastrowid
-
-
-def compose_spec(spec_json: str) -> Outgoing:
-    """The mail an `enqueue_spec` row describes (ValueError for an unusable address)."""
-    spec = json.loads(spec_json)
-    spec["now"] = datetime.fromisoformat(spec["now"])
-    spec["to"] = [tuple(pair) for pair in spec["to"]]
-    return compose(**spec)
-
-
-def relay_mail(
-    tags: TicketTag,
-    mailbox: MailboxSettings,
-    ticket: TicketView,
-    *,
-    agent_name: str,
-    text: str,
-    in_reply_to: str | None,
-    references: list[str],
-    now: datetime,
-) -> Outgoing:
-    """An agent's emailed answer, sent on to the customer from the shared address."""
-    return compose(
-        mailbox_address=mailbox.address,
-        from_name=f"{agent_name} via {mailbox.display_name}",
-        to=[(ticket.requester_name, ticket.requester)],
-        subject=tagged_subject(ticket.subject, ticket.ref, tags),
-        text=text,
-        message_id=new_message_id(ticket.ref, mailbox.domain, unique=unique_token()),
-        in_reply_to=in_reply_to,
-        references=references,
-        loop_value=loop_header_value(mailbox.address),
-        now=now,
-    )
+    return tagged_subject(subject, ticket.ref, tags), text, html
 
 
 def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind: str, now: datetime,
@@ -246,6 +262,7 @@ def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind:
 
     For a mail composed at send time, `mail.data` is its JSON description; for
     a note, the note's text, `mail.message_id` is empty and `key` names it.
+    Outgoing mail is recorded by `queue`; workflow.note records notes.
     """
     digest = hashlib.sha256(mail.data).hexdigest()
     cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",

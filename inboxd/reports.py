@@ -2,9 +2,9 @@
 
 Everything here reads; nothing writes.  `compute_report` returns a plain dict
 whose keys are documented in docs/report-keys.md (they are a contract: add
-keys, never rename them).  `weekly_report_mail` turns one report into the
-HTML mail supervisors get each week; the scheduler puts its result in the
-outbox.  Like the SLA code, every function takes `now` instead of reading a
+keys, never rename them).  `weekly_report` turns one report into the
+text, HTML and charts of the mail supervisors get each week; the scheduler
+queues it through the outbox.  Like the SLA code, every function takes `now` instead of reading a
 clock, so tests use fixed instants.
 
 Status history comes from the audit events, through one function,
@@ -23,18 +23,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine
 
-from inboxd.compose import check_address, sanitize
+from inboxd.compose import InlineImage
 from inboxd.config import Settings, _Table
 from inboxd.db import db_time, reading
-from inboxd.rules import loop_header_value
 from inboxd.history import Interval, status_after, status_intervals  # noqa: F401 (re-exported)
 from inboxd.sla import Calendar, SlaPolicy, parse_calendars, parse_sla_policies
 
@@ -528,38 +523,41 @@ def csat_trend(conn, settings: Settings, *, until: datetime, weeks: int = CSAT_T
 
 # --- The weekly mail ----------------------------------------------------------------
 
-_MAIL_POLICY = policy.SMTP.clone(cte_type="7bit")
-
-
 def supervisors(settings: Settings) -> list:
     return [a for a in settings.agents if a.role in SUPERVISOR_ROLES]
 
 
-def weekly_report_mail(engine: Engine, settings: Settings, now: datetime, *, since: datetime,
-                       until: datetime) -> list[tuple[str, bytes]]:
-    """The weekly report for [since, until) as one mail per supervisor/admin: (recipient, bytes).
+@dataclass(frozen=True)
+class WeeklyReport:
+    """The weekly mail's content: the HTML shows the charts by cid:."""
+
+    subject: str
+    text: str
+    html: str
+    images: tuple[InlineImage, ...]
+
+
+def weekly_report(engine: Engine, settings: Settings, now: datetime, *, since: datetime,
+                  until: datetime) -> WeeklyReport:
+    """The weekly report for [since, until), with the per-agent section, rendered for the mail.
 
     The mail is multipart/alternative: text/plain, then multipart/related
-    holding the HTML and its charts as PNG parts referenced by cid:.  Its
-    Message-ID is derived from the recipient and the period, so queuing the
-    same week twice gives the same id (the outbox's unique key refuses it).
-    Nothing is returned when there is no supervisor or no mailbox to send from.
+    holding the HTML and its charts as PNG parts (see inboxd.compose).
     """
-    recipients = supervisors(settings)
-    if not recipients or not settings.mailboxes:
-        return []
     with reading(engine) as conn:
         report = compute_report(conn, settings, since=since, until=until, now=now, include_agents=True)
         trend = csat_trend(conn, settings, until=until)
     subject, text, html, images = render_report(settings, report, trend)
-    sender = settings.mailboxes[0]
-    out = []
-    for agent in recipients:
-        data = build_mail(sender_address=sender.address, sender_name=f"{sender.display_name} (inboxd)",
-                          recipient=(agent.name, agent.email), subject=subject, text=text, html=html,
-                          images=images, now=now, period=(since, until))
-        out.append((agent.email, data))
-    return out
+    return WeeklyReport(subject, text, html,
+                        tuple(InlineImage(cid, f"{name}.png", png) for name, (cid, png) in images.items()))
+
+
+def report_message_id(domain: str, recipient: str, since: datetime, until: datetime) -> str:
+    """The report's Message-ID for one recipient and period, so queuing the same week twice
+    gives the same id.  It is not of the form "inboxd.<ticket>.<token>@", so a reply to the
+    report never threads onto a ticket."""
+    digest = hashlib.sha256(f"{recipient.lower()}\0{_iso(since)}\0{_iso(until)}".encode()).hexdigest()
+    return f"inboxd-report.{digest[:24]}@{domain}"
 
 
 def render_report(settings: Settings, report: dict, trend: list[dict]
@@ -582,42 +580,6 @@ def embed_images(html: str, images: dict[str, tuple[str, bytes]]) -> str:
     for cid, png in images.values():
         html = html.replace(f"cid:{cid}", "data:image/png;base64," + base64.b64encode(png).decode("ascii"))
     return html
-
-
-def build_mail(*, sender_address: str, sender_name: str, recipient: tuple[str, str], subject: str, text: str,
-               html: str, images: dict[str, tuple[str, bytes]], now: datetime,
-               period: tuple[datetime, datetime]) -> bytes:
-    """The report mail's bytes: CRLF, 7bit-safe encodings, sanitised headers, charts as related parts."""
-    check_address(sender_address)
-    check_address(recipient[1])
-    domain = sender_address.rsplit("@", 1)[1].lower()
-    digest = hashlib.sha256(f"{recipient[1].lower()}\0{_iso(period[0])}\0{_iso(period[1])}".encode()).hexdigest()
-    msg = EmailMessage(policy=_MAIL_POLICY)
-    msg["From"] = Address(display_name=sanitize(sender_name), addr_spec=sender_address)
-    msg["To"] = Address(display_name=sanitize(recipient[0]), addr_spec=recipient[1])
-    msg["Subject"] = sanitize(subject)
-    msg["Date"] = format_datetime(now)
-    # Not of the form "inboxd.<ticket>.<token>@", so a reply to it never threads onto a ticket.
-    msg["Message-ID"] = f"<inboxd-report.{digest[:24]}@{domain}>"
-    msg["MIME-Version"] = "1.0"
-    # A report is automatic mail: no out-of-office reply should answer it, and
-    # our own loop rules recognise it should it ever come back.
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    msg["X-Inboxd-Loop"] = loop_header_value(sender_address)
-    msg.set_content(text, charset="utf-8")
-    msg.add_alternative(html, subtype="html", charset="utf-8")
-    html_part = msg.get_payload()[1]
-    for name, (cid, png) in images.items():
-        html_part.add_related(png, maintype="image", subtype="png", cid=f"<{cid}>", filename=f"{name}.png",
-                              disposition="inline")
-    for part in msg.walk():
-        if part is not msg:
-            del part["MIME-Version"]
-    # Reproducible boundaries: derived from the content, like compose() does.
-    for index, part in enumerate(p for p in msg.walk() if p.is_multipart()):
-        part.set_boundary(f"=_inboxd_report_{digest[24:40]}_{index}")
-    return msg.as_bytes()
 
 
 def mail_variables(report: dict, trend: list[dict], *, cids: dict[str, str]) -> dict:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from inboxd.bounces import notice_reason
+from inboxd.loop import loop_header_value
 from inboxd.message import Address, InboundMessage
 
 __all__ = [
@@ -229,11 +230,6 @@ def _quoted(text: str, limit: int = 80) -> str:
 def _reply_targets(msg: InboundMessage) -> list[Address]:
     """The addresses an acknowledgement would concern: the sender and where replies go."""
     return ([msg.from_] if msg.from_ is not None else []) + list(msg.reply_to)
-
-
-def loop_header_value(address: str) -> str:
-    """Our X-Inboxd-Loop value for the mailbox `address`, e.g. "inboxd; support@example.com"."""
-    return f"inboxd; {address.strip().lower()}"
 
 
 def is_our_message_id(message_id: str, own_domains: frozenset[str]) -> bool:

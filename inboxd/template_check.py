@@ -4,7 +4,7 @@ A template that is missing, does not compile or uses a variable inboxd does
 not give it would otherwise surface only when it is needed: a new ticket's
 mail quarantined over its acknowledgement, a survey or the weekly report
 never sent.  Here each one is rendered with realistic values, built where
-possible by the same functions that build them for real mail (`ack_mail`,
+possible by the same functions that build them for real mail (`ack_content`,
 `survey_variables`, `mail_variables`, `macro_variables`), so the samples
 cannot drift from what the daemon passes.
 """
@@ -83,13 +83,12 @@ def _sample_promise(mailbox: MailboxSettings) -> dict[str, str]:
 
 def _ack(settings: Settings, templates: Templates, mailbox: MailboxSettings, name: str, sla: dict | None) -> None:
     from inboxd.db import db_time
-    from inboxd.outbox import TicketView, ack_mail
+    from inboxd.outbox import TicketView, ack_content
 
     t = _sample_ticket(settings)
     ticket = TicketView(pk=1, ref=t["ref"], subject=t["subject"], status="new", priority="normal",
                         requester=t["requester"], requester_name=t["requester_name"], created_at=db_time(SAMPLE_NOW))
-    ack_mail(settings, templates, t["tags"], mailbox, ticket, in_reply_to="<order-7731@example.es>",
-             now=SAMPLE_NOW, sla=sla, template=name)
+    ack_content(templates, t["tags"], mailbox, ticket, sla=sla, template=name)
 
 
 def _mailbox_values(mailbox: MailboxSettings) -> dict[str, str]:

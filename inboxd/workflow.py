@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from inboxd import outbox
-from inboxd.compose import Outgoing, compose, new_message_id, tagged_subject
+from inboxd.compose import Outgoing, new_message_id, tagged_subject
 from inboxd.config import AgentSettings, Settings
 from inboxd.db import MESSAGE_ORDER, db_time, writing
-from inboxd.rules import loop_header_value
+from inboxd.loop import AUTO_GENERATED
 from inboxd.threading import TicketTag
 from inboxd.tickets import PRIORITIES, STATUSES, iso
 
@@ -357,26 +357,20 @@ class Workflow:
             raise WorkflowError(f"{t.ref} is closed; reopen it before replying")
         mailbox = self.settings.mailbox(t.mailbox)
         parent, references = outbox.thread_ids(cur, t.pk)
-        mail = compose(
-            mailbox_address=mailbox.address,
-            from_name=f"{self.actor.name.capitalize()} via {mailbox.display_name}",
-            to=[(t.requester_name, t.requester)],
-            subject=tagged_subject(t.subject, t.ref, self.tags),
-            text=text,
-            message_id=new_message_id(t.ref, mailbox.domain, unique=outbox.unique_token()),
-            in_reply_to=parent, references=references,
-            loop_value=loop_header_value(mailbox.address), now=now,
-        )
-        outbox.enqueue(cur, ticket_pk=t.pk, mailbox=mailbox, kind="reply", mail=mail, now=now,
-                       sent_copy=self.settings.outbox.sent_copy)
-        outbox.store_outgoing(cur, t.pk, mail, kind="agent", now=now, subject=t.subject, text=text, in_reply_to=parent)
+        # A person's answer, so not automatic.
+        message_id = outbox.queue(
+            cur, kind="reply", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(t.requester_name, t.requester)],
+            subject=tagged_subject(t.subject, t.ref, self.tags), text=text, in_reply_to=parent,
+            references=references, automatic=None,
+            from_name=f"{self.actor.name.capitalize()} via {mailbox.display_name}", now=now,
+            sent_copy=self.settings.outbox.sent_copy, record_on_ticket="agent")
         cur.execute("UPDATE ticket SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
                     (db_time(now), t.pk))
         if t.status in ("new", "open"):
             t.status = "pending"
         if t.assignee is None:
             t.assignee = self.actor.name
-        return {"message_id": mail.message_id}
+        return {"message_id": message_id}
 
     def merge(self, ref: str, into: str) -> dict:
         if ref == into:
@@ -462,20 +456,10 @@ def notify_agent(cur: sqlite3.Cursor, settings: Settings, tags: TicketTag, ref: 
     # One thread per ticket in the agent's client: every notification refers
     # to the same per-ticket root id.
     root = new_message_id(t.ref, mailbox.domain, unique="notify")
-    mail = compose(
-        mailbox_address=mailbox.address,
-        from_name=f"{mailbox.display_name} (inboxd)",
-        to=[(agent.name, agent.email)],
-        subject=tagged_subject(t.subject, t.ref, tags, reply=False),
-        text=text,
-        message_id=new_message_id(t.ref, mailbox.domain, unique=outbox.unique_token()),
-        in_reply_to=root, references=[root],
-        auto_reply=True,
-        loop_value=loop_header_value(mailbox.address),
-        extra_headers={"Reply-To": mailbox.address},
-        now=now,
-    )
-    outbox.enqueue(cur, ticket_pk=t.pk, mailbox=mailbox, kind="notification", mail=mail, now=now, sent_copy=False)
+    outbox.queue(cur, kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.name, agent.email)],
+                 subject=tagged_subject(t.subject, t.ref, tags, reply=False), text=text, in_reply_to=root,
+                 references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
+                 reply_to=mailbox.address, now=now, sent_copy=False)
 
 
 def _tier(target: str) -> int | None:

@@ -15,14 +15,15 @@ from pathlib import Path
 import pytest
 
 from inboxd.compose import (
-    LOOP_HEADER,
     MAX_REFERENCES,
+    InlineImage,
     Outgoing,
     compose,
     new_message_id,
     ticket_ref_from_message_id,
     tagged_subject,
 )
+from inboxd.loop import AUTO_GENERATED, AUTO_REPLIED, LOOP_HEADER
 from inboxd.templates import Templates
 from inboxd.threading import TicketTag
 
@@ -74,7 +75,7 @@ def ack(language: str) -> Outgoing:
         subject=tagged_subject(subject, "T-1000", TAGS), text=text, html=html,
         message_id=new_message_id("T-1000", address.split("@")[1], unique="0f3a9c"),
         in_reply_to=f"customer-{language}@mail.example.org", references=["older@mail.example.org"],
-        auto_reply=True, loop_value="support", now=NOW,
+        automatic=AUTO_REPLIED, loop_value="support", now=NOW,
     )
 
 
@@ -182,7 +183,42 @@ def test_plain_mail_has_no_auto_or_loop_headers():
 
 
 def test_loop_header_without_auto_reply():
-    assert parse(simple(loop_value="support"))[LOOP_HEADER] == "support"
+    msg = parse(simple(loop_value="support"))
+    assert msg[LOOP_HEADER] == "support"
+    assert msg["Auto-Submitted"] is None and msg["Precedence"] is None  # A person's mail: not automatic.
+
+
+def test_generated_mail_says_so_and_suppresses_answers_like_a_reply():
+    msg = parse(simple(automatic=AUTO_GENERATED, loop_value="support"))
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["X-Auto-Response-Suppress"] == "All"
+    assert msg["Precedence"] == "auto_reply"
+    assert msg[LOOP_HEADER] == "support"
+
+
+def test_unknown_auto_submitted_keyword_is_refused():
+    with pytest.raises(ValueError):
+        simple(automatic="auto-notified")
+
+
+def test_inline_images_are_related_parts_of_the_html():
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    images = [InlineImage("chart-volume@inboxd.report", "volume.png", png)]
+    out = simple(text="See the chart.\n", html='<img src="cid:chart-volume@inboxd.report">\n', images=images)
+    msg = parse(out)
+    assert msg.get_content_type() == "multipart/alternative"
+    plain, related = msg.iter_parts()
+    assert plain.get_content_type() == "text/plain" and related.get_content_type() == "multipart/related"
+    html, image = related.iter_parts()
+    assert html.get_content_type() == "text/html"
+    assert image["Content-ID"] == "<chart-volume@inboxd.report>" and image.get_filename() == "volume.png"
+    assert image.get_payload(decode=True) == png
+    assert all(part["MIME-Version"] is None for part in msg.walk() if part is not msg)
+    # Boundaries come from the content: the same inputs give the same bytes.
+    again = simple(text="See the chart.\n", html='<img src="cid:chart-volume@inboxd.report">\n', images=images)
+    assert again.data == out.data
+    with pytest.raises(ValueError):
+        simple(images=images)  # No HTML to show them.
 
 
 def test_references_keep_the_newest_twenty_and_end_with_the_parent():

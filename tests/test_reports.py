@@ -31,8 +31,9 @@ import pytest
 
 from inboxd.cli_reports import export_command, report_command
 from inboxd.config import parse_settings
-from inboxd.db import db_time, open_store, reading
-from inboxd.reports import compute_report, status_intervals, transitions, weekly_report_mail
+from inboxd.db import db_time, open_store, reading, writing
+from inboxd.jobs import Duties
+from inboxd.reports import compute_report, report_message_id, status_intervals, transitions
 from inboxd.workflow import PermissionDenied
 
 SINCE = datetime(2026, 11, 16, tzinfo=UTC)
@@ -336,15 +337,28 @@ class _Html(HTMLParser):
             self.images.append(dict(attrs)["src"])
 
 
+def weekly_duty(engine, settings, week: str, now: datetime) -> bool:
+    """The weekly report's duty for `week`, done at `now` in its own write transaction."""
+    with writing(engine) as conn:
+        return Duties(engine, settings).handle_one_weekly_report(conn.connection.driver_connection.cursor(), week,
+                                                                 now)
+
+
 def test_weekly_mail_goes_to_supervisors_with_inline_charts(store) -> None:
     settings, engine = store
-    mails = weekly_report_mail(engine, settings, NOW, since=SINCE, until=UNTIL)
-    assert [to for to, _ in mails] == ["carol@example.com", "dave@example.com"]
-    data = mails[0][1]
+    assert weekly_duty(engine, settings, "2026-W48", UNTIL)
+    with reading(engine) as conn:
+        rows = conn.exec_driver_sql("SELECT recipients, message_id, data FROM outbox WHERE kind = 'report'"
+                                    " ORDER BY id").all()
+    assert [json.loads(r[0]) for r in rows] == [["carol@example.com"], ["dave@example.com"]]
+    data = rows[0][2]
     assert b"\r\n" in data and all(byte < 128 for byte in data)  # CRLF and 7-bit safe.
     msg = email.message_from_bytes(data, policy=policy.default)
     assert msg["To"].addresses[0].addr_spec == "carol@example.com"
+    # Automatic mail, not an answer to one; no out-of-office reply answers it.
     assert msg["Auto-Submitted"] == "auto-generated"
+    assert (msg["X-Auto-Response-Suppress"], msg["Precedence"]) == ("All", "auto_reply")
+    assert msg["X-Inboxd-Loop"] == "inboxd; support@example.com"
     assert msg.get_content_type() == "multipart/alternative"
     plain = msg.get_body(("plain",)).get_content()
     assert "created            4" in plain and "server down" in plain
@@ -359,6 +373,7 @@ def test_weekly_mail_goes_to_supervisors_with_inline_charts(store) -> None:
     assert len(cids) == 4 and all(src.startswith("cid:") for src in parser.images)
     assert set(cids) == set(images)
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in images.values())
-    # The same week queued twice gives the same Message-ID, so the outbox refuses a duplicate.
-    again = weekly_report_mail(engine, settings, NOW, since=SINCE, until=UNTIL)
-    assert email.message_from_bytes(again[0][1])["Message-ID"] == msg["Message-ID"]
+    # The Message-ID is the recipient's and the week's, and the week is claimed: a second pass queues nothing.
+    assert msg["Message-ID"] == f"<{rows[0][1]}>"
+    assert rows[0][1] == report_message_id("example.com", "carol@example.com", at(17, 0), UNTIL)
+    assert not weekly_duty(engine, settings, "2026-W48", UNTIL)

@@ -7,10 +7,9 @@ import signal
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
-from inboxd.compose import compose
 from inboxd.config import load_settings
 from inboxd.db import create_store_engine, open_store, writing
-from inboxd.outbox import enqueue
+from inboxd.outbox import queue
 from inboxd.sender import Sender
 from inboxd.testing.mail import make_mail
 from inboxd.testing.smtp import Envelope, SmtpSink
@@ -97,11 +96,10 @@ def test_a_sender_whose_lease_ran_out_never_sends_a_row_another_sender_claimed(t
     settings = load_settings(config)
     engine = open_store(settings.store.url)
     with writing(engine) as conn:
-        mail = compose(mailbox_address="support@example.com", from_name="Support", to=[("Ann", "ann@example.org")],
-                       subject="Re: [T-1000] Help", text="On it.\n", message_id="inboxd.T-1000.lease@example.com",
-                       now=NOW)
-        enqueue(conn.connection.driver_connection.cursor(), ticket_pk=None, mailbox=settings.mailbox("support"),
-                kind="relay", mail=mail, now=NOW - timedelta(minutes=1), sent_copy=False)
+        queue(conn.connection.driver_connection.cursor(), kind="relay", mailbox=settings.mailbox("support"),
+              ticket_pk=None, ref="T-1000", to=[("Ann", "ann@example.org")], subject="Re: [T-1000] Help",
+              text="On it.\n", automatic=None, from_name="Support", message_id="inboxd.T-1000.lease@example.com",
+              now=NOW - timedelta(minutes=1), sent_copy=False)
     slow = Sender(engine, settings, clock=lambda: NOW)
     claimed = slow.claim(NOW)
     assert claimed is not None

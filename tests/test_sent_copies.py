@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from inboxd.compose import compose
 from inboxd.config import load_settings
 from inboxd.db import create_store_engine, open_store, writing
 from inboxd.imap import MailboxPoller, connect
-from inboxd.outbox import enqueue
+from inboxd.outbox import queue
 from inboxd.store import StoreSink
 from tests.support import write_config
 
@@ -23,11 +22,10 @@ def _sent_rows(engine, settings, count: int) -> list[str]:
     with writing(engine) as conn:
         cur = conn.connection.driver_connection.cursor()
         for i in range(count):
-            mail = compose(mailbox_address="support@example.com", from_name="Support",
-                           to=[(f"Customer {i}", f"c{i}@example.org")], subject=f"Re: [T-{1000 + i}] Question",
-                           text="We are on it.\n", message_id=f"inboxd.T-{1000 + i}.copy{i}@example.com", now=NOW)
-            enqueue(cur, ticket_pk=None, mailbox=mailbox, kind="relay", mail=mail, now=NOW, sent_copy=True)
-            ids.append(mail.message_id)
+            ids.append(queue(cur, kind="relay", mailbox=mailbox, ticket_pk=None, ref=f"T-{1000 + i}",
+                             to=[(f"Customer {i}", f"c{i}@example.org")], subject=f"Re: [T-{1000 + i}] Question",
+                             text="We are on it.\n", automatic=None, from_name="Support",
+                             message_id=f"inboxd.T-{1000 + i}.copy{i}@example.com", now=NOW, sent_copy=True))
         cur.execute("UPDATE outbox SET status = 'sent', sent_at = created_at")
     return ids
 
