@@ -532,7 +532,7 @@ def _workflow_call(fn, *args, **kwargs) -> dict:
 @app.command()
 def take(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
     """Assign an unassigned ticket to yourself."""
-    r = _workflow_call(_ctx(ctx).workflow().take, ticket_id)
+    r = _workflow_call(_ctx(ctx).workflow().take, ticket_id, now=_now())
     _done(r, as_json, f"{ticket_id} is now yours")
 
 
@@ -541,14 +541,14 @@ def assign(ctx: typer.Context, ticket_id: str = TicketId,
            agent: str = typer.Argument(..., metavar="AGENT", autocompletion=_complete_agents),
            as_json: bool = JsonOpt) -> None:
     """Assign a ticket to an agent."""
-    r = _workflow_call(_ctx(ctx).workflow().assign, ticket_id, agent)
+    r = _workflow_call(_ctx(ctx).workflow().assign, ticket_id, agent, now=_now())
     _done(r, as_json, f"{ticket_id} assigned to {agent}")
 
 
 @app.command()
 def unassign(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
     """Put a ticket back in the unassigned queue."""
-    r = _workflow_call(_ctx(ctx).workflow().unassign, ticket_id)
+    r = _workflow_call(_ctx(ctx).workflow().unassign, ticket_id, now=_now())
     _done(r, as_json, f"{ticket_id} is unassigned")
 
 
@@ -567,7 +567,7 @@ def status(ctx: typer.Context,
         return
     if new_status is None:
         raise UserError("give a ticket ID and a STATUS, or nothing for the daemon's health")
-    r = _workflow_call(_ctx(ctx).workflow().set_status, ticket_id, new_status)
+    r = _workflow_call(_ctx(ctx).workflow().set_status, ticket_id, new_status, now=_now())
     _done(r, as_json, f"{ticket_id} is now {new_status}")
 
 
@@ -576,21 +576,21 @@ def close(ctx: typer.Context, ticket_id: str = TicketId,
           no_survey: bool = typer.Option(False, "--no-survey", help="Do not send a satisfaction survey."),
           as_json: bool = JsonOpt) -> None:
     """Close a ticket."""
-    r = _workflow_call(_ctx(ctx).workflow().close, ticket_id, survey=not no_survey)
+    r = _workflow_call(_ctx(ctx).workflow().close, ticket_id, survey=not no_survey, now=_now())
     _done(r, as_json, f"{ticket_id} is closed")
 
 
 @app.command()
 def reopen(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
     """Reopen a solved or closed ticket."""
-    r = _workflow_call(_ctx(ctx).workflow().reopen, ticket_id)
+    r = _workflow_call(_ctx(ctx).workflow().reopen, ticket_id, now=_now())
     _done(r, as_json, f"{ticket_id} is open again")
 
 
 @app.command()
 def approve(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
     """Record a supervisor's review of an escalated ticket, so it can be closed."""
-    r = _workflow_call(_ctx(ctx).workflow().approve, ticket_id)
+    r = _workflow_call(_ctx(ctx).workflow().approve, ticket_id, now=_now())
     _done(r, as_json, f"{ticket_id} approved")
 
 
@@ -599,7 +599,7 @@ def tag(ctx: typer.Context, ticket_id: str = TicketId,
         tags: list[str] = typer.Argument(..., metavar="TAG...", autocompletion=_complete_tags),
         as_json: bool = JsonOpt) -> None:
     """Add tags to a ticket."""
-    r = _workflow_call(_ctx(ctx).workflow().tag, ticket_id, tags)
+    r = _workflow_call(_ctx(ctx).workflow().tag, ticket_id, tags, now=_now())
     _done(r, as_json, f"{ticket_id} tagged {', '.join(tags)}")
 
 
@@ -608,7 +608,7 @@ def untag(ctx: typer.Context, ticket_id: str = TicketId,
           tags: list[str] = typer.Argument(..., metavar="TAG...", autocompletion=_complete_tags),
           as_json: bool = JsonOpt) -> None:
     """Remove tags from a ticket."""
-    r = _workflow_call(_ctx(ctx).workflow().untag, ticket_id, tags)
+    r = _workflow_call(_ctx(ctx).workflow().untag, ticket_id, tags, now=_now())
     _done(r, as_json, f"{ticket_id} untagged {', '.join(tags)}")
 
 
@@ -617,7 +617,7 @@ def priority(ctx: typer.Context, ticket_id: str = TicketId,
              level: str = typer.Argument(..., metavar="PRIORITY", help="low, normal, high or urgent"),
              as_json: bool = JsonOpt) -> None:
     """Set a ticket's priority."""
-    r = _workflow_call(_ctx(ctx).workflow().priority, ticket_id, level)
+    r = _workflow_call(_ctx(ctx).workflow().priority, ticket_id, level, now=_now())
     _done(r, as_json, f"{ticket_id} priority {level}")
 
 
@@ -627,7 +627,7 @@ def escalate(ctx: typer.Context, ticket_id: str = TicketId,
              reason: str = typer.Option(..., "--reason", help="Why; kept for reports."),
              as_json: bool = JsonOpt) -> None:
     """Escalate a ticket to a team, a higher tier or the supervisors."""
-    r = _workflow_call(_ctx(ctx).workflow().escalate, ticket_id, to, reason)
+    r = _workflow_call(_ctx(ctx).workflow().escalate, ticket_id, to, reason, now=_now())
     _done(r, as_json, f"{ticket_id} escalated to {to}")
 
 
@@ -636,7 +636,7 @@ def note(ctx: typer.Context, ticket_id: str = TicketId,
          message: str = typer.Option(..., "-m", "--message", help="The note (internal, never mailed)."),
          as_json: bool = JsonOpt) -> None:
     """Add an internal note (never mailed to the customer)."""
-    r = _workflow_call(_ctx(ctx).workflow().note, ticket_id, message)
+    r = _workflow_call(_ctx(ctx).workflow().note, ticket_id, message, now=_now())
     _done(r, as_json, f"note added to {ticket_id}")
 
 
@@ -649,7 +649,7 @@ def reply(ctx: typer.Context, ticket_id: str = TicketId,
     state = _ctx(ctx)
     if message is None:
         message = _edit(_reply_template(state, ticket_id))
-    r = _workflow_call(state.workflow().reply, ticket_id, message)
+    r = _workflow_call(state.workflow().reply, ticket_id, message, now=_now())
     _done(r, as_json, f"reply to {ticket_id} queued ({r['message_id']})")
 
 
@@ -704,7 +704,7 @@ def merge(ctx: typer.Context, ticket_id: str = TicketId,
           into: str = typer.Argument(..., metavar="INTO_ID", autocompletion=_complete_ids),
           as_json: bool = JsonOpt) -> None:
     """Merge a ticket into another (its messages move; it is closed and points there)."""
-    r = _workflow_call(_ctx(ctx).workflow().merge, ticket_id, into)
+    r = _workflow_call(_ctx(ctx).workflow().merge, ticket_id, into, now=_now())
     _done(r, as_json, f"{ticket_id} merged into {into} ({r['messages']} message(s) moved)")
 
 
@@ -786,7 +786,7 @@ def macro_apply(ctx: typer.Context, ticket_id: str = TicketId,
     macro, text = _macro_text(state, ticket_id, name)
     if edit:
         text = _edit(text)
-    r = _workflow_call(state.workflow().apply_macro, ticket_id, macro, text)
+    r = _workflow_call(state.workflow().apply_macro, ticket_id, macro, text, now=_now())
     _done(r, as_json, f"macro {name} applied to {ticket_id}")
 
 

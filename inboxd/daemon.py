@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -84,19 +84,32 @@ def start_line(settings: Settings, mode: str) -> str:
 
 
 def run_once(settings: Settings, *, workers: int = 1, progress: Callable[[Progress], None] | None = None,
-             dry_run: bool = False) -> CycleReport:
+             dry_run: bool = False, now: datetime | None = None) -> CycleReport:
+    """One full cycle as if it started at `now` (default: the real time, read once here).
+
+    Filing, sending and the scheduled duties read one clock that starts at
+    `now` and runs on with the cycle, so a test sets the time of day, SLA
+    promises and retries by passing an instant instead of waiting.  (The
+    pollers keep the real clock for their leases and the first sync's
+    history cut-off.)
+    """
     if dry_run:
         return _dry_run(settings, workers=workers, progress=progress)
+    start, origin = now or datetime.now(UTC), time.monotonic()
+
+    def clock() -> datetime:
+        return start + timedelta(seconds=time.monotonic() - origin)
+
     log.info("%s", start_line(settings, "once"))
     engine = open_store(settings.store.url)
-    sink = StoreSink(engine, settings, workers=workers)
+    sink = StoreSink(engine, settings, workers=workers, clock=clock)
     report = CycleReport({})
     tally = _Tally(report, progress)
     try:
         pollers = _sync_all(settings, sink, tally)
-        sender = Sender(engine, settings)
+        sender = Sender(engine, settings, clock=clock)
         sender.drain()
-        Duties(engine, settings).run_due()
+        Duties(engine, settings).run_due(clock())
         sender.drain()
         for p in pollers:
             if p.status.ok:

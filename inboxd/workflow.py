@@ -1,7 +1,8 @@
 """Step 8, the write side: the agent workflow shared by the CLI and the daemon.
 
 Every change is one function that runs inside one write transaction
-(`BEGIN IMMEDIATE`): it reads the ticket, checks the actor's role and the
+(`BEGIN IMMEDIATE`) at the instant `now` its caller passes (the CLI passes
+the real time): it reads the ticket, checks the actor's role and the
 status lifecycle, writes the change with an audit event (actor, time,
 before and after), and queues any mail it causes in the outbox in the same
 transaction.  Because the write lock is taken before the ticket is read, two
@@ -16,7 +17,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 
@@ -94,9 +95,8 @@ class Workflow:
 
     # -- plumbing ------------------------------------------------------------------
 
-    def _change(self, ref: str, action: str, apply) -> dict:
-        """Run `apply(cur, ticket, now)` in one write transaction and audit it."""
-        now = _utcnow()
+    def _change(self, ref: str, action: str, apply, now: datetime) -> dict:
+        """Run `apply(cur, ticket, now)` in one write transaction and audit it at `now`."""
         with writing(self.engine) as conn:
             cur = conn.connection.driver_connection.cursor()
             ticket = load(cur, ref)
@@ -160,7 +160,7 @@ class Workflow:
 
     # -- assignment ----------------------------------------------------------------
 
-    def take(self, ref: str) -> dict:
+    def take(self, ref: str, *, now: datetime) -> dict:
         def apply(cur, t: Ticket, now):
             if t.assignee == self.actor.name:
                 raise WorkflowError(f"{t.ref} is already yours")
@@ -169,9 +169,9 @@ class Workflow:
             t.assignee = self.actor.name
             if t.status == "new":
                 t.status = "open"
-        return self._change(ref, "take", apply)
+        return self._change(ref, "take", apply, now)
 
-    def assign(self, ref: str, agent: str) -> dict:
+    def assign(self, ref: str, agent: str, *, now: datetime) -> dict:
         target = self.settings.agent(agent)
         if target is None:
             raise WorkflowError(f"unknown agent {agent!r}; known agents: {', '.join(a.name for a in self.settings.agents)}")
@@ -184,52 +184,52 @@ class Workflow:
             t.assignee = agent
             if t.status == "new":
                 t.status = "open"
-        return self._change(ref, "assign", apply)
+        return self._change(ref, "assign", apply, now)
 
-    def unassign(self, ref: str) -> dict:
+    def unassign(self, ref: str, *, now: datetime) -> dict:
         def apply(cur, t: Ticket, now):
             if t.assignee is None:
                 raise WorkflowError(f"{t.ref} is not assigned")
             self._require_own(t, "unassigning")
             t.assignee = None
-        return self._change(ref, "unassign", apply)
+        return self._change(ref, "unassign", apply, now)
 
     # -- status ----------------------------------------------------------------------
 
-    def set_status(self, ref: str, status: str) -> dict:
+    def set_status(self, ref: str, status: str, *, now: datetime) -> dict:
         def apply(cur, t: Ticket, now):
             self._require_own(t, "changing the status")
             self._move(t, status)
-        return self._change(ref, "status", apply)
+        return self._change(ref, "status", apply, now)
 
-    def close(self, ref: str, survey: bool = True) -> dict:
+    def close(self, ref: str, survey: bool = True, *, now: datetime) -> dict:
         def apply(cur, t: Ticket, now):
             self._require_own(t, "closing")
             self._move(t, "closed")
             return {"survey": survey}
-        return self._change(ref, "close", apply)
+        return self._change(ref, "close", apply, now)
 
-    def reopen(self, ref: str) -> dict:
+    def reopen(self, ref: str, *, now: datetime) -> dict:
         def apply(cur, t: Ticket, now):
             self._require_own(t, "reopening")
             if t.status not in ("solved", "closed"):
                 raise WorkflowError(f"{t.ref} is {t.status}, not solved or closed; nothing to reopen")
             self._move(t, "open")
             t.approved_by = None
-        return self._change(ref, "reopen", apply)
+        return self._change(ref, "reopen", apply, now)
 
-    def approve(self, ref: str) -> dict:
+    def approve(self, ref: str, *, now: datetime) -> dict:
         self._require_supervisor("approving an escalated ticket")
 
         def apply(cur, t: Ticket, now):
             if not t.escalated:
                 raise WorkflowError(f"{t.ref} is not escalated; nothing to approve")
             t.approved_by = self.actor.name
-        return self._change(ref, "approve", apply)
+        return self._change(ref, "approve", apply, now)
 
     # -- classification -------------------------------------------------------------
 
-    def tag(self, ref: str, tags: Sequence[str]) -> dict:
+    def tag(self, ref: str, tags: Sequence[str], *, now: datetime) -> dict:
         def apply(cur, t: Ticket, now):
             self._require_own(t, "tagging")
             added = [x for x in dict.fromkeys(tags) if x not in t.tags]
@@ -238,7 +238,7 @@ class Workflow:
             t.tags = t.tags + added
             reasons = self._tag_rules(t, added)
             return {"rules": reasons} if reasons else {}
-        return self._change(ref, "tag", apply)
+        return self._change(ref, "tag", apply, now)
 
     def _tag_rules(self, t: Ticket, added: list[str]) -> list[str]:
         """Rules with on = ["tag"] see the tags just added (so they fire once per tagging)."""
@@ -264,16 +264,16 @@ class Workflow:
             t.assignee = outcome.assign
         return list(outcome.reasons)
 
-    def untag(self, ref: str, tags: Sequence[str]) -> dict:
+    def untag(self, ref: str, tags: Sequence[str], *, now: datetime) -> dict:
         def apply(cur, t: Ticket, now):
             self._require_own(t, "untagging")
             missing = [x for x in tags if x not in t.tags]
             if missing:
                 raise WorkflowError(f"{t.ref} has no tag {', '.join(missing)}")
             t.tags = [x for x in t.tags if x not in tags]
-        return self._change(ref, "untag", apply)
+        return self._change(ref, "untag", apply, now)
 
-    def priority(self, ref: str, priority: str) -> dict:
+    def priority(self, ref: str, priority: str, *, now: datetime) -> dict:
         if priority not in PRIORITIES:
             raise WorkflowError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
 
@@ -282,9 +282,9 @@ class Workflow:
             if t.priority == priority:
                 raise WorkflowError(f"{t.ref} is already {priority}")
             t.priority = priority
-        return self._change(ref, "priority", apply)
+        return self._change(ref, "priority", apply, now)
 
-    def escalate(self, ref: str, to: str, reason: str) -> dict:
+    def escalate(self, ref: str, to: str, reason: str, *, now: datetime) -> dict:
         if not reason.strip():
             raise WorkflowError("an escalation needs a reason (--reason TEXT)")
         teams = {team for a in self.settings.agents for team in a.teams}
@@ -305,11 +305,11 @@ class Workflow:
             if t.status in ("new", "pending"):
                 t.status = "open"
             return {"to": to, "reason": reason}
-        return self._change(ref, "escalate", apply)
+        return self._change(ref, "escalate", apply, now)
 
     # -- writing ---------------------------------------------------------------------
 
-    def note(self, ref: str, text: str) -> dict:
+    def note(self, ref: str, text: str, *, now: datetime) -> dict:
         if not text.strip():
             raise WorkflowError("a note needs text (-m TEXT)")
 
@@ -319,9 +319,9 @@ class Workflow:
             outbox.store_outgoing(cur, t.pk, note, kind="note", now=now, subject=t.subject, text=text,
                                   in_reply_to=None, key=key)
             return {"text": text}
-        return self._change(ref, "note", apply)
+        return self._change(ref, "note", apply, now)
 
-    def reply(self, ref: str, text: str) -> dict:
+    def reply(self, ref: str, text: str, *, now: datetime) -> dict:
         """Send `text` to the requester through the outbox; the ticket then waits on them."""
         if not text.strip():
             raise WorkflowError("a reply needs text")
@@ -329,9 +329,9 @@ class Workflow:
         def apply(cur, t: Ticket, now):
             self._require_own(t, "replying")
             return self._reply(cur, t, now, text)
-        return self._change(ref, "reply", apply)
+        return self._change(ref, "reply", apply, now)
 
-    def apply_macro(self, ref: str, macro, text: str) -> dict:
+    def apply_macro(self, ref: str, macro, text: str, *, now: datetime) -> dict:
         """A macro's reply (already rendered) and its actions, in one transaction."""
         def apply(cur, t: Ticket, now):
             self._require_own(t, f"applying macro {macro.name}")
@@ -350,7 +350,7 @@ class Workflow:
             if macro.status and macro.status != t.status:
                 self._move(t, macro.status)
             return detail
-        return self._change(ref, "macro", apply)
+        return self._change(ref, "macro", apply, now)
 
     def _reply(self, cur: sqlite3.Cursor, t: Ticket, now: datetime, text: str) -> dict:
         if t.status == "closed":
@@ -372,10 +372,9 @@ class Workflow:
             t.assignee = self.actor.name
         return {"message_id": message_id}
 
-    def merge(self, ref: str, into: str) -> dict:
+    def merge(self, ref: str, into: str, *, now: datetime) -> dict:
         if ref == into:
             raise WorkflowError("cannot merge a ticket into itself")
-        now = _utcnow()
         with writing(self.engine) as conn:
             cur = conn.connection.driver_connection.cursor()
             src, dst = load(cur, ref), load(cur, into)
@@ -473,10 +472,6 @@ def _tier(target: str) -> int | None:
 def _snapshot(t: Ticket) -> dict:
     return {"status": t.status, "priority": t.priority, "assignee": t.assignee, "tags": list(t.tags),
             "team": t.team, "tier": t.tier, "escalated": t.escalated, "approved_by": t.approved_by}
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _iso(dt: datetime) -> str:
