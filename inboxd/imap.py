@@ -425,7 +425,10 @@ class MailboxPoller:
         start = 1
         if known is None:
             # The folder's first sync: what is already there is history.
-            cutoff = self.mailbox.history_before or self.clock()
+            # INTERNALDATE has whole seconds: a cut-off with a fraction would
+            # make mail that arrives in the same second, just after this
+            # sync, look older than it.  So that second counts as new work.
+            cutoff = self.mailbox.history_before or self.clock().replace(microsecond=0)
             self.sink.begin_folder(self.mailbox.name, folder, uidvalidity, cutoff)
             history_before: datetime | None = cutoff
             log.info("%s/%s: first sync; mail that arrived before %s is history (%s)",

@@ -357,3 +357,18 @@ def test_a_filing_error_in_a_middle_batch_ends_the_sync_instead_of_hanging(tmp_p
     monkeypatch.setattr(StoreSink, "file", real)
     assert once(config).failed == []
     assert db_count(config, "SELECT count(*) FROM ticket") == 6
+
+
+def test_mail_arriving_in_the_same_second_as_the_first_sync_is_new_work(tmp_path, dovecot, imap_user):
+    """Defect: the default cut-off kept the first sync's microseconds while INTERNALDATE has whole
+    seconds, so mail that arrived in that second, just after the sync, became history (seen in the demo)."""
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], history_before=None)
+    assert once(config).failed == []
+    with db(config) as conn:
+        [cut] = conn.execute("SELECT history_before FROM checkpoint WHERE folder = 'INBOX'").fetchone()
+    cutoff = datetime.fromisoformat(cut).replace(tzinfo=UTC)
+    assert cutoff.microsecond == 0
+    dovecot.append(imap_user, "INBOX", make_mail(subject="Right after the start"), when=cutoff)
+    assert once(config).failed == []
+    [t] = list_json(config)
+    assert t["status"] == "new" and db_count(config, "SELECT count(*) FROM ticket WHERE history") == 0
