@@ -45,7 +45,7 @@ def bench(n: int) -> None:
             step = (now - timedelta(hours=1) - start) / n
             dovecot.append_many("bench", "INBOX", [(raw, start + step * i) for i, raw in enumerate(mails)])
             del mails
-            config = write_config(tmp, dovecot)
+            config = write_config(tmp, dovecot, history_before=None)
             with config.open("a") as fh:
                 fh.write(f'\n[smtp]\nhost = "127.0.0.1"\nport = {sink.port}\nsecurity = "none"\n')
             seconds, peaks = run_inboxd(config)

@@ -68,9 +68,14 @@ def corpus(n: int, seed: int = 7) -> list[bytes]:
     return out
 
 
-def write_config(tmp: Path, dovecot: Dovecot) -> Path:
+def write_config(tmp: Path, dovecot: Dovecot, history_before: str | None = "1970-01-01T00:00Z") -> Path:
+    """The bench's inboxd.toml.  The mail is appended before the first sync, so
+    by default the history cut-off is 1970 and every message is filed as live
+    work (the ingest path); None leaves the default cut-off, the first sync,
+    which imports everything as history (bench/history.py)."""
     (tmp / "pw").write_text("secret")
     config = tmp / "inboxd.toml"
+    cutoff = f'history_before = "{history_before}"\n' if history_before else ""
     config.write_text(f"""
 [store]
 url = "sqlite:///inboxd.db"
@@ -79,7 +84,7 @@ data_dir = "var"
 [[mailboxes]]
 name = "support"
 address = "support@example.com"
-[mailboxes.imap]
+{cutoff}[mailboxes.imap]
 host = "{dovecot.host}"
 port = {dovecot.ssl_port}
 security = "tls"
