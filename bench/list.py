@@ -9,7 +9,7 @@ subprocess from interpreter start to exit, best of 3:
 * `inboxd --as alice list` (the default human view: open work first),
 * `inboxd list --status open --limit 50`.
 
-`inboxd.db.open_store` creates the schema (the real migrations); the rows
+`inboxd.store.engine.open_store` creates the schema (the real migrations); the rows
 are bulk-inserted with sqlite3's executemany, which takes a few seconds.
 Usage: python bench/list.py [N]   (keeps the store in a temp dir it prints)
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inboxd.db import db_time, open_store  # noqa: E402
+from inboxd.store.engine import db_time, open_store  # noqa: E402
 
 MAILBOXES = ("support", "billing")
 AGENTS = ("alice", "bob", "carol")

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inboxd.quotes import reply_text  # noqa: E402
+from inboxd.mail.quotes import reply_text  # noqa: E402
 from tests import test_quotes, test_reply_text  # noqa: E402
 
 BODY = (("Hello team, the printer on floor 3 is jammed again. " * 6 + "\n") * 4

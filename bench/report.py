@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from inboxd.config import parse_settings
-from inboxd.db import db_time, open_store, reading
-from inboxd.reports import compute_report
+from inboxd.store.engine import db_time, open_store, reading
+from inboxd.reports.metrics import compute_report
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 AGENTS = ("alice", "bob", "carol", "dave", "erin", "frank")

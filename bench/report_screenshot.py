@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import NOW, build, settings_for  # noqa: E402
 
-from inboxd.db import open_store, reading  # noqa: E402
-from inboxd.reports import compute_report, csat_trend, embed_images, render_report  # noqa: E402
+from inboxd.store.engine import open_store, reading  # noqa: E402
+from inboxd.reports.metrics import compute_report, csat_trend, embed_images, render_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import timeit
 
-from inboxd.routing import Facts, parse_rules
+from inboxd.desk.routing import Facts, parse_rules
 
 TEN_RULES = [
     {"name": "vip", "if": {"group": ["vip"]}, "then": {"priority": "urgent"}},

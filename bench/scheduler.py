@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from inboxd.config import parse_settings
-from inboxd.db import db_time, open_store
-from inboxd.jobs import Duties
+from inboxd.store.engine import db_time, open_store
+from inboxd.desk.duties import Duties
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 AGENTS = ("alice", "bob", "carol", "dave")

@@ -1,7 +1,7 @@
 """Benchmark: how fast `Sender.drain()` empties an outbox of N mails into a local SMTP sink.
 
 For each N it builds a fresh SQLite store, inserts N queued outbox rows
-composed with `inboxd.compose.compose` (about 3 KB of text each, 20 % in
+composed with `inboxd.outbound.compose.compose` (about 3 KB of text each, 20 % in
 Chinese), starts an aiosmtpd `SmtpSink` on loopback and times `drain()`
 until every row is `sent`.  It prints the throughput, the per-mail latency
 (the gap between one mail being recorded as sent and the next, which covers
@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inboxd.compose import compose, new_message_id  # noqa: E402
+from inboxd.outbound.compose import compose, new_message_id  # noqa: E402
 from inboxd.config import Settings, load_settings  # noqa: E402
-from inboxd.db import db_time, open_store, reading, writing  # noqa: E402
-from inboxd.sender import Sender  # noqa: E402
+from inboxd.store.engine import db_time, open_store, reading, writing  # noqa: E402
+from inboxd.outbound.sender import Sender  # noqa: E402
 from inboxd.testing.smtp import SmtpSink  # noqa: E402
 
 PARAGRAPH = ("Hello Li, thank you for writing to us. We have received your message about the replacement "

@@ -1,3 +1,3 @@
-from inboxd.cli import main
+from inboxd.cli.main import main
 
 main()

@@ -47,8 +47,8 @@ MAILBOX_KEYS = ("name", "address", "display_name", "language", "ack", "note_suba
 AGENT_KEYS = ("name", "email", "role", "teams", "tier", "notify")
 
 # Top-level sections that later issues add (SLA, rules, ...).  They are kept raw
-# in Settings.extra and validated by the modules that read them (inboxd.policies,
-# inboxd.macros), which check-config and start-up both run.
+# in Settings.extra and validated by the modules that read them (inboxd.desk.policies,
+# inboxd.desk.macros), which check-config and start-up both run.
 TOLERATED_TOP_KEYS = (
     "sla", "calendars", "rules", "customer_groups", "macros", "csat",
     "reports", "scheduler", "teams",
@@ -235,7 +235,7 @@ class MailboxSettings:
     language: str = "en"
     ack: bool = True
     note_subaddress: str = "note"
-    sla: str | None = None         # the SLA policy for this mailbox's tickets (checked by inboxd.policies)
+    sla: str | None = None         # the SLA policy for this mailbox's tickets (checked by inboxd.desk.policies)
     team: str | None = None        # the team new tickets of this mailbox belong to
     # What mail that arrived before a folder's cut-off becomes, and the
     # cut-off itself (None: the moment inboxd first synced the folder).
@@ -269,7 +269,7 @@ class StoreSettings:
     max_attachment_bytes: int = 25 * 1024 * 1024
     # Mail larger than this (by RFC822.SIZE) is streamed to data_dir/oversize and quarantined.
     max_message_bytes: int = 25 * 1024 * 1024
-    # How long a daemon's hold on a folder lasts unless renewed (inboxd.leases).
+    # How long a daemon's hold on a folder lasts unless renewed (inboxd.store.leases).
     lease: timedelta = timedelta(seconds=30)
 
 

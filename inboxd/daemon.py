@@ -26,15 +26,15 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from inboxd import leases
+from inboxd.store import leases
 from inboxd.config import Settings
-from inboxd.db import open_store, writing
-from inboxd.imap import MailboxPoller, MailboxStatus, Progress
-from inboxd.jobs import Duties
-from inboxd.policies import load_policies
-from inboxd.sender import Sender
-from inboxd.ingest import BatchResult
-from inboxd.store import StoreSink
+from inboxd.store.engine import open_store, writing
+from inboxd.sync.imap import MailboxPoller, MailboxStatus, Progress
+from inboxd.desk.duties import Duties
+from inboxd.desk.policies import load_policies
+from inboxd.outbound.sender import Sender
+from inboxd.desk.ingest import BatchResult
+from inboxd.sync.sink import StoreSink
 
 log = logging.getLogger("inboxd.daemon")
 
@@ -143,7 +143,7 @@ def _dry_run(settings: Settings, *, workers: int, progress: Callable[[Progress],
     """
     from sqlalchemy.engine import make_url
 
-    from inboxd.db import copy_store
+    from inboxd.store.engine import copy_store
 
     url = make_url(settings.store.url)
     if url.get_backend_name() != "sqlite":

@@ -1,4 +1,4 @@
-"""Reading sender and recipient addresses from headers (inboxd.message), as a mail client shows them."""
+"""Reading sender and recipient addresses from headers (inboxd.mail.message), as a mail client shows them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from inboxd.message import Address, parse_message
+from inboxd.mail.message import Address, parse_message
 
 
 def _b(text: str, charset: str = "utf-8") -> str:

@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from inboxd import quarantine
+from inboxd.desk import quarantine
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
-from inboxd.db import open_store
-from inboxd.imap import MailboxPoller, connect
-from inboxd.store import StoreSink
+from inboxd.store.engine import open_store
+from inboxd.sync.imap import MailboxPoller, connect
+from inboxd.sync.sink import StoreSink
 from inboxd.testing.mail import make_mail, make_message_id
 from tests.support import cli, db_count, list_json, show_json, write_config
 
@@ -222,16 +222,16 @@ def test_quarantine_retry_files_the_mail_once_the_parser_bug_is_gone(tmp_path, d
     config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}])
     dovecot.append(imap_user, "INBOX", make_mail(subject="Triggers the bug", message_id="<bug@example.cn>"))
     dovecot.append(imap_user, "INBOX", make_mail(subject="Fine"))
-    import inboxd.worker
+    import inboxd.sync.worker
 
-    real = inboxd.worker.parse_message
+    real = inboxd.sync.worker.parse_message
 
     def buggy(raw, **kw):
         if b"Triggers the bug" in raw:
             raise KeyError("a parser bug")
         return real(raw, **kw)
 
-    monkeypatch.setattr(inboxd.worker, "parse_message", buggy)
+    monkeypatch.setattr(inboxd.sync.worker, "parse_message", buggy)
     assert once(config).failed == []
     [q] = json.loads(cli(config, "quarantine", "list", "--json").stdout)
     assert "KeyError" in q["reason"]
@@ -244,7 +244,7 @@ def test_quarantine_retry_files_the_mail_once_the_parser_bug_is_gone(tmp_path, d
     settings = load_settings(config)
     [outcome] = quarantine.retry(open_store(settings.store.url), settings, q["id"], NOW)
     assert outcome["filed"] is False and "KeyError" in outcome["reason"]
-    monkeypatch.setattr(inboxd.worker, "parse_message", real)
+    monkeypatch.setattr(inboxd.sync.worker, "parse_message", real)
     proc = cli(config, "quarantine", "retry", str(q["id"]))
     assert "filed" in proc.stdout
     assert json.loads(cli(config, "quarantine", "list", "--json").stdout) == []
@@ -297,7 +297,7 @@ def test_deleted_configured_folder_fails_alone_and_backs_off(tmp_path, dovecot, 
     client = connect(settings.mailboxes[0].imap)
     delays = []
     try:
-        with caplog.at_level(logging.DEBUG, logger="inboxd.imap"):
+        with caplog.at_level(logging.DEBUG, logger="inboxd.sync.imap"):
             for i in range(4):
                 dovecot.append(imap_user, "INBOX", make_mail(subject=f"Pass {i}"))
                 poller.sync(client)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from inboxd.bounces import detect_bounce, notice_reason
-from inboxd.message import MalformedMessage, parse_message
-from inboxd.rules import AckContext, Verdict, is_automatic, loop_header_value, may_auto_reply
+from inboxd.mail.bounces import detect_bounce, notice_reason
+from inboxd.mail.message import MalformedMessage, parse_message
+from inboxd.desk.autoreply import AckContext, Verdict, is_automatic, loop_header_value, may_auto_reply
 from inboxd.testing.mail import make_mail
 
 CTX = AckContext(

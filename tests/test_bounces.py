@@ -1,4 +1,4 @@
-"""Tests for inboxd.bounces: which mail is a bounce, about whom, and whether for good."""
+"""Tests for inboxd.mail.bounces: which mail is a bounce, about whom, and whether for good."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from inboxd import bounces
-from inboxd.bounces import Bounce, detect_bounce, notice_reason
-from inboxd.message import parse_message
+from inboxd.mail import bounces
+from inboxd.mail.bounces import Bounce, detect_bounce, notice_reason
+from inboxd.mail.message import parse_message
 from inboxd.testing.mail import make_mail
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"

@@ -1,4 +1,4 @@
-"""The auto-reply budget's bookkeeping (inboxd.outbox): which address and domain an ack counts against, and when."""
+"""The auto-reply budget's bookkeeping (inboxd.outbound.outbox): which address and domain an ack counts against, and when."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from inboxd.db import db_time, open_store, writing
-from inboxd.outbox import AckCounts, ack_counts, budget_key
+from inboxd.store.engine import db_time, open_store, writing
+from inboxd.outbound.outbox import AckCounts, ack_counts, budget_key
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ import urllib.parse
 
 import pytest
 
-from inboxd.message import Address, decode_bytes, parse_message
+from inboxd.mail.message import Address, decode_bytes, parse_message
 
 
 def b_word(text: str, charset: str, codec: str | None = None) -> bytes:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from inboxd.compose import (
+from inboxd.outbound.compose import (
     MAX_REFERENCES,
     InlineImage,
     Outgoing,
@@ -23,9 +23,9 @@ from inboxd.compose import (
     ticket_ref_from_message_id,
     tagged_subject,
 )
-from inboxd.loop import AUTO_GENERATED, AUTO_REPLIED, LOOP_HEADER
-from inboxd.templates import Templates
-from inboxd.threading import TicketTag
+from inboxd.outbound.loop import AUTO_GENERATED, AUTO_REPLIED, LOOP_HEADER
+from inboxd.outbound.templates import Templates
+from inboxd.desk.threads import TicketTag
 
 GOLDEN = Path(__file__).parent / "golden"
 TEMPLATES = Templates(Path(__file__).parent.parent / "templates")
@@ -370,8 +370,8 @@ def test_new_message_id_rejects_unsafe_parts():
 def test_huge_display_names_are_cut_and_every_header_line_is_folded(name):
     """Defect: a 200 KB display name produced an ack the SMTP server refused
     ("500 Line too long"): the stdlib never folds a name without spaces."""
-    from inboxd.compose import MAX_DISPLAY_NAME
-    from inboxd.message import parse_message
+    from inboxd.outbound.compose import MAX_DISPLAY_NAME
+    from inboxd.mail.message import parse_message
 
     out = simple(to=[(name, "big@example.org"), ("Bob", "bob@example.org")], from_name=name)
     head = out.data.split(b"\r\n\r\n", 1)[0]

@@ -473,14 +473,19 @@ def _documented_keys() -> set[tuple[str, str]]:
 
 
 def test_every_accepted_key_is_documented_and_nothing_else() -> None:
-    from inboxd import csat, macros, policies, reports, routing, sla
+    from inboxd.desk import csat
+    from inboxd.desk import macros
+    from inboxd.desk import policies
+    from inboxd.reports import metrics
+    from inboxd.desk import routing
+    from inboxd.desk import sla
 
     accepted = {(section, key) for section, keys in config.KNOWN_KEYS.items() for key in keys}
     # The desk's policy sections are declared by the modules that read them.
     declared = {"calendars": sla.CALENDAR_KEYS, "sla": sla.SLA_KEYS, "rules": routing.RULE_KEYS,
                 "customer_groups": routing.GROUP_KEYS, "teams": routing.TEAM_KEYS,
                 "scheduler": policies.SCHEDULER_KEYS, "csat": csat.CSAT_KEYS, "macros": macros.MACRO_KEYS,
-                "reports": reports.REPORTS_KEYS}
+                "reports": metrics.REPORTS_KEYS}
     # Every section the loader tolerates is read (and validated) by one of them.
     assert set(declared) == set(config.TOLERATED_TOP_KEYS)
     for section, keys in declared.items():
@@ -504,8 +509,8 @@ def test_a_loop_section_is_refused_with_where_the_budget_lives(tmp_path: Path) -
 
 
 def test_reports_timezone_is_checked_with_the_policies(tmp_path: Path) -> None:
-    from inboxd.policies import load_policies
-    from inboxd.reports import report_timezone
+    from inboxd.desk.policies import load_policies
+    from inboxd.reports.metrics import report_timezone
 
     settings = load(tmp_path, MINIMAL + '\n[reports]\ntimezone = "Asia/Shanghai"\n')
     assert report_timezone(settings).key == "Asia/Shanghai"

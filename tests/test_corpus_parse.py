@@ -1,4 +1,4 @@
-"""Robustness sweep of inboxd.message over the shared real-world corpus.
+"""Robustness sweep of inboxd.mail.message over the shared real-world corpus.
 
 Every mail in ../shared/corpus must parse or raise MalformedMessage; where
 the corpus states expected subjects and ids, most must match.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from inboxd.message import InboundMessage, MalformedMessage, extract_message_id, parse_message
+from inboxd.mail.message import InboundMessage, MalformedMessage, extract_message_id, parse_message
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 if not CORPUS.is_dir():

@@ -1,4 +1,4 @@
-"""Tests for inboxd.csat: reading answers, signed survey addresses, the key file, [csat] errors, the shipped templates.
+"""Tests for inboxd.desk.csat: reading answers, signed survey addresses, the key file, [csat] errors, the shipped templates.
 
 All pure: no database, no network, no clock.
 """
@@ -13,11 +13,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from inboxd.config import ConfigError
-from inboxd.csat import (
+from inboxd.desk.csat import (
     Answer, CsatSettings, Level, is_low, label, load_secret, make_token, parse_answer, parse_csat,
     parse_survey_address, survey_address, survey_variables,
 )
-from inboxd.templates import Templates
+from inboxd.outbound.templates import Templates
 
 SHIPPED = Templates(Path(__file__).parent.parent / "templates")
 SECRET = b"k" * 32

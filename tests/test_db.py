@@ -7,8 +7,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
-import inboxd.models  # noqa: F401
-from inboxd import db
+import inboxd.store.models  # noqa: F401
+from inboxd.store import engine as db
 
 
 def test_schema_head_constant_matches_alembic():

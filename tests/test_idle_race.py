@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 
 from inboxd.config import load_settings
-from inboxd.db import open_store
-from inboxd.imap import MailboxPoller, connect
-from inboxd.store import StoreSink
+from inboxd.store.engine import open_store
+from inboxd.sync.imap import MailboxPoller, connect
+from inboxd.sync.sink import StoreSink
 from inboxd.testing.mail import make_mail
 from tests.support import db_count, write_config
 

@@ -13,7 +13,9 @@ import re
 
 import pytest
 
-from inboxd import models, tickets
+from inboxd.store import models
+
+from inboxd.desk import views as tickets
 from inboxd.testing.mail import make_mail, make_message_id
 from tests.support import cli, list_json, show_json, write_config
 

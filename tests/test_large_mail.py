@@ -1,5 +1,5 @@
 """Large mail: over [store] max_message_bytes it is streamed to disk and quarantined;
-under it, it is parsed without copies (inboxd.largemail) and filed with its attachments.
+under it, it is parsed without copies (inboxd.mail.largemail) and filed with its attachments.
 
 The sync tests drive a real Dovecot; the parser tests compare `parse_large`
 with `parse_message`, whose result it must reproduce.
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from inboxd import largemail
+from inboxd.mail import largemail
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
-from inboxd.message import MalformedMessage, parse_message
+from inboxd.mail.message import MalformedMessage, parse_message
 from inboxd.testing.mail import make_mail
 from tests.support import cli, db_count, list_json, write_config
 
@@ -250,7 +250,7 @@ def test_a_bounce_that_returns_a_large_mail_is_read_without_copying_it(tmp_path)
     """Defect: a bounce carrying the whole returned mail (a 3 MB attachment here) was parsed
     whole by the stdlib, twice (parser and bounce detection), at several times its size; the
     returned mail is now an attachment on disk and detection reads the report at the front."""
-    from inboxd.bounces import detect_bounce
+    from inboxd.mail.bounces import detect_bounce
 
     original = make_mail(frm="Support <support@example.com>", to="gone@example.org", subject="Your invoice",
                          message_id="<invoice-1@example.com>",

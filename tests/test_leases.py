@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from inboxd import leases
+from inboxd.store import leases
 from inboxd.config import load_settings
-from inboxd.db import create_store_engine, migrate, open_store, reading, writing
-from inboxd.imap import MailboxPoller, connect
-from inboxd.ingest import Batch, Fetched
-from inboxd.store import StoreSink
+from inboxd.store.engine import create_store_engine, migrate, open_store, reading, writing
+from inboxd.sync.imap import MailboxPoller, connect
+from inboxd.desk.ingest import Batch, Fetched
+from inboxd.sync.sink import StoreSink
 from inboxd.testing.mail import make_mail
 from tests.support import cli, db_count, write_config
 
@@ -139,7 +139,7 @@ def test_a_holder_names_its_process_and_tells_when_that_process_is_gone():
     assert leases.display_name(me) == me.split("@")[0] and me.split("@")[0].endswith(f":{__import__('os').getpid()}")
     assert not leases.holder_gone(me)
     # A process that has exited: a restarted daemon takes its folders at once.
-    child = subprocess.run([sys.executable, "-c", "from inboxd.leases import process_holder; print(process_holder())"],
+    child = subprocess.run([sys.executable, "-c", "from inboxd.store.leases import process_holder; print(process_holder())"],
                            capture_output=True, text=True, check=True).stdout.strip()
     assert leases.holder_gone(child)
     # Another machine's holder, or a name that is not a process's, is left to expire.
@@ -231,7 +231,7 @@ def test_run_once_while_a_daemon_holds_the_folder_skips_it_and_takes_it_when_the
     assert db_count(config, "SELECT count(*) FROM message") == 0
 
     # A daemon of this machine that has exited.
-    gone = subprocess.run([sys.executable, "-c", "from inboxd.leases import process_holder; print(process_holder())"],
+    gone = subprocess.run([sys.executable, "-c", "from inboxd.store.leases import process_holder; print(process_holder())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     with writing(engine) as conn:
         conn.execute(leases.LEASE.update().values(holder=gone))

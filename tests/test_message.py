@@ -1,4 +1,4 @@
-"""Tests for inboxd.message: raw bytes to InboundMessage, charsets first."""
+"""Tests for inboxd.mail.message: raw bytes to InboundMessage, charsets first."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from email.mime.text import MIMEText
 
 import pytest
 
-from inboxd import message as message_module
-from inboxd.message import (
+from inboxd.mail import message as message_module
+from inboxd.mail.message import (
     Address,
     MalformedMessage,
     extract_message_id,

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-import inboxd.models  # noqa: F401
-from inboxd import leases
-from inboxd.db import create_store_engine, open_store, reading, writing
+import inboxd.store.models  # noqa: F401
+from inboxd.store import leases
+from inboxd.store.engine import create_store_engine, open_store, reading, writing
 from inboxd.testing.mail import make_mail, make_message_id
 from tests.support import cli, list_json, show_json, write_config
 
@@ -144,7 +144,7 @@ def test_migrate_store_refuses_while_a_daemon_holds_a_folder_and_names_a_missing
 
 
 def test_checksums_see_a_changed_value(desk, pg_url):
-    from inboxd.storecopy import checksum
+    from inboxd.store.copy import checksum
 
     cli(desk, "migrate-store", "--to", pg_url)
     target = create_store_engine(pg_url)

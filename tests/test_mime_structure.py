@@ -16,11 +16,11 @@ from pathlib import Path
 import compressed_rtf
 import pytest
 
-from inboxd import largemail
-from inboxd.attachments import attachment_path
-from inboxd.message import parse_message
-from inboxd.routing import facts_for
-from inboxd.worker import parse_one
+from inboxd.mail import largemail
+from inboxd.mail.attachments import attachment_path
+from inboxd.mail.message import parse_message
+from inboxd.desk.routing import facts_for
+from inboxd.sync.worker import parse_one
 from tests.tnef_writer import (
     PR_BODY,
     PR_BODY_HTML,

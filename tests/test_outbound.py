@@ -20,7 +20,7 @@ import pytest
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
-from inboxd.slaclock import parse_time
+from inboxd.desk.slaclock import parse_time
 from inboxd.testing.mail import make_mail, make_message_id
 from tests.support import cli, db_count, list_json, show_json, start_daemon, stop_daemon, wait_until, write_config
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from inboxd import ingest
+from inboxd.desk import ingest
 from inboxd.config import load_settings
-from inboxd.db import open_store
-from inboxd.ingest import Batch, Fetched
-from inboxd.message import clean_text, extract_message_id, parse_message
-from inboxd.store import StoreSink
+from inboxd.store.engine import open_store
+from inboxd.desk.ingest import Batch, Fetched
+from inboxd.mail.message import clean_text, extract_message_id, parse_message
+from inboxd.sync.sink import StoreSink
 from inboxd.testing.mail import make_mail
 from tests.support import PASSWORD, cli, list_json, write_config
 
@@ -249,7 +249,7 @@ def test_a_batch_that_fails_twice_is_split_down_to_the_bad_message(sink, monkeyp
     back every good mail behind the one that broke it."""
     raws = [make_mail(subject=f"Mail {i}") for i in range(1, 8)]
     _breaking(monkeypatch, {5})
-    caplog.set_level(logging.WARNING, logger="inboxd.store")
+    caplog.set_level(logging.WARNING, logger="inboxd.sync.sink")
     # UIDs 1..7 in a batch whose checkpoint is 9 (UIDs 8 and 9 were expunged).
     result = sink.file(_batch(raws, last_uid=9), None)
     assert (result.filed, result.quarantined) == (6, 1)

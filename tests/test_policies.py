@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from inboxd.config import ConfigError, parse_settings
-from inboxd.policies import load_policies
-from inboxd.slaclock import pending_since, pending_spells
+from inboxd.desk.policies import load_policies
+from inboxd.desk.slaclock import pending_since, pending_spells
 
 ROOT = Path(__file__).resolve().parents[1]
 

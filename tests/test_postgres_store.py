@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-import inboxd.models  # noqa: F401
-from inboxd import db
+import inboxd.store.models  # noqa: F401
+from inboxd.store import engine as db
 from inboxd.testing.dovecot import Dovecot
 from tests.support import cli, write_config
 

@@ -1,4 +1,4 @@
-"""Tests for inboxd.quotes: unit cases per client rule, and a measured score
+"""Tests for inboxd.mail.quotes: unit cases per client rule, and a measured score
 over the reply corpora in ../shared/corpus (skipped when absent)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from inboxd.message import MalformedMessage, html_to_text, parse_message
-from inboxd.quotes import reply_text
+from inboxd.mail.message import MalformedMessage, html_to_text, parse_message
+from inboxd.mail.quotes import reply_text
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 

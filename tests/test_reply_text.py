@@ -1,4 +1,4 @@
-"""A multilingual table for inboxd.quotes.reply_text: one small mail per client
+"""A multilingual table for inboxd.mail.quotes.reply_text: one small mail per client
 and language, written to look like what that client sends, with the exact
 reply text expected.
 
@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import pytest
 
-from inboxd.message import html_to_text
-from inboxd.quotes import reply_text
+from inboxd.mail.message import html_to_text
+from inboxd.mail.quotes import reply_text
 
 # (id, body, expected reply text)
 Case = tuple[str, str, str]

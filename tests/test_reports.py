@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pytest
 
-from inboxd.cli_reports import export_command, report_command
+from inboxd.cli.reports import export_command, report_command
 from inboxd.config import parse_settings
-from inboxd.db import db_time, open_store, reading, writing
-from inboxd.jobs import Duties
-from inboxd.reports import compute_report, report_message_id, status_intervals, transitions
-from inboxd.workflow import PermissionDenied
+from inboxd.store.engine import db_time, open_store, reading, writing
+from inboxd.desk.duties import Duties
+from inboxd.reports.metrics import compute_report, report_message_id, status_intervals, transitions
+from inboxd.desk.workflow import PermissionDenied
 
 SINCE = datetime(2026, 11, 16, tzinfo=UTC)
 UNTIL = datetime(2026, 11, 24, tzinfo=UTC)

@@ -11,7 +11,7 @@ import sqlite3
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
-from inboxd.message import content_hash
+from inboxd.mail.message import content_hash
 from inboxd.testing.mail import make_mail, make_message_id
 from tests.support import cli, list_json, show_json, write_config
 

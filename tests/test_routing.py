@@ -1,4 +1,4 @@
-"""Tests for inboxd.routing: every condition, order and stop, merging, assignment and every config error."""
+"""Tests for inboxd.desk.routing: every condition, order and stop, merging, assignment and every config error."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from inboxd.config import ConfigError
-from inboxd.message import Address, Attachment, AutoFacts, InboundMessage
-from inboxd.routing import (
+from inboxd.mail.message import Address, Attachment, AutoFacts, InboundMessage
+from inboxd.desk.routing import (
     Decision, Facts, Outcome, RuleSet, facts_for, merge, parse_rules, pick_assignee,
 )
 

@@ -1,4 +1,4 @@
-"""Tests for inboxd.rules: which inbound mail may get an automatic acknowledgement, and why not."""
+"""Tests for inboxd.desk.autoreply: which inbound mail may get an automatic acknowledgement, and why not."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from inboxd.message import InboundMessage, parse_message
-from inboxd.rules import (
+from inboxd.mail.message import InboundMessage, parse_message
+from inboxd.desk.autoreply import (
     AUTO_REPLY_RULES,
     AckContext,
     Verdict,

@@ -22,8 +22,8 @@ import pytest
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
-from inboxd.db import open_store
-from inboxd.jobs import Duties
+from inboxd.store.engine import open_store
+from inboxd.desk.duties import Duties
 from inboxd.testing.mail import make_mail, make_message_id
 from tests.support import cli, list_json, show_json, start_daemon, stop_daemon, wait_until, write_config
 

@@ -8,9 +8,9 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 
 from inboxd.config import load_settings
-from inboxd.db import create_store_engine, open_store, writing
-from inboxd.outbox import queue
-from inboxd.sender import Sender
+from inboxd.store.engine import create_store_engine, open_store, writing
+from inboxd.outbound.outbox import queue
+from inboxd.outbound.sender import Sender
 from inboxd.testing.mail import make_mail
 from inboxd.testing.smtp import Envelope, SmtpSink
 from tests.support import db_count, start_daemon, stop_daemon, wait_until, write_config

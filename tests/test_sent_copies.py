@@ -6,10 +6,10 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 from inboxd.config import load_settings
-from inboxd.db import create_store_engine, open_store, writing
-from inboxd.imap import MailboxPoller, connect
-from inboxd.outbox import queue
-from inboxd.store import StoreSink
+from inboxd.store.engine import create_store_engine, open_store, writing
+from inboxd.sync.imap import MailboxPoller, connect
+from inboxd.outbound.outbox import queue
+from inboxd.sync.sink import StoreSink
 from tests.support import write_config
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Tests for inboxd.sla: business-time arithmetic, pauses, warnings, human durations and config errors.
+"""Tests for inboxd.desk.sla: business-time arithmetic, pauses, warnings, human durations and config errors.
 
 Every instant is fixed; nothing here reads the clock.  The Chinese holidays
 come from the ``holidays`` package, whose 2026 table says: National Day
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from inboxd.config import ConfigError
-from inboxd.sla import (
+from inboxd.desk.sla import (
     ALWAYS, Calendar, SlaPolicy, due_time, elapsed, human, parse_calendars, parse_sla_policies,
     policy_for_priority, warn_time,
 )

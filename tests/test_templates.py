@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from inboxd.templates import TemplateError, Templates
+from inboxd.outbound.templates import TemplateError, Templates
 
 SHIPPED = Templates(Path(__file__).parent.parent / "templates")
 

@@ -9,7 +9,7 @@ import sqlite3
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
-from inboxd.terminal import printable
+from inboxd.cli.terminal import printable
 from tests.support import cli, write_config
 
 # Everything a terminal would act on: C0 controls but tab and newline, DEL,

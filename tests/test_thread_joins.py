@@ -18,8 +18,8 @@ import pytest
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
-from inboxd.db import open_store, writing
-from inboxd.ingest import Batch, Fetched, Filer
+from inboxd.store.engine import open_store, writing
+from inboxd.desk.ingest import Batch, Fetched, Filer
 from inboxd.testing.mail import make_mail, make_message_id
 from inboxd.testing.threadcheck import offline_config
 from tests.support import list_json, show_json, write_config

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from inboxd.message import Address, AutoFacts, InboundMessage
-from inboxd.threading import TicketTag, find_ticket, joined_status, strip_prefixes
+from inboxd.mail.message import Address, AutoFacts, InboundMessage
+from inboxd.desk.threads import TicketTag, find_ticket, joined_status, strip_prefixes
 
 TAGS = TicketTag("T-{seq}", "[{id}]")
 
@@ -119,7 +119,7 @@ def test_new_ticket():
 
 
 def test_our_message_id_scheme_threads_without_stored_ids_or_tag():
-    from inboxd.compose import new_message_id, ticket_ref_from_message_id
+    from inboxd.outbound.compose import new_message_id, ticket_ref_from_message_id
 
     ours = new_message_id("T-1007", "example.com", unique="abc123")
     lookup = FakeLookup(by_ref={"T-1007": 7})
@@ -253,14 +253,14 @@ def test_any_arrival_order_gives_one_ticket():
     (b"<a@x b@x>", ("a@x", "b@x")),
 ])
 def test_in_reply_to_forms(header, in_reply_to):
-    from inboxd.message import parse_message
+    from inboxd.mail.message import parse_message
 
     raw = b"From: a@example.com\r\nMessage-ID: <m@x>\r\nIn-Reply-To: " + header + b"\r\nSubject: s\r\n\r\nhi\r\n"
     assert parse_message(raw).in_reply_to == in_reply_to
 
 
 def test_truncated_and_overlong_references():
-    from inboxd.message import parse_message
+    from inboxd.mail.message import parse_message
 
     many = b" ".join(b"<r%d@x>" % i for i in range(2000))
     raw = (b"From: a@example.com\r\nMessage-ID: <m@x>\r\nReferences: " + many + b" <cut@exa\r\n"

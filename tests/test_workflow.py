@@ -156,7 +156,7 @@ def inboxd(config: Path, agent: str | None, *args: str, env: dict | None = None,
 
 
 def _in_process(argv: list[str], environ: dict[str, str]) -> subprocess.CompletedProcess:
-    from inboxd.cli import main
+    from inboxd.cli.main import main
 
     saved_env, saved_umask = dict(os.environ), os.umask(0o022)
     os.umask(saved_umask)
@@ -573,7 +573,7 @@ def test_list_filters_default_view_and_show(filled):
 
 
 def test_completion_offers_ticket_ids_from_the_store(filled, monkeypatch):
-    from inboxd import cli
+    from inboxd.cli import main as cli
 
     monkeypatch.setenv("INBOXD_CONFIG", str(filled.config))
     assert cli._complete_ids("T-100") == ["T-1001", "T-1000"]

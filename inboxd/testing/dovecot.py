@@ -3,7 +3,7 @@
 Each `Dovecot` owns one directory: its config, runtime sockets, logs, TLS
 certificate, passwd-file and users' Maildirs all live there, so nothing reads
 or writes /etc/dovecot or /var/run/dovecot.  The helpers that put mail in or
-look at it use the stdlib `imaplib`, because only inboxd/imap.py may import
+look at it use the stdlib `imaplib`, because only inboxd/sync/imap.py may import
 imapclient.
 """
 

@@ -215,8 +215,8 @@ def file_in_order(settings, raws: Sequence[bytes], order: Sequence[int],
     the order in folders[i % len(folders)], `batch_size` per batch; returns
     the ticket (its surviving ticket's pk) of each message by its index in `raws`.
     """
-    from inboxd.db import open_store, writing
-    from inboxd.ingest import Batch, Fetched, Filer
+    from inboxd.store.engine import open_store, writing
+    from inboxd.desk.ingest import Batch, Fetched, Filer
 
     engine = open_store(settings.store.url)
     filer = Filer(settings)

@@ -1,0 +1,1 @@
+"""The `inboxd` command line, a client of the store and the daemon."""

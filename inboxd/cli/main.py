@@ -1,0 +1,865 @@
+"""The `inboxd` command line (typer): the daemon, config checks and the queue.
+
+Every mistake a person can make here (a typo, an unknown ticket, a broken
+config) ends as one line on stderr and a non-zero exit, never a traceback:
+`main()` runs the typer app without click's standalone handling and turns
+each known error into that line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from inboxd.desk import views as ticketq
+from inboxd.config import ConfigError, Settings, find_config_path, load_settings
+
+app = typer.Typer(
+    name="inboxd", help="A shared-inbox helpdesk that lives inside your IMAP mailboxes.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True,
+)
+quarantine_app = typer.Typer(help="Mail that could not be filed, with the reason.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+outbox_app = typer.Typer(help="Outgoing mail: what waits, what failed and why.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
+
+log = logging.getLogger("inboxd.cli.main")
+
+
+class UserError(Exception):
+    """A mistake to report in one line (exit status 1)."""
+
+
+@dataclass
+class Context:
+    config: Optional[Path]
+    acting: Optional[str]
+    _settings: Optional[Settings] = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(find_config_path(self.config))
+        return self._settings
+
+    def agent(self):
+        """The acting agent: --as, else $INBOXD_AGENT, else a [[agents]] name equal to $USER."""
+        name = self.acting
+        if not name:
+            user = os.environ.get("USER", "")
+            if user and self.settings.agent(user) is not None:
+                name = user
+        if not name:
+            raise UserError("who is acting? pass --as AGENT or set $INBOXD_AGENT")
+        agent = self.settings.agent(name)
+        if agent is None:
+            raise UserError(f"unknown agent {name!r}; known agents: {', '.join(a.name for a in self.settings.agents)}")
+        return agent
+
+    def workflow(self):
+        from inboxd.desk.workflow import Workflow
+
+        return Workflow(_store(self.settings), self.settings, self.agent())
+
+
+def _ctx(ctx: typer.Context) -> Context:
+    return ctx.find_root().obj
+
+
+def setup_logging(settings: Settings | None, level: str | None = None) -> None:
+    level = (level or (settings.log.level if settings else "warning")).upper()
+    handler: logging.Handler
+    if settings is not None and settings.log.file is not None:
+        handler = logging.FileHandler(settings.log.file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # imapclient logs protocol lines at debug level; it redacts LOGIN, but
+    # mail content has no business in our logs either.
+    logging.getLogger("imapclient").setLevel(max(logging.INFO, root.level))
+    # Their routine INFO lines (every job run, every migration step) are noise
+    # in an operator's log; their warnings still show.
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _print_json(data) -> None:
+    if isinstance(data, list):
+        # One compact object per line: still one JSON array, easy to grep, and
+        # json's C encoder (which indent= turns off) prints 100,000 tickets fast.
+        lines = ",\n".join(map(json.JSONEncoder(ensure_ascii=False).encode, data))
+        sys.stdout.write(f"[\n{lines}\n]\n" if data else "[]\n")
+        return
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def _store(settings: Settings, *, create: bool = True):
+    """The store's engine.  Commands that only read pass create=False: a store
+    that does not exist is then a one-line error, not a new empty database."""
+    from inboxd.store.engine import NoStore, open_store
+
+    try:
+        return open_store(settings.store.url, create=create)
+    except NoStore as exc:
+        raise UserError(f"{settings.path.name}: store.url: no store at {exc.path};"
+                        " run `inboxd run` first, or check the path") from None
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    # The installed distribution's version; a source checkout that was never
+    # installed has only the package's own.
+    from importlib import metadata
+
+    try:
+        version = metadata.version("inboxd")
+    except metadata.PackageNotFoundError:
+        from inboxd import __version__ as version
+    typer.echo(f"inboxd {version}")
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", help="Path of inboxd.toml (else $INBOXD_CONFIG, else ./inboxd.toml)."),
+    acting: Optional[str] = typer.Option(None, "--as", envvar="INBOXD_AGENT", help="The agent you act as."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print inboxd's version and exit."),
+) -> None:
+    ctx.obj = Context(config, acting)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    once: bool = typer.Option(False, "--once", help="One full cycle, then exit (exit 1 if a mailbox failed)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Sync into a throw-away copy of the store and print what "
+                                 "a real run would do per folder; nothing is written, sent or appended."),
+    workers: int = typer.Option(1, "--workers", min=0, help="Parser processes (0 parses in the daemon itself)."),
+) -> None:
+    """Run the daemon: sync every mailbox (IDLE where possible) until SIGTERM."""
+    from inboxd import daemon
+    from inboxd.cli.ops import print_cycle, sync_progress
+
+    settings = _ctx(ctx).settings
+    setup_logging(settings)
+    if once or dry_run:
+        with sync_progress() as progress:
+            report = daemon.run_once(settings, workers=workers, progress=progress, dry_run=dry_run)
+        if dry_run:
+            print_cycle(report, settings)
+        for name in report.failed:
+            typer.echo(f"inboxd: mailbox {name} failed: {report.statuses[name].error}", err=True)
+        for name, st in report.statuses.items():
+            for warning in st.warnings:
+                typer.echo(f"inboxd: warning: mailbox {name}: {warning}", err=True)
+        raise typer.Exit(1 if report.failed else 0)
+    from inboxd.sync.progress import LogProgress
+
+    daemon.run_forever(settings, workers=workers, progress=LogProgress())
+
+
+@app.command("check-config")
+def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--connect", help="Also log in to every IMAP and SMTP server and connect to the store.")) -> None:
+    """Validate inboxd.toml (and with --connect, every server login and the store)."""
+    from inboxd.config import check_files
+
+    from inboxd.desk.policies import load_policies
+
+    settings = _ctx(ctx).settings
+    # Calendars, SLAs, rules, teams, scheduler, surveys and macros are checked too.
+    policies = load_policies(settings)
+    from inboxd.desk.macros import parse_macros
+
+    parse_macros(settings)
+    from inboxd.outbound.template_check import check_templates
+
+    # Every template the config uses, rendered once with sample values.
+    problems = check_files(settings) + check_templates(settings, policies)
+    from inboxd.store.engine import StoreNotReady
+
+    if not settings.store.url.startswith("sqlite"):
+        # The daemon would refuse to start; say so now rather than then.
+        problems.append(f"{settings.path.name}: {StoreNotReady()}")
+    for problem in problems:
+        typer.echo(f"inboxd: {problem}", err=True)
+    typer.echo(f"{settings.path}: {len(settings.mailboxes)} mailbox(es), {len(settings.agents)} agent(s), "
+               f"{len(policies.sla)} SLA polic(ies), {len(policies.rules.rules)} rule(s)")
+    failed = bool(problems)
+    if connect:
+        from sqlalchemy.engine import make_url
+
+        from inboxd.sync import imap
+
+        from inboxd.outbound import sender
+        from inboxd.store.engine import describe_store
+
+        store = make_url(settings.store.url).render_as_string(hide_password=True)
+        failed |= not _report(f"store ({store})", lambda: describe_store(settings.store.url))
+        for mb in settings.mailboxes:
+            failed |= not _report(f"imap {mb.name} ({mb.imap.host}:{mb.imap.port})", lambda mb=mb: imap.check_login(
+                mb.imap, mb.imap.folders + ((mb.imap.sent_folder,) if mb.imap.sent_folder else ())))
+        servers = {}
+        for mb in settings.mailboxes:
+            smtp = settings.smtp_for(mb)
+            if smtp is not None:
+                servers.setdefault((smtp.host, smtp.port, smtp.username), (mb.name, smtp))
+        for (host, port, _user), (name, smtp) in servers.items():
+            failed |= not _report(f"smtp {name} ({host}:{port})", lambda smtp=smtp: sender.check_login(smtp))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("migrate-store")
+def migrate_store(
+    ctx: typer.Context,
+    source: Optional[str] = typer.Option(None, "--from", metavar="URL",
+                                         help="The store to copy (default: the config's store.url)."),
+    target: str = typer.Option(..., "--to", metavar="URL",
+                               help="An empty database to copy it into, e.g. postgresql+psycopg://inboxd@db/inboxd;"
+                                    " its schema is created."),
+) -> None:
+    """Copy every row of one store into another, empty one (SQLite to PostgreSQL, or back).
+
+    Stop every daemon first.  The copy is one transaction on the target and
+    is checked afterwards (row counts, and checksums of tickets, messages,
+    events and raw mail); then point store.url at the new store.
+    """
+    from datetime import UTC, datetime
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from inboxd.store.engine import NoStore, open_store
+    from inboxd.store.copy import CopyError, copy_rows
+
+    source = source or _ctx(ctx).settings.store.url
+    shown = {}
+    for role, url in (("--from", source), ("--to", target)):
+        try:
+            parsed = make_url(url)
+            parsed.get_dialect().import_dbapi()
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise UserError(f"{role}: not a database URL inboxd can use: {' '.join(str(exc).split())}") from None
+        except ImportError as exc:
+            raise UserError(f"{role}: the {parsed.get_backend_name()} driver is not installed ({exc});"
+                            " install inboxd with its `postgres` extra") from None
+        shown[role] = parsed.render_as_string(hide_password=True)
+    if make_url(source) == make_url(target):
+        raise UserError("--from and --to are the same store")
+    engines = []
+    try:
+        try:
+            engines.append(open_store(source, create=False, schema_only=True))
+        except NoStore as exc:
+            raise UserError(f"--from: no store at {exc.path}") from None
+        engines.append(open_store(target, schema_only=True))
+        typer.echo(f"copying {shown['--from']} to {shown['--to']}")
+        report = copy_rows(*engines, datetime.now(UTC),
+                           progress=lambda table, rows: typer.echo(f"  {table:<14}{rows:>10} row(s)"))
+    except CopyError as exc:
+        raise UserError(str(exc)) from None
+    except DBAPIError as exc:
+        # A refused connection, a missing database, a lost server: one line, not a traceback.
+        text = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        raise UserError(f"migrate-store: {text}") from None
+    finally:
+        for engine in engines:
+            engine.dispose()
+    rate = report.rows / report.seconds if report.seconds else float(report.rows)
+    typer.echo(f"copied {report.rows} row(s) in {report.seconds:.1f} s ({rate:.0f} rows/s); every table's count and"
+               f" the checksums of {', '.join(report.checksums)} are equal on both sides")
+    typer.echo("point store.url at the new store before starting inboxd again")
+
+
+def _report(label: str, check) -> bool:
+    try:
+        typer.echo(f"ok     {label}: {check()}")
+        return True
+    except Exception as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        typer.echo(f"FAILED {label}: {type(exc).__name__}{': ' + text if text else ''}")
+        return False
+
+
+def _complete_ids(incomplete: str) -> list[str]:
+    try:
+        settings = load_settings(find_config_path(None))
+        import sqlite3
+        from sqlalchemy.engine import make_url
+
+        db = make_url(settings.store.url).database
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            rows = conn.execute("SELECT ref FROM ticket WHERE ref LIKE ? AND status != 'closed' ORDER BY id DESC"
+                                " LIMIT 50", (incomplete + "%",)).fetchall()
+        return [r[0] for r in rows]
+    except Exception:
+        return []
+
+
+def _complete_agents(incomplete: str) -> list[str]:
+    try:
+        return [a.name for a in load_settings(find_config_path(None)).agents if a.name.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+def _complete_macros(incomplete: str) -> list[str]:
+    try:
+        from inboxd.desk.macros import parse_macros
+
+        return [m for m in parse_macros(load_settings(find_config_path(None))) if m.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+def _complete_tags(incomplete: str) -> list[str]:
+    try:
+        settings = load_settings(find_config_path(None))
+        import sqlite3
+        from sqlalchemy.engine import make_url
+
+        db = make_url(settings.store.url).database
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            tags = {t for (raw,) in conn.execute("SELECT DISTINCT tags FROM ticket WHERE tags != '[]'")
+                    for t in json.loads(raw)}
+        return sorted(t for t in tags if t.startswith(incomplete))
+    except Exception:
+        return []
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    status: list[str] = typer.Option([], "--status", help="new, open, pending, solved or closed (repeatable)."),
+    mailbox: Optional[str] = typer.Option(None, "--mailbox"),
+    assignee: Optional[str] = typer.Option(None, "--assignee", autocompletion=_complete_agents),
+    mine: bool = typer.Option(False, "--mine", help="Tickets assigned to the acting agent."),
+    unassigned: bool = typer.Option(False, "--unassigned"),
+    tag: list[str] = typer.Option([], "--tag", help="Only tickets with this tag (repeatable).", autocompletion=_complete_tags),
+    team: Optional[str] = typer.Option(None, "--team"),
+    priority: list[str] = typer.Option([], "--priority", help="low, normal, high or urgent (repeatable)."),
+    search: Optional[str] = typer.Option(None, "--search", help="Text in the subject or any message body."),
+    overdue: bool = typer.Option(False, "--overdue", help="Only tickets with a broken SLA promise."),
+    sort: str = typer.Option("updated", "--sort", help="updated, created, priority or id."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON as in the interface contract."),
+) -> None:
+    """List tickets.  With no filters, your open work first, then the rest of the open queue."""
+    from inboxd.store.engine import reading
+    from inboxd.desk.views import PRIORITIES, STATUSES
+
+    state = _ctx(ctx)
+    settings = state.settings
+    for s in status:
+        if s not in STATUSES:
+            raise UserError(f"unknown status {s!r}; use one of {', '.join(STATUSES)}")
+    for p in priority:
+        if p not in PRIORITIES:
+            raise UserError(f"unknown priority {p!r}; use one of {', '.join(PRIORITIES)}")
+    if sort not in ticketq.SORTS:
+        raise UserError(f"unknown sort {sort!r}; use one of {', '.join(ticketq.SORTS)}")
+    if mailbox is not None and mailbox not in {m.name for m in settings.mailboxes}:
+        raise UserError(f"unknown mailbox {mailbox!r}")
+    if mine:
+        assignee = state.agent().name
+    default_view = not (status or mailbox or assignee or unassigned or tag or team or priority or search or overdue
+                        or as_json)
+    me = None
+    if default_view:
+        # The agent's day starts with their own open work, then the open queue.
+        status = ["new", "open", "pending"]
+        try:
+            me = state.agent().name
+        except UserError:
+            me = None
+    from inboxd.store.engine import db_time
+
+    flt = ticketq.ListFilter(tuple(status), mailbox, assignee, unassigned, tuple(tag), limit, team,
+                             tuple(priority), search, sort, first_for=me,
+                             overdue_at=db_time(_now()) if overdue else None)
+    with reading(_store(settings, create=False)) as conn:
+        rows = ticketq.list_tickets(conn, flt)
+    if as_json:
+        _print_json(rows)
+        return
+    typer.echo(ticketq.format_table(rows, now=_now()))
+    typer.echo(f"{len(rows)} ticket(s)")
+
+
+def _now():
+    # Not inboxd.sync.sink.utcnow: importing the store pulls in the whole ingest
+    # path (and its holiday calendars), a third of a second per `list`.
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    ticket_id: str = typer.Argument(..., metavar="ID"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show one ticket with its thread and history."""
+    from inboxd.store.engine import reading
+
+    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
+        try:
+            t = ticketq.show_ticket(conn, ticket_id)
+        except ticketq.NotFound as exc:
+            raise UserError(str(exc)) from None
+    if as_json:
+        _print_json(t)
+        return
+    out = [
+        f"{t['id']}  {t['subject']}",
+        f"status {t['status']}  priority {t['priority']}  assignee {t['assignee'] or '-'}  "
+        f"tags {', '.join(t['tags']) or '-'}",
+        f"requester {t['requester_name']} <{t['requester']}>  mailboxes {', '.join(t['mailboxes'])}",
+        f"created {t['created_at']}  updated {t['updated_at']}  first response {t['first_response_at'] or '-'}",
+        f"due: first response {t['first_response_due'] or '-'}  resolution {t['resolution_due'] or '-'}"
+        + (f"  (merged into {t['merged_into']})" if t["merged_into"] else ""),
+    ]
+    for m in t["messages"]:
+        out += ["", f"--- {m['date']}  {m['direction']}/{m['kind']}  {m['from']}  [{', '.join(m['mailboxes'])}]",
+                f"Subject: {m['subject']}", "", m["reply_text"].rstrip()]
+        folded = len(m["text"].strip()) - len(m["reply_text"].strip())
+        if folded > 0:
+            out.append(f"[... {folded} characters of quoted text folded; see --json]")
+    out += ["", "History:"]
+    out += [f"  {e['at']}  {e['actor']}  {e['action']}  {_detail(e['detail'])}" for e in t["events"]]
+    # Subjects, names and bodies come from customers' mail: no terminal
+    # escape sequence may reach the agent's screen (see inboxd.cli.terminal).
+    from inboxd.cli.terminal import printable
+
+    typer.echo(printable("\n".join(out)))
+
+
+def _detail(detail: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in detail.items())
+
+
+@quarantine_app.command("list")
+def quarantine_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Mail that could not be filed: where it was, why, and its raw bytes' hash."""
+    from inboxd.store.engine import reading
+
+    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
+        rows = ticketq.list_quarantine(conn)
+    if as_json:
+        _print_json(rows)
+        return
+    from inboxd.cli.terminal import printable
+
+    for q in rows:
+        # The Message-ID and the reason quote the quarantined mail itself.
+        typer.echo(printable(f"{q['id']:>5}  {q['at']}  {q['mailbox']}/{q['folder']} uid {q['uid']}  "
+                             f"<{q['message_id'] or ''}>  {q['reason']}"))
+    typer.echo(f"{len(rows)} quarantined message(s)")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    ctx: typer.Context,
+    status: list[str] = typer.Option([], "--status", help="queued, sending, sent or failed (repeatable); default: all but sent."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Outgoing mail that is waiting or failed (and with --status sent, what went out)."""
+    from inboxd.store.engine import reading
+    from inboxd.store.models import OUTBOX_STATUSES
+
+    for s in status:
+        if s not in OUTBOX_STATUSES:
+            raise UserError(f"unknown outbox status {s!r}; use one of {', '.join(OUTBOX_STATUSES)}")
+    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
+        rows = ticketq.list_outbox(conn, tuple(status) or ("queued", "sending", "failed"))
+    if as_json:
+        _print_json(rows)
+        return
+    from inboxd.cli.terminal import printable
+
+    for r in rows:
+        # The last error quotes the remote server's answer.
+        typer.echo(printable(f"{r['id']:>5}  {r['status']:<7}  {r['kind']:<12}  {r['ticket'] or '-':<8}  "
+                             f"{', '.join(r['to'])}  attempts {r['attempts']}  {r['last_error']}"))
+    typer.echo(f"{len(rows)} outgoing message(s)")
+
+
+@outbox_app.command("retry")
+def outbox_retry(ctx: typer.Context, outbox_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Send a failed or waiting mail again at the next chance (restarts its give-up clock)."""
+    from inboxd.outbound.sender import retry
+    from inboxd.sync.sink import utcnow
+
+    if not retry(_store(_ctx(ctx).settings), outbox_id, utcnow()):
+        raise UserError(f"no failed or waiting outgoing message {outbox_id}")
+    typer.echo(f"outbox {outbox_id} queued for sending")
+
+
+
+TicketId = typer.Argument(..., metavar="ID", autocompletion=_complete_ids)
+JsonOpt = typer.Option(False, "--json", help="Print the result as JSON.")
+
+
+def _done(result: dict, as_json: bool, text: str) -> None:
+    if as_json:
+        _print_json(result)
+    else:
+        typer.echo(text)
+
+
+def _workflow_call(fn, *args, **kwargs) -> dict:
+    from inboxd.outbound.templates import TemplateError
+    from inboxd.desk.workflow import WorkflowError
+
+    try:
+        return fn(*args, **kwargs)
+    except (WorkflowError, TemplateError, LookupError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+
+
+@app.command()
+def take(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
+    """Assign an unassigned ticket to yourself."""
+    r = _workflow_call(_ctx(ctx).workflow().take, ticket_id, now=_now())
+    _done(r, as_json, f"{ticket_id} is now yours")
+
+
+@app.command()
+def assign(ctx: typer.Context, ticket_id: str = TicketId,
+           agent: str = typer.Argument(..., metavar="AGENT", autocompletion=_complete_agents),
+           as_json: bool = JsonOpt) -> None:
+    """Assign a ticket to an agent."""
+    r = _workflow_call(_ctx(ctx).workflow().assign, ticket_id, agent, now=_now())
+    _done(r, as_json, f"{ticket_id} assigned to {agent}")
+
+
+@app.command()
+def unassign(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
+    """Put a ticket back in the unassigned queue."""
+    r = _workflow_call(_ctx(ctx).workflow().unassign, ticket_id, now=_now())
+    _done(r, as_json, f"{ticket_id} is unassigned")
+
+
+@app.command()
+def status(ctx: typer.Context,
+           ticket_id: Optional[str] = typer.Argument(None, metavar="[ID]", autocompletion=_complete_ids),
+           new_status: Optional[str] = typer.Argument(None, metavar="[STATUS]",
+                                                      help="new, open, pending, solved or closed"),
+           as_json: bool = JsonOpt) -> None:
+    """Without arguments: the daemon's health per mailbox and folder.  With ID STATUS: move a
+    ticket through its lifecycle (new → open → pending → solved → closed)."""
+    if ticket_id is None:
+        from inboxd.cli.ops import show_status
+
+        show_status(_ctx(ctx), as_json)
+        return
+    if new_status is None:
+        raise UserError("give a ticket ID and a STATUS, or nothing for the daemon's health")
+    r = _workflow_call(_ctx(ctx).workflow().set_status, ticket_id, new_status, now=_now())
+    _done(r, as_json, f"{ticket_id} is now {new_status}")
+
+
+@app.command()
+def close(ctx: typer.Context, ticket_id: str = TicketId,
+          no_survey: bool = typer.Option(False, "--no-survey", help="Do not send a satisfaction survey."),
+          as_json: bool = JsonOpt) -> None:
+    """Close a ticket."""
+    r = _workflow_call(_ctx(ctx).workflow().close, ticket_id, survey=not no_survey, now=_now())
+    _done(r, as_json, f"{ticket_id} is closed")
+
+
+@app.command()
+def reopen(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
+    """Reopen a solved or closed ticket."""
+    r = _workflow_call(_ctx(ctx).workflow().reopen, ticket_id, now=_now())
+    _done(r, as_json, f"{ticket_id} is open again")
+
+
+@app.command()
+def approve(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
+    """Record a supervisor's review of an escalated ticket, so it can be closed."""
+    r = _workflow_call(_ctx(ctx).workflow().approve, ticket_id, now=_now())
+    _done(r, as_json, f"{ticket_id} approved")
+
+
+@app.command()
+def tag(ctx: typer.Context, ticket_id: str = TicketId,
+        tags: list[str] = typer.Argument(..., metavar="TAG...", autocompletion=_complete_tags),
+        as_json: bool = JsonOpt) -> None:
+    """Add tags to a ticket."""
+    r = _workflow_call(_ctx(ctx).workflow().tag, ticket_id, tags, now=_now())
+    _done(r, as_json, f"{ticket_id} tagged {', '.join(tags)}")
+
+
+@app.command()
+def untag(ctx: typer.Context, ticket_id: str = TicketId,
+          tags: list[str] = typer.Argument(..., metavar="TAG...", autocompletion=_complete_tags),
+          as_json: bool = JsonOpt) -> None:
+    """Remove tags from a ticket."""
+    r = _workflow_call(_ctx(ctx).workflow().untag, ticket_id, tags, now=_now())
+    _done(r, as_json, f"{ticket_id} untagged {', '.join(tags)}")
+
+
+@app.command()
+def priority(ctx: typer.Context, ticket_id: str = TicketId,
+             level: str = typer.Argument(..., metavar="PRIORITY", help="low, normal, high or urgent"),
+             as_json: bool = JsonOpt) -> None:
+    """Set a ticket's priority."""
+    r = _workflow_call(_ctx(ctx).workflow().priority, ticket_id, level, now=_now())
+    _done(r, as_json, f"{ticket_id} priority {level}")
+
+
+@app.command()
+def escalate(ctx: typer.Context, ticket_id: str = TicketId,
+             to: str = typer.Option(..., "--to", help="A team, a tier (tier2) or supervisor."),
+             reason: str = typer.Option(..., "--reason", help="Why; kept for reports."),
+             as_json: bool = JsonOpt) -> None:
+    """Escalate a ticket to a team, a higher tier or the supervisors."""
+    r = _workflow_call(_ctx(ctx).workflow().escalate, ticket_id, to, reason, now=_now())
+    _done(r, as_json, f"{ticket_id} escalated to {to}")
+
+
+@app.command()
+def note(ctx: typer.Context, ticket_id: str = TicketId,
+         message: str = typer.Option(..., "-m", "--message", help="The note (internal, never mailed)."),
+         as_json: bool = JsonOpt) -> None:
+    """Add an internal note (never mailed to the customer)."""
+    r = _workflow_call(_ctx(ctx).workflow().note, ticket_id, message, now=_now())
+    _done(r, as_json, f"note added to {ticket_id}")
+
+
+@app.command()
+def reply(ctx: typer.Context, ticket_id: str = TicketId,
+          message: Optional[str] = typer.Option(None, "-m", "--message",
+                                                help="The reply; without it $EDITOR opens on a quoting template."),
+          as_json: bool = JsonOpt) -> None:
+    """Answer the customer (through the outbox, threaded); the ticket then waits on them."""
+    state = _ctx(ctx)
+    if message is None:
+        message = _edit(_reply_template(state, ticket_id))
+    r = _workflow_call(state.workflow().reply, ticket_id, message, now=_now())
+    _done(r, as_json, f"reply to {ticket_id} queued ({r['message_id']})")
+
+
+def _reply_template(state: Context, ref: str) -> str:
+    from inboxd.store.engine import reading
+
+    with reading(_store(state.settings)) as conn:
+        try:
+            t = ticketq.show_ticket(conn, ref)
+        except ticketq.NotFound as exc:
+            raise UserError(str(exc)) from None
+    last = next((m for m in reversed(t["messages"]) if m["kind"] == "customer"), None)
+    lines = ["", "", f"# Reply to {t['id']}: {t['subject']}", "# Lines starting with # are dropped."]
+    if last:
+        lines.append(f"On {last['date']}, {last['from']} wrote:")
+        lines += ["> " + line for line in last["reply_text"].splitlines()]
+    return "\n".join(lines) + "\n"
+
+
+def _edit(template: str) -> str:
+    import subprocess
+    import tempfile
+
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        raise UserError("no -m given and no $EDITOR set")
+    with tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False, encoding="utf-8") as fh:
+        fh.write(template)
+        path = fh.name
+    try:
+        import shlex
+
+        if subprocess.call([*shlex.split(editor), path]) != 0:
+            raise UserError("the editor failed; nothing was sent")
+        text = Path(path).read_text(encoding="utf-8")
+    finally:
+        os.unlink(path)
+    body, untouched = _without_comments(text), _without_comments(template)
+    # A saved-but-unchanged template holds only the quoted customer mail:
+    # sending that would answer the customer with their own words.
+    if not body or body == untouched:
+        raise UserError("empty reply; nothing was sent")
+    return body + "\n"
+
+
+def _without_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("#")).strip()
+
+
+@app.command()
+def merge(ctx: typer.Context, ticket_id: str = TicketId,
+          into: str = typer.Argument(..., metavar="INTO_ID", autocompletion=_complete_ids),
+          as_json: bool = JsonOpt) -> None:
+    """Merge a ticket into another (its messages move; it is closed and points there)."""
+    r = _workflow_call(_ctx(ctx).workflow().merge, ticket_id, into, now=_now())
+    _done(r, as_json, f"{ticket_id} merged into {into} ({r['messages']} message(s) moved)")
+
+
+@app.command()
+def history(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
+    """A ticket's audit history: who did what, when, before and after."""
+    from inboxd.store.engine import reading
+
+    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
+        try:
+            events = ticketq.show_ticket(conn, ticket_id)["events"]
+        except ticketq.NotFound as exc:
+            raise UserError(str(exc)) from None
+    if as_json:
+        _print_json(events)
+        return
+    from inboxd.cli.terminal import printable
+
+    for e in events:
+        # Event details quote mail (senders, bounce reasons, notes).
+        typer.echo(printable(f"{e['at']}  {e['actor']:<10} {e['action']:<10} {_detail(e['detail'])}"))
+
+
+macro_app = typer.Typer(help="Canned replies with actions, from the macros in inboxd.toml.", no_args_is_help=True)
+app.add_typer(macro_app, name="macro")
+
+
+@macro_app.command("list")
+def macro_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """The configured macros."""
+    from inboxd.desk.macros import parse_macros
+
+    macros = parse_macros(_ctx(ctx).settings)
+    rows = [{"name": m.name, "status": m.status, "priority": m.priority, "tags": list(m.tags), "assign": m.assign,
+             "template": m.template} for m in macros.values()]
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        actions = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("name", "template") and v)
+        typer.echo(f"{r['name']:<20} {actions}")
+
+
+def _macro_text(state: Context, ref: str, name: str) -> tuple:
+    from inboxd.store.engine import reading
+    from inboxd.desk.macros import parse_macros, render, variables
+    from inboxd.outbound.templates import TemplateError, Templates
+    from inboxd.desk.workflow import WorkflowError, load
+
+    macros = parse_macros(state.settings)
+    if name not in macros:
+        raise UserError(f"unknown macro {name!r}; known macros: {', '.join(macros) or 'none'}")
+    macro = macros[name]
+    with reading(_store(state.settings)) as conn:
+        cur = conn.connection.driver_connection.cursor()
+        try:
+            ticket = load(cur, ref)
+            values = variables(cur, state.settings, ticket, state.agent())
+            return macro, render(Templates(state.settings.template_dirs), macro, values)
+        except (WorkflowError, TemplateError) as exc:
+            raise UserError(str(exc)) from None
+
+
+@macro_app.command("show")
+def macro_show(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", autocompletion=_complete_macros),
+               ticket_id: str = TicketId) -> None:
+    """Render a macro for a ticket without sending anything."""
+    _macro, text = _macro_text(_ctx(ctx), ticket_id, name)
+    typer.echo(text, nl=not text.endswith("\n"))
+
+
+@macro_app.command("apply")
+def macro_apply(ctx: typer.Context, ticket_id: str = TicketId,
+                name: str = typer.Argument(..., metavar="NAME", autocompletion=_complete_macros),
+                edit: bool = typer.Option(False, "--edit", help="Edit the rendered text in $EDITOR first."),
+                as_json: bool = JsonOpt) -> None:
+    """Send a macro's reply and apply its actions."""
+    state = _ctx(ctx)
+    macro, text = _macro_text(state, ticket_id, name)
+    if edit:
+        text = _edit(text)
+    r = _workflow_call(state.workflow().apply_macro, ticket_id, macro, text, now=_now())
+    _done(r, as_json, f"macro {name} applied to {ticket_id}")
+
+
+@app.command()
+def report(ctx: typer.Context,
+           since: Optional[str] = typer.Option(None, "--since", help="Start date (default: 7 days before --until)."),
+           until: Optional[str] = typer.Option(None, "--until", help="End date, exclusive (default: now)."),
+           mailbox: Optional[str] = typer.Option(None, "--mailbox"),
+           team: Optional[str] = typer.Option(None, "--team"),
+           agent: Optional[str] = typer.Option(None, "--agent", help="One agent's tickets (yours, unless supervisor)."),
+           fmt: str = typer.Option("table", "--format", help="table, json, csv or html."),
+           per_agent: Optional[bool] = typer.Option(None, "--per-agent/--no-per-agent",
+                                                    help="The per-agent section (supervisors; on by default for them).")) -> None:
+    """Helpdesk metrics for a period: volume, response times, SLA, CSAT, backlog."""
+    from inboxd.cli.reports import report_command
+
+    state = _ctx(ctx)
+    typer.echo(_workflow_call(report_command, since=since, until=until, mailbox=mailbox, team=team, agent=agent,
+                              fmt=fmt, per_agent=per_agent, settings=state.settings,
+                              engine=_store(state.settings, create=False), actor=state.agent()), nl=False)
+
+
+@app.command()
+def export(ctx: typer.Context,
+           fmt: str = typer.Option("json", "--format", help="csv or json."),
+           since: Optional[str] = typer.Option(None, "--since"),
+           until: Optional[str] = typer.Option(None, "--until"),
+           full: bool = typer.Option(False, "--full", help="Unmasked customer data (admins only).")) -> None:
+    """Tickets and messages (supervisors; customer data masked unless --full)."""
+    from inboxd.cli.reports import export_command
+
+    state = _ctx(ctx)
+    typer.echo(_workflow_call(export_command, fmt=fmt, since=since, until=until, full=full,
+                              settings=state.settings, engine=_store(state.settings, create=False),
+                              actor=state.agent()), nl=False)
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 160
+
+
+def main(argv: list[str] | None = None) -> None:
+    # Everything inboxd writes (store, raw mail, attachments, logs) is private.
+    os.umask(0o077)
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="inboxd", standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        # Usage errors (a typo in a command or option) from typer's parser.
+        if exc.format_message():
+            sys.stderr.write(f"inboxd: {exc.format_message()}\n")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.stderr.write("inboxd: aborted\n")
+        sys.exit(130)
+    except (ConfigError, UserError) as exc:
+        sys.stderr.write(f"inboxd: {exc}\n")
+        sys.exit(1 if isinstance(exc, UserError) else 2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # A bug: still one line; the traceback only at debug level.
+        logging.getLogger("inboxd").debug("internal error", exc_info=True)
+        sys.stderr.write(f"inboxd: internal error: {type(exc).__name__}: {exc}\n")
+        sys.exit(70)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+# The operator's commands (status, audit, quarantine show/retry) register themselves on `app`.
+from inboxd.cli import ops as cli_ops  # noqa: E402,F401

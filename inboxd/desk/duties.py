@@ -1,0 +1,435 @@
+"""Step 7: the scheduled duties, each done once per target and never skipped.
+
+Time lives in columns (the ticket's due times, solved_at, closed_at); a duty
+scans for rows whose time has come and handles each in its own write
+transaction.  The claim is an insert into `duty` under a unique (duty, key):
+the key names the ticket and the target (say, the first-response due time
+being warned about), so a second daemon, a restart or a repeated pass finds
+the claim already there and does nothing.  Because duties look at what is
+due rather than at what happened since the last run, a daemon that was down
+catches up once on what it missed, with no burst of duplicates.
+
+Each duty is a pair: `candidates_*` lists what looks due from a read
+snapshot, and `handle_one_*` claims and does one item in its own
+transaction, returning whether it did it.  `run_due` runs every duty once.
+APScheduler (in inboxd.daemon) only wakes this up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+
+from inboxd.outbound import outbox
+from inboxd.outbound.compose import tagged_subject
+from inboxd.config import AgentSettings, Settings
+from inboxd.desk.csat import load_secret, make_token, survey_variables
+from inboxd.store.engine import db_time, reading, writing
+from inboxd.outbound.loop import AUTO_GENERATED
+from inboxd.desk.policies import Policies, load_policies
+from inboxd.reports.metrics import report_message_id, supervisors, weekly_report
+from inboxd.desk.sla import human, warn_time
+from inboxd.desk.slaclock import parse_time, pending_since, refresh
+from inboxd.outbound.templates import Templates
+from inboxd.desk.threads import TicketTag
+from inboxd.desk.workflow import SUPERVISORS, load, notify_agent
+
+log = logging.getLogger("inboxd.desk.duties")
+
+TARGETS = ("first_response", "next_response", "resolution")
+
+
+class Duties:
+    """Every scheduled duty over one store."""
+
+    def __init__(self, engine: Engine, settings: Settings):
+        self.engine = engine
+        self.settings = settings
+        self.policies: Policies = load_policies(settings)
+        self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
+        self.templates = Templates(settings.template_dirs)
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run_due(self, now: datetime | None = None) -> dict[str, int]:
+        """Run every duty once over what is due; returns how many items each did.
+
+        Each duty lists its candidates from a read snapshot (already-claimed
+        targets are left out in SQL where the key allows), then handles each
+        in its own write transaction, where the claim decides.
+        """
+        now = now or _utcnow()
+        done: dict[str, int] = {}
+        for name, candidates, handle in self.duties():
+            with reading(self.engine) as conn:
+                items = candidates(_cursor(conn), now)
+            count = 0
+            for item in items:
+                with writing(self.engine) as conn:
+                    count += bool(handle(_cursor(conn), item, now))
+            done[name] = count
+        return done
+
+    def duties(self) -> list[tuple[str, Callable, Callable]]:
+        return [
+            ("sla", self.candidates_sla_refresh, self.handle_one_sla_refresh),
+            ("warning", self.candidates_warning, self.handle_one_warning),
+            ("breach", self.candidates_breach, self.handle_one_breach),
+            ("unassigned", self.candidates_unassigned, self.handle_one_unassigned),
+            ("pending", self.candidates_pending, self.handle_one_pending_reminder),
+            ("autoclose", self.candidates_autoclose, self.handle_one_autoclose),
+            ("survey", self.candidates_survey, self.handle_one_survey),
+            ("digest", self.candidates_digest, self.handle_one_digest),
+            ("weekly", self.candidates_weekly, self.handle_one_weekly_report),
+        ]
+
+    def _claim(self, cur: sqlite3.Cursor, duty: str, key: str, ticket_pk: int | None, now: datetime) -> bool:
+        cur.execute("INSERT OR IGNORE INTO duty (ticket_id, duty, key, at) VALUES (?, ?, ?, ?)",
+                    (ticket_pk, duty, key, db_time(now)))
+        return cur.rowcount == 1
+
+    # -- SLA ---------------------------------------------------------------------------
+
+    def candidates_sla_refresh(self, cur: sqlite3.Cursor, now: datetime) -> list[list[int]]:
+        ids = [pk for (pk,) in cur.execute(
+            "SELECT id FROM ticket WHERE sla_version != version AND merged_into IS NULL")]
+        return [ids[i:i + 500] for i in range(0, len(ids), 500)]
+
+    def handle_one_sla_refresh(self, cur: sqlite3.Cursor, ids: list[int], now: datetime) -> bool:
+        """Recompute due times of tickets that changed since they were last computed."""
+        for pk in ids:
+            try:
+                refresh(cur, pk, self.settings, self.policies, now)
+            except Exception:  # One odd ticket never stops the clock of the others.
+                log.exception("ticket %d: cannot compute its SLA due times", pk)
+                cur.execute("UPDATE ticket SET sla_version = version WHERE id = ?", (pk,))
+        return True
+
+    def _due(self, cur: sqlite3.Cursor, duty: str, low: datetime | None, high: datetime) -> list[tuple]:
+        """(ticket, target, due, policy) for unmet promises due in (low, high], not yet claimed for `duty`."""
+        out = []
+        for target in TARGETS:
+            column = f"{target}_due"
+            unmet = {"first_response": "first_response_at IS NULL",
+                     "next_response": "1",
+                     "resolution": "status IN ('new', 'open', 'pending')"}[target]
+            out += cur.execute(
+                f"SELECT id, '{target}', {column}, sla_policy FROM ticket t WHERE {column} <= ?"
+                f" AND {column} > ? AND {unmet} AND status NOT IN ('solved', 'closed') AND merged_into IS NULL"
+                f" AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = ? AND key = t.id || ':{target}:' || t.{column})"
+                f" ORDER BY {column}",
+                (db_time(high), db_time(low) if low else "", duty)).fetchall()
+        return out
+
+    def candidates_warning(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
+        horizon = max((p.warn_before for p in self.policies.sla.values()), default=timedelta(0))
+        return self._due(cur, "warning", now, now + horizon) if horizon > timedelta(0) else []
+
+    def handle_one_warning(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+        """Warn the assignee (or the supervisors) once before a promise is broken."""
+        pk, target, due_text, policy_name = item
+        due = parse_time(due_text)
+        policy = self.policies.sla.get(policy_name)
+        if policy is None or warn_time(due, policy) > now:
+            return False
+        if not self._claim(cur, "warning", f"{pk}:{target}:{due_text}", pk, now):
+            return False
+        t = _ticket(cur, pk)
+        self._tell_owner(cur, t, now, f"SLA warning: the {target.replace('_', ' ')} for {t.ref} "
+                                      f"is due at {_show(due)}.")
+        _event(cur, pk, now, "sla-warning", {"target": target, "due": _show(due)})
+        return True
+
+    def candidates_breach(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
+        return self._due(cur, "breach", None, now)
+
+    def handle_one_breach(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+        """On a broken promise: notice once, escalate one step, keep the customer informed."""
+        pk, target, due_text, _policy = item
+        if not self._claim(cur, "breach", f"{pk}:{target}:{due_text}", pk, now):
+            return False
+        t = _ticket(cur, pk)
+        reason = f"{target.replace('_', ' ')} SLA breached (due {_show(parse_time(due_text))})"
+        self._tell_owner(cur, t, now, f"SLA breach: {reason} on {t.ref}.")
+        self._escalate(cur, t, now, reason)
+        return True
+
+    def _escalate(self, cur: sqlite3.Cursor, t, now: datetime, reason: str) -> None:
+        """Tier 1 -> tier 2 -> the supervisors, with the reason recorded."""
+        before = {"tier": t.tier, "escalated": t.escalated}
+        if t.tier < 2:
+            to, tier = "tier2", 2
+        else:
+            to, tier = "supervisor", max(t.tier, 3)
+        cur.execute("UPDATE ticket SET tier = ?, escalated = 1, approved_by = NULL, updated_at = ?,"
+                    " version = version + 1 WHERE id = ?", (tier, db_time(now), t.pk))
+        _event(cur, t.pk, now, "escalate", {"to": to, "reason": reason, "changes": {
+            "tier": {"before": before["tier"], "after": tier},
+            "escalated": {"before": before["escalated"], "after": True}}})
+        if to == "supervisor":
+            for agent in self._supervisors(t.team):
+                notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
+                             headline=f"{t.ref} was escalated to the supervisors: {reason}.")
+        if self.policies.scheduler.escalation_update:
+            self._mail_customer(cur, t, now, "escalation", {"reason": reason})
+
+    def candidates_unassigned(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
+        sched = self.policies.scheduler
+        return cur.execute(
+            "SELECT id, created_at FROM ticket t WHERE assignee IS NULL AND status IN ('new', 'open')"
+            " AND merged_into IS NULL AND NOT history AND ((priority = 'urgent' AND created_at <= ?) OR created_at <= ?)"
+            " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'unassigned' AND key = CAST(t.id AS TEXT))"
+            " ORDER BY created_at",
+            (db_time(now - sched.unassigned_after_urgent), db_time(now - sched.unassigned_after))).fetchall()
+
+    def handle_one_unassigned(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+        """A ticket left unassigned too long goes to the supervisors (urgent ones sooner)."""
+        pk, created = item
+        if not self._claim(cur, "unassigned", str(pk), pk, now):
+            return False
+        t = _ticket(cur, pk)
+        if t.assignee is not None:  # Taken since the snapshot: nothing to say.
+            return True
+        waited = now - parse_time(created)
+        for agent in self._supervisors(t.team):
+            notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
+                         headline=f"{t.ref} ({t.priority}) has waited {_human(waited)} without an assignee.")
+        _event(cur, pk, now, "unassigned-alert", {"waited_seconds": int(waited.total_seconds())})
+        return True
+
+    # -- waiting on the customer, and closing --------------------------------------------
+
+    def candidates_pending(self, cur: sqlite3.Cursor, now: datetime) -> list[int]:
+        # A reminder claimed after the ticket last changed covers this pending spell.
+        return [pk for (pk,) in cur.execute(
+            "SELECT id FROM ticket t WHERE status = 'pending' AND merged_into IS NULL AND NOT history"
+            " AND updated_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'pending' AND ticket_id = t.id AND at >= t.updated_at)"
+            " ORDER BY updated_at", (db_time(now - self.policies.scheduler.pending_reminder),))]
+
+    def handle_one_pending_reminder(self, cur: sqlite3.Cursor, pk: int, now: datetime) -> bool:
+        """Remind the assignee of a ticket pending for too long (and, if configured, the customer)."""
+        sched = self.policies.scheduler
+        since = _pending_since(cur, pk)
+        if since is None or since > now - sched.pending_reminder:
+            return False
+        if not self._claim(cur, "pending", f"{pk}:{db_time(since)}", pk, now):
+            return False
+        t = _ticket(cur, pk)
+        if t.assignee and (agent := self.settings.agent(t.assignee)) is not None:
+            notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
+                         headline=f"{t.ref} has been waiting on the customer for {_human(now - since)}.")
+        if sched.pending_followup:
+            self._mail_customer(cur, t, now, "followup", {})
+        _event(cur, pk, now, "pending-reminder", {"since": _show(since)})
+        return True
+
+    def candidates_autoclose(self, cur: sqlite3.Cursor, now: datetime) -> list[int]:
+        cutoff = now - self.policies.scheduler.autoclose_after
+        return [pk for (pk,) in cur.execute(
+            "SELECT id FROM ticket WHERE status = 'solved' AND solved_at <= ? AND merged_into IS NULL"
+            " ORDER BY solved_at", (db_time(cutoff),))]
+
+    def handle_one_autoclose(self, cur: sqlite3.Cursor, pk: int, now: datetime) -> bool:
+        """Close a solved ticket nobody objected to within autoclose_after (compare-and-swap on the status)."""
+        cur.execute("UPDATE ticket SET status = 'closed', closed_at = ?, updated_at = ?, version = version + 1"
+                    " WHERE id = ? AND status = 'solved'", (db_time(now), db_time(now), pk))
+        if cur.rowcount != 1:
+            return False
+        _event(cur, pk, now, "autoclose", {"changes": {"status": {"before": "solved", "after": "closed"}}})
+        return True
+
+    def candidates_survey(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
+        csat = self.policies.csat
+        if not csat.enabled:
+            return []
+        return cur.execute(
+            "SELECT id, requester, closed_at, tags FROM ticket t WHERE status = 'closed' AND closed_at <= ?"
+            " AND closed_at >= ? AND merged_into IS NULL AND NOT history"
+            " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'survey' AND key = t.id || ':' || t.closed_at)"
+            " ORDER BY closed_at",
+            (db_time(now - csat.delay), db_time(now - csat.delay - timedelta(days=30)))).fetchall()
+
+    def handle_one_survey(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+        """Send the satisfaction survey once, `delay` after a ticket closed."""
+        pk, requester, closed_at, tags = item
+        if not self._claim(cur, "survey", f"{pk}:{closed_at}", pk, now):
+            return False
+        skip = self._survey_excluded(cur, pk, requester, json.loads(tags), now)
+        if skip:
+            _event(cur, pk, now, "no-survey", {"reason": skip})
+        else:
+            self._send_survey(cur, _ticket(cur, pk), now)
+        return True
+
+    def _survey_excluded(self, cur: sqlite3.Cursor, pk: int, requester: str, tags: list[str], now: datetime) -> str:
+        csat = self.policies.csat
+        close = cur.execute("SELECT action, detail FROM event WHERE ticket_id = ? AND action IN ('close', 'autoclose',"
+                            " 'status', 'merge') ORDER BY at DESC, id DESC LIMIT 1", (pk,)).fetchone()
+        if close and close[0] == "close" and json.loads(close[1]).get("survey") is False:
+            return "closed with --no-survey"
+        if close and close[0] == "autoclose" and csat.exclude_autoclosed:
+            return "closed automatically"
+        if close and close[0] == "merge":
+            return "merged"
+        excluded = sorted(set(tags) & set(csat.exclude_tags))
+        if excluded:
+            return f"tagged {', '.join(excluded)}"
+        if requester == "mailer-daemon" or outbox.bouncing_since(cur, requester, now,
+                                                                 self.settings.autoreply.bounce_expiry):
+            return "the customer's address bounces"
+        recent = cur.execute("SELECT max(sent_at) FROM csat WHERE customer = ?", (requester,)).fetchone()[0]
+        if recent and parse_time(recent) > now - csat.min_interval:
+            return "surveyed recently"
+        return ""
+
+    def _send_survey(self, cur: sqlite3.Cursor, t, now: datetime) -> None:
+        mailbox = self.settings.mailbox(t.mailbox)
+        csat = self.policies.csat
+        token = make_token(load_secret(csat.secret_file), t.ref, db_time(now))
+        variables = survey_variables(
+            {"id": t.ref, "subject": t.subject, "tag": self.tags.tag(t.ref)},
+            {"name": t.requester_name, "email": t.requester},
+            {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
+            csat.scale, language=mailbox.language, mailbox_address=mailbox.address, token=token)
+        message_id = self._render_mail(cur, t, mailbox, "csat", variables, now)
+        cur.execute("INSERT INTO csat (ticket_id, customer, token, message_id, sent_at) VALUES (?, ?, ?, ?, ?)",
+                    (t.pk, t.requester, token, message_id, db_time(now)))
+        _event(cur, t.pk, now, "survey", {"message_id": message_id, "to": t.requester})
+
+    # -- agents' summaries -------------------------------------------------------------
+
+    def candidates_digest(self, cur: sqlite3.Cursor, now: datetime) -> list[AgentSettings]:
+        sched = self.policies.scheduler
+        if now.astimezone(sched.timezone).time() < sched.digest_time:
+            return []
+        return [a for a in self.settings.agents if a.notify != "none"]
+
+    def handle_one_digest(self, cur: sqlite3.Cursor, agent: AgentSettings, now: datetime) -> bool:
+        """Each morning, each agent gets their open, due and breached tickets."""
+        day = now.astimezone(self.policies.scheduler.timezone).date().isoformat()
+        if not self._claim(cur, "digest", f"{agent.name}:{day}", None, now):
+            return False
+        self._send_digest(cur, agent, now, day)
+        return True
+
+    def _send_digest(self, cur: sqlite3.Cursor, agent: AgentSettings, now: datetime, day: str) -> None:
+        rows = cur.execute(
+            "SELECT ref, subject, status, priority, first_response_due, next_response_due, resolution_due, mailbox"
+            " FROM ticket WHERE assignee = ? AND status IN ('new', 'open', 'pending') ORDER BY"
+            " coalesce(first_response_due, next_response_due, resolution_due, '9999')", (agent.name,)).fetchall()
+        if not rows:
+            return
+        lines, breached, due_today = [], 0, 0
+        for ref, subject, status, priority, fr, nr, res in (r[:7] for r in rows):
+            due = min((parse_time(d) for d in (fr, nr, res) if d), default=None)
+            mark = ""
+            if due is not None and due <= now:
+                mark, breached = "BREACHED ", breached + 1
+            elif due is not None and due <= now + timedelta(days=1):
+                mark, due_today = "due today ", due_today + 1
+            lines.append(f"  {ref:<10} {status:<8} {priority:<7} {mark}{_show(due) if due else '':<17} {subject}")
+        text = (f"Good morning {agent.name},\n\nYou have {len(rows)} open ticket(s): {breached} breached, "
+                f"{due_today} due within a day.\n\n" + "\n".join(lines) + "\n\n    inboxd list --mine\n")
+        mailbox = self.settings.mailbox(rows[0][7])
+        outbox.queue(cur, kind="digest", mailbox=mailbox, ticket_pk=None, ref=None, to=[(agent.name, agent.email)],
+                     subject=f"Your tickets for {day}", text=text, automatic=AUTO_GENERATED,
+                     from_name=f"{mailbox.display_name} (inboxd)", now=now, sent_copy=False)
+
+    def candidates_weekly(self, cur: sqlite3.Cursor, now: datetime) -> list[str]:
+        sched = self.policies.scheduler
+        local = now.astimezone(sched.timezone)
+        if local.strftime("%a").lower() != sched.weekly_report_day or local.time() < sched.weekly_report_time:
+            return []
+        return [local.strftime("%G-W%V")]
+
+    def handle_one_weekly_report(self, cur: sqlite3.Cursor, week: str, now: datetime) -> bool:
+        """Once a week, the service review goes to the supervisors."""
+        if not self._claim(cur, "weekly", week, None, now):
+            return False
+        recipients = supervisors(self.settings)
+        if not recipients or not self.settings.mailboxes:
+            return True
+        since = now - timedelta(days=7)
+        report = weekly_report(self.engine, self.settings, now, since=since, until=now)
+        mailbox = self.settings.mailboxes[0]
+        for agent in recipients:
+            outbox.queue(cur, kind="report", mailbox=mailbox, ticket_pk=None, ref=None,
+                         to=[(agent.name, agent.email)], subject=report.subject, text=report.text,
+                         html=report.html, images=report.images, automatic=AUTO_GENERATED,
+                         from_name=f"{mailbox.display_name} (inboxd)",
+                         message_id=report_message_id(mailbox.domain, agent.email, since, now),
+                         now=now, sent_copy=False)
+        return True
+
+    # -- shared helpers ------------------------------------------------------------------
+
+    def _supervisors(self, team: str | None) -> list[AgentSettings]:
+        sups = [a for a in self.settings.agents if a.role in SUPERVISORS and a.notify != "none"]
+        in_team = [a for a in sups if team and team in a.teams]
+        return in_team or sups
+
+    def _tell_owner(self, cur: sqlite3.Cursor, t, now: datetime, headline: str) -> None:
+        agent = self.settings.agent(t.assignee) if t.assignee else None
+        targets = [agent] if agent is not None and agent.notify != "none" else self._supervisors(t.team)
+        for target in targets:
+            notify_agent(cur, self.settings, self.tags, t.ref, target, now, headline=headline)
+
+    def _mail_customer(self, cur: sqlite3.Cursor, t, now: datetime, template: str, extra: dict) -> None:
+        mailbox = self.settings.mailbox(t.mailbox)
+        variables = {
+            "ticket": {"id": t.ref, "subject": t.subject, "tag": self.tags.tag(t.ref), "status": t.status},
+            "customer": {"name": t.requester_name, "email": t.requester},
+            "mailbox": {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
+            **extra,
+        }
+        self._render_mail(cur, t, mailbox, template, variables, now)
+
+    def _render_mail(self, cur, t, mailbox, template: str, variables: dict, now: datetime) -> str:
+        """Queue the customer mail `template` renders, on the ticket's thread; returns its Message-ID."""
+        subject = " ".join(self.templates.render(f"{template}/subject.txt", variables, mailbox=mailbox.name,
+                                                 language=mailbox.language).split())
+        text = self.templates.render(f"{template}/body.txt", variables, mailbox=mailbox.name,
+                                     language=mailbox.language)
+        parent, references = outbox.thread_ids(cur, t.pk)
+        return outbox.queue(cur, kind=template, mailbox=mailbox, ticket_pk=t.pk, ref=t.ref,
+                            to=[(t.requester_name, t.requester)], subject=tagged_subject(subject, t.ref, self.tags),
+                            text=text, in_reply_to=parent, references=references, automatic=AUTO_GENERATED,
+                            now=now, sent_copy=self.settings.outbox.sent_copy, record_on_ticket="auto")
+
+
+def _pending_since(cur: sqlite3.Cursor, pk: int) -> datetime | None:
+    created = parse_time(cur.execute("SELECT created_at FROM ticket WHERE id = ?", (pk,)).fetchone()[0])
+    events = cur.execute("SELECT at, action, detail FROM event WHERE ticket_id = ? ORDER BY at, id", (pk,)).fetchall()
+    return pending_since(events, created)
+
+
+def _ticket(cur: sqlite3.Cursor, pk: int):
+    ref = cur.execute("SELECT ref FROM ticket WHERE id = ?", (pk,)).fetchone()[0]
+    return load(cur, ref)
+
+
+def _event(cur: sqlite3.Cursor, pk: int | None, now: datetime, action: str, detail: dict) -> None:
+    cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, 'inboxd', ?, ?)",
+                (pk, db_time(now), action, json.dumps(detail, ensure_ascii=False)))
+
+
+def _cursor(conn) -> sqlite3.Cursor:
+    return conn.connection.driver_connection.cursor()
+
+
+def _show(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _human(delta: timedelta) -> str:
+    return human(timedelta(seconds=int(delta.total_seconds()) // 60 * 60))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

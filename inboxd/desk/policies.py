@@ -1,0 +1,115 @@
+"""The desk's promises and routing, read once from the config.
+
+Calendars, SLA policies, routing rules with customer groups and teams, the
+scheduler's timings and the satisfaction survey all live in their own
+top-level sections of inboxd.toml; `load_policies` validates them together
+(errors name the file and the key, like every config error) so
+`check-config` and start-up catch a mistake before any mail is touched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from inboxd.config import ConfigError, Settings, _Table
+from inboxd.desk.csat import CsatSettings, parse_csat
+from inboxd.desk.routing import RuleSet, parse_rules
+from inboxd.desk.sla import Calendar, SlaPolicy, parse_calendars, parse_sla_policies, policy_for_priority
+
+SCHEDULER_KEYS = (
+    "interval", "unassigned_after", "unassigned_after_urgent", "pending_reminder", "pending_followup",
+    "autoclose_after", "escalation_update", "digest_time", "timezone", "weekly_report_day", "weekly_report_time",
+)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    interval: timedelta = timedelta(seconds=30)
+    unassigned_after: timedelta = timedelta(hours=1)
+    unassigned_after_urgent: timedelta = timedelta(minutes=5)
+    pending_reminder: timedelta = timedelta(hours=48)
+    pending_followup: bool = False
+    autoclose_after: timedelta = timedelta(days=7)
+    escalation_update: bool = True
+    digest_time: time = time(8, 0)
+    timezone: ZoneInfo = ZoneInfo("UTC")
+    weekly_report_day: str = "mon"
+    weekly_report_time: time = time(8, 0)
+
+
+@dataclass(frozen=True)
+class Policies:
+    calendars: dict[str, Calendar]
+    sla: dict[str, SlaPolicy]
+    rules: RuleSet
+    scheduler: SchedulerSettings
+    csat: CsatSettings
+
+    def policy_for(self, *, named: str | None, mailbox_sla: str | None, priority: str) -> SlaPolicy | None:
+        """A rule's choice, else the mailbox's, else the policy for the priority."""
+        for name in (named, mailbox_sla):
+            if name and name in self.sla:
+                return self.sla[name]
+        return policy_for_priority(self.sla, priority)
+
+
+_CACHE: dict[int, Policies] = {}
+
+
+def load_policies(settings: Settings) -> Policies:
+    cached = _CACHE.get(id(settings))
+    if cached is not None:
+        return cached
+    file = settings.path.name
+    extra = settings.extra
+    calendars = parse_calendars(extra.get("calendars"), file)
+    sla = parse_sla_policies(extra.get("sla"), calendars, file)
+    for i, mb in enumerate(settings.mailboxes):
+        if mb.sla and mb.sla not in sla:
+            raise ConfigError(f"{file}: mailboxes[{i}].sla: unknown SLA policy {mb.sla!r}")
+    rules = parse_rules(
+        extra.get("rules"), extra.get("customer_groups"), extra.get("teams"), file_name=file,
+        agents={a.name for a in settings.agents}, sla_names=set(sla), mailboxes={m.name for m in settings.mailboxes},
+    )
+    scheduler = _scheduler(_Table(file, "scheduler", extra.get("scheduler"), SCHEDULER_KEYS))
+    csat = parse_csat(extra.get("csat"), file_name=file, data_dir=settings.store.data_dir, base=settings.path.parent)
+    # [reports] belongs to the reports module; it is checked here so that a
+    # typo stops start-up and check-config, not a report a week later.
+    from inboxd.reports.metrics import report_timezone
+
+    report_timezone(settings)
+    policies = Policies(calendars, sla, rules, scheduler, csat)
+    _CACHE[id(settings)] = policies
+    return policies
+
+
+def _scheduler(table: _Table) -> SchedulerSettings:
+    def clock(key: str, default: str) -> time:
+        value = table.string(key, default)
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value)
+        if not match:
+            table.fail(key, f'expected a time of day such as "08:00", got "{value}"')
+        return time(int(match[1]), int(match[2]))
+
+    zone = table.string("timezone", "UTC")
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        table.fail("timezone", f'unknown time zone "{zone}"')
+    return SchedulerSettings(
+        interval=table.duration("interval", "30s"),
+        unassigned_after=table.duration("unassigned_after", "1h"),
+        unassigned_after_urgent=table.duration("unassigned_after_urgent", "5m"),
+        pending_reminder=table.duration("pending_reminder", "48h"),
+        pending_followup=table.boolean("pending_followup", False),
+        autoclose_after=table.duration("autoclose_after", "7d"),
+        escalation_update=table.boolean("escalation_update", True),
+        digest_time=clock("digest_time", "08:00"),
+        timezone=tz,
+        weekly_report_day=table.choice("weekly_report_day", "mon", WEEKDAYS),
+        weekly_report_time=clock("weekly_report_time", "08:00"),
+    )

@@ -1,0 +1,478 @@
+"""Step 8, the write side: the agent workflow shared by the CLI and the daemon.
+
+Every change is one function that runs inside one write transaction
+(`BEGIN IMMEDIATE`) at the instant `now` its caller passes (the CLI passes
+the real time): it reads the ticket, checks the actor's role and the
+status lifecycle, writes the change with an audit event (actor, time,
+before and after), and queues any mail it causes in the outbox in the same
+transaction.  Because the write lock is taken before the ticket is read, two
+agents (or an agent and the daemon) can never overwrite each other's change.
+Refusals are `WorkflowError`s with a one-line explanation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from inboxd.outbound import outbox
+from inboxd.outbound.compose import Outgoing, new_message_id, tagged_subject
+from inboxd.config import AgentSettings, Settings
+from inboxd.store.engine import MESSAGE_ORDER, db_time, writing
+from inboxd.outbound.loop import AUTO_GENERATED
+from inboxd.desk.threads import TicketTag
+from inboxd.desk.views import PRIORITIES, STATUSES, iso
+
+# The lifecycle: new -> open -> pending (waiting on the customer) -> solved
+# (waiting for confirmation) -> closed.  A ticket may be solved or closed
+# early (spam, duplicates), and reopened from solved or closed.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "new": frozenset({"open", "pending", "solved", "closed"}),
+    "open": frozenset({"pending", "solved", "closed"}),
+    "pending": frozenset({"open", "solved", "closed"}),
+    "solved": frozenset({"open", "closed"}),
+    "closed": frozenset({"open"}),
+}
+SUPERVISORS = ("supervisor", "admin")
+
+
+class WorkflowError(Exception):
+    """A refused or impossible change; str() is the one-line reason."""
+
+
+class PermissionDenied(WorkflowError):
+    pass
+
+
+@dataclass
+class Ticket:
+    pk: int
+    ref: str
+    subject: str
+    status: str
+    priority: str
+    mailbox: str
+    requester: str
+    requester_name: str
+    assignee: str | None
+    tags: list[str]
+    team: str | None
+    tier: int
+    escalated: bool
+    approved_by: str | None
+    merged_into: int | None
+    version: int
+
+
+_COLUMNS = ("id, ref, subject, status, priority, mailbox, requester, requester_name, assignee, tags, team, tier,"
+            " escalated, approved_by, merged_into, version")
+
+
+def load(cur: sqlite3.Cursor, ref: str) -> Ticket:
+    row = cur.execute(f"SELECT {_COLUMNS} FROM ticket WHERE ref = ?", (ref,)).fetchone()
+    if row is None:
+        raise WorkflowError(f"no ticket {ref}")
+    values = list(row)
+    values[9] = json.loads(values[9])
+    values[12] = bool(values[12])
+    return Ticket(*values)
+
+
+class Workflow:
+    """The changes an agent can make, checked against roles and the lifecycle."""
+
+    def __init__(self, engine: Engine, settings: Settings, actor: AgentSettings):
+        self.engine = engine
+        self.settings = settings
+        self.actor = actor
+        self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _change(self, ref: str, action: str, apply, now: datetime) -> dict:
+        """Run `apply(cur, ticket, now)` in one write transaction and audit it at `now`."""
+        with writing(self.engine) as conn:
+            cur = conn.connection.driver_connection.cursor()
+            ticket = load(cur, ref)
+            if ticket.merged_into is not None and action not in ("note", "history"):
+                into = cur.execute("SELECT ref FROM ticket WHERE id = ?", (ticket.merged_into,)).fetchone()[0]
+                raise WorkflowError(f"{ref} was merged into {into}; act on {into}")
+            before = _snapshot(ticket)
+            detail = apply(cur, ticket, now) or {}
+            after = _snapshot(ticket)
+            changed = {k: {"before": before[k], "after": after[k]} for k in before if before[k] != after[k]}
+            cur.execute(
+                "UPDATE ticket SET status = ?, priority = ?, assignee = ?, tags = ?, team = ?, tier = ?,"
+                " escalated = ?, approved_by = ?, merged_into = ?, updated_at = ?, version = version + 1,"
+                " solved_at = CASE WHEN ? = 'solved' AND status != 'solved' THEN ? ELSE solved_at END,"
+                " closed_at = CASE WHEN ? = 'closed' AND status != 'closed' THEN ?"
+                "   WHEN ? != 'closed' THEN NULL ELSE closed_at END"
+                " WHERE id = ? AND version = ?",
+                (ticket.status, ticket.priority, ticket.assignee, json.dumps(ticket.tags, ensure_ascii=False),
+                 ticket.team, ticket.tier, ticket.escalated, ticket.approved_by, ticket.merged_into, db_time(now),
+                 ticket.status, db_time(now), ticket.status, db_time(now), ticket.status, ticket.pk,
+                 ticket.version),
+            )
+            if cur.rowcount != 1:  # Cannot happen under BEGIN IMMEDIATE; refuse rather than lose an update.
+                raise WorkflowError(f"{ref} changed meanwhile; try again")
+            event = {**detail, **({"changes": changed} if changed else {})}
+            cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+                        (ticket.pk, db_time(now), self.actor.name, action, json.dumps(event, ensure_ascii=False)))
+            if ticket.assignee and ticket.assignee != before["assignee"]:
+                self._notify_assignment(cur, ticket, now)
+        return {"id": ticket.ref, "action": action, "actor": self.actor.name, "at": _iso(now), **event}
+
+    def _is_supervisor(self) -> bool:
+        return self.actor.role in SUPERVISORS
+
+    def _require_supervisor(self, what: str) -> None:
+        if not self._is_supervisor():
+            raise PermissionDenied(f"{what} needs the supervisor or admin role ({self.actor.name} is an {self.actor.role})")
+
+    def _require_own(self, ticket: Ticket, what: str) -> None:
+        """Agents act on their own tickets and unassigned ones; supervisors on any."""
+        if ticket.assignee not in (None, self.actor.name) and not self._is_supervisor():
+            raise PermissionDenied(
+                f"{ticket.ref} is assigned to {ticket.assignee}; {what} on a colleague's ticket needs the "
+                f"supervisor or admin role")
+
+    def _move(self, ticket: Ticket, status: str) -> None:
+        if status not in STATUSES:
+            raise WorkflowError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+        if status == ticket.status:
+            raise WorkflowError(f"{ticket.ref} is already {status}")
+        if status not in TRANSITIONS[ticket.status]:
+            # In lifecycle order, which reads as the way forward.
+            allowed = ", ".join(s for s in STATUSES if s in TRANSITIONS[ticket.status])
+            hint = " (reopen it first)" if ticket.status in ("solved", "closed") else ""
+            raise WorkflowError(f"{ticket.ref} cannot go from {ticket.status} to {status}{hint}; "
+                                f"from {ticket.status} it can go to: {allowed}")
+        if status == "closed" and ticket.escalated and not ticket.approved_by and not self._is_supervisor():
+            raise PermissionDenied(f"{ticket.ref} was escalated: closing it needs a supervisor's review first "
+                                   f"(a supervisor runs `inboxd approve {ticket.ref}`)")
+        ticket.status = status
+
+    # -- assignment ----------------------------------------------------------------
+
+    def take(self, ref: str, *, now: datetime) -> dict:
+        def apply(cur, t: Ticket, now):
+            if t.assignee == self.actor.name:
+                raise WorkflowError(f"{t.ref} is already yours")
+            if t.assignee is not None:
+                self._require_supervisor(f"taking {t.ref} from {t.assignee}")
+            t.assignee = self.actor.name
+            if t.status == "new":
+                t.status = "open"
+        return self._change(ref, "take", apply, now)
+
+    def assign(self, ref: str, agent: str, *, now: datetime) -> dict:
+        target = self.settings.agent(agent)
+        if target is None:
+            raise WorkflowError(f"unknown agent {agent!r}; known agents: {', '.join(a.name for a in self.settings.agents)}")
+
+        def apply(cur, t: Ticket, now):
+            if t.assignee == agent:
+                raise WorkflowError(f"{t.ref} is already assigned to {agent}")
+            if t.assignee is not None and t.assignee != self.actor.name:
+                self._require_supervisor(f"reassigning {t.assignee}'s ticket {t.ref}")
+            t.assignee = agent
+            if t.status == "new":
+                t.status = "open"
+        return self._change(ref, "assign", apply, now)
+
+    def unassign(self, ref: str, *, now: datetime) -> dict:
+        def apply(cur, t: Ticket, now):
+            if t.assignee is None:
+                raise WorkflowError(f"{t.ref} is not assigned")
+            self._require_own(t, "unassigning")
+            t.assignee = None
+        return self._change(ref, "unassign", apply, now)
+
+    # -- status ----------------------------------------------------------------------
+
+    def set_status(self, ref: str, status: str, *, now: datetime) -> dict:
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "changing the status")
+            self._move(t, status)
+        return self._change(ref, "status", apply, now)
+
+    def close(self, ref: str, survey: bool = True, *, now: datetime) -> dict:
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "closing")
+            self._move(t, "closed")
+            return {"survey": survey}
+        return self._change(ref, "close", apply, now)
+
+    def reopen(self, ref: str, *, now: datetime) -> dict:
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "reopening")
+            if t.status not in ("solved", "closed"):
+                raise WorkflowError(f"{t.ref} is {t.status}, not solved or closed; nothing to reopen")
+            self._move(t, "open")
+            t.approved_by = None
+        return self._change(ref, "reopen", apply, now)
+
+    def approve(self, ref: str, *, now: datetime) -> dict:
+        self._require_supervisor("approving an escalated ticket")
+
+        def apply(cur, t: Ticket, now):
+            if not t.escalated:
+                raise WorkflowError(f"{t.ref} is not escalated; nothing to approve")
+            t.approved_by = self.actor.name
+        return self._change(ref, "approve", apply, now)
+
+    # -- classification -------------------------------------------------------------
+
+    def tag(self, ref: str, tags: Sequence[str], *, now: datetime) -> dict:
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "tagging")
+            added = [x for x in dict.fromkeys(tags) if x not in t.tags]
+            if not added:
+                raise WorkflowError(f"{t.ref} already has {', '.join(tags)}")
+            t.tags = t.tags + added
+            reasons = self._tag_rules(t, added)
+            return {"rules": reasons} if reasons else {}
+        return self._change(ref, "tag", apply, now)
+
+    def _tag_rules(self, t: Ticket, added: list[str]) -> list[str]:
+        """Rules with on = ["tag"] see the tags just added (so they fire once per tagging)."""
+        from inboxd.desk.policies import load_policies
+        from inboxd.desk.routing import Facts, merge
+
+        rules = load_policies(self.settings).rules
+        if not any("tag" in r.on for r in rules.rules):
+            return []
+        facts = Facts(event="tag", mailbox=t.mailbox, sender=t.requester, subject=t.subject, body="", headers={},
+                      attachment_types=(), tags=frozenset(added), priority=t.priority, team=t.team)
+        outcome = merge(rules.evaluate(facts))
+        if outcome.priority:
+            t.priority = outcome.priority
+        t.tags = t.tags + [x for x in outcome.tags if x not in t.tags]
+        t.team = outcome.team or t.team
+        if outcome.tier is not None or outcome.escalate:
+            t.tier = outcome.tier if outcome.tier is not None else t.tier + 1
+            t.escalated = t.escalated or outcome.escalate
+            if outcome.escalate:
+                t.approved_by = None
+        if outcome.assign and outcome.assign in {a.name for a in self.settings.agents}:
+            t.assignee = outcome.assign
+        return list(outcome.reasons)
+
+    def untag(self, ref: str, tags: Sequence[str], *, now: datetime) -> dict:
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "untagging")
+            missing = [x for x in tags if x not in t.tags]
+            if missing:
+                raise WorkflowError(f"{t.ref} has no tag {', '.join(missing)}")
+            t.tags = [x for x in t.tags if x not in tags]
+        return self._change(ref, "untag", apply, now)
+
+    def priority(self, ref: str, priority: str, *, now: datetime) -> dict:
+        if priority not in PRIORITIES:
+            raise WorkflowError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
+
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "changing the priority")
+            if t.priority == priority:
+                raise WorkflowError(f"{t.ref} is already {priority}")
+            t.priority = priority
+        return self._change(ref, "priority", apply, now)
+
+    def escalate(self, ref: str, to: str, reason: str, *, now: datetime) -> dict:
+        if not reason.strip():
+            raise WorkflowError("an escalation needs a reason (--reason TEXT)")
+        teams = {team for a in self.settings.agents for team in a.teams}
+        tier = _tier(to)
+        if tier is None and to not in teams and to != "supervisor":
+            raise WorkflowError(f"unknown escalation target {to!r}; use a team ({', '.join(sorted(teams))}), "
+                                f"tier2/tier3 or supervisor")
+
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "escalating")
+            t.escalated = True
+            t.approved_by = None
+            if tier is not None:
+                t.tier = tier
+            elif to != "supervisor":
+                t.team = to
+            t.assignee = None  # The new tier or team picks it up.
+            if t.status in ("new", "pending"):
+                t.status = "open"
+            return {"to": to, "reason": reason}
+        return self._change(ref, "escalate", apply, now)
+
+    # -- writing ---------------------------------------------------------------------
+
+    def note(self, ref: str, text: str, *, now: datetime) -> dict:
+        if not text.strip():
+            raise WorkflowError("a note needs text (-m TEXT)")
+
+        def apply(cur, t: Ticket, now):
+            note = Outgoing("", self.actor.email, (), text.encode())
+            key = f"note:{hashlib.sha256(note.data).hexdigest()}:{now.timestamp()}"
+            outbox.store_outgoing(cur, t.pk, note, kind="note", now=now, subject=t.subject, text=text,
+                                  in_reply_to=None, key=key)
+            return {"text": text}
+        return self._change(ref, "note", apply, now)
+
+    def reply(self, ref: str, text: str, *, now: datetime) -> dict:
+        """Send `text` to the requester through the outbox; the ticket then waits on them."""
+        if not text.strip():
+            raise WorkflowError("a reply needs text")
+
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, "replying")
+            return self._reply(cur, t, now, text)
+        return self._change(ref, "reply", apply, now)
+
+    def apply_macro(self, ref: str, macro, text: str, *, now: datetime) -> dict:
+        """A macro's reply (already rendered) and its actions, in one transaction."""
+        def apply(cur, t: Ticket, now):
+            self._require_own(t, f"applying macro {macro.name}")
+            detail = {"macro": macro.name}
+            if text.strip():
+                detail.update(self._reply(cur, t, now, text))
+            if macro.priority:
+                t.priority = macro.priority
+            for tag in macro.tags:
+                if tag not in t.tags:
+                    t.tags = t.tags + [tag]
+            if macro.assign:
+                if t.assignee not in (None, self.actor.name, macro.assign):
+                    self._require_supervisor(f"reassigning {t.assignee}'s ticket {t.ref}")
+                t.assignee = macro.assign
+            if macro.status and macro.status != t.status:
+                self._move(t, macro.status)
+            return detail
+        return self._change(ref, "macro", apply, now)
+
+    def _reply(self, cur: sqlite3.Cursor, t: Ticket, now: datetime, text: str) -> dict:
+        if t.status == "closed":
+            raise WorkflowError(f"{t.ref} is closed; reopen it before replying")
+        mailbox = self.settings.mailbox(t.mailbox)
+        parent, references = outbox.thread_ids(cur, t.pk)
+        # A person's answer, so not automatic.
+        message_id = outbox.queue(
+            cur, kind="reply", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(t.requester_name, t.requester)],
+            subject=tagged_subject(t.subject, t.ref, self.tags), text=text, in_reply_to=parent,
+            references=references, automatic=None,
+            from_name=f"{self.actor.name.capitalize()} via {mailbox.display_name}", now=now,
+            sent_copy=self.settings.outbox.sent_copy, record_on_ticket="agent")
+        cur.execute("UPDATE ticket SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
+                    (db_time(now), t.pk))
+        if t.status in ("new", "open"):
+            t.status = "pending"
+        if t.assignee is None:
+            t.assignee = self.actor.name
+        return {"message_id": message_id}
+
+    def merge(self, ref: str, into: str, *, now: datetime) -> dict:
+        if ref == into:
+            raise WorkflowError("cannot merge a ticket into itself")
+        with writing(self.engine) as conn:
+            cur = conn.connection.driver_connection.cursor()
+            src, dst = load(cur, ref), load(cur, into)
+            for t in (src, dst):
+                self._require_own(t, "merging")
+                if t.merged_into is not None:
+                    raise WorkflowError(f"{t.ref} was already merged")
+            moved = merge_tickets(cur, src, dst, now, self.actor.name)
+        return {"id": src.ref, "action": "merge", "actor": self.actor.name, "at": _iso(now), "into": dst.ref,
+                "messages": moved}
+
+    # -- notifications --------------------------------------------------------------
+
+    def _notify_assignment(self, cur: sqlite3.Cursor, t: Ticket, now: datetime) -> None:
+        agent = self.settings.agent(t.assignee)
+        if agent is None or agent.notify == "none" or agent.name == self.actor.name:
+            return
+        notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
+                     headline=f"{self.actor.name} assigned {t.ref} to you.")
+
+
+def merge_tickets(cur: sqlite3.Cursor, src: Ticket, dst: Ticket, now: datetime, actor: str,
+                  detail: dict | None = None) -> int:
+    """Merge `src` into `dst` in the store: its messages (with their sightings)
+    move, its tags join dst's, and src is closed and points at dst; a 'merge'
+    event on both, with `detail` added.  Returns how many messages moved.
+
+    Used by an agent's `inboxd merge` and by ingest when a conversation
+    that was split over tickets is joined (see ingest.join_threads).
+    """
+    extra = detail or {}
+    moved = cur.execute("UPDATE message SET ticket_id = ? WHERE ticket_id = ?", (dst.pk, src.pk)).rowcount
+    tags = dst.tags + [x for x in src.tags if x not in dst.tags]
+    # updated_at never goes back: a merge by history mail happens "at" that mail's arrival.
+    later = "CASE WHEN updated_at < ? THEN ? ELSE updated_at END"
+    cur.execute(f"UPDATE ticket SET message_count = message_count + ?, tags = ?, updated_at = {later},"
+                " version = version + 1 WHERE id = ?",
+                (moved, json.dumps(tags, ensure_ascii=False), db_time(now), db_time(now), dst.pk))
+    cur.execute(f"UPDATE ticket SET merged_into = ?, status = 'closed', closed_at = ?, message_count = 0,"
+                f" updated_at = {later}, version = version + 1 WHERE id = ?",
+                (dst.pk, db_time(now), db_time(now), db_time(now), src.pk))
+    # Tickets merged into src before now lead straight to dst.
+    cur.execute("UPDATE ticket SET merged_into = ? WHERE merged_into = ?", (dst.pk, src.pk))
+    for t, event in ((src, {"into": dst.ref}), (dst, {"from": src.ref, "messages": moved})):
+        cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, 'merge', ?)",
+                    (t.pk, db_time(now), actor, json.dumps({**event, **extra}, ensure_ascii=False)))
+    return moved
+
+
+def notify_agent(cur: sqlite3.Cursor, settings: Settings, tags: TicketTag, ref: str, agent: AgentSettings,
+                 now: datetime, *, headline: str) -> None:
+    """Queue a notification for `agent` about ticket `ref`: its state, the
+    customer's newest text, and the commands to act on it.  Replying to it
+    reaches the customer through the relay; "#note" makes an internal note."""
+    t = load(cur, ref)
+    mailbox = settings.mailbox(t.mailbox)
+    last = cur.execute(
+        "SELECT reply_text, from_addr FROM message WHERE ticket_id = ? AND kind = 'customer'"
+        f" ORDER BY {MESSAGE_ORDER} DESC, id DESC LIMIT 1", (t.pk,)).fetchone()
+    text = "\n".join([
+        headline,
+        "",
+        f"Ticket:    {t.ref}  {t.subject}",
+        f"Status:    {t.status}   Priority: {t.priority}   Assignee: {t.assignee or '-'}",
+        f"Customer:  {t.requester_name} <{t.requester}>",
+        "",
+        "Latest message from the customer:",
+        "",
+        *(("    " + line for line in (last[0] if last else "(none)").splitlines())),
+        "",
+        "Reply to this mail to answer the customer (from the shared address).",
+        "Start your reply with #note to add an internal note instead.",
+        "",
+        f"    inboxd show {t.ref}",
+        f"    inboxd reply {t.ref} -m '...'",
+        f"    inboxd status {t.ref} solved",
+    ]) + "\n"
+    # One thread per ticket in the agent's client: every notification refers
+    # to the same per-ticket root id.
+    root = new_message_id(t.ref, mailbox.domain, unique="notify")
+    outbox.queue(cur, kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.name, agent.email)],
+                 subject=tagged_subject(t.subject, t.ref, tags, reply=False), text=text, in_reply_to=root,
+                 references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
+                 reply_to=mailbox.address, now=now, sent_copy=False)
+
+
+def _tier(target: str) -> int | None:
+    lowered = target.lower().replace(" ", "")
+    for prefix in ("tier", "t", "l"):
+        if lowered.startswith(prefix) and lowered[len(prefix):].isdigit():
+            return int(lowered[len(prefix):])
+    return None
+
+
+def _snapshot(t: Ticket) -> dict:
+    return {"status": t.status, "priority": t.priority, "assignee": t.assignee, "tags": list(t.tags),
+            "team": t.team, "tier": t.tier, "escalated": t.escalated, "approved_by": t.approved_by}
+
+
+def _iso(dt: datetime) -> str:
+    return iso(dt)

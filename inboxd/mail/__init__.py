@@ -1,0 +1,1 @@
+"""Step 2: one email as bytes and as parts: parsing, charsets, quotes, bounces, attachments."""

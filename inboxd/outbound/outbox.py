@@ -1,0 +1,279 @@
+"""Step 5: our own outgoing mail as outbox rows, written in the caller's transaction.
+
+Nothing is ever sent from here.  `queue` is the one way out for every mail
+inboxd writes (acknowledgements, relayed answers, agents' replies,
+notifications, digests, surveys, escalation notices, the weekly report): it
+composes the mail, with its loop headers, and writes it to the `outbox`
+table on the cursor of the transaction that changes the ticket, so the
+change and the mail it causes are committed together or not at all.
+`inboxd.outbound.sender` drains the table.  The rest answers what the auto-reply
+budget and bounce handling ask about mail already queued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from inboxd.outbound.compose import InlineImage, Outgoing, compose, display_name, new_message_id, tagged_subject
+from inboxd.config import MailboxSettings
+from inboxd.store.engine import MESSAGE_ORDER, db_time
+from inboxd.outbound.loop import AUTO_REPLIED, loop_header_value
+from inboxd.outbound.templates import Templates
+from inboxd.desk.threads import TicketTag
+
+
+@dataclass(frozen=True)
+class TicketView:
+    """What composing needs to know about a ticket."""
+
+    pk: int
+    ref: str
+    subject: str
+    status: str
+    priority: str
+    requester: str
+    requester_name: str
+    created_at: str
+
+
+def load_ticket(cur: sqlite3.Cursor, pk: int) -> TicketView:
+    row = cur.execute(
+        "SELECT id, ref, subject, status, priority, requester, requester_name, created_at FROM ticket WHERE id = ?",
+        (pk,),
+    ).fetchone()
+    return TicketView(*row)
+
+
+def thread_ids(cur: sqlite3.Cursor, ticket_pk: int) -> tuple[str | None, list[str]]:
+    """(the newest customer Message-ID, every Message-ID of the thread in order)."""
+    rows = cur.execute(
+        "SELECT message_id, kind FROM message WHERE ticket_id = ? AND message_id IS NOT NULL"
+        f" ORDER BY {MESSAGE_ORDER}, id",
+        (ticket_pk,),
+    ).fetchall()
+    parent = next((mid for mid, kind in reversed(rows) if kind == "customer"), None)
+    return parent, [mid for mid, _ in rows]
+
+
+def unique_token() -> str:
+    return secrets.token_hex(8)
+
+
+def queue(
+    cur: sqlite3.Cursor,
+    *,
+    kind: str,
+    mailbox: MailboxSettings,
+    ticket_pk: int | None,
+    ref: str | None,
+    to: Sequence[tuple[str, str]],
+    subject: str,
+    text: str,
+    html: str | None = None,
+    images: Sequence[InlineImage] = (),
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    automatic: str | None,
+    from_name: str | None = None,
+    reply_to: str | None = None,
+    message_id: str | None = None,
+    now: datetime,
+    sent_copy: bool,
+    record_on_ticket: str | None = None,
+    compose_at_send: bool = False,
+) -> str:
+    """Queue one mail of ours from `mailbox` on the caller's cursor; returns its Message-ID.
+
+    This is the one way out for every mail inboxd writes itself.  `kind`
+    names it in the outbox ("ack", "relay", "reply", "notification",
+    "digest", "report", or the template of a customer mail such as "csat").
+    `ref` is the ticket the Message-ID names, so a reply to the mail finds
+    its ticket (None for mail about no one ticket: the kind is named
+    instead); `message_id` replaces the generated id where the caller needs
+    a stable one.  `automatic` is the Auto-Submitted keyword of automatic
+    mail (inboxd.outbound.loop.AUTO_REPLIED or AUTO_GENERATED), None for a person's
+    mail; the loop headers follow from it in inboxd.outbound.compose.  The From name
+    is the mailbox's display name unless `from_name` says otherwise.
+
+    `sent_copy` puts a copy in the mailbox's Sent folder once sent;
+    `record_on_ticket` (a message kind: "auto", "agent") also records the
+    mail on the ticket's thread.  With `compose_at_send` only the mail's
+    description is stored and the sender builds the bytes on its first
+    attempt (see compose_spec), which keeps filing an acknowledgement cheap.
+    """
+    spec = {
+        "mailbox_address": mailbox.address,
+        "from_name": from_name if from_name is not None else mailbox.display_name,
+        "to": [[name, address] for name, address in to],
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "message_id": message_id or new_message_id(ref or kind, mailbox.domain, unique=unique_token()),
+        "in_reply_to": in_reply_to,
+        "references": list(references),
+        "automatic": automatic,
+        "loop_value": loop_header_value(mailbox.address),
+        "extra_headers": {"Reply-To": reply_to} if reply_to else {},
+        "now": now.isoformat(),
+    }
+    if compose_at_send:
+        if images:
+            raise ValueError("a mail with images is composed when it is queued")
+        described = json.dumps(spec, ensure_ascii=False)
+        mail = Outgoing(spec["message_id"], mailbox.address, _recipients(to), described.encode())
+        data, stored_spec = b"", described
+    else:
+        mail = _compose(spec, images)
+        data, stored_spec = mail.data, None
+    # An acknowledgement is counted by the auto-reply budget (see ack_counts).
+    key, domain = budget_key(mail.recipients[0]) if kind == "ack" and mail.recipients else (None, None)
+    cur.execute(
+        "INSERT INTO outbox (ticket_id, mailbox, kind, message_id, sender, recipients, data, status, attempts,"
+        " next_attempt_at, last_error, created_at, copy_status, spec, ack_key, ack_domain)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, '', ?, ?, ?, ?, ?)",
+        (ticket_pk, mailbox.name, kind, mail.message_id, mail.sender, json.dumps(list(mail.recipients)), data,
+         db_time(now), db_time(now), "pending" if sent_copy and mailbox.imap.sent_folder else "none",
+         stored_spec, key, domain),
+    )
+    if record_on_ticket is not None:
+        if ticket_pk is None:
+            raise ValueError(f"a {kind} mail about no ticket cannot be recorded on one")
+        store_outgoing(cur, ticket_pk, mail, kind=record_on_ticket, now=now, subject=subject, text=text,
+                       in_reply_to=in_reply_to)
+    return mail.message_id
+
+
+def compose_spec(spec_json: str) -> Outgoing:
+    """The mail a row queued with `compose_at_send` describes (ValueError for an unusable address)."""
+    spec = json.loads(spec_json)
+    # Rows queued before the loop headers were chosen by name said only whether the mail was automatic.
+    if "auto_reply" in spec:
+        spec["automatic"] = AUTO_REPLIED if spec.pop("auto_reply") else None
+    return _compose(spec)
+
+
+def _compose(spec: dict, images: Sequence[InlineImage] = ()) -> Outgoing:
+    args = dict(spec, now=datetime.fromisoformat(spec["now"]), to=[tuple(pair) for pair in spec["to"]])
+    return compose(**args, images=images)
+
+
+def _recipients(to: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The envelope recipients of `to`, each once whatever its case (as compose() gives them)."""
+    seen: dict[str, str] = {}
+    for _name, address in to:
+        seen.setdefault(address.lower(), address)
+    return tuple(seen.values())
+
+
+def budget_key(address: str) -> tuple[str, str]:
+    """The address as the auto-reply budget counts it, and its domain.
+
+    "Bot+7@Bots.Example" counts as "bot@bots.example" at "bots.example": the
+    +tag goes (every major provider delivers bot+7@ to bot@) and the local
+    part is case-folded like the domain (RFC 5321 lets a server tell Bot@
+    from bot@; none does, and each spelling must not get a budget of its own).
+    """
+    local, _, domain = address.strip().rpartition("@")
+    return f"{local.split('+', 1)[0].casefold()}@{domain.lower()}", domain.lower()
+
+
+@dataclass(frozen=True)
+class AckCounts:
+    """Acknowledgements that went (or are queued) to one sender, by window."""
+
+    address_hour: int    # to the sender's address (any +tag, any case) in the last hour
+    address_day: int     # ... in the last 24 hours
+    domain_minute: int   # to any address at the sender's domain in the last minute
+    domain_hour: int     # ... in the last hour
+
+
+def ack_counts(cur: sqlite3.Cursor, address: str, now: datetime, *, count_domain: bool = True) -> AckCounts:
+    """What the auto-reply budget needs to know about `address`: two indexed lookups."""
+    key, domain = budget_key(address)
+    day, hour, minute = (db_time(now - span) for span in
+                         (timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)))
+    in_day, in_hour = cur.execute(
+        "SELECT count(*), coalesce(sum(created_at >= ?), 0) FROM outbox WHERE ack_key = ? AND created_at >= ?",
+        (hour, key, day)).fetchone()
+    in_domain_hour = in_domain_minute = 0
+    if count_domain:
+        in_domain_hour, in_domain_minute = cur.execute(
+            "SELECT count(*), coalesce(sum(created_at >= ?), 0) FROM outbox WHERE ack_domain = ? AND created_at >= ?",
+            (minute, domain, hour)).fetchone()
+    return AckCounts(in_hour, in_day, in_domain_minute, in_domain_hour)
+
+
+def bouncing_since(cur: sqlite3.Cursor, address: str, now: datetime, expiry: timedelta) -> str | None:
+    """When mail to `address` last bounced for good, while that mark is in force (within `expiry`)."""
+    row = cur.execute("SELECT bounced_at FROM customer WHERE email = ? AND bouncing = 1 AND bounced_at > ?",
+                      (address, db_time(now - expiry))).fetchone()
+    return row[0] if row else None
+
+
+def sent_to(cur: sqlite3.Cursor, message_id: str | None) -> tuple[str, ...] | None:
+    """The recipients of the mail we sent with `message_id`, or None when we sent no such mail.
+
+    A mail counts once it was handed to a server, or may have been (sent, or
+    left in sending by a crash); a queued or refused one cannot bounce.
+    """
+    if not message_id:
+        return None
+    row = cur.execute("SELECT recipients FROM outbox WHERE message_id = ? AND status IN ('sent', 'sending')",
+                      (message_id.strip().strip("<>"),)).fetchone()
+    return tuple(address.lower() for address in json.loads(row[0])) if row else None
+
+
+def ack_content(
+    templates: Templates,
+    tags: TicketTag,
+    mailbox: MailboxSettings,
+    ticket: TicketView,
+    *,
+    sla: dict | None = None,
+    template: str = "ack",
+) -> tuple[str, str, str | None]:
+    """The acknowledgement of a new ticket, rendered from the mailbox's templates:
+    (the tagged subject, the text, the HTML or None)."""
+    variables = {
+        "ticket": {
+            "id": ticket.ref, "tag": tags.tag(ticket.ref), "subject": ticket.subject, "status": ticket.status,
+            "priority": ticket.priority, "created_at": ticket.created_at,
+        },
+        # The name as the To header gives it (a customer's name can be any length).
+        "customer": {"name": display_name(ticket.requester_name), "email": ticket.requester},
+        "mailbox": {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
+        # The first-response promise, published when an SLA applies.
+        "sla": sla or {"first_response": None, "first_response_due": None},
+    }
+    subject, text, html = templates.render_ack(variables, mailbox=mailbox.name, language=mailbox.language,
+                                               name=template)
+    return tagged_subject(subject, ticket.ref, tags), text, html
+
+
+def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind: str, now: datetime,
+                   subject: str, text: str, in_reply_to: str | None, key: str | None = None) -> None:
+    """Our own mail (or an internal note) joins the ticket's thread, so replies to it find the ticket.
+
+    For a mail composed at send time, `mail.data` is its JSON description; for
+    a note, the note's text, `mail.message_id` is empty and `key` names it.
+    Outgoing mail is recorded by `queue`; workflow.note records notes.
+    """
+    digest = hashlib.sha256(mail.data).hexdigest()
+    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",
+                (digest, len(mail.data), mail.data))
+    cur.execute(
+        "INSERT INTO message (message_key, message_id, ticket_id, direction, kind, from_addr, from_name, to_addrs,"
+        " cc_addrs, reply_to, date, subject, text, reply_text, html_only, in_reply_to, \"references\", auto,"
+        " raw_sha256, size, created_at)"
+        " VALUES (?, ?, ?, 'out', ?, ?, '', ?, '[]', '[]', ?, ?, ?, ?, 0, ?, '[]', '{}', ?, ?, ?)",
+        (key or mail.message_id, mail.message_id or None, ticket_pk, kind, mail.sender,
+         json.dumps([{"name": "", "email": r} for r in mail.recipients]), db_time(now), subject,
+         text, text, json.dumps([in_reply_to] if in_reply_to else []), digest, len(mail.data), db_time(now)),
+    )
+    cur.execute("UPDATE ticket SET message_count = message_count + 1 WHERE id = ?", (ticket_pk,))

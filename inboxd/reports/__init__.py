@@ -1,0 +1,1 @@
+"""What supervisors and operators read: metrics, charts, exports, status and audit."""

@@ -1,0 +1,636 @@
+"""Helpdesk metrics for a period, computed from the store: the numbers behind `inboxd report` and the weekly mail.
+
+Everything here reads; nothing writes.  `compute_report` returns a plain dict
+whose keys are documented in docs/report-keys.md (they are a contract: add
+keys, never rename them).  `weekly_report` turns one report into the
+text, HTML and charts of the mail supervisors get each week; the scheduler
+queues it through the outbox.  Like the SLA code, every function takes `now` instead of reading a
+clock, so tests use fixed instants.
+
+Status history comes from the audit events, through one function,
+`status_intervals`, which every status-based metric reuses.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import sqlite3
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Connection, Engine
+
+from inboxd.outbound.compose import InlineImage
+from inboxd.config import Settings, _Table
+from inboxd.store.engine import db_time, reading
+from inboxd.desk.history import Interval, status_after, status_intervals  # noqa: F401 (re-exported)
+from inboxd.desk.sla import Calendar, SlaPolicy, parse_calendars, parse_sla_policies
+
+# The keys of [reports] in inboxd.toml.
+REPORTS_KEYS = ("timezone",)
+SUPERVISOR_ROLES = ("supervisor", "admin")
+RESOLVED = ("solved", "closed")
+STATUS_ORDER = ("new", "open", "pending", "solved", "closed")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_PERIOD = timedelta(days=7)
+# The backlog ratio compares today's open tickets with this many weeks of solving.
+BACKLOG_WEEKS = 4
+TOP_REASONS = 5
+# First-response histogram buckets: (label, upper bound in hours); the last is open-ended.
+FIRST_RESPONSE_BUCKETS = (("<1h", 1), ("1-4h", 4), ("4-8h", 8), ("8-24h", 24), ("1-3d", 72), (">3d", math.inf))
+CSAT_TREND_WEEKS = 8
+
+# A status interval: (status, start, end), half-open.
+
+
+# --- Status history -------------------------------------------------------------
+
+def transitions(intervals: Sequence[Interval]) -> list[tuple[str, str, datetime]]:
+    """(before, after, at) for each change of status between consecutive intervals."""
+    return [(a[0], b[0], b[1]) for a, b in zip(intervals, intervals[1:]) if a[0] != b[0]]
+
+
+def is_reopen(before: str, after: str) -> bool:
+    return before in RESOLVED and after not in RESOLVED
+
+
+def status_at(intervals: Sequence[Interval], at: datetime) -> str | None:
+    for status, a, b in intervals:
+        if a <= at < b:
+            return status
+    return None
+
+
+# --- Small statistics -----------------------------------------------------------
+
+def summary(seconds: Sequence[float]) -> dict:
+    """count, median, mean and p90 (nearest rank) of durations in seconds; None when there are none."""
+    if not seconds:
+        return {"count": 0, "median": None, "mean": None, "p90": None}
+    ordered = sorted(seconds)
+    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+    return {
+        "count": len(ordered),
+        "median": round(statistics.median(ordered), 1),
+        "mean": round(statistics.fmean(ordered), 1),
+        "p90": round(p90, 1),
+    }
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+# --- Reading the store ------------------------------------------------------------
+
+def _parse(text: str | None) -> datetime | None:
+    """A stored timestamp (naive UTC text) as an aware datetime."""
+    if text is None:
+        return None
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _cursor(conn: Connection | sqlite3.Connection) -> sqlite3.Cursor:
+    # The report reads tens of thousands of rows: SQLite's own cursor skips
+    # SQLAlchemy's per-row work, as the ingest hot path does.
+    if isinstance(conn, sqlite3.Connection):
+        return conn.cursor()
+    return conn.connection.driver_connection.cursor()
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which tickets a report covers: their current mailbox, team and assignee."""
+
+    mailbox: str | None = None
+    team: str | None = None
+    agent: str | None = None
+
+    def where(self, alias: str = "t") -> tuple[str, list]:
+        clauses: list[str] = []
+        params: list = []
+        for column, value in (("mailbox", self.mailbox), ("team", self.team), ("assignee", self.agent)):
+            if value is not None:
+                clauses.append(f"{alias}.{column} = ?")
+                params.append(value)
+        return (" AND ".join(clauses) or "1"), params
+
+
+@dataclass
+class _Ticket:
+    pk: int
+    mailbox: str
+    tags: list[str]
+    assignee: str | None
+    created_at: datetime
+    first_response_at: datetime | None
+    sla_policy: str | None
+    events: list[tuple[datetime, str, dict]] = field(default_factory=list)
+    intervals: list[Interval] = field(default_factory=list)
+
+
+def report_timezone(settings: Settings) -> ZoneInfo:
+    """`[reports] timezone` (an IANA name) for hours, weekdays and days; UTC when unset.
+
+    An unknown zone or key is a ConfigError (checked at start-up too, by
+    `inboxd.desk.policies.load_policies`), never a silent fall-back to UTC.
+    """
+    table = _Table(settings.path.name, "reports", settings.extra.get("reports"), REPORTS_KEYS)
+    name = table.string("timezone", "UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        table.fail("timezone", f'unknown time zone "{name}"')
+
+
+def _policies(settings: Settings) -> dict[str, SlaPolicy]:
+    file_name = settings.path.name
+    calendars = parse_calendars(settings.extra.get("calendars"), file_name)
+    return parse_sla_policies(settings.extra.get("sla"), calendars, file_name)
+
+
+def _duration(start: datetime, end: datetime, calendar: Calendar | None) -> float:
+    """Seconds from start to end, in the calendar's business time when there is one."""
+    if calendar is None:
+        return max(0.0, (end - start).total_seconds())
+    return calendar.between(start, end).total_seconds()
+
+
+class _Reader:
+    """Loads the tickets a period touches, with their status intervals, in a few queries."""
+
+    def __init__(self, conn, settings: Settings, scope: Scope, since: datetime, until: datetime,
+                 now: datetime):
+        self.cur = _cursor(conn)
+        self.settings, self.scope = settings, scope
+        self.since, self.until, self.now = since, until, now
+        self.end = min(until, now)
+        self.scope_sql, self.scope_params = scope.where("t")
+
+    def tickets(self) -> dict[int, _Ticket]:
+        """Tickets alive during the period: created before its end and either
+        still unresolved or changed since its start (every change bumps updated_at)."""
+        rows = self.cur.execute(
+            "SELECT t.id, t.mailbox, t.tags, t.assignee, t.created_at, t.first_response_at, t.sla_policy"
+            " FROM ticket t WHERE t.created_at < ? AND (t.status NOT IN ('solved', 'closed') OR t.updated_at >= ?)"
+            f" AND {self.scope_sql}",
+            (db_time(self.until), db_time(self.since), *self.scope_params),
+        ).fetchall()
+        tickets = {
+            pk: _Ticket(pk, mailbox, json.loads(tags or "[]"), assignee, _parse(created), _parse(first), policy)
+            for pk, mailbox, tags, assignee, created, first, policy in rows
+        }
+        # Only events that can change a status are read (and their JSON decoded).
+        events = self.cur.execute(
+            "SELECT e.ticket_id, e.at, e.action, e.detail FROM event e JOIN ticket t ON t.id = e.ticket_id"
+            " WHERE t.created_at < ? AND (t.status NOT IN ('solved', 'closed') OR t.updated_at >= ?)"
+            f" AND {self.scope_sql} AND e.at < ?"
+            " AND (e.action IN ('merge', 'autoclose') OR e.detail LIKE '%status%')"
+            " ORDER BY e.ticket_id, e.at, e.id",
+            (db_time(self.until), db_time(self.since), *self.scope_params, db_time(self.end)),
+        )
+        for pk, at, action, detail in events:
+            ticket = tickets.get(pk)
+            if ticket is not None:
+                ticket.events.append((_parse(at), action, json.loads(detail or "{}")))
+        for ticket in tickets.values():
+            ticket.intervals = status_intervals(ticket.created_at, ticket.events, self.end)
+        return tickets
+
+    def scalar_rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        return self.cur.execute(sql, params).fetchall()
+
+
+# --- The report ---------------------------------------------------------------------
+
+def compute_report(conn, settings: Settings, *, since: datetime | None = None, until: datetime | None = None,
+                   mailbox: str | None = None, team: str | None = None, agent: str | None = None,
+                   now: datetime, include_agents: bool) -> dict:
+    """Every metric of docs/report-keys.md for [since, until) (default: the 7 days up to now).
+
+    `conn` is a SQLAlchemy connection from `inboxd.store.engine.reading` (or a sqlite3
+    connection).  Durations are seconds, in business time where the ticket's
+    SLA policy has a calendar.  The caller checks roles; `include_agents`
+    adds the per-agent section.
+    """
+    until = until or now
+    since = since or until - DEFAULT_PERIOD
+    if since >= until:
+        raise ValueError("the period is empty: --since must be before --until")
+    scope = Scope(mailbox, team, agent)
+    reader = _Reader(conn, settings, scope, since, until, now)
+    tz = report_timezone(settings)
+    policies = _policies(settings)
+    tickets = reader.tickets()
+
+    def calendar_of(t: _Ticket) -> Calendar | None:
+        policy = policies.get(t.sla_policy) if t.sla_policy else None
+        return policy.calendar if policy else None
+
+    in_period = lambda at: since <= at < until  # noqa: E731 - a one-line predicate reads best inline.
+    created = [t for t in tickets.values() if in_period(t.created_at)]
+
+    # Transitions inside the period, per ticket.
+    solved, closed, resolved_at, reopened = set(), set(), {}, set()
+    for t in tickets.values():
+        for before, after, at in transitions(t.intervals):
+            if not in_period(at):
+                continue
+            if after == "solved":
+                solved.add(t.pk)
+            if after == "closed":
+                closed.add(t.pk)
+            if after in RESOLVED and before not in RESOLVED:
+                resolved_at[t.pk] = at          # The last resolution in the period counts.
+            if is_reopen(before, after):
+                reopened.add(t.pk)
+    resolved = [tickets[pk] for pk in resolved_at]
+
+    first_response = [
+        _duration(t.created_at, t.first_response_at, calendar_of(t))
+        for t in created if t.first_response_at is not None
+    ]
+    resolution = [_duration(t.created_at, resolved_at[t.pk], calendar_of(t)) for t in resolved]
+    agent_replies = _agent_reply_counts(reader, [t.pk for t in resolved])
+    one_touch = sum(1 for t in resolved if agent_replies.get(t.pk, 0) == 1)
+
+    backlog = _backlog(reader)
+    solved_before = _solved_count(reader, until - timedelta(weeks=BACKLOG_WEEKS), until)
+    per_week = solved_before / BACKLOG_WEEKS
+
+    report = {
+        "period": {"since": _iso(since), "until": _iso(until), "now": _iso(now), "timezone": tz.key,
+                   "mailbox": mailbox, "team": team, "agent": agent},
+        "tickets": {
+            "created": len(created),
+            "solved": len(solved),
+            "closed": len(closed),
+            "resolved": len(resolved),
+            "reopened": len(reopened),
+            "backlog": backlog,
+            "backlog_ratio": round(backlog / per_week, 2) if per_week else None,
+        },
+        "first_response": {**summary(first_response), "histogram": _histogram(first_response)},
+        "resolution": summary(resolution),
+        "first_contact_resolution": {"count": one_touch, "rate": _share(one_touch, len(resolved))},
+        "reopen_rate": _share(len(reopened), len(resolved)),
+        "sla": _sla(reader),
+        "csat": _csat(reader, since, until),
+        "volume": _volume(created, tz),
+        "escalations": _escalations(reader),
+        "time_in_status": _time_in_status(tickets.values(), since, reader.end),
+        "daily": _daily(tickets.values(), since, until, reader.end, tz),
+    }
+    if include_agents:
+        report["agents"] = _agents(reader, tickets, created, resolved, resolved_at, calendar_of)
+    return report
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _histogram(seconds: Sequence[float]) -> dict[str, int]:
+    counts = {label: 0 for label, _ in FIRST_RESPONSE_BUCKETS}
+    for value in seconds:
+        hours = value / 3600
+        label = next(label for label, upper in FIRST_RESPONSE_BUCKETS if hours < upper)
+        counts[label] += 1
+    return counts
+
+
+def _agent_reply_counts(reader: _Reader, pks: list[int]) -> dict[int, int]:
+    if not pks:
+        return {}
+    rows = reader.scalar_rows(
+        "SELECT ticket_id, count(*) FROM message WHERE kind = 'agent'"
+        " AND ticket_id IN (SELECT value FROM json_each(?)) GROUP BY ticket_id", (json.dumps(pks),))
+    return dict(rows)
+
+
+def _backlog(reader: _Reader) -> int:
+    return reader.scalar_rows(
+        "SELECT count(*) FROM ticket t WHERE t.status NOT IN ('solved', 'closed') AND t.merged_into IS NULL"
+        f" AND {reader.scope_sql}", reader.scope_params)[0][0]
+
+
+def _solved_count(reader: _Reader, since: datetime, until: datetime) -> int:
+    """Tickets that reached solved or closed from an unresolved status in [since, until)."""
+    rows = reader.scalar_rows(
+        "SELECT e.ticket_id, e.action, e.detail FROM event e JOIN ticket t ON t.id = e.ticket_id"
+        f" WHERE e.at >= ? AND e.at < ? AND {reader.scope_sql}"
+        " AND (e.action IN ('merge', 'autoclose') OR e.detail LIKE '%status%')",
+        (db_time(since), db_time(until), *reader.scope_params))
+    done = set()
+    for pk, action, detail in rows:
+        parsed = json.loads(detail or "{}")
+        before = parsed.get("status_before") or ((parsed.get("changes") or {}).get("status") or {}).get("before")
+        if status_after(action, parsed) in RESOLVED and before not in RESOLVED:
+            done.add(pk)
+    return len(done)
+
+
+def _sla(reader: _Reader) -> dict:
+    """Targets due in the period: met when done by the due time, breached when done
+    later or not done by now, pending otherwise (not counted in the share)."""
+    out = {}
+    for name, due_col, done_col in (("first_response", "first_response_due", "first_response_at"),
+                                    ("resolution", "resolution_due", "coalesce(solved_at, closed_at)")):
+        rows = reader.scalar_rows(
+            f"SELECT {due_col}, {done_col} FROM ticket t WHERE {due_col} >= ? AND {due_col} < ?"
+            f" AND t.merged_into IS NULL AND {reader.scope_sql}",
+            (db_time(reader.since), db_time(reader.until), *reader.scope_params))
+        met = breached = pending = 0
+        for due, done in rows:
+            due_at, done_at = _parse(due), _parse(done)
+            if done_at is not None and done_at <= due_at:
+                met += 1
+            elif done_at is not None or due_at <= reader.now:
+                breached += 1
+            else:
+                pending += 1
+        out[name] = {"met": met, "breached": breached, "pending": pending, "attainment": _share(met, met + breached)}
+    out["breaches"] = out["first_response"]["breached"] + out["resolution"]["breached"]
+    return out
+
+
+def _csat(reader: _Reader, since: datetime, until: datetime) -> dict:
+    sent, answered_of_sent = reader.scalar_rows(
+        "SELECT count(*), count(c.answered_at) FROM csat c JOIN ticket t ON t.id = c.ticket_id"
+        f" WHERE c.sent_at >= ? AND c.sent_at < ? AND {reader.scope_sql}",
+        (db_time(since), db_time(until), *reader.scope_params))[0]
+    answers = reader.scalar_rows(
+        "SELECT c.rating, c.label FROM csat c JOIN ticket t ON t.id = c.ticket_id"
+        f" WHERE c.answered_at >= ? AND c.answered_at < ? AND c.rating IS NOT NULL AND {reader.scope_sql}",
+        (db_time(since), db_time(until), *reader.scope_params))
+    distribution: dict[str, dict] = {}
+    for rating, label in sorted(answers, key=lambda row: row[0]):
+        entry = distribution.setdefault(str(rating), {"label": label, "count": 0})
+        entry["count"] += 1
+    good = sum(1 for rating, _ in answers if rating <= 2)
+    return {
+        "sent": sent,
+        "responses": len(answers),
+        "response_rate": _share(answered_of_sent, sent),
+        "score": _share(good, len(answers)),
+        "distribution": distribution,
+    }
+
+
+def _volume(created: Sequence[_Ticket], tz: ZoneInfo) -> dict:
+    by_mailbox = Counter(t.mailbox for t in created)
+    by_tag = Counter(tag for t in created for tag in t.tags)
+    hours = [0] * 24
+    weekdays = dict.fromkeys(WEEKDAYS, 0)
+    for t in created:
+        local = t.created_at.astimezone(tz)
+        hours[local.hour] += 1
+        weekdays[WEEKDAYS[local.weekday()]] += 1
+    return {
+        "by_mailbox": dict(sorted(by_mailbox.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "by_tag": dict(sorted(by_tag.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "by_hour": hours,
+        "by_weekday": weekdays,
+    }
+
+
+def _escalations(reader: _Reader) -> dict:
+    rows = reader.scalar_rows(
+        "SELECT e.detail FROM event e JOIN ticket t ON t.id = e.ticket_id"
+        f" WHERE e.action = 'escalate' AND e.at >= ? AND e.at < ? AND {reader.scope_sql}",
+        (db_time(reader.since), db_time(reader.until), *reader.scope_params))
+    targets, reasons = Counter(), Counter()
+    for (detail,) in rows:
+        parsed = json.loads(detail or "{}")
+        targets[str(parsed.get("to", ""))] += 1
+        reason = " ".join(str(parsed.get("reason", "")).split())
+        if reason:
+            reasons[reason] += 1
+    return {
+        "count": len(rows),
+        "by_target": dict(sorted(targets.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "top_reasons": [{"reason": r, "count": n}
+                        for r, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_REASONS]],
+    }
+
+
+def _time_in_status(tickets: Iterable[_Ticket], since: datetime, end: datetime) -> dict[str, float]:
+    """Hours spent in each status inside [since, end), summed over tickets (wall-clock)."""
+    seconds = dict.fromkeys(STATUS_ORDER, 0.0)
+    for t in tickets:
+        for status, a, b in t.intervals:
+            low, high = max(a, since), min(b, end)
+            if high > low:
+                seconds[status] = seconds.get(status, 0.0) + (high - low).total_seconds()
+    return {status: round(value / 3600, 2) for status, value in seconds.items()}
+
+
+def _day_starts(since: datetime, until: datetime, tz: ZoneInfo) -> list[datetime]:
+    """Local midnights from the day of `since` to the day before `until`, as UTC instants."""
+    first = since.astimezone(tz).date()
+    last = (until - timedelta(microseconds=1)).astimezone(tz).date()
+    days = []
+    day = first
+    while day <= last:
+        days.append(datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC))
+        day += timedelta(days=1)
+    return days
+
+
+def _daily(tickets: Iterable[_Ticket], since: datetime, until: datetime, end: datetime, tz: ZoneInfo) -> list[dict]:
+    """Per local day: tickets created, tickets resolved, and the backlog at the end of the day
+    (or at `end` for a day not over yet)."""
+    starts = _day_starts(since, until, tz)
+    rows = [{"date": s.astimezone(tz).date().isoformat(), "created": 0, "resolved": 0, "backlog": 0} for s in starts]
+    index = {row["date"]: row for row in rows}
+    checkpoints = [min(s + timedelta(days=1), until, end) - timedelta(microseconds=1) for s in starts]
+    for t in tickets:
+        created_day = t.created_at.astimezone(tz).date().isoformat()
+        if since <= t.created_at < until and created_day in index:
+            index[created_day]["created"] += 1
+        for before, after, at in transitions(t.intervals):
+            if since <= at < until and after in RESOLVED and before not in RESOLVED:
+                day = at.astimezone(tz).date().isoformat()
+                if day in index:
+                    index[day]["resolved"] += 1
+        for row, at in zip(rows, checkpoints):
+            status = status_at(t.intervals, at)
+            if status is not None and status not in RESOLVED:
+                row["backlog"] += 1
+    return rows
+
+
+def _agents(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Ticket], resolved: Sequence[_Ticket],
+            resolved_at: dict[int, datetime], calendar_of) -> dict[str, dict]:
+    """Per agent: open tickets now, tickets resolved in the period, replies sent, and their times.
+
+    Tickets count for their current assignee; replies for the agent who wrote them.
+    """
+    open_now = dict(reader.scalar_rows(
+        "SELECT t.assignee, count(*) FROM ticket t WHERE t.assignee IS NOT NULL AND t.merged_into IS NULL"
+        f" AND t.status NOT IN ('solved', 'closed') AND {reader.scope_sql} GROUP BY t.assignee",
+        reader.scope_params))
+    replies = Counter()
+    for actor, action, detail in reader.scalar_rows(
+            "SELECT e.actor, e.action, e.detail FROM event e JOIN ticket t ON t.id = e.ticket_id"
+            " WHERE e.at >= ? AND e.at < ? AND e.action IN ('reply', 'macro', 'message')"
+            f" AND {reader.scope_sql}",
+            (db_time(reader.since), db_time(reader.until), *reader.scope_params)):
+        parsed = json.loads(detail or "{}")
+        if action == "reply" or (action == "macro" and parsed.get("message_id")) or \
+                (action == "message" and parsed.get("kind") == "agent"):
+            replies[actor] += 1
+    names = sorted({*open_now, *replies, *(t.assignee for t in resolved if t.assignee),
+                    *(a.name for a in reader.settings.agents)} - {None})
+    if reader.scope.agent is not None:
+        names = [reader.scope.agent]
+    out = {}
+    for name in names:
+        first = [_duration(t.created_at, t.first_response_at, calendar_of(t))
+                 for t in created if t.assignee == name and t.first_response_at is not None]
+        mine = [t for t in resolved if t.assignee == name]
+        out[name] = {
+            "open": open_now.get(name, 0),
+            "resolved": len(mine),
+            "replies": replies.get(name, 0),
+            "first_response": summary(first),
+            "resolution": summary([_duration(t.created_at, resolved_at[t.pk], calendar_of(t)) for t in mine]),
+        }
+    return out
+
+
+# --- Trends for the weekly mail ----------------------------------------------------
+
+def csat_trend(conn, settings: Settings, *, until: datetime, weeks: int = CSAT_TREND_WEEKS) -> list[dict]:
+    """The CSAT score (share of the top two levels) of each of the `weeks` weeks before `until`, oldest first."""
+    cur = _cursor(conn)
+    out = []
+    for k in range(weeks, 0, -1):
+        start, stop = until - timedelta(weeks=k), until - timedelta(weeks=k - 1)
+        total, good = cur.execute(
+            "SELECT count(*), coalesce(sum(rating <= 2), 0) FROM csat WHERE rating IS NOT NULL"
+            " AND answered_at >= ? AND answered_at < ?", (db_time(start), db_time(stop))).fetchone()
+        out.append({"week_start": start.date().isoformat(), "responses": total, "score": _share(good, total)})
+    return out
+
+
+# --- The weekly mail ----------------------------------------------------------------
+
+def supervisors(settings: Settings) -> list:
+    return [a for a in settings.agents if a.role in SUPERVISOR_ROLES]
+
+
+@dataclass(frozen=True)
+class WeeklyReport:
+    """The weekly mail's content: the HTML shows the charts by cid:."""
+
+    subject: str
+    text: str
+    html: str
+    images: tuple[InlineImage, ...]
+
+
+def weekly_report(engine: Engine, settings: Settings, now: datetime, *, since: datetime,
+                  until: datetime) -> WeeklyReport:
+    """The weekly report for [since, until), with the per-agent section, rendered for the mail.
+
+    The mail is multipart/alternative: text/plain, then multipart/related
+    holding the HTML and its charts as PNG parts (see inboxd.outbound.compose).
+    """
+    with reading(engine) as conn:
+        report = compute_report(conn, settings, since=since, until=until, now=now, include_agents=True)
+        trend = csat_trend(conn, settings, until=until)
+    subject, text, html, images = render_report(settings, report, trend)
+    return WeeklyReport(subject, text, html,
+                        tuple(InlineImage(cid, f"{name}.png", png) for name, (cid, png) in images.items()))
+
+
+def report_message_id(domain: str, recipient: str, since: datetime, until: datetime) -> str:
+    """The report's Message-ID for one recipient and period, so queuing the same week twice
+    gives the same id.  It is not of the form "inboxd.<ticket>.<token>@", so a reply to the
+    report never threads onto a ticket."""
+    digest = hashlib.sha256(f"{recipient.lower()}\0{_iso(since)}\0{_iso(until)}".encode()).hexdigest()
+    return f"inboxd-report.{digest[:24]}@{domain}"
+
+
+def render_report(settings: Settings, report: dict, trend: list[dict]
+                  ) -> tuple[str, str, str, dict[str, tuple[str, bytes]]]:
+    """(subject, text, html, images) from templates/<lang>/report/; images are name -> (cid, PNG)."""
+    from inboxd.reports import charts
+    from inboxd.outbound.templates import Templates
+
+    images = charts.report_charts(report, trend)
+    variables = mail_variables(report, trend, cids={name: cid for name, (cid, _) in images.items()})
+    templates = Templates(settings.template_dirs)
+    subject = " ".join(templates.render("report/subject.txt", variables).split())
+    text = templates.render("report/body.txt", variables)
+    html = templates.render("report/body.html", variables)
+    return subject, text, html, images
+
+
+def embed_images(html: str, images: dict[str, tuple[str, bytes]]) -> str:
+    """The HTML with each cid: reference replaced by a data: URI, for a standalone file."""
+    for cid, png in images.values():
+        html = html.replace(f"cid:{cid}", "data:image/png;base64," + base64.b64encode(png).decode("ascii"))
+    return html
+
+
+def mail_variables(report: dict, trend: list[dict], *, cids: dict[str, str]) -> dict:
+    """What the report templates see: the report itself plus ready-to-print strings."""
+    return {
+        "report": report,
+        "trend": trend,
+        "cids": cids,
+        "fmt": {
+            "first_response": {k: hours(report["first_response"][k]) for k in ("median", "mean", "p90")},
+            "resolution": {k: hours(report["resolution"][k]) for k in ("median", "mean", "p90")},
+            "percent": {
+                "fcr": percent(report["first_contact_resolution"]["rate"]),
+                "reopen": percent(report["reopen_rate"]),
+                "sla_first": percent(report["sla"]["first_response"]["attainment"]),
+                "sla_resolution": percent(report["sla"]["resolution"]["attainment"]),
+                "csat_score": percent(report["csat"]["score"]),
+                "csat_rate": percent(report["csat"]["response_rate"]),
+            },
+            "agents": {name: {"first": hours(a["first_response"]["median"]),
+                              "resolution": hours(a["resolution"]["median"])}
+                       for name, a in report.get("agents", {}).items()},
+            "since": report["period"]["since"][:10],
+            "until": (datetime.fromisoformat(report["period"]["until"]) - timedelta(seconds=1)).date().isoformat(),
+        },
+    }
+
+
+def hours(seconds: float | None) -> str:
+    """A duration for a table cell: "-", "45m", "3.5h" or "2.1d"."""
+    if seconds is None:
+        return "-"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 72 * 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.1f}%"
+
+
+def parse_day(text: str, tz: ZoneInfo = ZoneInfo("UTC")) -> datetime:
+    """A --since/--until value: a date (local midnight in `tz`) or an ISO 8601 instant (UTC if no zone)."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--since/--until: {text} is not a date such as 2026-11-23"
+                         " or an instant such as 2026-11-23T09:00Z") from None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)

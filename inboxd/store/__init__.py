@@ -1,0 +1,1 @@
+"""The ticket store: engine, tables, migrations, and all the SQL, in SQLAlchemy Core."""

@@ -1,0 +1,318 @@
+"""The ticket store's tables, declared once with SQLModel.
+
+Timestamps are timezone-aware UTC datetimes (SQLModel's UTCDateTime refuses
+naive ones, which keeps local times out of the store).  Lists and small mappings are JSON text columns,
+because they are always read and written whole.  The hot ingest path writes
+these tables through SQLAlchemy Core (`Model.__table__`), the CLI reads them
+through the same Core tables; the SQLModel classes are the single declaration
+that Alembic migrations are checked against.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+STATUSES = ("new", "open", "pending", "solved", "closed")
+PRIORITIES = ("low", "normal", "high", "urgent")
+DIRECTIONS = ("in", "out")
+KINDS = ("customer", "agent", "auto", "note", "bounce")
+
+# IMAP UIDs and UIDVALIDITY values are unsigned 32-bit numbers, which can be
+# past the 2**31 - 1 of PostgreSQL's INTEGER.  SQLite's INTEGER holds 64 bits
+# already, so there the type stays as it was.
+IMAP_NUMBER = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Ticket(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # The human-friendly id that customers and agents see, e.g. "T-1042".
+    ref: str = Field(index=True, unique=True)
+    subject: str = ""
+    status: str = Field(default="new", index=True)
+    priority: str = "normal"
+    mailbox: str = Field(index=True)
+    requester: str = Field(index=True)
+    requester_name: str = ""
+    assignee: str | None = Field(default=None, index=True)
+    tags: str = "[]"
+    message_count: int = 0
+    created_at: datetime
+    updated_at: datetime = Field(index=True)
+    first_response_at: datetime | None = None
+    closed_at: datetime | None = None
+    solved_at: datetime | None = None
+    team: str | None = Field(default=None, index=True)
+    tier: int = 1
+    # Escalated tickets are reviewed by a supervisor (`inboxd approve`) before closing.
+    escalated: bool = False
+    approved_by: str | None = None
+    # A merged ticket points at the one that absorbed it.
+    merged_into: int | None = Field(default=None, foreign_key="ticket.id")
+    # Promises: the SLA policy and the due times it gives, recomputed by the
+    # scheduler whenever the ticket's version moves past sla_version.
+    sla_policy: str | None = None
+    first_response_due: datetime | None = Field(default=None, index=True)
+    next_response_due: datetime | None = Field(default=None, index=True)
+    resolution_due: datetime | None = Field(default=None, index=True)
+    sla_version: int = 0
+    # Bumped on every update so concurrent writers can detect lost updates.
+    version: int = 1
+    # History: the ticket was made from mail that arrived before its folder's
+    # cut-off, so it has no SLA clock, no acknowledgement and no duties.  A
+    # customer's live mail on it makes it ordinary work again.
+    history: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+
+
+class Customer(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True, index=True)
+    name: str = ""
+    created_at: datetime
+    # Set when mail to the customer bounced permanently: no more auto-replies.
+    bouncing: bool = False
+    bounced_at: datetime | None = None
+
+
+class RawMessage(SQLModel, table=True):
+    """The exact bytes of every message ever fetched, addressed by SHA-256."""
+
+    sha256: str = Field(primary_key=True)
+    size: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Message(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # The Message-ID, or "sha256:<hex>" of the raw bytes when the mail has none;
+    # this is what makes one mail one row however often it is delivered.
+    message_key: str = Field(unique=True, index=True)
+    message_id: str | None = Field(default=None, index=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    direction: str = "in"
+    kind: str = "customer"
+    from_addr: str = ""
+    from_name: str = ""
+    to_addrs: str = "[]"
+    cc_addrs: str = "[]"
+    reply_to: str = "[]"
+    date: datetime | None = None
+    subject: str = ""
+    text: str = ""
+    reply_text: str = ""
+    html_only: bool = False
+    in_reply_to: str = "[]"
+    references: str = "[]"
+    auto: str = "{}"
+    raw_sha256: str = Field(foreign_key="rawmessage.sha256")
+    size: int = 0
+    created_at: datetime
+
+
+class MessageRef(SQLModel, table=True):
+    """Each Message-ID a stored message names in In-Reply-To or References.
+
+    It lets a message that arrives after its own reply join the reply's ticket.
+    """
+
+    message_pk: int = Field(foreign_key="message.id", primary_key=True)
+    ref: str = Field(primary_key=True, index=True)
+
+
+class Sighting(SQLModel, table=True):
+    """Where a message was seen: mailbox, folder, UIDVALIDITY and UID."""
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "folder", "uidvalidity", "uid", name="uq_sighting_place"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    message_pk: int = Field(foreign_key="message.id", index=True)
+    mailbox: str
+    folder: str
+    uidvalidity: int = Field(sa_type=IMAP_NUMBER)
+    uid: int = Field(sa_type=IMAP_NUMBER)
+    seen_at: datetime
+
+
+class Checkpoint(SQLModel, table=True):
+    """How far a folder has been synced; committed with the messages it covers."""
+
+    mailbox: str = Field(primary_key=True)
+    folder: str = Field(primary_key=True)
+    uidvalidity: int = Field(sa_type=IMAP_NUMBER)
+    last_uid: int = Field(default=0, sa_type=IMAP_NUMBER)
+    synced_at: datetime
+    # Mail that arrived (IMAP INTERNALDATE) before this instant is history.
+    # Set on the folder's first sync and never moved by inboxd afterwards.
+    history_before: datetime | None = None
+
+
+class Skipped(SQLModel, table=True):
+    """A server UID that was deliberately not filed, and why (history when
+    [mailboxes] history = "skip", our own relayed mail, Sent mail about no
+    ticket), so `inboxd audit` can account for every UID on the server."""
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "folder", "uidvalidity", "uid", name="uq_skipped_place"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str
+    folder: str
+    uidvalidity: int = Field(sa_type=IMAP_NUMBER)
+    uid: int = Field(sa_type=IMAP_NUMBER)
+    message_id: str | None = None
+    reason: str
+    at: datetime
+
+
+class FolderState(SQLModel, table=True):
+    """The health of one folder as its poller last saw it, for `inboxd status`."""
+
+    mailbox: str = Field(primary_key=True)
+    folder: str = Field(primary_key=True)
+    ok: bool = True
+    error: str = ""
+    # When the last sync of this folder succeeded, and when the error began.
+    last_ok_at: datetime | None = None
+    failing_since: datetime | None = None
+    owner: str = ""
+
+
+class Attachment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    message_pk: int = Field(foreign_key="message.id", index=True)
+    filename: str | None = None
+    content_type: str = "application/octet-stream"
+    size: int = 0
+    sha256: str
+    # False when the attachment was over the size limit: metadata only.
+    stored: bool = True
+    inline: bool = False
+
+
+class Event(SQLModel, table=True):
+    """The audit log: who did what to which ticket, and when."""
+
+    __table_args__ = (Index("ix_event_ticket_at", "ticket_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")
+    at: datetime = Field(index=True)
+    actor: str
+    action: str
+    detail: str = "{}"
+
+
+class Quarantine(SQLModel, table=True):
+    """A message that could not be filed, with its raw bytes and the reason."""
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "folder", "uidvalidity", "uid", name="uq_quarantine_place"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    mailbox: str
+    folder: str
+    uidvalidity: int = Field(sa_type=IMAP_NUMBER)
+    uid: int = Field(sa_type=IMAP_NUMBER)
+    message_id: str | None = None
+    reason: str
+    # The raw bytes: a rawmessage row, or for mail over max_message_bytes a
+    # file under data_dir (raw_path, "oversize/<sha256>.eml"; raw_sha256 NULL).
+    raw_sha256: str | None = Field(default=None, foreign_key="rawmessage.sha256")
+    raw_path: str | None = None
+    at: datetime
+    # When the server received it (IMAP INTERNALDATE), so a retry files it
+    # with its true time and as history when it arrived before the cut-off.
+    arrived_at: datetime | None = None
+
+
+OUTBOX_STATUSES = ("queued", "sending", "sent", "failed")
+
+
+class Outbox(SQLModel, table=True):
+    """One outgoing mail, written with the ticket change that caused it.
+
+    The sender claims a row by moving it from queued to sending with a
+    compare-and-swap UPDATE; a row left in sending by a crash is offered
+    again after the lease, with the same Message-ID.
+    """
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),
+                      Index("ix_outbox_kind_created", "kind", "created_at"),
+                      Index("ix_outbox_copy", "copy_status", "mailbox"),
+                      Index("ix_outbox_ack_key", "ack_key", "created_at"),
+                      Index("ix_outbox_ack_domain", "ack_domain", "created_at"))
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    mailbox: str
+    kind: str                      # ack | relay | reply | notification
+    message_id: str = Field(unique=True, index=True)
+    sender: str
+    recipients: str = "[]"
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    status: str = "queued"
+    attempts: int = 0
+    next_attempt_at: datetime
+    claimed_at: datetime | None = None
+    last_error: str = ""
+    created_at: datetime
+    sent_at: datetime | None = None
+    # Whether the copy for the mailbox's Sent folder is still to be appended.
+    # A poller claims it (pending, or claimed with an expired lease, becomes
+    # claimed) before the IMAP APPEND, so two daemons never both append it.
+    copy_status: str = "none"      # none | pending | claimed | done
+    copy_claimed_at: datetime | None = None
+    # For mail composed at send time (acknowledgements): the arguments of
+    # inboxd.outbound.compose.compose as JSON; `data` is filled in on the first attempt.
+    spec: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # For acknowledgements, what the auto-reply budget counts: the recipient
+    # without +tag, in lower case, and its domain (inboxd.outbound.outbox.budget_key).
+    ack_key: str | None = None
+    ack_domain: str | None = None
+
+
+class Duty(SQLModel, table=True):
+    """A scheduled duty done once for a ticket and a target (e.g. the breach
+    notice for one due time).  Inserting the row is the claim: the unique key
+    makes a second daemon's (or a restart's) attempt a no-op."""
+
+    # The key names the ticket (when there is one) and the target, e.g.
+    # "1042:first_response:2026-11-23T10:00:00Z"; (duty, key) is unique.
+    __table_args__ = (UniqueConstraint("duty", "key", name="uq_duty_once"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    duty: str
+    key: str
+    at: datetime
+
+
+class Csat(SQLModel, table=True):
+    """A satisfaction survey sent for a closed ticket, and its answer."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    customer: str = Field(index=True)
+    token: str = Field(unique=True, index=True)
+    message_id: str
+    sent_at: datetime
+    rating: int | None = None
+    label: str | None = None
+    comment: str | None = None
+    answered_at: datetime | None = None
+
+
+class Lease(SQLModel, table=True):
+    """Which daemon syncs a folder: one holder at a time, until expires_at.
+
+    A daemon takes a folder's lease before syncing it and renews it while it
+    works (inboxd.store.leases); another daemon takes it over only once it has
+    expired, so several daemons share one store without syncing a folder twice.
+    """
+
+    mailbox: str = Field(primary_key=True)
+    folder: str = Field(primary_key=True)
+    # Who holds it: "host:pid", plus what tells a dead process on the same machine.
+    holder: str
+    expires_at: datetime
