@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 EVENTS = ("new", "message", "tag")
-PRIORITIES = ("low", "normal", "high", "urgent")
+from inboxd.vocabulary import PRIORITIES  # noqa: F401
 ASSIGN_STRATEGIES = ("round-robin", "least-loaded")
 RULE_KEYS = ("name", "on", "if", "then")
 GROUP_KEYS = ("name", "members")

@@ -20,7 +20,7 @@ from inboxd.desk.history import status_intervals
 from inboxd.desk.policies import Policies
 from inboxd.desk.sla import due_time
 
-OPEN_STATUSES = ("new", "open", "pending")
+from inboxd.vocabulary import OPEN_STATUSES  # noqa: F401
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -26,8 +26,7 @@ from inboxd.cli.terminal import printable
 
 # The contract's enumerations (design.md, "JSON shapes"); tests keep them
 # equal to the ones inboxd.store.models declares for the store.
-STATUSES = ("new", "open", "pending", "solved", "closed")
-PRIORITIES = ("low", "normal", "high", "urgent")
+from inboxd.vocabulary import PRIORITIES, STATUSES  # noqa: F401
 
 SORTS = ("updated", "created", "priority", "id")
 _ORDER = {

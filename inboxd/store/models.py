@@ -16,10 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-STATUSES = ("new", "open", "pending", "solved", "closed")
-PRIORITIES = ("low", "normal", "high", "urgent")
-DIRECTIONS = ("in", "out")
-KINDS = ("customer", "agent", "auto", "note", "bounce")
+from inboxd.vocabulary import DIRECTIONS, KINDS, OUTBOX_STATUSES, PRIORITIES, STATUSES  # noqa: F401
 
 # IMAP UIDs and UIDVALIDITY values are unsigned 32-bit numbers, which can be
 # past the 2**31 - 1 of PostgreSQL's INTEGER.  SQLite's INTEGER holds 64 bits
@@ -228,7 +225,6 @@ class Quarantine(SQLModel, table=True):
     arrived_at: datetime | None = None
 
 
-OUTBOX_STATUSES = ("queued", "sending", "sent", "failed")
 
 
 class Outbox(SQLModel, table=True):
