@@ -17,10 +17,10 @@ folder's cut-off is history (see `arrival`): it is filed with its real times
 as closed (or open) tickets, or skipped, and never acknowledged, clocked,
 notified or surveyed.
 
-This is the hot path of ingest, so it speaks SQL to SQLite's own cursor,
-inside the SQLAlchemy transaction the caller opened: building a SQLAlchemy
-statement per row cost four times the work of the whole rest of filing.
-The tables and columns are the ones declared in `inboxd.store.models`.
+The steps decide; what they decide is written through the store layer
+(`inboxd.store.filing`, `lookup`, `folders`, `counters`) on the SQLAlchemy
+connection of the caller's write transaction, so filing runs on SQLite and
+PostgreSQL alike.  Each message's savepoint is `conn.begin_nested()`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import email.parser
 import email.policy
 import email.utils
 import hashlib
+import functools
+import inspect
 import json
 import logging
 import os
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -46,7 +47,10 @@ from inboxd.desk import slaclock
 from inboxd.mail.bounces import Bounce, detect_bounce
 from inboxd.outbound.compose import tagged_subject, ticket_ref_from_message_id
 from inboxd.config import AgentSettings, Settings
-from inboxd.store.engine import db_time
+from inboxd.store import counters, filing
+# FolderCheckpoint is part of the pollers' BatchSink interface (inboxd.sync.imap imports it from here).
+from inboxd.store.folders import FolderCheckpoint, save_checkpoint  # noqa: F401
+from inboxd.store.lookup import StoreLookup, csat_by_message_ids, csat_by_token, csat_ticket
 from inboxd.mail.largemail import header_block, read_head
 from inboxd.mail.message import InboundMessage, MalformedMessage, clean_text, content_hash, extract_message_id
 from inboxd.mail.quotes import reply_text
@@ -60,7 +64,7 @@ from inboxd.desk.policies import load_policies
 from inboxd.desk.routing import ASSIGN_STRATEGIES, facts_for, merge, pick_assignee
 from inboxd.desk.sla import human
 from inboxd.sync.worker import parse_one
-from inboxd.desk.views import PRIORITIES
+from inboxd.vocabulary import OPEN_STATUSES, PRIORITIES
 from inboxd.desk.workflow import load as workflow_ticket
 from inboxd.desk.workflow import merge_tickets, notify_agent
 
@@ -95,15 +99,6 @@ class Batch:
     last_uid: int                 # the checkpoint after this batch
     messages: Sequence[Fetched]
     # Mail that arrived before this is history; None: nothing is.
-    history_before: datetime | None = None
-
-
-@dataclass(frozen=True)
-class FolderCheckpoint:
-    """How far a folder is synced, and its history cut-off."""
-
-    uidvalidity: int
-    last_uid: int
     history_before: datetime | None = None
 
 
@@ -191,42 +186,37 @@ class Filer:
     ) -> BatchResult:
         """File `batch` on `conn` (inside the caller's write transaction)."""
         result = BatchResult()
-        cur = conn.connection.driver_connection.cursor()
-        try:
-            for i, fetched in enumerate(batch.messages):
-                d = Delivery(batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw, now,
-                             arrived=fetched.arrived, history_before=batch.history_before,
-                             raw_path=fetched.raw_path)
-                if parsed is not None:
-                    d.parsed = parsed[i]
-                self.deliver(cur, d, result)
-            self.save_checkpoint(cur, batch, now)
-        finally:
-            cur.close()
+        for i, fetched in enumerate(batch.messages):
+            d = Delivery(batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw, now,
+                         arrived=fetched.arrived, history_before=batch.history_before,
+                         raw_path=fetched.raw_path)
+            if parsed is not None:
+                d.parsed = parsed[i]
+            self.deliver(conn, d, result)
+        self.save_checkpoint(conn, batch, now)
         return result
 
-    def deliver(self, cur: sqlite3.Cursor, d: Delivery, result: BatchResult) -> None:
-        cur.execute("SAVEPOINT deliver")
+    def deliver(self, conn: Connection, d: Delivery, result: BatchResult) -> None:
+        savepoint = conn.begin_nested()
         try:
             for step in PIPELINE:
-                step(self, cur, d)
+                step(self, conn, d)
         except Done as done:
             if not d.sighted:
                 # Deliberately not filed: say so, so `inboxd audit` accounts for the UID.
-                record_skip(cur, d, str(done) or "not filed")
-            cur.execute("RELEASE deliver")
+                record_skip(conn, d, str(done) or "not filed")
+            savepoint.commit()
             if d.history and not d.sighted:
                 result.skipped += 1
             else:
                 result.duplicates += 1
             return
         except Exception as exc:  # One bad message never stops the batch.
-            cur.execute("ROLLBACK TO deliver")
-            cur.execute("RELEASE deliver")
-            self.quarantine(cur, d, _failure_reason(exc))
+            savepoint.rollback()
+            self.quarantine(conn, d, _failure_reason(exc))
             result.quarantined += 1
             return
-        cur.execute("RELEASE deliver")
+        savepoint.commit()
         result.filed += 1
         if d.match is not None and d.match.is_new:
             result.new_tickets += 1
@@ -239,14 +229,14 @@ class Filer:
             d.mailbox, d.folder, d.uid,
         )
 
-    def quarantine(self, cur: sqlite3.Cursor, d: Delivery, reason: str) -> None:
+    def quarantine(self, conn: Connection, d: Delivery, reason: str) -> None:
         """Keep the mail's raw bytes and a quarantine row saying why it was not filed.
 
         The reason and the Message-ID quote the mail, and may be what made
-        it fail (text SQLite cannot bind, say).  So the row is written under
-        its own savepoint, and if it cannot be written, a bare row with only
-        the place, the raw bytes' hash and the kind of error takes its place:
-        quarantining never fails for the reason that sent the mail here.
+        it fail (text the database cannot bind, say).  So the row is written
+        under its own savepoint, and if it cannot be written, a bare row with
+        only the place, the raw bytes' hash and the kind of error takes its
+        place: quarantining never fails for the reason that sent the mail here.
         """
         message_id = d.msg.message_id if d.msg else extract_message_id(d.raw if d.raw_path is None
                                                                         else read_head(d.raw_path))
@@ -255,28 +245,20 @@ class Filer:
         # The parser's ids are clean already; the log line must be, whatever the id.
         shown = clean_text(message_id) if isinstance(message_id, str) else ""
         log.warning("<%s> quarantined from %s/%s uid %d: %s", shown, d.mailbox, d.folder, d.uid, reason)
-        cur.execute("SAVEPOINT quarantine")
         try:
-            if d.raw_path is None:
-                keep_raw(self, cur, d)
-            cur.execute(
-                "INSERT OR IGNORE INTO quarantine (mailbox, folder, uidvalidity, uid, message_id, reason, raw_sha256,"
-                " raw_path, at, arrived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (d.mailbox, d.folder, d.uidvalidity, d.uid, message_id, reason, d.sha256 or None,
-                 self.data_path(d.raw_path), db_time(d.now), db_time(d.arrived)),
-            )
+            with conn.begin_nested():
+                if d.raw_path is None:
+                    keep_raw(self, conn, d)
+                filing.insert_quarantine(
+                    conn, mailbox=d.mailbox, folder=d.folder, uidvalidity=d.uidvalidity, uid=d.uid,
+                    message_id=message_id, reason=reason, raw_sha256=d.sha256 or None,
+                    raw_path=self.data_path(d.raw_path), now=d.now, arrived=d.arrived)
         except Exception as exc:
-            cur.execute("ROLLBACK TO quarantine")
             log.error("<%s> %s/%s uid %d: the quarantine row failed too (%s); keeping the raw bytes alone",
                       shown, d.mailbox, d.folder, d.uid, clean_text(_failure_reason(exc)))
-            try:
-                quarantine_bare(cur, d.mailbox, d.folder, d.uidvalidity, d.uid, d.raw, d.arrived, d.now,
+            with conn.begin_nested():
+                quarantine_bare(conn, d.mailbox, d.folder, d.uidvalidity, d.uid, d.raw, d.arrived, d.now,
                                 f"unreadable: {type(exc).__name__}", self.data_path(d.raw_path))
-            except Exception:
-                cur.execute("ROLLBACK TO quarantine")
-                cur.execute("RELEASE quarantine")
-                raise
-        cur.execute("RELEASE quarantine")
 
     def quarantine_alone(self, conn: Connection, batch: Batch, now: datetime, error: BaseException) -> BatchResult:
         """File a one-message batch that broke its whole transaction, even when split
@@ -286,28 +268,19 @@ class Filer:
         pipeline and reads nothing from the mail but its bytes.
         """
         [fetched] = batch.messages
-        cur = conn.connection.driver_connection.cursor()
-        try:
-            quarantine_bare(cur, batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw,
-                            fetched.arrived, now, clean_text(f"unreadable: {_failure_reason(error)}")[:2000],
-                            self.data_path(fetched.raw_path))
-            self.save_checkpoint(cur, batch, now)
-        finally:
-            cur.close()
+        quarantine_bare(conn, batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw,
+                        fetched.arrived, now, clean_text(f"unreadable: {_failure_reason(error)}")[:2000],
+                        self.data_path(fetched.raw_path))
+        self.save_checkpoint(conn, batch, now)
         return BatchResult(quarantined=1)
 
     def data_path(self, path: Path | None) -> str | None:
         """`path` as the quarantine row keeps it: relative to data_dir."""
         return None if path is None else os.path.relpath(path, self.settings.store.data_dir)
 
-    def save_checkpoint(self, cur: sqlite3.Cursor, batch: Batch, now: datetime) -> None:
+    def save_checkpoint(self, conn: Connection, batch: Batch, now: datetime) -> None:
         # The history cut-off is written once, by begin_folder, and kept.
-        cur.execute(
-            "INSERT INTO checkpoint (mailbox, folder, uidvalidity, last_uid, synced_at) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (mailbox, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,"
-            " last_uid = excluded.last_uid, synced_at = excluded.synced_at",
-            (batch.mailbox, batch.folder, batch.uidvalidity, batch.last_uid, db_time(now)),
-        )
+        save_checkpoint(conn, batch.mailbox, batch.folder, batch.uidvalidity, batch.last_uid, now)
 
     def refile(self, conn: Connection, place: tuple[str, str, int, int], raw: bytes, arrived: datetime | None,
                history_before: datetime | None, now: datetime) -> tuple[BatchResult, str]:
@@ -319,79 +292,32 @@ class Filer:
         """
         mailbox, folder, uidvalidity, uid = place
         result = BatchResult()
-        cur = conn.connection.driver_connection.cursor()
-        try:
-            d = Delivery(mailbox, folder, uidvalidity, uid, raw, now, arrived=arrived, history_before=history_before)
-            self.last_reason = ""
-            self.deliver(cur, d, result)
-            reason = self.last_reason if result.quarantined else ""
-        finally:
-            cur.close()
+        d = Delivery(mailbox, folder, uidvalidity, uid, raw, now, arrived=arrived, history_before=history_before)
+        self.last_reason = ""
+        self.deliver(conn, d, result)
+        reason = self.last_reason if result.quarantined else ""
         return result, reason
 
-    def allocate_ref(self, cur: sqlite3.Cursor) -> tuple[int, str]:
-        # The write lock is held (BEGIN IMMEDIATE), so max()+1 cannot race.
-        top = cur.execute("SELECT max(id) FROM ticket").fetchone()[0] or 0
-        pk = top + 1
+    def allocate_ref(self, conn: Connection) -> tuple[int, str]:
+        """A new ticket's number and ref, unique across daemons (see inboxd.store.counters)."""
+        pk = counters.next_ticket_number(conn)
         return pk, self.tags.ticket_id(self.settings.tickets.first_seq + pk - 1)
 
 
-class StoreLookup:
-    """The store as threading sees it (implements threading.ThreadLookup).
+@functools.cache
+def _legacy(fn: Callable) -> Callable:
+    """Transitional: call a store function of another module on the connection,
+    or, while it still takes SQLite's own cursor, on the driver's cursor of the
+    same transaction.  (Remove once outbox, slaclock and workflow take the Connection.)"""
+    first = next(iter(inspect.signature(fn).parameters.values()))
+    if "Cursor" not in str(first.annotation):
+        return fn
 
-    Every query is by an indexed column (message.message_id, messageref.ref,
-    ticket.ref); long References are asked about a chunk at a time, below
-    SQLite's limit on bound parameters.
-    """
+    @functools.wraps(fn)
+    def on_cursor(conn: Connection, *args, **kwargs):
+        return fn(filing.driver_cursor(conn), *args, **kwargs)
 
-    CHUNK = 500
-
-    def __init__(self, cur: sqlite3.Cursor):
-        self.cur = cur
-
-    def _chunks(self, ids: list[str]):
-        for start in range(0, len(ids), self.CHUNK):
-            chunk = ids[start:start + self.CHUNK]
-            yield chunk, ", ".join("?" * len(chunk))
-
-    def tickets_by_message_ids(self, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for chunk, marks in self._chunks(ids):
-            rows = self.cur.execute(f"SELECT message_id, ticket_id FROM message WHERE message_id IN ({marks})", chunk)
-            found.update(rows.fetchall())
-        return found
-
-    def ticket_by_ref(self, ticket_id: str) -> int | None:
-        row = self.cur.execute("SELECT id FROM ticket WHERE ref = ?", (ticket_id,)).fetchone()
-        return surviving_ticket(self.cur, row[0]) if row else None
-
-    def tickets_referencing(self, message_id: str) -> set[int]:
-        rows = self.cur.execute(
-            "SELECT DISTINCT m.ticket_id FROM messageref r JOIN message m ON m.id = r.message_pk WHERE r.ref = ?",
-            (message_id,),
-        )
-        return {pk for (pk,) in rows.fetchall()}
-
-    def tickets_sharing_refs(self, ids: list[str]) -> dict[str, set[int]]:
-        found: dict[str, set[int]] = {}
-        for chunk, marks in self._chunks(ids):
-            rows = self.cur.execute(
-                "SELECT DISTINCT r.ref, m.ticket_id FROM messageref r JOIN message m ON m.id = r.message_pk"
-                f" WHERE r.ref IN ({marks})", chunk)
-            for ref, pk in rows.fetchall():
-                found.setdefault(ref, set()).add(pk)
-        return found
-
-
-def surviving_ticket(cur: sqlite3.Cursor, pk: int) -> int:
-    """`pk`, or the ticket it was merged into (and that one's, and so on)."""
-    seen = {pk}
-    while True:
-        row = cur.execute("SELECT merged_into FROM ticket WHERE id = ?", (pk,)).fetchone()
-        if row is None or row[0] is None or row[0] in seen:
-            return pk
-        pk = row[0]
-        seen.add(pk)
+    return on_cursor
 
 
 # -- the pipeline: each step one job, in the order a message takes them --------
@@ -402,7 +328,7 @@ _EARLIEST = datetime(1980, 1, 1, tzinfo=UTC)
 _CLOCK_SKEW = timedelta(days=1)
 
 
-def arrival(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def arrival(filer: Filer, conn: Connection, d: Delivery) -> None:
     """When the server received the mail, and whether that makes it history."""
     at = d.arrived
     if at is None or not (_EARLIEST <= at <= d.now + _CLOCK_SKEW):
@@ -414,7 +340,7 @@ def arrival(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     d.history = d.history_before is not None and d.at < d.history_before
 
 
-def refuse_oversize(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def refuse_oversize(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Mail over max_message_bytes was streamed to disk instead of fetched; it is quarantined."""
     if d.raw_path is not None:
         raise Quarantined(oversize_reason(d.raw_path.stat().st_size, filer.settings.store.max_message_bytes))
@@ -424,7 +350,7 @@ def oversize_reason(size: int, limit: int) -> str:
     return f"larger than max_message_bytes ({size} bytes, the limit is {limit})"
 
 
-def skip_history(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def skip_history(filer: Filer, conn: Connection, d: Delivery) -> None:
     """With history = "skip", history is accounted for and not filed."""
     if d.history and filer.settings.mailbox(d.mailbox).history == "skip":
         raise Done("history (history = \"skip\")")
@@ -439,44 +365,19 @@ def _date_header(raw: bytes) -> datetime | None:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def record_skip(cur: sqlite3.Cursor, d: Delivery, reason: str) -> None:
-    message_id = d.msg.message_id if d.msg else None
-    cur.execute(
-        "INSERT OR IGNORE INTO skipped (mailbox, folder, uidvalidity, uid, message_id, reason, at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (d.mailbox, d.folder, d.uidvalidity, d.uid, message_id, reason, db_time(d.now)),
-    )
+def record_skip(conn: Connection, d: Delivery, reason: str) -> None:
+    filing.insert_skipped(conn, mailbox=d.mailbox, folder=d.folder, uidvalidity=d.uidvalidity, uid=d.uid,
+                          message_id=d.msg.message_id if d.msg else None, reason=reason, now=d.now)
 
 
-def keep_raw(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def keep_raw(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Keep the exact bytes first, so no later bug can lose the mail."""
     if not d.sha256:
         d.sha256 = hashlib.sha256(d.raw).hexdigest()
-    insert_raw(cur, d.sha256, d.raw)
+    filing.insert_raw(conn, d.sha256, d.raw)
 
 
-# Raw bytes larger than this are written into the store a piece at a time
-# (incremental blob I/O): bound whole, SQLite copies them twice more.
-RAW_PIECE = 1 << 20
-
-
-def insert_raw(cur: sqlite3.Cursor, sha256: str, raw: bytes) -> None:
-    """Store `raw` in rawmessage under its hash, once."""
-    if len(raw) <= RAW_PIECE:
-        cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",
-                    (sha256, len(raw), raw))
-        return
-    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, zeroblob(?))",
-                (sha256, len(raw), len(raw)))
-    if cur.rowcount != 1:
-        return
-    view = memoryview(raw)
-    with cur.connection.blobopen("rawmessage", "data", cur.lastrowid) as blob:
-        for start in range(0, len(raw), RAW_PIECE):
-            blob.write(view[start:start + RAW_PIECE])
-
-
-def parse(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def parse(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Turn the bytes into an InboundMessage (possibly parsed ahead, elsewhere)."""
     parsed = d.parsed if d.parsed is not None else filer.parse(d.raw)
     if isinstance(parsed, MalformedMessage):
@@ -485,7 +386,7 @@ def parse(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     d.key = parsed.message_id or f"sha256:{d.sha256}"
 
 
-def skip_duplicate(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def skip_duplicate(filer: Filer, conn: Connection, d: Delivery) -> None:
     """A mail we already hold (another mailbox, a resync, the Sent copy of
     our own mail) only adds a sighting.
 
@@ -505,28 +406,26 @@ def skip_duplicate(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     rules still recognise our ids; and content is compared against the
     stored raw bytes, only when the raw bytes differ.
     """
-    row = cur.execute("SELECT id, direction, raw_sha256 FROM message WHERE message_key = ?", (d.key,)).fetchone()
-    if row is not None and not _same_content(cur, d, direction=row[1], raw_sha256=row[2]):
+    row = filing.message_by_key(conn, d.key)
+    if row is not None and not _same_content(conn, d, direction=row.direction, raw_sha256=row.raw_sha256):
         reused = d.msg.message_id
         d.key = f"{d.key}#{content_hash(d.raw)[:16]}"
         d.msg = replace(d.msg, message_id=d.key)
         d.reused_id = reused
-        row = cur.execute("SELECT id FROM message WHERE message_key = ?", (d.key,)).fetchone()
+        row = filing.message_by_key(conn, d.key)
         if row is None:
             log.warning("<%s> reused by a different mail in %s/%s uid %d; filed as <%s>",
                         reused, d.mailbox, d.folder, d.uid, d.key)
     if row is not None:
-        d.message_pk = row[0]
-        record_sighting(filer, cur, d)
+        d.message_pk = row.id
+        record_sighting(filer, conn, d)
         raise Done("already filed")
-    if d.msg.message_id and cur.execute(
-        "SELECT 1 FROM outbox WHERE message_id = ?", (d.msg.message_id,)
-    ).fetchone():
+    if d.msg.message_id and filing.is_our_outgoing(conn, d.msg.message_id):
         # A relayed reply: the agent's own mail is the stored message already.
         raise Done("our own outgoing mail")
 
 
-def _same_content(cur: sqlite3.Cursor, d: Delivery, *, direction: str, raw_sha256: str) -> bool:
+def _same_content(conn: Connection, d: Delivery, *, direction: str, raw_sha256: str) -> bool:
     """Whether the stored message under d.key is this very mail."""
     if raw_sha256 == d.sha256 or d.key.startswith("sha256:"):
         return True
@@ -536,27 +435,24 @@ def _same_content(cur: sqlite3.Cursor, d: Delivery, *, direction: str, raw_sha25
         # and mail claiming one of our Message-IDs must stay ours for the
         # loop rules.
         return True
-    stored = cur.execute("SELECT data FROM rawmessage WHERE sha256 = ?", (raw_sha256,)).fetchone()
+    stored = filing.raw_data(conn, raw_sha256)
     if stored is None:
         # Nothing to compare with: keep the old rule, one Message-ID one message.
         return True
-    return content_hash(stored[0]) == content_hash(d.raw)
+    return content_hash(stored) == content_hash(d.raw)
 
 
-def note_reused_id(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def note_reused_id(filer: Filer, conn: Connection, d: Delivery) -> None:
     """A mail that reused a stored Message-ID says so in its ticket's history."""
     if not d.reused_id:
         return
-    first = cur.execute(
-        "SELECT t.ref FROM message m JOIN ticket t ON t.id = m.ticket_id WHERE m.message_key = ?",
-        (d.reused_id,)).fetchone()
-    _event(cur, d, "message-id-reused", {
-        "message_id": d.reused_id, "stored_as": d.key, "first_ticket": first[0] if first else None,
+    _event(conn, d, "message-id-reused", {
+        "message_id": d.reused_id, "stored_as": d.key, "first_ticket": filing.ticket_ref_of_message(conn, d.reused_id),
         "reason": "a different mail (other content) already has this Message-ID",
     })
 
 
-def quarantine_bare(cur: sqlite3.Cursor, mailbox: str, folder: str, uidvalidity: int, uid: int, raw: bytes,
+def quarantine_bare(conn: Connection, mailbox: str, folder: str, uidvalidity: int, uid: int, raw: bytes,
                     arrived: datetime | None, now: datetime, reason: str, raw_path: str | None = None) -> None:
     """A quarantine row that cannot fail for the mail's sake: its raw bytes, their
     hash, the place and a reason of our own; nothing read from the mail.  Mail
@@ -564,12 +460,9 @@ def quarantine_bare(cur: sqlite3.Cursor, mailbox: str, folder: str, uidvalidity:
     sha256 = None
     if raw_path is None:
         sha256 = hashlib.sha256(raw).hexdigest()
-        insert_raw(cur, sha256, raw)
-    cur.execute(
-        "INSERT OR IGNORE INTO quarantine (mailbox, folder, uidvalidity, uid, message_id, reason, raw_sha256,"
-        " raw_path, at, arrived_at) VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?)",
-        (mailbox, folder, uidvalidity, uid, reason, sha256, raw_path, db_time(now), db_time(arrived)),
-    )
+        filing.insert_raw(conn, sha256, raw)
+    filing.insert_quarantine(conn, mailbox=mailbox, folder=folder, uidvalidity=uidvalidity, uid=uid, message_id=None,
+                             reason=reason, raw_sha256=sha256, raw_path=raw_path, now=now, arrived=arrived)
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -581,7 +474,7 @@ def _failure_reason(exc: BaseException) -> str:
     return text if isinstance(exc, Quarantined | MalformedMessage) else f"{type(exc).__name__}: {text}"
 
 
-def classify(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def classify(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Who wrote this and what is it: customer mail, an agent's reply, a note, a bounce."""
     msg = d.msg
     mailbox = filer.settings.mailbox(d.mailbox)
@@ -600,7 +493,7 @@ def classify(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     if bounce is not None:
         d.kind, d.bounce = "bounce", bounce
         return
-    answer = _csat_answer(filer, cur, d)
+    answer = _csat_answer(filer, conn, d)
     if answer is not None:
         d.kind, d.csat = "csat", answer
         return
@@ -623,12 +516,11 @@ def classify(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
         d.direction, d.kind, d.relay = "out", "agent", True
 
 
-def thread(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def thread(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Find the ticket this message continues, or decide to open one."""
-    lookup = StoreLookup(cur)
+    lookup = StoreLookup(conn)
     if d.csat is not None:
-        pk = cur.execute("SELECT ticket_id FROM csat WHERE id = ?", (d.csat[0],)).fetchone()[0]
-        d.match = ThreadMatch(surviving_ticket(cur, pk), "satisfaction survey answer")
+        d.match = ThreadMatch(csat_ticket(conn, d.csat[0]), "satisfaction survey answer")
         return
     if d.bounce is not None and d.bounce.original_message_id:
         mid = d.bounce.original_message_id
@@ -651,7 +543,7 @@ def thread(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
         d.direction, d.kind, d.relay = "in", "customer", False
 
 
-def join_threads(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def join_threads(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Merge the other tickets of this message's conversation into the one it joins.
 
     `thread` decided which tickets the headers connect (ThreadMatch.also);
@@ -675,14 +567,10 @@ def join_threads(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     if match is None or not match.also:
         return
     links = match.links()
-    marks = ", ".join("?" * len(links))
-    rows = {row[0]: row for row in cur.execute(
-        "SELECT id, ref, status, priority, assignee, team, tier, escalated, sla_policy, history, created_at,"
-        f" first_response_at, closed_at, solved_at FROM ticket WHERE id IN ({marks}) AND merged_into IS NULL",
-        list(links)).fetchall()}
+    rows = filing.tickets_to_join(conn, links)
     window = filer.settings.tickets.reopen_window
     joinable = [pk for pk in sorted(rows)
-                if d.history or not (rows[pk][2] == "closed" and not _within(rows[pk][12], d.at, window))]
+                if d.history or not (rows[pk].status == "closed" and not _within(rows[pk].closed_at, d.at, window))]
     if not joinable:
         # Every part is finished: the message follows up on the oldest.
         d.match = ThreadMatch(match.ticket_pk, match.reason)
@@ -692,52 +580,44 @@ def join_threads(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     if not others:
         return
     parts = [rows[survivor], *(rows[pk] for pk in others)]
-    status = joined_status([p[2] for p in parts])
-    source = next((p for p in parts if p[2] == status), None)
-    closed_at, solved_at = (source[12], source[13]) if source is not None else (None, None)
-    priority = max((p[3] for p in parts), key=lambda v: PRIORITIES.index(v) if v in PRIORITIES else -1)
-    first = min((p[11] for p in parts if p[11] is not None), default=None)
-    cur.execute(
-        "UPDATE ticket SET status = ?, closed_at = ?, solved_at = ?, priority = ?, assignee = ?, team = ?,"
-        " tier = ?, escalated = ?, sla_policy = ?, history = ?, created_at = ?, first_response_at = ?,"
-        " version = version + 1 WHERE id = ?",
-        (status, closed_at, solved_at, priority, next((p[4] for p in parts if p[4]), None),
-         next((p[5] for p in parts if p[5]), None), max(p[6] for p in parts), max(p[7] for p in parts),
-         next((p[8] for p in parts if p[8]), None), min(p[9] for p in parts), min(p[10] for p in parts),
-         first, survivor),
-    )
+    status = joined_status([p.status for p in parts])
+    source = next((p for p in parts if p.status == status), None)
+    closed_at, solved_at = (source.closed_at, source.solved_at) if source is not None else (None, None)
+    filing.set_joined_state(
+        conn, survivor, status=status, closed_at=closed_at, solved_at=solved_at,
+        priority=max((p.priority for p in parts), key=lambda v: PRIORITIES.index(v) if v in PRIORITIES else -1),
+        assignee=next((p.assignee for p in parts if p.assignee), None),
+        team=next((p.team for p in parts if p.team), None), tier=max(p.tier for p in parts),
+        escalated=max(p.escalated for p in parts), sla_policy=next((p.sla_policy for p in parts if p.sla_policy), None),
+        history=min(p.history for p in parts), created_at=min(p.created_at for p in parts),
+        first_response_at=min((p.first_response_at for p in parts if p.first_response_at is not None), default=None))
     mid = d.msg.message_id or d.key
-    change = {"status_before": parts[0][2], "status_after": status} if status != parts[0][2] else {}
+    change = {"status_before": parts[0].status, "status_after": status} if status != parts[0].status else {}
+    load, merge = _legacy(workflow_ticket), _legacy(merge_tickets)
     for pk in others:
-        moved = merge_tickets(cur, workflow_ticket(cur, rows[pk][1]), workflow_ticket(cur, rows[survivor][1]),
-                              d.at or d.now, "inboxd", {"reason": f"thread joined by <{mid}>", "link": links[pk],
-                                                        **change})
+        moved = merge(conn, load(conn, rows[pk].ref), load(conn, rows[survivor].ref), d.at or d.now, "inboxd",
+                      {"reason": f"thread joined by <{mid}>", "link": links[pk], **change})
         change = {}
-        log.info("<%s> joined %s into %s (%s; %d messages moved)", mid, rows[pk][1], rows[survivor][1],
+        log.info("<%s> joined %s into %s (%s; %d messages moved)", mid, rows[pk].ref, rows[survivor].ref,
                  links[pk], moved)
 
 
-def open_or_update_ticket(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def open_or_update_ticket(filer: Filer, conn: Connection, d: Delivery) -> None:
     msg = d.msg
     sender = msg.from_ or (msg.reply_to[0] if msg.reply_to else None)
     if sender is None and d.kind != "bounce":
         raise Quarantined("no sender address")
     sender_email = sender.email if sender else "mailer-daemon"
-    now = db_time(d.at)
     if not d.match.is_new:
-        row = cur.execute("SELECT ref, status, closed_at FROM ticket WHERE id = ?", (d.match.ticket_pk,)).fetchone()
-        d.ticket_pk, d.ticket_ref = d.match.ticket_pk, row[0]
-        status, closed_at = row[1], row[2]
+        d.ticket_pk = d.match.ticket_pk
+        d.ticket_ref, status, closed_at = filing.ticket_state(conn, d.ticket_pk)
         if d.history:
             # History joins its thread as a record and changes nothing.
-            cur.execute("UPDATE ticket SET message_count = message_count + 1, updated_at = max(updated_at, ?),"
-                        " first_response_at = CASE WHEN ? AND first_response_at IS NULL THEN ?"
-                        " ELSE first_response_at END, version = version + 1 WHERE id = ?",
-                        (now, d.kind == "agent", now, d.ticket_pk))
+            filing.count_history_message(conn, d.ticket_pk, d.at, agent_reply=d.kind == "agent")
             return
         if d.kind == "customer" and status == "closed" and not _within(closed_at, d.at, filer.settings.tickets.reopen_window):
             # Too old to reopen: a new ticket that points back at the old one.
-            _event(cur, d, "follow-up", {"reason": d.match.reason, "note": "closed too long ago to reopen"})
+            _event(conn, d, "follow-up", {"reason": d.match.reason, "note": "closed too long ago to reopen"})
             d.previous_ref = d.ticket_ref
             d.match = ThreadMatch(None, f"follow-up to closed {d.ticket_ref} ({d.match.reason})")
         else:
@@ -745,42 +625,32 @@ def open_or_update_ticket(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> Non
             first_response = d.kind == "agent"
             # A customer's live mail makes a history ticket ordinary work again.
             live = d.kind == "customer"
-            cur.execute(
-                "UPDATE ticket SET message_count = message_count + 1, updated_at = ?, version = version + 1,"
-                " status = ?, first_response_at = CASE WHEN ? AND first_response_at IS NULL THEN ?"
-                " ELSE first_response_at END, closed_at = CASE WHEN ? = 'closed' THEN closed_at ELSE NULL END,"
-                " history = CASE WHEN ? THEN 0 ELSE history END"
-                " WHERE id = ?",
-                (now, new_status, first_response, now, new_status, live, d.ticket_pk),
-            )
+            filing.count_message(conn, d.ticket_pk, d.at, new_status=new_status, first_response=first_response,
+                                 live=live)
             detail = {"reason": d.match.reason, "mailbox": d.mailbox, "from": sender_email, "kind": d.kind}
             if new_status != status:
                 detail.update(status_before=status, status_after=new_status)
             if d.note_reason:
                 detail["note"] = d.note_reason
-            _event(cur, d, "message", detail, actor=d.agent.name if d.agent else "inboxd")
+            _event(conn, d, "message", detail, actor=d.agent.name if d.agent else "inboxd")
             return
-    d.ticket_pk, d.ticket_ref = filer.allocate_ref(cur)
+    d.ticket_pk, d.ticket_ref = filer.allocate_ref(conn)
     status, closed_at = "new", None
     if d.history:
         status = "closed" if filer.settings.mailbox(d.mailbox).history == "closed" else "open"
-        closed_at = now if status == "closed" else None
-    cur.execute(
-        "INSERT INTO ticket (id, ref, subject, status, priority, mailbox, requester, requester_name, tags,"
-        " message_count, created_at, updated_at, closed_at, history, version)"
-        " VALUES (?, ?, ?, ?, 'normal', ?, ?, ?, '[]', 1, ?, ?, ?, ?, 1)",
-        (d.ticket_pk, d.ticket_ref, filer.tags.display_subject(msg.subject)[:998], status, d.mailbox,
-         sender_email, sender.name if sender else "", now, now, closed_at, d.history),
-    )
+        closed_at = d.at if status == "closed" else None
+    filing.insert_ticket(conn, pk=d.ticket_pk, ref=d.ticket_ref, subject=filer.tags.display_subject(msg.subject)[:998],
+                         status=status, mailbox=d.mailbox, requester=sender_email,
+                         requester_name=sender.name if sender else "", at=d.at, closed_at=closed_at,
+                         history=d.history)
     if sender is not None:
-        cur.execute("INSERT OR IGNORE INTO customer (email, name, created_at, bouncing) VALUES (?, ?, ?, 0)",
-                    (sender.email, sender.name, now))
+        filing.add_customer(conn, sender.email, sender.name, d.at)
     detail = {"reason": d.match.reason, "mailbox": d.mailbox, "from": sender_email}
     if d.previous_ref:
         detail["follows"] = d.previous_ref
     if d.history:
         detail["history"] = status
-    _event(cur, d, "created", detail)
+    _event(conn, d, "created", detail)
 
 
 def _next_status(status: str, kind: str) -> str:
@@ -792,54 +662,39 @@ def _next_status(status: str, kind: str) -> str:
     return status
 
 
-def _within(closed_at: str | None, now: datetime, window) -> bool:
-    if closed_at is None:
-        return True
-    closed = datetime.fromisoformat(closed_at).replace(tzinfo=UTC)
-    return now - closed <= window
+def _within(closed_at: datetime | None, now: datetime, window) -> bool:
+    return closed_at is None or now - closed_at <= window
 
 
-def store_message(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def store_message(filer: Filer, conn: Connection, d: Delivery) -> None:
     msg = d.msg
     sender = msg.from_
     new_text = reply_text(msg.text)
-    cur.execute(
-        "INSERT INTO message (message_key, message_id, ticket_id, direction, kind, from_addr, from_name, to_addrs,"
-        " cc_addrs, reply_to, date, subject, text, reply_text, html_only, in_reply_to, \"references\", auto,"
-        " raw_sha256, size, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (d.key, msg.message_id, d.ticket_pk, d.direction, d.kind, sender.email if sender else "",
-         sender.name if sender else "", _addresses(msg.to), _addresses(msg.cc), _addresses(msg.reply_to),
-         db_time(msg.date), msg.subject, msg.text, new_text, msg.html_only, json.dumps(list(msg.in_reply_to)),
-         json.dumps(list(msg.references)), json.dumps(_auto_facts(msg, d)), d.sha256, msg.size, db_time(d.at)),
-    )
-    d.message_pk = cur.lastrowid
-    d.reply_text = new_text
+    values = {
+        "message_key": d.key, "message_id": msg.message_id, "ticket_id": d.ticket_pk, "direction": d.direction,
+        "kind": d.kind, "from_addr": sender.email if sender else "", "from_name": sender.name if sender else "",
+        "to_addrs": _addresses(msg.to), "cc_addrs": _addresses(msg.cc), "reply_to": _addresses(msg.reply_to),
+        "date": msg.date, "subject": msg.subject, "text": msg.text, "reply_text": new_text,
+        "html_only": msg.html_only, "in_reply_to": json.dumps(list(msg.in_reply_to)),
+        "references": json.dumps(list(msg.references)), "auto": json.dumps(_auto_facts(msg, d)),
+        "raw_sha256": d.sha256, "size": msg.size, "created_at": d.at,
+    }
+    # The parser saved the attachments' content already (see inboxd.sync.worker);
+    # only attachments over the size limit are kept as metadata alone.
+    attachments = [{"filename": att.filename, "content_type": att.content_type, "size": att.size,
+                    "sha256": att.sha256, "stored": att.size <= filer.max_attachment, "inline": att.inline}
+                   for att in msg.attachments]
     parents = {*msg.in_reply_to, *msg.references} - {msg.message_id}
-    if parents:
-        cur.executemany("INSERT OR IGNORE INTO messageref (message_pk, ref) VALUES (?, ?)",
-                        [(d.message_pk, ref) for ref in parents])
-    for att in msg.attachments:
-        # The parser saved the content already (see inboxd.sync.worker); only
-        # attachments over the size limit are kept as metadata alone.
-        cur.execute(
-            "INSERT INTO attachment (message_pk, filename, content_type, size, sha256, stored, inline)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (d.message_pk, att.filename, att.content_type, att.size, att.sha256,
-             att.size <= filer.max_attachment, att.inline),
-        )
+    d.message_pk = filing.insert_message(conn, values, parents, attachments)
+    d.reply_text = new_text
 
 
-def record_sighting(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def record_sighting(filer: Filer, conn: Connection, d: Delivery) -> None:
     d.sighted = True
-    cur.execute(
-        "INSERT OR IGNORE INTO sighting (message_pk, mailbox, folder, uidvalidity, uid, seen_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (d.message_pk, d.mailbox, d.folder, d.uidvalidity, d.uid, db_time(d.now)),
-    )
+    filing.insert_sighting(conn, d.message_pk, d.mailbox, d.folder, d.uidvalidity, d.uid, d.now)
 
 
-def note_bounce(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def note_bounce(filer: Filer, conn: Connection, d: Delivery) -> None:
     """A permanent bounce of our own mail marks the addresses it went to, so
     no auto-replies go there until [autoreply] bounce_expiry has passed.
 
@@ -857,37 +712,36 @@ def note_bounce(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     detail = {"recipients": list(b.recipients), "permanent": b.permanent, "reason": b.reason}
     marked: list[str] = []
     if b.permanent:
-        marked, why = _bounced_addresses(cur, b)
+        marked, why = _bounced_addresses(conn, b)
         detail["marked"] = marked
         if marked:
             detail["until"] = _iso(d.now + filer.settings.autoreply.bounce_expiry)
         else:
             detail["not_marked"] = why
-    _event(cur, d, "bounce", detail)
-    for address in marked:
-        cur.execute("UPDATE customer SET bouncing = 1, bounced_at = ? WHERE email = ?", (db_time(d.now), address))
+    _event(conn, d, "bounce", detail)
+    filing.mark_bouncing(conn, marked, d.now)
 
 
-def _bounced_addresses(cur: sqlite3.Cursor, bounce: Bounce) -> tuple[list[str], str]:
+def _bounced_addresses(conn: Connection, bounce: Bounce) -> tuple[list[str], str]:
     """(the addresses this bounce may mark, why none when it is empty)."""
     mid = bounce.original_message_id
     if not mid:
         return [], "the report names no Message-ID of ours"
-    sent = outbox.sent_to(cur, mid)
+    sent = _legacy(outbox.sent_to)(conn, mid)
     if sent is None:
         return [], f"we sent no mail <{mid}>"
     marked = sorted(set(bounce.recipients) & set(sent))
     return marked, "" if marked else f"none of the failed addresses is one <{mid}> went to"
 
 
-def _ack_context(filer: Filer, cur: sqlite3.Cursor, mailbox, requester: str, now: datetime) -> AckContext:
+def _ack_context(filer: Filer, conn: Connection, mailbox, requester: str, now: datetime) -> AckContext:
     """What the auto-reply rules need to know about the store: the budget's counts and a bounce mark."""
     autoreply = filer.settings.autoreply
     _key, domain = outbox.budget_key(requester)
     # A shared provider's domain (gmail.com) is millions of people: no per-domain ceiling.
     shared = domain in autoreply.shared_domains
-    counts = outbox.ack_counts(cur, requester, now, count_domain=not shared)
-    bounced = outbox.bouncing_since(cur, requester, now, autoreply.bounce_expiry)
+    counts = _legacy(outbox.ack_counts)(conn, requester, now, count_domain=not shared)
+    bounced = _legacy(outbox.bouncing_since)(conn, requester, now, autoreply.bounce_expiry)
     return AckContext(
         own_addresses=filer.own_addresses,
         own_domains_for_ids=filer.own_domains,
@@ -909,52 +763,42 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def route(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def route(filer: Filer, conn: Connection, d: Delivery) -> None:
     """The admin's [[rules]], in order, on a new ticket and on each customer message."""
     if d.kind != "customer":
         return
     mailbox = filer.settings.mailbox(d.mailbox)
     if d.match.is_new and mailbox.team:
-        cur.execute("UPDATE ticket SET team = ? WHERE id = ?", (mailbox.team, d.ticket_pk))
+        filing.set_team(conn, d.ticket_pk, mailbox.team)
     rules = filer.policies.rules
     # History is not routed: assigning years of closed mail would skew every
     # agent's load and every round-robin.
     if not rules.rules or d.history:
         return
-    tags, priority, team, tier = cur.execute(
-        "SELECT tags, priority, team, tier FROM ticket WHERE id = ?", (d.ticket_pk,)).fetchone()
+    tags, priority, team, tier = filing.routing_facts(conn, d.ticket_pk)
     facts = facts_for(d.msg, event="new" if d.match.is_new else "message", mailbox=d.mailbox,
-                      headers=_headers(d.raw), tags=json.loads(tags), priority=priority, team=team)
+                      headers=_headers(d.raw), tags=list(tags), priority=priority, team=team)
     decisions = rules.evaluate(facts)
     if not decisions:
         return
     outcome = merge(decisions)
-    tags = json.loads(tags)
     tags += [t for t in outcome.tags if t not in tags]
     team = outcome.team or team
     tier = outcome.tier if outcome.tier is not None else (tier + 1 if outcome.escalate else tier)
     assignee = None
     if outcome.assign in ASSIGN_STRATEGIES:
         members = rules.teams.get(team or "", ()) or tuple(a.name for a in filer.settings.agents if team in a.teams)
-        counts = dict(cur.execute("SELECT assignee, count(*) FROM ticket WHERE status IN ('new', 'open', 'pending')"
-                                  " AND assignee IS NOT NULL GROUP BY assignee").fetchall())
-        last = cur.execute("SELECT json_extract(detail, '$.assign') FROM event WHERE action = 'rule-assign'"
-                           " AND json_extract(detail, '$.team') IS ? ORDER BY id DESC LIMIT 1", (team,)).fetchone()
-        assignee = pick_assignee(outcome.assign, members, open_counts=counts, last_assigned=last[0] if last else None)
+        counts = filing.open_counts(conn, OPEN_STATUSES)
+        last = filing.last_rule_assignee(conn, team)
+        assignee = pick_assignee(outcome.assign, members, open_counts=counts, last_assigned=last)
     elif outcome.assign:
         assignee = outcome.assign
-    cur.execute(
-        "UPDATE ticket SET priority = coalesce(?, priority), tags = ?, team = ?, tier = ?,"
-        " escalated = CASE WHEN ? THEN 1 ELSE escalated END, assignee = coalesce(?, assignee),"
-        " sla_policy = coalesce(?, sla_policy), status = CASE WHEN ? IS NOT NULL AND status = 'new' THEN 'open'"
-        " ELSE status END, version = version + 1 WHERE id = ?",
-        (outcome.priority, json.dumps(tags, ensure_ascii=False), team, tier, outcome.escalate, assignee,
-         outcome.sla, assignee, d.ticket_pk),
-    )
+    filing.apply_routing(conn, d.ticket_pk, priority=outcome.priority, tags=tags, team=team, tier=tier,
+                         escalate=bool(outcome.escalate), assignee=assignee, sla_policy=outcome.sla)
     for reason in outcome.reasons:
-        _event(cur, d, "rule", {"reason": reason})
+        _event(conn, d, "rule", {"reason": reason})
     if assignee:
-        _event(cur, d, "rule-assign", {"assign": assignee, "team": team})
+        _event(conn, d, "rule-assign", {"assign": assignee, "team": team})
     if outcome.autoreply is not None and outcome.autoreply is not True:
         d.ack_template = outcome.autoreply
 
@@ -965,13 +809,13 @@ def _headers(raw: bytes) -> dict[str, str]:
     return {k.lower(): str(v) for k, v in head.items()}
 
 
-def clock(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def clock(filer: Filer, conn: Connection, d: Delivery) -> None:
     """The ticket's SLA due times, right away (the scheduler keeps them current)."""
     if d.kind in ("customer", "agent") and not d.history:
-        slaclock.refresh(cur, d.ticket_pk, filer.settings, filer.policies, d.now)
+        _legacy(slaclock.refresh)(conn, d.ticket_pk, filer.settings, filer.policies, d.now)
 
 
-def record_csat(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def record_csat(filer: Filer, conn: Connection, d: Delivery) -> None:
     """A survey answer is stored (never reopening the ticket); a low one is followed up."""
     if d.csat is None:
         return
@@ -979,19 +823,18 @@ def record_csat(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     mailbox = filer.settings.mailbox(d.mailbox)
     scale = filer.policies.csat
     name = csat_label(scale.scale, rating, mailbox.language)
-    cur.execute("UPDATE csat SET rating = ?, label = ?, comment = ?, answered_at = ? WHERE id = ?",
-                (rating, name, comment, db_time(d.now), csat_id))
-    _event(cur, d, "csat", {"rating": rating, "label": name, "comment": comment})
+    filing.record_csat_answer(conn, csat_id, rating, name, comment, d.now)
+    _event(conn, d, "csat", {"rating": rating, "label": name, "comment": comment})
     if is_low(scale, rating) and not d.history:
-        _event(cur, d, "csat-followup", {"rating": rating, "label": name, "task": "follow up with the customer"})
+        _event(conn, d, "csat-followup", {"rating": rating, "label": name, "task": "follow up with the customer"})
         for agent in filer.settings.agents:
             if agent.role in ("supervisor", "admin") and agent.notify != "none":
-                notify_agent(cur, filer.settings, filer.tags, d.ticket_ref, agent, d.now,
+                _legacy(notify_agent)(conn, filer.settings, filer.tags, d.ticket_ref, agent, d.now,
                              headline=f"Low satisfaction rating on {d.ticket_ref}: {name}. "
                                       f"Please follow up. Comment: {comment or '-'}")
 
 
-def _csat_answer(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> tuple[int, int, str] | None:
+def _csat_answer(filer: Filer, conn: Connection, d: Delivery) -> tuple[int, int, str] | None:
     """(survey id, rating, comment) when this mail answers a satisfaction survey."""
     msg = d.msg
     scale = filer.policies.csat.scale
@@ -999,23 +842,22 @@ def _csat_answer(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> tuple[int, i
         parsed = parse_survey_address(addr.email)
         if parsed is None:
             continue
-        row = cur.execute("SELECT id FROM csat WHERE token = ?", (parsed[0],)).fetchone()
-        if row is not None and 1 <= parsed[1] <= len(scale):
+        csat_id = csat_by_token(conn, parsed[0])
+        if csat_id is not None and 1 <= parsed[1] <= len(scale):
             answer = parse_answer(reply_text(msg.text), scale)
             comment = answer.comment if answer else reply_text(msg.text).strip()
-            return row[0], parsed[1], comment
+            return csat_id, parsed[1], comment
     parents = [*msg.in_reply_to, *msg.references]
     if parents:
-        marks = ", ".join("?" * len(parents))
-        row = cur.execute(f"SELECT id FROM csat WHERE message_id IN ({marks})", parents).fetchone()
-        if row is not None:
+        csat_id = csat_by_message_ids(conn, parents)
+        if csat_id is not None:
             answer = parse_answer(reply_text(msg.text), scale)
             if answer is not None:
-                return row[0], answer.rating, answer.comment
+                return csat_id, answer.rating, answer.comment
     return None
 
 
-def acknowledge(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:
     """A new ticket from a customer gets an acknowledgement, unless a loop rule says no."""
     mailbox = filer.settings.mailbox(d.mailbox)
     if not (d.match.is_new and d.kind == "customer" and mailbox.ack and filer.settings.autoreply.enabled):
@@ -1023,67 +865,66 @@ def acknowledge(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
     if d.history:
         return
     if d.ack_template is False:
-        _event(cur, d, "no-ack", {"rule": "routing", "reason": "a routing rule suppressed the acknowledgement"})
+        _event(conn, d, "no-ack", {"rule": "routing", "reason": "a routing rule suppressed the acknowledgement"})
         return
-    ticket = outbox.load_ticket(cur, d.ticket_pk)
-    verdict = may_auto_reply(d.msg, _ack_context(filer, cur, mailbox, ticket.requester, d.now))
+    ticket = _legacy(outbox.load_ticket)(conn, d.ticket_pk)
+    verdict = may_auto_reply(d.msg, _ack_context(filer, conn, mailbox, ticket.requester, d.now))
     if not verdict.allowed:
-        _event(cur, d, "no-ack", {"rule": verdict.rule, "reason": verdict.reason})
+        _event(conn, d, "no-ack", {"rule": verdict.rule, "reason": verdict.reason})
         return
     subject, text, html = outbox.ack_content(
-        filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, cur, d, mailbox),
+        filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, conn, d, mailbox),
         template=d.ack_template if isinstance(d.ack_template, str) else "ack")
     # Composed by the sender on its first attempt: filing stays cheap.
-    message_id = outbox.queue(
-        cur, kind="ack", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
+    message_id = _legacy(outbox.queue)(
+        conn, kind="ack", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
         to=[(ticket.requester_name, ticket.requester)], subject=subject, text=text, html=html,
         in_reply_to=d.msg.message_id, automatic=AUTO_REPLIED, now=d.now,
         sent_copy=filer.settings.outbox.sent_copy, record_on_ticket="auto", compose_at_send=True)
-    _event(cur, d, "ack", {"message_id": message_id, "to": ticket.requester})
+    _event(conn, d, "ack", {"message_id": message_id, "to": ticket.requester})
     d.acked = True
 
 
-def _promise(filer: Filer, cur: sqlite3.Cursor, d: Delivery, mailbox) -> dict:
+def _promise(filer: Filer, conn: Connection, d: Delivery, mailbox) -> dict:
     """The first-response promise published in the acknowledgement."""
-    policy_name, due = cur.execute("SELECT sla_policy, first_response_due FROM ticket WHERE id = ?",
-                                   (d.ticket_pk,)).fetchone()
+    policy_name, due = filing.sla_promise(conn, d.ticket_pk)
     policy = filer.policies.sla.get(policy_name) if policy_name else None
     if policy is None or policy.first_response is None:
         return {"first_response": None, "first_response_due": None}
-    local = slaclock.parse_time(due).astimezone(policy.calendar.tz) if due else None
+    local = due.astimezone(policy.calendar.tz) if due else None
     return {"first_response": human(policy.first_response, mailbox.language),
             "first_response_due": local.strftime("%Y-%m-%d %H:%M %Z") if local else None}
 
 
-def relay(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
     """An agent's answer by email goes on to the customer from the shared address."""
     if not d.relay:
         return
     if not d.reply_text.strip():
         # Nothing new above the quote (a slip of the send button): relaying it
         # would mail the customer an empty answer.
-        _event(cur, d, "relay-skipped", {"reason": "the agent's mail has no new text"}, actor=d.agent.name)
+        _event(conn, d, "relay-skipped", {"reason": "the agent's mail has no new text"}, actor=d.agent.name)
         return
     mailbox = filer.settings.mailbox(d.mailbox)
-    ticket = outbox.load_ticket(cur, d.ticket_pk)
-    parent, references = outbox.thread_ids(cur, d.ticket_pk)
+    ticket = _legacy(outbox.load_ticket)(conn, d.ticket_pk)
+    parent, references = _legacy(outbox.thread_ids)(conn, d.ticket_pk)
     # A person's answer, so not automatic; the agent's own mail is on the thread already.
-    message_id = outbox.queue(
-        cur, kind="relay", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
+    message_id = _legacy(outbox.queue)(
+        conn, kind="relay", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
         to=[(ticket.requester_name, ticket.requester)],
         subject=tagged_subject(ticket.subject, ticket.ref, filer.tags), text=d.reply_text,
         in_reply_to=parent, references=references, automatic=None,
         from_name=f"{d.agent.name.capitalize()} via {mailbox.display_name}", now=d.now,
         sent_copy=filer.settings.outbox.sent_copy)
-    _event(cur, d, "relay", {"message_id": message_id, "to": ticket.requester}, actor=d.agent.name)
+    _event(conn, d, "relay", {"message_id": message_id, "to": ticket.requester}, actor=d.agent.name)
 
 
-def notify_agents(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
+def notify_agents(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Tell agents about customer mail: the assignee (notify "assigned" or "all"),
     and for new tickets the agents of the mailbox's team who asked for "all"."""
     if d.kind != "customer" or d.history:
         return
-    assignee, team = cur.execute("SELECT assignee, team FROM ticket WHERE id = ?", (d.ticket_pk,)).fetchone()
+    assignee, team = filing.watchers(conn, d.ticket_pk)
     for agent in filer.settings.agents:
         if agent.notify == "none":
             continue
@@ -1092,10 +933,10 @@ def notify_agents(filer: Filer, cur: sqlite3.Cursor, d: Delivery) -> None:
         if mine or watching:
             headline = (f"New ticket {d.ticket_ref} in {d.mailbox}." if d.match.is_new
                         else f"The customer wrote again on {d.ticket_ref}.")
-            notify_agent(cur, filer.settings, filer.tags, d.ticket_ref, agent, d.now, headline=headline)
+            _legacy(notify_agent)(conn, filer.settings, filer.tags, d.ticket_ref, agent, d.now, headline=headline)
 
 
-PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
+PIPELINE: tuple[Callable[[Filer, Connection, Delivery], None], ...] = (
     arrival,
     refuse_oversize,
     skip_history,
@@ -1119,10 +960,9 @@ PIPELINE: tuple[Callable[[Filer, sqlite3.Cursor, Delivery], None], ...] = (
 )
 
 
-def _event(cur: sqlite3.Cursor, d: Delivery, action: str, detail: dict, actor: str = "inboxd") -> None:
+def _event(conn: Connection, d: Delivery, action: str, detail: dict, actor: str = "inboxd") -> None:
     # Events of a message carry its arrival time, so history reads in order.
-    cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
-                (d.ticket_pk, db_time(d.at or d.now), actor, action, json.dumps(detail, ensure_ascii=False)))
+    filing.add_event(conn, d.ticket_pk, d.at or d.now, actor, action, detail)
 
 
 def _addresses(addrs) -> str:
@@ -1140,38 +980,3 @@ def _auto_facts(msg: InboundMessage, d: Delivery) -> dict:
         facts["bounce"] = {"recipients": list(d.bounce.recipients), "permanent": d.bounce.permanent,
                            "reason": d.bounce.reason}
     return {k: v for k, v in facts.items() if v not in (None, False)}
-
-
-def read_checkpoint(conn: Connection, mailbox: str, folder: str) -> FolderCheckpoint | None:
-    """How far a folder is synced, or None before its first sync."""
-    row = conn.exec_driver_sql(
-        "SELECT uidvalidity, last_uid, history_before FROM checkpoint WHERE mailbox = ? AND folder = ?",
-        (mailbox, folder)).first()
-    return FolderCheckpoint(row[0], row[1], slaclock.parse_time(row[2])) if row else None
-
-
-def begin_folder(conn: Connection, mailbox: str, folder: str, uidvalidity: int, history_before: datetime,
-                 now: datetime) -> None:
-    """Record a folder's first sync and its history cut-off (a no-op if it is recorded already)."""
-    conn.exec_driver_sql(
-        "INSERT INTO checkpoint (mailbox, folder, uidvalidity, last_uid, synced_at, history_before)"
-        " VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (mailbox, folder) DO NOTHING",
-        (mailbox, folder, uidvalidity, db_time(now), db_time(history_before)))
-
-
-def set_folder_state(conn: Connection, mailbox: str, folder: str, error: str | None, now: datetime,
-                     owner: str = "") -> None:
-    """Record how a folder's last sync went, for `inboxd status`."""
-    if error is None:
-        conn.exec_driver_sql(
-            "INSERT INTO folderstate (mailbox, folder, ok, error, last_ok_at, failing_since, owner)"
-            " VALUES (?, ?, 1, '', ?, NULL, ?) ON CONFLICT (mailbox, folder) DO UPDATE SET ok = 1, error = '',"
-            " last_ok_at = excluded.last_ok_at, failing_since = NULL, owner = excluded.owner",
-            (mailbox, folder, db_time(now), owner))
-    else:
-        conn.exec_driver_sql(
-            "INSERT INTO folderstate (mailbox, folder, ok, error, last_ok_at, failing_since, owner)"
-            " VALUES (?, ?, 0, ?, NULL, ?, ?) ON CONFLICT (mailbox, folder) DO UPDATE SET ok = 0,"
-            " error = excluded.error, failing_since = coalesce(folderstate.failing_since, excluded.failing_since),"
-            " owner = excluded.owner",
-            (mailbox, folder, error[:2000], db_time(now), owner))

@@ -312,3 +312,17 @@ class Lease(SQLModel, table=True):
     # Who holds it: "host:pid", plus what tells a dead process on the same machine.
     holder: str
     expires_at: datetime
+
+
+class Counter(SQLModel, table=True):
+    """A named number that only grows: on SQLite, the last ticket number
+    handed out ("ticket_number"; see inboxd.store.counters).  PostgreSQL
+    keeps that number in the sequence below instead, so the row is absent there."""
+
+    name: str = Field(primary_key=True)
+    value: int = Field(sa_type=sa.BigInteger())
+
+
+# PostgreSQL's ticket numbers (inboxd.store.counters); SQLite has no sequences
+# and ignores it.  Migration 0012 creates it; Alembic does not compare sequences.
+TICKET_NUMBER = sa.Sequence("ticket_number", metadata=SQLModel.metadata)

@@ -24,19 +24,19 @@ import logging
 import multiprocessing
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, exc as sa_exc
 
-from inboxd.store import leases
+from inboxd.store import folders, leases, sentcopies
 from inboxd.config import Settings
-from inboxd.store.engine import db_time, reading, writing
-from inboxd.desk.ingest import (Batch, BatchResult, Filer, FolderCheckpoint, begin_folder, read_checkpoint,
-                           set_folder_state)
+from inboxd.store.engine import reading, writing
+from inboxd.desk.ingest import Batch, BatchResult, Filer, FolderCheckpoint
 from inboxd.mail.largemail import LARGE_MESSAGE_BYTES, Spool
 from inboxd.mail.message import extract_message_id
 from inboxd.sync.worker import parse_many, watch_parent
@@ -50,9 +50,6 @@ MIN_BATCH_FOR_WORKER = 8
 # Most copies claimed (and appended) in one go; far fewer than one
 # connection appends within the lease.
 COPY_CLAIM_LIMIT = 100
-# A copy to append: not claimed yet, or claimed longer than the lease ago.
-_CLAIMABLE_COPY = ("mailbox = ? AND status = 'sent' AND (copy_status = 'pending'"
-                   " OR (copy_status = 'claimed' AND copy_claimed_at <= ?))")
 
 
 def utcnow() -> datetime:
@@ -145,16 +142,16 @@ class StoreSink:
 
     def checkpoint(self, mailbox: str, folder: str) -> FolderCheckpoint | None:
         with reading(self.engine) as conn:
-            return read_checkpoint(conn, mailbox, folder)
+            return folders.read_checkpoint(conn, mailbox, folder)
 
     def begin_folder(self, mailbox: str, folder: str, uidvalidity: int, history_before: datetime) -> None:
         with writing(self.engine) as conn:
-            begin_folder(conn, mailbox, folder, uidvalidity, history_before, self.clock())
+            folders.begin_folder(conn, mailbox, folder, uidvalidity, history_before, self.clock())
 
     def folder_state(self, mailbox: str, folder: str, error: str | None, now: datetime) -> None:
         try:
             with writing(self.engine) as conn:
-                set_folder_state(conn, mailbox, folder, error, now, self.owner)
+                folders.set_folder_state(conn, mailbox, folder, error, now, self.owner)
         except Exception:  # Health bookkeeping never stops a sync.
             log.warning("could not record the state of %s/%s", mailbox, folder, exc_info=True)
 
@@ -268,9 +265,7 @@ class StoreSink:
     def pending_copies(self, mailbox: str) -> list[tuple[int, bytes]]:
         """Sent copies waiting to be appended (unclaimed, or claimed by a daemon that died); claims nothing."""
         with reading(self.engine) as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(
-                f"SELECT id, data FROM outbox WHERE {_CLAIMABLE_COPY} ORDER BY id LIMIT {COPY_CLAIM_LIMIT}",
-                (mailbox, self._copy_lease_expired()))]
+            return sentcopies.pending_copies(conn, mailbox, self._copy_lease_expired(), COPY_CLAIM_LIMIT)
 
     def claim_copies(self, mailbox: str, now: datetime | None = None) -> list[tuple[int, bytes]]:
         """Claim the Sent copies to append now (compare-and-swap, like the sender's claim of a send).
@@ -283,20 +278,14 @@ class StoreSink:
         """
         now = now or self.clock()
         with writing(self.engine) as conn:
-            rows = conn.exec_driver_sql(
-                "UPDATE outbox SET copy_status = 'claimed', copy_claimed_at = ?"
-                f" WHERE id IN (SELECT id FROM outbox WHERE {_CLAIMABLE_COPY} ORDER BY id LIMIT {COPY_CLAIM_LIMIT})"
-                " RETURNING id, data",
-                (db_time(now), mailbox, self._copy_lease_expired(now))).all()
-        # RETURNING gives no order; the Sent folder gets them in the order they were sent.
-        return sorted((row[0], row[1]) for row in rows)
+            return sentcopies.claim_copies(conn, mailbox, now, self._copy_lease_expired(now), COPY_CLAIM_LIMIT)
 
-    def _copy_lease_expired(self, now: datetime | None = None) -> str:
-        return db_time((now or self.clock()) - self.settings.outbox.lease)
+    def _copy_lease_expired(self, now: datetime | None = None) -> datetime:
+        return (now or self.clock()) - self.settings.outbox.lease
 
     def copy_done(self, outbox_id: int) -> None:
         with writing(self.engine) as conn:
-            conn.exec_driver_sql("UPDATE outbox SET copy_status = 'done' WHERE id = ?", (outbox_id,))
+            sentcopies.copy_done(conn, outbox_id)
 
 
 # SQLite's primary result codes that say the store cannot be written right
@@ -307,10 +296,34 @@ _STORE_TROUBLE = frozenset({5, 6, 8, 10, 13, 14})
 
 
 def _store_unusable(exc: BaseException) -> bool:
-    # SQLAlchemy wraps the driver's error; the raw cursor's is bare.
+    """Whether `exc` says the store cannot be written right now (rather than
+    that this batch's mail broke it): then the batch is neither retried in
+    halves nor quarantined, and the poller tries it again later.
+
+    SQLite: the result codes above.  PostgreSQL: the connection is gone or
+    unusable (server down or restarting, an administrator's shutdown, a
+    network failure), which SQLAlchemy reports as a connection invalidated,
+    and psycopg as an OperationalError.
+    """
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    # SQLAlchemy wraps the driver's error; the driver's own is bare.
     orig = getattr(exc, "orig", exc)
-    code = getattr(orig, "sqlite_errorcode", None)
-    return isinstance(orig, sqlite3.Error) and code is not None and code & 0xFF in _STORE_TROUBLE
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _STORE_TROUBLE
+    return _postgres_unusable(orig)
+
+
+def _postgres_unusable(orig: BaseException) -> bool:
+    # psycopg is the optional `postgres` extra: only a store that uses it can raise its errors.
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return False
+    # OperationalError: connection failure, admin shutdown, crash shutdown,
+    # cannot connect now (SQLSTATE classes 08 and 57P); a statement's own
+    # failure (a constraint, bad data) is a different class.
+    return isinstance(orig, psycopg.OperationalError)
 
 
 def _describe(exc: BaseException) -> str:
