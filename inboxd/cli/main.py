@@ -294,19 +294,26 @@ def _report(label: str, check) -> bool:
         return False
 
 
-def _complete_ids(incomplete: str) -> list[str]:
+def _completion_read(query):
+    """`query(conn)` on the configured store, for shell completion: nothing on any error,
+    and never a new store or a migration (completion must not write)."""
     try:
-        settings = load_settings(find_config_path(None))
-        import sqlite3
-        from sqlalchemy.engine import make_url
+        from inboxd.store.engine import create_store_engine, reading
 
-        db = make_url(settings.store.url).database
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            rows = conn.execute("SELECT ref FROM ticket WHERE ref LIKE ? AND status != 'closed' ORDER BY id DESC"
-                                " LIMIT 50", (incomplete + "%",)).fetchall()
-        return [r[0] for r in rows]
+        engine = create_store_engine(load_settings(find_config_path(None)).store.url, create=False)
+        try:
+            with reading(engine) as conn:
+                return query(conn)
+        finally:
+            engine.dispose()
     except Exception:
         return []
+
+
+def _complete_ids(incomplete: str) -> list[str]:
+    from inboxd.store.tickets import open_refs
+
+    return _completion_read(lambda conn: open_refs(conn, incomplete))
 
 
 def _complete_agents(incomplete: str) -> list[str]:
@@ -326,18 +333,10 @@ def _complete_macros(incomplete: str) -> list[str]:
 
 
 def _complete_tags(incomplete: str) -> list[str]:
-    try:
-        settings = load_settings(find_config_path(None))
-        import sqlite3
-        from sqlalchemy.engine import make_url
+    from inboxd.store.tickets import tag_sets
 
-        db = make_url(settings.store.url).database
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            tags = {t for (raw,) in conn.execute("SELECT DISTINCT tags FROM ticket WHERE tags != '[]'")
-                    for t in json.loads(raw)}
-        return sorted(t for t in tags if t.startswith(incomplete))
-    except Exception:
-        return []
+    tags = {t for raw in _completion_read(tag_sets) for t in json.loads(raw)}
+    return sorted(t for t in tags if t.startswith(incomplete))
 
 
 @app.command("list")
@@ -359,7 +358,7 @@ def list_cmd(
 ) -> None:
     """List tickets.  With no filters, your open work first, then the rest of the open queue."""
     from inboxd.store.engine import reading
-    from inboxd.desk.views import PRIORITIES, STATUSES
+    from inboxd.vocabulary import PRIORITIES, STATUSES
 
     state = _ctx(ctx)
     settings = state.settings
@@ -385,11 +384,8 @@ def list_cmd(
             me = state.agent().name
         except UserError:
             me = None
-    from inboxd.store.engine import db_time
-
     flt = ticketq.ListFilter(tuple(status), mailbox, assignee, unassigned, tuple(tag), limit, team,
-                             tuple(priority), search, sort, first_for=me,
-                             overdue_at=db_time(_now()) if overdue else None)
+                             tuple(priority), search, sort, first_for=me, overdue_at=_now() if overdue else None)
     with reading(_store(settings, create=False)) as conn:
         rows = ticketq.list_tickets(conn, flt)
     if as_json:
@@ -479,7 +475,7 @@ def outbox_list(
 ) -> None:
     """Outgoing mail that is waiting or failed (and with --status sent, what went out)."""
     from inboxd.store.engine import reading
-    from inboxd.store.models import OUTBOX_STATUSES
+    from inboxd.vocabulary import OUTBOX_STATUSES
 
     for s in status:
         if s not in OUTBOX_STATUSES:
@@ -761,10 +757,9 @@ def _macro_text(state: Context, ref: str, name: str) -> tuple:
         raise UserError(f"unknown macro {name!r}; known macros: {', '.join(macros) or 'none'}")
     macro = macros[name]
     with reading(_store(state.settings)) as conn:
-        cur = conn.connection.driver_connection.cursor()
         try:
-            ticket = load(cur, ref)
-            values = variables(cur, state.settings, ticket, state.agent())
+            ticket = load(conn, ref)
+            values = variables(conn, state.settings, ticket, state.agent())
             return macro, render(Templates(state.settings.template_dirs), macro, values)
         except (WorkflowError, TemplateError) as exc:
             raise UserError(str(exc)) from None

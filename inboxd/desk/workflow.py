@@ -1,33 +1,38 @@
 """Step 8, the write side: the agent workflow shared by the CLI and the daemon.
 
-Every change is one function that runs inside one write transaction
-(`BEGIN IMMEDIATE`) at the instant `now` its caller passes (the CLI passes
-the real time): it reads the ticket, checks the actor's role and the
-status lifecycle, writes the change with an audit event (actor, time,
-before and after), and queues any mail it causes in the outbox in the same
-transaction.  Because the write lock is taken before the ticket is read, two
-agents (or an agent and the daemon) can never overwrite each other's change.
-Refusals are `WorkflowError`s with a one-line explanation.
+Every change is one function that runs inside one write transaction at
+the instant `now` its caller passes (the CLI passes the real time): it reads
+the ticket, checks the actor's role and the status lifecycle, writes the
+change with an audit event (actor, time, before and after), and queues any
+mail it causes in the outbox in the same transaction.  The ticket is locked
+before it is read (SQLite's BEGIN IMMEDIATE; PostgreSQL's row lock, see
+`inboxd.store.tickets.ticket_by_ref`) and saved with a compare-and-swap on
+its version, so two agents (or an agent and the daemon) can never overwrite
+each other's change: the second one decides on the first one's result.
+Refusals are `WorkflowError`s with a one-line explanation.  The SQL is in
+`inboxd.store.tickets` and `inboxd.store.events`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from inboxd.outbound import outbox
 from inboxd.outbound.compose import Outgoing, new_message_id, tagged_subject
 from inboxd.config import AgentSettings, Settings
-from inboxd.store.engine import MESSAGE_ORDER, db_time, writing
+from inboxd.store import tickets as store
+from inboxd.store.engine import writing
+from inboxd.store.events import add_event
 from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.threads import TicketTag
-from inboxd.desk.views import PRIORITIES, STATUSES, iso
+from inboxd.desk.views import iso
+from inboxd.vocabulary import PRIORITIES, STATUSES
 
 # The lifecycle: new -> open -> pending (waiting on the customer) -> solved
 # (waiting for confirmation) -> closed.  A ticket may be solved or closed
@@ -70,12 +75,9 @@ class Ticket:
     version: int
 
 
-_COLUMNS = ("id, ref, subject, status, priority, mailbox, requester, requester_name, assignee, tags, team, tier,"
-            " escalated, approved_by, merged_into, version")
-
-
-def load(cur: sqlite3.Cursor, ref: str) -> Ticket:
-    row = cur.execute(f"SELECT {_COLUMNS} FROM ticket WHERE ref = ?", (ref,)).fetchone()
+def load(conn: Connection, ref: str, *, lock: bool = False) -> Ticket:
+    """The ticket `ref` (`WorkflowError` if there is none); `lock` it when about to change it."""
+    row = store.ticket_by_ref(conn, ref, lock=lock)
     if row is None:
         raise WorkflowError(f"no ticket {ref}")
     values = list(row)
@@ -96,36 +98,27 @@ class Workflow:
     # -- plumbing ------------------------------------------------------------------
 
     def _change(self, ref: str, action: str, apply, now: datetime) -> dict:
-        """Run `apply(cur, ticket, now)` in one write transaction and audit it at `now`."""
+        """Run `apply(conn, ticket, now)` in one write transaction and audit it at `now`."""
         with writing(self.engine) as conn:
-            cur = conn.connection.driver_connection.cursor()
-            ticket = load(cur, ref)
+            ticket = load(conn, ref, lock=True)
             if ticket.merged_into is not None and action not in ("note", "history"):
-                into = cur.execute("SELECT ref FROM ticket WHERE id = ?", (ticket.merged_into,)).fetchone()[0]
+                into = store.ref_of(conn, ticket.merged_into)
                 raise WorkflowError(f"{ref} was merged into {into}; act on {into}")
             before = _snapshot(ticket)
-            detail = apply(cur, ticket, now) or {}
+            detail = apply(conn, ticket, now) or {}
             after = _snapshot(ticket)
             changed = {k: {"before": before[k], "after": after[k]} for k in before if before[k] != after[k]}
-            cur.execute(
-                "UPDATE ticket SET status = ?, priority = ?, assignee = ?, tags = ?, team = ?, tier = ?,"
-                " escalated = ?, approved_by = ?, merged_into = ?, updated_at = ?, version = version + 1,"
-                " solved_at = CASE WHEN ? = 'solved' AND status != 'solved' THEN ? ELSE solved_at END,"
-                " closed_at = CASE WHEN ? = 'closed' AND status != 'closed' THEN ?"
-                "   WHEN ? != 'closed' THEN NULL ELSE closed_at END"
-                " WHERE id = ? AND version = ?",
-                (ticket.status, ticket.priority, ticket.assignee, json.dumps(ticket.tags, ensure_ascii=False),
-                 ticket.team, ticket.tier, ticket.escalated, ticket.approved_by, ticket.merged_into, db_time(now),
-                 ticket.status, db_time(now), ticket.status, db_time(now), ticket.status, ticket.pk,
-                 ticket.version),
-            )
-            if cur.rowcount != 1:  # Cannot happen under BEGIN IMMEDIATE; refuse rather than lose an update.
+            saved = store.save_work(
+                conn, ticket.pk, ticket.version, status=ticket.status, priority=ticket.priority,
+                assignee=ticket.assignee, tags=json.dumps(ticket.tags, ensure_ascii=False), team=ticket.team,
+                tier=ticket.tier, escalated=ticket.escalated, approved_by=ticket.approved_by,
+                merged_into=ticket.merged_into, now=now)
+            if not saved:  # Cannot happen with the ticket locked; refuse rather than lose an update.
                 raise WorkflowError(f"{ref} changed meanwhile; try again")
             event = {**detail, **({"changes": changed} if changed else {})}
-            cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
-                        (ticket.pk, db_time(now), self.actor.name, action, json.dumps(event, ensure_ascii=False)))
+            add_event(conn, ticket.pk, now, self.actor.name, action, event)
             if ticket.assignee and ticket.assignee != before["assignee"]:
-                self._notify_assignment(cur, ticket, now)
+                self._notify_assignment(conn, ticket, now)
         return {"id": ticket.ref, "action": action, "actor": self.actor.name, "at": _iso(now), **event}
 
     def _is_supervisor(self) -> bool:
@@ -161,7 +154,7 @@ class Workflow:
     # -- assignment ----------------------------------------------------------------
 
     def take(self, ref: str, *, now: datetime) -> dict:
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             if t.assignee == self.actor.name:
                 raise WorkflowError(f"{t.ref} is already yours")
             if t.assignee is not None:
@@ -176,7 +169,7 @@ class Workflow:
         if target is None:
             raise WorkflowError(f"unknown agent {agent!r}; known agents: {', '.join(a.name for a in self.settings.agents)}")
 
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             if t.assignee == agent:
                 raise WorkflowError(f"{t.ref} is already assigned to {agent}")
             if t.assignee is not None and t.assignee != self.actor.name:
@@ -187,7 +180,7 @@ class Workflow:
         return self._change(ref, "assign", apply, now)
 
     def unassign(self, ref: str, *, now: datetime) -> dict:
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             if t.assignee is None:
                 raise WorkflowError(f"{t.ref} is not assigned")
             self._require_own(t, "unassigning")
@@ -197,20 +190,20 @@ class Workflow:
     # -- status ----------------------------------------------------------------------
 
     def set_status(self, ref: str, status: str, *, now: datetime) -> dict:
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             self._require_own(t, "changing the status")
             self._move(t, status)
         return self._change(ref, "status", apply, now)
 
     def close(self, ref: str, survey: bool = True, *, now: datetime) -> dict:
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             self._require_own(t, "closing")
             self._move(t, "closed")
             return {"survey": survey}
         return self._change(ref, "close", apply, now)
 
     def reopen(self, ref: str, *, now: datetime) -> dict:
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             self._require_own(t, "reopening")
             if t.status not in ("solved", "closed"):
                 raise WorkflowError(f"{t.ref} is {t.status}, not solved or closed; nothing to reopen")
@@ -221,7 +214,7 @@ class Workflow:
     def approve(self, ref: str, *, now: datetime) -> dict:
         self._require_supervisor("approving an escalated ticket")
 
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             if not t.escalated:
                 raise WorkflowError(f"{t.ref} is not escalated; nothing to approve")
             t.approved_by = self.actor.name
@@ -230,7 +223,7 @@ class Workflow:
     # -- classification -------------------------------------------------------------
 
     def tag(self, ref: str, tags: Sequence[str], *, now: datetime) -> dict:
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             self._require_own(t, "tagging")
             added = [x for x in dict.fromkeys(tags) if x not in t.tags]
             if not added:
@@ -265,7 +258,7 @@ class Workflow:
         return list(outcome.reasons)
 
     def untag(self, ref: str, tags: Sequence[str], *, now: datetime) -> dict:
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             self._require_own(t, "untagging")
             missing = [x for x in tags if x not in t.tags]
             if missing:
@@ -277,7 +270,7 @@ class Workflow:
         if priority not in PRIORITIES:
             raise WorkflowError(f"unknown priority {priority!r}; use one of {', '.join(PRIORITIES)}")
 
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             self._require_own(t, "changing the priority")
             if t.priority == priority:
                 raise WorkflowError(f"{t.ref} is already {priority}")
@@ -293,7 +286,7 @@ class Workflow:
             raise WorkflowError(f"unknown escalation target {to!r}; use a team ({', '.join(sorted(teams))}), "
                                 f"tier2/tier3 or supervisor")
 
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             self._require_own(t, "escalating")
             t.escalated = True
             t.approved_by = None
@@ -313,10 +306,10 @@ class Workflow:
         if not text.strip():
             raise WorkflowError("a note needs text (-m TEXT)")
 
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             note = Outgoing("", self.actor.email, (), text.encode())
             key = f"note:{hashlib.sha256(note.data).hexdigest()}:{now.timestamp()}"
-            outbox.store_outgoing(cur, t.pk, note, kind="note", now=now, subject=t.subject, text=text,
+            outbox.store_outgoing(conn, t.pk, note, kind="note", now=now, subject=t.subject, text=text,
                                   in_reply_to=None, key=key)
             return {"text": text}
         return self._change(ref, "note", apply, now)
@@ -326,18 +319,18 @@ class Workflow:
         if not text.strip():
             raise WorkflowError("a reply needs text")
 
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             self._require_own(t, "replying")
-            return self._reply(cur, t, now, text)
+            return self._reply(conn, t, now, text)
         return self._change(ref, "reply", apply, now)
 
     def apply_macro(self, ref: str, macro, text: str, *, now: datetime) -> dict:
         """A macro's reply (already rendered) and its actions, in one transaction."""
-        def apply(cur, t: Ticket, now):
+        def apply(conn, t: Ticket, now):
             self._require_own(t, f"applying macro {macro.name}")
             detail = {"macro": macro.name}
             if text.strip():
-                detail.update(self._reply(cur, t, now, text))
+                detail.update(self._reply(conn, t, now, text))
             if macro.priority:
                 t.priority = macro.priority
             for tag in macro.tags:
@@ -352,20 +345,19 @@ class Workflow:
             return detail
         return self._change(ref, "macro", apply, now)
 
-    def _reply(self, cur: sqlite3.Cursor, t: Ticket, now: datetime, text: str) -> dict:
+    def _reply(self, conn: Connection, t: Ticket, now: datetime, text: str) -> dict:
         if t.status == "closed":
             raise WorkflowError(f"{t.ref} is closed; reopen it before replying")
         mailbox = self.settings.mailbox(t.mailbox)
-        parent, references = outbox.thread_ids(cur, t.pk)
+        parent, references = outbox.thread_ids(conn, t.pk)
         # A person's answer, so not automatic.
         message_id = outbox.queue(
-            cur, kind="reply", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(t.requester_name, t.requester)],
+            conn, kind="reply", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(t.requester_name, t.requester)],
             subject=tagged_subject(t.subject, t.ref, self.tags), text=text, in_reply_to=parent,
             references=references, automatic=None,
             from_name=f"{self.actor.name.capitalize()} via {mailbox.display_name}", now=now,
             sent_copy=self.settings.outbox.sent_copy, record_on_ticket="agent")
-        cur.execute("UPDATE ticket SET first_response_at = coalesce(first_response_at, ?) WHERE id = ?",
-                    (db_time(now), t.pk))
+        store.mark_first_response(conn, t.pk, now)
         if t.status in ("new", "open"):
             t.status = "pending"
         if t.assignee is None:
@@ -376,27 +368,28 @@ class Workflow:
         if ref == into:
             raise WorkflowError("cannot merge a ticket into itself")
         with writing(self.engine) as conn:
-            cur = conn.connection.driver_connection.cursor()
-            src, dst = load(cur, ref), load(cur, into)
+            # Locked in one order (by ref), so two merges of the same pair wait rather than deadlock.
+            loaded = {r: load(conn, r, lock=True) for r in sorted((ref, into))}
+            src, dst = loaded[ref], loaded[into]
             for t in (src, dst):
                 self._require_own(t, "merging")
                 if t.merged_into is not None:
                     raise WorkflowError(f"{t.ref} was already merged")
-            moved = merge_tickets(cur, src, dst, now, self.actor.name)
+            moved = merge_tickets(conn, src, dst, now, self.actor.name)
         return {"id": src.ref, "action": "merge", "actor": self.actor.name, "at": _iso(now), "into": dst.ref,
                 "messages": moved}
 
     # -- notifications --------------------------------------------------------------
 
-    def _notify_assignment(self, cur: sqlite3.Cursor, t: Ticket, now: datetime) -> None:
+    def _notify_assignment(self, conn: Connection, t: Ticket, now: datetime) -> None:
         agent = self.settings.agent(t.assignee)
         if agent is None or agent.notify == "none" or agent.name == self.actor.name:
             return
-        notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
+        notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
                      headline=f"{self.actor.name} assigned {t.ref} to you.")
 
 
-def merge_tickets(cur: sqlite3.Cursor, src: Ticket, dst: Ticket, now: datetime, actor: str,
+def merge_tickets(conn: Connection, src: Ticket, dst: Ticket, now: datetime, actor: str,
                   detail: dict | None = None) -> int:
     """Merge `src` into `dst` in the store: its messages (with their sightings)
     move, its tags join dst's, and src is closed and points at dst; a 'merge'
@@ -406,34 +399,21 @@ def merge_tickets(cur: sqlite3.Cursor, src: Ticket, dst: Ticket, now: datetime, 
     that was split over tickets is joined (see ingest.join_threads).
     """
     extra = detail or {}
-    moved = cur.execute("UPDATE message SET ticket_id = ? WHERE ticket_id = ?", (dst.pk, src.pk)).rowcount
     tags = dst.tags + [x for x in src.tags if x not in dst.tags]
-    # updated_at never goes back: a merge by history mail happens "at" that mail's arrival.
-    later = "CASE WHEN updated_at < ? THEN ? ELSE updated_at END"
-    cur.execute(f"UPDATE ticket SET message_count = message_count + ?, tags = ?, updated_at = {later},"
-                " version = version + 1 WHERE id = ?",
-                (moved, json.dumps(tags, ensure_ascii=False), db_time(now), db_time(now), dst.pk))
-    cur.execute(f"UPDATE ticket SET merged_into = ?, status = 'closed', closed_at = ?, message_count = 0,"
-                f" updated_at = {later}, version = version + 1 WHERE id = ?",
-                (dst.pk, db_time(now), db_time(now), db_time(now), src.pk))
-    # Tickets merged into src before now lead straight to dst.
-    cur.execute("UPDATE ticket SET merged_into = ? WHERE merged_into = ?", (dst.pk, src.pk))
+    moved = store.merge_rows(conn, src.pk, dst.pk, json.dumps(tags, ensure_ascii=False), now)
     for t, event in ((src, {"into": dst.ref}), (dst, {"from": src.ref, "messages": moved})):
-        cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, ?, 'merge', ?)",
-                    (t.pk, db_time(now), actor, json.dumps({**event, **extra}, ensure_ascii=False)))
+        add_event(conn, t.pk, now, actor, "merge", {**event, **extra})
     return moved
 
 
-def notify_agent(cur: sqlite3.Cursor, settings: Settings, tags: TicketTag, ref: str, agent: AgentSettings,
+def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str, agent: AgentSettings,
                  now: datetime, *, headline: str) -> None:
     """Queue a notification for `agent` about ticket `ref`: its state, the
     customer's newest text, and the commands to act on it.  Replying to it
     reaches the customer through the relay; "#note" makes an internal note."""
-    t = load(cur, ref)
+    t = load(conn, ref)
     mailbox = settings.mailbox(t.mailbox)
-    last = cur.execute(
-        "SELECT reply_text, from_addr FROM message WHERE ticket_id = ? AND kind = 'customer'"
-        f" ORDER BY {MESSAGE_ORDER} DESC, id DESC LIMIT 1", (t.pk,)).fetchone()
+    last = store.last_customer_message(conn, t.pk)
     text = "\n".join([
         headline,
         "",
@@ -443,7 +423,7 @@ def notify_agent(cur: sqlite3.Cursor, settings: Settings, tags: TicketTag, ref: 
         "",
         "Latest message from the customer:",
         "",
-        *(("    " + line for line in (last[0] if last else "(none)").splitlines())),
+        *(("    " + line for line in (last.reply_text if last else "(none)").splitlines())),
         "",
         "Reply to this mail to answer the customer (from the shared address).",
         "Start your reply with #note to add an internal note instead.",
@@ -455,7 +435,7 @@ def notify_agent(cur: sqlite3.Cursor, settings: Settings, tags: TicketTag, ref: 
     # One thread per ticket in the agent's client: every notification refers
     # to the same per-ticket root id.
     root = new_message_id(t.ref, mailbox.domain, unique="notify")
-    outbox.queue(cur, kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.name, agent.email)],
+    outbox.queue(conn, kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.name, agent.email)],
                  subject=tagged_subject(t.subject, t.ref, tags, reply=False), text=text, in_reply_to=root,
                  references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
                  reply_to=mailbox.address, now=now, sent_copy=False)
