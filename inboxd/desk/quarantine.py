@@ -29,9 +29,10 @@ from typing import BinaryIO
 from sqlalchemy import Connection, Engine
 
 from inboxd.config import Settings
-from inboxd.store.engine import db_time, writing
 from inboxd.mail.largemail import header_block, read_head
-from inboxd.desk.slaclock import parse_time
+from inboxd.store import health
+from inboxd.store import quarantine as store
+from inboxd.store.engine import reading, writing
 
 log = logging.getLogger("inboxd.desk.quarantine")
 
@@ -83,29 +84,40 @@ def _iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
+def listing(conn: Connection) -> list[dict]:
+    """Every quarantined mail, oldest first, as `inboxd quarantine list --json` shows it."""
+    return [
+        {
+            "id": r.id, "mailbox": r.mailbox, "folder": r.folder, "uidvalidity": r.uidvalidity, "uid": r.uid,
+            "message_id": r.message_id, "reason": r.reason,
+            # Mail kept on disk (over max_message_bytes) has no rawmessage row; its file is named by its hash.
+            "raw_sha256": r.raw_sha256 or Path(r.raw_path or "").stem, "at": _iso(r.at),
+        }
+        for r in store.rows(conn)
+    ]
+
+
 def load(conn: Connection, quarantine_id: int, data_dir: Path) -> QuarantineItem | None:
     """One quarantined mail; the bytes of one kept on disk stay there (see read_raw, write_raw)."""
-    row = conn.exec_driver_sql(
-        "SELECT q.id, q.mailbox, q.folder, q.uidvalidity, q.uid, q.message_id, q.reason, q.raw_sha256, q.at,"
-        " q.arrived_at, r.data, q.raw_path FROM quarantine q LEFT JOIN rawmessage r ON r.sha256 = q.raw_sha256"
-        " WHERE q.id = ? AND (r.sha256 IS NOT NULL OR q.raw_path IS NOT NULL)",
-        (quarantine_id,)).first()
+    row = store.item(conn, quarantine_id)
     if row is None:
         return None
-    path = data_dir / row[11] if row[11] is not None else None
+    path = data_dir / row.raw_path if row.raw_path is not None else None
     # The file's name is its hash (see largemail.Spool).
-    sha256 = row[7] or (path.stem if path is not None else "")
-    return QuarantineItem(row[0], row[1], row[2], row[3], row[4], row[5], row[6], sha256, parse_time(row[8]),
-                          parse_time(row[9]), bytes(row[10]) if row[10] is not None else b"", path)
+    sha256 = row.raw_sha256 or (path.stem if path is not None else "")
+    return QuarantineItem(row.id, row.mailbox, row.folder, row.uidvalidity, row.uid, row.message_id, row.reason,
+                          sha256, row.at, row.arrived_at, bytes(row.data) if row.data is not None else b"", path)
 
 
 def retry(engine: Engine, settings: Settings, quarantine_id: int | None, now: datetime) -> list[dict]:
     """Refile one quarantined message (or all with None); one outcome dict each."""
     from inboxd.desk.ingest import Filer, oversize_reason
 
-    with engine.connect() as conn:
-        ids = [quarantine_id] if quarantine_id is not None else [
-            r[0] for r in conn.exec_driver_sql("SELECT id FROM quarantine ORDER BY id")]
+    if quarantine_id is not None:
+        ids = [quarantine_id]
+    else:
+        with reading(engine) as conn:
+            ids = store.ids(conn)
     filer = Filer(settings)
     outcomes = []
     for qid in ids:
@@ -119,7 +131,7 @@ def retry(engine: Engine, settings: Settings, quarantine_id: int | None, now: da
             if item.raw_path is not None and item.size > limit:
                 reason = (f"{oversize_reason(item.size, limit)}; still too large: raise [store] max_message_bytes"
                           " to file it")
-                conn.exec_driver_sql("UPDATE quarantine SET reason = ? WHERE id = ?", (reason, qid))
+                store.set_reason(conn, qid, reason)
                 outcomes.append({"id": qid, "filed": False, "outcome": "", "reason": reason})
                 continue
             try:
@@ -128,21 +140,20 @@ def retry(engine: Engine, settings: Settings, quarantine_id: int | None, now: da
                 outcomes.append({"id": qid, "filed": False, "outcome": "",
                                  "reason": f"mailbox {item.mailbox!r} is no longer configured"})
                 continue
-            cut = conn.exec_driver_sql("SELECT history_before FROM checkpoint WHERE mailbox = ? AND folder = ?",
-                                       (item.mailbox, item.folder)).scalar()
-            history_before = mailbox.history_before or parse_time(cut)
+            checkpoint = health.checkpoint(conn, item.mailbox, item.folder)
+            history_before = mailbox.history_before or (checkpoint.history_before if checkpoint else None)
             raw = item.read_raw()
             result, reason = filer.refile(conn, (item.mailbox, item.folder, item.uidvalidity, item.uid), raw,
                                           item.arrived_at, history_before, now)
             if result.quarantined:
-                conn.exec_driver_sql("UPDATE quarantine SET reason = ?, at = ? WHERE id = ?",
-                                     (reason, db_time(now), qid))
+                store.set_reason(conn, qid, reason, at=now)
                 if item.raw_path is not None:
-                    # Within the limit now: its bytes are in the store like any mail's.
-                    _move_into_store(conn, qid, hashlib.sha256(raw).hexdigest())
+                    # Within the limit now: its bytes are in the store like any mail's, when
+                    # filing got as far as storing them.
+                    store.point_at_stored_bytes(conn, qid, hashlib.sha256(raw).hexdigest())
                 outcomes.append({"id": qid, "filed": False, "outcome": "", "reason": reason})
             else:
-                conn.exec_driver_sql("DELETE FROM quarantine WHERE id = ?", (qid,))
+                store.remove(conn, qid)
                 what = ("new ticket" if result.new_tickets else "filed") if result.filed else "already known"
                 outcomes.append({"id": qid, "filed": True, "outcome": what, "reason": ""})
         if item.raw_path is not None:
@@ -150,18 +161,12 @@ def retry(engine: Engine, settings: Settings, quarantine_id: int | None, now: da
     return outcomes
 
 
-def _move_into_store(conn: Connection, qid: int, sha256: str) -> None:
-    """Point a quarantine row at the rawmessage copy of its bytes, when there is one."""
-    if conn.exec_driver_sql("SELECT 1 FROM rawmessage WHERE sha256 = ?", (sha256,)).first() is not None:
-        conn.exec_driver_sql("UPDATE quarantine SET raw_sha256 = ?, raw_path = NULL WHERE id = ?", (sha256, qid))
-
-
 def _remove_if_unused(engine: Engine, path: Path, data_dir: Path) -> None:
     """Delete an oversize file that no quarantine row points at any more (after the commit)."""
     relative = str(path.relative_to(data_dir))
-    with engine.connect() as conn:
-        used = conn.exec_driver_sql("SELECT 1 FROM quarantine WHERE raw_path = ?", (relative,)).first()
-    if used is None:
+    with reading(engine) as conn:
+        used = store.file_in_use(conn, relative)
+    if not used:
         try:
             path.unlink()
         except FileNotFoundError:

@@ -82,12 +82,13 @@ def _sample_promise(mailbox: MailboxSettings) -> dict[str, str]:
 
 
 def _ack(settings: Settings, templates: Templates, mailbox: MailboxSettings, name: str, sla: dict | None) -> None:
-    from inboxd.store.engine import db_time
     from inboxd.outbound.outbox import TicketView, ack_content
 
     t = _sample_ticket(settings)
+    # The creation time in the text form outbox.load_ticket gives templates (UTC, with microseconds).
     ticket = TicketView(pk=1, ref=t["ref"], subject=t["subject"], status="new", priority="normal",
-                        requester=t["requester"], requester_name=t["requester_name"], created_at=db_time(SAMPLE_NOW))
+                        requester=t["requester"], requester_name=t["requester_name"],
+                        created_at=SAMPLE_NOW.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f"))
     ack_content(templates, t["tags"], mailbox, ticket, sla=sla, template=name)
 
 

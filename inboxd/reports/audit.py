@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from inboxd.config import MailboxSettings
+from inboxd.store import health
 
 
 def audit_mailbox(conn: Connection, mailbox: MailboxSettings) -> list[dict]:
@@ -40,20 +41,11 @@ def compare(conn: Connection, mailbox: str, folder: str, server: tuple[int, list
     if isinstance(server, str):
         return _error_row(mailbox, folder, server)
     uidvalidity, uids = server
-    cur = conn.connection.driver_connection.cursor()
-    try:
-        place = (mailbox, folder, uidvalidity)
-        checkpoint = cur.execute("SELECT uidvalidity, last_uid FROM checkpoint WHERE mailbox = ? AND folder = ?",
-                                 (mailbox, folder)).fetchone()
-        stored = {u for (u,) in cur.execute(
-            "SELECT uid FROM sighting WHERE mailbox = ? AND folder = ? AND uidvalidity = ?", place)}
-        quarantined = {u for (u,) in cur.execute(
-            "SELECT uid FROM quarantine WHERE mailbox = ? AND folder = ? AND uidvalidity = ?", place)}
-        skipped = dict(cur.execute(
-            "SELECT uid, reason FROM skipped WHERE mailbox = ? AND folder = ? AND uidvalidity = ?", place).fetchall())
-    finally:
-        cur.close()
-    last = checkpoint[1] if checkpoint and checkpoint[0] == uidvalidity else 0
+    checkpoint = health.checkpoint(conn, mailbox, folder)
+    stored = health.sighted_uids(conn, mailbox, folder, uidvalidity)
+    quarantined = health.quarantined_uids(conn, mailbox, folder, uidvalidity)
+    skipped = health.skipped_uids(conn, mailbox, folder, uidvalidity)
+    last = checkpoint.last_uid if checkpoint and checkpoint.uidvalidity == uidvalidity else 0
     row = _error_row(mailbox, folder, "")
     row.update(uidvalidity=uidvalidity, on_server=len(uids))
     missing = []

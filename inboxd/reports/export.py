@@ -16,8 +16,9 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from inboxd.store.engine import db_time
-from inboxd.reports.metrics import _cursor
+from sqlalchemy import Connection
+
+from inboxd.store import reports as store
 
 MASK = "[masked]"
 TICKET_FIELDS = (
@@ -46,26 +47,14 @@ def mask_name(name: str) -> str:
     return " ".join(f"{word[0]}." for word in name.split())
 
 
-def export_records(conn, *, since: datetime | None, until: datetime | None, full: bool,
+def export_records(conn: Connection, *, since: datetime | None, until: datetime | None, full: bool,
                    own_addresses: frozenset[str] = frozenset()) -> dict[str, list[dict]]:
     """{"tickets": [...], "messages": [...]} for the tickets created in [since, until) (open ends: all)."""
-    cur = _cursor(conn)
-    where, params = ["1"], []
-    if since is not None:
-        where.append("t.created_at >= ?")
-        params.append(db_time(since))
-    if until is not None:
-        where.append("t.created_at < ?")
-        params.append(db_time(until))
     own = frozenset(a.lower() for a in own_addresses)
     email = (lambda a: a) if full else (lambda a: mask_email(a, own))
     name = (lambda n: n) if full else mask_name
     tickets = []
-    rows = cur.execute(
-        "SELECT t.ref, t.subject, t.status, t.priority, t.mailbox, t.requester, t.requester_name, t.assignee,"
-        " t.team, t.tags, t.message_count, t.created_at, t.updated_at, t.first_response_at, t.solved_at,"
-        f" t.closed_at, t.sla_policy, t.escalated FROM ticket t WHERE {' AND '.join(where)} ORDER BY t.id", params)
-    for row in rows:
+    for row in store.export_tickets(conn, since, until):
         record = dict(zip(TICKET_FIELDS, row))
         record.update(
             requester=email(record["requester"]), requester_name=name(record["requester_name"] or ""),
@@ -75,11 +64,7 @@ def export_records(conn, *, since: datetime | None, until: datetime | None, full
         )
         tickets.append(record)
     messages = []
-    rows = cur.execute(
-        "SELECT t.ref, m.message_id, m.direction, m.kind, m.from_addr, m.from_name, m.to_addrs, m.cc_addrs,"
-        " coalesce(m.date, m.created_at), m.subject, m.text FROM message m JOIN ticket t ON t.id = m.ticket_id"
-        f" WHERE {' AND '.join(where)} ORDER BY t.id, coalesce(m.date, m.created_at), m.id", params)
-    for row in rows:
+    for row in store.export_messages(conn, since, until):
         record = dict(zip(MESSAGE_FIELDS, row))
         record.update(
             **{"from": email(record["from"] or ""), "from_name": name(record["from_name"] or "")},
@@ -99,10 +84,10 @@ def _addresses(raw: str | None, email) -> list[str]:
     return out
 
 
-def _iso(text: str | None) -> str | None:
-    if text is None:
+def _iso(at: datetime | None) -> str | None:
+    if at is None:
         return None
-    return datetime.fromisoformat(text).replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def to_json(records: dict[str, list[dict]]) -> str:

@@ -17,7 +17,6 @@ import base64
 import hashlib
 import json
 import math
-import sqlite3
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -29,7 +28,9 @@ from sqlalchemy import Connection, Engine
 
 from inboxd.outbound.compose import InlineImage
 from inboxd.config import Settings, _Table
-from inboxd.store.engine import db_time, reading
+from inboxd.store import reports as store
+from inboxd.store.engine import reading
+from inboxd.store.reports import Scope
 from inboxd.desk.history import Interval, status_after, status_intervals  # noqa: F401 (re-exported)
 from inboxd.desk.sla import Calendar, SlaPolicy, parse_calendars, parse_sla_policies
 
@@ -46,6 +47,8 @@ TOP_REASONS = 5
 # First-response histogram buckets: (label, upper bound in hours); the last is open-ended.
 FIRST_RESPONSE_BUCKETS = (("<1h", 1), ("1-4h", 4), ("4-8h", 8), ("8-24h", 24), ("1-3d", 72), (">3d", math.inf))
 CSAT_TREND_WEEKS = 8
+# The CSAT score is the share of answers rated this or better (1 is the best).
+GOOD_RATINGS = 2
 
 # A status interval: (status, start, end), half-open.
 
@@ -90,39 +93,6 @@ def _share(part: int, whole: int) -> float | None:
 
 # --- Reading the store ------------------------------------------------------------
 
-def _parse(text: str | None) -> datetime | None:
-    """A stored timestamp (naive UTC text) as an aware datetime."""
-    if text is None:
-        return None
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def _cursor(conn: Connection | sqlite3.Connection) -> sqlite3.Cursor:
-    # The report reads tens of thousands of rows: SQLite's own cursor skips
-    # SQLAlchemy's per-row work, as the ingest hot path does.
-    if isinstance(conn, sqlite3.Connection):
-        return conn.cursor()
-    return conn.connection.driver_connection.cursor()
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which tickets a report covers: their current mailbox, team and assignee."""
-
-    mailbox: str | None = None
-    team: str | None = None
-    agent: str | None = None
-
-    def where(self, alias: str = "t") -> tuple[str, list]:
-        clauses: list[str] = []
-        params: list = []
-        for column, value in (("mailbox", self.mailbox), ("team", self.team), ("assignee", self.agent)):
-            if value is not None:
-                clauses.append(f"{alias}.{column} = ?")
-                params.append(value)
-        return (" AND ".join(clauses) or "1"), params
-
-
 @dataclass
 class _Ticket:
     pk: int
@@ -164,48 +134,30 @@ def _duration(start: datetime, end: datetime, calendar: Calendar | None) -> floa
 
 
 class _Reader:
-    """Loads the tickets a period touches, with their status intervals, in a few queries."""
+    """The store's reads for one report (inboxd.store.reports), with the period and scope they share."""
 
-    def __init__(self, conn, settings: Settings, scope: Scope, since: datetime, until: datetime,
+    def __init__(self, conn: Connection, settings: Settings, scope: Scope, since: datetime, until: datetime,
                  now: datetime):
-        self.cur = _cursor(conn)
+        self.conn = conn
         self.settings, self.scope = settings, scope
         self.since, self.until, self.now = since, until, now
         self.end = min(until, now)
-        self.scope_sql, self.scope_params = scope.where("t")
 
     def tickets(self) -> dict[int, _Ticket]:
-        """Tickets alive during the period: created before its end and either
-        still unresolved or changed since its start (every change bumps updated_at)."""
-        rows = self.cur.execute(
-            "SELECT t.id, t.mailbox, t.tags, t.assignee, t.created_at, t.first_response_at, t.sla_policy"
-            " FROM ticket t WHERE t.created_at < ? AND (t.status NOT IN ('solved', 'closed') OR t.updated_at >= ?)"
-            f" AND {self.scope_sql}",
-            (db_time(self.until), db_time(self.since), *self.scope_params),
-        ).fetchall()
+        """Tickets alive during the period, each with its status intervals up to the period's end."""
         tickets = {
-            pk: _Ticket(pk, mailbox, json.loads(tags or "[]"), assignee, _parse(created), _parse(first), policy)
-            for pk, mailbox, tags, assignee, created, first, policy in rows
+            pk: _Ticket(pk, mailbox, json.loads(tags or "[]"), assignee, created, first, policy)
+            for pk, mailbox, tags, assignee, created, first, policy
+            in store.live_tickets(self.conn, self.scope, self.since, self.until)
         }
-        # Only events that can change a status are read (and their JSON decoded).
-        events = self.cur.execute(
-            "SELECT e.ticket_id, e.at, e.action, e.detail FROM event e JOIN ticket t ON t.id = e.ticket_id"
-            " WHERE t.created_at < ? AND (t.status NOT IN ('solved', 'closed') OR t.updated_at >= ?)"
-            f" AND {self.scope_sql} AND e.at < ?"
-            " AND (e.action IN ('merge', 'autoclose') OR e.detail LIKE '%status%')"
-            " ORDER BY e.ticket_id, e.at, e.id",
-            (db_time(self.until), db_time(self.since), *self.scope_params, db_time(self.end)),
-        )
-        for pk, at, action, detail in events:
+        for pk, at, action, detail in store.live_status_events(self.conn, self.scope, self.since, self.until,
+                                                               self.end):
             ticket = tickets.get(pk)
             if ticket is not None:
-                ticket.events.append((_parse(at), action, json.loads(detail or "{}")))
+                ticket.events.append((at, action, json.loads(detail or "{}")))
         for ticket in tickets.values():
             ticket.intervals = status_intervals(ticket.created_at, ticket.events, self.end)
         return tickets
-
-    def scalar_rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
-        return self.cur.execute(sql, params).fetchall()
 
 
 # --- The report ---------------------------------------------------------------------
@@ -215,8 +167,7 @@ def compute_report(conn, settings: Settings, *, since: datetime | None = None, u
                    now: datetime, include_agents: bool) -> dict:
     """Every metric of docs/report-keys.md for [since, until) (default: the 7 days up to now).
 
-    `conn` is a SQLAlchemy connection from `inboxd.store.engine.reading` (or a sqlite3
-    connection).  Durations are seconds, in business time where the ticket's
+    `conn` is a SQLAlchemy connection from `inboxd.store.engine.reading`.  Durations are seconds, in business time where the ticket's
     SLA policy has a calendar.  The caller checks roles; `include_agents`
     adds the per-agent section.
     """
@@ -309,25 +260,16 @@ def _histogram(seconds: Sequence[float]) -> dict[str, int]:
 def _agent_reply_counts(reader: _Reader, pks: list[int]) -> dict[int, int]:
     if not pks:
         return {}
-    rows = reader.scalar_rows(
-        "SELECT ticket_id, count(*) FROM message WHERE kind = 'agent'"
-        " AND ticket_id IN (SELECT value FROM json_each(?)) GROUP BY ticket_id", (json.dumps(pks),))
-    return dict(rows)
+    return store.agent_reply_counts(reader.conn, pks)
 
 
 def _backlog(reader: _Reader) -> int:
-    return reader.scalar_rows(
-        "SELECT count(*) FROM ticket t WHERE t.status NOT IN ('solved', 'closed') AND t.merged_into IS NULL"
-        f" AND {reader.scope_sql}", reader.scope_params)[0][0]
+    return store.backlog(reader.conn, reader.scope)
 
 
 def _solved_count(reader: _Reader, since: datetime, until: datetime) -> int:
     """Tickets that reached solved or closed from an unresolved status in [since, until)."""
-    rows = reader.scalar_rows(
-        "SELECT e.ticket_id, e.action, e.detail FROM event e JOIN ticket t ON t.id = e.ticket_id"
-        f" WHERE e.at >= ? AND e.at < ? AND {reader.scope_sql}"
-        " AND (e.action IN ('merge', 'autoclose') OR e.detail LIKE '%status%')",
-        (db_time(since), db_time(until), *reader.scope_params))
+    rows = store.status_events_between(reader.conn, reader.scope, since, until)
     done = set()
     for pk, action, detail in rows:
         parsed = json.loads(detail or "{}")
@@ -341,15 +283,10 @@ def _sla(reader: _Reader) -> dict:
     """Targets due in the period: met when done by the due time, breached when done
     later or not done by now, pending otherwise (not counted in the share)."""
     out = {}
-    for name, due_col, done_col in (("first_response", "first_response_due", "first_response_at"),
-                                    ("resolution", "resolution_due", "coalesce(solved_at, closed_at)")):
-        rows = reader.scalar_rows(
-            f"SELECT {due_col}, {done_col} FROM ticket t WHERE {due_col} >= ? AND {due_col} < ?"
-            f" AND t.merged_into IS NULL AND {reader.scope_sql}",
-            (db_time(reader.since), db_time(reader.until), *reader.scope_params))
+    for name in ("first_response", "resolution"):
+        rows = store.sla_targets(reader.conn, reader.scope, name, reader.since, reader.until)
         met = breached = pending = 0
-        for due, done in rows:
-            due_at, done_at = _parse(due), _parse(done)
+        for due_at, done_at in rows:
             if done_at is not None and done_at <= due_at:
                 met += 1
             elif done_at is not None or due_at <= reader.now:
@@ -362,19 +299,13 @@ def _sla(reader: _Reader) -> dict:
 
 
 def _csat(reader: _Reader, since: datetime, until: datetime) -> dict:
-    sent, answered_of_sent = reader.scalar_rows(
-        "SELECT count(*), count(c.answered_at) FROM csat c JOIN ticket t ON t.id = c.ticket_id"
-        f" WHERE c.sent_at >= ? AND c.sent_at < ? AND {reader.scope_sql}",
-        (db_time(since), db_time(until), *reader.scope_params))[0]
-    answers = reader.scalar_rows(
-        "SELECT c.rating, c.label FROM csat c JOIN ticket t ON t.id = c.ticket_id"
-        f" WHERE c.answered_at >= ? AND c.answered_at < ? AND c.rating IS NOT NULL AND {reader.scope_sql}",
-        (db_time(since), db_time(until), *reader.scope_params))
+    sent, answered_of_sent = store.csat_sent(reader.conn, reader.scope, since, until)
+    answers = store.csat_answers(reader.conn, reader.scope, since, until)
     distribution: dict[str, dict] = {}
     for rating, label in sorted(answers, key=lambda row: row[0]):
         entry = distribution.setdefault(str(rating), {"label": label, "count": 0})
         entry["count"] += 1
-    good = sum(1 for rating, _ in answers if rating <= 2)
+    good = sum(1 for rating, _ in answers if rating <= GOOD_RATINGS)
     return {
         "sent": sent,
         "responses": len(answers),
@@ -402,12 +333,9 @@ def _volume(created: Sequence[_Ticket], tz: ZoneInfo) -> dict:
 
 
 def _escalations(reader: _Reader) -> dict:
-    rows = reader.scalar_rows(
-        "SELECT e.detail FROM event e JOIN ticket t ON t.id = e.ticket_id"
-        f" WHERE e.action = 'escalate' AND e.at >= ? AND e.at < ? AND {reader.scope_sql}",
-        (db_time(reader.since), db_time(reader.until), *reader.scope_params))
+    rows = store.escalation_details(reader.conn, reader.scope, reader.since, reader.until)
     targets, reasons = Counter(), Counter()
-    for (detail,) in rows:
+    for detail in rows:
         parsed = json.loads(detail or "{}")
         targets[str(parsed.get("to", ""))] += 1
         reason = " ".join(str(parsed.get("reason", "")).split())
@@ -473,16 +401,9 @@ def _agents(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Tic
 
     Tickets count for their current assignee; replies for the agent who wrote them.
     """
-    open_now = dict(reader.scalar_rows(
-        "SELECT t.assignee, count(*) FROM ticket t WHERE t.assignee IS NOT NULL AND t.merged_into IS NULL"
-        f" AND t.status NOT IN ('solved', 'closed') AND {reader.scope_sql} GROUP BY t.assignee",
-        reader.scope_params))
+    open_now = store.open_by_assignee(reader.conn, reader.scope)
     replies = Counter()
-    for actor, action, detail in reader.scalar_rows(
-            "SELECT e.actor, e.action, e.detail FROM event e JOIN ticket t ON t.id = e.ticket_id"
-            " WHERE e.at >= ? AND e.at < ? AND e.action IN ('reply', 'macro', 'message')"
-            f" AND {reader.scope_sql}",
-            (db_time(reader.since), db_time(reader.until), *reader.scope_params)):
+    for actor, action, detail in store.reply_events(reader.conn, reader.scope, reader.since, reader.until):
         parsed = json.loads(detail or "{}")
         if action == "reply" or (action == "macro" and parsed.get("message_id")) or \
                 (action == "message" and parsed.get("kind") == "agent"):
@@ -510,13 +431,10 @@ def _agents(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Tic
 
 def csat_trend(conn, settings: Settings, *, until: datetime, weeks: int = CSAT_TREND_WEEKS) -> list[dict]:
     """The CSAT score (share of the top two levels) of each of the `weeks` weeks before `until`, oldest first."""
-    cur = _cursor(conn)
     out = []
     for k in range(weeks, 0, -1):
         start, stop = until - timedelta(weeks=k), until - timedelta(weeks=k - 1)
-        total, good = cur.execute(
-            "SELECT count(*), coalesce(sum(rating <= 2), 0) FROM csat WHERE rating IS NOT NULL"
-            " AND answered_at >= ? AND answered_at < ?", (db_time(start), db_time(stop))).fetchone()
+        total, good = store.csat_week(conn, start, stop, GOOD_RATINGS)
         out.append({"week_start": start.date().isoformat(), "responses": total, "score": _share(good, total)})
     return out
 

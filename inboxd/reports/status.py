@@ -7,27 +7,24 @@ the lease's expiry, or without a live lease the daemon that last synced it).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
 from inboxd.config import Settings
+from inboxd.store import health
 from inboxd.store.leases import holders
 
 
-def _iso(value) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    text = str(value)
-    return text.replace(" ", "T")[:19] + "Z"
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def read_status(conn: Connection, settings: Settings, now: datetime) -> dict:
-    cur = conn.connection.driver_connection.cursor()
-    checkpoints = {(r[0], r[1]): r for r in cur.execute(
-        "SELECT mailbox, folder, uidvalidity, last_uid, synced_at, history_before FROM checkpoint")}
-    states = {(r[0], r[1]): r for r in cur.execute(
-        "SELECT mailbox, folder, ok, error, last_ok_at, failing_since, owner FROM folderstate")}
+    checkpoints = health.checkpoints(conn)
+    states = health.folder_states(conn)
     held = holders(conn)
     mailboxes, healthy = [], True
     for mb in settings.mailboxes:
@@ -38,17 +35,16 @@ def read_status(conn: Connection, settings: Settings, now: datetime) -> dict:
             cp, st = checkpoints.get((mb.name, folder)), states.get((mb.name, folder))
             lease = held.get((mb.name, folder))
             live = lease is not None and lease.live(now)
-            failing = bool(st and not st[2])
+            failing = bool(st and not st.ok)
             state = "failing" if failing else ("ok" if cp else "never synced")
             rows.append({
-                "folder": folder, "state": state, "error": st[3] if failing else "",
-                "failing_since": _iso(st[5]) if failing else None,
-                "last_sync": _iso((st[4] if st else None) or (cp[4] if cp else None)),
-                "uidvalidity": cp[2] if cp else None, "last_uid": cp[3] if cp else 0,
-                "history_before": _iso(mb.history_before or (cp[5] if cp else None)),
-                "owner": lease.name if live else (st[6] if st else ""),
-                "lease": {"holder": lease.name, "expires_at": _iso(lease.expires_at.isoformat(sep=" ")),
-                          "live": live} if lease else None,
+                "folder": folder, "state": state, "error": st.error if failing else "",
+                "failing_since": _iso(st.failing_since) if failing else None,
+                "last_sync": _iso((st.last_ok_at if st else None) or (cp.synced_at if cp else None)),
+                "uidvalidity": cp.uidvalidity if cp else None, "last_uid": cp.last_uid if cp else 0,
+                "history_before": _iso(mb.history_before or (cp.history_before if cp else None)),
+                "owner": lease.name if live else (st.owner if st else ""),
+                "lease": {"holder": lease.name, "expires_at": _iso(lease.expires_at), "live": live} if lease else None,
             })
         # A Sent folder that fails is a warning; a configured folder that fails is not healthy.
         bad = [r for r in rows if r["state"] == "failing" and r["folder"] in mb.imap.folders]
@@ -57,13 +53,12 @@ def read_status(conn: Connection, settings: Settings, now: datetime) -> dict:
                           "state": "failing" if bad else ("degraded" if any(r["state"] == "failing" for r in rows)
                                                           else "ok"),
                           "folders": rows})
-    counts = dict(cur.execute("SELECT status, count(*) FROM outbox WHERE status != 'sent' GROUP BY status"))
-    oldest = cur.execute("SELECT min(created_at) FROM outbox WHERE status = 'queued'").fetchone()[0]
-    quarantined = cur.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    cur.close()
+    counts = health.outbox_counts(conn)
+    oldest = health.oldest_queued(conn)
+    quarantined = health.quarantine_count(conn)
     return {
         "state": "ok" if healthy else "failing",
-        "at": _iso(now.isoformat(sep=" ")),
+        "at": _iso(now),
         "mailboxes": mailboxes,
         "outbox": {"queued": counts.get("queued", 0), "sending": counts.get("sending", 0),
                    "failed": counts.get("failed", 0), "oldest_queued_at": _iso(oldest)},

@@ -1,0 +1,210 @@
+"""The reads behind `inboxd report` and the weekly mail: tickets, status events, SLA targets, CSAT answers.
+
+Every function reads; nothing writes.  They return rows as the store holds
+them (timestamps as aware UTC datetimes, JSON columns as their text), and
+`inboxd.reports.metrics` turns them into the figures of docs/report-keys.md.
+A `Scope` restricts a query to the tickets of one mailbox, team or assignee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Row, and_, case, func, or_, select
+
+from inboxd.store.sql import t
+
+RESOLVED = ("solved", "closed")
+# Ticket ids per IN (...) list: well under SQLite's limit on bound parameters.
+CHUNK = 900
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which tickets a report covers: their current mailbox, team and assignee."""
+
+    mailbox: str | None = None
+    team: str | None = None
+    agent: str | None = None
+
+    def clauses(self) -> list:
+        """The conditions on `ticket` for this scope (none for every ticket)."""
+        ticket = t.ticket
+        return [column == value for column, value in ((ticket.c.mailbox, self.mailbox), (ticket.c.team, self.team),
+                                                      (ticket.c.assignee, self.agent)) if value is not None]
+
+
+def _live(scope: Scope, since: datetime, until: datetime) -> list:
+    """Tickets alive during [since, until): created before its end and either
+    still unresolved or changed since its start (every change bumps updated_at)."""
+    ticket = t.ticket
+    return [ticket.c.created_at < until,
+            or_(ticket.c.status.not_in(RESOLVED), ticket.c.updated_at >= since),
+            *scope.clauses()]
+
+
+def _may_change_status():
+    # Only events that can change a status: the others are not read (nor their JSON decoded).
+    event = t.event
+    return or_(event.c.action.in_(("merge", "autoclose")), event.c.detail.like("%status%"))
+
+
+def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
+    """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy) of the tickets alive in the period."""
+    ticket = t.ticket
+    return conn.execute(
+        select(ticket.c.id, ticket.c.mailbox, ticket.c.tags, ticket.c.assignee, ticket.c.created_at,
+               ticket.c.first_response_at, ticket.c.sla_policy)
+        .where(*_live(scope, since, until))).all()
+
+
+def live_status_events(conn: Connection, scope: Scope, since: datetime, until: datetime,
+                       end: datetime) -> Iterable[Row]:
+    """(ticket_id, at, action, detail) of the status-changing events before `end` of the tickets alive
+    in [since, until), in each ticket's order."""
+    ticket, event = t.ticket, t.event
+    return conn.execute(
+        select(event.c.ticket_id, event.c.at, event.c.action, event.c.detail)
+        .join(ticket, ticket.c.id == event.c.ticket_id)
+        .where(*_live(scope, since, until), event.c.at < end, _may_change_status())
+        .order_by(event.c.ticket_id, event.c.at, event.c.id))
+
+
+def status_events_between(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
+    """(ticket_id, action, detail) of the status-changing events in [since, until)."""
+    ticket, event = t.ticket, t.event
+    return conn.execute(
+        select(event.c.ticket_id, event.c.action, event.c.detail)
+        .join(ticket, ticket.c.id == event.c.ticket_id)
+        .where(event.c.at >= since, event.c.at < until, *scope.clauses(), _may_change_status())).all()
+
+
+def agent_reply_counts(conn: Connection, ticket_ids: Sequence[int]) -> dict[int, int]:
+    """The number of agent messages on each of the tickets (those with none are absent)."""
+    message = t.message
+    out: dict[int, int] = {}
+    for start in range(0, len(ticket_ids), CHUNK):
+        chunk = list(ticket_ids[start:start + CHUNK])
+        out.update(conn.execute(
+            select(message.c.ticket_id, func.count())
+            .where(message.c.kind == "agent", message.c.ticket_id.in_(chunk))
+            .group_by(message.c.ticket_id)).all())
+    return out
+
+
+def backlog(conn: Connection, scope: Scope) -> int:
+    """Tickets not solved or closed, and not merged into another."""
+    ticket = t.ticket
+    return conn.execute(
+        select(func.count()).select_from(ticket)
+        .where(ticket.c.status.not_in(RESOLVED), ticket.c.merged_into.is_(None), *scope.clauses())).scalar_one()
+
+
+def open_by_assignee(conn: Connection, scope: Scope) -> dict[str, int]:
+    """Unresolved, unmerged tickets per assignee."""
+    ticket = t.ticket
+    return dict(conn.execute(
+        select(ticket.c.assignee, func.count())
+        .where(ticket.c.assignee.is_not(None), ticket.c.merged_into.is_(None), ticket.c.status.not_in(RESOLVED),
+               *scope.clauses())
+        .group_by(ticket.c.assignee)).all())
+
+
+def sla_targets(conn: Connection, scope: Scope, target: str, since: datetime, until: datetime) -> Sequence[Row]:
+    """(due, done) of the unmerged tickets whose `target` ("first_response" or "resolution") fell due
+    in [since, until); done is None while the target is not met."""
+    ticket = t.ticket
+    if target == "first_response":
+        due, done = ticket.c.first_response_due, ticket.c.first_response_at
+    elif target == "resolution":
+        due, done = ticket.c.resolution_due, func.coalesce(ticket.c.solved_at, ticket.c.closed_at)
+    else:
+        raise ValueError(f"unknown SLA target {target!r}")
+    return conn.execute(
+        select(due, done)
+        .where(due >= since, due < until, ticket.c.merged_into.is_(None), *scope.clauses())).all()
+
+
+def csat_sent(conn: Connection, scope: Scope, since: datetime, until: datetime) -> tuple[int, int]:
+    """(surveys sent in [since, until), how many of them are answered)."""
+    ticket, csat = t.ticket, t.csat
+    sent, answered = conn.execute(
+        select(func.count(), func.count(csat.c.answered_at))
+        .join_from(csat, ticket, ticket.c.id == csat.c.ticket_id)
+        .where(csat.c.sent_at >= since, csat.c.sent_at < until, *scope.clauses())).one()
+    return sent, answered
+
+
+def csat_answers(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
+    """(rating, label) of every rated answer given in [since, until)."""
+    ticket, csat = t.ticket, t.csat
+    return conn.execute(
+        select(csat.c.rating, csat.c.label)
+        .join_from(csat, ticket, ticket.c.id == csat.c.ticket_id)
+        .where(csat.c.answered_at >= since, csat.c.answered_at < until, csat.c.rating.is_not(None),
+               *scope.clauses())).all()
+
+
+def csat_week(conn: Connection, since: datetime, until: datetime, good_up_to: int) -> tuple[int, int]:
+    """(rated answers given in [since, until), how many rate `good_up_to` or better), over every ticket."""
+    csat = t.csat
+    total, good = conn.execute(
+        select(func.count(), func.coalesce(func.sum(case((csat.c.rating <= good_up_to, 1), else_=0)), 0))
+        .where(csat.c.rating.is_not(None), csat.c.answered_at >= since, csat.c.answered_at < until)).one()
+    return total, int(good)
+
+
+def escalation_details(conn: Connection, scope: Scope, since: datetime, until: datetime) -> list[str]:
+    """The detail (JSON text) of every escalation in [since, until)."""
+    ticket, event = t.ticket, t.event
+    return list(conn.execute(
+        select(event.c.detail)
+        .join(ticket, ticket.c.id == event.c.ticket_id)
+        .where(event.c.action == "escalate", event.c.at >= since, event.c.at < until, *scope.clauses()))
+        .scalars())
+
+
+def reply_events(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
+    """(actor, action, detail) of the events in [since, until) that may be an agent's reply."""
+    ticket, event = t.ticket, t.event
+    return conn.execute(
+        select(event.c.actor, event.c.action, event.c.detail)
+        .join(ticket, ticket.c.id == event.c.ticket_id)
+        .where(and_(event.c.at >= since, event.c.at < until),
+               event.c.action.in_(("reply", "macro", "message")), *scope.clauses())).all()
+
+
+# --- `inboxd export` ------------------------------------------------------------------------
+
+def _created_between(since: datetime | None, until: datetime | None) -> list:
+    ticket = t.ticket
+    return [*([ticket.c.created_at >= since] if since is not None else []),
+            *([ticket.c.created_at < until] if until is not None else [])]
+
+
+def export_tickets(conn: Connection, since: datetime | None, until: datetime | None) -> Sequence[Row]:
+    """The tickets created in [since, until) (an open end: all), in id order, with the columns an export shows."""
+    ticket = t.ticket
+    c = ticket.c
+    return conn.execute(
+        select(c.ref, c.subject, c.status, c.priority, c.mailbox, c.requester, c.requester_name, c.assignee,
+               c.team, c.tags, c.message_count, c.created_at, c.updated_at, c.first_response_at, c.solved_at,
+               c.closed_at, c.sla_policy, c.escalated)
+        .where(*_created_between(since, until)).order_by(c.id)).all()
+
+
+def export_messages(conn: Connection, since: datetime | None, until: datetime | None) -> Sequence[Row]:
+    """The messages of those tickets, ticket by ticket in the order they were written (their Date, else when
+    the store learned of them): (ref, message_id, direction, kind, from_addr, from_name, to_addrs, cc_addrs,
+    date, subject, text)."""
+    ticket, message = t.ticket, t.message
+    m = message.c
+    date = func.coalesce(m.date, m.created_at)
+    return conn.execute(
+        select(ticket.c.ref, m.message_id, m.direction, m.kind, m.from_addr, m.from_name, m.to_addrs, m.cc_addrs,
+               date, m.subject, m.text)
+        .join_from(message, ticket, ticket.c.id == m.ticket_id)
+        .where(*_created_between(since, until))
+        .order_by(ticket.c.id, date, m.id)).all()
