@@ -212,6 +212,10 @@ class Filer:
                 result.duplicates += 1
             return
         except Exception as exc:  # One bad message never stops the batch.
+            if conn.invalidated:
+                # The store went away (PostgreSQL restarted, say): that is no
+                # fault of this mail, and nothing more can be written.
+                raise
             savepoint.rollback()
             self.quarantine(conn, d, _failure_reason(exc))
             result.quarantined += 1
