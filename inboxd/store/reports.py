@@ -52,12 +52,13 @@ def _may_change_status():
 
 
 def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
-    """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy) of the tickets alive in the period."""
+    """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy) of the tickets alive in the
+    period, in id order (so both databases give the figures in the same order)."""
     ticket = t.ticket
     return conn.execute(
         select(ticket.c.id, ticket.c.mailbox, ticket.c.tags, ticket.c.assignee, ticket.c.created_at,
                ticket.c.first_response_at, ticket.c.sla_policy)
-        .where(*_live(scope, since, until))).all()
+        .where(*_live(scope, since, until)).order_by(ticket.c.id)).all()
 
 
 def live_status_events(conn: Connection, scope: Scope, since: datetime, until: datetime,
@@ -144,7 +145,8 @@ def csat_answers(conn: Connection, scope: Scope, since: datetime, until: datetim
         select(csat.c.rating, csat.c.label)
         .join_from(csat, ticket, ticket.c.id == csat.c.ticket_id)
         .where(csat.c.answered_at >= since, csat.c.answered_at < until, csat.c.rating.is_not(None),
-               *scope.clauses())).all()
+               *scope.clauses())
+        .order_by(csat.c.id)).all()
 
 
 def csat_week(conn: Connection, since: datetime, until: datetime, good_up_to: int) -> tuple[int, int]:
