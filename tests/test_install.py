@@ -89,8 +89,11 @@ def test_a_wheel_installed_in_a_fresh_venv_files_mail_and_acknowledges_it(tmp_pa
     # The templates and every migration ship inside the package.
     shipped = {p.relative_to(REPO / "templates").as_posix() for p in (REPO / "templates").rglob("*") if p.is_file()}
     assert {f"inboxd/_templates/{name}" for name in shipped} <= names
-    migrations = {p.relative_to(REPO).as_posix() for p in (REPO / "inboxd" / "migrations").rglob("*.py")}
+    migrations = {p.relative_to(REPO).as_posix() for p in (REPO / "inboxd" / "store" / "migrations").rglob("*.py")}
     assert migrations and migrations <= names
+    # So does every module of every subpackage (the package list is explicit).
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "inboxd").rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
 
     python = _fresh_venv(tmp_path / "venv", wheel)
     where = subprocess.run([str(python), "-c", "import inboxd, inboxd.config as c; print(inboxd.__file__);"
