@@ -17,7 +17,7 @@ from sqlmodel import SQLModel
 
 import inboxd.store.models  # noqa: F401
 from inboxd.store import leases
-from inboxd.store.engine import create_store_engine, open_store, reading, writing
+from inboxd.store.engine import create_store_engine, migrate, open_store, reading, writing
 from inboxd.testing.mail import make_mail, make_message_id
 from tests.support import cli, list_json, show_json, write_config
 
@@ -157,3 +157,90 @@ def test_checksums_see_a_changed_value(desk, pg_url):
         assert checksum(conn, message) != before
     target.dispose()
 
+
+
+# -- every table, value for value, SQLite -> PostgreSQL -> SQLite ----------------------------------
+
+# Timestamps with every microsecond digit used, at the ends of the range both databases hold.
+T1 = datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)
+T2 = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+T3 = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+BLOB = bytes(range(256)) * 3 + b"\x00\r\n\x00"
+UID = 2**32 - 1
+
+
+def every_table(conn) -> None:
+    """One or more rows in every table of the models, with awkward values: NUL and high bytes in blobs,
+    IMAP's largest UID, microseconds, booleans both ways, text in several scripts."""
+    tables = SQLModel.metadata.tables
+    sha = "a" * 64
+    rows = {
+        "rawmessage": [{"sha256": sha, "size": len(BLOB), "data": BLOB},
+                       {"sha256": "b" * 64, "size": 0, "data": b""}],
+        "customer": [{"email": "王芳@example.cn", "name": "王芳", "created_at": T1, "bouncing": True,
+                      "bounced_at": T3}],
+        # Ticket 1 is merged into ticket 2, which is written after it.
+        "ticket": [{"id": 1, "ref": "T-1", "mailbox": "support", "requester": "a@x", "created_at": T2,
+                    "updated_at": T1, "escalated": True, "history": False, "merged_into": 2, "first_response_due": T3},
+                   {"id": 2, "ref": "T-2", "mailbox": "support", "requester": "b@x", "created_at": T1,
+                    "updated_at": T1, "escalated": False, "history": True, "merged_into": None,
+                    "first_response_due": None}],
+        "message": [{"id": 7, "message_key": "<k@x>", "message_id": "k@x", "ticket_id": 2, "date": T1,
+                     "html_only": True, "raw_sha256": sha, "created_at": T2, "text": "Grüße, 你好 🙂\r\n"}],
+        "messageref": [{"message_pk": 7, "ref": "parent@x"}],
+        "sighting": [{"message_pk": 7, "mailbox": "support", "folder": "INBOX", "uidvalidity": UID, "uid": UID,
+                      "seen_at": T1}],
+        "checkpoint": [{"mailbox": "support", "folder": "INBOX", "uidvalidity": UID, "last_uid": UID,
+                        "synced_at": T1, "history_before": T2}],
+        "skipped": [{"mailbox": "support", "folder": "Sent", "uidvalidity": UID, "uid": 3, "reason": "ours",
+                     "at": T1}],
+        "folderstate": [{"mailbox": "support", "folder": "INBOX", "ok": False, "error": "x", "last_ok_at": T1,
+                         "failing_since": T3, "owner": "web1:1"}],
+        "attachment": [{"message_pk": 7, "filename": "a.png", "sha256": sha, "stored": False, "inline": True}],
+        "event": [{"ticket_id": 2, "at": T1, "actor": "alice", "action": "note", "detail": '{"text": "é"}'}],
+        "quarantine": [{"mailbox": "support", "folder": "INBOX", "uidvalidity": UID, "uid": UID - 1,
+                        "reason": "boom", "raw_sha256": sha, "raw_path": None, "at": T1, "arrived_at": T2}],
+        "outbox": [{"ticket_id": 2, "mailbox": "support", "kind": "ack", "message_id": "o@x", "sender": "s@x",
+                    "data": BLOB, "next_attempt_at": T1, "created_at": T2, "sent_at": T3, "spec": None}],
+        "duty": [{"ticket_id": 2, "duty": "breach", "key": "2:first_response", "at": T1}],
+        "csat": [{"ticket_id": 2, "customer": "b@x", "token": "tok", "message_id": "c@x", "sent_at": T1,
+                  "rating": 1, "answered_at": T3}],
+        # An expired lease: a live one would make the copy refuse.
+        "lease": [{"mailbox": "support", "folder": "Sent", "holder": "web1:1", "expires_at": T2}],
+        "counter": [{"name": "ticket_number", "value": 2}],
+    }
+    missing = set(tables) - set(rows)
+    assert not missing, f"add rows of the new table(s) {sorted(missing)} to this test"
+    rows["ticket"][0]["merged_into"] = None
+    for table in SQLModel.metadata.sorted_tables:
+        conn.execute(table.insert(), rows[table.name])
+    conn.execute(tables["ticket"].update().where(tables["ticket"].c.id == 1).values(merged_into=2))
+
+
+def test_every_table_is_copied_exactly_both_ways_and_ticket_numbers_continue(pg_url, tmp_path):
+    from inboxd.store.copy import copy_rows
+    from inboxd.store.counters import next_ticket_number
+
+    engines = []
+    for url in (f"sqlite:///{tmp_path / 'a.db'}", pg_url, f"sqlite:///{tmp_path / 'b.db'}"):
+        engines.append(create_store_engine(url))
+        migrate(engines[-1])
+    first, pg, back = engines
+    try:
+        with writing(first) as conn:
+            every_table(conn)
+        copy_rows(first, pg, NOW)
+        copy_rows(pg, back, NOW)
+        for table in SQLModel.metadata.sorted_tables:
+            original = rows(first, table.name)
+            assert rows(pg, table.name) == original, table.name
+            assert rows(back, table.name) == original, table.name
+        assert rows(back, "rawmessage")[0]["data"] == BLOB
+        assert rows(back, "ticket")[0]["first_response_due"] == T3
+        # The next ticket after the copy is numbered after the copied ones, on each side.
+        for engine in (pg, back):
+            with writing(engine) as conn:
+                assert next_ticket_number(conn) == 3
+    finally:
+        for engine in engines:
+            engine.dispose()

@@ -7,8 +7,9 @@ both sides read and write them as Python values.  Tables are copied parents
 first (the metadata's dependency order), in batches, all in one transaction
 on the target: a copy that fails leaves the target as empty as it was.
 
-Afterwards PostgreSQL's id sequences are moved past the copied ids, and the
-copy is checked: every table's row count, and a checksum over every value of
+Afterwards the target's id sequences (PostgreSQL) and its ticket-number
+counter (`inboxd.store.counters`: a sequence on PostgreSQL, a counter row on
+SQLite) are moved past the copied ids, and the copy is checked: every table's row count, and a checksum over every value of
 the tickets, messages, events and raw mail, must be the same on both sides.
 """
 
@@ -27,10 +28,19 @@ from sqlmodel.sql.sqltypes import UTCDateTime
 
 import inboxd.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from inboxd.store import leases
+from inboxd.store.counters import sync_ticket_number
 from inboxd.store.engine import reading, writing
 
-# Parents before children, so every foreign key finds its row.
-TABLES: tuple[Table, ...] = tuple(SQLModel.metadata.sorted_tables)
+
+def tables() -> tuple[Table, ...]:
+    """Every table of the models, parents before children, so every foreign key finds its row.
+
+    Asked at each copy rather than once at import, so no table declared in
+    the models can be left out.
+    """
+    return tuple(SQLModel.metadata.sorted_tables)
+
+
 # The tables whose every value the check compares, not only their counts.
 CHECKSUMMED = ("ticket", "message", "event", "rawmessage")
 # A batch is this many rows, or fewer when they add up to this many bytes
@@ -70,17 +80,19 @@ def copy_rows(source: Engine, target: Engine, now: datetime,
         raise CopyError(f"a daemon still syncs the source store ({busy[0]}); stop every daemon first")
     report = CopyReport()
     with reading(source) as src, writing(target) as dst:
-        for table in TABLES:
+        for table in tables():
             count = dst.execute(select(func.count()).select_from(table)).scalar_one()
             if count:
                 raise CopyError(f"the target store is not empty (table {table.name} has {count} row(s));"
                                 " migrate-store copies into an empty, newly created store only")
-        for table in TABLES:
+        for table in tables():
             report.counts[table.name] = _copy_table(src, dst, table)
             if progress is not None:
                 progress(table.name, report.counts[table.name])
         if dst.dialect.name == "postgresql":
             _reset_sequences(dst)
+        # The next ticket's number follows the copied tickets, whichever way the target keeps it.
+        sync_ticket_number(dst)
     report.seconds = time.monotonic() - started
     _verify(source, target, report)
     return report
@@ -161,7 +173,7 @@ def _reset_sequences(dst: Connection) -> None:
     (unlike SQLite's rowid) do not notice.
     """
     quote = dst.dialect.identifier_preparer.quote
-    for table in TABLES:
+    for table in tables():
         pk = list(table.primary_key.columns)
         if len(pk) != 1 or not isinstance(pk[0].type, Integer):
             continue
@@ -175,7 +187,7 @@ def _reset_sequences(dst: Connection) -> None:
 def _verify(source: Engine, target: Engine, report: CopyReport) -> None:
     """Count every table on both sides and checksum the ones that matter most; CopyError on any difference."""
     with reading(source) as src, reading(target) as dst:
-        for table in TABLES:
+        for table in tables():
             theirs = dst.execute(select(func.count()).select_from(table)).scalar_one()
             if theirs != report.counts[table.name]:
                 raise CopyError(f"table {table.name}: {report.counts[table.name]} row(s) copied but {theirs}"
