@@ -1,9 +1,16 @@
 """Turn inboxd.toml into frozen, validated settings, or one line that says what is wrong.
 
-Every key is declared once here (the ``*_KEYS`` tables) and documented once in
-``config/inboxd.reference.toml``; a test keeps the two in step.  Secrets are
-described here but only read by ``Secret.reveal()``, so ``check-config`` works on
-a machine that does not hold them.
+Every key is declared once (the ``*_KEYS`` tables: here, and for the desk's
+sections in the desk module that reads them) and documented once in
+``config/inboxd.reference.toml``; a test keeps the two in step.  The whole file
+is read in one pass: ``parse_settings`` also hands the desk's sections
+(``[[calendars]]``, ``[[sla]]``, ``[[rules]]``, ``[[customer_groups]]``,
+``[[teams]]``, ``[scheduler]``, ``[csat]``, ``[[macros]]``) to their parsers, so
+a mistake anywhere fails the load with the same one-line error, and the rest
+of inboxd reads parsed, frozen values (``settings.policies``,
+``settings.macros``), never raw TOML.  Secrets are described here but only read
+by ``Secret.reveal()``, so ``check-config`` works on a machine that does not
+hold them.
 """
 
 from __future__ import annotations
@@ -20,7 +27,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, NoReturn
+from typing import TYPE_CHECKING, Any, Mapping, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:
+    from inboxd.desk.macros import Macro
+    from inboxd.desk.policies import Policies
 
 
 class ConfigError(Exception):
@@ -28,8 +40,10 @@ class ConfigError(Exception):
 
 
 # The keys each table accepts.  The reference file must mention every one of them.
-TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply", "outbox", "templates")
+TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply", "outbox", "templates",
+            "reports")
 TEMPLATES_KEYS = ("dir",)
+REPORTS_KEYS = ("timezone",)
 STORE_KEYS = ("url", "data_dir", "max_attachment_bytes", "max_message_bytes", "lease")
 TICKET_KEYS = ("id_format", "first_seq", "tag_format", "reopen_window")
 AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day", "per_domain_per_hour", "per_domain_per_minute",
@@ -46,12 +60,11 @@ MAILBOX_KEYS = ("name", "address", "display_name", "language", "ack", "note_suba
                 "history", "history_before", "imap", "smtp")
 AGENT_KEYS = ("name", "email", "role", "teams", "tier", "notify")
 
-# Top-level sections that later issues add (SLA, rules, ...).  They are kept raw
-# in Settings.extra and validated by the modules that read them (inboxd.desk.policies,
-# inboxd.desk.macros), which check-config and start-up both run.
-TOLERATED_TOP_KEYS = (
-    "sla", "calendars", "rules", "customer_groups", "macros", "csat",
-    "reports", "scheduler", "teams",
+# The desk's sections.  Their keys are declared by the module that gives them
+# meaning (inboxd.desk.sla, .routing, .csat, .policies, .macros), and
+# parse_settings runs those parsers in the same pass as everything else.
+DESK_TOP_KEYS = (
+    "sla", "calendars", "rules", "customer_groups", "macros", "csat", "scheduler", "teams",
 )
 
 # Sections people write by mistake, with where the setting really lives.
@@ -73,6 +86,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "autoreply": AUTOREPLY_KEYS,
     "outbox": OUTBOX_KEYS,
     "templates": TEMPLATES_KEYS,
+    "reports": REPORTS_KEYS,
 })
 
 SECURITY_CHOICES = ("tls", "starttls", "none")
@@ -309,6 +323,12 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    # Hours, weekdays and days of the reports are counted in this zone.
+    timezone: ZoneInfo = ZoneInfo("UTC")
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     store: StoreSettings
@@ -317,9 +337,18 @@ class Settings:
     agents: tuple[AgentSettings, ...]
     tickets: TicketSettings
     log: LogSettings
+    # The desk's sections, parsed by inboxd.desk.policies and inboxd.desk.macros.
+    # Left out of repr and equality: compiled rules are closures, which compare
+    # by identity, so two loads of one file would otherwise differ.
+    policies: Policies = field(repr=False, compare=False)
+    macros: Mapping[str, Macro] = field(repr=False, compare=False)
     autoreply: AutoreplySettings = AutoreplySettings()
     outbox: OutboxSettings = OutboxSettings()
+    reports: ReportSettings = ReportSettings()
     templates_dir: Path = SHIPPED_TEMPLATES
+    # The desk's sections as written, read-only.  Nothing in inboxd should
+    # read them: use policies and macros.  (inboxd.reports.metrics still does,
+    # until it reads settings.reports and settings.policies.sla.)
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def mailbox(self, name: str) -> MailboxSettings:
@@ -411,7 +440,7 @@ def parse_settings(data: dict, path: Path) -> Settings:
     for key, problem in MISPLACED_TOP_KEYS.items():
         if key in data:
             raise ConfigError(f"{path.name}: {key}: {problem}")
-    top = _Table(path.name, "", data, TOP_KEYS + TOLERATED_TOP_KEYS)
+    top = Table(path.name, "", data, TOP_KEYS + DESK_TOP_KEYS)
 
     store = _store(top.table("store", STORE_KEYS), base)
     tickets = _tickets(top.table("tickets", TICKET_KEYS))
@@ -424,10 +453,19 @@ def parse_settings(data: dict, path: Path) -> Settings:
     templates = top.table("templates", TEMPLATES_KEYS)
     templates_dir = templates.optional_path("dir", base) or (
         base / "templates" if (base / "templates").is_dir() else SHIPPED_TEMPLATES)
-    extra = {key: data[key] for key in TOLERATED_TOP_KEYS if key in data}
+    # The desk's parsers import this module (for Table and ConfigError), so
+    # they are imported here rather than at the top of the file.
+    from inboxd.desk.macros import read_macros
+    from inboxd.desk.policies import read_policies
+
+    policies = read_policies(top, mailboxes=mailboxes, agents=agents, data_dir=store.data_dir, base=base)
+    reports = _reports(top.table("reports", REPORTS_KEYS))
+    macros = read_macros(top, agents=agents)
+    extra = {key: data[key] for key in DESK_TOP_KEYS + ("reports",) if key in data}
     return Settings(
-        path=path, store=store, smtp=smtp, mailboxes=mailboxes, agents=agents,
-        tickets=tickets, log=log, autoreply=autoreply, outbox=outbox, templates_dir=templates_dir, extra=MappingProxyType(extra),
+        path=path, store=store, smtp=smtp, mailboxes=mailboxes, agents=agents, tickets=tickets, log=log,
+        policies=policies, macros=macros, autoreply=autoreply, outbox=outbox, reports=reports,
+        templates_dir=templates_dir, extra=MappingProxyType(extra),
     )
 
 
@@ -449,10 +487,10 @@ def check_files(settings: Settings) -> list[str]:
 
 # --- One function per table: read its keys with their defaults and cross-checks.
 
-def _store(table: _Table, base: Path) -> StoreSettings:
+def _store(table: Table, base: Path) -> StoreSettings:
     url = table.string("url", "sqlite:///inboxd.db")
     if not re.match(r"[A-Za-z][\w+.-]*://", url):
-        table.fail("url", f"expected a database URL such as \"sqlite:///inboxd.db\", got {_show(url)}")
+        table.fail("url", f"expected a database URL such as \"sqlite:///inboxd.db\", got {show(url)}")
     _check_store_driver(table, url)
     return StoreSettings(
         url=_absolute_sqlite_url(url, base),
@@ -463,15 +501,15 @@ def _store(table: _Table, base: Path) -> StoreSettings:
     )
 
 
-def _folder_lease(table: _Table) -> timedelta:
+def _folder_lease(table: Table) -> timedelta:
     lease = table.duration("lease", "30s")
     # It is renewed every third of itself; under 3 s that is a store write a second per folder.
     if lease < timedelta(seconds=3):
-        table.fail("lease", f"must be at least 3s, got {_show(table.get('lease', '30s'))}")
+        table.fail("lease", f"must be at least 3s, got {show(table.get('lease', '30s'))}")
     return lease
 
 
-def _check_store_driver(table: _Table, url: str) -> None:
+def _check_store_driver(table: Table, url: str) -> None:
     """Refuse a URL whose database kind is unknown or whose driver is not installed.
 
     Without this, check-config says OK and the first command that opens the
@@ -488,7 +526,7 @@ def _check_store_driver(table: _Table, url: str) -> None:
         dialect = parsed.get_dialect()
     except NoSuchModuleError:
         scheme = url.split("://", 1)[0]
-        table.fail("url", f"unknown kind of database {_show(scheme)} (SQLAlchemy has no such dialect);"
+        table.fail("url", f"unknown kind of database {show(scheme)} (SQLAlchemy has no such dialect);"
                           " the default is \"sqlite:///inboxd.db\"")
     except ArgumentError as exc:
         table.fail("url", f"not a valid database URL: {' '.join(str(exc).split())}")
@@ -497,7 +535,7 @@ def _check_store_driver(table: _Table, url: str) -> None:
     except ImportError as exc:
         module = getattr(exc, "name", None) or str(exc)
         table.fail("url", f"the {dialect.driver} driver for {parsed.get_backend_name()} is not installed"
-                          f" (no module named {_show(module)}); install it into inboxd's Python environment")
+                          f" (no module named {show(module)}); install it into inboxd's Python environment")
 
 
 def _absolute_sqlite_url(url: str, base: Path) -> str:
@@ -511,7 +549,7 @@ def _absolute_sqlite_url(url: str, base: Path) -> str:
     return f"{scheme}:///{base / db_path}{query}"
 
 
-def _tickets(table: _Table) -> TicketSettings:
+def _tickets(table: Table) -> TicketSettings:
     id_format = table.string("id_format", "T-{seq}")
     _check_format(table, "id_format", id_format, "seq", (1, 2))
     tag_format = table.string("tag_format", "[{id}]")
@@ -537,7 +575,7 @@ SHARED_MAIL_DOMAINS = (
 _MAIL_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}")
 
 
-def _autoreply(table: _Table) -> AutoreplySettings:
+def _autoreply(table: Table) -> AutoreplySettings:
     shared = tuple(d.strip().lower() for d in table.strings("shared_domains", SHARED_MAIL_DOMAINS))
     for domain in shared:
         if not _MAIL_DOMAIN.fullmatch(domain):
@@ -553,7 +591,7 @@ def _autoreply(table: _Table) -> AutoreplySettings:
     )
 
 
-def _outbox(table: _Table) -> OutboxSettings:
+def _outbox(table: Table) -> OutboxSettings:
     return OutboxSettings(
         retry_base=table.duration("retry_base", "30s"),
         retry_max=table.duration("retry_max", "1h"),
@@ -562,6 +600,15 @@ def _outbox(table: _Table) -> OutboxSettings:
         interval=table.duration("interval", "5s"),
         sent_copy=table.boolean("sent_copy", True),
     )
+
+
+def _reports(table: Table) -> ReportSettings:
+    name = table.string("timezone", "UTC")
+    try:
+        zone = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        table.fail("timezone", f'unknown time zone "{name}"')
+    return ReportSettings(timezone=zone)
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)\s*(w|d|h|m|s))", re.IGNORECASE)
@@ -573,30 +620,30 @@ def parse_duration(text: str) -> timedelta:
     compact = text.replace(" ", "")
     parts = _DURATION.findall(compact)
     if not compact or "".join(n + u for n, u in parts) != compact:
-        raise ValueError(f"expected a duration such as \"90s\", \"15m\", \"4h\" or \"2d\", got {_show(text)}")
+        raise ValueError(f"expected a duration such as \"90s\", \"15m\", \"4h\" or \"2d\", got {show(text)}")
     return timedelta(seconds=sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in parts))
 
 
-def _check_format(table: _Table, key: str, value: str, name: str, samples: tuple) -> None:
+def _check_format(table: Table, key: str, value: str, name: str, samples: tuple) -> None:
     """A format string must use {name} (optionally with a spec) and nothing else."""
     try:
         fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
         first, second = (value.format(**{name: sample}) for sample in samples)
     except (KeyError, IndexError, ValueError, AttributeError):
-        table.fail(key, f"must be a format using only {{{name}}}, got {_show(value)}")
+        table.fail(key, f"must be a format using only {{{name}}}, got {show(value)}")
     # Two different inputs must give two different outputs, or ids would collide.
     if name not in fields or first == second:
-        table.fail(key, f"must contain {{{name}}}, got {_show(value)}")
+        table.fail(key, f"must contain {{{name}}}, got {show(value)}")
 
 
-def _log(table: _Table, base: Path) -> LogSettings:
+def _log(table: Table, base: Path) -> LogSettings:
     return LogSettings(
         level=table.choice("level", "info", LOG_LEVELS),
         file=table.optional_path("file", base),
     )
 
 
-def _smtp(table: _Table, base: Path) -> SmtpSettings:
+def _smtp(table: Table, base: Path) -> SmtpSettings:
     security = table.choice("security", "starttls", SECURITY_CHOICES)
     username = table.string("username", "") or None
     return SmtpSettings(
@@ -610,7 +657,7 @@ def _smtp(table: _Table, base: Path) -> SmtpSettings:
     )
 
 
-def _imap(table: _Table, base: Path) -> ImapSettings:
+def _imap(table: Table, base: Path) -> ImapSettings:
     security = table.choice("security", "tls", SECURITY_CHOICES)
     username = table.string("username")
     folders = table.strings("folders", ("INBOX",))
@@ -620,7 +667,7 @@ def _imap(table: _Table, base: Path) -> ImapSettings:
         if folder == "":
             table.fail(f"folders[{index}]", "must not be empty")
         if folder in folders[:index]:
-            table.fail(f"folders[{index}]", f"duplicate folder {_show(folder)}")
+            table.fail(f"folders[{index}]", f"duplicate folder {show(folder)}")
     return ImapSettings(
         host=table.host("host"),
         port=table.integer("port", IMAP_DEFAULT_PORTS[security], low=1, high=65535),
@@ -638,7 +685,7 @@ def _imap(table: _Table, base: Path) -> ImapSettings:
     )
 
 
-def _mailboxes(top: _Table, base: Path) -> tuple[MailboxSettings, ...]:
+def _mailboxes(top: Table, base: Path) -> tuple[MailboxSettings, ...]:
     tables = top.tables("mailboxes", MAILBOX_KEYS)
     if not tables:
         top.fail("mailboxes", "at least one [[mailboxes]] entry is required")
@@ -648,10 +695,10 @@ def _mailboxes(top: _Table, base: Path) -> tuple[MailboxSettings, ...]:
         address = table.email("address")
         for index, other in enumerate(mailboxes):
             if other.name == name:
-                table.fail("name", f"duplicate mailbox name {_show(name)} (also mailboxes[{index}])")
+                table.fail("name", f"duplicate mailbox name {show(name)} (also mailboxes[{index}])")
             if other.address.lower() == address.lower():
                 table.fail(
-                    "address", f"duplicate mailbox address {_show(address)} (also mailboxes[{index}])"
+                    "address", f"duplicate mailbox address {show(address)} (also mailboxes[{index}])"
                 )
         smtp = table.table("smtp", SMTP_KEYS)
         mailboxes.append(MailboxSettings(
@@ -671,21 +718,21 @@ def _mailboxes(top: _Table, base: Path) -> tuple[MailboxSettings, ...]:
     return tuple(mailboxes)
 
 
-def _agents(top: _Table, mailboxes: tuple[MailboxSettings, ...]) -> tuple[AgentSettings, ...]:
+def _agents(top: Table, mailboxes: tuple[MailboxSettings, ...]) -> tuple[AgentSettings, ...]:
     agents: list[AgentSettings] = []
     for table in top.tables("agents", AGENT_KEYS):
         name = table.name("name", AGENT_NAME)
         email = table.email("email")
         for index, other in enumerate(agents):
             if other.name == name:
-                table.fail("name", f"duplicate agent name {_show(name)} (also agents[{index}])")
+                table.fail("name", f"duplicate agent name {show(name)} (also agents[{index}])")
             if other.email.lower() == email.lower():
-                table.fail("email", f"duplicate agent email {_show(email)} (also agents[{index}])")
+                table.fail("email", f"duplicate agent email {show(email)} (also agents[{index}])")
         for mailbox in mailboxes:
             if mailbox.address.lower() == email.lower():
                 table.fail(
                     "email",
-                    f"{_show(email)} is the address of mailbox {_show(mailbox.name)};"
+                    f"{show(email)} is the address of mailbox {show(mailbox.name)};"
                     " an agent must have a different address or replies would loop",
                 )
         tier = table.integer("tier", None, low=0)
@@ -705,8 +752,13 @@ def _agents(top: _Table, mailboxes: tuple[MailboxSettings, ...]) -> tuple[AgentS
 _MISSING: Any = object()
 
 
-class _Table:
-    """One TOML table being read: its values, its key path and the keys it accepts."""
+class Table:
+    """One TOML table being read: its values, its key path and the keys it accepts.
+
+    Public because the desk's parsers (inboxd.desk.sla, .routing, .csat,
+    .policies, .macros) read their sections through it too, so that every
+    config error has the same "<file>: <key path>: <problem>" shape.
+    """
 
     def __init__(self, file: str, path: str, data: Any, known: tuple[str, ...]) -> None:
         self.file = file
@@ -714,14 +766,14 @@ class _Table:
         self.present = data is not None
         self.data: dict[str, Any] = {} if data is None else data
         if not isinstance(self.data, dict):
-            raise ConfigError(f"{file}: {path}: expected a table, got {_show(data)}")
+            raise ConfigError(f"{file}: {path}: expected a table, got {show(data)}")
         for key in self.data:
             if key == "password" and "password_env" in known:
                 self.fail(key, PLAIN_PASSWORD)
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {_show(close[0])}?" if close else ""
-                self.fail(key, f"unknown key {_show(key)}{hint}")
+                hint = f"; did you mean {show(close[0])}?" if close else ""
+                self.fail(key, f"unknown key {show(key)}{hint}")
 
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
@@ -736,40 +788,40 @@ class _Table:
             self.fail(name, "missing required key")
         return default
 
-    def table(self, name: str, known: tuple[str, ...], required: bool = False) -> _Table:
+    def table(self, name: str, known: tuple[str, ...], required: bool = False) -> Table:
         """A sub-table; when it is absent and not required, an empty one with present=False."""
         value = self.get(name, _MISSING if required else None)
-        return _Table(self.file, self.key(name), value, known)
+        return Table(self.file, self.key(name), value, known)
 
-    def tables(self, name: str, known: tuple[str, ...]) -> list[_Table]:
+    def tables(self, name: str, known: tuple[str, ...]) -> list[Table]:
         value = self.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            self.fail(name, f"expected an array of tables ([[{name}]]), got {_show(value)}")
-        return [_Table(self.file, f"{self.key(name)}[{i}]", v, known) for i, v in enumerate(value)]
+            self.fail(name, f"expected an array of tables ([[{name}]]), got {show(value)}")
+        return [Table(self.file, f"{self.key(name)}[{i}]", v, known) for i, v in enumerate(value)]
 
     def string(self, name: str, default: Any = _MISSING) -> str:
         value = self.get(name, default)
         if not isinstance(value, str):
-            self.fail(name, f"expected a string, got {_show(value)}")
+            self.fail(name, f"expected a string, got {show(value)}")
         return value
 
     def host(self, name: str) -> str:
         value = self.string(name).strip()
         if not value or any(c.isspace() for c in value):
-            self.fail(name, f"expected a host name or address, got {_show(value)}")
+            self.fail(name, f"expected a host name or address, got {show(value)}")
         return value
 
     def name(self, key: str, pattern: re.Pattern[str]) -> str:
         value = self.string(key)
         if not pattern.fullmatch(value):
             allowed = pattern.pattern
-            self.fail(key, f"must match {allowed} (lower case, no spaces), got {_show(value)}")
+            self.fail(key, f"must match {allowed} (lower case, no spaces), got {show(value)}")
         return value
 
     def email(self, name: str) -> str:
         value = self.string(name).strip()
         if not EMAIL.fullmatch(value):
-            self.fail(name, f"expected an email address, got {_show(value)}")
+            self.fail(name, f"expected an email address, got {show(value)}")
         return value
 
     def integer(self, name: str, default: Any, low: int | None = None,
@@ -779,7 +831,7 @@ class _Table:
             return None
         # bool is a subclass of int in Python, but "port = true" is a mistake.
         if not isinstance(value, int) or isinstance(value, bool):
-            self.fail(name, f"expected an integer, got {_show(value)}")
+            self.fail(name, f"expected an integer, got {show(value)}")
         self._check_range(name, value, low, high)
         return value
 
@@ -787,9 +839,9 @@ class _Table:
         """A positive number of seconds; TOML writes 30 and 30.0 differently, both are fine."""
         value = self.get(name, default)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            self.fail(name, f"expected a number, got {_show(value)}")
+            self.fail(name, f"expected a number, got {show(value)}")
         if not value > 0 or value == float("inf"):
-            self.fail(name, f"must be a positive number, got {_show(value)}")
+            self.fail(name, f"must be a positive number, got {show(value)}")
         return float(value)
 
     def duration(self, name: str, default: str) -> timedelta:
@@ -808,30 +860,30 @@ class _Table:
             try:
                 value = datetime.fromisoformat(value.strip())
             except ValueError:
-                self.fail(name, f"expected a time such as \"2026-11-01T00:00Z\", got {_show(value)}")
+                self.fail(name, f"expected a time such as \"2026-11-01T00:00Z\", got {show(value)}")
         if not isinstance(value, datetime):
-            self.fail(name, f"expected a time such as \"2026-11-01T00:00Z\", got {_show(value)}")
+            self.fail(name, f"expected a time such as \"2026-11-01T00:00Z\", got {show(value)}")
         if value.tzinfo is None:
-            self.fail(name, f"needs a UTC offset (e.g. \"Z\" or \"+08:00\"), got {_show(value.isoformat())}")
+            self.fail(name, f"needs a UTC offset (e.g. \"Z\" or \"+08:00\"), got {show(value.isoformat())}")
         return value.astimezone(timezone.utc)
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.get(name, default)
         if not isinstance(value, bool):
-            self.fail(name, f"expected true or false, got {_show(value)}")
+            self.fail(name, f"expected true or false, got {show(value)}")
         return value
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = self.string(name, default)
         if value not in allowed:
-            options = ", ".join(_show(a) for a in allowed)
-            self.fail(name, f"must be one of {options}, got {_show(value)}")
+            options = ", ".join(show(a) for a in allowed)
+            self.fail(name, f"must be one of {options}, got {show(value)}")
         return value
 
     def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = self.get(name, default)
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            self.fail(name, f"expected a list of strings, got {_show(value)}")
+            self.fail(name, f"expected a list of strings, got {show(value)}")
         return tuple(value)
 
     def optional_path(self, name: str, base: Path) -> Path | None:
@@ -871,7 +923,7 @@ class _Table:
             self.fail(name, f"must be at most {high}, got {value}")
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """A value as TOML would write it, short enough for a one-line message."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -882,7 +934,13 @@ def _show(value: Any) -> str:
     elif isinstance(value, dict):
         return "a table"
     elif isinstance(value, (list, tuple)):
-        text = "[" + ", ".join(_show(v) for v in value) + "]"
+        text = "[" + ", ".join(show(v) for v in value) + "]"
     else:
         text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# The old private names, for inboxd.reports.metrics until it reads
+# settings.reports; nothing else may use them.
+_Table = Table
+_show = show

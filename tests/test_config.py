@@ -63,6 +63,7 @@ def test_minimal_config_gets_every_default(tmp_path: Path) -> None:
     assert settings.smtp is None
     assert settings.agents == ()
     assert dict(settings.extra) == {}
+    assert dict(settings.macros) == {}
     mailbox = settings.mailbox("support")
     assert mailbox.display_name == "Support"
     assert mailbox.language == "en"
@@ -143,11 +144,130 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
         settings.extra["sla"] = {}  # type: ignore[index]
 
 
-def test_reserved_top_level_sections_are_kept_raw(tmp_path: Path) -> None:
-    text = MINIMAL + '[sla.urgent]\nfirst_response = "1h"\n[[rules]]\nmatch = "x"\n'
-    settings = load(tmp_path, text)
-    assert settings.extra["sla"] == {"urgent": {"first_response": "1h"}}
-    assert settings.extra["rules"] == [{"match": "x"}]
+# --- The desk's sections are read in the same pass, and fail the load, not a later step.
+
+DESK_EXAMPLE = """
+[[agents]]
+name = "alice"
+email = "alice@example.com"
+
+[[calendars]]
+name = "office"
+timezone = "Asia/Shanghai"
+
+[[sla]]
+name = "standard"
+first_response = "4h"
+calendar = "office"
+priority = ["normal"]
+
+[[teams]]
+name = "billing"
+agents = ["alice"]
+
+[[customer_groups]]
+name = "vip"
+members = ["@vip.example"]
+
+[[rules]]
+name = "invoices"
+if = { subject = ["invoice"] }
+then = { team = "billing", assign = "round-robin" }
+
+[scheduler]
+interval = "10s"
+
+[csat]
+delay = "2h"
+
+[reports]
+timezone = "Asia/Shanghai"
+
+[[macros]]
+name = "thanks"
+body = "Thank you, {{ ticket.requester.name }}."
+status = "solved"
+assign = "alice"
+"""
+
+
+def test_desk_sections_are_parsed_at_load_and_frozen(tmp_path: Path) -> None:
+    from types import MappingProxyType
+
+    from inboxd.desk.macros import parse_macros
+    from inboxd.desk.policies import load_policies
+
+    settings = load(tmp_path, MINIMAL + DESK_EXAMPLE)
+    policies = settings.policies
+    assert load_policies(settings) is policies and parse_macros(settings) is settings.macros
+    assert policies.sla["standard"].calendar.name == "office"
+    assert [r.name for r in policies.rules.rules] == ["invoices"]
+    assert policies.rules.teams == {"billing": ("alice",)}
+    assert policies.scheduler.interval.total_seconds() == 10
+    assert policies.csat.delay.total_seconds() == 7200
+    assert settings.reports.timezone.key == "Asia/Shanghai"
+    assert settings.macros["thanks"].status == "solved" and settings.macros["thanks"].assign == "alice"
+    for mapping in (policies.sla, policies.calendars, settings.macros):
+        assert isinstance(mapping, MappingProxyType)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policies.rules = None  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        settings.macros["x"] = None  # type: ignore[index]
+
+
+def test_without_desk_sections_the_defaults_apply(tmp_path: Path) -> None:
+    settings = load(tmp_path, MINIMAL)
+    assert dict(settings.policies.sla) == {} and settings.policies.rules.rules == ()
+    assert settings.policies.csat.secret_file == tmp_path / "var" / "csat.key"
+    assert dict(settings.macros) == {}
+    assert settings.reports.timezone.key == "UTC"
+
+
+@pytest.mark.parametrize("section, problem", [
+    # [[rules]]
+    ('[[rules]]\nname = "r"\nmatch = "x"\nthen = { tags = ["t"] }',
+     'rules[0].match: unknown key "match"'),
+    ('[[rules]]\nname = "r"\nthen = { assign = "zoe" }',
+     'rules[0].then.assign: unknown agent "zoe"; known: "alice", "least-loaded", "round-robin"'),
+    ('[[rules]]\nname = "r"\nif = { subject_regex = "(" }\nthen = { tags = ["t"] }',
+     'rules[0].if.subject_regex: invalid regular expression "(": missing ), unterminated subpattern'
+     ' at position 0'),
+    ('[rules]\nname = "r"', 'rules: expected an array of tables ([[rules]]), got a table'),
+    ('[[teams]]\nname = "t"\nagents = ["zoe"]', 'teams[0].agents[0]: unknown agent "zoe"; known: "alice"'),
+    ('[[customer_groups]]\nname = "g"\nmembers = ["nobody"]',
+     'customer_groups[0].members[0]: expected an address or "@domain", got "nobody"'),
+    # [csat]
+    ('[csat]\ndelay = "soon"',
+     'csat.delay: expected a duration such as "90s", "15m", "4h" or "2d", got "soon"'),
+    ('[csat]\nscale = [{ en = "Good" }]', 'csat.scale: must list at least two levels, best first, got 1'),
+    ('[csat]\nenable = true', 'csat.enable: unknown key "enable"; did you mean "enabled"?'),
+    # [[sla]] and [[calendars]]
+    ('[[sla]]\nname = "gold"\nfirst_response = "4h"\ncalendar = "office"',
+     'sla[0].calendar: unknown calendar "office"; the calendars are "24x7"'),
+    ('[[sla]]\nname = "gold"',
+     'sla[0]: give at least one of first_response, next_response or resolution'),
+    ('[sla.urgent]\nfirst_response = "1h"', 'sla: expected an array of tables ([[sla]]), got a table'),
+    ('[[calendars]]\nname = "office"\ntimezone = "Mars/Base"',
+     'calendars[0].timezone: unknown time zone "Mars/Base"; expected an IANA name such as "Asia/Shanghai"'),
+    # [scheduler] and [reports]
+    ('[scheduler]\ndigest_time = "8am"',
+     'scheduler.digest_time: expected a time of day such as "08:00", got "8am"'),
+    ('[reports]\ntimezone = "Mars/Base"', 'reports.timezone: unknown time zone "Mars/Base"'),
+    # [[macros]]
+    ('[[macros]]\nname = "m"\nbody = "Hi"\nstatus = "done"',
+     'macros[0].status: must be one of "new", "open", "pending", "solved", "closed", got "done"'),
+    ('[[macros]]\nname = "m"\nbody = "Hi"\nassign = "zoe"', 'macros[0].assign: unknown agent "zoe"'),
+    ('[[macros]]\nname = "m"', 'macros[0].body: give exactly one of body (inline) or template'
+                               ' (a file under templates/macros/)'),
+    ('[[macros]]\nname = "m"\nbody = "Hi"\n[[macros]]\nname = "m"\nbody = "Hello"',
+     'macros[1].name: duplicate macro name "m"'),
+    ('[[macros]]\nbody = "Hi"', 'macros[0].name: missing required key'),
+    ('[[macros]]\nname = "m"\nbody = "Hi"\ntags = "x"', 'macros[0].tags: expected a list of strings, got "x"'),
+])
+def test_a_broken_desk_section_fails_the_load_with_file_key_and_reason(
+        tmp_path: Path, section: str, problem: str) -> None:
+    agent = '[[agents]]\nname = "alice"\nemail = "alice@example.com"\n'
+    assert error(tmp_path, MINIMAL + agent + section + "\n") == f"inboxd.toml: {problem}"
 
 
 def test_lookups(tmp_path: Path) -> None:
@@ -473,21 +593,15 @@ def _documented_keys() -> set[tuple[str, str]]:
 
 
 def test_every_accepted_key_is_documented_and_nothing_else() -> None:
-    from inboxd.desk import csat
-    from inboxd.desk import macros
-    from inboxd.desk import policies
-    from inboxd.reports import metrics
-    from inboxd.desk import routing
-    from inboxd.desk import sla
+    from inboxd.desk import csat, macros, policies, routing, sla
 
     accepted = {(section, key) for section, keys in config.KNOWN_KEYS.items() for key in keys}
     # The desk's policy sections are declared by the modules that read them.
     declared = {"calendars": sla.CALENDAR_KEYS, "sla": sla.SLA_KEYS, "rules": routing.RULE_KEYS,
                 "customer_groups": routing.GROUP_KEYS, "teams": routing.TEAM_KEYS,
-                "scheduler": policies.SCHEDULER_KEYS, "csat": csat.CSAT_KEYS, "macros": macros.MACRO_KEYS,
-                "reports": metrics.REPORTS_KEYS}
-    # Every section the loader tolerates is read (and validated) by one of them.
-    assert set(declared) == set(config.TOLERATED_TOP_KEYS)
+                "scheduler": policies.SCHEDULER_KEYS, "csat": csat.CSAT_KEYS, "macros": macros.MACRO_KEYS}
+    # Every desk section the loader accepts is read (and validated) by one of them.
+    assert set(declared) == set(config.DESK_TOP_KEYS)
     for section, keys in declared.items():
         accepted |= {(section, key) for key in keys}
     # Sub-tables appear as section headers, not as "key =" lines.
@@ -498,7 +612,7 @@ def test_every_accepted_key_is_documented_and_nothing_else() -> None:
     text = REFERENCE.read_text()
     for section in config.TOP_KEYS:
         assert re.search(rf"^#?\s*\[\[?{section}\]\]?", text, re.M), section
-    for section in config.TOLERATED_TOP_KEYS:
+    for section in config.DESK_TOP_KEYS:
         assert re.search(rf"^#?\s*\[\[?{section}\]\]?", text, re.M), section
 
 
@@ -508,14 +622,9 @@ def test_a_loop_section_is_refused_with_where_the_budget_lives(tmp_path: Path) -
                        " [autoreply] per_hour and per_day")
 
 
-def test_reports_timezone_is_checked_with_the_policies(tmp_path: Path) -> None:
-    from inboxd.desk.policies import load_policies
-    from inboxd.reports.metrics import report_timezone
-
+def test_reports_timezone_is_checked_at_load(tmp_path: Path) -> None:
     settings = load(tmp_path, MINIMAL + '\n[reports]\ntimezone = "Asia/Shanghai"\n')
-    assert report_timezone(settings).key == "Asia/Shanghai"
+    assert settings.reports.timezone.key == "Asia/Shanghai"
     for text, problem in (('timezone = "Mars/Base"', 'reports.timezone: unknown time zone "Mars/Base"'),
                           ('tz = "UTC"', 'reports.tz: unknown key "tz"')):
-        settings = load(tmp_path, MINIMAL + f"\n[reports]\n{text}\n")
-        with pytest.raises(ConfigError, match=re.escape(f"inboxd.toml: {problem}")):
-            load_policies(settings)
+        assert error(tmp_path, MINIMAL + f"\n[reports]\n{text}\n") == f"inboxd.toml: {problem}"

@@ -54,19 +54,17 @@ def test_the_readme_example_loads(tmp_path):
     ('[scheduler]\ntimezone = "Mars/Olympus"', 'inboxd.toml: scheduler.timezone: unknown time zone "Mars/Olympus"'),
     ('[scheduler]\npending_reminder = "two days"', 'inboxd.toml: scheduler.pending_reminder: expected a duration such as "90s", "15m", "4h" or "2d", got "two days"'),
 ])
-def test_scheduler_errors_name_the_key(tmp_path, text, message):
+def test_scheduler_errors_name_the_key_when_the_config_is_read(tmp_path, text, message):
     with pytest.raises(ConfigError) as exc:
-        load_policies(settings_from(text, tmp_path))
+        settings_from(text, tmp_path)
     assert str(exc.value) == message
 
 
 def test_mailbox_sla_must_exist(tmp_path):
-    settings = parse_settings(tomllib.loads(BASE.replace('username = "support"', 'username = "support"')
-                                            .replace('address = "support@example.com"',
-                                                     'address = "support@example.com"\nsla = "gold"')),
-                              tmp_path / "inboxd.toml")
-    with pytest.raises(ConfigError, match=r"mailboxes\[0\]\.sla: unknown SLA policy 'gold'"):
-        load_policies(settings)
+    text = BASE.replace('address = "support@example.com"', 'address = "support@example.com"\nsla = "gold"')
+    with pytest.raises(ConfigError) as exc:
+        parse_settings(tomllib.loads(text), tmp_path / "inboxd.toml")
+    assert str(exc.value) == "inboxd.toml: mailboxes[0].sla: unknown SLA policy 'gold'"
 
 
 def test_pending_spells_from_both_event_styles():

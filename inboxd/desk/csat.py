@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
-from inboxd.config import LANGUAGES, ConfigError, _show, _Table
+from inboxd.config import LANGUAGES, ConfigError, Table, show
 
 CSAT_KEYS = (
     "enabled", "delay", "min_interval", "exclude_tags", "exclude_autoclosed",
@@ -99,12 +99,12 @@ class Answer:
 # --- Configuration.
 
 def parse_csat(raw: dict | None, *, file_name: str, data_dir: Path, base: Path) -> CsatSettings:
-    """``settings.extra.get("csat")`` -> settings; ConfigError names the key at fault.
+    """The ``[csat]`` table as written (None when absent) -> settings; ConfigError names the key at fault.
 
     ``data_dir`` is the store's data directory (the default home of the key
     file) and ``base`` the config file's directory (relative paths start there).
     """
-    table = _Table(file_name, "csat", raw, CSAT_KEYS)
+    table = Table(file_name, "csat", raw, CSAT_KEYS)
     exclude_tags = table.strings("exclude_tags", ("spam",))
     for index, tag in enumerate(exclude_tags):
         if not tag.strip():
@@ -123,7 +123,7 @@ def parse_csat(raw: dict | None, *, file_name: str, data_dir: Path, base: Path) 
     )
 
 
-def _scale(table: _Table) -> tuple[Level, ...]:
+def _scale(table: Table) -> tuple[Level, ...]:
     if "scale" not in table.data:
         return tuple(Level(i + 1, MappingProxyType(dict(labels))) for i, labels in enumerate(DEFAULT_SCALE))
     levels = table.tables("scale", LANGUAGES)
@@ -140,11 +140,11 @@ def _scale(table: _Table) -> tuple[Level, ...]:
             if not text:
                 level.fail(language, "must not be empty")
             if text.isdigit():
-                level.fail(language, f"must be a word, not a number, got {_show(text)}")
+                level.fail(language, f"must be a word, not a number, got {show(text)}")
             # One word naming two levels would make an answer ambiguous, in any language.
             other = seen.get(text.casefold())
             if other is not None and other != n:
-                level.fail(language, f"duplicate label {_show(text)} (also scale[{other - 1}])")
+                level.fail(language, f"duplicate label {show(text)} (also scale[{other - 1}])")
             seen[text.casefold()] = n
             labels[language] = text
         if not labels:

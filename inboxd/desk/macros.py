@@ -1,19 +1,26 @@
 """Macros: canned replies (jinja2) plus actions, declared in [[macros]].
 
-A macro is rendered in the templates' sandbox with undefined variables as
-errors, so a mistake in a macro is reported before anything is sent.
+``read_macros`` validates the ``[[macros]]`` while ``inboxd.config`` reads the
+file, so a broken macro fails the load and ``settings.macros`` holds them,
+frozen.  A macro is rendered in the templates' sandbox with undefined
+variables as errors, so a mistake in a macro is reported before anything is
+sent.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
 
-from inboxd.config import AgentSettings, ConfigError, MailboxSettings, Settings
-from inboxd.store.engine import MESSAGE_ORDER
-from inboxd.outbound.templates import Templates
-from inboxd.desk.views import PRIORITIES, STATUSES
+from inboxd.config import AgentSettings, MailboxSettings, Settings, Table, show
+from inboxd.vocabulary import PRIORITIES, STATUSES
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from inboxd.outbound.templates import Templates
 
 MACRO_KEYS = ("name", "body", "template", "status", "priority", "tags", "assign")
 
@@ -29,60 +36,69 @@ class Macro:
     assign: str | None
 
 
-def parse_macros(settings: Settings) -> dict[str, Macro]:
-    """The [[macros]] of the config, validated; ConfigError names the key."""
-    raw = settings.extra.get("macros", [])
-    file = settings.path.name
-    agents = {a.name for a in settings.agents}
+def parse_macros(settings: Settings) -> Mapping[str, Macro]:
+    """The macros read with the settings (``settings.macros``), by name."""
+    return settings.macros
+
+
+def read_macros(top: Table, *, agents: tuple[AgentSettings, ...]) -> Mapping[str, Macro]:
+    """The ``[[macros]]`` of the whole config file ``top``, validated; ConfigError names the key."""
+    known = {a.name for a in agents}
     macros: dict[str, Macro] = {}
-    if not isinstance(raw, list):
-        raise ConfigError(f"{file}: macros: expected an array of tables ([[macros]])")
-    for i, table in enumerate(raw):
-        key = f"macros[{i}]"
-
-        def fail(k: str, problem: str):
-            raise ConfigError(f"{file}: {key}.{k}: {problem}")
-
-        for k in table:
-            if k not in MACRO_KEYS:
-                fail(k, f'unknown key "{k}"')
-        name = table.get("name")
-        if not isinstance(name, str) or not name:
-            fail("name", "missing required key")
+    for table in top.tables("macros", MACRO_KEYS):
+        name = table.string("name")
+        if not name.strip():
+            table.fail("name", "must not be empty")
         if name in macros:
-            fail("name", f'duplicate macro name "{name}"')
-        body, template = table.get("body"), table.get("template")
-        if (body is None) == (template is None):
-            fail("body", "give exactly one of body (inline) or template (a file under templates/macros/)")
-        for k, allowed in (("status", STATUSES), ("priority", PRIORITIES)):
-            if k in table and table[k] not in allowed:
-                fail(k, f"must be one of {', '.join(allowed)}, got {table[k]!r}")
-        tags = table.get("tags", [])
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            fail("tags", "expected a list of strings")
-        if "assign" in table and table["assign"] not in agents:
-            fail("assign", f"unknown agent {table['assign']!r}")
-        macros[name] = Macro(name, body, template, table.get("status"), table.get("priority"), tuple(tags),
-                             table.get("assign"))
-    return macros
+            table.fail("name", f"duplicate macro name {show(name)}")
+        if ("body" in table.data) == ("template" in table.data):
+            table.fail("body", "give exactly one of body (inline) or template (a file under templates/macros/)")
+        assign = _optional(table, "assign")
+        if assign is not None and assign not in known:
+            table.fail("assign", f"unknown agent {show(assign)}")
+        macros[name] = Macro(
+            name=name,
+            body=_optional(table, "body"),
+            template=_optional(table, "template"),
+            status=table.choice("status", "", STATUSES) if "status" in table.data else None,
+            priority=table.choice("priority", "", PRIORITIES) if "priority" in table.data else None,
+            tags=table.strings("tags", ()),
+            assign=assign,
+        )
+    return MappingProxyType(macros)
 
 
-def variables(cur: sqlite3.Cursor, settings: Settings, ticket, agent) -> dict[str, Any]:
+def _optional(table: Table, key: str) -> str | None:
+    return table.string(key) if key in table.data else None
+
+
+def variables(conn: Connection, settings: Settings, ticket, agent) -> dict[str, Any]:
     """What a macro may use: the ticket, the acting agent, the mailbox, the last customer message."""
+    # Imported here: this module is loaded while the config is read, which
+    # should not have to load the database layer.
+    from inboxd.store.messages import last_customer_message
+
     mailbox = settings.mailbox(ticket.mailbox)
-    last = cur.execute(
-        "SELECT from_addr, from_name, date, subject, text, reply_text FROM message"
-        f" WHERE ticket_id = ? AND kind = 'customer' ORDER BY {MESSAGE_ORDER} DESC, id DESC LIMIT 1",
-        (ticket.pk,)).fetchone()
+    last = last_customer_message(conn, ticket.pk)
+    message = None if last is None else {
+        "from": last.from_addr, "from_name": last.from_name, "date": _stored_text(last.date),
+        "subject": last.subject, "text": last.text, "reply_text": last.reply_text,
+    }
     return macro_variables(
         {
             "id": ticket.ref, "subject": ticket.subject, "status": ticket.status, "priority": ticket.priority,
             "tags": list(ticket.tags), "assignee": ticket.assignee,
             "requester": {"name": ticket.requester_name, "email": ticket.requester},
         },
-        agent, mailbox,
-        dict(zip(("from", "from_name", "date", "subject", "text", "reply_text"), last)) if last else None,
+        agent, mailbox, message,
     )
+
+
+def _stored_text(at: datetime | None) -> str | None:
+    """A message's date as macros have always shown it: "2026-11-30 10:00:00.000000", UTC."""
+    if at is None:
+        return None
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def macro_variables(ticket: dict[str, Any], agent: AgentSettings, mailbox: MailboxSettings,

@@ -1,10 +1,12 @@
-"""The desk's promises and routing, read once from the config.
+"""The desk's promises and routing, read once with the rest of the config.
 
 Calendars, SLA policies, routing rules with customer groups and teams, the
 scheduler's timings and the satisfaction survey all live in their own
-top-level sections of inboxd.toml; `load_policies` validates them together
-(errors name the file and the key, like every config error) so
-`check-config` and start-up catch a mistake before any mail is touched.
+top-level sections of inboxd.toml.  ``inboxd.config.parse_settings`` calls
+``read_policies`` in its one pass over the file, so a mistake here fails the
+load like any other config error (one line naming the file and the key), and
+``settings.policies`` holds the result, frozen.  ``load_policies(settings)``
+is that same object, for the callers that ask for it by that name.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import time, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from inboxd.config import ConfigError, Settings, _Table
+from inboxd.config import AgentSettings, ConfigError, MailboxSettings, Settings, Table
 from inboxd.desk.csat import CsatSettings, parse_csat
 from inboxd.desk.routing import RuleSet, parse_rules
 from inboxd.desk.sla import Calendar, SlaPolicy, parse_calendars, parse_sla_policies, policy_for_priority
@@ -43,8 +48,8 @@ class SchedulerSettings:
 
 @dataclass(frozen=True)
 class Policies:
-    calendars: dict[str, Calendar]
-    sla: dict[str, SlaPolicy]
+    calendars: Mapping[str, Calendar]
+    sla: Mapping[str, SlaPolicy]
     rules: RuleSet
     scheduler: SchedulerSettings
     csat: CsatSettings
@@ -57,37 +62,34 @@ class Policies:
         return policy_for_priority(self.sla, priority)
 
 
-_CACHE: dict[int, Policies] = {}
-
-
 def load_policies(settings: Settings) -> Policies:
-    cached = _CACHE.get(id(settings))
-    if cached is not None:
-        return cached
-    file = settings.path.name
-    extra = settings.extra
-    calendars = parse_calendars(extra.get("calendars"), file)
-    sla = parse_sla_policies(extra.get("sla"), calendars, file)
-    for i, mb in enumerate(settings.mailboxes):
+    """The policies read with the settings (``settings.policies``)."""
+    return settings.policies
+
+
+def read_policies(top: Table, *, mailboxes: tuple[MailboxSettings, ...], agents: tuple[AgentSettings, ...],
+                  data_dir: Path, base: Path) -> Policies:
+    """The desk's sections of the whole config file ``top``; ConfigError names the key at fault.
+
+    ``data_dir`` is the store's data directory (the survey key's default
+    home) and ``base`` the config file's directory.
+    """
+    file = top.file
+    calendars = parse_calendars(top.get("calendars", None), file)
+    sla = parse_sla_policies(top.get("sla", None), calendars, file)
+    for i, mb in enumerate(mailboxes):
         if mb.sla and mb.sla not in sla:
             raise ConfigError(f"{file}: mailboxes[{i}].sla: unknown SLA policy {mb.sla!r}")
     rules = parse_rules(
-        extra.get("rules"), extra.get("customer_groups"), extra.get("teams"), file_name=file,
-        agents={a.name for a in settings.agents}, sla_names=set(sla), mailboxes={m.name for m in settings.mailboxes},
+        top.get("rules", None), top.get("customer_groups", None), top.get("teams", None), file_name=file,
+        agents={a.name for a in agents}, sla_names=set(sla), mailboxes={m.name for m in mailboxes},
     )
-    scheduler = _scheduler(_Table(file, "scheduler", extra.get("scheduler"), SCHEDULER_KEYS))
-    csat = parse_csat(extra.get("csat"), file_name=file, data_dir=settings.store.data_dir, base=settings.path.parent)
-    # [reports] belongs to the reports module; it is checked here so that a
-    # typo stops start-up and check-config, not a report a week later.
-    from inboxd.reports.metrics import report_timezone
-
-    report_timezone(settings)
-    policies = Policies(calendars, sla, rules, scheduler, csat)
-    _CACHE[id(settings)] = policies
-    return policies
+    scheduler = _scheduler(top.table("scheduler", SCHEDULER_KEYS))
+    csat = parse_csat(top.get("csat", None), file_name=file, data_dir=data_dir, base=base)
+    return Policies(MappingProxyType(calendars), MappingProxyType(sla), rules, scheduler, csat)
 
 
-def _scheduler(table: _Table) -> SchedulerSettings:
+def _scheduler(table: Table) -> SchedulerSettings:
     def clock(key: str, default: str) -> time:
         value = table.string(key, default)
         match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value)

@@ -1,9 +1,14 @@
 """Decide what the admin's ``[[rules]]`` do to a ticket: parse them, match them, merge their actions.
 
+Not to be confused with ``inboxd.desk.autoreply``, which only answers whether
+we may send an automatic reply at all (loops, bulk mail, the budget): this
+module is the admin's own rules about priority, tags, team and assignee.
+
 This is the pure half of step (4): no database and no I/O.  ``parse_rules``
-turns the raw ``[[rules]]``, ``[[customer_groups]]`` and ``[[teams]]`` tables
-into a frozen ``RuleSet``, validating every name against the agents, SLA
-policies and mailboxes the caller knows, and compiling every regex once.
+turns the ``[[rules]]``, ``[[customer_groups]]`` and ``[[teams]]`` sections,
+as written, into a frozen ``RuleSet`` while ``inboxd.config`` reads the file
+(through ``inboxd.desk.policies``), validating every name against the agents,
+SLA policies and mailboxes the caller knows, and compiling every regex once.
 ``RuleSet.evaluate`` runs the rules in order over the ``Facts`` of one event
 and returns one ``Decision`` per matching rule, each with a sentence saying why
 it matched, so that the caller can record it in the ticket history.  ``merge``
@@ -24,17 +29,21 @@ from dataclasses import dataclass
 from functools import cached_property
 from json.encoder import encode_basestring as _json_quote
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from inboxd.config import EMAIL, _show, _Table
-from inboxd.mail.message import InboundMessage
+from inboxd.config import EMAIL, Table, show
+from inboxd.vocabulary import PRIORITIES
+
+if TYPE_CHECKING:
+    # Only for facts_for's signature: inboxd.config imports this module while
+    # it reads the file, and a config check need not load the mail parser.
+    from inboxd.mail.message import InboundMessage
 
 __all__ = [
     "ACTION_KEYS",
     "ASSIGN_STRATEGIES",
     "CONDITION_KEYS",
     "EVENTS",
-    "PRIORITIES",
     "CustomerGroup",
     "Decision",
     "Facts",
@@ -48,7 +57,6 @@ __all__ = [
 ]
 
 EVENTS = ("new", "message", "tag")
-from inboxd.vocabulary import PRIORITIES  # noqa: F401
 ASSIGN_STRATEGIES = ("round-robin", "least-loaded")
 RULE_KEYS = ("name", "on", "if", "then")
 GROUP_KEYS = ("name", "members")
@@ -260,7 +268,7 @@ class _Known:
 def parse_rules(raw_rules: Any, raw_groups: Any, raw_teams: Any, *, file_name: str, agents: set[str],
                 sla_names: set[str], mailboxes: set[str]) -> RuleSet:
     """Validate the raw sections (lists of dicts, or None when absent); ConfigError on the first problem."""
-    top = _Table(file_name, "", {
+    top = Table(file_name, "", {
         "rules": raw_rules or [], "customer_groups": raw_groups or [], "teams": raw_teams or [],
     }, ("rules", "customer_groups", "teams"))
     groups = _groups(top.tables("customer_groups", GROUP_KEYS))
@@ -275,22 +283,22 @@ def parse_rules(raw_rules: Any, raw_groups: Any, raw_teams: Any, *, file_name: s
         rule = _rule(table, known)
         for other_index, other in enumerate(rules):
             if other.name == rule.name:
-                table.fail("name", f"duplicate rule name {_show(rule.name)} (also rules[{other_index}])")
+                table.fail("name", f"duplicate rule name {show(rule.name)} (also rules[{other_index}])")
         assign = rule.actions.get("assign")
         if "new" in rule.on and assign in ASSIGN_STRATEGIES and "team" not in rule.actions \
                 and not team_set_on_new:
-            table.fail("then.assign", f"{_show(assign)} needs a team: set team in this rule or an earlier one")
+            table.fail("then.assign", f"{show(assign)} needs a team: set team in this rule or an earlier one")
         team_set_on_new = team_set_on_new or ("new" in rule.on and "team" in rule.actions)
         rules.append(rule)
     return RuleSet(tuple(rules), known.groups, known.teams)
 
 
-def _groups(tables: list[_Table]) -> dict[str, CustomerGroup]:
+def _groups(tables: list[Table]) -> dict[str, CustomerGroup]:
     groups: dict[str, CustomerGroup] = {}
     for table in tables:
         name = _label(table, "name")
         if name in groups:
-            table.fail("name", f"duplicate customer group {_show(name)}")
+            table.fail("name", f"duplicate customer group {show(name)}")
         addresses, domains = set(), set()
         for index, member in enumerate(table.strings("members", ())):
             member = member.strip().lower()
@@ -299,35 +307,35 @@ def _groups(tables: list[_Table]) -> dict[str, CustomerGroup]:
             elif EMAIL.fullmatch(member):
                 addresses.add(member)
             else:
-                table.fail(f"members[{index}]", f"expected an address or \"@domain\", got {_show(member)}")
+                table.fail(f"members[{index}]", f"expected an address or \"@domain\", got {show(member)}")
         groups[name] = CustomerGroup(name, frozenset(addresses), frozenset(domains))
     return groups
 
 
-def _teams(tables: list[_Table], agents: set[str]) -> dict[str, tuple[str, ...]]:
+def _teams(tables: list[Table], agents: set[str]) -> dict[str, tuple[str, ...]]:
     teams: dict[str, tuple[str, ...]] = {}
     for table in tables:
         name = _label(table, "name")
         if name in teams:
-            table.fail("name", f"duplicate team {_show(name)}")
+            table.fail("name", f"duplicate team {show(name)}")
         members = table.strings("agents", ())
         for index, agent in enumerate(members):
             if agent not in agents:
                 table.fail(f"agents[{index}]", _unknown("agent", agent, agents))
             if agent in members[:index]:
-                table.fail(f"agents[{index}]", f"{_show(agent)} is listed twice")
+                table.fail(f"agents[{index}]", f"{show(agent)} is listed twice")
         teams[name] = members
     return teams
 
 
-def _rule(table: _Table, known: _Known) -> Rule:
+def _rule(table: Table, known: _Known) -> Rule:
     name = _label(table, "name")
     on = _names(table, "on", ["new"])
     for index, event in enumerate(on):
         if event not in EVENTS:
             where = f"on[{index}]" if isinstance(table.data.get("on"), list) else "on"
-            options = ", ".join(_show(e) for e in EVENTS)
-            table.fail(where, f"must be one of {options}, got {_show(event)}")
+            options = ", ".join(show(e) for e in EVENTS)
+            table.fail(where, f"must be one of {options}, got {show(event)}")
     conditions = table.table("if", CONDITION_KEYS)
     then = table.table("then", ACTION_KEYS, required=True)
     if not then.data:
@@ -342,20 +350,20 @@ def _rule(table: _Table, known: _Known) -> Rule:
     )
 
 
-def _label(table: _Table, key: str) -> str:
+def _label(table: Table, key: str) -> str:
     """A name that ends up in history lines: one non-empty line."""
     value = table.string(key)
     if not value.strip() or "\n" in value or "\r" in value:
-        table.fail(key, f"must be a non-empty single line, got {_show(value)}")
+        table.fail(key, f"must be a non-empty single line, got {show(value)}")
     return value
 
 
-def _names(table: _Table, key: str, default: list[str] | None = None) -> list[str]:
+def _names(table: Table, key: str, default: list[str] | None = None) -> list[str]:
     """A string or a non-empty list of non-empty strings."""
     value = table.get(key, default)
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-        table.fail(key, f"expected a string or a list of strings, got {_show(value)}")
+        table.fail(key, f"expected a string or a list of strings, got {show(value)}")
     if not items:
         table.fail(key, "must not be empty")
     for index, item in enumerate(items):
@@ -364,26 +372,26 @@ def _names(table: _Table, key: str, default: list[str] | None = None) -> list[st
     return items
 
 
-def _regex(table: _Table, key: str, pattern: Any) -> re.Pattern[str]:
+def _regex(table: Table, key: str, pattern: Any) -> re.Pattern[str]:
     if not isinstance(pattern, str):
-        table.fail(key, f"expected a regular expression string, got {_show(pattern)}")
+        table.fail(key, f"expected a regular expression string, got {show(pattern)}")
     try:
         return re.compile(pattern)
     except re.error as exc:
-        table.fail(key, f"invalid regular expression {_show(pattern)}: {exc}")
+        table.fail(key, f"invalid regular expression {show(pattern)}: {exc}")
 
 
 def _unknown(kind: str, value: str, known: Iterable[str]) -> str:
     known = sorted(known)
     close = difflib.get_close_matches(value, known, n=1)
     if close:
-        return f"unknown {kind} {_show(value)}; did you mean {_show(close[0])}?"
+        return f"unknown {kind} {show(value)}; did you mean {show(close[0])}?"
     if known:
-        return f"unknown {kind} {_show(value)}; known: {', '.join(_show(k) for k in known)}"
-    return f"unknown {kind} {_show(value)}; none is configured"
+        return f"unknown {kind} {show(value)}; known: {', '.join(show(k) for k in known)}"
+    return f"unknown {kind} {show(value)}; none is configured"
 
 
-def _known_each(table: _Table, key: str, kind: str, known: Iterable[str]) -> list[str]:
+def _known_each(table: Table, key: str, kind: str, known: Iterable[str]) -> list[str]:
     values = _names(table, key)
     for index, value in enumerate(values):
         if value not in known:
@@ -392,7 +400,7 @@ def _known_each(table: _Table, key: str, kind: str, known: Iterable[str]) -> lis
     return values
 
 
-def _shaped(table: _Table, key: str, shape: re.Pattern[str], what: str,
+def _shaped(table: Table, key: str, shape: re.Pattern[str], what: str,
             clean: Callable[[str], str]) -> list[str]:
     """Addresses or domains, lower-cased; one that can never match a sender is a mistake worth reporting."""
     values = []
@@ -400,7 +408,7 @@ def _shaped(table: _Table, key: str, shape: re.Pattern[str], what: str,
         value = clean(raw.strip().lower())
         if not shape.fullmatch(value):
             where = f"{key}[{index}]" if isinstance(table.data[key], list) else key
-            table.fail(where, f"expected {what}, got {_show(raw)}")
+            table.fail(where, f"expected {what}, got {show(raw)}")
         values.append(value)
     return values
 
@@ -414,20 +422,20 @@ def _quote(text: str) -> str:
     return _json_quote(text if len(text) <= 60 else text[:57] + "...")
 
 
-def _if_mailbox(table: _Table, key: str, known: _Known) -> Test:
-    reasons = {m: f"mailbox {_show(m)} matched" for m in _known_each(table, key, "mailbox", known.mailboxes)}
+def _if_mailbox(table: Table, key: str, known: _Known) -> Test:
+    reasons = {m: f"mailbox {show(m)} matched" for m in _known_each(table, key, "mailbox", known.mailboxes)}
     return lambda v: reasons.get(v.facts.mailbox)
 
 
-def _if_from(table: _Table, key: str, known: _Known) -> Test:
+def _if_from(table: Table, key: str, known: _Known) -> Test:
     addresses = _shaped(table, key, EMAIL, "an address", lambda a: a)
-    reasons = {a: f"from {_show(a)} matched" for a in addresses}
+    reasons = {a: f"from {show(a)} matched" for a in addresses}
     return lambda v: reasons.get(v.facts.sender)
 
 
-def _if_from_domain(table: _Table, key: str, known: _Known) -> Test:
+def _if_from_domain(table: Table, key: str, known: _Known) -> Test:
     domains = _shaped(table, key, _DOMAIN, "a domain", lambda d: d.removeprefix("@"))
-    reasons = {d: f"from_domain {_show(d)} matched " for d in domains}
+    reasons = {d: f"from_domain {show(d)} matched " for d in domains}
 
     def test(v: _View) -> str | None:
         reason = reasons.get(v.domain)
@@ -435,8 +443,8 @@ def _if_from_domain(table: _Table, key: str, known: _Known) -> Test:
     return test
 
 
-def _if_group(table: _Table, key: str, known: _Known) -> Test:
-    groups = [(known.groups[n], f"group {_show(n)} matched ")
+def _if_group(table: Table, key: str, known: _Known) -> Test:
+    groups = [(known.groups[n], f"group {show(n)} matched ")
               for n in _known_each(table, key, "customer group", known.groups)]
 
     def test(v: _View) -> str | None:
@@ -447,10 +455,10 @@ def _if_group(table: _Table, key: str, known: _Known) -> Test:
     return test
 
 
-def _keywords(field: str) -> Callable[[_Table, str, _Known], Test]:
+def _keywords(field: str) -> Callable[[Table, str, _Known], Test]:
     """Subject or body keywords: a case-insensitive substring, any one of them."""
-    def build(table: _Table, key: str, known: _Known) -> Test:
-        words = [(w.lower(), f"{key} contains {_show(w)}") for w in _names(table, key)]
+    def build(table: Table, key: str, known: _Known) -> Test:
+        words = [(w.lower(), f"{key} contains {show(w)}") for w in _names(table, key)]
 
         def test(v: _View) -> str | None:
             text = getattr(v, field)
@@ -462,11 +470,11 @@ def _keywords(field: str) -> Callable[[_Table, str, _Known], Test]:
     return build
 
 
-def _pattern(field: str) -> Callable[[_Table, str, _Known], Test]:
+def _pattern(field: str) -> Callable[[Table, str, _Known], Test]:
     """Subject or body regex, searched as written (add (?i) to ignore case)."""
-    def build(table: _Table, key: str, known: _Known) -> Test:
+    def build(table: Table, key: str, known: _Known) -> Test:
         regex = _regex(table, key, table.get(key))
-        reason = f"{key} {_show(regex.pattern)} matched "
+        reason = f"{key} {show(regex.pattern)} matched "
 
         def test(v: _View) -> str | None:
             found = regex.search(getattr(v.facts, field))
@@ -475,15 +483,15 @@ def _pattern(field: str) -> Callable[[_Table, str, _Known], Test]:
     return build
 
 
-def _if_header(table: _Table, key: str, known: _Known) -> Test:
+def _if_header(table: Table, key: str, known: _Known) -> Test:
     """Every named header must be present and its value match its regex."""
     value = table.get(key)
     if not isinstance(value, dict) or not value:
-        table.fail(key, f"expected a table of header name = regular expression, got {_show(value)}")
+        table.fail(key, f"expected a table of header name = regular expression, got {show(value)}")
     patterns = []
     for name, pattern in value.items():
         regex = _regex(table, f"{key}.{name}", pattern)
-        patterns.append((name.lower(), regex, f"header {name.lower()} {_show(regex.pattern)} matched "))
+        patterns.append((name.lower(), regex, f"header {name.lower()} {show(regex.pattern)} matched "))
 
     def test(v: _View) -> str | None:
         reasons = []
@@ -496,14 +504,14 @@ def _if_header(table: _Table, key: str, known: _Known) -> Test:
     return test
 
 
-def _if_has_attachment(table: _Table, key: str, known: _Known) -> Test:
+def _if_has_attachment(table: Table, key: str, known: _Known) -> Test:
     wanted = table.boolean(key, False)
     reason = "has an attachment" if wanted else "has no attachment"
     return lambda v: reason if bool(v.facts.attachment_types) == wanted else None
 
 
-def _if_attachment_type(table: _Table, key: str, known: _Known) -> Test:
-    prefixes = [(p.strip().lower(), f"attachment_type {_show(p.strip().lower())} matched ")
+def _if_attachment_type(table: Table, key: str, known: _Known) -> Test:
+    prefixes = [(p.strip().lower(), f"attachment_type {show(p.strip().lower())} matched ")
                 for p in _names(table, key)]
 
     def test(v: _View) -> str | None:
@@ -515,8 +523,8 @@ def _if_attachment_type(table: _Table, key: str, known: _Known) -> Test:
     return test
 
 
-def _if_tags_any(table: _Table, key: str, known: _Known) -> Test:
-    reasons = [(t, f"tags_any {_show(t)} present") for t in _names(table, key)]
+def _if_tags_any(table: Table, key: str, known: _Known) -> Test:
+    reasons = [(t, f"tags_any {show(t)} present") for t in _names(table, key)]
 
     def test(v: _View) -> str | None:
         for tag, reason in reasons:
@@ -526,18 +534,18 @@ def _if_tags_any(table: _Table, key: str, known: _Known) -> Test:
     return test
 
 
-def _if_tags_all(table: _Table, key: str, known: _Known) -> Test:
+def _if_tags_all(table: Table, key: str, known: _Known) -> Test:
     wanted = frozenset(_names(table, key))
-    reason = f"tags_all {_show(sorted(wanted))} present"
+    reason = f"tags_all {show(sorted(wanted))} present"
     return lambda v: reason if wanted <= v.facts.tags else None
 
 
-def _if_priority(table: _Table, key: str, known: _Known) -> Test:
-    reasons = {p: f"priority {_show(p)} matched" for p in _known_each(table, key, "priority", PRIORITIES)}
+def _if_priority(table: Table, key: str, known: _Known) -> Test:
+    reasons = {p: f"priority {show(p)} matched" for p in _known_each(table, key, "priority", PRIORITIES)}
     return lambda v: reasons.get(v.facts.priority)
 
 
-_CONDITIONS: Mapping[str, Callable[[_Table, str, _Known], Test]] = MappingProxyType({
+_CONDITIONS: Mapping[str, Callable[[Table, str, _Known], Test]] = MappingProxyType({
     "mailbox": _if_mailbox,
     "from": _if_from,
     "from_domain": _if_from_domain,
@@ -557,53 +565,53 @@ _CONDITIONS: Mapping[str, Callable[[_Table, str, _Known], Test]] = MappingProxyT
 
 # --- Actions: each reader validates its value and returns it normalised.
 
-def _then_priority(table: _Table, key: str, known: _Known) -> str:
+def _then_priority(table: Table, key: str, known: _Known) -> str:
     return table.choice(key, "normal", PRIORITIES)
 
 
-def _then_tags(table: _Table, key: str, known: _Known) -> tuple[str, ...]:
+def _then_tags(table: Table, key: str, known: _Known) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.strip() for t in _names(table, key)))
 
 
-def _then_team(table: _Table, key: str, known: _Known) -> str:
+def _then_team(table: Table, key: str, known: _Known) -> str:
     team = table.string(key)
     if team not in known.teams:
         table.fail(key, _unknown("team", team, known.teams))
     return team
 
 
-def _then_tier(table: _Table, key: str, known: _Known) -> int:
+def _then_tier(table: Table, key: str, known: _Known) -> int:
     return table.integer(key, None, low=0)
 
 
-def _then_assign(table: _Table, key: str, known: _Known) -> str:
+def _then_assign(table: Table, key: str, known: _Known) -> str:
     agent = table.string(key)
     if agent not in ASSIGN_STRATEGIES and agent not in known.agents:
         table.fail(key, _unknown("agent", agent, [*known.agents, *ASSIGN_STRATEGIES]))
     return agent
 
 
-def _then_sla(table: _Table, key: str, known: _Known) -> str:
+def _then_sla(table: Table, key: str, known: _Known) -> str:
     sla = table.string(key)
     if sla not in known.sla_names:
         table.fail(key, _unknown("SLA policy", sla, known.sla_names))
     return sla
 
 
-def _then_autoreply(table: _Table, key: str, known: _Known) -> str | bool:
+def _then_autoreply(table: Table, key: str, known: _Known) -> str | bool:
     value = table.get(key)
     if isinstance(value, bool):
         return value
     if not isinstance(value, str) or not value.strip():
-        table.fail(key, f"expected a template name, true or false, got {_show(value)}")
+        table.fail(key, f"expected a template name, true or false, got {show(value)}")
     return value
 
 
-def _then_flag(table: _Table, key: str, known: _Known) -> bool:
+def _then_flag(table: Table, key: str, known: _Known) -> bool:
     return table.boolean(key, False)
 
 
-_ACTIONS: Mapping[str, Callable[[_Table, str, _Known], Any]] = MappingProxyType({
+_ACTIONS: Mapping[str, Callable[[Table, str, _Known], Any]] = MappingProxyType({
     "priority": _then_priority,
     "tags": _then_tags,
     "team": _then_team,

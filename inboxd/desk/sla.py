@@ -15,13 +15,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holiday_tables
 
-from inboxd.config import ConfigError, _show, _Table
-from inboxd.store.models import PRIORITIES
+from inboxd.config import ConfigError, Table, show
+from inboxd.vocabulary import PRIORITIES
 
 UTC = timezone.utc
 ZERO = timedelta(0)
@@ -343,17 +343,18 @@ def human(duration: timedelta, language: str = "en") -> str:
     return "-" + text if duration < ZERO and parts else text
 
 
-# --- Configuration: [[calendars]] and [[sla]] from the raw lists config.py keeps.
+# --- Configuration: [[calendars]] and [[sla]], called by inboxd.desk.policies.read_policies
+# while inboxd.config reads the file.
 
 def parse_calendars(raw: list[dict] | None, file_name: str) -> dict[str, Calendar]:
-    """``settings.extra["calendars"]`` -> calendars by name; ConfigError names the key at fault."""
+    """The ``[[calendars]]`` array as written (None when absent) -> calendars by name; ConfigError names the key."""
     calendars: dict[str, Calendar] = {}
-    for table in _Table(file_name, "", {"calendars": raw or []}, ("calendars",)).tables("calendars", CALENDAR_KEYS):
+    for table in Table(file_name, "", {"calendars": raw or []}, ("calendars",)).tables("calendars", CALENDAR_KEYS):
         name = table.name("name", NAME)
         if name == ALWAYS.name:
-            table.fail("name", f"{_show(name)} is reserved for the built-in always-open calendar")
+            table.fail("name", f"{show(name)} is reserved for the built-in always-open calendar")
         if name in calendars:
-            table.fail("name", f"duplicate calendar name {_show(name)}")
+            table.fail("name", f"duplicate calendar name {show(name)}")
         hours_table = table.table("hours", DAYS)
         if hours_table.present:
             hours = tuple(_ranges(hours_table, day, "") for day in DAYS)
@@ -383,13 +384,13 @@ def parse_calendars(raw: list[dict] | None, file_name: str) -> dict[str, Calenda
 def parse_sla_policies(
     raw: list[dict] | None, calendars: dict[str, Calendar], file_name: str,
 ) -> dict[str, SlaPolicy]:
-    """``settings.extra["sla"]`` -> policies by name; ``calendars`` from ``parse_calendars``."""
+    """The ``[[sla]]`` array as written (None when absent) -> policies by name; ``calendars`` from ``parse_calendars``."""
     policies: dict[str, SlaPolicy] = {}
     owner: dict[str, tuple[str, str]] = {}
-    for table in _Table(file_name, "", {"sla": raw or []}, ("sla",)).tables("sla", SLA_KEYS):
+    for table in Table(file_name, "", {"sla": raw or []}, ("sla",)).tables("sla", SLA_KEYS):
         name = table.name("name", NAME)
         if name in policies:
-            table.fail("name", f"duplicate sla name {_show(name)}")
+            table.fail("name", f"duplicate sla name {show(name)}")
         targets = {key: _optional_duration(table, key) for key in ("first_response", "next_response", "resolution")}
         if not any(targets.values()):
             raise ConfigError(
@@ -401,11 +402,11 @@ def parse_sla_policies(
         for index, priority in enumerate(priorities):
             key = f"priority[{index}]"
             if priority not in PRIORITIES:
-                options = ", ".join(_show(p) for p in PRIORITIES)
-                table.fail(key, f"must be one of {options}, got {_show(priority)}")
+                options = ", ".join(show(p) for p in PRIORITIES)
+                table.fail(key, f"must be one of {options}, got {show(priority)}")
             if priority in owner:
                 other, where = owner[priority]
-                table.fail(key, f"{_show(priority)} already has a default policy, {_show(other)} ({where})")
+                table.fail(key, f"{show(priority)} already has a default policy, {show(other)} ({where})")
             owner[priority] = (name, table.path)
         policies[name] = SlaPolicy(
             name=name,
@@ -419,20 +420,20 @@ def parse_sla_policies(
     return policies
 
 
-def policy_for_priority(policies: dict[str, SlaPolicy], priority: str) -> SlaPolicy | None:
+def policy_for_priority(policies: Mapping[str, SlaPolicy], priority: str) -> SlaPolicy | None:
     """The policy that lists ``priority`` as one it is the default for, if any."""
     return next((p for p in policies.values() if priority in p.priorities), None)
 
 
-def _zone(table: _Table) -> ZoneInfo:
+def _zone(table: Table) -> ZoneInfo:
     value = table.string("timezone", "UTC")
     try:
         return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        table.fail("timezone", f'unknown time zone {_show(value)}; expected an IANA name such as "Asia/Shanghai"')
+        table.fail("timezone", f'unknown time zone {show(value)}; expected an IANA name such as "Asia/Shanghai"')
 
 
-def _holiday_codes(table: _Table) -> tuple[str | None, str | None]:
+def _holiday_codes(table: Table) -> tuple[str | None, str | None]:
     country = table.string("holidays", "") or None
     subdiv = table.string("holidays_subdiv", "") or None
     if subdiv and not country:
@@ -441,15 +442,15 @@ def _holiday_codes(table: _Table) -> tuple[str | None, str | None]:
         try:
             holiday_tables.country_holidays(country)
         except NotImplementedError:
-            table.fail("holidays", f"unknown holiday country {_show(country)}; expected a code such as \"CN\" or \"US\"")
+            table.fail("holidays", f"unknown holiday country {show(country)}; expected a code such as \"CN\" or \"US\"")
         try:
             holiday_tables.country_holidays(country, subdiv=subdiv)
         except NotImplementedError:
-            table.fail("holidays_subdiv", f"unknown subdivision {_show(subdiv)} of {_show(country)}")
+            table.fail("holidays_subdiv", f"unknown subdivision {show(subdiv)} of {show(country)}")
     return country, subdiv
 
 
-def _ranges(table: _Table, key: str, default: str) -> Ranges:
+def _ranges(table: Table, key: str, default: str) -> Ranges:
     value = table.string(key, default)
     try:
         return _parse_ranges(value)
@@ -465,7 +466,7 @@ def _parse_ranges(text: str) -> Ranges:
     for part in text.split(","):
         match = RANGE.fullmatch(part.strip())
         if not match:
-            raise ValueError(f"{RANGES_HINT}, got {_show(text)}")
+            raise ValueError(f"{RANGES_HINT}, got {show(text)}")
         h1, m1, h2, m2 = (int(g) for g in match.groups())
         first, last = h1 * 60 + m1, h2 * 60 + m2
         if h1 > 23 or m1 > 59 or m2 > 59 or last > 1440:
@@ -478,10 +479,10 @@ def _parse_ranges(text: str) -> Ranges:
     return tuple(ranges)
 
 
-def _dates(table: _Table, key: str) -> frozenset[date]:
+def _dates(table: Table, key: str) -> frozenset[date]:
     values = table.get(key, [])
     if not isinstance(values, list):
-        table.fail(key, f'expected a list of dates such as ["2026-12-31"], got {_show(values)}')
+        table.fail(key, f'expected a list of dates such as ["2026-12-31"], got {show(values)}')
     days: set[date] = set()
     for index, value in enumerate(values):
         # TOML has a date type too: extra_holidays = [2026-12-31] without quotes.
@@ -494,20 +495,20 @@ def _dates(table: _Table, key: str) -> frozenset[date]:
                 raise ValueError(value)
             days.add(date.fromisoformat(value))
         except ValueError:
-            table.fail(f"{key}[{index}]", f'expected a date such as "2026-12-31", got {_show(value)}')
+            table.fail(f"{key}[{index}]", f'expected a date such as "2026-12-31", got {show(value)}')
     return frozenset(days)
 
 
-def _optional_duration(table: _Table, key: str) -> timedelta | None:
+def _optional_duration(table: Table, key: str) -> timedelta | None:
     if key not in table.data:
         return None
     value = table.duration(key, "0s")
     if value <= ZERO:
-        table.fail(key, f"must be longer than zero, got {_show(table.data[key])}")
+        table.fail(key, f"must be longer than zero, got {show(table.data[key])}")
     return value
 
 
-def _calendar(table: _Table, calendars: dict[str, Calendar]) -> Calendar:
+def _calendar(table: Table, calendars: dict[str, Calendar]) -> Calendar:
     if "calendar" not in table.data:
         return ALWAYS
     name = table.string("calendar")
@@ -515,8 +516,8 @@ def _calendar(table: _Table, calendars: dict[str, Calendar]) -> Calendar:
         return ALWAYS
     if name not in calendars:
         # A config has a handful of calendars at most, so naming them all helps most.
-        known = ", ".join(_show(n) for n in [*calendars, ALWAYS.name])
-        table.fail("calendar", f"unknown calendar {_show(name)}; the calendars are {known}")
+        known = ", ".join(show(n) for n in [*calendars, ALWAYS.name])
+        table.fail("calendar", f"unknown calendar {show(name)}; the calendars are {known}")
     return calendars[name]
 
 
