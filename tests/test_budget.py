@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from inboxd.store.engine import db_time, open_store, writing
 from inboxd.outbound.outbox import AckCounts, ack_counts, budget_key
+from inboxd.store import outbox as store
+from inboxd.store.engine import create_store_engine, migrate, open_store, reading, writing
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -24,26 +25,37 @@ def test_budget_key_drops_the_plus_tag_and_case(address, key, domain):
     assert budget_key(address) == (key, domain)
 
 
-def test_ack_counts_count_each_window_through_the_indexes(tmp_path):
+def test_ack_counts_count_each_window(store_url):
     """Defect: the budget scanned every ack of the day with LIKE; now two indexed lookups,
-    per normalised address (hour, day) and per domain (minute, hour)."""
-    engine = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    per normalised address (hour, day) and per domain (minute, hour).  On SQLite and PostgreSQL."""
+    engine = create_store_engine(store_url)
+    migrate(engine)
     sent = [("bot+1@bots.example", timedelta(seconds=30)), ("Bot@bots.example", timedelta(minutes=30)),
             ("bot+2@bots.example", timedelta(hours=5)), ("bot@bots.example", timedelta(hours=25)),
             ("other@bots.example", timedelta(seconds=10)), ("other@bots.example", timedelta(minutes=2)),
             ("bot@elsewhere.example", timedelta(seconds=1))]
-    with writing(engine) as conn:
-        for n, (address, ago) in enumerate(sent):
-            key, domain = budget_key(address)
-            conn.exec_driver_sql(
-                "INSERT INTO outbox (mailbox, kind, message_id, sender, recipients, data, status, attempts,"
-                " next_attempt_at, last_error, created_at, copy_status, ack_key, ack_domain)"
-                " VALUES ('support', 'ack', ?, 'support@example.com', ?, x'', 'sent', 1, ?, '', ?, 'none', ?, ?)",
-                (f"id{n}@example.com", f'["{address}"]', db_time(NOW - ago), db_time(NOW - ago), key, domain))
-        cur = conn.connection.driver_connection.cursor()
-        assert ack_counts(cur, "BOT+99@bots.example", NOW) == AckCounts(
-            address_hour=2, address_day=3, domain_minute=2, domain_hour=4)
-        assert ack_counts(cur, "bot@bots.example", NOW, count_domain=False) == AckCounts(2, 3, 0, 0)
-        plan = " ".join(str(row) for row in cur.execute(
-            "EXPLAIN QUERY PLAN SELECT count(*) FROM outbox WHERE ack_key = ? AND created_at >= ?", ("a", "b")))
-        assert "ix_outbox_ack_key" in plan
+    try:
+        with writing(engine) as conn:
+            for n, (address, ago) in enumerate(sent):
+                key, domain = budget_key(address)
+                store.add(conn, ticket_id=None, mailbox="support", kind="ack", message_id=f"id{n}@example.com",
+                          sender="support@example.com", recipients=f'["{address}"]', data=b"", spec=None,
+                          copy_status="none", ack_key=key, ack_domain=domain, now=NOW - ago)
+        with reading(engine) as conn:
+            assert ack_counts(conn, "BOT+99@bots.example", NOW) == AckCounts(
+                address_hour=2, address_day=3, domain_minute=2, domain_hour=4)
+            assert ack_counts(conn, "bot@bots.example", NOW, count_domain=False) == AckCounts(2, 3, 0, 0)
+            # A window's edge: an ack exactly a minute old is still in the minute.
+            assert ack_counts(conn, "x@bots.example", NOW + timedelta(seconds=50)).domain_minute == 1
+    finally:
+        engine.dispose()
+
+
+def test_ack_counts_use_the_indexes(tmp_path):
+    engine = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    with reading(engine) as conn:
+        for column, index in (("ack_key", "ix_outbox_ack_key"), ("ack_domain", "ix_outbox_ack_domain")):
+            plan = " ".join(str(row) for row in conn.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN SELECT count(*) FROM outbox WHERE {column} = ? AND created_at >= ?",
+                ("a", "b")))
+            assert index in plan

@@ -96,7 +96,7 @@ def test_a_sender_whose_lease_ran_out_never_sends_a_row_another_sender_claimed(t
     settings = load_settings(config)
     engine = open_store(settings.store.url)
     with writing(engine) as conn:
-        queue(conn.connection.driver_connection.cursor(), kind="relay", mailbox=settings.mailbox("support"),
+        queue(conn, kind="relay", mailbox=settings.mailbox("support"),
               ticket_pk=None, ref="T-1000", to=[("Ann", "ann@example.org")], subject="Re: [T-1000] Help",
               text="On it.\n", automatic=None, from_name="Support", message_id="inboxd.T-1000.lease@example.com",
               now=NOW - timedelta(minutes=1), sent_copy=False)

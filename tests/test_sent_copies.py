@@ -20,13 +20,12 @@ def _sent_rows(engine, settings, count: int) -> list[str]:
     mailbox = settings.mailbox("support")
     ids = []
     with writing(engine) as conn:
-        cur = conn.connection.driver_connection.cursor()
         for i in range(count):
-            ids.append(queue(cur, kind="relay", mailbox=mailbox, ticket_pk=None, ref=f"T-{1000 + i}",
+            ids.append(queue(conn, kind="relay", mailbox=mailbox, ticket_pk=None, ref=f"T-{1000 + i}",
                              to=[(f"Customer {i}", f"c{i}@example.org")], subject=f"Re: [T-{1000 + i}] Question",
                              text="We are on it.\n", automatic=None, from_name="Support",
                              message_id=f"inboxd.T-{1000 + i}.copy{i}@example.com", now=NOW, sent_copy=True))
-        cur.execute("UPDATE outbox SET status = 'sent', sent_at = created_at")
+        conn.exec_driver_sql("UPDATE outbox SET status = 'sent', sent_at = created_at")
     return ids
 
 

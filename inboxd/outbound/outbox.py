@@ -4,25 +4,26 @@ Nothing is ever sent from here.  `queue` is the one way out for every mail
 inboxd writes (acknowledgements, relayed answers, agents' replies,
 notifications, digests, surveys, escalation notices, the weekly report): it
 composes the mail, with its loop headers, and writes it to the `outbox`
-table on the cursor of the transaction that changes the ticket, so the
+table on the connection of the transaction that changes the ticket, so the
 change and the mail it causes are committed together or not at all.
 `inboxd.outbound.sender` drains the table.  The rest answers what the auto-reply
-budget and bounce handling ask about mail already queued.
+budget and bounce handling ask about mail already queued.  The SQL is in
+`inboxd.store.outbox`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection
 
 from inboxd.outbound.compose import InlineImage, Outgoing, compose, display_name, new_message_id, tagged_subject
 from inboxd.config import MailboxSettings
-from inboxd.store.engine import MESSAGE_ORDER, db_time
+from inboxd.store import outbox as store
 from inboxd.outbound.loop import AUTO_REPLIED, loop_header_value
 from inboxd.outbound.templates import Templates
 from inboxd.desk.threads import TicketTag
@@ -42,21 +43,20 @@ class TicketView:
     created_at: str
 
 
-def load_ticket(cur: sqlite3.Cursor, pk: int) -> TicketView:
-    row = cur.execute(
-        "SELECT id, ref, subject, status, priority, requester, requester_name, created_at FROM ticket WHERE id = ?",
-        (pk,),
-    ).fetchone()
-    return TicketView(*row)
+def load_ticket(conn: Connection, pk: int) -> TicketView:
+    row = store.ticket_for_mail(conn, pk)
+    return TicketView(*row[:-1], created_at=_template_time(row.created_at))
 
 
-def thread_ids(cur: sqlite3.Cursor, ticket_pk: int) -> tuple[str | None, list[str]]:
+def _template_time(at: datetime) -> str:
+    # Templates have always been given the time as the store wrote it on
+    # SQLite ("2026-11-23 09:30:00.000000", UTC), whatever the database.
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def thread_ids(conn: Connection, ticket_pk: int) -> tuple[str | None, list[str]]:
     """(the newest customer Message-ID, every Message-ID of the thread in order)."""
-    rows = cur.execute(
-        "SELECT message_id, kind FROM message WHERE ticket_id = ? AND message_id IS NOT NULL"
-        f" ORDER BY {MESSAGE_ORDER}, id",
-        (ticket_pk,),
-    ).fetchall()
+    rows = store.thread_message_ids(conn, ticket_pk)
     parent = next((mid for mid, kind in reversed(rows) if kind == "customer"), None)
     return parent, [mid for mid, _ in rows]
 
@@ -66,7 +66,7 @@ def unique_token() -> str:
 
 
 def queue(
-    cur: sqlite3.Cursor,
+    conn: Connection,
     *,
     kind: str,
     mailbox: MailboxSettings,
@@ -88,7 +88,7 @@ def queue(
     record_on_ticket: str | None = None,
     compose_at_send: bool = False,
 ) -> str:
-    """Queue one mail of ours from `mailbox` on the caller's cursor; returns its Message-ID.
+    """Queue one mail of ours from `mailbox` in the caller's transaction; returns its Message-ID.
 
     This is the one way out for every mail inboxd writes itself.  `kind`
     names it in the outbox ("ack", "relay", "reply", "notification",
@@ -133,18 +133,14 @@ def queue(
         data, stored_spec = mail.data, None
     # An acknowledgement is counted by the auto-reply budget (see ack_counts).
     key, domain = budget_key(mail.recipients[0]) if kind == "ack" and mail.recipients else (None, None)
-    cur.execute(
-        "INSERT INTO outbox (ticket_id, mailbox, kind, message_id, sender, recipients, data, status, attempts,"
-        " next_attempt_at, last_error, created_at, copy_status, spec, ack_key, ack_domain)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, '', ?, ?, ?, ?, ?)",
-        (ticket_pk, mailbox.name, kind, mail.message_id, mail.sender, json.dumps(list(mail.recipients)), data,
-         db_time(now), db_time(now), "pending" if sent_copy and mailbox.imap.sent_folder else "none",
-         stored_spec, key, domain),
-    )
+    store.add(conn, ticket_id=ticket_pk, mailbox=mailbox.name, kind=kind, message_id=mail.message_id,
+              sender=mail.sender, recipients=json.dumps(list(mail.recipients)), data=data, spec=stored_spec,
+              copy_status="pending" if sent_copy and mailbox.imap.sent_folder else "none",
+              ack_key=key, ack_domain=domain, now=now)
     if record_on_ticket is not None:
         if ticket_pk is None:
             raise ValueError(f"a {kind} mail about no ticket cannot be recorded on one")
-        store_outgoing(cur, ticket_pk, mail, kind=record_on_ticket, now=now, subject=subject, text=text,
+        store_outgoing(conn, ticket_pk, mail, kind=record_on_ticket, now=now, subject=subject, text=text,
                        in_reply_to=in_reply_to)
     return mail.message_id
 
@@ -193,30 +189,22 @@ class AckCounts:
     domain_hour: int     # ... in the last hour
 
 
-def ack_counts(cur: sqlite3.Cursor, address: str, now: datetime, *, count_domain: bool = True) -> AckCounts:
+def ack_counts(conn: Connection, address: str, now: datetime, *, count_domain: bool = True) -> AckCounts:
     """What the auto-reply budget needs to know about `address`: two indexed lookups."""
     key, domain = budget_key(address)
-    day, hour, minute = (db_time(now - span) for span in
-                         (timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)))
-    in_day, in_hour = cur.execute(
-        "SELECT count(*), coalesce(sum(created_at >= ?), 0) FROM outbox WHERE ack_key = ? AND created_at >= ?",
-        (hour, key, day)).fetchone()
+    in_day, in_hour = store.acks_to_address(conn, key, now)
     in_domain_hour = in_domain_minute = 0
     if count_domain:
-        in_domain_hour, in_domain_minute = cur.execute(
-            "SELECT count(*), coalesce(sum(created_at >= ?), 0) FROM outbox WHERE ack_domain = ? AND created_at >= ?",
-            (minute, domain, hour)).fetchone()
+        in_domain_hour, in_domain_minute = store.acks_to_domain(conn, domain, now)
     return AckCounts(in_hour, in_day, in_domain_minute, in_domain_hour)
 
 
-def bouncing_since(cur: sqlite3.Cursor, address: str, now: datetime, expiry: timedelta) -> str | None:
+def bouncing_since(conn: Connection, address: str, now: datetime, expiry: timedelta) -> datetime | None:
     """When mail to `address` last bounced for good, while that mark is in force (within `expiry`)."""
-    row = cur.execute("SELECT bounced_at FROM customer WHERE email = ? AND bouncing = 1 AND bounced_at > ?",
-                      (address, db_time(now - expiry))).fetchone()
-    return row[0] if row else None
+    return store.bounced_at(conn, address, now - expiry)
 
 
-def sent_to(cur: sqlite3.Cursor, message_id: str | None) -> tuple[str, ...] | None:
+def sent_to(conn: Connection, message_id: str | None) -> tuple[str, ...] | None:
     """The recipients of the mail we sent with `message_id`, or None when we sent no such mail.
 
     A mail counts once it was handed to a server, or may have been (sent, or
@@ -224,9 +212,8 @@ def sent_to(cur: sqlite3.Cursor, message_id: str | None) -> tuple[str, ...] | No
     """
     if not message_id:
         return None
-    row = cur.execute("SELECT recipients FROM outbox WHERE message_id = ? AND status IN ('sent', 'sending')",
-                      (message_id.strip().strip("<>"),)).fetchone()
-    return tuple(address.lower() for address in json.loads(row[0])) if row else None
+    recipients = store.recipients_of_sent(conn, message_id.strip().strip("<>"))
+    return tuple(address.lower() for address in json.loads(recipients)) if recipients is not None else None
 
 
 def ack_content(
@@ -256,7 +243,7 @@ def ack_content(
     return tagged_subject(subject, ticket.ref, tags), text, html
 
 
-def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind: str, now: datetime,
+def store_outgoing(conn: Connection, ticket_pk: int, mail: Outgoing, *, kind: str, now: datetime,
                    subject: str, text: str, in_reply_to: str | None, key: str | None = None) -> None:
     """Our own mail (or an internal note) joins the ticket's thread, so replies to it find the ticket.
 
@@ -264,16 +251,8 @@ def store_outgoing(cur: sqlite3.Cursor, ticket_pk: int, mail: Outgoing, *, kind:
     a note, the note's text, `mail.message_id` is empty and `key` names it.
     Outgoing mail is recorded by `queue`; workflow.note records notes.
     """
-    digest = hashlib.sha256(mail.data).hexdigest()
-    cur.execute("INSERT OR IGNORE INTO rawmessage (sha256, size, data) VALUES (?, ?, ?)",
-                (digest, len(mail.data), mail.data))
-    cur.execute(
-        "INSERT INTO message (message_key, message_id, ticket_id, direction, kind, from_addr, from_name, to_addrs,"
-        " cc_addrs, reply_to, date, subject, text, reply_text, html_only, in_reply_to, \"references\", auto,"
-        " raw_sha256, size, created_at)"
-        " VALUES (?, ?, ?, 'out', ?, ?, '', ?, '[]', '[]', ?, ?, ?, ?, 0, ?, '[]', '{}', ?, ?, ?)",
-        (key or mail.message_id, mail.message_id or None, ticket_pk, kind, mail.sender,
-         json.dumps([{"name": "", "email": r} for r in mail.recipients]), db_time(now), subject,
-         text, text, json.dumps([in_reply_to] if in_reply_to else []), digest, len(mail.data), db_time(now)),
-    )
-    cur.execute("UPDATE ticket SET message_count = message_count + 1 WHERE id = ?", (ticket_pk,))
+    store.add_outgoing_message(
+        conn, ticket_pk, message_key=key or mail.message_id, message_id=mail.message_id or None, kind=kind,
+        sender=mail.sender, to_addrs=json.dumps([{"name": "", "email": r} for r in mail.recipients]),
+        subject=subject, text=text, in_reply_to=json.dumps([in_reply_to] if in_reply_to else []),
+        data=mail.data, now=now)

@@ -20,18 +20,18 @@ write lock is taken on a connection of the sender's own, the claim checked
 to be still ours (a claim whose lease ran out may have gone to another
 daemon, which then sends the mail instead), the message sent with DATA, and
 `sent` written and committed (synchronous=FULL) in the same event-loop step
-as the server's 250 reply, with no wait for a lock in between.  Connections
-are reused across rows for the same server.
+as the server's 250 reply, with no wait for a lock in between.  (On
+PostgreSQL, where there is no store-wide lock, the row itself is locked
+before DATA.)  Connections are reused across rows for the same server.  The
+SQL is in `inboxd.store.outbox`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
-import sqlite3
 import threading
 from collections.abc import Iterator
 from collections.abc import Callable
@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import aiosmtplib
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from inboxd.tls import client_context
 from inboxd.config import Settings, SmtpSettings
-from inboxd.store.engine import db_time, writing
+from inboxd.store import outbox as store
+from inboxd.store.engine import writing
 from inboxd.outbound.outbox import compose_spec
 
 log = logging.getLogger("inboxd.outbound.sender")
@@ -136,31 +137,23 @@ class Sender:
 
     def claim(self, now: datetime) -> Claimed | None:
         """Move one due row to `sending` (compare-and-swap); None when nothing is due."""
-        lease_expired = db_time(now - self.settings.outbox.lease)
         with writing(self.engine) as conn:
-            row = conn.exec_driver_sql(
-                "UPDATE outbox SET status = 'sending', claimed_at = ?, attempts = attempts + 1"
-                " WHERE id = (SELECT id FROM outbox WHERE (status = 'queued' AND next_attempt_at <= ?)"
-                " OR (status = 'sending' AND claimed_at <= ?) ORDER BY next_attempt_at, id LIMIT 1)"
-                " RETURNING id, ticket_id, mailbox, message_id, sender, recipients, data, attempts, created_at, spec",
-                (db_time(now), db_time(now), lease_expired),
-            ).first()
+            row = store.claim_next(conn, now, self.settings.outbox.lease)
             if row is None:
                 return None
-            data = row[6]
-            if not data and row[9]:
+            data = bytes(row.data)
+            if not data and row.spec:
                 # Composed on the first attempt and kept, so a retry (or a
                 # resend after a crash) sends exactly the same bytes.
                 try:
-                    data = compose_spec(row[9]).data
+                    data = compose_spec(row.spec).data
                 except ValueError as exc:
                     data = b""
-                    conn.exec_driver_sql("UPDATE outbox SET last_error = ? WHERE id = ?",
-                                         (f"cannot compose: {exc}", row[0]))
+                    store.set_error(conn, row.id, f"cannot compose: {exc}")
                 else:
-                    conn.exec_driver_sql("UPDATE outbox SET data = ? WHERE id = ?", (data, row[0]))
-        created = datetime.fromisoformat(row[8]).replace(tzinfo=UTC)
-        return Claimed(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]), data, row[7], created)
+                    store.set_data(conn, row.id, data)
+        return Claimed(row.id, row.ticket_id, row.mailbox, row.message_id, row.sender, json.loads(row.recipients),
+                       data, row.attempts, row.created_at)
 
     def _record(self, item: Claimed, now: datetime, outcome: Exception | None) -> str:
         """Record a failure (`_commit_point` records a success); "lost" when the claim went to another sender."""
@@ -172,28 +165,21 @@ class Sender:
             error = str(outcome)[:1000]
             give_up = now - item.created_at >= self.settings.outbox.give_up_after
             # Only while the claim is ours: `attempts` grows with every claim.
-            ours = "id = ? AND status = 'sending' AND attempts = ?"
             if isinstance(outcome, TemporaryFailure) and not give_up:
                 delay = self.backoff(item.attempts)
-                changed = conn.exec_driver_sql(
-                    f"UPDATE outbox SET status = 'queued', next_attempt_at = ?, last_error = ? WHERE {ours}",
-                    (db_time(now + delay), error, item.id, item.attempts),
-                ).rowcount
-                if not changed:
+                if not store.requeue(conn, item.id, item.attempts, now + delay, error):
                     return "lost"
                 log.warning("<%s> temporary failure, retrying in %.0f s: %s", item.message_id,
                             delay.total_seconds(), error)
                 return "retried"
-            if not conn.exec_driver_sql(f"UPDATE outbox SET status = 'failed', last_error = ? WHERE {ours}",
-                                        (error, item.id, item.attempts)).rowcount:
+            if not store.mark_failed(conn, item.id, item.attempts, error):
                 return "lost"
             if item.ticket_id is not None:
-                conn.exec_driver_sql(
-                    "INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, 'inboxd', 'send-failed', ?)",
-                    (item.ticket_id, db_time(now),
-                     json.dumps({"message_id": item.message_id, "to": item.recipients, "error": error},
-                                ensure_ascii=False)),
-                )
+                store.record_send_failed(
+                    conn, item.ticket_id,
+                    json.dumps({"message_id": item.message_id, "to": item.recipients, "error": error},
+                               ensure_ascii=False),
+                    now)
             log.error("<%s> not delivered, giving up: %s", item.message_id, error)
             return "failed"
 
@@ -242,7 +228,7 @@ class Sender:
         clients: dict[tuple, aiosmtplib.SMTP] = {}
         unreachable: dict[tuple, str] = {}
         try:
-            with self._ledger() as ledger:
+            with store.ledger(self.engine) as ledger:
                 for item in items:
                     outcome = await self._send(item, clients, unreachable, ledger)
                     result = self._record(item, self.clock(), outcome)
@@ -259,29 +245,8 @@ class Sender:
                 await _quit(client)
         return done, results
 
-    @contextlib.contextmanager
-    def _ledger(self) -> Iterator[sqlite3.Connection]:
-        """The sender's own store connection, on which `sent` is committed with a full sync.
-
-        NORMAL (the store's default) already survives a killed process in
-        WAL mode; FULL also survives a power cut, so a mail the server took
-        is never recorded as unsent by a crash of the machine either.
-        """
-        fairy = self.engine.raw_connection()
-        try:
-            conn = fairy.driver_connection
-            conn.execute("PRAGMA synchronous=FULL")
-            try:
-                yield conn
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                conn.execute("PRAGMA synchronous=NORMAL")
-        finally:
-            fairy.close()
-
     async def _send(self, item: Claimed, clients: dict[tuple, aiosmtplib.SMTP],
-                    unreachable: dict[tuple, str], ledger: sqlite3.Connection) -> Exception | None:
+                    unreachable: dict[tuple, str], ledger: Connection) -> Exception | None:
         if not item.data:
             return PermanentFailure("cannot compose this mail (see the outbox row's last error)")
         mailbox = self.settings.mailbox(item.mailbox)
@@ -323,7 +288,7 @@ class Sender:
             await _drop(clients, key)
             return TemporaryFailure(f"{type(exc).__name__}: {exc}")
 
-    async def _commit_point(self, client: aiosmtplib.SMTP, item: Claimed, ledger: sqlite3.Connection) -> None:
+    async def _commit_point(self, client: aiosmtplib.SMTP, item: Claimed, ledger: Connection) -> None:
         """Send DATA holding the store's write lock, and record `sent` the moment the server accepts.
 
         The lock is taken before DATA, so after the server's 250 there is
@@ -331,21 +296,19 @@ class Sender:
         writers wait for the length of one DATA exchange.  Raises LostClaim
         (after RSET) when the claim is no longer ours.
         """
-        ledger.execute("BEGIN IMMEDIATE")
+        # BEGIN IMMEDIATE on SQLite; on PostgreSQL still_claimed locks the row.
+        transaction = ledger.begin()
         try:
-            still_ours = ledger.execute("SELECT 1 FROM outbox WHERE id = ? AND status = 'sending' AND attempts = ?",
-                                        (item.id, item.attempts)).fetchone()
-            if not still_ours:
-                ledger.execute("ROLLBACK")
+            if not store.still_claimed(ledger, item.id, item.attempts):
+                transaction.rollback()
                 await client.rset()  # An error here drops the connection, as any SMTP error does.
                 raise LostClaim(item.message_id)
             await client.data(item.data)
-            ledger.execute("UPDATE outbox SET status = 'sent', sent_at = ?, last_error = '' WHERE id = ?",
-                           (db_time(self.clock()), item.id))
-            ledger.execute("COMMIT")
+            store.mark_sent(ledger, item.id, self.clock())
+            transaction.commit()
         except BaseException:
-            if ledger.in_transaction:
-                ledger.execute("ROLLBACK")
+            if transaction.is_active:
+                transaction.rollback()
             raise
 
 
@@ -386,9 +349,4 @@ def _classify(code: int, text: str) -> Exception:
 def retry(engine: Engine, outbox_id: int, now: datetime) -> bool:
     """Queue a failed (or waiting) row for an immediate new attempt."""
     with writing(engine) as conn:
-        result = conn.exec_driver_sql(
-            "UPDATE outbox SET status = 'queued', next_attempt_at = ?, created_at = ? "
-            "WHERE id = ? AND status IN ('failed', 'queued')",
-            (db_time(now), db_time(now), outbox_id),
-        )
-        return result.rowcount == 1
+        return store.retry_now(conn, outbox_id, now)

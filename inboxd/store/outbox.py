@@ -1,0 +1,214 @@
+"""The outbox table: queueing our own mail, claiming it for sending, and recording how it went.
+
+Every statement here is SQLAlchemy Core over `t.outbox` (plus the ticket,
+message, customer and event rows an outgoing mail touches), so it runs on
+SQLite and PostgreSQL alike.  Times are aware UTC datetimes through the
+columns' UTCDateTime type.
+
+The sender's claims are compare-and-swap UPDATEs: a row moves from queued
+(or sending with an expired lease) to sending only if it still is what the
+claimer saw, and `attempts` grows with every claim, so an outcome is
+recorded only by the sender whose claim it still is.  On PostgreSQL the
+candidate row is also locked with FOR UPDATE SKIP LOCKED, so two senders
+claiming at once each get a different row instead of one of them getting
+none (SQLite's BEGIN IMMEDIATE serialises the claims already).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, Row, and_, case, func, insert, or_, select, update
+
+from inboxd.store.sql import insert_ignore, message_order, t
+
+# What the sender needs of a claimed row.
+_CLAIMED = (t.outbox.c.id, t.outbox.c.ticket_id, t.outbox.c.mailbox, t.outbox.c.message_id, t.outbox.c.sender,
+            t.outbox.c.recipients, t.outbox.c.data, t.outbox.c.attempts, t.outbox.c.created_at, t.outbox.c.spec)
+
+
+# -- queueing ---------------------------------------------------------------------
+
+
+def add(conn: Connection, *, ticket_id: int | None, mailbox: str, kind: str, message_id: str, sender: str,
+        recipients: str, data: bytes, spec: str | None, copy_status: str, ack_key: str | None,
+        ack_domain: str | None, now: datetime) -> None:
+    """A queued row, due at once (`recipients` is the JSON list of envelope recipients)."""
+    conn.execute(insert(t.outbox).values(
+        ticket_id=ticket_id, mailbox=mailbox, kind=kind, message_id=message_id, sender=sender,
+        recipients=recipients, data=data, status="queued", attempts=0, next_attempt_at=now, last_error="",
+        created_at=now, copy_status=copy_status, spec=spec, ack_key=ack_key, ack_domain=ack_domain))
+
+
+def ticket_for_mail(conn: Connection, ticket_pk: int) -> Row:
+    """(id, ref, subject, status, priority, requester, requester_name, created_at) of a ticket."""
+    tk = t.ticket
+    return conn.execute(select(tk.c.id, tk.c.ref, tk.c.subject, tk.c.status, tk.c.priority, tk.c.requester,
+                               tk.c.requester_name, tk.c.created_at).where(tk.c.id == ticket_pk)).one()
+
+
+def thread_message_ids(conn: Connection, ticket_pk: int) -> list[tuple[str, str]]:
+    """(Message-ID, kind) of each message of a ticket that has one, in the thread's order."""
+    m = t.message
+    rows = conn.execute(select(m.c.message_id, m.c.kind)
+                        .where(m.c.ticket_id == ticket_pk, m.c.message_id.is_not(None))
+                        .order_by(message_order(m), m.c.id))
+    return [(mid, kind) for mid, kind in rows]
+
+
+def add_outgoing_message(conn: Connection, ticket_pk: int, *, message_key: str, message_id: str | None,
+                         kind: str, sender: str, to_addrs: str, subject: str, text: str, in_reply_to: str,
+                         data: bytes, now: datetime) -> None:
+    """Our own mail (or a note) as a message of the ticket's thread, its bytes kept by their SHA-256.
+
+    `to_addrs` and `in_reply_to` are the JSON text the message columns hold.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    conn.execute(insert_ignore(conn, t.rawmessage).values(sha256=digest, size=len(data), data=data))
+    conn.execute(insert(t.message).values(
+        message_key=message_key, message_id=message_id, ticket_id=ticket_pk, direction="out", kind=kind,
+        from_addr=sender, from_name="", to_addrs=to_addrs, cc_addrs="[]", reply_to="[]", date=now,
+        subject=subject, text=text, reply_text=text, html_only=False, in_reply_to=in_reply_to, references="[]",
+        auto="{}", raw_sha256=digest, size=len(data), created_at=now))
+    conn.execute(update(t.ticket).where(t.ticket.c.id == ticket_pk)
+                 .values(message_count=t.ticket.c.message_count + 1))
+
+
+# -- what the auto-reply budget and bounce handling ask ---------------------------------
+
+
+def _count_since(conn: Connection, column, value: str, since: datetime, recent: datetime) -> tuple[int, int]:
+    # One indexed range (column, created_at >= since); the recent part is summed within it.
+    o = t.outbox
+    total, in_recent = conn.execute(
+        select(func.count(), func.coalesce(func.sum(case((o.c.created_at >= recent, 1), else_=0)), 0))
+        .where(column == value, o.c.created_at >= since)).one()
+    return int(total), int(in_recent)
+
+
+def acks_to_address(conn: Connection, key: str, now: datetime) -> tuple[int, int]:
+    """Acknowledgements counted against `key` (see budget_key): (in the last day, in the last hour)."""
+    return _count_since(conn, t.outbox.c.ack_key, key, now - timedelta(days=1), now - timedelta(hours=1))
+
+
+def acks_to_domain(conn: Connection, domain: str, now: datetime) -> tuple[int, int]:
+    """Acknowledgements to any address at `domain`: (in the last hour, in the last minute)."""
+    return _count_since(conn, t.outbox.c.ack_domain, domain, now - timedelta(hours=1), now - timedelta(minutes=1))
+
+
+def bounced_at(conn: Connection, address: str, since: datetime) -> datetime | None:
+    """When mail to `address` last bounced for good, if the customer is marked bouncing since after `since`."""
+    c = t.customer
+    return conn.execute(select(c.c.bounced_at)
+                        .where(c.c.email == address, c.c.bouncing.is_(True), c.c.bounced_at > since)).scalar()
+
+
+def recipients_of_sent(conn: Connection, message_id: str) -> str | None:
+    """The JSON recipients of the mail with `message_id` that was (or may have been) handed to a server."""
+    o = t.outbox
+    return conn.execute(select(o.c.recipients)
+                        .where(o.c.message_id == message_id, o.c.status.in_(("sent", "sending")))).scalar()
+
+
+# -- the sender's claims and outcomes ---------------------------------------------------
+
+
+def _due(o, now: datetime, lease: timedelta):
+    return or_(and_(o.c.status == "queued", o.c.next_attempt_at <= now),
+               and_(o.c.status == "sending", o.c.claimed_at <= now - lease))
+
+
+def claim_next(conn: Connection, now: datetime, lease: timedelta) -> Row | None:
+    """Move the next due row to `sending` (compare-and-swap) and return it, or None when nothing is due.
+
+    Due: queued with its attempt time come, or sending with a claim older
+    than `lease` (its sender died, or is too slow).  The row's fields are
+    those of _CLAIMED; `attempts` already counts this claim.
+    """
+    o = t.outbox
+    d = o.alias("due")
+    candidate = (select(d.c.id).where(_due(d, now, lease)).order_by(d.c.next_attempt_at, d.c.id).limit(1)
+                 .with_for_update(skip_locked=True).scalar_subquery())
+    # The outer `due` is the compare-and-swap: PostgreSQL re-checks it on
+    # the newest version of the row if another claim got there first.
+    return conn.execute(update(o).where(o.c.id == candidate, _due(o, now, lease))
+                        .values(status="sending", claimed_at=now, attempts=o.c.attempts + 1)
+                        .returning(*_CLAIMED)).first()
+
+
+def set_data(conn: Connection, outbox_id: int, data: bytes) -> None:
+    """The bytes composed on a row's first attempt, kept so a retry sends exactly these."""
+    conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id).values(data=data))
+
+
+def set_error(conn: Connection, outbox_id: int, error: str) -> None:
+    conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id).values(last_error=error))
+
+
+def _ours(outbox_id: int, attempts: int):
+    # A claim is still ours while the row is sending with the attempt count our claim gave it.
+    o = t.outbox
+    return and_(o.c.id == outbox_id, o.c.status == "sending", o.c.attempts == attempts)
+
+
+def requeue(conn: Connection, outbox_id: int, attempts: int, next_attempt_at: datetime, error: str) -> bool:
+    """Back to `queued` after a temporary failure, if the claim is still ours."""
+    return conn.execute(update(t.outbox).where(_ours(outbox_id, attempts))
+                        .values(status="queued", next_attempt_at=next_attempt_at, last_error=error)).rowcount == 1
+
+
+def mark_failed(conn: Connection, outbox_id: int, attempts: int, error: str) -> bool:
+    """`failed` for good, if the claim is still ours."""
+    return conn.execute(update(t.outbox).where(_ours(outbox_id, attempts))
+                        .values(status="failed", last_error=error)).rowcount == 1
+
+
+def record_send_failed(conn: Connection, ticket_id: int, detail: str, now: datetime) -> None:
+    """The ticket's history says its mail was not delivered (`detail` is the event's JSON)."""
+    conn.execute(insert(t.event).values(ticket_id=ticket_id, at=now, actor="inboxd", action="send-failed",
+                                        detail=detail))
+
+
+def still_claimed(conn: Connection, outbox_id: int, attempts: int) -> bool:
+    """Whether the claim is still ours; on PostgreSQL the row stays locked until the transaction ends,
+    so recording `sent` afterwards waits for no one (SQLite's BEGIN IMMEDIATE holds the whole store)."""
+    return conn.execute(select(t.outbox.c.id).where(_ours(outbox_id, attempts)).with_for_update()).first() is not None
+
+
+def mark_sent(conn: Connection, outbox_id: int, now: datetime) -> None:
+    conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id)
+                 .values(status="sent", sent_at=now, last_error=""))
+
+
+def retry_now(conn: Connection, outbox_id: int, now: datetime) -> bool:
+    """A failed (or waiting) row queued for an immediate new attempt; its give-up clock starts again."""
+    o = t.outbox
+    return conn.execute(update(o).where(o.c.id == outbox_id, o.c.status.in_(("failed", "queued")))
+                        .values(status="queued", next_attempt_at=now, created_at=now)).rowcount == 1
+
+
+@contextlib.contextmanager
+def ledger(engine: Engine) -> Iterator[Connection]:
+    """The sender's own connection, on which `sent` is committed; on SQLite with a full sync.
+
+    NORMAL (the store's default) already survives a killed process in WAL
+    mode; FULL also survives a power cut, so a mail the server took is never
+    recorded as unsent by a crash of the machine either.  PostgreSQL commits
+    durably by default (synchronous_commit).
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        raw = conn.connection.driver_connection
+        if sqlite:
+            # On the driver's connection: a statement through SQLAlchemy would begin a transaction.
+            raw.execute("PRAGMA synchronous=FULL")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            if sqlite:
+                raw.execute("PRAGMA synchronous=NORMAL")
