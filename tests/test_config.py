@@ -628,3 +628,22 @@ def test_reports_timezone_is_checked_at_load(tmp_path: Path) -> None:
     for text, problem in (('timezone = "Mars/Base"', 'reports.timezone: unknown time zone "Mars/Base"'),
                           ('tz = "UTC"', 'reports.tz: unknown key "tz"')):
         assert error(tmp_path, MINIMAL + f"\n[reports]\n{text}\n") == f"inboxd.toml: {problem}"
+
+
+def test_the_readme_walk_through_names_real_modules_in_one_table() -> None:
+    readme = (REPO / "README.md").read_text()
+    walk = readme[readme.index("## How one email travels"):readme.index("## Guarantees, and how they are kept")]
+    for path in set(re.findall(r"`(inboxd/[\w/]+(?:\.py)?)/?`", walk)):
+        assert (REPO / path).exists(), path
+    # The step table is one block of rows: a blank line would end it early.
+    start = walk.index("| step | module | job |")
+    table = walk[start:walk.index("\n\n", start)].splitlines()
+    assert [row.split("|")[1].strip() for row in table[2:]][0] == "1"
+    assert table[-1].startswith("| 8 |")
+    # The store's modules are listed by their names inside inboxd/store/.
+    store = walk[walk.index("The store (`inboxd/store/`)"):walk.index("Around the flow:")]
+    for name in re.findall(r"`(\w+\.py)`", store):
+        assert (REPO / "inboxd" / "store" / name).is_file(), name
+    layout = (REPO / "docs" / "layout.md").read_text()
+    for path in set(re.findall(r"`((?:sync|mail|desk|store|outbound|reports|cli)/\w+\.py)`", layout)):
+        assert (REPO / "inboxd" / path).is_file(), path
