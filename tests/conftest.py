@@ -1,12 +1,28 @@
-"""Shared pytest fixtures: real IMAP, SMTP and PostgreSQL servers on loopback ports."""
+"""Shared pytest fixtures: real IMAP, SMTP and PostgreSQL servers on loopback ports.
+
+It also chooses the store the integration tests use.  `--store=sqlite`
+(the default) gives each test's config a SQLite file; `--store=postgresql`
+gives each a fresh database on the session's private PostgreSQL cluster.
+Which tests that concerns is decided at collection, by reading what each
+test (and the fixtures and module helpers it uses) calls: a test that
+writes a config with tests/support.py's `write_config` gets the `store`
+marker, so `-m store --store=postgresql` runs exactly the tests whose store
+the option changes.  Tests that already choose their store (the `pg_url`,
+`store_url` and `postgres` fixtures) run on PostgreSQL in every pass and are
+not marked.  A store test that looks into the store with SQLite's own means
+(the sqlite3 module, `exec_driver_sql`, `db_time` text, the inboxd.db file)
+is skipped under --store=postgresql, with the reason.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import os
 import shutil
 import tempfile
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +31,110 @@ import pytest
 from inboxd.testing.dovecot import Dovecot
 from inboxd.testing.postgres import PostgresCluster, find_binaries
 from inboxd.testing.smtp import SmtpSink
+from tests import support
+
+STORES = ("sqlite", "postgresql")
+# Tests that choose their own store: they already run on PostgreSQL in the SQLite pass.
+OWN_STORE_FIXTURES = {"pg_url", "store_url", "postgres"}
+# Names whose use marks a store test: the config helper that names the store.
+STORE_NAMES = {"write_config", "store_url_for"}
+# Names (attributes, globals) that speak SQLite only, and file names of the SQLite store.
+SQLITE_ONLY_NAMES = {"sqlite3", "exec_driver_sql", "db_time", "driver_connection", "_cursor"}
+SQLITE_ONLY_STRINGS = ("inboxd.db",)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store", choices=STORES, default=os.environ.get("INBOXD_TEST_STORE", "sqlite"),
+                     help="the store the integration tests' configs name: a SQLite file (default) or a fresh "
+                          "database on a private PostgreSQL cluster ($INBOXD_TEST_STORE sets the default)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "store: the test's config names a store that --store chooses (set by conftest)")
+    store = config.getoption("--store")
+    support.STORE = store
+    # Subprocesses that import tests.support (rare) see the same choice.
+    os.environ["INBOXD_TEST_STORE"] = store
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"store: {config.getoption('--store')}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    postgresql = config.getoption("--store") == "postgresql"
+    for item in items:
+        names, strings = _reach(item)
+        if OWN_STORE_FIXTURES & set(getattr(item, "fixturenames", ())) or not STORE_NAMES & names:
+            continue
+        item.add_marker(pytest.mark.store)
+        if postgresql:
+            found = sorted(SQLITE_ONLY_NAMES & names) + [s for s in SQLITE_ONLY_STRINGS if any(s in x for x in strings)]
+            if found:
+                item.add_marker(pytest.mark.skip(
+                    reason=f"looks into the store with SQLite's own means ({', '.join(found)}); runs in the SQLite pass"))
+
+
+def _reach(item: pytest.Item) -> tuple[set[str], set[str]]:
+    """The names and string constants of the test's code, its fixtures' code, and the module
+    functions and classes they use, followed transitively (within the tests package)."""
+    roots: list[object] = []
+    function = getattr(item, "function", None)
+    if function is None:
+        return set(), set()
+    roots.append(function)
+    info = getattr(item, "_fixtureinfo", None)
+    for name in getattr(item, "fixturenames", ()):
+        for fixturedef in (info.name2fixturedefs.get(name, ()) if info else ()):
+            roots.append(fixturedef.func)
+    names: set[str] = set()
+    strings: set[str] = set()
+    seen: set[int] = set()
+    while roots:
+        obj = roots.pop()
+        obj = inspect.unwrap(obj) if callable(obj) else obj
+        if id(obj) in seen or not _in_tests(obj):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, type):
+            roots += [v for v in vars(obj).values() if isinstance(v, (types.FunctionType, property, staticmethod,
+                                                                     classmethod))]
+            continue
+        if isinstance(obj, property):
+            roots += [f for f in (obj.fget, obj.fset) if f]
+            continue
+        if isinstance(obj, (staticmethod, classmethod)):
+            roots.append(obj.__func__)
+            continue
+        code = getattr(obj, "__code__", None)
+        if code is None:
+            continue
+        module_globals = getattr(obj, "__globals__", {})
+        for c in _codes(code):
+            names.update(c.co_names)
+            strings.update(x for x in c.co_consts if isinstance(x, str))
+            for name in c.co_names:
+                target = module_globals.get(name)
+                if isinstance(target, (types.FunctionType, type)):
+                    roots.append(target)
+    return names, strings
+
+
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _codes(const)
+
+
+def _in_tests(obj: object) -> bool:
+    """Whether `obj` is a test module's own code: not inboxd's, pytest's or the stdlib's, and not
+    tests/support.py or this file, whose helpers read whichever store the config names."""
+    if isinstance(obj, (property, staticmethod, classmethod)):
+        return True
+    module = getattr(obj, "__module__", None) or ""
+    return module.startswith(("tests.", "test_")) and module not in ("tests.support", "tests.conftest")
+
 
 # User names are unique for the whole run, so tests sharing the session Dovecot never see each other's mail.
 _user_numbers = itertools.count(1)
@@ -103,6 +223,21 @@ def postgres() -> Iterator[PostgresCluster]:
         pytest.skip(missing)
     with PostgresCluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(autouse=True)
+def _store_of_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under --store=postgresql, a store test's configs name databases on the session cluster."""
+    if support.STORE != "postgresql" or request.node.get_closest_marker("store") is None:
+        yield
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    support.new_database = cluster.create_database
+    try:
+        yield
+    finally:
+        support.new_database = None
+        support.forget_databases()
 
 
 @pytest.fixture

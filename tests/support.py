@@ -1,5 +1,12 @@
 """Helpers for integration tests: a config for the test servers, the CLI as a
-subprocess, and waiting for conditions."""
+subprocess, the store the config names, and waiting for conditions.
+
+The store a test's config names is a SQLite file in the test's directory,
+or, when the suite runs with `--store=postgresql` (tests/conftest.py), a
+fresh database of its own on the session's private PostgreSQL cluster.
+`store_url_for` decides which; `db_count` and `store_engine` read whichever
+it is, so a test that inspects the store through them runs on both.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +16,52 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from inboxd.testing.dovecot import Dovecot
 
 PASSWORD = "secret"
 
+# "sqlite" or "postgresql": the store the tests' configs name.  Set by
+# tests/conftest.py from --store (or $INBOXD_TEST_STORE).
+STORE = os.environ.get("INBOXD_TEST_STORE", "sqlite")
+# Under --store=postgresql, conftest sets this for each store test: it
+# creates an empty database on the session cluster and returns its URL.
+new_database: Callable[[], str] | None = None
+# The PostgreSQL store already given to each test directory, so a test that
+# writes its config twice in one directory keeps one store, as with SQLite's file.
+_databases: dict[Path, str] = {}
+
+
+def store_url_for(tmp: Path) -> str:
+    """The store URL a config in directory `tmp` names.
+
+    SQLite: "inboxd.db" next to the config (a relative path, which inboxd
+    resolves against the config's directory).  PostgreSQL: a fresh database
+    for this directory, the same one on every call.
+    """
+    if STORE == "sqlite":
+        return "sqlite:///inboxd.db"
+    if new_database is None:
+        raise RuntimeError("--store=postgresql, but this test is not marked `store` (tests/conftest.py gives the"
+                           " store tests their database)")
+    tmp = Path(tmp).resolve()
+    if tmp not in _databases:
+        _databases[tmp] = new_database()
+    return _databases[tmp]
+
+
+def forget_databases() -> None:
+    """Called between tests: the next test's directories get new databases."""
+    _databases.clear()
+
 
 def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security: str = "tls",
                  smtp_port: int | None = None, extra: str = "", idle: bool = True,
                  poll_interval: float = 60, batch_size: int = 200, acks: bool = False,
                  outbox: str = "", autoreply: str = "", history_before: str | None = "1970-01-01T00:00Z",
-                 history: str = "closed") -> Path:
+                 history: str = "closed", url: str | None = None, store: str = "") -> Path:
     """An inboxd.toml for `mailboxes`, each {"name", "user", "folders"?, "sent_folder"?, "password_file"?}.
 
     Acknowledgements are off unless `acks` is true, so tests of the inbound
@@ -29,6 +70,8 @@ def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security
     Most tests put mail in a folder and then sync it as live work, so the
     history cut-off is 1970 unless `history_before` says otherwise (None:
     the default, the moment of the first sync).
+    The store is `url` when given, else the one `store_url_for` chooses;
+    `store` is extra TOML for [store] (e.g. 'lease = "3s"').
     """
     pw = tmp / "imap-password"
     pw.write_text(PASSWORD + "\n")
@@ -36,8 +79,9 @@ def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security
     port = dovecot.ssl_port if security == "tls" else dovecot.port
     lines = [
         "[store]",
-        'url = "sqlite:///inboxd.db"',
+        f'url = "{url or store_url_for(tmp)}"',
         'data_dir = "var"',
+        store,
         "",
         "[autoreply]",
         f"enabled = {'true' if acks else 'false'}",
@@ -130,13 +174,60 @@ def wait_until(predicate, timeout: float = 60, interval: float = 0.05, what: str
         time.sleep(interval)
 
 
-def db_count(config: Path, sql: str) -> int:
-    import sqlite3
+def config_store_url(config: Path) -> str:
+    """The store URL in `config` (a relative SQLite path made absolute, as inboxd does)."""
+    import tomllib
 
-    conn = sqlite3.connect(config.parent / "inboxd.db", timeout=30)
+    from sqlalchemy.engine import make_url
+
+    url = tomllib.loads(config.read_text())["store"]["url"]
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_absolute():
+        return parsed.set(database=str(config.parent / parsed.database)).render_as_string(hide_password=False)
+    return url
+
+
+def store_engine(config: Path):
+    """A SQLAlchemy engine on the store `config` names, for tests that inspect it.
+
+    Write portable SQL through it (`sqlalchemy.text` with :named parameters)
+    and the test runs on SQLite and PostgreSQL alike.  It does not create a
+    missing SQLite file and holds no pooled connection between uses, so it
+    never keeps a test database busy.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    url = config_store_url(config)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1]
+        return create_engine(f"sqlite:///file:{path}?mode=rw&uri=true", poolclass=NullPool,
+                             connect_args={"timeout": 30})
+    return create_engine(url, poolclass=NullPool)
+
+
+def db_count(config: Path, sql: str, **params) -> int:
+    """The first column of the first row of `sql` on the store `config` names; 0 when there is
+    no store yet, or the table does not exist yet (the daemon has not migrated)."""
+    if STORE == "sqlite" and config_store_url(config).startswith("sqlite"):
+        # The common case stays on the stdlib driver: it is polled in tight loops.
+        import sqlite3
+
+        conn = sqlite3.connect(config.parent / "inboxd.db", timeout=30)
+        try:
+            return conn.execute(sql, params).fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            conn.close()
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    engine = store_engine(config)
     try:
-        return conn.execute(sql).fetchone()[0]
-    except sqlite3.OperationalError:
+        with engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar() or 0
+    except (OperationalError, ProgrammingError):
         return 0
     finally:
-        conn.close()
+        engine.dispose()
