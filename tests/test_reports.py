@@ -340,8 +340,7 @@ class _Html(HTMLParser):
 def weekly_duty(engine, settings, week: str, now: datetime) -> bool:
     """The weekly report's duty for `week`, done at `now` in its own write transaction."""
     with writing(engine) as conn:
-        return Duties(engine, settings).handle_one_weekly_report(conn.connection.driver_connection.cursor(), week,
-                                                                 now)
+        return Duties(engine, settings).handle_one_weekly_report(conn, week, now)
 
 
 def test_weekly_mail_goes_to_supervisors_with_inline_charts(store) -> None:

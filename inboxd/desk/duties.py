@@ -19,29 +19,32 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from inboxd.outbound import outbox
 from inboxd.outbound.compose import tagged_subject
 from inboxd.config import AgentSettings, Settings
 from inboxd.desk.csat import load_secret, make_token, survey_variables
-from inboxd.store.engine import db_time, reading, writing
+from inboxd.store import duties as store
+from inboxd.store import events
+from inboxd.store import slaclock as clock_store
+from inboxd.store.engine import reading, writing
 from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.policies import Policies, load_policies
 from inboxd.reports.metrics import report_message_id, supervisors, weekly_report
 from inboxd.desk.sla import human, warn_time
-from inboxd.desk.slaclock import parse_time, pending_since, refresh
+from inboxd.desk.slaclock import current_pending_since, refresh
 from inboxd.outbound.templates import Templates
 from inboxd.desk.threads import TicketTag
-from inboxd.desk.workflow import SUPERVISORS, load, notify_agent
+from inboxd.desk import workflow
+from inboxd.desk.workflow import SUPERVISORS, notify_agent
 
 log = logging.getLogger("inboxd.desk.duties")
 
-TARGETS = ("first_response", "next_response", "resolution")
+TARGETS = store.TARGETS
 
 
 class Duties:
@@ -67,11 +70,11 @@ class Duties:
         done: dict[str, int] = {}
         for name, candidates, handle in self.duties():
             with reading(self.engine) as conn:
-                items = candidates(_cursor(conn), now)
+                items = candidates(conn, now)
             count = 0
             for item in items:
                 with writing(self.engine) as conn:
-                    count += bool(handle(_cursor(conn), item, now))
+                    count += bool(handle(conn, item, now))
             done[name] = count
         return done
 
@@ -88,190 +91,154 @@ class Duties:
             ("weekly", self.candidates_weekly, self.handle_one_weekly_report),
         ]
 
-    def _claim(self, cur: sqlite3.Cursor, duty: str, key: str, ticket_pk: int | None, now: datetime) -> bool:
-        cur.execute("INSERT OR IGNORE INTO duty (ticket_id, duty, key, at) VALUES (?, ?, ?, ?)",
-                    (ticket_pk, duty, key, db_time(now)))
-        return cur.rowcount == 1
-
     # -- SLA ---------------------------------------------------------------------------
 
-    def candidates_sla_refresh(self, cur: sqlite3.Cursor, now: datetime) -> list[list[int]]:
-        ids = [pk for (pk,) in cur.execute(
-            "SELECT id FROM ticket WHERE sla_version != version AND merged_into IS NULL")]
+    def candidates_sla_refresh(self, conn: Connection, now: datetime) -> list[list[int]]:
+        ids = clock_store.stale_tickets(conn)
         return [ids[i:i + 500] for i in range(0, len(ids), 500)]
 
-    def handle_one_sla_refresh(self, cur: sqlite3.Cursor, ids: list[int], now: datetime) -> bool:
+    def handle_one_sla_refresh(self, conn: Connection, ids: list[int], now: datetime) -> bool:
         """Recompute due times of tickets that changed since they were last computed."""
         for pk in ids:
             try:
-                refresh(cur, pk, self.settings, self.policies, now)
+                # A savepoint, so that a statement failing on one ticket leaves
+                # the transaction (on PostgreSQL, aborted by it) usable for the rest.
+                with conn.begin_nested():
+                    refresh(conn, pk, self.settings, self.policies, now)
             except Exception:  # One odd ticket never stops the clock of the others.
                 log.exception("ticket %d: cannot compute its SLA due times", pk)
-                cur.execute("UPDATE ticket SET sla_version = version WHERE id = ?", (pk,))
+                clock_store.mark_computed(conn, pk)
         return True
 
-    def _due(self, cur: sqlite3.Cursor, duty: str, low: datetime | None, high: datetime) -> list[tuple]:
+    def _due(self, conn: Connection, duty: str, low: datetime | None, high: datetime) -> list[tuple]:
         """(ticket, target, due, policy) for unmet promises due in (low, high], not yet claimed for `duty`."""
-        out = []
-        for target in TARGETS:
-            column = f"{target}_due"
-            unmet = {"first_response": "first_response_at IS NULL",
-                     "next_response": "1",
-                     "resolution": "status IN ('new', 'open', 'pending')"}[target]
-            out += cur.execute(
-                f"SELECT id, '{target}', {column}, sla_policy FROM ticket t WHERE {column} <= ?"
-                f" AND {column} > ? AND {unmet} AND status NOT IN ('solved', 'closed') AND merged_into IS NULL"
-                f" AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = ? AND key = t.id || ':{target}:' || t.{column})"
-                f" ORDER BY {column}",
-                (db_time(high), db_time(low) if low else "", duty)).fetchall()
-        return out
+        return [item for target in TARGETS for item in store.unmet_promises(conn, duty, target, low, high)]
 
-    def candidates_warning(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
+    def candidates_warning(self, conn: Connection, now: datetime) -> list[tuple]:
         horizon = max((p.warn_before for p in self.policies.sla.values()), default=timedelta(0))
-        return self._due(cur, "warning", now, now + horizon) if horizon > timedelta(0) else []
+        return self._due(conn, "warning", now, now + horizon) if horizon > timedelta(0) else []
 
-    def handle_one_warning(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+    def handle_one_warning(self, conn: Connection, item: tuple, now: datetime) -> bool:
         """Warn the assignee (or the supervisors) once before a promise is broken."""
-        pk, target, due_text, policy_name = item
-        due = parse_time(due_text)
+        pk, target, due, policy_name = item
         policy = self.policies.sla.get(policy_name)
         if policy is None or warn_time(due, policy) > now:
             return False
-        if not self._claim(cur, "warning", f"{pk}:{target}:{due_text}", pk, now):
+        if not store.claim(conn, "warning", store.due_key(pk, target, due), pk, now):
             return False
-        t = _ticket(cur, pk)
-        self._tell_owner(cur, t, now, f"SLA warning: the {target.replace('_', ' ')} for {t.ref} "
-                                      f"is due at {_show(due)}.")
-        _event(cur, pk, now, "sla-warning", {"target": target, "due": _show(due)})
+        t = _ticket(conn, pk)
+        self._tell_owner(conn, t, now, f"SLA warning: the {target.replace('_', ' ')} for {t.ref} "
+                                       f"is due at {_show(due)}.")
+        _event(conn, pk, now, "sla-warning", {"target": target, "due": _show(due)})
         return True
 
-    def candidates_breach(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
-        return self._due(cur, "breach", None, now)
+    def candidates_breach(self, conn: Connection, now: datetime) -> list[tuple]:
+        return self._due(conn, "breach", None, now)
 
-    def handle_one_breach(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+    def handle_one_breach(self, conn: Connection, item: tuple, now: datetime) -> bool:
         """On a broken promise: notice once, escalate one step, keep the customer informed."""
-        pk, target, due_text, _policy = item
-        if not self._claim(cur, "breach", f"{pk}:{target}:{due_text}", pk, now):
+        pk, target, due, _policy = item
+        if not store.claim(conn, "breach", store.due_key(pk, target, due), pk, now):
             return False
-        t = _ticket(cur, pk)
-        reason = f"{target.replace('_', ' ')} SLA breached (due {_show(parse_time(due_text))})"
-        self._tell_owner(cur, t, now, f"SLA breach: {reason} on {t.ref}.")
-        self._escalate(cur, t, now, reason)
+        # Locked: the escalation decides on the tier it reads (an agent's
+        # change on PostgreSQL waits, and then sees the escalation).
+        t = _ticket(conn, pk, lock=True)
+        reason = f"{target.replace('_', ' ')} SLA breached (due {_show(due)})"
+        self._tell_owner(conn, t, now, f"SLA breach: {reason} on {t.ref}.")
+        self._escalate(conn, t, now, reason)
         return True
 
-    def _escalate(self, cur: sqlite3.Cursor, t, now: datetime, reason: str) -> None:
+    def _escalate(self, conn: Connection, t, now: datetime, reason: str) -> None:
         """Tier 1 -> tier 2 -> the supervisors, with the reason recorded."""
         before = {"tier": t.tier, "escalated": t.escalated}
         if t.tier < 2:
             to, tier = "tier2", 2
         else:
             to, tier = "supervisor", max(t.tier, 3)
-        cur.execute("UPDATE ticket SET tier = ?, escalated = 1, approved_by = NULL, updated_at = ?,"
-                    " version = version + 1 WHERE id = ?", (tier, db_time(now), t.pk))
-        _event(cur, t.pk, now, "escalate", {"to": to, "reason": reason, "changes": {
+        store.escalate(conn, t.pk, tier, now)
+        _event(conn, t.pk, now, "escalate", {"to": to, "reason": reason, "changes": {
             "tier": {"before": before["tier"], "after": tier},
             "escalated": {"before": before["escalated"], "after": True}}})
         if to == "supervisor":
             for agent in self._supervisors(t.team):
-                notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
-                             headline=f"{t.ref} was escalated to the supervisors: {reason}.")
+                notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
+                              headline=f"{t.ref} was escalated to the supervisors: {reason}.")
         if self.policies.scheduler.escalation_update:
-            self._mail_customer(cur, t, now, "escalation", {"reason": reason})
+            self._mail_customer(conn, t, now, "escalation", {"reason": reason})
 
-    def candidates_unassigned(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
+    def candidates_unassigned(self, conn: Connection, now: datetime) -> list[tuple]:
         sched = self.policies.scheduler
-        return cur.execute(
-            "SELECT id, created_at FROM ticket t WHERE assignee IS NULL AND status IN ('new', 'open')"
-            " AND merged_into IS NULL AND NOT history AND ((priority = 'urgent' AND created_at <= ?) OR created_at <= ?)"
-            " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'unassigned' AND key = CAST(t.id AS TEXT))"
-            " ORDER BY created_at",
-            (db_time(now - sched.unassigned_after_urgent), db_time(now - sched.unassigned_after))).fetchall()
+        return store.unassigned_waiting(conn, now - sched.unassigned_after_urgent, now - sched.unassigned_after)
 
-    def handle_one_unassigned(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+    def handle_one_unassigned(self, conn: Connection, item: tuple, now: datetime) -> bool:
         """A ticket left unassigned too long goes to the supervisors (urgent ones sooner)."""
         pk, created = item
-        if not self._claim(cur, "unassigned", str(pk), pk, now):
+        if not store.claim(conn, "unassigned", str(pk), pk, now):
             return False
-        t = _ticket(cur, pk)
+        t = _ticket(conn, pk)
         if t.assignee is not None:  # Taken since the snapshot: nothing to say.
             return True
-        waited = now - parse_time(created)
+        waited = now - created
         for agent in self._supervisors(t.team):
-            notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
-                         headline=f"{t.ref} ({t.priority}) has waited {_human(waited)} without an assignee.")
-        _event(cur, pk, now, "unassigned-alert", {"waited_seconds": int(waited.total_seconds())})
+            notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
+                          headline=f"{t.ref} ({t.priority}) has waited {_human(waited)} without an assignee.")
+        _event(conn, pk, now, "unassigned-alert", {"waited_seconds": int(waited.total_seconds())})
         return True
 
     # -- waiting on the customer, and closing --------------------------------------------
 
-    def candidates_pending(self, cur: sqlite3.Cursor, now: datetime) -> list[int]:
-        # A reminder claimed after the ticket last changed covers this pending spell.
-        return [pk for (pk,) in cur.execute(
-            "SELECT id FROM ticket t WHERE status = 'pending' AND merged_into IS NULL AND NOT history"
-            " AND updated_at <= ?"
-            " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'pending' AND ticket_id = t.id AND at >= t.updated_at)"
-            " ORDER BY updated_at", (db_time(now - self.policies.scheduler.pending_reminder),))]
+    def candidates_pending(self, conn: Connection, now: datetime) -> list[int]:
+        return store.pending_unreminded(conn, now - self.policies.scheduler.pending_reminder)
 
-    def handle_one_pending_reminder(self, cur: sqlite3.Cursor, pk: int, now: datetime) -> bool:
+    def handle_one_pending_reminder(self, conn: Connection, pk: int, now: datetime) -> bool:
         """Remind the assignee of a ticket pending for too long (and, if configured, the customer)."""
         sched = self.policies.scheduler
-        since = _pending_since(cur, pk)
+        since = current_pending_since(conn, pk)
         if since is None or since > now - sched.pending_reminder:
             return False
-        if not self._claim(cur, "pending", f"{pk}:{db_time(since)}", pk, now):
+        if not store.claim(conn, "pending", store.pending_key(pk, since), pk, now):
             return False
-        t = _ticket(cur, pk)
+        t = _ticket(conn, pk)
         if t.assignee and (agent := self.settings.agent(t.assignee)) is not None:
-            notify_agent(cur, self.settings, self.tags, t.ref, agent, now,
-                         headline=f"{t.ref} has been waiting on the customer for {_human(now - since)}.")
+            notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
+                          headline=f"{t.ref} has been waiting on the customer for {_human(now - since)}.")
         if sched.pending_followup:
-            self._mail_customer(cur, t, now, "followup", {})
-        _event(cur, pk, now, "pending-reminder", {"since": _show(since)})
+            self._mail_customer(conn, t, now, "followup", {})
+        _event(conn, pk, now, "pending-reminder", {"since": _show(since)})
         return True
 
-    def candidates_autoclose(self, cur: sqlite3.Cursor, now: datetime) -> list[int]:
-        cutoff = now - self.policies.scheduler.autoclose_after
-        return [pk for (pk,) in cur.execute(
-            "SELECT id FROM ticket WHERE status = 'solved' AND solved_at <= ? AND merged_into IS NULL"
-            " ORDER BY solved_at", (db_time(cutoff),))]
+    def candidates_autoclose(self, conn: Connection, now: datetime) -> list[int]:
+        return store.solved_before(conn, now - self.policies.scheduler.autoclose_after)
 
-    def handle_one_autoclose(self, cur: sqlite3.Cursor, pk: int, now: datetime) -> bool:
+    def handle_one_autoclose(self, conn: Connection, pk: int, now: datetime) -> bool:
         """Close a solved ticket nobody objected to within autoclose_after (compare-and-swap on the status)."""
-        cur.execute("UPDATE ticket SET status = 'closed', closed_at = ?, updated_at = ?, version = version + 1"
-                    " WHERE id = ? AND status = 'solved'", (db_time(now), db_time(now), pk))
-        if cur.rowcount != 1:
+        if not store.close_solved(conn, pk, now):
             return False
-        _event(cur, pk, now, "autoclose", {"changes": {"status": {"before": "solved", "after": "closed"}}})
+        _event(conn, pk, now, "autoclose", {"changes": {"status": {"before": "solved", "after": "closed"}}})
         return True
 
-    def candidates_survey(self, cur: sqlite3.Cursor, now: datetime) -> list[tuple]:
+    def candidates_survey(self, conn: Connection, now: datetime) -> list[tuple]:
         csat = self.policies.csat
         if not csat.enabled:
             return []
-        return cur.execute(
-            "SELECT id, requester, closed_at, tags FROM ticket t WHERE status = 'closed' AND closed_at <= ?"
-            " AND closed_at >= ? AND merged_into IS NULL AND NOT history"
-            " AND NOT EXISTS (SELECT 1 FROM duty WHERE duty = 'survey' AND key = t.id || ':' || t.closed_at)"
-            " ORDER BY closed_at",
-            (db_time(now - csat.delay), db_time(now - csat.delay - timedelta(days=30)))).fetchall()
+        return store.closed_unsurveyed(conn, now - csat.delay - timedelta(days=30), now - csat.delay)
 
-    def handle_one_survey(self, cur: sqlite3.Cursor, item: tuple, now: datetime) -> bool:
+    def handle_one_survey(self, conn: Connection, item: tuple, now: datetime) -> bool:
         """Send the satisfaction survey once, `delay` after a ticket closed."""
         pk, requester, closed_at, tags = item
-        if not self._claim(cur, "survey", f"{pk}:{closed_at}", pk, now):
+        if not store.claim(conn, "survey", store.survey_key(pk, closed_at), pk, now):
             return False
-        skip = self._survey_excluded(cur, pk, requester, json.loads(tags), now)
+        skip = self._survey_excluded(conn, pk, requester, json.loads(tags), now)
         if skip:
-            _event(cur, pk, now, "no-survey", {"reason": skip})
+            _event(conn, pk, now, "no-survey", {"reason": skip})
         else:
-            self._send_survey(cur, _ticket(cur, pk), now)
+            self._send_survey(conn, _ticket(conn, pk), now)
         return True
 
-    def _survey_excluded(self, cur: sqlite3.Cursor, pk: int, requester: str, tags: list[str], now: datetime) -> str:
+    def _survey_excluded(self, conn: Connection, pk: int, requester: str, tags: list[str], now: datetime) -> str:
         csat = self.policies.csat
-        close = cur.execute("SELECT action, detail FROM event WHERE ticket_id = ? AND action IN ('close', 'autoclose',"
-                            " 'status', 'merge') ORDER BY at DESC, id DESC LIMIT 1", (pk,)).fetchone()
-        if close and close[0] == "close" and json.loads(close[1]).get("survey") is False:
+        close = store.last_close(conn, pk)
+        if close and close[0] == "close" and close[1].get("survey") is False:
             return "closed with --no-survey"
         if close and close[0] == "autoclose" and csat.exclude_autoclosed:
             return "closed automatically"
@@ -280,54 +247,50 @@ class Duties:
         excluded = sorted(set(tags) & set(csat.exclude_tags))
         if excluded:
             return f"tagged {', '.join(excluded)}"
-        if requester == "mailer-daemon" or outbox.bouncing_since(cur, requester, now,
+        if requester == "mailer-daemon" or outbox.bouncing_since(conn, requester, now,
                                                                  self.settings.autoreply.bounce_expiry):
             return "the customer's address bounces"
-        recent = cur.execute("SELECT max(sent_at) FROM csat WHERE customer = ?", (requester,)).fetchone()[0]
-        if recent and parse_time(recent) > now - csat.min_interval:
+        recent = store.last_surveyed(conn, requester)
+        if recent and recent > now - csat.min_interval:
             return "surveyed recently"
         return ""
 
-    def _send_survey(self, cur: sqlite3.Cursor, t, now: datetime) -> None:
+    def _send_survey(self, conn: Connection, t, now: datetime) -> None:
         mailbox = self.settings.mailbox(t.mailbox)
         csat = self.policies.csat
-        token = make_token(load_secret(csat.secret_file), t.ref, db_time(now))
+        token = make_token(load_secret(csat.secret_file), t.ref, store.time_key(now))
         variables = survey_variables(
             {"id": t.ref, "subject": t.subject, "tag": self.tags.tag(t.ref)},
             {"name": t.requester_name, "email": t.requester},
             {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
             csat.scale, language=mailbox.language, mailbox_address=mailbox.address, token=token)
-        message_id = self._render_mail(cur, t, mailbox, "csat", variables, now)
-        cur.execute("INSERT INTO csat (ticket_id, customer, token, message_id, sent_at) VALUES (?, ?, ?, ?, ?)",
-                    (t.pk, t.requester, token, message_id, db_time(now)))
-        _event(cur, t.pk, now, "survey", {"message_id": message_id, "to": t.requester})
+        message_id = self._render_mail(conn, t, mailbox, "csat", variables, now)
+        store.record_survey(conn, t.pk, t.requester, token, message_id, now)
+        _event(conn, t.pk, now, "survey", {"message_id": message_id, "to": t.requester})
 
     # -- agents' summaries -------------------------------------------------------------
 
-    def candidates_digest(self, cur: sqlite3.Cursor, now: datetime) -> list[AgentSettings]:
+    def candidates_digest(self, conn: Connection, now: datetime) -> list[AgentSettings]:
         sched = self.policies.scheduler
         if now.astimezone(sched.timezone).time() < sched.digest_time:
             return []
         return [a for a in self.settings.agents if a.notify != "none"]
 
-    def handle_one_digest(self, cur: sqlite3.Cursor, agent: AgentSettings, now: datetime) -> bool:
+    def handle_one_digest(self, conn: Connection, agent: AgentSettings, now: datetime) -> bool:
         """Each morning, each agent gets their open, due and breached tickets."""
         day = now.astimezone(self.policies.scheduler.timezone).date().isoformat()
-        if not self._claim(cur, "digest", f"{agent.name}:{day}", None, now):
+        if not store.claim(conn, "digest", f"{agent.name}:{day}", None, now):
             return False
-        self._send_digest(cur, agent, now, day)
+        self._send_digest(conn, agent, now, day)
         return True
 
-    def _send_digest(self, cur: sqlite3.Cursor, agent: AgentSettings, now: datetime, day: str) -> None:
-        rows = cur.execute(
-            "SELECT ref, subject, status, priority, first_response_due, next_response_due, resolution_due, mailbox"
-            " FROM ticket WHERE assignee = ? AND status IN ('new', 'open', 'pending') ORDER BY"
-            " coalesce(first_response_due, next_response_due, resolution_due, '9999')", (agent.name,)).fetchall()
+    def _send_digest(self, conn: Connection, agent: AgentSettings, now: datetime, day: str) -> None:
+        rows = store.open_tickets_of(conn, agent.name)
         if not rows:
             return
         lines, breached, due_today = [], 0, 0
         for ref, subject, status, priority, fr, nr, res in (r[:7] for r in rows):
-            due = min((parse_time(d) for d in (fr, nr, res) if d), default=None)
+            due = min((d for d in (fr, nr, res) if d), default=None)
             mark = ""
             if due is not None and due <= now:
                 mark, breached = "BREACHED ", breached + 1
@@ -337,20 +300,20 @@ class Duties:
         text = (f"Good morning {agent.name},\n\nYou have {len(rows)} open ticket(s): {breached} breached, "
                 f"{due_today} due within a day.\n\n" + "\n".join(lines) + "\n\n    inboxd list --mine\n")
         mailbox = self.settings.mailbox(rows[0][7])
-        outbox.queue(cur, kind="digest", mailbox=mailbox, ticket_pk=None, ref=None, to=[(agent.name, agent.email)],
-                     subject=f"Your tickets for {day}", text=text, automatic=AUTO_GENERATED,
-                     from_name=f"{mailbox.display_name} (inboxd)", now=now, sent_copy=False)
+        outbox.queue(conn, kind="digest", mailbox=mailbox, ticket_pk=None, ref=None,
+                     to=[(agent.name, agent.email)], subject=f"Your tickets for {day}", text=text,
+                     automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)", now=now, sent_copy=False)
 
-    def candidates_weekly(self, cur: sqlite3.Cursor, now: datetime) -> list[str]:
+    def candidates_weekly(self, conn: Connection, now: datetime) -> list[str]:
         sched = self.policies.scheduler
         local = now.astimezone(sched.timezone)
         if local.strftime("%a").lower() != sched.weekly_report_day or local.time() < sched.weekly_report_time:
             return []
         return [local.strftime("%G-W%V")]
 
-    def handle_one_weekly_report(self, cur: sqlite3.Cursor, week: str, now: datetime) -> bool:
+    def handle_one_weekly_report(self, conn: Connection, week: str, now: datetime) -> bool:
         """Once a week, the service review goes to the supervisors."""
-        if not self._claim(cur, "weekly", week, None, now):
+        if not store.claim(conn, "weekly", week, None, now):
             return False
         recipients = supervisors(self.settings)
         if not recipients or not self.settings.mailboxes:
@@ -359,7 +322,7 @@ class Duties:
         report = weekly_report(self.engine, self.settings, now, since=since, until=now)
         mailbox = self.settings.mailboxes[0]
         for agent in recipients:
-            outbox.queue(cur, kind="report", mailbox=mailbox, ticket_pk=None, ref=None,
+            outbox.queue(conn, kind="report", mailbox=mailbox, ticket_pk=None, ref=None,
                          to=[(agent.name, agent.email)], subject=report.subject, text=report.text,
                          html=report.html, images=report.images, automatic=AUTO_GENERATED,
                          from_name=f"{mailbox.display_name} (inboxd)",
@@ -374,13 +337,13 @@ class Duties:
         in_team = [a for a in sups if team and team in a.teams]
         return in_team or sups
 
-    def _tell_owner(self, cur: sqlite3.Cursor, t, now: datetime, headline: str) -> None:
+    def _tell_owner(self, conn: Connection, t, now: datetime, headline: str) -> None:
         agent = self.settings.agent(t.assignee) if t.assignee else None
         targets = [agent] if agent is not None and agent.notify != "none" else self._supervisors(t.team)
         for target in targets:
-            notify_agent(cur, self.settings, self.tags, t.ref, target, now, headline=headline)
+            notify_agent(conn, self.settings, self.tags, t.ref, target, now, headline=headline)
 
-    def _mail_customer(self, cur: sqlite3.Cursor, t, now: datetime, template: str, extra: dict) -> None:
+    def _mail_customer(self, conn: Connection, t, now: datetime, template: str, extra: dict) -> None:
         mailbox = self.settings.mailbox(t.mailbox)
         variables = {
             "ticket": {"id": t.ref, "subject": t.subject, "tag": self.tags.tag(t.ref), "status": t.status},
@@ -388,39 +351,27 @@ class Duties:
             "mailbox": {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
             **extra,
         }
-        self._render_mail(cur, t, mailbox, template, variables, now)
+        self._render_mail(conn, t, mailbox, template, variables, now)
 
-    def _render_mail(self, cur, t, mailbox, template: str, variables: dict, now: datetime) -> str:
+    def _render_mail(self, conn: Connection, t, mailbox, template: str, variables: dict, now: datetime) -> str:
         """Queue the customer mail `template` renders, on the ticket's thread; returns its Message-ID."""
         subject = " ".join(self.templates.render(f"{template}/subject.txt", variables, mailbox=mailbox.name,
                                                  language=mailbox.language).split())
         text = self.templates.render(f"{template}/body.txt", variables, mailbox=mailbox.name,
                                      language=mailbox.language)
-        parent, references = outbox.thread_ids(cur, t.pk)
-        return outbox.queue(cur, kind=template, mailbox=mailbox, ticket_pk=t.pk, ref=t.ref,
+        parent, references = outbox.thread_ids(conn, t.pk)
+        return outbox.queue(conn, kind=template, mailbox=mailbox, ticket_pk=t.pk, ref=t.ref,
                             to=[(t.requester_name, t.requester)], subject=tagged_subject(subject, t.ref, self.tags),
                             text=text, in_reply_to=parent, references=references, automatic=AUTO_GENERATED,
                             now=now, sent_copy=self.settings.outbox.sent_copy, record_on_ticket="auto")
 
 
-def _pending_since(cur: sqlite3.Cursor, pk: int) -> datetime | None:
-    created = parse_time(cur.execute("SELECT created_at FROM ticket WHERE id = ?", (pk,)).fetchone()[0])
-    events = cur.execute("SELECT at, action, detail FROM event WHERE ticket_id = ? ORDER BY at, id", (pk,)).fetchall()
-    return pending_since(events, created)
+def _ticket(conn: Connection, pk: int, *, lock: bool = False) -> workflow.Ticket:
+    return workflow.load(conn, store.ticket_ref(conn, pk), lock=lock)
 
 
-def _ticket(cur: sqlite3.Cursor, pk: int):
-    ref = cur.execute("SELECT ref FROM ticket WHERE id = ?", (pk,)).fetchone()[0]
-    return load(cur, ref)
-
-
-def _event(cur: sqlite3.Cursor, pk: int | None, now: datetime, action: str, detail: dict) -> None:
-    cur.execute("INSERT INTO event (ticket_id, at, actor, action, detail) VALUES (?, ?, 'inboxd', ?, ?)",
-                (pk, db_time(now), action, json.dumps(detail, ensure_ascii=False)))
-
-
-def _cursor(conn) -> sqlite3.Cursor:
-    return conn.connection.driver_connection.cursor()
+def _event(conn: Connection, pk: int | None, now: datetime, action: str, detail: dict) -> None:
+    events.add_event(conn, pk, now, "inboxd", action, detail)
 
 
 def _show(dt: datetime) -> str:
