@@ -197,7 +197,7 @@ class Filer:
         return result
 
     def deliver(self, conn: Connection, d: Delivery, result: BatchResult) -> None:
-        savepoint = conn.begin_nested()
+        savepoint = filing.Savepoint(conn)
         try:
             for step in PIPELINE:
                 step(self, conn, d)
@@ -411,7 +411,7 @@ def skip_duplicate(filer: Filer, conn: Connection, d: Delivery) -> None:
     stored raw bytes, only when the raw bytes differ.
     """
     row = filing.message_by_key(conn, d.key)
-    if row is not None and not _same_content(conn, d, direction=row.direction, raw_sha256=row.raw_sha256):
+    if row is not None and not _same_content(conn, d, direction=row[1], raw_sha256=row[2]):
         reused = d.msg.message_id
         d.key = f"{d.key}#{content_hash(d.raw)[:16]}"
         d.msg = replace(d.msg, message_id=d.key)
@@ -421,7 +421,7 @@ def skip_duplicate(filer: Filer, conn: Connection, d: Delivery) -> None:
             log.warning("<%s> reused by a different mail in %s/%s uid %d; filed as <%s>",
                         reused, d.mailbox, d.folder, d.uid, d.key)
     if row is not None:
-        d.message_pk = row.id
+        d.message_pk = row[0]
         record_sighting(filer, conn, d)
         raise Done("already filed")
     if d.msg.message_id and filing.is_our_outgoing(conn, d.msg.message_id):

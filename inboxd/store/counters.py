@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, func, select, text
 
+from inboxd.store.filing import Prepared
 from inboxd.store.models import TICKET_NUMBER as TICKET_SEQUENCE
 from inboxd.store.sql import greatest, t, upsert
 
@@ -35,20 +36,27 @@ TICKET_NUMBER = TICKET_SEQUENCE.name
 
 
 def _top_ticket():
-    return select(func.coalesce(func.max(t.ticket.c.id), 0)).scalar_subquery()
+    # coalesce outside the subquery: SQLite answers a bare max(id) from the
+    # primary key's index at once, but scans the table for coalesce(max(id), 0).
+    return func.coalesce(select(func.max(t.ticket.c.id)).scalar_subquery(), 0)
+
+
+def _sqlite_next(conn: Connection):
+    counter = t.counter
+    _stmt, on_conflict = upsert(conn, counter, ["name"], {"value": greatest(counter.c.value, _top_ticket()) + 1})
+    # The first number of a store that has no counter row yet (a new store,
+    # or one copied from PostgreSQL, whose counter is the sequence).
+    return on_conflict.values(name=TICKET_NUMBER, value=_top_ticket() + 1).returning(counter.c.value)
+
+
+# Asked once for every new ticket, so prepared (see inboxd.store.filing.Prepared).
+_NEXT = Prepared(lambda conn: select(TICKET_SEQUENCE.next_value()) if conn.dialect.name == "postgresql"
+                 else _sqlite_next(conn))
 
 
 def next_ticket_number(conn: Connection) -> int:
     """A number no other ticket has or will get (see the module docstring for gaps)."""
-    if conn.dialect.name == "postgresql":
-        return conn.execute(select(TICKET_SEQUENCE.next_value())).scalar_one()
-    counter = t.counter
-    stmt, on_conflict = upsert(conn, counter, ["name"],
-                               {"value": greatest(counter.c.value, _top_ticket()) + 1})
-    # The first number of a store that has no counter row yet (a new store,
-    # or one copied from PostgreSQL, whose counter is the sequence).
-    return conn.execute(on_conflict.values(name=TICKET_NUMBER, value=_top_ticket() + 1)
-                        .returning(counter.c.value)).scalar_one()
+    return _NEXT.scalar(conn)
 
 
 def sync_ticket_number(conn: Connection) -> None:
