@@ -255,6 +255,34 @@ def test_postgresql_going_away_is_an_unusable_store_not_a_bad_batch(pg_desk, mon
         sink.close()
 
 
+def test_postgresql_killed_under_a_filing_statement_is_an_unusable_store(pg_desk, monkeypatch, caplog):
+    """The same, when the session dies between statements (killed from outside) and a
+    filing statement is the one that finds out."""
+    sink = StoreSink(pg_desk.engine, pg_desk.settings, workers=0, clock=lambda: NOW)
+    admin = create_store_engine(str(pg_desk.engine.url.render_as_string(hide_password=False)))
+
+    def killed_from_outside(filer, conn, d):
+        if d.uid == 2:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+            with admin.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+    try:
+        assert sink.acquire_folder("support", "INBOX", NOW)
+        monkeypatch.setattr(ingest, "PIPELINE", (killed_from_outside, *ingest.PIPELINE))
+        with pytest.raises(Exception) as raised:
+            sink.file(pg_desk.batch(make_mail(subject="One"), make_mail(subject="Two")), None)
+        assert sink_module._store_unusable(raised.value), repr(raised.value)
+        # Neither retried nor split: the poller tries the batch again later.
+        assert not [r for r in caplog.records if "trying once more" in r.getMessage()]
+        monkeypatch.undo()
+        assert pg_desk.all(select(func.count()).select_from(t.quarantine)) == [(0,)]
+        assert pg_desk.all(select(func.count()).select_from(t.ticket)) == [(0,)]
+    finally:
+        sink.close()
+        admin.dispose()
+
+
 def test_which_errors_make_the_store_unusable():
     import sqlite3
 

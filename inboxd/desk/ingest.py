@@ -212,7 +212,7 @@ class Filer:
                 result.duplicates += 1
             return
         except Exception as exc:  # One bad message never stops the batch.
-            if conn.invalidated:
+            if filing.connection_lost(conn):
                 # The store went away (PostgreSQL restarted, say): that is no
                 # fault of this mail, and nothing more can be written.
                 raise

@@ -462,6 +462,17 @@ def add_event(conn: Connection, ticket_pk: int | None, at: datetime, actor: str,
                                  "detail": json.dumps(detail, ensure_ascii=False)}).close()
 
 
+def connection_lost(conn: Connection) -> bool:
+    """Whether the connection itself is gone (PostgreSQL restarted or killed
+    the session), rather than one statement failing: then nothing more can
+    be written, and no mail is to blame."""
+    if conn.invalidated:
+        return True
+    # psycopg marks its connection broken or closed; sqlite3's has neither.
+    driver = conn.connection.driver_connection
+    return bool(getattr(driver, "broken", False) or getattr(driver, "closed", False))
+
+
 def driver_cursor(conn: Connection):
     """Transitional: the driver's cursor on `conn`'s transaction, for the store
     functions of other modules that still take a sqlite3 cursor (SQLite only)."""
