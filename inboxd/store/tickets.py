@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, and_, case, func, literal, or_, select, update
+from sqlalchemy import Connection, Integer, Row, and_, case, func, literal, or_, select, type_coerce, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
@@ -152,7 +152,10 @@ def _list_columns():
     tk = t.ticket
     return (tk.c.id, tk.c.ref, tk.c.subject, tk.c.status, tk.c.priority, tk.c.mailbox, tk.c.requester,
             tk.c.requester_name, tk.c.assignee, tk.c.tags, tk.c.message_count, iso_z(tk.c.created_at),
-            iso_z(tk.c.updated_at), iso_z(tk.c.first_response_at), tk.c.team, tk.c.tier, tk.c.escalated,
+            iso_z(tk.c.updated_at), iso_z(tk.c.first_response_at), tk.c.team, tk.c.tier,
+            # As the driver gives it (0/1 from SQLite, a bool from psycopg): the caller takes bool() of
+            # it, and a row without result processors keeps 100,000 of them cheap.
+            type_coerce(tk.c.escalated, Integer),
             iso_z(tk.c.first_response_due), iso_z(tk.c.resolution_due))
 
 
@@ -232,7 +235,7 @@ def other_mailboxes(conn: Connection, pks: list[int]) -> dict[int, set[str]]:
     if len(pks) > 20 * _CHUNK:
         # Most of the store: one pass over all sightings beats thousands of lookups.
         wanted = set(pks)
-        for pk, box in conn.execute(stmt):
+        for pk, box in conn.execute(stmt).all():
             if pk in wanted:
                 out[pk].add(box)
     else:
