@@ -29,6 +29,7 @@ from inboxd.config import AgentSettings, Settings
 from inboxd.store import tickets as store
 from inboxd.store.engine import writing
 from inboxd.store.events import add_event
+from inboxd.store.messages import last_customer_message
 from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.threads import TicketTag
 from inboxd.desk.views import iso
@@ -413,7 +414,7 @@ def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str
     reaches the customer through the relay; "#note" makes an internal note."""
     t = load(conn, ref)
     mailbox = settings.mailbox(t.mailbox)
-    last = store.last_customer_message(conn, t.pk)
+    last = last_customer_message(conn, t.pk)
     text = "\n".join([
         headline,
         "",

@@ -137,15 +137,6 @@ def merge_rows(conn: Connection, src_pk: int, dst_pk: int, dst_tags: str, now: d
     return moved
 
 
-def last_customer_message(conn: Connection, ticket_pk: int) -> Row | None:
-    """The customer's newest message on the ticket: (from_addr, from_name, date, subject, text, reply_text)."""
-    m = t.message
-    return conn.execute(
-        select(m.c.from_addr, m.c.from_name, m.c.date, m.c.subject, m.c.text, m.c.reply_text)
-        .where(m.c.ticket_id == ticket_pk, m.c.kind == "customer")
-        .order_by(message_order().desc(), m.c.id.desc()).limit(1)).first()
-
-
 # -- the views' side --------------------------------------------------------------------------------
 
 def _list_columns():
