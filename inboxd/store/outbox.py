@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, Row, and_, case, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, bindparam, case, func, insert, or_, select, update
 
 from inboxd.store.sql import insert_ignore, message_order, t
 
@@ -116,54 +116,74 @@ def recipients_of_sent(conn: Connection, message_id: str) -> str | None:
 # -- the sender's claims and outcomes ---------------------------------------------------
 
 
-def _due(o, now: datetime, lease: timedelta):
-    return or_(and_(o.c.status == "queued", o.c.next_attempt_at <= now),
-               and_(o.c.status == "sending", o.c.claimed_at <= now - lease))
+# The sender's statements are built once: building one (the claim's
+# subquery above all) costs more than running it on SQLite, and the sender
+# runs them for every mail.  The values come as named parameters.
+_o = t.outbox
+_NOW = bindparam("now_", type_=_o.c.next_attempt_at.type)
+_EXPIRED = bindparam("expired_", type_=_o.c.claimed_at.type)
+
+
+def _due(o):
+    # Queued with its attempt time come, or sending with a claim from before
+    # the lease's start (its sender died, or is too slow).
+    return or_(and_(o.c.status == "queued", o.c.next_attempt_at <= _NOW),
+               and_(o.c.status == "sending", o.c.claimed_at <= _EXPIRED))
+
+
+def _claim_statement():
+    due = _o.alias("due")
+    # On PostgreSQL the candidate is locked, and one another claim has
+    # locked is skipped: two senders get two rows (SQLite has no FOR UPDATE,
+    # and needs none under BEGIN IMMEDIATE).
+    candidate = (select(due.c.id).where(_due(due)).order_by(due.c.next_attempt_at, due.c.id).limit(1)
+                 .with_for_update(skip_locked=True).scalar_subquery())
+    # The outer `due` is the compare-and-swap: PostgreSQL evaluates the
+    # subquery once and re-checks only this WHERE on the newest version of a
+    # row another claim changed meanwhile.
+    return (update(_o).where(_o.c.id == candidate, _due(_o))
+            .values(status="sending", claimed_at=_NOW, attempts=_o.c.attempts + 1)
+            .returning(*_CLAIMED))
+
+
+_CLAIM = _claim_statement()
+# A claim is still ours while the row is sending with the attempt count our claim gave it.
+_OURS = and_(_o.c.id == bindparam("id_"), _o.c.status == "sending", _o.c.attempts == bindparam("attempts_"))
+_STILL_CLAIMED = select(_o.c.id).where(_OURS).with_for_update()
+_REQUEUE = update(_o).where(_OURS).values(status="queued", next_attempt_at=bindparam("next_"),
+                                          last_error=bindparam("error_"))
+_FAIL = update(_o).where(_OURS).values(status="failed", last_error=bindparam("error_"))
+_SENT = update(_o).where(_o.c.id == bindparam("id_")).values(status="sent", sent_at=bindparam("at_"), last_error="")
 
 
 def claim_next(conn: Connection, now: datetime, lease: timedelta) -> Row | None:
     """Move the next due row to `sending` (compare-and-swap) and return it, or None when nothing is due.
 
     Due: queued with its attempt time come, or sending with a claim older
-    than `lease` (its sender died, or is too slow).  The row's fields are
-    those of _CLAIMED; `attempts` already counts this claim.
+    than `lease`.  The row's fields are those of _CLAIMED; `attempts`
+    already counts this claim.
     """
-    o = t.outbox
-    d = o.alias("due")
-    candidate = (select(d.c.id).where(_due(d, now, lease)).order_by(d.c.next_attempt_at, d.c.id).limit(1)
-                 .with_for_update(skip_locked=True).scalar_subquery())
-    # The outer `due` is the compare-and-swap: PostgreSQL re-checks it on
-    # the newest version of the row if another claim got there first.
-    return conn.execute(update(o).where(o.c.id == candidate, _due(o, now, lease))
-                        .values(status="sending", claimed_at=now, attempts=o.c.attempts + 1)
-                        .returning(*_CLAIMED)).first()
+    return conn.execute(_CLAIM, {"now_": now, "expired_": now - lease}).first()
 
 
 def set_data(conn: Connection, outbox_id: int, data: bytes) -> None:
     """The bytes composed on a row's first attempt, kept so a retry sends exactly these."""
-    conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id).values(data=data))
+    conn.execute(update(_o).where(_o.c.id == outbox_id).values(data=data))
 
 
 def set_error(conn: Connection, outbox_id: int, error: str) -> None:
-    conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id).values(last_error=error))
-
-
-def _ours(outbox_id: int, attempts: int):
-    # A claim is still ours while the row is sending with the attempt count our claim gave it.
-    o = t.outbox
-    return and_(o.c.id == outbox_id, o.c.status == "sending", o.c.attempts == attempts)
+    conn.execute(update(_o).where(_o.c.id == outbox_id).values(last_error=error))
 
 
 def requeue(conn: Connection, outbox_id: int, attempts: int, next_attempt_at: datetime, error: str) -> bool:
     """Back to `queued` after a temporary failure, if the claim is still ours."""
-    return conn.execute(update(t.outbox).where(_ours(outbox_id, attempts))
-                        .values(status="queued", next_attempt_at=next_attempt_at, last_error=error)).rowcount == 1
+    return conn.execute(_REQUEUE, {"id_": outbox_id, "attempts_": attempts, "next_": next_attempt_at,
+                                   "error_": error}).rowcount == 1
 
 
 def mark_failed(conn: Connection, outbox_id: int, attempts: int, error: str) -> bool:
     """`failed` for good, if the claim is still ours."""
-    return conn.execute(update(t.outbox).where(_ours(outbox_id, attempts))
-                        .values(status="failed", last_error=error)).rowcount == 1
+    return conn.execute(_FAIL, {"id_": outbox_id, "attempts_": attempts, "error_": error}).rowcount == 1
 
 
 def record_send_failed(conn: Connection, ticket_id: int, detail: str, now: datetime) -> None:
@@ -175,12 +195,11 @@ def record_send_failed(conn: Connection, ticket_id: int, detail: str, now: datet
 def still_claimed(conn: Connection, outbox_id: int, attempts: int) -> bool:
     """Whether the claim is still ours; on PostgreSQL the row stays locked until the transaction ends,
     so recording `sent` afterwards waits for no one (SQLite's BEGIN IMMEDIATE holds the whole store)."""
-    return conn.execute(select(t.outbox.c.id).where(_ours(outbox_id, attempts)).with_for_update()).first() is not None
+    return conn.execute(_STILL_CLAIMED, {"id_": outbox_id, "attempts_": attempts}).first() is not None
 
 
 def mark_sent(conn: Connection, outbox_id: int, now: datetime) -> None:
-    conn.execute(update(t.outbox).where(t.outbox.c.id == outbox_id)
-                 .values(status="sent", sent_at=now, last_error=""))
+    conn.execute(_SENT, {"id_": outbox_id, "at_": now})
 
 
 def retry_now(conn: Connection, outbox_id: int, now: datetime) -> bool:
