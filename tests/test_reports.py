@@ -1,7 +1,9 @@
 """Reports on a scripted history: every number below was worked out by hand.
 
 The store is filled directly (tickets, messages, events, CSAT rows with fixed
-timestamps) in the shapes ingest and the CLI workflow write.  The period is
+timestamps) in the shapes ingest and the CLI workflow write: on SQLite through
+its own cursor, on PostgreSQL through SQLAlchemy Core (every test runs on
+both, and gets the same figures).  The period is
 Mon 2026-11-16 00:00Z to Tue 2026-11-24 00:00Z; "now" is 2026-11-24 12:00Z.
 
   T1 support, SLA "std" (Mon-Fri 09-18 UTC): created Fri 20th 17:00, agent reply
@@ -28,10 +30,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from inboxd.cli.reports import export_command, report_command
 from inboxd.config import parse_settings
-from inboxd.store.engine import db_time, open_store, reading, writing
+from inboxd.store.engine import create_store_engine, db_time, migrate, open_store, reading, writing
+from inboxd.store.sql import t
 from inboxd.desk.duties import Duties
 from inboxd.reports.metrics import compute_report, report_message_id, status_intervals, transitions
 from inboxd.desk.workflow import PermissionDenied
@@ -126,13 +130,62 @@ class History:
             (pk, f"tok{pk}", db_time(sent), rating, label, db_time(answered)))
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    settings = make_settings(tmp_path)
-    engine = open_store(settings.store.url)
-    db = sqlite3.connect(tmp_path / "inboxd.db", isolation_level=None)
-    h = History(db)
-    db.execute("BEGIN")
+class CoreHistory:
+    """The same rows as History, written with SQLAlchemy Core (on either database)."""
+
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+        self.messages = 0
+
+    def ticket(self, pk: int, *, mailbox: str, created: datetime, status: str, tags=(), assignee=None,
+               first_response=None, solved=None, closed=None, policy=None, fr_due=None, res_due=None,
+               requester="lilei@example.cn", name="Li Lei", team=None) -> None:
+        self.conn.execute(t.ticket.insert().values(
+            id=pk, ref=f"T-{1000 + pk}", subject="订单 20481 还没有发货", status=status, priority="normal",
+            mailbox=mailbox, requester=requester, requester_name=name, assignee=assignee, tags=json.dumps(list(tags)),
+            message_count=0, created_at=created, updated_at=created, first_response_at=first_response,
+            solved_at=solved, closed_at=closed, team=team, tier=1, escalated=False, sla_policy=policy,
+            first_response_due=fr_due, resolution_due=res_due, sla_version=0, version=1))
+        self.event(pk, created, "inboxd", "created", {"mailbox": mailbox})
+
+    def event(self, pk: int, when: datetime, actor: str, action: str, detail: dict) -> None:
+        ticket = t.ticket
+        self.conn.execute(t.event.insert().values(ticket_id=pk, at=when, actor=actor, action=action,
+                                                  detail=json.dumps(detail)))
+        self.conn.execute(ticket.update().where(ticket.c.id == pk, ticket.c.updated_at < when)
+                          .values(updated_at=when))
+
+    ingest = History.ingest
+    cli = History.cli
+
+    def message(self, pk: int, when: datetime, kind: str) -> None:
+        self.messages += 1
+        data = f"message {self.messages}".encode()
+        digest = self.raw(data)
+        self.conn.execute(t.message.insert().values(
+            message_key=f"<m{self.messages}@x>", message_id=f"m{self.messages}@x", ticket_id=pk,
+            direction="in" if kind == "customer" else "out", kind=kind,
+            from_addr="lilei@example.cn" if kind == "customer" else "support@example.com",
+            from_name="Li Lei" if kind == "customer" else "",
+            to_addrs=json.dumps([{"name": "Support", "email": "support@example.com"}]), date=when, subject="s",
+            text="我的订单在哪里？", reply_text="我的订单在哪里？", raw_sha256=digest, size=len(data), created_at=when))
+        self.conn.execute(t.ticket.update().where(t.ticket.c.id == pk)
+                          .values(message_count=t.ticket.c.message_count + 1))
+
+    def raw(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        if self.conn.execute(sa.select(t.rawmessage.c.sha256).where(t.rawmessage.c.sha256 == digest)).first() is None:
+            self.conn.execute(t.rawmessage.insert().values(sha256=digest, size=len(data), data=data))
+        return digest
+
+    def csat(self, pk: int, sent: datetime, rating=None, label=None, answered=None) -> None:
+        self.conn.execute(t.csat.insert().values(ticket_id=pk, customer="lilei@example.cn", token=f"tok{pk}",
+                                                 message_id="x", sent_at=sent, rating=rating, label=label,
+                                                 answered_at=answered))
+
+
+def script(h) -> None:
+    """The history of the module docstring, written by `h` (History or CoreHistory)."""
     # T1: business hours.
     h.ticket(1, mailbox="support", created=at(20, 17), status="solved", tags=["billing"], assignee="alice",
              first_response=at(23, 10), solved=at(23, 11), policy="std", fr_due=at(23, 12), res_due=at(30, 11))
@@ -176,9 +229,27 @@ def store(tmp_path: Path):
     h.csat(6, at(19, 10, 30))
     # T1's survey, answered "OK".
     h.csat(1, at(23, 11), rating=3, label="OK", answered=at(23, 12))
-    db.execute("COMMIT")
-    db.close()
-    return settings, engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path: Path):
+    """The history on SQLite, written through SQLite's own cursor as ingest and the CLI did, and on
+    PostgreSQL through SQLAlchemy Core."""
+    settings = make_settings(tmp_path)
+    if request.param == "sqlite":
+        engine = open_store(settings.store.url)
+        db = sqlite3.connect(tmp_path / "inboxd.db", isolation_level=None)
+        db.execute("BEGIN")
+        script(History(db))
+        db.execute("COMMIT")
+        db.close()
+    else:
+        engine = create_store_engine(request.getfixturevalue("pg_url"))
+        migrate(engine)
+        with writing(engine) as conn:
+            script(CoreHistory(conn))
+    yield settings, engine
+    engine.dispose()
 
 
 def report(store, **kw):
@@ -347,8 +418,9 @@ def test_weekly_mail_goes_to_supervisors_with_inline_charts(store) -> None:
     settings, engine = store
     assert weekly_duty(engine, settings, "2026-W48", UNTIL)
     with reading(engine) as conn:
-        rows = conn.exec_driver_sql("SELECT recipients, message_id, data FROM outbox WHERE kind = 'report'"
-                                    " ORDER BY id").all()
+        outbox = t.outbox
+        rows = conn.execute(sa.select(outbox.c.recipients, outbox.c.message_id, outbox.c.data)
+                            .where(outbox.c.kind == "report").order_by(outbox.c.id)).all()
     assert [json.loads(r[0]) for r in rows] == [["carol@example.com"], ["dave@example.com"]]
     data = rows[0][2]
     assert b"\r\n" in data and all(byte < 128 for byte in data)  # CRLF and 7-bit safe.

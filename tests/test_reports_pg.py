@@ -1,7 +1,7 @@
 """Reports, export, status, audit and quarantine on PostgreSQL: the same figures as on SQLite.
 
 The store is filled through SQLAlchemy Core with the scripted history of
-tests/test_reports.py (whose figures were worked out by hand), plus the
+tests/test_reports.py (whose figures were worked out by hand; `CoreHistory`), plus the
 folder, outbox, lease and quarantine rows `inboxd status` and `inboxd
 quarantine` read.  Each test runs on both databases (the `store_url`
 fixture), and one builds both stores side by side and compares every output
@@ -29,112 +29,14 @@ from inboxd.store import health
 from inboxd.store import quarantine as quarantine_rows
 from inboxd.store.engine import create_store_engine, migrate, reading, writing
 from inboxd.store.sql import t
-from tests.test_reports import NOW, SINCE, UNTIL, at, make_settings
+from tests.test_reports import NOW, SINCE, UNTIL, CoreHistory, at, make_settings, script
 
 BIG_UID = 2**32 - 1
 
 
-class Seed:
-    """Writes the scripted history of tests/test_reports.py with Core inserts, on either database."""
-
-    def __init__(self, conn: sa.Connection):
-        self.conn = conn
-        self.messages = 0
-
-    def ticket(self, pk: int, *, mailbox: str, created: datetime, status: str, tags=(), assignee=None,
-               first_response=None, solved=None, closed=None, policy=None, fr_due=None, res_due=None,
-               requester="lilei@example.cn", name="Li Lei", team=None) -> None:
-        self.conn.execute(t.ticket.insert().values(
-            id=pk, ref=f"T-{1000 + pk}", subject="订单 20481 还没有发货", status=status, priority="normal",
-            mailbox=mailbox, requester=requester, requester_name=name, assignee=assignee, tags=json.dumps(list(tags)),
-            message_count=0, created_at=created, updated_at=created, first_response_at=first_response,
-            solved_at=solved, closed_at=closed, team=team, tier=1, escalated=False, sla_policy=policy,
-            first_response_due=fr_due, resolution_due=res_due, sla_version=0, version=1))
-        self.event(pk, created, "inboxd", "created", {"mailbox": mailbox})
-
-    def event(self, pk: int, when: datetime, actor: str, action: str, detail: dict) -> None:
-        ticket = t.ticket
-        self.conn.execute(t.event.insert().values(ticket_id=pk, at=when, actor=actor, action=action,
-                                                  detail=json.dumps(detail)))
-        self.conn.execute(ticket.update().where(ticket.c.id == pk, ticket.c.updated_at < when)
-                          .values(updated_at=when))
-
-    def ingest(self, pk: int, when: datetime, kind: str, before=None, after=None, actor: str = "inboxd") -> None:
-        self.message(pk, when, kind)
-        detail = {"reason": "subject tag", "kind": kind}
-        if before != after:
-            detail.update(status_before=before, status_after=after)
-        self.event(pk, when, actor, "message", detail)
-
-    def cli(self, pk: int, when: datetime, actor: str, action: str, before: str, after: str, **extra) -> None:
-        if action == "reply":
-            self.message(pk, when, "agent")
-        self.event(pk, when, actor, action, {**extra, "changes": {"status": {"before": before, "after": after}}})
-
-    def message(self, pk: int, when: datetime, kind: str) -> None:
-        self.messages += 1
-        data = f"message {self.messages}".encode()
-        digest = self.raw(data)
-        self.conn.execute(t.message.insert().values(
-            message_key=f"<m{self.messages}@x>", message_id=f"m{self.messages}@x", ticket_id=pk,
-            direction="in" if kind == "customer" else "out", kind=kind,
-            from_addr="lilei@example.cn" if kind == "customer" else "support@example.com",
-            from_name="Li Lei" if kind == "customer" else "",
-            to_addrs=json.dumps([{"name": "Support", "email": "support@example.com"}]), date=when, subject="s",
-            text="我的订单在哪里？", reply_text="我的订单在哪里？", raw_sha256=digest, size=len(data), created_at=when))
-        self.conn.execute(t.ticket.update().where(t.ticket.c.id == pk)
-                          .values(message_count=t.ticket.c.message_count + 1))
-
-    def raw(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        if self.conn.execute(sa.select(t.rawmessage.c.sha256).where(t.rawmessage.c.sha256 == digest)).first() is None:
-            self.conn.execute(t.rawmessage.insert().values(sha256=digest, size=len(data), data=data))
-        return digest
-
-    def csat(self, pk: int, sent: datetime, rating=None, label=None, answered=None) -> None:
-        self.conn.execute(t.csat.insert().values(ticket_id=pk, customer="lilei@example.cn", token=f"tok{pk}",
-                                                 message_id="x", sent_at=sent, rating=rating, label=label,
-                                                 answered_at=answered))
-
-
 def seed(conn: sa.Connection) -> None:
-    h = Seed(conn)
-    h.ticket(1, mailbox="support", created=at(20, 17), status="solved", tags=["billing"], assignee="alice",
-             first_response=at(23, 10), solved=at(23, 11), policy="std", fr_due=at(23, 12), res_due=at(30, 11))
-    h.message(1, at(20, 17), "customer")
-    h.ingest(1, at(23, 10), "agent", "new", "pending", actor="alice")
-    h.cli(1, at(23, 11), "alice", "status", "pending", "solved")
-    h.ticket(2, mailbox="billing", created=at(17, 9), status="closed", tags=["refund", "billing"], assignee="bob",
-             first_response=at(17, 12), solved=at(19, 12), closed=at(20, 12), fr_due=at(17, 10), res_due=at(20, 9),
-             requester="wang@example.com", name="Wang Fang")
-    h.message(2, at(17, 9), "customer")
-    h.cli(2, at(17, 9, 30), "bob", "take", "new", "open")
-    h.cli(2, at(17, 12), "bob", "reply", "open", "pending")
-    h.ingest(2, at(18, 8), "customer", "pending", "open")
-    h.cli(2, at(18, 9), "bob", "reply", "open", "pending")
-    h.cli(2, at(18, 10), "bob", "status", "pending", "solved")
-    h.ingest(2, at(19, 9), "customer", "solved", "open")
-    h.cli(2, at(19, 12), "bob", "status", "open", "solved")
-    h.cli(2, at(20, 12), "bob", "close", "solved", "closed", survey=True)
-    h.csat(2, at(20, 12), rating=1, label="Great", answered=at(20, 13))
-    h.ticket(3, mailbox="support", created=at(18, 14), status="open", tags=["outage"], fr_due=at(18, 16),
-             res_due=at(23, 15), team="tier2")
-    h.message(3, at(18, 14), "customer")
-    h.cli(3, at(18, 15), "alice", "escalate", "new", "open", to="tier2", reason="server down")
-    h.ticket(4, mailbox="support", created=at(10, 10), status="pending", assignee="alice",
-             first_response=at(10, 11), fr_due=at(10, 14))
-    h.message(4, at(10, 10), "customer")
-    h.ingest(4, at(10, 11), "agent", "new", "pending", actor="alice")
-    h.ticket(5, mailbox="support", created=at(2, 9), status="closed", assignee="alice", solved=at(5, 9),
-             closed=at(6, 9))
-    h.cli(5, at(5, 9), "alice", "status", "new", "solved")
-    h.cli(5, at(6, 9), "alice", "close", "solved", "closed")
-    h.csat(5, at(6, 9), rating=4, label="Bad", answered=at(7, 9))
-    h.ticket(6, mailbox="support", created=at(19, 10), status="closed", assignee="alice", closed=at(19, 10, 30))
-    h.message(6, at(19, 10), "customer")
-    h.cli(6, at(19, 10, 30), "alice", "close", "new", "closed")
-    h.csat(6, at(19, 10, 30))
-    h.csat(1, at(23, 11), rating=3, label="OK", answered=at(23, 12))
+    h = CoreHistory(conn)
+    script(h)
 
     # What `inboxd status` and `inboxd audit` read.  UIDs as large as IMAP allows.
     conn.execute(t.checkpoint.insert().values(mailbox="support", folder="INBOX", uidvalidity=BIG_UID,
@@ -310,7 +212,7 @@ def test_quarantine_rows_move_into_the_store_and_go(seeded) -> None:
     with writing(engine) as conn:
         # Not while the store lacks the bytes.
         assert not quarantine_rows.point_at_stored_bytes(conn, big_id, BIG_SHA)
-        Seed(conn).raw(BIG)
+        CoreHistory(conn).raw(BIG)
         assert quarantine_rows.point_at_stored_bytes(conn, big_id, BIG_SHA)
         quarantine_rows.set_reason(conn, big_id, "again", at=NOW)
         assert not quarantine_rows.file_in_use(conn, f"oversize/{BIG_SHA}.eml")
