@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Connection, Engine
 
 from inboxd.outbound.compose import InlineImage
-from inboxd.config import Settings, _Table
+from inboxd.config import Settings, Table
 from inboxd.store import reports as store
 from inboxd.store.engine import reading
 from inboxd.store.reports import Scope
@@ -112,7 +112,7 @@ def report_timezone(settings: Settings) -> ZoneInfo:
     An unknown zone or key is a ConfigError (checked at start-up too, by
     `inboxd.desk.policies.load_policies`), never a silent fall-back to UTC.
     """
-    table = _Table(settings.path.name, "reports", settings.extra.get("reports"), REPORTS_KEYS)
+    table = Table(settings.path.name, "reports", settings.extra.get("reports"), REPORTS_KEYS)
     name = table.string("timezone", "UTC")
     try:
         return ZoneInfo(name)
