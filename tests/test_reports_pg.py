@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from inboxd.cli.reports import export_command, report_command
 from inboxd.desk import quarantine
+from inboxd.desk.views import list_quarantine
 from inboxd.reports import export
 from inboxd.reports.audit import compare
 from inboxd.reports.metrics import compute_report, csat_trend
@@ -106,7 +107,7 @@ def outputs(settings, engine) -> dict:
         out["trend"] = csat_trend(conn, settings, until=UNTIL)
         out["status"] = read_status(conn, settings, NOW)
         out["audit"] = compare(conn, "support", "INBOX", (BIG_UID, list(range(BIG_UID - 6, BIG_UID + 1))))
-        out["quarantine"] = quarantine.listing(conn)
+        out["quarantine"] = list_quarantine(conn)
         out["shown"] = [quarantine.load(conn, q["id"], settings.store.data_dir).describe()
                         for q in out["quarantine"]]
     carol, dave = settings.agent("carol"), settings.agent("dave")
@@ -183,7 +184,7 @@ def test_status_and_audit(seeded) -> None:
 def test_quarantine_list_show_and_retry_of_a_mail_still_too_large(seeded) -> None:
     settings, engine = seeded
     with reading(engine) as conn:
-        listed = quarantine.listing(conn)
+        listed = list_quarantine(conn)
         first = quarantine.load(conn, listed[0]["id"], settings.store.data_dir)
         big = quarantine.load(conn, listed[1]["id"], settings.store.data_dir)
         assert quarantine.load(conn, 999, settings.store.data_dir) is None
@@ -208,7 +209,7 @@ def test_quarantine_list_show_and_retry_of_a_mail_still_too_large(seeded) -> Non
 def test_quarantine_rows_move_into_the_store_and_go(seeded) -> None:
     settings, engine = seeded
     with reading(engine) as conn:
-        big_id = quarantine.listing(conn)[1]["id"]
+        big_id = list_quarantine(conn)[1]["id"]
     with writing(engine) as conn:
         # Not while the store lacks the bytes.
         assert not quarantine_rows.point_at_stored_bytes(conn, big_id, BIG_SHA)
@@ -222,7 +223,7 @@ def test_quarantine_rows_move_into_the_store_and_go(seeded) -> None:
     with writing(engine) as conn:
         quarantine_rows.remove(conn, big_id)
     with reading(engine) as conn:
-        assert [q["uid"] for q in quarantine.listing(conn)] == [BIG_UID - 1]
+        assert [q["uid"] for q in list_quarantine(conn)] == [BIG_UID - 1]
         assert health.quarantine_count(conn) == 1
 
 

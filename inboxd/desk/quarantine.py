@@ -84,19 +84,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
-def listing(conn: Connection) -> list[dict]:
-    """Every quarantined mail, oldest first, as `inboxd quarantine list --json` shows it."""
-    return [
-        {
-            "id": r.id, "mailbox": r.mailbox, "folder": r.folder, "uidvalidity": r.uidvalidity, "uid": r.uid,
-            "message_id": r.message_id, "reason": r.reason,
-            # Mail kept on disk (over max_message_bytes) has no rawmessage row; its file is named by its hash.
-            "raw_sha256": r.raw_sha256 or Path(r.raw_path or "").stem, "at": _iso(r.at),
-        }
-        for r in store.rows(conn)
-    ]
-
-
 def load(conn: Connection, quarantine_id: int, data_dir: Path) -> QuarantineItem | None:
     """One quarantined mail; the bytes of one kept on disk stay there (see read_raw, write_raw)."""
     row = store.item(conn, quarantine_id)
