@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine
 
 from inboxd.config import Settings
 from inboxd.mail.largemail import header_block, read_head
-from inboxd.store import health
+from inboxd.store import folders
 from inboxd.store import quarantine as store
 from inboxd.store.engine import reading, writing
 
@@ -127,8 +127,7 @@ def retry(engine: Engine, settings: Settings, quarantine_id: int | None, now: da
                 outcomes.append({"id": qid, "filed": False, "outcome": "",
                                  "reason": f"mailbox {item.mailbox!r} is no longer configured"})
                 continue
-            checkpoint = health.checkpoint(conn, item.mailbox, item.folder)
-            history_before = mailbox.history_before or (checkpoint.history_before if checkpoint else None)
+            history_before = mailbox.history_before or folders.history_cutoff(conn, item.mailbox, item.folder)
             raw = item.read_raw()
             result, reason = filer.refile(conn, (item.mailbox, item.folder, item.uidvalidity, item.uid), raw,
                                           item.arrived_at, history_before, now)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from inboxd.config import MailboxSettings
-from inboxd.store import health
+from inboxd.store import folders, health
 
 
 def audit_mailbox(conn: Connection, mailbox: MailboxSettings) -> list[dict]:
@@ -41,7 +41,7 @@ def compare(conn: Connection, mailbox: str, folder: str, server: tuple[int, list
     if isinstance(server, str):
         return _error_row(mailbox, folder, server)
     uidvalidity, uids = server
-    checkpoint = health.checkpoint(conn, mailbox, folder)
+    checkpoint = folders.read_checkpoint(conn, mailbox, folder)
     stored = health.sighted_uids(conn, mailbox, folder, uidvalidity)
     quarantined = health.quarantined_uids(conn, mailbox, folder, uidvalidity)
     skipped = health.skipped_uids(conn, mailbox, folder, uidvalidity)

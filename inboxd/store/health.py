@@ -2,7 +2,8 @@
 and the UIDs the store accounts for in a folder.
 
 Every function reads; nothing writes.  Leases are read through
-`inboxd.store.leases.holders`.
+`inboxd.store.leases.holders`, one folder's checkpoint through
+`inboxd.store.folders.read_checkpoint`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,6 @@ def checkpoints(conn: Connection) -> dict[tuple[str, str], Row]:
     c = t.checkpoint.c
     rows = conn.execute(select(c.mailbox, c.folder, c.uidvalidity, c.last_uid, c.synced_at, c.history_before))
     return {(r.mailbox, r.folder): r for r in rows}
-
-
-def checkpoint(conn: Connection, mailbox: str, folder: str) -> Row | None:
-    """One folder's checkpoint (uidvalidity, last_uid, synced_at, history_before), or None before its first sync."""
-    c = t.checkpoint.c
-    return conn.execute(select(c.uidvalidity, c.last_uid, c.synced_at, c.history_before)
-                        .where(c.mailbox == mailbox, c.folder == folder)).first()
 
 
 def folder_states(conn: Connection) -> dict[tuple[str, str], Row]:
