@@ -6,12 +6,19 @@ SQLite and PostgreSQL alike.  Times are aware UTC datetimes through the
 columns' UTCDateTime type.
 
 The sender's claims are compare-and-swap UPDATEs: a row moves from queued
-(or sending with an expired lease) to sending only if it still is what the
-claimer saw, and `attempts` grows with every claim, so an outcome is
-recorded only by the sender whose claim it still is.  On PostgreSQL the
-candidate row is also locked with FOR UPDATE SKIP LOCKED, so two senders
-claiming at once each get a different row instead of one of them getting
-none (SQLite's BEGIN IMMEDIATE serialises the claims already).
+(or sending with an expired lease) to sending only if it still is due when
+the UPDATE writes it, and `attempts` grows with every claim, so an outcome
+is recorded only by the sender whose claim it still is.  On PostgreSQL the
+re-check must be in the UPDATE's own WHERE: the subquery that picks the
+candidate is evaluated once, and only the outer WHERE is re-checked on a
+row another claim changed meanwhile (without it two senders claimed the same
+row; tests/test_outbox_pg.py races them).  The candidate is also locked with
+FOR UPDATE SKIP LOCKED, so two senders claiming at once get different rows
+rather than one of them none.  SQLite's BEGIN IMMEDIATE serialises claims.
+
+The statements run for every mail (the sender's, the budget's) are built
+once, with named parameters: building one costs more than running it on
+SQLite.
 """
 
 from __future__ import annotations
@@ -32,12 +39,15 @@ _CLAIMED = (t.outbox.c.id, t.outbox.c.ticket_id, t.outbox.c.mailbox, t.outbox.c.
 
 # -- queueing ---------------------------------------------------------------------
 
+_ADD = insert(t.outbox)
+_ADD_MESSAGE = insert(t.message)
+
 
 def add(conn: Connection, *, ticket_id: int | None, mailbox: str, kind: str, message_id: str, sender: str,
         recipients: str, data: bytes, spec: str | None, copy_status: str, ack_key: str | None,
         ack_domain: str | None, now: datetime) -> None:
     """A queued row, due at once (`recipients` is the JSON list of envelope recipients)."""
-    conn.execute(insert(t.outbox).values(
+    conn.execute(_ADD, dict(
         ticket_id=ticket_id, mailbox=mailbox, kind=kind, message_id=message_id, sender=sender,
         recipients=recipients, data=data, status="queued", attempts=0, next_attempt_at=now, last_error="",
         created_at=now, copy_status=copy_status, spec=spec, ack_key=ack_key, ack_domain=ack_domain))
@@ -68,7 +78,7 @@ def add_outgoing_message(conn: Connection, ticket_pk: int, *, message_key: str, 
     """
     digest = hashlib.sha256(data).hexdigest()
     conn.execute(insert_ignore(conn, t.rawmessage).values(sha256=digest, size=len(data), data=data))
-    conn.execute(insert(t.message).values(
+    conn.execute(_ADD_MESSAGE, dict(
         message_key=message_key, message_id=message_id, ticket_id=ticket_pk, direction="out", kind=kind,
         from_addr=sender, from_name="", to_addrs=to_addrs, cc_addrs="[]", reply_to="[]", date=now,
         subject=subject, text=text, reply_text=text, html_only=False, in_reply_to=in_reply_to, references="[]",
@@ -80,23 +90,32 @@ def add_outgoing_message(conn: Connection, ticket_pk: int, *, message_key: str, 
 # -- what the auto-reply budget and bounce handling ask ---------------------------------
 
 
-def _count_since(conn: Connection, column, value: str, since: datetime, recent: datetime) -> tuple[int, int]:
+def _count_since(column):
     # One indexed range (column, created_at >= since); the recent part is summed within it.
     o = t.outbox
-    total, in_recent = conn.execute(
-        select(func.count(), func.coalesce(func.sum(case((o.c.created_at >= recent, 1), else_=0)), 0))
-        .where(column == value, o.c.created_at >= since)).one()
+    since = bindparam("since_", type_=o.c.created_at.type)
+    recent = bindparam("recent_", type_=o.c.created_at.type)
+    return (select(func.count(), func.coalesce(func.sum(case((o.c.created_at >= recent, 1), else_=0)), 0))
+            .where(column == bindparam("value_"), o.c.created_at >= since))
+
+
+_ACKS_TO_ADDRESS = _count_since(t.outbox.c.ack_key)
+_ACKS_TO_DOMAIN = _count_since(t.outbox.c.ack_domain)
+
+
+def _counts(conn: Connection, statement, value: str, since: datetime, recent: datetime) -> tuple[int, int]:
+    total, in_recent = conn.execute(statement, {"value_": value, "since_": since, "recent_": recent}).one()
     return int(total), int(in_recent)
 
 
 def acks_to_address(conn: Connection, key: str, now: datetime) -> tuple[int, int]:
     """Acknowledgements counted against `key` (see budget_key): (in the last day, in the last hour)."""
-    return _count_since(conn, t.outbox.c.ack_key, key, now - timedelta(days=1), now - timedelta(hours=1))
+    return _counts(conn, _ACKS_TO_ADDRESS, key, now - timedelta(days=1), now - timedelta(hours=1))
 
 
 def acks_to_domain(conn: Connection, domain: str, now: datetime) -> tuple[int, int]:
     """Acknowledgements to any address at `domain`: (in the last hour, in the last minute)."""
-    return _count_since(conn, t.outbox.c.ack_domain, domain, now - timedelta(hours=1), now - timedelta(minutes=1))
+    return _counts(conn, _ACKS_TO_DOMAIN, domain, now - timedelta(hours=1), now - timedelta(minutes=1))
 
 
 def bounced_at(conn: Connection, address: str, since: datetime) -> datetime | None:
@@ -116,9 +135,7 @@ def recipients_of_sent(conn: Connection, message_id: str) -> str | None:
 # -- the sender's claims and outcomes ---------------------------------------------------
 
 
-# The sender's statements are built once: building one (the claim's
-# subquery above all) costs more than running it on SQLite, and the sender
-# runs them for every mail.  The values come as named parameters.
+# The values of the sender's statements come as named parameters.
 _o = t.outbox
 _NOW = bindparam("now_", type_=_o.c.next_attempt_at.type)
 _EXPIRED = bindparam("expired_", type_=_o.c.claimed_at.type)
