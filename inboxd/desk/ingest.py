@@ -29,8 +29,6 @@ import email.parser
 import email.policy
 import email.utils
 import hashlib
-import functools
-import inspect
 import json
 import logging
 import os
@@ -308,22 +306,6 @@ class Filer:
         return pk, self.tags.ticket_id(self.settings.tickets.first_seq + pk - 1)
 
 
-@functools.cache
-def _legacy(fn: Callable) -> Callable:
-    """Transitional: call a store function of another module on the connection,
-    or, while it still takes SQLite's own cursor, on the driver's cursor of the
-    same transaction.  (Remove once outbox, slaclock and workflow take the Connection.)"""
-    first = next(iter(inspect.signature(fn).parameters.values()))
-    if "Cursor" not in str(first.annotation):
-        return fn
-
-    @functools.wraps(fn)
-    def on_cursor(conn: Connection, *args, **kwargs):
-        return fn(filing.driver_cursor(conn), *args, **kwargs)
-
-    return on_cursor
-
-
 # -- the pipeline: each step one job, in the order a message takes them --------
 
 # An INTERNALDATE outside these bounds is a server's or an import tool's
@@ -597,10 +579,10 @@ def join_threads(filer: Filer, conn: Connection, d: Delivery) -> None:
         first_response_at=min((p.first_response_at for p in parts if p.first_response_at is not None), default=None))
     mid = d.msg.message_id or d.key
     change = {"status_before": parts[0].status, "status_after": status} if status != parts[0].status else {}
-    load, merge = _legacy(workflow_ticket), _legacy(merge_tickets)
     for pk in others:
-        moved = merge(conn, load(conn, rows[pk].ref), load(conn, rows[survivor].ref), d.at or d.now, "inboxd",
-                      {"reason": f"thread joined by <{mid}>", "link": links[pk], **change})
+        moved = merge_tickets(conn, workflow_ticket(conn, rows[pk].ref), workflow_ticket(conn, rows[survivor].ref),
+                              d.at or d.now, "inboxd", {"reason": f"thread joined by <{mid}>", "link": links[pk],
+                                                        **change})
         change = {}
         log.info("<%s> joined %s into %s (%s; %d messages moved)", mid, rows[pk].ref, rows[survivor].ref,
                  links[pk], moved)
@@ -731,7 +713,7 @@ def _bounced_addresses(conn: Connection, bounce: Bounce) -> tuple[list[str], str
     mid = bounce.original_message_id
     if not mid:
         return [], "the report names no Message-ID of ours"
-    sent = _legacy(outbox.sent_to)(conn, mid)
+    sent = outbox.sent_to(conn, mid)
     if sent is None:
         return [], f"we sent no mail <{mid}>"
     marked = sorted(set(bounce.recipients) & set(sent))
@@ -744,8 +726,8 @@ def _ack_context(filer: Filer, conn: Connection, mailbox, requester: str, now: d
     _key, domain = outbox.budget_key(requester)
     # A shared provider's domain (gmail.com) is millions of people: no per-domain ceiling.
     shared = domain in autoreply.shared_domains
-    counts = _legacy(outbox.ack_counts)(conn, requester, now, count_domain=not shared)
-    bounced = _legacy(outbox.bouncing_since)(conn, requester, now, autoreply.bounce_expiry)
+    counts = outbox.ack_counts(conn, requester, now, count_domain=not shared)
+    bounced = outbox.bouncing_since(conn, requester, now, autoreply.bounce_expiry)
     return AckContext(
         own_addresses=filer.own_addresses,
         own_domains_for_ids=filer.own_domains,
@@ -816,7 +798,7 @@ def _headers(raw: bytes) -> dict[str, str]:
 def clock(filer: Filer, conn: Connection, d: Delivery) -> None:
     """The ticket's SLA due times, right away (the scheduler keeps them current)."""
     if d.kind in ("customer", "agent") and not d.history:
-        _legacy(slaclock.refresh)(conn, d.ticket_pk, filer.settings, filer.policies, d.now)
+        slaclock.refresh(conn, d.ticket_pk, filer.settings, filer.policies, d.now)
 
 
 def record_csat(filer: Filer, conn: Connection, d: Delivery) -> None:
@@ -833,7 +815,7 @@ def record_csat(filer: Filer, conn: Connection, d: Delivery) -> None:
         _event(conn, d, "csat-followup", {"rating": rating, "label": name, "task": "follow up with the customer"})
         for agent in filer.settings.agents:
             if agent.role in ("supervisor", "admin") and agent.notify != "none":
-                _legacy(notify_agent)(conn, filer.settings, filer.tags, d.ticket_ref, agent, d.now,
+                notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, agent, d.now,
                              headline=f"Low satisfaction rating on {d.ticket_ref}: {name}. "
                                       f"Please follow up. Comment: {comment or '-'}")
 
@@ -871,7 +853,7 @@ def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:
     if d.ack_template is False:
         _event(conn, d, "no-ack", {"rule": "routing", "reason": "a routing rule suppressed the acknowledgement"})
         return
-    ticket = _legacy(outbox.load_ticket)(conn, d.ticket_pk)
+    ticket = outbox.load_ticket(conn, d.ticket_pk)
     verdict = may_auto_reply(d.msg, _ack_context(filer, conn, mailbox, ticket.requester, d.now))
     if not verdict.allowed:
         _event(conn, d, "no-ack", {"rule": verdict.rule, "reason": verdict.reason})
@@ -880,7 +862,7 @@ def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:
         filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, conn, d, mailbox),
         template=d.ack_template if isinstance(d.ack_template, str) else "ack")
     # Composed by the sender on its first attempt: filing stays cheap.
-    message_id = _legacy(outbox.queue)(
+    message_id = outbox.queue(
         conn, kind="ack", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
         to=[(ticket.requester_name, ticket.requester)], subject=subject, text=text, html=html,
         in_reply_to=d.msg.message_id, automatic=AUTO_REPLIED, now=d.now,
@@ -910,10 +892,10 @@ def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
         _event(conn, d, "relay-skipped", {"reason": "the agent's mail has no new text"}, actor=d.agent.name)
         return
     mailbox = filer.settings.mailbox(d.mailbox)
-    ticket = _legacy(outbox.load_ticket)(conn, d.ticket_pk)
-    parent, references = _legacy(outbox.thread_ids)(conn, d.ticket_pk)
+    ticket = outbox.load_ticket(conn, d.ticket_pk)
+    parent, references = outbox.thread_ids(conn, d.ticket_pk)
     # A person's answer, so not automatic; the agent's own mail is on the thread already.
-    message_id = _legacy(outbox.queue)(
+    message_id = outbox.queue(
         conn, kind="relay", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
         to=[(ticket.requester_name, ticket.requester)],
         subject=tagged_subject(ticket.subject, ticket.ref, filer.tags), text=d.reply_text,
@@ -937,7 +919,7 @@ def notify_agents(filer: Filer, conn: Connection, d: Delivery) -> None:
         if mine or watching:
             headline = (f"New ticket {d.ticket_ref} in {d.mailbox}." if d.match.is_new
                         else f"The customer wrote again on {d.ticket_ref}.")
-            _legacy(notify_agent)(conn, filer.settings, filer.tags, d.ticket_ref, agent, d.now, headline=headline)
+            notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, agent, d.now, headline=headline)
 
 
 PIPELINE: tuple[Callable[[Filer, Connection, Delivery], None], ...] = (

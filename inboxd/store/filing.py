@@ -317,7 +317,9 @@ _TICKET_COLUMNS = ("id", "ref", "subject", "status", "priority", "mailbox", "req
                    "message_count", "created_at", "updated_at", "closed_at", "history", "version", "tier",
                    "escalated", "sla_version")
 _INSERT_TICKET = Prepared(t.ticket.insert().inline(), _TICKET_COLUMNS)
-_STATE = Prepared(select(_t.ref, _t.status, _t.closed_at).where(_t.id == bindparam("pk")))
+# Locked (PostgreSQL; SQLite's write lock is held already) until the batch
+# commits: the new status is decided from this read.
+_STATE = Prepared(select(_t.ref, _t.status, _t.closed_at).where(_t.id == bindparam("pk")).with_for_update())
 # History joins its thread as a record: it moves only the counts and times.
 _TOUCH_HISTORY = Prepared(update(t.ticket).where(_t.id == bindparam("pk")).values(
     message_count=_t.message_count + 1, updated_at=greatest(_t.updated_at, _at("at", _t.updated_at)),
@@ -370,8 +372,11 @@ def count_message(conn: Connection, pk: int, at: datetime, *, new_status: str, f
 
 
 def tickets_to_join(conn: Connection, pks: Iterable[int]) -> dict[int, Row]:
-    """The unmerged tickets among `pks`, by id, with what joining them decides from."""
-    rows = conn.execute(select(*_JOIN_COLUMNS).where(_t.id.in_(list(pks)), _t.merged_into.is_(None)))
+    """The unmerged tickets among `pks`, by id, with what joining them decides
+    from; locked (PostgreSQL) in id order, so two daemons joining one
+    conversation take turns rather than deadlock."""
+    rows = conn.execute(select(*_JOIN_COLUMNS).where(_t.id.in_(list(pks)), _t.merged_into.is_(None))
+                        .order_by(_t.id).with_for_update())
     return {row.id: row for row in rows}
 
 
@@ -471,9 +476,3 @@ def connection_lost(conn: Connection) -> bool:
     # psycopg marks its connection broken or closed; sqlite3's has neither.
     driver = conn.connection.driver_connection
     return bool(getattr(driver, "broken", False) or getattr(driver, "closed", False))
-
-
-def driver_cursor(conn: Connection):
-    """Transitional: the driver's cursor on `conn`'s transaction, for the store
-    functions of other modules that still take a sqlite3 cursor (SQLite only)."""
-    return conn.connection.driver_connection.cursor()
