@@ -107,7 +107,7 @@ def parent_ids(msg: InboundMessage) -> list[tuple[str, str]]:
 
 
 class ThreadLookup(Protocol):
-    """What threading needs to know about the store.
+    """What threading needs to know about the store (`inboxd.store.lookup.StoreLookup`).
 
     Tickets are the surviving ones: a merged ticket's messages are on the
     ticket that absorbed it, and its ref leads there.

@@ -53,8 +53,14 @@ MESSAGE_ORDER = "substr(coalesce(date, created_at), 1, 19)"
 
 
 def db_time(dt: datetime | None) -> str | None:
-    """A timestamp as SQLAlchemy stores UTCDateTime in SQLite (naive UTC text),
-    for the code that writes through SQLite's own cursor."""
+    """A timestamp as SQLAlchemy stores UTCDateTime in SQLite (naive UTC text).
+
+    Only for code that still reads or writes a SQLite store with raw SQL
+    (tests that look into the file, migrations of old data).  The store
+    layer passes aware `datetime`s to Core statements instead; the columns'
+    UTCDateTime type stores them this way on SQLite and as timestamptz on
+    PostgreSQL.
+    """
     if dt is None:
         return None
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
