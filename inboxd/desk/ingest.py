@@ -20,7 +20,8 @@ notified or surveyed.
 The steps decide; what they decide is written through the store layer
 (`inboxd.store.filing`, `lookup`, `folders`, `counters`) on the SQLAlchemy
 connection of the caller's write transaction, so filing runs on SQLite and
-PostgreSQL alike.  Each message's savepoint is `conn.begin_nested()`.
+PostgreSQL alike.  Each message's savepoint is `filing.Savepoint`, SQLAlchemy's
+`conn.begin_nested()` compiled once (see there why).
 """
 
 from __future__ import annotations
