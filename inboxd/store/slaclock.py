@@ -9,46 +9,62 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, and_, case, func, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, select, update
 
+from inboxd.store.filing import Prepared
 from inboxd.store.sql import t
 
 
-def clock_inputs(conn: Connection, ticket_pk: int) -> Row:
+# Refreshing the clock runs for every filed message, so its statements are
+# compiled once (`filing.Prepared`): through `Connection.execute` they had
+# been nearly half of filing's time.
+_INPUTS = Prepared(select(t.ticket.c.mailbox, t.ticket.c.priority, t.ticket.c.status, t.ticket.c.sla_policy,
+                          t.ticket.c.created_at, t.ticket.c.first_response_at, t.ticket.c.version,
+                          t.ticket.c.history).where(t.ticket.c.id == bindparam("pk")))
+_EVENTS = Prepared(select(t.event.c.at, t.event.c.action, t.event.c.detail)
+                   .where(t.event.c.ticket_id == bindparam("pk")).order_by(t.event.c.at, t.event.c.id))
+_CREATED = Prepared(select(t.ticket.c.created_at).where(t.ticket.c.id == bindparam("pk")))
+_EXCHANGE = Prepared(select(
+    func.max(case((t.message.c.kind == "customer", t.message.c.created_at))).label("last_in"),
+    func.max(case((and_(t.message.c.direction == "out", t.message.c.kind == "agent"), t.message.c.created_at)))
+    .label("last_out"),
+).where(t.message.c.ticket_id == bindparam("pk")))
+_STORE_DUES = Prepared(update(t.ticket).where(t.ticket.c.id == bindparam("pk")).values(
+    sla_policy=bindparam("policy", type_=t.ticket.c.sla_policy.type),
+    first_response_due=bindparam("first", type_=t.ticket.c.first_response_due.type),
+    next_response_due=bindparam("next", type_=t.ticket.c.next_response_due.type),
+    resolution_due=bindparam("resolution", type_=t.ticket.c.resolution_due.type),
+    sla_version=bindparam("version", type_=t.ticket.c.sla_version.type)))
+
+
+def clock_inputs(conn: Connection, ticket_pk: int) -> tuple:
     """The ticket's (mailbox, priority, status, sla_policy, created_at, first_response_at, version, history)."""
-    tk = t.ticket
-    return conn.execute(select(tk.c.mailbox, tk.c.priority, tk.c.status, tk.c.sla_policy, tk.c.created_at,
-                               tk.c.first_response_at, tk.c.version, tk.c.history)
-                        .where(tk.c.id == ticket_pk)).one()
+    row = _INPUTS.first(conn, {"pk": ticket_pk})
+    if row is None:
+        raise LookupError(f"no ticket with id {ticket_pk}")
+    return row
 
 
-def status_events(conn: Connection, ticket_pk: int) -> list[Row]:
+def status_events(conn: Connection, ticket_pk: int) -> list[tuple]:
     """The ticket's audit events as (at, action, detail JSON text), oldest first."""
-    ev = t.event
-    return conn.execute(select(ev.c.at, ev.c.action, ev.c.detail).where(ev.c.ticket_id == ticket_pk)
-                        .order_by(ev.c.at, ev.c.id)).all()
+    return _EVENTS.all(conn, {"pk": ticket_pk})
 
 
 def created_at(conn: Connection, ticket_pk: int) -> datetime:
-    return conn.execute(select(t.ticket.c.created_at).where(t.ticket.c.id == ticket_pk)).scalar_one()
+    return _CREATED.scalar(conn, {"pk": ticket_pk})
 
 
 def last_exchange(conn: Connection, ticket_pk: int) -> tuple[datetime | None, datetime | None]:
     """(the newest customer message's time, the newest agent answer's time) on the ticket."""
-    m = t.message
-    row = conn.execute(select(
-        func.max(case((m.c.kind == "customer", m.c.created_at))),
-        func.max(case((and_(m.c.direction == "out", m.c.kind == "agent"), m.c.created_at))),
-    ).where(m.c.ticket_id == ticket_pk)).one()
-    return row[0], row[1]
+    row = _EXCHANGE.first(conn, {"pk": ticket_pk})
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 def store_due_times(conn: Connection, ticket_pk: int, policy: str | None, first_response: datetime | None,
                     next_response: datetime | None, resolution: datetime | None, version: int) -> None:
     """Store the ticket's policy and due times, computed for its `version`."""
-    conn.execute(update(t.ticket).where(t.ticket.c.id == ticket_pk).values(
-        sla_policy=policy, first_response_due=first_response, next_response_due=next_response,
-        resolution_due=resolution, sla_version=version))
+    _STORE_DUES.execute(conn, {"pk": ticket_pk, "policy": policy, "first": first_response, "next": next_response,
+                               "resolution": resolution, "version": version}).close()
 
 
 def stale_tickets(conn: Connection) -> list[int]:
