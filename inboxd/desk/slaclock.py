@@ -4,14 +4,17 @@ Due times are derived, never edited by hand: the policy (a rule's choice, the
 mailbox's, or the one for the ticket's priority), the creation time, the
 first response, the last customer message, and the intervals the ticket
 spent `pending` (waiting on the customer), which pause the resolution clock.
-`refresh` stores them on the ticket with the version they were computed
-for, so the scheduler recomputes only tickets that changed since.
+`due_times` computes them from plain inputs (`ClockFacts`); `refresh` reads
+those inputs from the store, computes, and stores the result on the ticket
+with the version it was computed for, so the scheduler recomputes only
+tickets that changed since.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection
@@ -19,7 +22,7 @@ from sqlalchemy import Connection
 from inboxd.config import Settings
 from inboxd.desk.history import status_intervals
 from inboxd.desk.policies import Policies
-from inboxd.desk.sla import due_time
+from inboxd.desk.sla import SlaPolicy, due_time
 from inboxd.store import slaclock as store
 
 
@@ -62,27 +65,85 @@ def current_pending_since(conn: Connection, ticket_pk: int) -> datetime | None:
     return pending_since(store.status_events(conn, ticket_pk), store.created_at(conn, ticket_pk))
 
 
-def refresh(conn: Connection, ticket_pk: int, settings: Settings, policies: Policies, now: datetime) -> None:
-    """Recompute and store the ticket's SLA policy and due times."""
-    mailbox, priority, status, named, created, first_response, version, history = store.clock_inputs(conn, ticket_pk)
+@dataclass(frozen=True)
+class ClockFacts:
+    """What a ticket's due times are computed from, as plain values.
+
+    `pauses` and the last exchange are needed only by some policies, so
+    `refresh` reads them only then (see `needs_history`, `needs_exchange`).
+    """
+
+    created_at: datetime
+    status: str
+    first_response_at: datetime | None = None
+    history: bool = False
+    pauses: tuple[tuple[datetime, datetime | None], ...] = ()
+    last_in: datetime | None = None     # the newest customer message
+    last_out: datetime | None = None    # the newest agent answer
+
+
+@dataclass(frozen=True)
+class DueTimes:
+    policy: str | None
+    first_response: datetime | None = None
+    next_response: datetime | None = None
+    resolution: datetime | None = None
+
+
+def choose_policy(policies: Policies, settings: Settings, *, mailbox: str, named: str | None,
+                  priority: str) -> SlaPolicy | None:
+    """The ticket's policy: a rule's choice, else its mailbox's, else the one for its priority."""
     try:
         mailbox_sla = settings.mailbox(mailbox).sla
     except LookupError:
         mailbox_sla = None
-    policy = policies.policy_for(named=named, mailbox_sla=mailbox_sla, priority=priority)
-    dues: dict[str, datetime | None] = {"first_response": None, "next_response": None, "resolution": None}
-    # History made no promise: it has no clock until a customer writes again.
-    if policy is not None and not history:
-        created_at = parse_time(created)
-        cal = policy.calendar
-        if policy.first_response is not None:
-            dues["first_response"] = cal.add(created_at, policy.first_response)
-        pauses = pending_spells(store.status_events(conn, ticket_pk), created_at)
-        # Kept after solving too: reports compare it with the solve time.
-        if policy.resolution is not None:
-            dues["resolution"] = due_time(created_at, policy.resolution, cal, pauses)
-        if policy.next_response is not None and first_response and status in ("new", "open"):
-            last_in, last_out = store.last_exchange(conn, ticket_pk)
-            if last_in and (last_out is None or last_in > last_out):
-                dues["next_response"] = cal.add(parse_time(last_in), policy.next_response)
-    store.store_due_times(conn, ticket_pk, policy.name if policy else named, **dues, version=version)
+    return policies.policy_for(named=named, mailbox_sla=mailbox_sla, priority=priority)
+
+
+def is_running(policy: SlaPolicy | None, history: bool) -> bool:
+    """Whether the ticket has a clock at all: history made no promise, until a customer writes again."""
+    return policy is not None and not history
+
+
+def needs_exchange(policy: SlaPolicy, first_response_at: datetime | None, status: str) -> bool:
+    """Whether the next-response due time applies, so the last exchange of mail must be known."""
+    return policy.next_response is not None and bool(first_response_at) and status in ("new", "open")
+
+
+def due_times(policy: SlaPolicy | None, facts: ClockFacts, named: str | None = None) -> DueTimes:
+    """The ticket's due times under `policy` (pure: plain inputs in, times out).
+
+    `named` is the policy name kept when no policy applies.
+    """
+    if not is_running(policy, facts.history):
+        return DueTimes(policy.name if policy else named)
+    cal = policy.calendar
+    first = next_ = resolution = None
+    if policy.first_response is not None:
+        first = cal.add(facts.created_at, policy.first_response)
+    # Kept after solving too: reports compare it with the solve time.
+    if policy.resolution is not None:
+        resolution = due_time(facts.created_at, policy.resolution, cal, list(facts.pauses))
+    if needs_exchange(policy, facts.first_response_at, facts.status):
+        if facts.last_in and (facts.last_out is None or facts.last_in > facts.last_out):
+            next_ = cal.add(facts.last_in, policy.next_response)
+    return DueTimes(policy.name, first, next_, resolution)
+
+
+def refresh(conn: Connection, ticket_pk: int, settings: Settings, policies: Policies, now: datetime) -> None:
+    """Recompute and store the ticket's SLA policy and due times: read the
+    inputs, compute (`due_times`), store them with the version they are for."""
+    mailbox, priority, status, named, created, first_response, version, history = store.clock_inputs(conn, ticket_pk)
+    policy = choose_policy(policies, settings, mailbox=mailbox, named=named, priority=priority)
+    facts = ClockFacts(created_at=parse_time(created), status=status, first_response_at=first_response,
+                       history=bool(history))
+    # Only what the policy needs is read: refreshing runs for every filed message.
+    if is_running(policy, facts.history):
+        pauses = tuple(pending_spells(store.status_events(conn, ticket_pk), facts.created_at))
+        last_in = last_out = None
+        if needs_exchange(policy, first_response, status):
+            last_in, last_out = (parse_time(v) for v in store.last_exchange(conn, ticket_pk))
+        facts = replace(facts, pauses=pauses, last_in=last_in, last_out=last_out)
+    dues = due_times(policy, facts, named)
+    store.store_due_times(conn, ticket_pk, dues.policy, first_response=dues.first_response,
+                          next_response=dues.next_response, resolution=dues.resolution, version=version)
