@@ -74,7 +74,7 @@ def test_migrations_match_the_models_exactly(store_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    engine = db.open_store(store_url, schema_only=True)
+    engine = db.open_store(store_url)
     try:
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []

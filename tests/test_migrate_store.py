@@ -77,7 +77,7 @@ def test_a_real_sqlite_store_is_copied_to_postgresql_row_for_row_and_back(desk, 
     config = desk
     sqlite_url = f"sqlite:///{config.parent / 'inboxd.db'}"
     proc = cli(config, "migrate-store", "--to", pg_url)
-    source, target = open_store(sqlite_url), open_store(pg_url, schema_only=True)
+    source, target = open_store(sqlite_url), open_store(pg_url)
     try:
         before = counts(source)
         for table in ("ticket", "message", "messageref", "sighting", "rawmessage", "attachment", "event", "outbox",

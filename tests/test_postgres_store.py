@@ -1,4 +1,4 @@
-"""PostgreSQL as a store: the private test cluster, the schema, transactions, and what is refused for now.
+"""PostgreSQL as a store: the private test cluster, the schema, transactions, and a daemon's first sync into it.
 
 Every test here runs against a real PostgreSQL (a private cluster for the
 run, a fresh database per test; see the `postgres` and `pg_url` fixtures).
@@ -15,11 +15,12 @@ from sqlmodel import SQLModel
 import inboxd.store.models  # noqa: F401
 from inboxd.store import engine as db
 from inboxd.testing.dovecot import Dovecot
-from tests.support import cli, write_config
+from inboxd.testing.mail import make_mail
+from tests.support import cli, list_json, write_config
 
 
 def test_migrations_build_the_models_schema_on_postgresql(pg_url):
-    engine = db.open_store(pg_url, schema_only=True)
+    engine = db.open_store(pg_url)
     try:
         assert db.current_revision(engine) == db.SCHEMA_HEAD
         insp = sa.inspect(engine)
@@ -42,7 +43,7 @@ def test_migrations_build_the_models_schema_on_postgresql(pg_url):
             assert conn.execute(sa.select(checkpoint.c.uidvalidity, checkpoint.c.last_uid)).one() == (
                 2**32 - 1, 2**32 - 2)
         # Opening again finds the schema current.
-        db.open_store(pg_url, schema_only=True).dispose()
+        db.open_store(pg_url).dispose()
     finally:
         engine.dispose()
 
@@ -73,7 +74,7 @@ def test_daemons_starting_together_migrate_once(pg_url):
 
 
 def test_reading_is_one_read_only_snapshot_and_writing_commits_or_rolls_back(pg_url):
-    engine = db.open_store(pg_url, schema_only=True)
+    engine = db.open_store(pg_url)
     event = SQLModel.metadata.tables["event"]
     from datetime import UTC, datetime
 
@@ -103,28 +104,26 @@ def test_reading_is_one_read_only_snapshot_and_writing_commits_or_rolls_back(pg_
         engine.dispose()
 
 
-def test_open_store_refuses_postgresql_for_the_daemon_until_ingest_is_portable(pg_url):
-    with pytest.raises(db.StoreNotReady, match="^store.url: the PostgreSQL store is not complete yet: "):
-        db.open_store(pg_url)
-
-
-def test_run_on_postgresql_is_a_one_line_error_and_check_config_says_why(tmp_path, dovecot: Dovecot, imap_user,
-                                                                       pg_url):
-    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}])
-    config.write_text(config.read_text().replace('url = "sqlite:///inboxd.db"', f'url = "{pg_url}"'))
-    proc = cli(config, "run", "--once", check=False)
-    assert proc.returncode == 2
-    # After the start line of the log, one line that says why.
-    assert proc.stderr.splitlines()[-1].startswith("inboxd: store.url: the PostgreSQL store is not complete yet: ")
-    assert "Traceback" not in proc.stderr
-
-    check = cli(config, "check-config", "--connect", check=False)
-    assert check.returncode == 1
-    assert "inboxd: inboxd.toml: store.url: the PostgreSQL store is not complete yet" in check.stderr
+def test_run_files_mail_into_postgresql_and_check_config_connects(tmp_path, dovecot: Dovecot, imap_user, pg_url):
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], url=pg_url)
+    check = cli(config, "check-config", "--connect")
     [store] = [line for line in check.stdout.splitlines() if " store (" in line]
     assert store.startswith("ok     store (postgresql+psycopg://inboxd@127.0.0.1:")
     assert store.endswith(f": postgresql 15.{store.split('postgresql 15.')[1].split(',')[0]},"
                           f" no schema yet (the first start creates it at {db.SCHEMA_HEAD})")
+
+    dovecot.append(imap_user, "INBOX", make_mail(subject="Login broken", frm="Ana <ana@example.org>"))
+    dovecot.append(imap_user, "INBOX", make_mail(subject="回复: 发票", frm="李雷 <li@example.cn>"))
+    proc = cli(config, "run", "--once")
+    assert "Traceback" not in proc.stderr
+    tickets = list_json(config)
+    assert sorted(t["subject"] for t in tickets) == ["Login broken", "发票"]  # the reply prefix is not part of the subject
+    # A second sync files nothing twice.
+    cli(config, "run", "--once")
+    assert len(list_json(config)) == 2
+    check = cli(config, "check-config", "--connect")
+    [store] = [line for line in check.stdout.splitlines() if " store (" in line]
+    assert store.endswith(f", schema {db.SCHEMA_HEAD} (current)")
 
 
 def test_check_config_connects_to_a_sqlite_store_and_reports_its_revision(tmp_path, dovecot: Dovecot, imap_user):

@@ -188,11 +188,6 @@ def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--conn
 
     # Every template the config uses, rendered once with sample values.
     problems = check_files(settings) + check_templates(settings, policies)
-    from inboxd.store.engine import StoreNotReady
-
-    if not settings.store.url.startswith("sqlite"):
-        # The daemon would refuse to start; say so now rather than then.
-        problems.append(f"{settings.path.name}: {StoreNotReady()}")
     for problem in problems:
         typer.echo(f"inboxd: {problem}", err=True)
     typer.echo(f"{settings.path}: {len(settings.mailboxes)} mailbox(es), {len(settings.agents)} agent(s), "
@@ -262,10 +257,10 @@ def migrate_store(
     engines = []
     try:
         try:
-            engines.append(open_store(source, create=False, schema_only=True))
+            engines.append(open_store(source, create=False))
         except NoStore as exc:
             raise UserError(f"--from: no store at {exc.path}") from None
-        engines.append(open_store(target, schema_only=True))
+        engines.append(open_store(target))
         typer.echo(f"copying {shown['--from']} to {shown['--to']}")
         report = copy_rows(*engines, datetime.now(UTC),
                            progress=lambda table, rows: typer.echo(f"  {table:<14}{rows:>10} row(s)"))

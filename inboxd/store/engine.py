@@ -31,7 +31,6 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 
-from inboxd.config import ConfigError
 
 log = logging.getLogger("inboxd.db")
 
@@ -64,23 +63,6 @@ def db_time(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     return dt.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-
-
-class StoreNotReady(ConfigError):
-    """The store is a PostgreSQL database, which only some commands can use so far.
-
-    Ingest, the sender, the scheduler's duties and most of the CLI still
-    write SQLite's own SQL ("?" parameters, SQLite functions, a raw sqlite3
-    cursor), which PostgreSQL rejects halfway through a sync.  Until they run
-    through SQLAlchemy Core, `open_store` refuses PostgreSQL unless its caller
-    says it only needs the schema (migrate-store, check-config).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(
-            "store.url: the PostgreSQL store is not complete yet: ingest, the sender, the scheduler and most"
-            " commands still run SQLite-only SQL; keep a sqlite:/// store for now (only migrate-store and"
-            " check-config --connect use PostgreSQL)")
 
 
 class NoStore(LookupError):
@@ -262,14 +244,8 @@ def copy_store(source: Path, dest: Path) -> None:
     os.chmod(dest, 0o600)
 
 
-def open_store(url: str, *, create: bool = True, schema_only: bool = False) -> Engine:
-    """The engine for a migrated, ready store (`NoStore` if `create` is false and there is none).
-
-    A PostgreSQL store is `StoreNotReady` unless `schema_only` says the
-    caller uses nothing but the models' tables through SQLAlchemy Core.
-    """
-    if make_url(url).get_backend_name() != "sqlite" and not schema_only:
-        raise StoreNotReady()
+def open_store(url: str, *, create: bool = True) -> Engine:
+    """The engine for a migrated, ready store (`NoStore` if `create` is false and there is none)."""
     engine = create_store_engine(url, create=create)
     migrate(engine)
     return engine
