@@ -329,3 +329,24 @@ def test_a_sender_whose_claim_ran_out_sends_nothing_on_postgresql(pg_url, tmp_pa
         assert slow.send(claimed) == "lost"
         assert len(sink.wait_for(1)) == 1
     assert _rows(engines[0]) == [(1, "sent", 2)]
+
+
+def test_due_rows_are_claimed_by_their_attempt_time_whether_queued_or_expired(store_url, tmp_path, engines):
+    """The first due row goes first, be it queued or left sending past its lease (then by id)."""
+    settings = _settings(tmp_path, store_url)
+    engines.append(_engine(store_url))
+    engine = engines[0]
+    lease = settings.outbox.lease
+    with writing(engine) as conn:
+        _queue(conn, settings, 1, at=NOW - timedelta(minutes=3))  # Claimed below, then its sender dies.
+        _queue(conn, settings, 2, at=NOW - timedelta(minutes=2))  # Claimed below, then its sender dies.
+        _queue(conn, settings, 3, at=NOW - timedelta(minutes=4))  # Held back until NOW + lease.
+        _queue(conn, settings, 4, at=NOW)
+        _queue(conn, settings, 5, at=NOW - timedelta(minutes=2))  # The same time as row 2.
+        conn.execute(t.outbox.update().where(t.outbox.c.id == 3).values(next_attempt_at=NOW + lease))
+        assert [store.claim_next(conn, NOW, lease).id for _ in range(2)] == [1, 2]
+    later = NOW + lease
+    with writing(engine) as conn:
+        order = [row.id for row in iter(lambda: store.claim_next(conn, later, lease), None)]
+    # 1 (minute -3, expired), 2 and 5 (minute -2: expired and queued, by id), 4 (minute 0), 3 (due at `later`).
+    assert order == [1, 2, 5, 4, 3]

@@ -28,7 +28,7 @@ import hashlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, Row, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, bindparam, case, func, insert, or_, select, union_all, update
 
 from inboxd.store.sql import insert_ignore, message_order, t
 
@@ -141,29 +141,49 @@ _NOW = bindparam("now_", type_=_o.c.next_attempt_at.type)
 _EXPIRED = bindparam("expired_", type_=_o.c.claimed_at.type)
 
 
+def _queued_due(o):
+    return and_(o.c.status == "queued", o.c.next_attempt_at <= _NOW)
+
+
+def _lease_expired(o):
+    # Sending with a claim from before the lease's start: its sender died, or is too slow.
+    return and_(o.c.status == "sending", o.c.claimed_at <= _EXPIRED)
+
+
 def _due(o):
-    # Queued with its attempt time come, or sending with a claim from before
-    # the lease's start (its sender died, or is too slow).
-    return or_(and_(o.c.status == "queued", o.c.next_attempt_at <= _NOW),
-               and_(o.c.status == "sending", o.c.claimed_at <= _EXPIRED))
+    return or_(_queued_due(o), _lease_expired(o))
 
 
-def _claim_statement():
-    due = _o.alias("due")
-    # On PostgreSQL the candidate is locked, and one another claim has
-    # locked is skipped: two senders get two rows (SQLite has no FOR UPDATE,
-    # and needs none under BEGIN IMMEDIATE).
-    candidate = (select(due.c.id).where(_due(due)).order_by(due.c.next_attempt_at, due.c.id).limit(1)
-                 .with_for_update(skip_locked=True).scalar_subquery())
+def _candidate(dialect: str):
+    """The id of the due row that goes first (by next_attempt_at, then id)."""
+    if dialect == "postgresql":
+        # The candidate is locked, and one another claim has locked is
+        # skipped: two senders get two rows.
+        due = _o.alias("due")
+        return (select(due.c.id).where(_due(due)).order_by(due.c.next_attempt_at, due.c.id).limit(1)
+                .with_for_update(skip_locked=True).scalar_subquery())
+    # SQLite (no FOR UPDATE, none needed under BEGIN IMMEDIATE) sorts every
+    # due row for the OR above; the first of each kind is one step along
+    # ix_outbox_due instead, and the earlier of the two is the same row.
+    firsts = []
+    for kind in (_queued_due, _lease_expired):
+        o = _o.alias()
+        firsts.append(select(select(o.c.id, o.c.next_attempt_at).where(kind(o))
+                             .order_by(o.c.next_attempt_at, o.c.id).limit(1).subquery()))
+    due = union_all(*firsts).subquery("due")
+    return select(due.c.id).order_by(due.c.next_attempt_at, due.c.id).limit(1).scalar_subquery()
+
+
+def _claim_statement(dialect: str):
     # The outer `due` is the compare-and-swap: PostgreSQL evaluates the
     # subquery once and re-checks only this WHERE on the newest version of a
     # row another claim changed meanwhile.
-    return (update(_o).where(_o.c.id == candidate, _due(_o))
+    return (update(_o).where(_o.c.id == _candidate(dialect), _due(_o))
             .values(status="sending", claimed_at=_NOW, attempts=_o.c.attempts + 1)
             .returning(*_CLAIMED))
 
 
-_CLAIM = _claim_statement()
+_CLAIM = {dialect: _claim_statement(dialect) for dialect in ("sqlite", "postgresql")}
 # A claim is still ours while the row is sending with the attempt count our claim gave it.
 _OURS = and_(_o.c.id == bindparam("id_"), _o.c.status == "sending", _o.c.attempts == bindparam("attempts_"))
 _STILL_CLAIMED = select(_o.c.id).where(_OURS).with_for_update()
@@ -180,7 +200,7 @@ def claim_next(conn: Connection, now: datetime, lease: timedelta) -> Row | None:
     than `lease`.  The row's fields are those of _CLAIMED; `attempts`
     already counts this claim.
     """
-    return conn.execute(_CLAIM, {"now_": now, "expired_": now - lease}).first()
+    return conn.execute(_CLAIM[conn.dialect.name], {"now_": now, "expired_": now - lease}).first()
 
 
 def set_data(conn: Connection, outbox_id: int, data: bytes) -> None:
