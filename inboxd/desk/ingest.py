@@ -34,48 +34,36 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection
 
-from inboxd.outbound import outbox
-
+from inboxd.config import Settings
 from inboxd.desk import slaclock
-from inboxd.mail.bounces import Bounce, detect_bounce
-from inboxd.outbound.compose import tagged_subject, ticket_ref_from_message_id
-from inboxd.config import AgentSettings, Settings
+from inboxd.desk.decide import Desk, Disposition, Done, Incoming, Quarantined, decide
+from inboxd.desk.policies import load_policies
+from inboxd.desk.sla import human
+from inboxd.desk.workflow import load as workflow_ticket
+from inboxd.desk.workflow import merge_tickets, notify_agent
+from inboxd.mail.largemail import header_block, read_head
+from inboxd.mail.message import InboundMessage, MalformedMessage, clean_text, content_hash, extract_message_id
+from inboxd.outbound import outbox
+from inboxd.outbound.compose import tagged_subject
+from inboxd.outbound.loop import AUTO_REPLIED
+from inboxd.outbound.templates import Templates
 from inboxd.store import counters, filing
 # FolderCheckpoint is part of the pollers' BatchSink interface (inboxd.sync.imap imports it from here).
 from inboxd.store.folders import FolderCheckpoint, save_checkpoint  # noqa: F401
-from inboxd.store.lookup import StoreLookup, csat_by_message_ids, csat_by_token, csat_ticket
-from inboxd.mail.largemail import header_block, read_head
-from inboxd.mail.message import InboundMessage, MalformedMessage, clean_text, content_hash, extract_message_id
-from inboxd.mail.quotes import reply_text
-from inboxd.outbound.loop import AUTO_REPLIED, loop_header_value
-from inboxd.desk.autoreply import AckContext, is_automatic, may_auto_reply
-from inboxd.outbound.templates import Templates
-from inboxd.desk.threads import ThreadMatch, TicketTag, find_ticket, joined_status
-from inboxd.desk.csat import is_low, parse_answer, parse_survey_address
-from inboxd.desk.csat import label as csat_label
-from inboxd.desk.policies import load_policies
-from inboxd.desk.routing import ASSIGN_STRATEGIES, facts_for, merge, pick_assignee
-from inboxd.desk.sla import human
+from inboxd.store.lookup import StoreLookup
 from inboxd.sync.worker import parse_one
-from inboxd.vocabulary import OPEN_STATUSES, PRIORITIES
-from inboxd.desk.workflow import load as workflow_ticket
-from inboxd.desk.workflow import merge_tickets, notify_agent
+
+# Done and Quarantined are the pipeline's control exceptions (decide raises them too).
+__all__ = ["Batch", "BatchResult", "Delivery", "Done", "Fetched", "Filer", "FolderCheckpoint", "PIPELINE",
+           "Quarantined"]
 
 log = logging.getLogger("inboxd.desk.ingest")
-
-
-class Done(Exception):
-    """Control exception: the message needs no further steps (str: why)."""
-
-
-class Quarantined(Exception):
-    """Control exception: file the message in quarantine with this reason."""
 
 
 @dataclass(frozen=True)
@@ -136,23 +124,11 @@ class Delivery:
     sha256: str = ""
     msg: InboundMessage | None = None
     key: str = ""
-    match: ThreadMatch | None = None
+    # What decide_disposition decided; the steps after it apply it.
+    disposition: Disposition | None = None
     ticket_pk: int | None = None
     ticket_ref: str = ""
     message_pk: int | None = None
-    # What classify() decided: who wrote it and what it is.
-    direction: str = "in"
-    kind: str = "customer"
-    agent: AgentSettings | None = None
-    bounce: Bounce | None = None
-    relay: bool = False
-    note_reason: str = ""
-    previous_ref: str = ""
-    reply_text: str = ""
-    # What routing decided about the acknowledgement: None (default), False
-    # (suppressed by a rule) or a template folder name.
-    ack_template: str | bool | None = None
-    csat: tuple[int, int, str] | None = None      # (csat row id, rating, comment)
     sighted: bool = False         # a sighting row accounts for this UID
     acked: bool = False
     # The Message-ID a different, earlier mail holds already (see skip_duplicate).
@@ -164,11 +140,10 @@ class Filer:
 
     def __init__(self, settings: Settings, parse: Callable[[bytes], InboundMessage] | None = None):
         self.settings = settings
-        self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
-        self.templates = Templates(settings.template_dirs)
-        self.own_addresses = settings.own_addresses()
-        self.own_domains = frozenset(m.domain for m in settings.mailboxes)
         self.policies = load_policies(settings)
+        self.desk = Desk.of(settings, self.policies)
+        self.tags = self.desk.tags
+        self.templates = Templates(settings.template_dirs)
         self.max_attachment = settings.store.max_attachment_bytes
         self.last_reason = ""     # why the last message quarantined was (see refile)
         # Parsing inline (no worker) saves attachments the same way the worker does.
@@ -221,14 +196,14 @@ class Filer:
             return
         savepoint.commit()
         result.filed += 1
-        if d.match is not None and d.match.is_new:
+        if d.disposition is not None and d.disposition.ticket.is_new:
             result.new_tickets += 1
             result.history_tickets += d.history
         result.acks += d.acked
         # One line per message is for debugging; progress is logged per batch.
         log.debug(
             "<%s> filed on %s (%s) from %s/%s uid %d",
-            d.msg.message_id if d.msg else "", d.ticket_ref, d.match.reason if d.match else "",
+            d.msg.message_id if d.msg else "", d.ticket_ref, d.disposition.ticket.reason if d.disposition else "",
             d.mailbox, d.folder, d.uid,
         )
 
@@ -461,205 +436,84 @@ def _failure_reason(exc: BaseException) -> str:
     return text if isinstance(exc, Quarantined | MalformedMessage) else f"{type(exc).__name__}: {text}"
 
 
-def classify(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """Who wrote this and what is it: customer mail, an agent's reply, a note, a bounce."""
-    msg = d.msg
-    mailbox = filer.settings.mailbox(d.mailbox)
-    sender = msg.from_.email if msg.from_ else ""
-    if d.folder == mailbox.imap.sent_folder:
-        if msg.auto.loop or (msg.message_id and ticket_ref_from_message_id(msg.message_id)):
-            # Automatic mail of an inboxd (another store's, or ours from
-            # before a restore): a record at most, never an agent's reply.
-            d.direction, d.kind = "out", "auto"
-            return
-        # The shared mailbox's Sent folder: what the team sent from their clients.
-        d.direction, d.kind = "out", "agent"
-        d.agent = filer.settings.agent_by_email(sender)
-        return
-    bounce = detect_bounce(d.raw, msg)
-    if bounce is not None:
-        d.kind, d.bounce = "bounce", bounce
-        return
-    answer = _csat_answer(filer, conn, d)
-    if answer is not None:
-        d.kind, d.csat = "csat", answer
-        return
-    agent = filer.settings.agent_by_email(sender) if sender else None
-    if agent is None:
-        return
-    d.agent = agent
-    automatic = is_automatic(msg)
-    first_line = msg.text.lstrip().split("\n", 1)[0].strip().lower()
-    to_note = any(a.email == mailbox.note_address() for a in (*msg.to, *msg.cc))
-    if automatic:
-        # An agent's out-of-office reply is kept for the record, never relayed.
-        d.kind, d.note_reason = "note", f"automatic mail from agent {agent.name}: {automatic}"
-    elif first_line.startswith("#note") or to_note:
-        d.kind, d.note_reason = "note", "internal note by email"
-    elif d.history:
-        # An agent's mail from the past is a record; it was answered long ago.
-        d.direction, d.kind = "out", "agent"
-    else:
-        d.direction, d.kind, d.relay = "out", "agent", True
-
-
-def thread(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """Find the ticket this message continues, or decide to open one."""
-    lookup = StoreLookup(conn)
-    if d.csat is not None:
-        d.match = ThreadMatch(csat_ticket(conn, d.csat[0]), "satisfaction survey answer")
-        return
-    if d.bounce is not None and d.bounce.original_message_id:
-        mid = d.bounce.original_message_id
-        known = lookup.tickets_by_message_ids([mid])
-        ref = ticket_ref_from_message_id(mid)
-        pk = known.get(mid) or (lookup.ticket_by_ref(ref) if ref else None)
-        if pk is not None:
-            d.match = ThreadMatch(pk, f"bounce of <{mid}>")
-            return
-    d.match = find_ticket(d.msg, lookup, filer.tags, ticket_ref_from_message_id)
-    if d.match.is_new and d.kind == "auto":
-        raise Done("automatic mail in the Sent folder about no ticket")
-    if d.match.is_new and d.kind in ("agent", "note"):
-        if d.direction == "out" and d.agent is None or d.folder == filer.settings.mailbox(d.mailbox).imap.sent_folder:
-            # Sent mail about no ticket is the team's own business.
-            raise Done("Sent mail about no ticket")
-        # An agent writing to the shared address about no ticket (say, a
-        # forwarded customer mail) opens one like anybody else, and nothing
-        # is relayed or noted.
-        d.direction, d.kind, d.relay = "in", "customer", False
+def decide_disposition(filer: Filer, conn: Connection, d: Delivery) -> None:
+    """Decide what the message means, writing nothing: the frozen `Disposition`
+    (see inboxd.desk.decide).  Every step after this one applies a part of it."""
+    d.disposition = decide(Incoming(d.msg, d.raw, d.mailbox, d.folder, d.at, d.history, d.key),
+                           FilingLookup(conn), filer.desk, d.now)
 
 
 def join_threads(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Merge the other tickets of this message's conversation into the one it joins.
 
-    `thread` decided which tickets the headers connect (ThreadMatch.also);
-    this applies it, so a conversation whose mail arrived out of order
-    (reply before parent, across folders or mailboxes, after a restore)
-    ends up on one ticket.  The oldest ticket survives and absorbs the
-    others as an agent's merge would (`workflow.merge_tickets`: messages
-    move with their sightings, a 'merge' event on both saying which mail
-    joined them and how).  The survivor's state is the joined one:
-    `threading.joined_status` (the most active part wins), the highest
-    priority and tier, its own assignee/team/SLA policy or else a merged
-    ticket's, the earliest creation and first response, and live if any
-    part is live (history only if all of it is).
-
-    A ticket closed longer ago than [tickets] reopen_window is finished:
-    live mail leaves it alone (it would open a follow-up ticket), and joins
-    and merges only the conversation's other tickets.  History mail, a
-    record of the past, joins them all.
+    So a conversation whose mail arrived out of order (reply before parent,
+    across folders or mailboxes, after a restore) ends up on one ticket.  The
+    oldest ticket survives and absorbs the others as an agent's merge would
+    (`workflow.merge_tickets`: messages move with their sightings, a 'merge'
+    event on both saying which mail joined them and how).  Which tickets
+    join, and the survivor's joined state, were decided by
+    `decide.plan_join` (a ticket closed longer ago than [tickets]
+    reopen_window is left alone by live mail; history joins them all).
     """
-    match = d.match
-    if match is None or not match.also:
+    join = d.disposition.join
+    if join is None:
         return
-    links = match.links()
-    rows = filing.tickets_to_join(conn, links)
-    window = filer.settings.tickets.reopen_window
-    joinable = [pk for pk in sorted(rows)
-                if d.history or not (rows[pk].status == "closed" and not _within(rows[pk].closed_at, d.at, window))]
-    if not joinable:
-        # Every part is finished: the message follows up on the oldest.
-        d.match = ThreadMatch(match.ticket_pk, match.reason)
-        return
-    survivor, others = joinable[0], joinable[1:]
-    d.match = ThreadMatch(survivor, links[survivor], tuple(others), tuple(links[pk] for pk in others))
-    if not others:
-        return
-    parts = [rows[survivor], *(rows[pk] for pk in others)]
-    status = joined_status([p.status for p in parts])
-    source = next((p for p in parts if p.status == status), None)
-    closed_at, solved_at = (source.closed_at, source.solved_at) if source is not None else (None, None)
-    filing.set_joined_state(
-        conn, survivor, status=status, closed_at=closed_at, solved_at=solved_at,
-        priority=max((p.priority for p in parts), key=lambda v: PRIORITIES.index(v) if v in PRIORITIES else -1),
-        assignee=next((p.assignee for p in parts if p.assignee), None),
-        team=next((p.team for p in parts if p.team), None), tier=max(p.tier for p in parts),
-        escalated=max(p.escalated for p in parts), sla_policy=next((p.sla_policy for p in parts if p.sla_policy), None),
-        history=min(p.history for p in parts), created_at=min(p.created_at for p in parts),
-        first_response_at=min((p.first_response_at for p in parts if p.first_response_at is not None), default=None))
+    survivor = join.survivor
+    filing.set_joined_state(conn, survivor.pk, **{f.name: getattr(join.state, f.name) for f in fields(join.state)})
     mid = d.msg.message_id or d.key
-    change = {"status_before": parts[0].status, "status_after": status} if status != parts[0].status else {}
-    for pk in others:
-        moved = merge_tickets(conn, workflow_ticket(conn, rows[pk].ref), workflow_ticket(conn, rows[survivor].ref),
-                              d.at or d.now, "inboxd", {"reason": f"thread joined by <{mid}>", "link": links[pk],
-                                                        **change})
+    change = join.change
+    for other, link in zip(join.others, join.links):
+        moved = merge_tickets(conn, workflow_ticket(conn, other.ref), workflow_ticket(conn, survivor.ref),
+                              d.at or d.now, "inboxd", {"reason": f"thread joined by <{mid}>", "link": link, **change})
         change = {}
-        log.info("<%s> joined %s into %s (%s; %d messages moved)", mid, rows[pk].ref, rows[survivor].ref,
-                 links[pk], moved)
+        log.info("<%s> joined %s into %s (%s; %d messages moved)", mid, other.ref, survivor.ref, link, moved)
 
 
 def open_or_update_ticket(filer: Filer, conn: Connection, d: Delivery) -> None:
-    msg = d.msg
-    sender = msg.from_ or (msg.reply_to[0] if msg.reply_to else None)
-    if sender is None and d.kind != "bounce":
-        raise Quarantined("no sender address")
-    sender_email = sender.email if sender else "mailer-daemon"
-    if not d.match.is_new:
-        d.ticket_pk = d.match.ticket_pk
-        d.ticket_ref, status, closed_at = filing.ticket_state(conn, d.ticket_pk)
+    """Count the message on its ticket and move the ticket's status, or open a new ticket."""
+    disposition = d.disposition
+    choice = disposition.ticket
+    if not choice.is_new:
+        d.ticket_pk, d.ticket_ref = choice.pk, choice.ref
         if d.history:
             # History joins its thread as a record and changes nothing.
-            filing.count_history_message(conn, d.ticket_pk, d.at, agent_reply=d.kind == "agent")
+            filing.count_history_message(conn, d.ticket_pk, d.at, agent_reply=disposition.kind == "agent")
             return
-        if d.kind == "customer" and status == "closed" and not _within(closed_at, d.at, filer.settings.tickets.reopen_window):
-            # Too old to reopen: a new ticket that points back at the old one.
-            _event(conn, d, "follow-up", {"reason": d.match.reason, "note": "closed too long ago to reopen"})
-            d.previous_ref = d.ticket_ref
-            d.match = ThreadMatch(None, f"follow-up to closed {d.ticket_ref} ({d.match.reason})")
-        else:
-            new_status = _next_status(status, d.kind)
-            first_response = d.kind == "agent"
-            # A customer's live mail makes a history ticket ordinary work again.
-            live = d.kind == "customer"
-            filing.count_message(conn, d.ticket_pk, d.at, new_status=new_status, first_response=first_response,
-                                 live=live)
-            detail = {"reason": d.match.reason, "mailbox": d.mailbox, "from": sender_email, "kind": d.kind}
-            if new_status != status:
-                detail.update(status_before=status, status_after=new_status)
-            if d.note_reason:
-                detail["note"] = d.note_reason
-            _event(conn, d, "message", detail, actor=d.agent.name if d.agent else "inboxd")
-            return
+        # A customer's live mail makes a history ticket ordinary work again.
+        filing.count_message(conn, d.ticket_pk, d.at, new_status=choice.status_after,
+                             first_response=disposition.kind == "agent", live=disposition.kind == "customer")
+        detail = {"reason": choice.reason, "mailbox": d.mailbox, "from": disposition.sender, "kind": disposition.kind}
+        if choice.status_after != choice.status_before:
+            detail.update(status_before=choice.status_before, status_after=choice.status_after)
+        if disposition.note_reason:
+            detail["note"] = disposition.note_reason
+        _event(conn, d, "message", detail, actor=disposition.agent.name if disposition.agent else "inboxd")
+        return
+    if choice.follows is not None:
+        # The closed ticket says where its conversation went on.
+        filing.add_event(conn, choice.follows.pk, d.at or d.now, "inboxd", "follow-up",
+                         {"reason": choice.follows_reason, "note": "closed too long ago to reopen"})
     d.ticket_pk, d.ticket_ref = filer.allocate_ref(conn)
-    status, closed_at = "new", None
+    filing.insert_ticket(conn, pk=d.ticket_pk, ref=d.ticket_ref, subject=choice.subject, status=choice.status_after,
+                         mailbox=d.mailbox, requester=choice.requester, requester_name=choice.requester_name or "",
+                         at=d.at, closed_at=choice.closed_at, history=d.history)
+    if choice.requester_name is not None:
+        filing.add_customer(conn, choice.requester, choice.requester_name, d.at)
+    detail = {"reason": choice.reason, "mailbox": d.mailbox, "from": choice.requester}
+    if choice.follows is not None:
+        detail["follows"] = choice.follows.ref
     if d.history:
-        status = "closed" if filer.settings.mailbox(d.mailbox).history == "closed" else "open"
-        closed_at = d.at if status == "closed" else None
-    filing.insert_ticket(conn, pk=d.ticket_pk, ref=d.ticket_ref, subject=filer.tags.display_subject(msg.subject)[:998],
-                         status=status, mailbox=d.mailbox, requester=sender_email,
-                         requester_name=sender.name if sender else "", at=d.at, closed_at=closed_at,
-                         history=d.history)
-    if sender is not None:
-        filing.add_customer(conn, sender.email, sender.name, d.at)
-    detail = {"reason": d.match.reason, "mailbox": d.mailbox, "from": sender_email}
-    if d.previous_ref:
-        detail["follows"] = d.previous_ref
-    if d.history:
-        detail["history"] = status
+        detail["history"] = choice.status_after
     _event(conn, d, "created", detail)
-
-
-def _next_status(status: str, kind: str) -> str:
-    """The status a ticket moves to when a message of this kind arrives."""
-    if kind == "customer" and status in ("pending", "solved", "closed"):
-        return "open"
-    if kind == "agent" and status in ("new", "open"):
-        return "pending"
-    return status
-
-
-def _within(closed_at: datetime | None, now: datetime, window) -> bool:
-    return closed_at is None or now - closed_at <= window
 
 
 def store_message(filer: Filer, conn: Connection, d: Delivery) -> None:
     msg = d.msg
     sender = msg.from_
-    new_text = reply_text(msg.text)
+    new_text = d.disposition.reply_text
     values = {
-        "message_key": d.key, "message_id": msg.message_id, "ticket_id": d.ticket_pk, "direction": d.direction,
-        "kind": d.kind, "from_addr": sender.email if sender else "", "from_name": sender.name if sender else "",
+        "message_key": d.key, "message_id": msg.message_id, "ticket_id": d.ticket_pk,
+        "direction": d.disposition.direction, "kind": d.disposition.kind, "from_addr": sender.email if sender else "", "from_name": sender.name if sender else "",
         "to_addrs": _addresses(msg.to), "cc_addrs": _addresses(msg.cc), "reply_to": _addresses(msg.reply_to),
         "date": msg.date, "subject": msg.subject, "text": msg.text, "reply_text": new_text,
         "html_only": msg.html_only, "in_reply_to": json.dumps(list(msg.in_reply_to)),
@@ -673,7 +527,6 @@ def store_message(filer: Filer, conn: Connection, d: Delivery) -> None:
                    for att in msg.attachments]
     parents = {*msg.in_reply_to, *msg.references} - {msg.message_id}
     d.message_pk = filing.insert_message(conn, values, parents, attachments)
-    d.reply_text = new_text
 
 
 def record_sighting(filer: Filer, conn: Connection, d: Delivery) -> None:
@@ -685,183 +538,86 @@ def note_bounce(filer: Filer, conn: Connection, d: Delivery) -> None:
     """A permanent bounce of our own mail marks the addresses it went to, so
     no auto-replies go there until [autoreply] bounce_expiry has passed.
 
-    Anybody can send a mail that looks like a bounce.  So only a report about
-    a Message-ID in our outbox (mail we sent; its random part cannot be
-    guessed) marks anybody, and only the addresses that mail went to: a
-    forged report about mail we never sent, or naming someone else, cannot
-    silence a customer.  The history records what was marked, until when,
-    or why nothing was.
+    Which addresses, `decide.bounce_marks` decided: only a report about a
+    Message-ID in our outbox marks anybody, and only the addresses that mail
+    went to.  The history records what was marked, until when, or why
+    nothing was.  An old bounce (history) says nothing about the address today.
     """
-    if d.bounce is None or d.history:
-        # An old bounce says nothing about the address today.
+    bounce, marks = d.disposition.bounce, d.disposition.bounce_marks
+    if bounce is None or marks is None:
         return
-    b = d.bounce
-    detail = {"recipients": list(b.recipients), "permanent": b.permanent, "reason": b.reason}
-    marked: list[str] = []
-    if b.permanent:
-        marked, why = _bounced_addresses(conn, b)
-        detail["marked"] = marked
-        if marked:
-            detail["until"] = _iso(d.now + filer.settings.autoreply.bounce_expiry)
+    detail = {"recipients": list(bounce.recipients), "permanent": bounce.permanent, "reason": bounce.reason}
+    if bounce.permanent:
+        detail["marked"] = list(marks.marked)
+        if marks.marked:
+            detail["until"] = _iso(marks.until)
         else:
-            detail["not_marked"] = why
+            detail["not_marked"] = marks.not_marked
     _event(conn, d, "bounce", detail)
-    filing.mark_bouncing(conn, marked, d.now)
-
-
-def _bounced_addresses(conn: Connection, bounce: Bounce) -> tuple[list[str], str]:
-    """(the addresses this bounce may mark, why none when it is empty)."""
-    mid = bounce.original_message_id
-    if not mid:
-        return [], "the report names no Message-ID of ours"
-    sent = outbox.sent_to(conn, mid)
-    if sent is None:
-        return [], f"we sent no mail <{mid}>"
-    marked = sorted(set(bounce.recipients) & set(sent))
-    return marked, "" if marked else f"none of the failed addresses is one <{mid}> went to"
-
-
-def _ack_context(filer: Filer, conn: Connection, mailbox, requester: str, now: datetime) -> AckContext:
-    """What the auto-reply rules need to know about the store: the budget's counts and a bounce mark."""
-    autoreply = filer.settings.autoreply
-    _key, domain = outbox.budget_key(requester)
-    # A shared provider's domain (gmail.com) is millions of people: no per-domain ceiling.
-    shared = domain in autoreply.shared_domains
-    counts = outbox.ack_counts(conn, requester, now, count_domain=not shared)
-    bounced = outbox.bouncing_since(conn, requester, now, autoreply.bounce_expiry)
-    return AckContext(
-        own_addresses=filer.own_addresses,
-        own_domains_for_ids=filer.own_domains,
-        loop_header_value=loop_header_value(mailbox.address),
-        sent_last_hour=counts.address_hour,
-        sent_last_day=counts.address_day,
-        budget_per_hour=autoreply.per_hour,
-        budget_per_day=autoreply.per_day,
-        sender_bouncing=bounced is not None,
-        domain=domain,
-        sent_domain_last_minute=counts.domain_minute,
-        sent_domain_last_hour=counts.domain_hour,
-        budget_domain_per_minute=None if shared else autoreply.per_domain_per_minute,
-        budget_domain_per_hour=None if shared else autoreply.per_domain_per_hour,
-    )
+    filing.mark_bouncing(conn, list(marks.marked), d.now)
 
 
 def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def record_csat(filer: Filer, conn: Connection, d: Delivery) -> None:
+    """A survey answer is stored (never reopening the ticket); a low one is followed up."""
+    answer = d.disposition.csat
+    if answer is None:
+        return
+    filing.record_csat_answer(conn, answer.csat_id, answer.rating, answer.label, answer.comment, d.now)
+    _event(conn, d, "csat", {"rating": answer.rating, "label": answer.label, "comment": answer.comment})
+    if answer.low and not d.history:
+        _event(conn, d, "csat-followup", {"rating": answer.rating, "label": answer.label,
+                                          "task": "follow up with the customer"})
+        for name in answer.followup:
+            notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, filer.settings.agent(name), d.now,
+                         headline=f"Low satisfaction rating on {d.ticket_ref}: {answer.label}. "
+                                  f"Please follow up. Comment: {answer.comment or '-'}")
+
+
 def route(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """The admin's [[rules]], in order, on a new ticket and on each customer message."""
-    if d.kind != "customer":
+    """What the admin's [[rules]] decided (`decide.route`): the mailbox's team
+    on a new ticket, then tags, priority, team, tier, assignee and SLA policy."""
+    routing = d.disposition.routing
+    if routing is None:
         return
-    mailbox = filer.settings.mailbox(d.mailbox)
-    if d.match.is_new and mailbox.team:
-        filing.set_team(conn, d.ticket_pk, mailbox.team)
-    rules = filer.policies.rules
-    # History is not routed: assigning years of closed mail would skew every
-    # agent's load and every round-robin.
-    if not rules.rules or d.history:
+    if routing.team_on_new:
+        filing.set_team(conn, d.ticket_pk, routing.team_on_new)
+    if not routing.matched:
         return
-    tags, priority, team, tier = filing.routing_facts(conn, d.ticket_pk)
-    facts = facts_for(d.msg, event="new" if d.match.is_new else "message", mailbox=d.mailbox,
-                      headers=_headers(d.raw), tags=list(tags), priority=priority, team=team)
-    decisions = rules.evaluate(facts)
-    if not decisions:
-        return
-    outcome = merge(decisions)
-    tags += [t for t in outcome.tags if t not in tags]
-    team = outcome.team or team
-    tier = outcome.tier if outcome.tier is not None else (tier + 1 if outcome.escalate else tier)
-    assignee = None
-    if outcome.assign in ASSIGN_STRATEGIES:
-        members = rules.teams.get(team or "", ()) or tuple(a.name for a in filer.settings.agents if team in a.teams)
-        counts = filing.open_counts(conn, OPEN_STATUSES)
-        last = filing.last_rule_assignee(conn, team)
-        assignee = pick_assignee(outcome.assign, members, open_counts=counts, last_assigned=last)
-    elif outcome.assign:
-        assignee = outcome.assign
-    filing.apply_routing(conn, d.ticket_pk, priority=outcome.priority, tags=tags, team=team, tier=tier,
-                         escalate=bool(outcome.escalate), assignee=assignee, sla_policy=outcome.sla)
-    for reason in outcome.reasons:
+    filing.apply_routing(conn, d.ticket_pk, priority=routing.priority, tags=list(routing.tags), team=routing.team,
+                         tier=routing.tier, escalate=routing.escalate, assignee=routing.assignee,
+                         sla_policy=routing.sla)
+    for reason in routing.reasons:
         _event(conn, d, "rule", {"reason": reason})
-    if assignee:
-        _event(conn, d, "rule-assign", {"assign": assignee, "team": team})
-    if outcome.autoreply is not None and outcome.autoreply is not True:
-        d.ack_template = outcome.autoreply
-
-
-def _headers(raw: bytes) -> dict[str, str]:
-    # Only the header block, parsed again: rules may look at any header.
-    head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(header_block(raw))
-    return {k.lower(): str(v) for k, v in head.items()}
+    if routing.assignee:
+        _event(conn, d, "rule-assign", {"assign": routing.assignee, "team": routing.team})
 
 
 def clock(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """The ticket's SLA due times, right away (the scheduler keeps them current)."""
-    if d.kind in ("customer", "agent") and not d.history:
+    """The ticket's SLA due times, right away (the scheduler keeps them current).
+
+    Computed after the message's writes, from the ticket as they leave it
+    (`slaclock.refresh`: read the inputs, `due_times`, store).
+    """
+    if d.disposition.clock:
         slaclock.refresh(conn, d.ticket_pk, filer.settings, filer.policies, d.now)
 
 
-def record_csat(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """A survey answer is stored (never reopening the ticket); a low one is followed up."""
-    if d.csat is None:
-        return
-    csat_id, rating, comment = d.csat
-    mailbox = filer.settings.mailbox(d.mailbox)
-    scale = filer.policies.csat
-    name = csat_label(scale.scale, rating, mailbox.language)
-    filing.record_csat_answer(conn, csat_id, rating, name, comment, d.now)
-    _event(conn, d, "csat", {"rating": rating, "label": name, "comment": comment})
-    if is_low(scale, rating) and not d.history:
-        _event(conn, d, "csat-followup", {"rating": rating, "label": name, "task": "follow up with the customer"})
-        for agent in filer.settings.agents:
-            if agent.role in ("supervisor", "admin") and agent.notify != "none":
-                notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, agent, d.now,
-                             headline=f"Low satisfaction rating on {d.ticket_ref}: {name}. "
-                                      f"Please follow up. Comment: {comment or '-'}")
-
-
-def _csat_answer(filer: Filer, conn: Connection, d: Delivery) -> tuple[int, int, str] | None:
-    """(survey id, rating, comment) when this mail answers a satisfaction survey."""
-    msg = d.msg
-    scale = filer.policies.csat.scale
-    for addr in (*msg.to, *msg.cc):
-        parsed = parse_survey_address(addr.email)
-        if parsed is None:
-            continue
-        csat_id = csat_by_token(conn, parsed[0])
-        if csat_id is not None and 1 <= parsed[1] <= len(scale):
-            answer = parse_answer(reply_text(msg.text), scale)
-            comment = answer.comment if answer else reply_text(msg.text).strip()
-            return csat_id, parsed[1], comment
-    parents = [*msg.in_reply_to, *msg.references]
-    if parents:
-        csat_id = csat_by_message_ids(conn, parents)
-        if csat_id is not None:
-            answer = parse_answer(reply_text(msg.text), scale)
-            if answer is not None:
-                return csat_id, answer.rating, answer.comment
-    return None
-
-
 def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """A new ticket from a customer gets an acknowledgement, unless a loop rule says no."""
+    """Queue the acknowledgement `decide.acknowledge` allowed, or record the rule that said no."""
+    ack = d.disposition.ack
+    if ack is None:
+        return
+    if not ack.send:
+        _event(conn, d, "no-ack", {"rule": ack.rule, "reason": ack.reason})
+        return
     mailbox = filer.settings.mailbox(d.mailbox)
-    if not (d.match.is_new and d.kind == "customer" and mailbox.ack and filer.settings.autoreply.enabled):
-        return
-    if d.history:
-        return
-    if d.ack_template is False:
-        _event(conn, d, "no-ack", {"rule": "routing", "reason": "a routing rule suppressed the acknowledgement"})
-        return
     ticket = outbox.load_ticket(conn, d.ticket_pk)
-    verdict = may_auto_reply(d.msg, _ack_context(filer, conn, mailbox, ticket.requester, d.now))
-    if not verdict.allowed:
-        _event(conn, d, "no-ack", {"rule": verdict.rule, "reason": verdict.reason})
-        return
     subject, text, html = outbox.ack_content(
-        filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, conn, d, mailbox),
-        template=d.ack_template if isinstance(d.ack_template, str) else "ack")
+        filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, conn, d, mailbox), template=ack.template)
     # Composed by the sender on its first attempt: filing stays cheap.
     message_id = outbox.queue(
         conn, kind="ack", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
@@ -873,7 +629,7 @@ def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:
 
 
 def _promise(filer: Filer, conn: Connection, d: Delivery, mailbox) -> dict:
-    """The first-response promise published in the acknowledgement."""
+    """The first-response promise published in the acknowledgement (the clock step has just set it)."""
     policy_name, due = filing.sla_promise(conn, d.ticket_pk)
     policy = filer.policies.sla.get(policy_name) if policy_name else None
     if policy is None or policy.first_response is None:
@@ -885,12 +641,13 @@ def _promise(filer: Filer, conn: Connection, d: Delivery, mailbox) -> dict:
 
 def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
     """An agent's answer by email goes on to the customer from the shared address."""
-    if not d.relay:
+    decision, agent = d.disposition.relay, d.disposition.agent
+    if decision is None:
         return
-    if not d.reply_text.strip():
+    if not decision.send:
         # Nothing new above the quote (a slip of the send button): relaying it
         # would mail the customer an empty answer.
-        _event(conn, d, "relay-skipped", {"reason": "the agent's mail has no new text"}, actor=d.agent.name)
+        _event(conn, d, "relay-skipped", {"reason": decision.reason}, actor=agent.name)
         return
     mailbox = filer.settings.mailbox(d.mailbox)
     ticket = outbox.load_ticket(conn, d.ticket_pk)
@@ -899,39 +656,49 @@ def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
     message_id = outbox.queue(
         conn, kind="relay", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
         to=[(ticket.requester_name, ticket.requester)],
-        subject=tagged_subject(ticket.subject, ticket.ref, filer.tags), text=d.reply_text,
+        subject=tagged_subject(ticket.subject, ticket.ref, filer.tags), text=d.disposition.reply_text,
         in_reply_to=parent, references=references, automatic=None,
-        from_name=f"{d.agent.name.capitalize()} via {mailbox.display_name}", now=d.now,
+        from_name=f"{agent.name.capitalize()} via {mailbox.display_name}", now=d.now,
         sent_copy=filer.settings.outbox.sent_copy)
-    _event(conn, d, "relay", {"message_id": message_id, "to": ticket.requester}, actor=d.agent.name)
+    _event(conn, d, "relay", {"message_id": message_id, "to": ticket.requester}, actor=agent.name)
 
 
 def notify_agents(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """Tell agents about customer mail: the assignee (notify "assigned" or "all"),
-    and for new tickets the agents of the mailbox's team who asked for "all"."""
-    if d.kind != "customer" or d.history:
-        return
-    assignee, team = filing.watchers(conn, d.ticket_pk)
-    for agent in filer.settings.agents:
-        if agent.notify == "none":
-            continue
-        mine = agent.name == assignee
-        watching = agent.notify == "all" and assignee is None and (team in agent.teams or d.mailbox in agent.teams)
-        if mine or watching:
-            headline = (f"New ticket {d.ticket_ref} in {d.mailbox}." if d.match.is_new
-                        else f"The customer wrote again on {d.ticket_ref}.")
-            notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, agent, d.now, headline=headline)
+    """Tell the agents `decide.watchers` chose about customer mail: the assignee,
+    or for an unassigned ticket the agents of its team who asked for "all"."""
+    for name in d.disposition.notify:
+        headline = (f"New ticket {d.ticket_ref} in {d.mailbox}." if d.disposition.ticket.is_new
+                    else f"The customer wrote again on {d.ticket_ref}.")
+        notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, filer.settings.agent(name), d.now,
+                     headline=headline)
+
+
+class FilingLookup(StoreLookup):
+    """The store as deciding sees it (`decide.Lookup`): the tickets' and
+    surveys' facts (`StoreLookup`) and the outbox's: what we sent, the
+    acknowledgement budget's counts, bounce marks.  Reads only."""
+
+    def sent_to(self, message_id: str | None) -> tuple[str, ...] | None:
+        return outbox.sent_to(self.conn, message_id)
+
+    def ack_counts(self, address: str, now: datetime, *, count_domain: bool) -> outbox.AckCounts:
+        return outbox.ack_counts(self.conn, address, now, count_domain=count_domain)
+
+    def bouncing_since(self, address: str, now: datetime, expiry: timedelta) -> datetime | None:
+        return outbox.bouncing_since(self.conn, address, now, expiry)
 
 
 PIPELINE: tuple[Callable[[Filer, Connection, Delivery], None], ...] = (
+    # Take the mail in: when it came, its bytes kept, parsed, not one we hold.
     arrival,
     refuse_oversize,
     skip_history,
     keep_raw,
     parse,
     skip_duplicate,
-    classify,
-    thread,
+    # Decide what it means, writing nothing.
+    decide_disposition,
+    # Apply the disposition, one change per step.
     join_threads,
     open_or_update_ticket,
     store_message,
@@ -963,7 +730,8 @@ def _auto_facts(msg: InboundMessage, d: Delivery) -> dict:
         "list_unsubscribe": a.list_unsubscribe, "auto_response_suppress": a.auto_response_suppress,
         "return_path": a.return_path, "delivery_status": a.delivery_status, "loop": a.loop,
     }
-    if d.bounce is not None:
-        facts["bounce"] = {"recipients": list(d.bounce.recipients), "permanent": d.bounce.permanent,
-                           "reason": d.bounce.reason}
+    bounce = d.disposition.bounce
+    if bounce is not None:
+        facts["bounce"] = {"recipients": list(bounce.recipients), "permanent": bounce.permanent,
+                           "reason": bounce.reason}
     return {k: v for k, v in facts.items() if v not in (None, False)}
