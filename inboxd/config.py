@@ -346,10 +346,6 @@ class Settings:
     outbox: OutboxSettings = OutboxSettings()
     reports: ReportSettings = ReportSettings()
     templates_dir: Path = SHIPPED_TEMPLATES
-    # The desk's sections as written, read-only.  Nothing in inboxd should
-    # read them: use policies and macros.  (inboxd.reports.metrics still does,
-    # until it reads settings.reports and settings.policies.sla.)
-    extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def mailbox(self, name: str) -> MailboxSettings:
         """The mailbox called name; LookupError (one line) when there is none."""
@@ -461,11 +457,10 @@ def parse_settings(data: dict, path: Path) -> Settings:
     policies = read_policies(top, mailboxes=mailboxes, agents=agents, data_dir=store.data_dir, base=base)
     reports = _reports(top.table("reports", REPORTS_KEYS))
     macros = read_macros(top, agents=agents)
-    extra = {key: data[key] for key in DESK_TOP_KEYS + ("reports",) if key in data}
     return Settings(
         path=path, store=store, smtp=smtp, mailboxes=mailboxes, agents=agents, tickets=tickets, log=log,
         policies=policies, macros=macros, autoreply=autoreply, outbox=outbox, reports=reports,
-        templates_dir=templates_dir, extra=MappingProxyType(extra),
+        templates_dir=templates_dir,
     )
 
 
@@ -938,9 +933,3 @@ def show(value: Any) -> str:
     else:
         text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-# The old private names, for inboxd.reports.metrics until it reads
-# settings.reports; nothing else may use them.
-_Table = Table
-_show = show

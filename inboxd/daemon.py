@@ -31,7 +31,6 @@ from inboxd.config import Settings
 from inboxd.store.engine import open_store, writing
 from inboxd.sync.imap import MailboxPoller, MailboxStatus, Progress
 from inboxd.desk.duties import Duties
-from inboxd.desk.policies import load_policies
 from inboxd.outbound.sender import Sender
 from inboxd.desk.ingest import BatchResult
 from inboxd.sync.sink import StoreSink
@@ -176,7 +175,6 @@ def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event |
                 progress: Callable[[Progress], None] | None = None) -> None:
     stop = stop or threading.Event()
     _stop_on_signals(stop)
-    policies = load_policies(settings)  # A broken policy section stops start-up, not a duty later.
     engine = open_store(settings.store.url)
     sink = StoreSink(engine, settings, workers=workers)
     pollers = [MailboxPoller(mb, sink, stop, progress=progress) for mb in settings.mailboxes]
@@ -201,7 +199,7 @@ def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event |
     # APScheduler only wakes the duties up: what is due lives in the store,
     # so a missed or coalesced wake-up loses nothing.
     scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(run_duties, "interval", seconds=policies.scheduler.interval.total_seconds(),
+    scheduler.add_job(run_duties, "interval", seconds=settings.policies.scheduler.interval.total_seconds(),
                       max_instances=1, coalesce=True, next_run_time=datetime.now(UTC), id="duties")
     log.info("%s", start_line(settings, "daemon"))
     for t in threads:

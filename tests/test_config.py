@@ -62,7 +62,7 @@ def test_minimal_config_gets_every_default(tmp_path: Path) -> None:
     assert settings.log == config.LogSettings("info", None)
     assert settings.smtp is None
     assert settings.agents == ()
-    assert dict(settings.extra) == {}
+    assert dict(settings.policies.sla) == {}
     assert dict(settings.macros) == {}
     mailbox = settings.mailbox("support")
     assert mailbox.display_name == "Support"
@@ -141,7 +141,7 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.store = None  # type: ignore[misc]
     with pytest.raises(TypeError):
-        settings.extra["sla"] = {}  # type: ignore[index]
+        settings.policies.sla["standard"] = None  # type: ignore[index]
 
 
 # --- The desk's sections are read in the same pass, and fail the load, not a later step.
@@ -194,12 +194,8 @@ assign = "alice"
 def test_desk_sections_are_parsed_at_load_and_frozen(tmp_path: Path) -> None:
     from types import MappingProxyType
 
-    from inboxd.desk.macros import parse_macros
-    from inboxd.desk.policies import load_policies
-
     settings = load(tmp_path, MINIMAL + DESK_EXAMPLE)
     policies = settings.policies
-    assert load_policies(settings) is policies and parse_macros(settings) is settings.macros
     assert policies.sla["standard"].calendar.name == "office"
     assert [r.name for r in policies.rules.rules] == ["invoices"]
     assert policies.rules.teams == {"billing": ("alice",)}

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from inboxd.config import ConfigError, parse_settings
-from inboxd.desk.macros import macro_variables, parse_macros, variables
+from inboxd.desk.macros import macro_variables, variables
 from inboxd.store.engine import create_store_engine, migrate, reading, writing
 from inboxd.store.messages import last_customer_message
 from inboxd.store.sql import t
@@ -50,7 +50,7 @@ def settings(tmp_path: Path, text: str = CONFIG):
 
 def test_macros_are_read_with_the_config(tmp_path):
     loaded = settings(tmp_path)
-    macros = parse_macros(loaded)
+    macros = loaded.macros
     assert list(macros) == ["reset", "thanks"]
     reset, thanks = macros["reset"], macros["thanks"]
     assert (reset.template, reset.body, reset.status, reset.priority, reset.tags, reset.assign) == (

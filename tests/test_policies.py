@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from inboxd.config import ConfigError, parse_settings
-from inboxd.desk.policies import load_policies
 from inboxd.desk.slaclock import pending_since, pending_spells
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +39,7 @@ def test_the_readme_example_loads(tmp_path):
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Rules, SLAs, calendars and surveys"):]
     example = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
-    policies = load_policies(settings_from(example, tmp_path))
+    policies = settings_from(example, tmp_path).policies
     assert set(policies.sla) == {"standard", "vip"}
     assert policies.sla["standard"].calendar.name == "cn"
     assert [r.name for r in policies.rules.rules] == ["vip", "invoices to billing", "crash escalates"]

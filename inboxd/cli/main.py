@@ -175,23 +175,17 @@ def run(
 def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--connect", help="Also log in to every IMAP and SMTP server and connect to the store.")) -> None:
     """Validate inboxd.toml (and with --connect, every server login and the store)."""
     from inboxd.config import check_files
-
-    from inboxd.desk.policies import load_policies
-
-    settings = _ctx(ctx).settings
-    # Calendars, SLAs, rules, teams, scheduler, surveys and macros are checked too.
-    policies = load_policies(settings)
-    from inboxd.desk.macros import parse_macros
-
-    parse_macros(settings)
     from inboxd.outbound.template_check import check_templates
 
+    # Loading the settings has checked calendars, SLAs, rules, teams, the
+    # scheduler, surveys and macros with everything else.
+    settings = _ctx(ctx).settings
     # Every template the config uses, rendered once with sample values.
-    problems = check_files(settings) + check_templates(settings, policies)
+    problems = check_files(settings) + check_templates(settings)
     for problem in problems:
         typer.echo(f"inboxd: {problem}", err=True)
     typer.echo(f"{settings.path}: {len(settings.mailboxes)} mailbox(es), {len(settings.agents)} agent(s), "
-               f"{len(policies.sla)} SLA polic(ies), {len(policies.rules.rules)} rule(s)")
+               f"{len(settings.policies.sla)} SLA polic(ies), {len(settings.policies.rules.rules)} rule(s)")
     failed = bool(problems)
     if connect:
         from sqlalchemy.engine import make_url
@@ -320,9 +314,7 @@ def _complete_agents(incomplete: str) -> list[str]:
 
 def _complete_macros(incomplete: str) -> list[str]:
     try:
-        from inboxd.desk.macros import parse_macros
-
-        return [m for m in parse_macros(load_settings(find_config_path(None))) if m.startswith(incomplete)]
+        return [m for m in load_settings(find_config_path(None)).macros if m.startswith(incomplete)]
     except Exception:
         return []
 
@@ -728,9 +720,7 @@ app.add_typer(macro_app, name="macro")
 @macro_app.command("list")
 def macro_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """The configured macros."""
-    from inboxd.desk.macros import parse_macros
-
-    macros = parse_macros(_ctx(ctx).settings)
+    macros = _ctx(ctx).settings.macros
     rows = [{"name": m.name, "status": m.status, "priority": m.priority, "tags": list(m.tags), "assign": m.assign,
              "template": m.template} for m in macros.values()]
     if as_json:
@@ -743,11 +733,11 @@ def macro_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
 def _macro_text(state: Context, ref: str, name: str) -> tuple:
     from inboxd.store.engine import reading
-    from inboxd.desk.macros import parse_macros, render, variables
+    from inboxd.desk.macros import render, variables
     from inboxd.outbound.templates import TemplateError, Templates
     from inboxd.desk.workflow import WorkflowError, load
 
-    macros = parse_macros(state.settings)
+    macros = state.settings.macros
     if name not in macros:
         raise UserError(f"unknown macro {name!r}; known macros: {', '.join(macros) or 'none'}")
     macro = macros[name]

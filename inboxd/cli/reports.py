@@ -85,7 +85,7 @@ def export_command(*, fmt: str, since: str | None, until: str | None, full: bool
 def _period(since: str | None, until: str | None, settings: Settings,
             default_days: int | None = 7) -> tuple[datetime | None, datetime | None]:
     """--since/--until as instants; dates are midnights in the report time zone."""
-    tz = metrics.report_timezone(settings)
+    tz = settings.reports.timezone
     try:
         start = metrics.parse_day(since, tz) if since else None
         end = metrics.parse_day(until, tz) if until else None

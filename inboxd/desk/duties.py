@@ -33,7 +33,7 @@ from inboxd.store import events
 from inboxd.store import slaclock as clock_store
 from inboxd.store.engine import reading, writing
 from inboxd.outbound.loop import AUTO_GENERATED
-from inboxd.desk.policies import Policies, load_policies
+from inboxd.desk.policies import Policies
 from inboxd.reports.metrics import report_message_id, supervisors, weekly_report
 from inboxd.desk.sla import human, warn_time
 from inboxd.desk.slaclock import current_pending_since, refresh
@@ -53,7 +53,7 @@ class Duties:
     def __init__(self, engine: Engine, settings: Settings):
         self.engine = engine
         self.settings = settings
-        self.policies: Policies = load_policies(settings)
+        self.policies: Policies = settings.policies
         self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
         self.templates = Templates(settings.template_dirs)
 

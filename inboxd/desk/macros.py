@@ -36,11 +36,6 @@ class Macro:
     assign: str | None
 
 
-def parse_macros(settings: Settings) -> Mapping[str, Macro]:
-    """The macros read with the settings (``settings.macros``), by name."""
-    return settings.macros
-
-
 def read_macros(top: Table, *, agents: tuple[AgentSettings, ...]) -> Mapping[str, Macro]:
     """The ``[[macros]]`` of the whole config file ``top``, validated; ConfigError names the key."""
     known = {a.name for a in agents}

@@ -5,8 +5,9 @@ scheduler's timings and the satisfaction survey all live in their own
 top-level sections of inboxd.toml.  ``inboxd.config.parse_settings`` calls
 ``read_policies`` in its one pass over the file, so a mistake here fails the
 load like any other config error (one line naming the file and the key), and
-``settings.policies`` holds the result, frozen.  ``load_policies(settings)``
-is that same object, for the callers that ask for it by that name.
+``settings.policies`` holds the result, frozen: read it there.
+``load_policies(settings)`` returns that same object, for inboxd.desk.ingest
+until it reads ``settings.policies`` too.
 """
 
 from __future__ import annotations

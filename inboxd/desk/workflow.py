@@ -236,10 +236,9 @@ class Workflow:
 
     def _tag_rules(self, t: Ticket, added: list[str]) -> list[str]:
         """Rules with on = ["tag"] see the tags just added (so they fire once per tagging)."""
-        from inboxd.desk.policies import load_policies
         from inboxd.desk.routing import Facts, merge
 
-        rules = load_policies(self.settings).rules
+        rules = self.settings.policies.rules
         if not any("tag" in r.on for r in rules.rules):
             return []
         facts = Facts(event="tag", mailbox=t.mailbox, sender=t.requester, subject=t.subject, body="", headers={},

@@ -24,11 +24,11 @@ SAMPLE_NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 REPORT_CHARTS = ("volume", "first_response", "csat", "backlog")
 
 
-def check_templates(settings: Settings, policies: Policies) -> list[str]:
+def check_templates(settings: Settings) -> list[str]:
     """One line per broken template: the template and the problem (TemplateError names the file)."""
     templates = Templates(settings.template_dirs)
     problems: list[str] = []
-    for what, render in _renderings(settings, policies, templates):
+    for what, render in _renderings(settings, settings.policies, templates):
         try:
             render()
         except TemplateError as exc:
@@ -59,9 +59,7 @@ def _renderings(settings: Settings, policies: Policies, templates: Templates):
     # The weekly report (and `inboxd report --format html`), with and without the per-agent section.
     yield "template report", lambda: _report(settings, templates)
     if settings.mailboxes and settings.agents:
-        from inboxd.desk.macros import parse_macros
-
-        for macro in parse_macros(settings).values():
+        for macro in settings.macros.values():
             yield f"macro {macro.name}", lambda m=macro: _macro(settings, templates, m)
 
 

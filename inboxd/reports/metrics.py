@@ -18,24 +18,22 @@ import hashlib
 import json
 import math
 import statistics
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
 
 from inboxd.outbound.compose import InlineImage
-from inboxd.config import Settings, Table
+from inboxd.config import Settings
 from inboxd.store import reports as store
 from inboxd.store.engine import reading
 from inboxd.store.reports import Scope
 from inboxd.desk.history import Interval, status_after, status_intervals  # noqa: F401 (re-exported)
-from inboxd.desk.sla import Calendar, SlaPolicy, parse_calendars, parse_sla_policies
+from inboxd.desk.sla import Calendar
 
-# The keys of [reports] in inboxd.toml.
-REPORTS_KEYS = ("timezone",)
 SUPERVISOR_ROLES = ("supervisor", "admin")
 RESOLVED = ("solved", "closed")
 STATUS_ORDER = ("new", "open", "pending", "solved", "closed")
@@ -106,26 +104,6 @@ class _Ticket:
     intervals: list[Interval] = field(default_factory=list)
 
 
-def report_timezone(settings: Settings) -> ZoneInfo:
-    """`[reports] timezone` (an IANA name) for hours, weekdays and days; UTC when unset.
-
-    An unknown zone or key is a ConfigError (checked at start-up too, by
-    `inboxd.desk.policies.load_policies`), never a silent fall-back to UTC.
-    """
-    table = Table(settings.path.name, "reports", settings.extra.get("reports"), REPORTS_KEYS)
-    name = table.string("timezone", "UTC")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        table.fail("timezone", f'unknown time zone "{name}"')
-
-
-def _policies(settings: Settings) -> dict[str, SlaPolicy]:
-    file_name = settings.path.name
-    calendars = parse_calendars(settings.extra.get("calendars"), file_name)
-    return parse_sla_policies(settings.extra.get("sla"), calendars, file_name)
-
-
 def _duration(start: datetime, end: datetime, calendar: Calendar | None) -> float:
     """Seconds from start to end, in the calendar's business time when there is one."""
     if calendar is None:
@@ -177,8 +155,8 @@ def compute_report(conn, settings: Settings, *, since: datetime | None = None, u
         raise ValueError("the period is empty: --since must be before --until")
     scope = Scope(mailbox, team, agent)
     reader = _Reader(conn, settings, scope, since, until, now)
-    tz = report_timezone(settings)
-    policies = _policies(settings)
+    tz = settings.reports.timezone
+    policies = settings.policies.sla
     tickets = reader.tickets()
 
     def calendar_of(t: _Ticket) -> Calendar | None:
