@@ -31,7 +31,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -262,7 +262,7 @@ class Disposition:
     notify: tuple[str, ...] = ()           # agents told of a customer's mail
     reply_text: str = ""                   # the new text above the quote
     sender: str = ""                       # the address it is from ("mailer-daemon" for a bounce with none)
-    reasons: tuple[str, ...] = field(default=())
+    reasons: tuple[str, ...] = ()
 
 
 # -- deciding ------------------------------------------------------------------------

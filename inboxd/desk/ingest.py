@@ -9,6 +9,11 @@ quarantined with its raw bytes and the reason, and the batch goes on.
 
 The steps for one message are the ordered list `PIPELINE` below; each is a
 small function over a `Delivery`, in the manner of Mailman's pipelines.
+They come in three stages: take the mail in (its arrival time, its raw
+bytes kept, parsed, a copy of mail we hold only sighted), decide
+(`inboxd.desk.decide`: from the message, a read-only lookup of the store,
+the settings and `now`, a frozen `Disposition` with its reasons, and no
+writes), and apply it (`inboxd.desk.apply`: one change per step).
 
 A message's time is when the server received it (IMAP INTERNALDATE; the
 Date header only when that is missing or absurd), not when inboxd got round
@@ -17,8 +22,8 @@ folder's cut-off is history (see `arrival`): it is filed with its real times
 as closed (or open) tickets, or skipped, and never acknowledged, clocked,
 notified or surveyed.
 
-The steps decide; what they decide is written through the store layer
-(`inboxd.store.filing`, `lookup`, `folders`, `counters`) on the SQLAlchemy
+What is decided is written through the store layer (`inboxd.store.filing`,
+`lookup`, `folders`, `counters`) on the SQLAlchemy
 connection of the caller's write transaction, so filing runs on SQLite and
 PostgreSQL alike.  Each message's savepoint is `filing.Savepoint`, SQLAlchemy's
 `conn.begin_nested()` compiled once (see there why).
@@ -30,28 +35,23 @@ import email.parser
 import email.policy
 import email.utils
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Connection
 
 from inboxd.config import Settings
-from inboxd.desk import slaclock
+from inboxd.desk.apply import (acknowledge, clock, join_threads, note_bounce, note_reused_id, notify_agents,
+                               open_or_update_ticket, record_csat, record_sighting, relay, route, store_message)
 from inboxd.desk.decide import Desk, Disposition, Done, Incoming, Quarantined, decide
 from inboxd.desk.policies import load_policies
-from inboxd.desk.sla import human
-from inboxd.desk.workflow import load as workflow_ticket
-from inboxd.desk.workflow import merge_tickets, notify_agent
 from inboxd.mail.largemail import header_block, read_head
 from inboxd.mail.message import InboundMessage, MalformedMessage, clean_text, content_hash, extract_message_id
 from inboxd.outbound import outbox
-from inboxd.outbound.compose import tagged_subject
-from inboxd.outbound.loop import AUTO_REPLIED
 from inboxd.outbound.templates import Templates
 from inboxd.store import counters, filing
 # FolderCheckpoint is part of the pollers' BatchSink interface (inboxd.sync.imap imports it from here).
@@ -404,16 +404,6 @@ def _same_content(conn: Connection, d: Delivery, *, direction: str, raw_sha256: 
     return content_hash(stored) == content_hash(d.raw)
 
 
-def note_reused_id(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """A mail that reused a stored Message-ID says so in its ticket's history."""
-    if not d.reused_id:
-        return
-    _event(conn, d, "message-id-reused", {
-        "message_id": d.reused_id, "stored_as": d.key, "first_ticket": filing.ticket_ref_of_message(conn, d.reused_id),
-        "reason": "a different mail (other content) already has this Message-ID",
-    })
-
-
 def quarantine_bare(conn: Connection, mailbox: str, folder: str, uidvalidity: int, uid: int, raw: bytes,
                     arrived: datetime | None, now: datetime, reason: str, raw_path: str | None = None) -> None:
     """A quarantine row that cannot fail for the mail's sake: its raw bytes, their
@@ -441,236 +431,6 @@ def decide_disposition(filer: Filer, conn: Connection, d: Delivery) -> None:
     (see inboxd.desk.decide).  Every step after this one applies a part of it."""
     d.disposition = decide(Incoming(d.msg, d.raw, d.mailbox, d.folder, d.at, d.history, d.key),
                            FilingLookup(conn), filer.desk, d.now)
-
-
-def join_threads(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """Merge the other tickets of this message's conversation into the one it joins.
-
-    So a conversation whose mail arrived out of order (reply before parent,
-    across folders or mailboxes, after a restore) ends up on one ticket.  The
-    oldest ticket survives and absorbs the others as an agent's merge would
-    (`workflow.merge_tickets`: messages move with their sightings, a 'merge'
-    event on both saying which mail joined them and how).  Which tickets
-    join, and the survivor's joined state, were decided by
-    `decide.plan_join` (a ticket closed longer ago than [tickets]
-    reopen_window is left alone by live mail; history joins them all).
-    """
-    join = d.disposition.join
-    if join is None:
-        return
-    survivor = join.survivor
-    filing.set_joined_state(conn, survivor.pk, **{f.name: getattr(join.state, f.name) for f in fields(join.state)})
-    mid = d.msg.message_id or d.key
-    change = join.change
-    for other, link in zip(join.others, join.links):
-        moved = merge_tickets(conn, workflow_ticket(conn, other.ref), workflow_ticket(conn, survivor.ref),
-                              d.at or d.now, "inboxd", {"reason": f"thread joined by <{mid}>", "link": link, **change})
-        change = {}
-        log.info("<%s> joined %s into %s (%s; %d messages moved)", mid, other.ref, survivor.ref, link, moved)
-
-
-def open_or_update_ticket(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """Count the message on its ticket and move the ticket's status, or open a new ticket."""
-    disposition = d.disposition
-    choice = disposition.ticket
-    if not choice.is_new:
-        d.ticket_pk, d.ticket_ref = choice.pk, choice.ref
-        if d.history:
-            # History joins its thread as a record and changes nothing.
-            filing.count_history_message(conn, d.ticket_pk, d.at, agent_reply=disposition.kind == "agent")
-            return
-        # A customer's live mail makes a history ticket ordinary work again.
-        filing.count_message(conn, d.ticket_pk, d.at, new_status=choice.status_after,
-                             first_response=disposition.kind == "agent", live=disposition.kind == "customer")
-        detail = {"reason": choice.reason, "mailbox": d.mailbox, "from": disposition.sender, "kind": disposition.kind}
-        if choice.status_after != choice.status_before:
-            detail.update(status_before=choice.status_before, status_after=choice.status_after)
-        if disposition.note_reason:
-            detail["note"] = disposition.note_reason
-        _event(conn, d, "message", detail, actor=disposition.agent.name if disposition.agent else "inboxd")
-        return
-    if choice.follows is not None:
-        # The closed ticket says where its conversation went on.
-        filing.add_event(conn, choice.follows.pk, d.at or d.now, "inboxd", "follow-up",
-                         {"reason": choice.follows_reason, "note": "closed too long ago to reopen"})
-    d.ticket_pk, d.ticket_ref = filer.allocate_ref(conn)
-    filing.insert_ticket(conn, pk=d.ticket_pk, ref=d.ticket_ref, subject=choice.subject, status=choice.status_after,
-                         mailbox=d.mailbox, requester=choice.requester, requester_name=choice.requester_name or "",
-                         at=d.at, closed_at=choice.closed_at, history=d.history)
-    if choice.requester_name is not None:
-        filing.add_customer(conn, choice.requester, choice.requester_name, d.at)
-    detail = {"reason": choice.reason, "mailbox": d.mailbox, "from": choice.requester}
-    if choice.follows is not None:
-        detail["follows"] = choice.follows.ref
-    if d.history:
-        detail["history"] = choice.status_after
-    _event(conn, d, "created", detail)
-
-
-def store_message(filer: Filer, conn: Connection, d: Delivery) -> None:
-    msg = d.msg
-    sender = msg.from_
-    new_text = d.disposition.reply_text
-    values = {
-        "message_key": d.key, "message_id": msg.message_id, "ticket_id": d.ticket_pk,
-        "direction": d.disposition.direction, "kind": d.disposition.kind, "from_addr": sender.email if sender else "", "from_name": sender.name if sender else "",
-        "to_addrs": _addresses(msg.to), "cc_addrs": _addresses(msg.cc), "reply_to": _addresses(msg.reply_to),
-        "date": msg.date, "subject": msg.subject, "text": msg.text, "reply_text": new_text,
-        "html_only": msg.html_only, "in_reply_to": json.dumps(list(msg.in_reply_to)),
-        "references": json.dumps(list(msg.references)), "auto": json.dumps(_auto_facts(msg, d)),
-        "raw_sha256": d.sha256, "size": msg.size, "created_at": d.at,
-    }
-    # The parser saved the attachments' content already (see inboxd.sync.worker);
-    # only attachments over the size limit are kept as metadata alone.
-    attachments = [{"filename": att.filename, "content_type": att.content_type, "size": att.size,
-                    "sha256": att.sha256, "stored": att.size <= filer.max_attachment, "inline": att.inline}
-                   for att in msg.attachments]
-    parents = {*msg.in_reply_to, *msg.references} - {msg.message_id}
-    d.message_pk = filing.insert_message(conn, values, parents, attachments)
-
-
-def record_sighting(filer: Filer, conn: Connection, d: Delivery) -> None:
-    d.sighted = True
-    filing.insert_sighting(conn, d.message_pk, d.mailbox, d.folder, d.uidvalidity, d.uid, d.now)
-
-
-def note_bounce(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """A permanent bounce of our own mail marks the addresses it went to, so
-    no auto-replies go there until [autoreply] bounce_expiry has passed.
-
-    Which addresses, `decide.bounce_marks` decided: only a report about a
-    Message-ID in our outbox marks anybody, and only the addresses that mail
-    went to.  The history records what was marked, until when, or why
-    nothing was.  An old bounce (history) says nothing about the address today.
-    """
-    bounce, marks = d.disposition.bounce, d.disposition.bounce_marks
-    if bounce is None or marks is None:
-        return
-    detail = {"recipients": list(bounce.recipients), "permanent": bounce.permanent, "reason": bounce.reason}
-    if bounce.permanent:
-        detail["marked"] = list(marks.marked)
-        if marks.marked:
-            detail["until"] = _iso(marks.until)
-        else:
-            detail["not_marked"] = marks.not_marked
-    _event(conn, d, "bounce", detail)
-    filing.mark_bouncing(conn, list(marks.marked), d.now)
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def record_csat(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """A survey answer is stored (never reopening the ticket); a low one is followed up."""
-    answer = d.disposition.csat
-    if answer is None:
-        return
-    filing.record_csat_answer(conn, answer.csat_id, answer.rating, answer.label, answer.comment, d.now)
-    _event(conn, d, "csat", {"rating": answer.rating, "label": answer.label, "comment": answer.comment})
-    if answer.low and not d.history:
-        _event(conn, d, "csat-followup", {"rating": answer.rating, "label": answer.label,
-                                          "task": "follow up with the customer"})
-        for name in answer.followup:
-            notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, filer.settings.agent(name), d.now,
-                         headline=f"Low satisfaction rating on {d.ticket_ref}: {answer.label}. "
-                                  f"Please follow up. Comment: {answer.comment or '-'}")
-
-
-def route(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """What the admin's [[rules]] decided (`decide.route`): the mailbox's team
-    on a new ticket, then tags, priority, team, tier, assignee and SLA policy."""
-    routing = d.disposition.routing
-    if routing is None:
-        return
-    if routing.team_on_new:
-        filing.set_team(conn, d.ticket_pk, routing.team_on_new)
-    if not routing.matched:
-        return
-    filing.apply_routing(conn, d.ticket_pk, priority=routing.priority, tags=list(routing.tags), team=routing.team,
-                         tier=routing.tier, escalate=routing.escalate, assignee=routing.assignee,
-                         sla_policy=routing.sla)
-    for reason in routing.reasons:
-        _event(conn, d, "rule", {"reason": reason})
-    if routing.assignee:
-        _event(conn, d, "rule-assign", {"assign": routing.assignee, "team": routing.team})
-
-
-def clock(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """The ticket's SLA due times, right away (the scheduler keeps them current).
-
-    Computed after the message's writes, from the ticket as they leave it
-    (`slaclock.refresh`: read the inputs, `due_times`, store).
-    """
-    if d.disposition.clock:
-        slaclock.refresh(conn, d.ticket_pk, filer.settings, filer.policies, d.now)
-
-
-def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """Queue the acknowledgement `decide.acknowledge` allowed, or record the rule that said no."""
-    ack = d.disposition.ack
-    if ack is None:
-        return
-    if not ack.send:
-        _event(conn, d, "no-ack", {"rule": ack.rule, "reason": ack.reason})
-        return
-    mailbox = filer.settings.mailbox(d.mailbox)
-    ticket = outbox.load_ticket(conn, d.ticket_pk)
-    subject, text, html = outbox.ack_content(
-        filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, conn, d, mailbox), template=ack.template)
-    # Composed by the sender on its first attempt: filing stays cheap.
-    message_id = outbox.queue(
-        conn, kind="ack", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
-        to=[(ticket.requester_name, ticket.requester)], subject=subject, text=text, html=html,
-        in_reply_to=d.msg.message_id, automatic=AUTO_REPLIED, now=d.now,
-        sent_copy=filer.settings.outbox.sent_copy, record_on_ticket="auto", compose_at_send=True)
-    _event(conn, d, "ack", {"message_id": message_id, "to": ticket.requester})
-    d.acked = True
-
-
-def _promise(filer: Filer, conn: Connection, d: Delivery, mailbox) -> dict:
-    """The first-response promise published in the acknowledgement (the clock step has just set it)."""
-    policy_name, due = filing.sla_promise(conn, d.ticket_pk)
-    policy = filer.policies.sla.get(policy_name) if policy_name else None
-    if policy is None or policy.first_response is None:
-        return {"first_response": None, "first_response_due": None}
-    local = due.astimezone(policy.calendar.tz) if due else None
-    return {"first_response": human(policy.first_response, mailbox.language),
-            "first_response_due": local.strftime("%Y-%m-%d %H:%M %Z") if local else None}
-
-
-def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """An agent's answer by email goes on to the customer from the shared address."""
-    decision, agent = d.disposition.relay, d.disposition.agent
-    if decision is None:
-        return
-    if not decision.send:
-        # Nothing new above the quote (a slip of the send button): relaying it
-        # would mail the customer an empty answer.
-        _event(conn, d, "relay-skipped", {"reason": decision.reason}, actor=agent.name)
-        return
-    mailbox = filer.settings.mailbox(d.mailbox)
-    ticket = outbox.load_ticket(conn, d.ticket_pk)
-    parent, references = outbox.thread_ids(conn, d.ticket_pk)
-    # A person's answer, so not automatic; the agent's own mail is on the thread already.
-    message_id = outbox.queue(
-        conn, kind="relay", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
-        to=[(ticket.requester_name, ticket.requester)],
-        subject=tagged_subject(ticket.subject, ticket.ref, filer.tags), text=d.disposition.reply_text,
-        in_reply_to=parent, references=references, automatic=None,
-        from_name=f"{agent.name.capitalize()} via {mailbox.display_name}", now=d.now,
-        sent_copy=filer.settings.outbox.sent_copy)
-    _event(conn, d, "relay", {"message_id": message_id, "to": ticket.requester}, actor=agent.name)
-
-
-def notify_agents(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """Tell the agents `decide.watchers` chose about customer mail: the assignee,
-    or for an unassigned ticket the agents of its team who asked for "all"."""
-    for name in d.disposition.notify:
-        headline = (f"New ticket {d.ticket_ref} in {d.mailbox}." if d.disposition.ticket.is_new
-                    else f"The customer wrote again on {d.ticket_ref}.")
-        notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, filer.settings.agent(name), d.now,
-                     headline=headline)
 
 
 class FilingLookup(StoreLookup):
@@ -713,25 +473,3 @@ PIPELINE: tuple[Callable[[Filer, Connection, Delivery], None], ...] = (
     notify_agents,
 )
 
-
-def _event(conn: Connection, d: Delivery, action: str, detail: dict, actor: str = "inboxd") -> None:
-    # Events of a message carry its arrival time, so history reads in order.
-    filing.add_event(conn, d.ticket_pk, d.at or d.now, actor, action, detail)
-
-
-def _addresses(addrs) -> str:
-    return json.dumps([{"name": a.name, "email": a.email} for a in addrs], ensure_ascii=False)
-
-
-def _auto_facts(msg: InboundMessage, d: Delivery) -> dict:
-    a = msg.auto
-    facts = {
-        "auto_submitted": a.auto_submitted, "precedence": a.precedence, "list_id": a.list_id,
-        "list_unsubscribe": a.list_unsubscribe, "auto_response_suppress": a.auto_response_suppress,
-        "return_path": a.return_path, "delivery_status": a.delivery_status, "loop": a.loop,
-    }
-    bounce = d.disposition.bounce
-    if bounce is not None:
-        facts["bounce"] = {"recipients": list(bounce.recipients), "permanent": bounce.permanent,
-                           "reason": bounce.reason}
-    return {k: v for k, v in facts.items() if v not in (None, False)}
