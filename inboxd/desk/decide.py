@@ -8,8 +8,9 @@ goes on (and which tickets of its conversation join that one), how the
 ticket's status moves, what the routing rules decided, whether an
 acknowledgement goes out and which rule decided, a survey answer, the
 addresses a bounce marks, the relay, who is notified, and the reasons.
-`inboxd.desk.ingest` then applies it through the store layer, one change per
-step (Mailman's chains before its pipeline).
+`inboxd.desk.apply` then writes it through the store layer, one change per
+step in the order of `inboxd.desk.ingest.PIPELINE` (Mailman's chains before
+its pipeline).
 
 Everything here is a function of data: threading (`threads.find_ticket`),
 the status a message moves a ticket to, routing (`routing.merge`,
@@ -299,13 +300,19 @@ def decide(m: Incoming, lookup: Lookup, desk: Desk, now: datetime) -> Dispositio
     relay = None
     if who.relay:
         relay = Relay(True) if text.strip() else Relay(False, "the agent's mail has no new text")
+        reasons.append("relayed to the customer" if relay.send else f"not relayed: {relay.reason}")
     csat = None
     if who.csat is not None:
         csat = survey_answer(who.csat, m.history, mailbox.language, desk)
+        if csat.low and not m.history:
+            reasons.append(f"a low rating ({csat.label}): followed up")
     marks = None
     if who.bounce is not None and not m.history:
         # An old bounce says nothing about the address today.
         marks = bounce_marks(who.bounce, lookup, now, settings.autoreply.bounce_expiry)
+        if who.bounce.permanent:
+            reasons.append(f"marks {', '.join(marks.marked)} as bouncing" if marks.marked
+                           else f"marks nobody: {marks.not_marked}")
     notify: tuple[str, ...] = ()
     if who.kind == "customer" and not m.history:
         notify = watchers(m.mailbox, ticket, current, routing, settings)
