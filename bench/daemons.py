@@ -149,6 +149,8 @@ def scenario(tmp: Path, dovecot: Dovecot, url: str, daemons: int, n: int, sink: 
         seconds = time.perf_counter() - start
         tickets = store.scalar("SELECT count(*) FROM ticket")
         quarantined = store.scalar("SELECT count(*) FROM quarantine")
+        with store.engine.connect() as conn:
+            reasons = collections.Counter(r.split("\n", 1)[0][:70] for (r,) in conn.execute(text("SELECT reason FROM quarantine")))
         acks = len(sink.envelopes) - acks_before if sink else 0
     finally:
         for p in procs:
@@ -158,7 +160,8 @@ def scenario(tmp: Path, dovecot: Dovecot, url: str, daemons: int, n: int, sink: 
             p.wait(timeout=120)
         store.engine.dispose()
     shares = sorted(held.values(), reverse=True) + [0] * (daemons - len(held))
-    return {"seconds": seconds, "tickets": tickets, "acks": acks, "held": shares, "quarantined": quarantined}
+    return {"seconds": seconds, "tickets": tickets, "acks": acks, "held": shares, "quarantined": quarantined,
+            "reasons": reasons}
 
 
 def main() -> int:
@@ -199,6 +202,8 @@ def main() -> int:
             extra = f", {r['acks']} acks" if args.acks else ""
             print(f"  {name}: {r['seconds']:7.2f} s  {n / r['seconds']:7.0f} msgs/s  ({r['tickets']} tickets{extra},"
                   f" {r['quarantined']} quarantined; folders held per daemon: {r['held']})")
+            for reason, count in r["reasons"].most_common(3):
+                print(f"      quarantined {count}: {reason}")
         one, three = results[0][1]["seconds"], results[1][1]["seconds"]
         print(f"  3 daemons / 1 daemon on PostgreSQL (throughput): {one / three:.2f}")
     return 0
