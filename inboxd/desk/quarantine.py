@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine
 
 from inboxd.config import Settings
 from inboxd.mail.largemail import header_block, read_head
-from inboxd.store import folders
+from inboxd.store import filing, folders
 from inboxd.store import quarantine as store
 from inboxd.store.engine import reading, writing
 
@@ -111,6 +111,8 @@ def retry(engine: Engine, settings: Settings, quarantine_id: int | None, now: da
         # Each message in its own transaction: one that fails again never
         # holds back the others.
         with writing(engine) as conn:
+            # Re-filing decides threads like the pollers do, so it waits its turn as they do.
+            filing.serialize_filing(conn)
             item = load(conn, qid, settings.store.data_dir)
             if item is None:
                 continue

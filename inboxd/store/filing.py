@@ -467,6 +467,28 @@ def add_event(conn: Connection, ticket_pk: int | None, at: datetime, actor: str,
                                  "detail": json.dumps(detail, ensure_ascii=False)}).close()
 
 
+# The key of the PostgreSQL advisory lock that every filing transaction
+# holds: any fixed number will do, this one spells "filing".
+FILING_LOCK_KEY = int.from_bytes(b"filing", "big")
+
+
+def serialize_filing(conn: Connection) -> None:
+    """Wait for the store-wide filing lock, held until this transaction ends (PostgreSQL).
+
+    Filing decides from what the store holds: which ticket a reply joins,
+    whether its customer and ticket rows exist yet.  SQLite makes those
+    decisions one transaction at a time (BEGIN IMMEDIATE).  Under
+    PostgreSQL's READ COMMITTED, two daemons (or two pollers of one) filing
+    a message and its reply from different folders would each miss the
+    other's uncommitted ticket and open two; filing the same new customer
+    from two batches deadlocks on its unique index.  So batches are filed
+    one at a time here too: the daemons still share the fetching, the
+    parsing, the sending and the duties, which is most of the work.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(FILING_LOCK_KEY)))
+
+
 def connection_lost(conn: Connection) -> bool:
     """Whether the connection itself is gone (PostgreSQL restarted or killed
     the session), rather than one statement failing: then nothing more can

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, exc as sa_exc
 
-from inboxd.store import folders, leases, sentcopies
+from inboxd.store import filing, folders, leases, sentcopies
 from inboxd.config import Settings
 from inboxd.store.engine import reading, writing
 from inboxd.desk.ingest import Batch, BatchResult, Filer, FolderCheckpoint
@@ -224,6 +224,7 @@ class StoreSink:
 
     def _file_once(self, batch: Batch, parsed: list | None) -> BatchResult:
         with writing(self.engine) as conn:
+            filing.serialize_filing(conn)
             now = self.clock()
             self._check_lease(conn, batch, now)
             return self.filer.file_batch(conn, batch, now, parsed)
@@ -237,6 +238,7 @@ class StoreSink:
                       extract_message_id(fetched.raw) or "", batch.mailbox, batch.folder, fetched.uid,
                       _describe(error))
             with writing(self.engine) as conn:
+                filing.serialize_filing(conn)
                 now = self.clock()
                 self._check_lease(conn, batch, now)
                 return self.filer.quarantine_alone(conn, batch, now, error)
