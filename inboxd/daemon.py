@@ -27,7 +27,7 @@ from pathlib import Path
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from inboxd.store import leases
-from inboxd.config import Settings
+from inboxd.config import ConfigError, Settings
 from inboxd.store.engine import open_store, writing
 from inboxd.sync.imap import MailboxPoller, MailboxStatus, Progress
 from inboxd.desk.duties import Duties
@@ -146,7 +146,9 @@ def _dry_run(settings: Settings, *, workers: int, progress: Callable[[Progress],
 
     url = make_url(settings.store.url)
     if url.get_backend_name() != "sqlite":
-        raise NotImplementedError("--dry-run needs a SQLite store")
+        # Copying a shared database for a rehearsal is the administrator's call, not ours.
+        raise ConfigError(f"{settings.path.name}: store.url: --dry-run needs a SQLite store; copy this one with"
+                          " `inboxd migrate-store --to sqlite:///rehearsal.db` and point a copy of the config at it")
     with tempfile.TemporaryDirectory(prefix="inboxd-dry-run-") as tmp:
         copy = Path(tmp) / "dry-run.db"
         source = Path(url.database) if url.database else None

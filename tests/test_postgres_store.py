@@ -148,3 +148,13 @@ def test_unreachable_postgresql_is_reported_by_check_config(tmp_path, dovecot: D
     assert check.returncode == 1
     [store] = [line for line in check.stdout.splitlines() if " store (" in line]
     assert store.startswith(f"FAILED store ({url}): OperationalError: ")
+
+
+def test_dry_run_on_postgresql_is_one_line_saying_how_to_rehearse(tmp_path, dovecot: Dovecot, imap_user, pg_url):
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], url=pg_url)
+    proc = cli(config, "run", "--dry-run", check=False)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "inboxd: inboxd.toml: store.url: --dry-run needs a SQLite store; copy this one with"
+        " `inboxd migrate-store --to sqlite:///rehearsal.db` and point a copy of the config at it")
