@@ -13,10 +13,10 @@ import hashlib
 import imaplib
 import json
 import logging
-import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection, text
 
 from inboxd.desk import ingest
 from inboxd.config import load_settings
@@ -25,7 +25,7 @@ from inboxd.desk.ingest import Batch, Fetched
 from inboxd.mail.message import clean_text, extract_message_id, parse_message
 from inboxd.sync.sink import StoreSink
 from inboxd.testing.mail import make_mail
-from tests.support import PASSWORD, cli, list_json, write_config
+from tests.support import PASSWORD, cli, list_json, store_engine, write_config
 
 # Where the poison byte goes; "poison<byte>id" marks it in the raw mail.
 FIELDS = ("message_id", "in_reply_to", "references", "subject", "filename", "from")
@@ -63,8 +63,16 @@ def fetch_raw(dovecot, user: str, uid: int) -> bytes:
         imap.logout()
 
 
-def store(config: Path) -> sqlite3.Connection:
-    return sqlite3.connect(config.parent / "inboxd.db")
+def row(conn: Connection, sql: str, **params) -> tuple | None:
+    """The first row of portable `sql` (:named parameters), as a tuple; None when there is none."""
+    found = conn.execute(text(sql), params).first()
+    return None if found is None else tuple(found)
+
+
+def counts(config: Path) -> list[int]:
+    with store_engine(config).connect() as conn:
+        return [conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                for table in ("message", "ticket", "quarantine", "sighting")]
 
 
 @pytest.mark.parametrize("batch_size", [200, 2], ids=["one-batch", "batches-of-2"])
@@ -93,14 +101,14 @@ def test_poison_byte_never_stops_the_mailbox(tmp_path, dovecot, imap_user, field
     assert {"Good 0", "Good 1", "Good 2", "Good 3"} <= subjects
 
     escaped = "poison\\x80id@example.cn"
-    with store(config) as conn:
+    with store_engine(config).connect() as conn:
         for label, raw in stored.items():
             sha = hashlib.sha256(raw).hexdigest()
             # The raw bytes are kept byte for byte, whether filed or quarantined.
-            assert conn.execute("SELECT data FROM rawmessage WHERE sha256 = ?", (sha,)).fetchone()[0] == raw
-            filed = conn.execute("SELECT id, message_id, in_reply_to, \"references\", subject FROM message"
-                                 " WHERE raw_sha256 = ?", (sha,)).fetchone()
-            quarantined = conn.execute("SELECT reason FROM quarantine WHERE raw_sha256 = ?", (sha,)).fetchone()
+            assert bytes(row(conn, "SELECT data FROM rawmessage WHERE sha256 = :sha", sha=sha)[0]) == raw
+            filed = row(conn, "SELECT id, message_id, in_reply_to, \"references\", subject FROM message"
+                              " WHERE raw_sha256 = :sha", sha=sha)
+            quarantined = row(conn, "SELECT reason FROM quarantine WHERE raw_sha256 = :sha", sha=sha)
             assert (filed is None) != (quarantined is None), (label, filed, quarantined)
             if filed is None:
                 assert quarantined[0], label
@@ -115,18 +123,14 @@ def test_poison_byte_never_stops_the_mailbox(tmp_path, dovecot, imap_user, field
             elif field == "subject":
                 assert subject.startswith("Help poison") and subject.endswith("id me")
             elif field == "filename":
-                [name] = conn.execute("SELECT filename FROM attachment WHERE message_pk = ?", (pk,)).fetchone()
+                [name] = row(conn, "SELECT filename FROM attachment WHERE message_pk = :pk", pk=pk)
                 assert name.startswith("poison") and name.endswith("id.pdf")
-        before = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                  for t in ("message", "ticket", "quarantine", "sighting")]
+    before = counts(config)
 
     # A second cycle files nothing new and does not fail.
     second = cli(config, "run", "--once", check=False)
     assert second.returncode == 0, second.stderr[-2000:]
-    with store(config) as conn:
-        after = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                 for t in ("message", "ticket", "quarantine", "sighting")]
-    assert after == before
+    assert counts(config) == before
 
 
 # -- the text boundary, without a server ------------------------------------------
@@ -189,7 +193,7 @@ def test_extract_message_id_matches_the_parser():
 
 @pytest.fixture
 def sink(tmp_path, dovecot, imap_user):
-    """A StoreSink on a real SQLite store (the config names the session Dovecot, never contacted)."""
+    """A StoreSink on the test's store (the config names the session Dovecot, never contacted)."""
     config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}])
     settings = load_settings(config)
     sink = StoreSink(open_store(settings.store.url), settings, workers=0)
@@ -197,9 +201,15 @@ def sink(tmp_path, dovecot, imap_user):
     sink.close()
 
 
-def _rows(sink: StoreSink, sql: str, *args) -> list[tuple]:
+def _rows(sink: StoreSink, sql: str, **params) -> list[tuple]:
+    """The rows of portable `sql` (:named parameters) on the sink's store, bytes as bytes."""
     with sink.engine.connect() as conn:
-        return [tuple(r) for r in conn.exec_driver_sql(sql, args)]
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
+                for r in conn.execute(text(sql), params)]
+
+
+class SimulatedStoreError(Exception):
+    """A failure of the store that breaks the whole transaction (raised by the tests below)."""
 
 
 def _batch(raws: list[bytes], first_uid: int = 1, last_uid: int | None = None) -> Batch:
@@ -227,7 +237,7 @@ def test_quarantine_row_that_cannot_be_written_falls_back_to_raw_bytes(sink, mon
     assert (result.filed, result.quarantined) == (1, 1)
     [(message_id, reason, sha)] = _rows(sink, "SELECT message_id, reason, raw_sha256 FROM quarantine")
     assert message_id is None and reason == "unreadable: UnicodeEncodeError"
-    assert _rows(sink, "SELECT data FROM rawmessage WHERE sha256 = ?", sha) == [(bad,)]
+    assert _rows(sink, "SELECT data FROM rawmessage WHERE sha256 = :sha", sha=sha) == [(bad,)]
     assert _rows(sink, "SELECT subject FROM ticket") == [("Good after bad text",)]
     assert _rows(sink, "SELECT last_uid FROM checkpoint") == [(5,)]
 
@@ -238,7 +248,7 @@ def _breaking(monkeypatch, bad_uids: set[int]) -> None:
 
     def breaking_deliver(self, cur, d, result):
         if d.uid in bad_uids:
-            raise sqlite3.DatabaseError(f"simulated failure filing uid {d.uid}")
+            raise SimulatedStoreError(f"simulated failure filing uid {d.uid}")
         return deliver(self, cur, d, result)
 
     monkeypatch.setattr(ingest.Filer, "deliver", breaking_deliver)
@@ -257,8 +267,8 @@ def test_a_batch_that_fails_twice_is_split_down_to_the_bad_message(sink, monkeyp
         f"Mail {i}" for i in (1, 2, 3, 4, 6, 7)]
     [(uid, message_id, reason, sha)] = _rows(sink, "SELECT uid, message_id, reason, raw_sha256 FROM quarantine")
     assert uid == 5 and message_id is None
-    assert reason == "unreadable: DatabaseError: simulated failure filing uid 5"
-    assert _rows(sink, "SELECT data FROM rawmessage WHERE sha256 = ?", sha) == [(raws[4],)]
+    assert reason == "unreadable: SimulatedStoreError: simulated failure filing uid 5"
+    assert _rows(sink, "SELECT data FROM rawmessage WHERE sha256 = :sha", sha=sha) == [(raws[4],)]
     assert _rows(sink, "SELECT last_uid FROM checkpoint") == [(9,)]
     messages = [r.getMessage() for r in caplog.records]
     assert any("trying once more" in m for m in messages)
@@ -274,10 +284,10 @@ def test_split_checkpoints_stop_before_a_message_that_cannot_be_kept(sink, monke
     _breaking(monkeypatch, {3})
 
     def store_down(*args, **kwargs):
-        raise sqlite3.DatabaseError("simulated: cannot even quarantine")
+        raise SimulatedStoreError("simulated: cannot even quarantine")
 
     monkeypatch.setattr(ingest.Filer, "quarantine_alone", store_down)
-    with pytest.raises(sqlite3.DatabaseError):
+    with pytest.raises(SimulatedStoreError):
         sink.file(_batch(raws, last_uid=6), None)
     assert sorted(s for (s,) in _rows(sink, "SELECT subject FROM ticket")) == ["Mail 1", "Mail 2"]
     assert _rows(sink, "SELECT last_uid FROM checkpoint") == [(2,)]
