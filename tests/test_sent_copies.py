@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import func, select, update
+
 from inboxd.config import load_settings
 from inboxd.store.engine import create_store_engine, open_store, writing
 from inboxd.sync.imap import MailboxPoller, connect
 from inboxd.outbound.outbox import queue
+from inboxd.store.sql import t as tables
 from inboxd.sync.sink import StoreSink
 from tests.support import write_config
 
@@ -25,7 +28,7 @@ def _sent_rows(engine, settings, count: int) -> list[str]:
                              to=[(f"Customer {i}", f"c{i}@example.org")], subject=f"Re: [T-{1000 + i}] Question",
                              text="We are on it.\n", automatic=None, from_name="Support",
                              message_id=f"inboxd.T-{1000 + i}.copy{i}@example.com", now=NOW, sent_copy=True))
-        conn.exec_driver_sql("UPDATE outbox SET status = 'sent', sent_at = created_at")
+        conn.execute(update(tables.outbox).values(status="sent", sent_at=tables.outbox.c.created_at))
     return ids
 
 
@@ -76,7 +79,9 @@ def test_two_daemons_appending_at_once_put_each_copy_in_sent_exactly_once(tmp_pa
     assert sum(appended) == len(expected)
     assert _sent_folder_ids(settings) == expected
     with writing(engine) as conn:
-        assert conn.exec_driver_sql("SELECT copy_status, count(*) FROM outbox GROUP BY 1").all() == [("done", 150)]
+        outbox = tables.outbox
+        assert conn.execute(select(outbox.c.copy_status, func.count()).group_by(outbox.c.copy_status)).all() \
+            == [("done", 150)]
     for sink in sinks:
         sink.engine.dispose()
 
