@@ -7,13 +7,13 @@ from another sender with other content.
 
 from __future__ import annotations
 
-import sqlite3
+from sqlalchemy import text
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
 from inboxd.mail.message import content_hash
 from inboxd.testing.mail import make_mail, make_message_id
-from tests.support import cli, list_json, show_json, write_config
+from tests.support import cli, list_json, show_json, store_engine, write_config
 
 
 def once(config):
@@ -22,9 +22,10 @@ def once(config):
     return report
 
 
-def rows(config, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(config.parent / "inboxd.db") as conn:
-        return conn.execute(sql, args).fetchall()
+def rows(config, sql: str, **params) -> list[tuple]:
+    """The rows of portable `sql` (:named parameters) on the store the config names."""
+    with store_engine(config).connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql), params)]
 
 
 def test_different_mail_with_a_stored_message_id_is_kept_and_flagged(tmp_path, dovecot, mail_user_factory):
