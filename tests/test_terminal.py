@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sqlite3
+
+from sqlalchemy import select
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
 from inboxd.cli.terminal import printable
-from tests.support import cli, write_config
+from inboxd.store.sql import t
+from tests.support import cli, store_engine, write_config
 
 # Everything a terminal would act on: C0 controls but tab and newline, DEL,
 # C1 controls, line separators and the bidirectional overrides.
@@ -68,9 +70,9 @@ def test_show_and_list_print_no_terminal_escapes_but_json_is_exact(tmp_path, dov
 
     # JSON carries the mail exactly as it was received (json escapes the controls itself).
     as_json = json.loads(cli(config, "show", "T-1000", "--json").stdout)
-    db = sqlite3.connect(config.parent / "inboxd.db")
-    stored_text, stored_subject, stored_name = db.execute(
-        "SELECT text, subject, from_name FROM message").fetchone()
+    m = t.message.c
+    with store_engine(config).connect() as conn:
+        stored_text, stored_subject, stored_name = conn.execute(select(m.text, m.subject, m.from_name)).one()
     [message] = as_json["messages"]
     assert message["text"] == stored_text and "\x1b]52;c;" in message["text"]
     assert message["subject"] == stored_subject and "\x1b[2J" in message["subject"]
