@@ -7,11 +7,10 @@ quarantine with a reason; none may crash the run or be skipped.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
-from tests.support import cli, write_config
+from tests.support import cli, db_count, write_config
 from tests.test_corpus_parse import CORPUS, _mail_files
 
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared corpus is absent")
@@ -35,14 +34,13 @@ def test_every_corpus_mail_is_filed_or_quarantined(tmp_path, dovecot, imap_user)
     proc = cli(config, "run", "--once", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
-    conn = sqlite3.connect(config.parent / "inboxd.db")
-    sighted = conn.execute("select count(distinct uid) from sighting").fetchone()[0]
+    sighted = db_count(config, "select count(distinct uid) from sighting")
     quarantined = json.loads(cli(config, "quarantine", "list", "--json").stdout)
     # Every UID became a sighting of a filed message or a quarantine entry.
     assert sighted + len(quarantined) == appended
     assert all(q["reason"] for q in quarantined)
-    assert conn.execute("select count(*) from message").fetchone()[0] > 300
-    assert conn.execute("select last_uid from checkpoint").fetchone()[0] == appended
+    assert db_count(config, "select count(*) from message") > 300
+    assert db_count(config, "select last_uid from checkpoint") == appended
     # The raw bytes of every quarantined mail are kept.
-    kept = conn.execute("select count(*) from quarantine q join rawmessage r on r.sha256 = q.raw_sha256").fetchone()[0]
+    kept = db_count(config, "select count(*) from quarantine q join rawmessage r on r.sha256 = q.raw_sha256")
     assert kept == len(quarantined)
