@@ -4,17 +4,17 @@ Round 2, 4 of 8, part 1.  On mailing-list archives about 16% of the message
 pairs that belong together ended up on different tickets: a reply filed
 before its parent opened a ticket of its own and stayed there, and two
 replies to a message that never reached the mailbox were never joined.
-The store-level tests file mail through the real pipeline on a fresh SQLite
-store; the last one drives a real Dovecot and `inboxd run --once`.
+The store-level tests file mail through the real pipeline on a fresh store,
+once SQLite and once PostgreSQL; the last one drives a real Dovecot and `inboxd run --once`.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
@@ -30,12 +30,14 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 class Desk:
     """A store and the Filer that fills it, one message per batch."""
 
-    def __init__(self, tmp_path):
-        self.settings = load_settings(offline_config(tmp_path))
-        self.engine = open_store(self.settings.store.url)
+    def __init__(self, tmp_path, url: str):
+        config = offline_config(tmp_path)
+        config.write_text(config.read_text().replace('url = "sqlite:///inboxd.db"', f'url = "{url}"', 1))
+        self.settings = load_settings(config)
+        assert self.settings.store.url == url
+        self.engine = open_store(url)
         self.filer = Filer(self.settings)
         self.uids: dict[str, int] = {}
-        self.path = tmp_path / "inboxd.db"
 
     def file(self, raw: bytes, folder: str = "INBOX", arrived: datetime | None = None,
              history_before: datetime | None = None) -> None:
@@ -44,24 +46,25 @@ class Desk:
         with writing(self.engine) as conn:
             self.filer.file_batch(conn, batch, NOW)
 
-    def rows(self, sql: str, *args) -> list[tuple]:
-        with sqlite3.connect(self.path) as conn:
-            return conn.execute(sql, args).fetchall()
+    def rows(self, sql: str, **params) -> list[tuple]:
+        """The rows of portable `sql` (:named parameters)."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), params)]
 
     def ticket_of(self, message_id: str) -> str:
         [(ref,)] = self.rows("SELECT t.ref FROM message m JOIN ticket t ON t.id = m.ticket_id"
-                             " WHERE m.message_id = ?", message_id.strip("<>"))
+                             " WHERE m.message_id = :mid", mid=message_id.strip("<>"))
         return ref
 
     def events(self, ref: str, action: str) -> list[dict]:
         return [json.loads(d) for (d,) in self.rows(
-            "SELECT e.detail FROM event e JOIN ticket t ON t.id = e.ticket_id WHERE t.ref = ? AND e.action = ?"
-            " ORDER BY e.id", ref, action)]
+            "SELECT e.detail FROM event e JOIN ticket t ON t.id = e.ticket_id WHERE t.ref = :ref"
+            " AND e.action = :action ORDER BY e.id", ref=ref, action=action)]
 
 
 @pytest.fixture
-def desk(tmp_path):
-    d = Desk(tmp_path)
+def desk(tmp_path, store_url):
+    d = Desk(tmp_path, store_url)
     yield d
     d.engine.dispose()
 
@@ -81,9 +84,9 @@ def test_parent_filed_last_joins_the_tickets_of_its_reply_and_its_parent(desk):
 
     desk.file(mail(b, a, (a,), frm="Carol <carol@example.com>"), folder="Archive")
     assert desk.ticket_of(a) == desk.ticket_of(b) == desk.ticket_of(c) == first
-    assert desk.rows("SELECT status, merged_into IS NOT NULL, message_count FROM ticket WHERE ref = ?", second) == [
-        ("closed", 1, 0)]
-    assert desk.rows("SELECT message_count, merged_into FROM ticket WHERE ref = ?", first) == [(3, None)]
+    assert desk.rows("SELECT status, merged_into IS NOT NULL, message_count FROM ticket WHERE ref = :ref",
+                     ref=second) == [("closed", True, 0)]
+    assert desk.rows("SELECT message_count, merged_into FROM ticket WHERE ref = :ref", ref=first) == [(3, None)]
     [into] = desk.events(second, "merge")
     [absorbed] = desk.events(first, "merge")
     bare = b.strip("<>")
@@ -92,7 +95,7 @@ def test_parent_filed_last_joins_the_tickets_of_its_reply_and_its_parent(desk):
     assert absorbed["reason"] == f"thread joined by <{bare}>"
     # The moved message keeps where it was seen.
     assert desk.rows("SELECT s.folder, s.uid FROM sighting s JOIN message m ON m.id = s.message_pk"
-                     " WHERE m.message_id = ?", a.strip("<>")) == [("INBOX", 1)]
+                     " WHERE m.message_id = :mid", mid=a.strip("<>")) == [("INBOX", 1)]
 
 
 def test_siblings_of_a_ghost_parent_share_a_ticket(desk):
@@ -111,11 +114,11 @@ def test_joined_ticket_is_live_and_as_active_as_its_most_active_part(desk):
     desk.file(mail(old, ghost, (ghost,)), arrived=NOW - timedelta(days=1), history_before=NOW - timedelta(hours=1))
     desk.file(mail(new, subject="Printer again", frm="Bob <bob@example.net>"))
     history, live = desk.ticket_of(old), desk.ticket_of(new)
-    assert desk.rows("SELECT status, history FROM ticket ORDER BY id") == [("closed", 1), ("new", 0)]
+    assert desk.rows("SELECT status, history FROM ticket ORDER BY id") == [("closed", True), ("new", False)]
     desk.file(mail(joiner, new, (ghost, new)))
     assert desk.ticket_of(joiner) == desk.ticket_of(new) == history
-    assert desk.rows("SELECT status, history, closed_at, message_count FROM ticket WHERE ref = ?", history) == [
-        ("new", 0, None, 3)]
+    assert desk.rows("SELECT status, history, closed_at, message_count FROM ticket WHERE ref = :ref",
+                     ref=history) == [("new", False, None, 3)]
     [event] = desk.events(history, "merge")
     assert (event["from"], event["status_before"], event["status_after"]) == (live, "closed", "new")
 
@@ -130,7 +133,7 @@ def test_a_ticket_closed_beyond_the_reopen_window_is_left_alone(desk):
     # Live mail that names both: it joins the live ticket; the finished one keeps its mail.
     desk.file(mail(joiner, live, (root, live)))
     assert desk.ticket_of(joiner) == desk.ticket_of(live) != finished
-    assert desk.rows("SELECT status, merged_into, message_count FROM ticket WHERE ref = ?", finished) == [
+    assert desk.rows("SELECT status, merged_into, message_count FROM ticket WHERE ref = :ref", ref=finished) == [
         ("closed", None, 2)]
     assert desk.events(finished, "merge") == []
     # Live mail that names only the finished ticket's mail follows up on it, as before.
