@@ -14,12 +14,14 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from inboxd.store import leases
 from inboxd.config import load_settings
 from inboxd.store.engine import create_store_engine, migrate, open_store, reading, writing
 from inboxd.sync.imap import MailboxPoller, connect
 from inboxd.desk.ingest import Batch, Fetched
+from inboxd.store.sql import t as tables
 from inboxd.sync.sink import StoreSink
 from inboxd.testing.mail import make_mail
 from tests.support import cli, db_count, write_config
@@ -201,7 +203,7 @@ def test_two_pollers_on_one_store_one_syncs_the_other_stands_by_then_takes_over(
                         None)
         assert poller_b.sync(client_b) == 1
         with reading(engine) as conn:
-            subjects = [s for (s,) in conn.exec_driver_sql("SELECT subject FROM message ORDER BY id")]
+            subjects = list(conn.scalars(select(tables.message.c.subject).order_by(tables.message.c.id)))
         assert subjects == ["First", "Second", "Third"]
         assert db_count(config, "SELECT count(*) FROM sighting") == 3
 
