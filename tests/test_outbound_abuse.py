@@ -9,14 +9,16 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import sqlite3
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import select, update
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
+from inboxd.store.sql import t as tables
 from inboxd.testing.mail import make_mail
-from tests.support import list_json, show_json, write_config
+from tests.support import list_json, show_json, store_engine, write_config
 
 
 @pytest.fixture
@@ -102,12 +104,14 @@ def acks_to(sink, address: str) -> list[email.message.EmailMessage]:
 
 def event_details(config, action: str) -> list[dict]:
     """The details of every `action` event in the store, oldest first."""
-    db = sqlite3.connect(config.parent / "inboxd.db")
+    event = tables.event
+    engine = store_engine(config)
     try:
-        return [json.loads(row[0]) for row in db.execute(
-            "SELECT detail FROM event WHERE action = ? ORDER BY id", (action,))]
+        with engine.connect() as conn:
+            return [json.loads(detail) for detail in conn.scalars(
+                select(event.c.detail).where(event.c.action == action).order_by(event.c.id))]
     finally:
-        db.close()
+        engine.dispose()
 
 
 def bounce_events(config) -> list[dict]:
@@ -159,10 +163,15 @@ def test_a_bounce_of_our_ack_marks_only_its_recipient_and_the_mark_expires(desk,
     [no_ack] = [e for e in show_json(config, still["id"])["events"] if e["action"] == "no-ack"]
     assert no_ack["detail"]["rule"] == "sender_bouncing"
     # Thirty-one days later (the default expiry is 30 days) the mark no longer blocks.
-    db = sqlite3.connect(config.parent / "inboxd.db")
-    db.execute("UPDATE customer SET bounced_at = datetime(bounced_at, '-31 days') WHERE email = 'gone@customer.example'")
-    db.commit()
-    db.close()
+    customer = tables.customer
+    gone = customer.c.email == "gone@customer.example"
+    engine = store_engine(config)
+    try:
+        with engine.begin() as conn:
+            bounced_at = conn.scalar(select(customer.c.bounced_at).where(gone))
+            conn.execute(update(customer).where(gone).values(bounced_at=bounced_at - timedelta(days=31)))
+    finally:
+        engine.dispose()
     dovecot.append(user, "INBOX", make_mail(frm="Gone <gone@customer.example>", subject="New address works"))
     once(config)
     assert len(acks_to(smtp_sink, "gone@customer.example")) == 2
