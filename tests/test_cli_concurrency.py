@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 
+from sqlalchemy import text
+
 from inboxd.testing.mail import make_mail
-from tests.support import cli, db_count, list_json, start_daemon, stop_daemon, wait_until, write_config
+from tests.support import cli, db_count, list_json, start_daemon, stop_daemon, store_engine, wait_until, write_config
 
 # Each loop's commands: every step of an agent's plan once, a supervisor's
 # one and a half times (so a tag is both added and removed).
@@ -170,21 +171,29 @@ def test_agents_and_daemon_write_at_once_without_lost_updates(tmp_path, dovecot,
     refused = [o for o in outcomes if o.agent in ("alice", "bob") and o.args[:2] == ("tag", "T-1000")]
     assert refused and all(o.code == 1 and "supervisor or admin role" in o.stderr for o in refused)
 
-    db = sqlite3.connect(config.parent / "inboxd.db")
-    pk = {ref: pk for pk, ref in db.execute("select id, ref from ticket")}
+    def rows(sql: str, **params) -> list[tuple]:
+        engine = store_engine(config)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
+    pk = {ref: pk for pk, ref in rows("select id, ref from ticket")}
 
     def succeeded(ref: str, command: str) -> list[Outcome]:
         return [o for o in ok if o.args[0] == command and o.args[1] == ref]
 
     def events(ref: str, action: str, actors=("alice", "bob", "carol", "dave")) -> int:
-        marks = ",".join("?" * len(actors))
-        return db.execute(f"select count(*) from event where ticket_id = ? and action = ? and actor in ({marks})",
-                          (pk[ref], action, *actors)).fetchone()[0]
+        marks = ",".join(f":actor{i}" for i in range(len(actors)))
+        return db_count(config, f"select count(*) from event where ticket_id = :pk and action = :action"
+                                f" and actor in ({marks})",
+                        pk=pk[ref], action=action, **{f"actor{i}": a for i, a in enumerate(actors)})
 
     # No lost update: the shared ticket has every tag reported added and not reported removed.
     added = {o.args[2] for o in succeeded("T-1000", "tag")}
     removed = {o.args[2] for o in succeeded("T-1000", "untag")}
-    [(tags_json, version, ingested)] = db.execute(
+    [(tags_json, version, ingested)] = rows(
         "select tags, version, (select count(*) from event where ticket_id = t.id and action = 'message')"
         " from ticket t where ref = 'T-1000'")
     assert sorted(json.loads(tags_json)) == sorted(added - removed)
@@ -195,10 +204,10 @@ def test_agents_and_daemon_write_at_once_without_lost_updates(tmp_path, dovecot,
         for command in ("tag", "untag", "note", "priority", "take", "assign", "unassign"):
             before = 1 if (ref, command) == ("T-1000", "take") else 0  # carol's take before the race
             assert events(ref, command) == before + len(succeeded(ref, command)), (ref, command)
-        notes = db.execute("select count(*) from message where ticket_id = ? and kind = 'note'", (pk[ref],))
-        assert notes.fetchone()[0] == len(succeeded(ref, "note"))
+        notes = db_count(config, "select count(*) from message where ticket_id = :pk and kind = 'note'", pk=pk[ref])
+        assert notes == len(succeeded(ref, "note"))
     # The version counts every change: creation, carol's take, each successful command, each ingest.
     changes = sum(len(succeeded("T-1000", c)) for c in ("tag", "untag", "note", "priority"))
     assert version == 1 + 1 + changes + ingested
     # Every appended mail became exactly one message.
-    assert db.execute("select count(*) from message where kind = 'customer'").fetchone()[0] == appended["all"]
+    assert db_count(config, "select count(*) from message where kind = 'customer'") == appended["all"]
