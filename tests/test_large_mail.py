@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -20,13 +19,15 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from inboxd.mail import largemail
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
 from inboxd.mail.message import MalformedMessage, parse_message
+from inboxd.store.sql import t
 from inboxd.testing.mail import make_mail
-from tests.support import cli, db_count, list_json, write_config
+from tests.support import cli, db_count, list_json, store_engine, write_config
 
 MiB = 1 << 20
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -94,9 +95,9 @@ def test_mail_over_max_message_bytes_is_quarantined_on_disk_and_filed_once_the_l
     assert json.loads(cli(config, "quarantine", "list", "--json").stdout) == []
     assert sorted(t["subject"] for t in list_json(config)) == ["A small question behind it", "The whole export"]
     assert not path.exists()
-    with sqlite3.connect(tmp_path / "inboxd.db") as conn:
-        [(stored,)] = conn.execute("SELECT data FROM rawmessage WHERE sha256 = ?", (sha256,)).fetchall()
-        [(att_sha, att_stored)] = conn.execute("SELECT sha256, stored FROM attachment").fetchall()
+    with store_engine(config).connect() as conn:
+        [(stored,)] = conn.execute(select(t.rawmessage.c.data).where(t.rawmessage.c.sha256 == sha256)).all()
+        [(att_sha, att_stored)] = conn.execute(select(t.attachment.c.sha256, t.attachment.c.stored)).all()
     assert stored == big
     assert att_stored and att_sha == hashlib.sha256(content).hexdigest()
     saved = tmp_path / "var" / "attachments" / att_sha[:2] / att_sha
@@ -124,13 +125,15 @@ def test_large_mail_under_the_limit_is_filed_with_its_attachment_saved(tmp_path,
     [ticket] = [t for t in tickets if t["subject"] == "Scans of the contract"]
     shown = json.loads(cli(config, "show", ticket["id"], "--json").stdout)
     assert shown["messages"][0]["text"].startswith("Hello,\n\nthe scans are attached.")
-    with sqlite3.connect(tmp_path / "inboxd.db") as conn:
-        attachments = conn.execute("SELECT filename, size, sha256, stored FROM attachment ORDER BY filename").fetchall()
-        [(stored, size)] = conn.execute("SELECT data, size FROM rawmessage WHERE sha256 = ?",
-                                        (hashlib.sha256(big).hexdigest(),)).fetchall()
+    a, raw = t.attachment.c, t.rawmessage.c
+    with store_engine(config).connect() as conn:
+        attachments = [tuple(r) for r in conn.execute(
+            select(a.filename, a.size, a.sha256, a.stored).order_by(a.filename))]
+        [(stored, size)] = conn.execute(select(raw.data, raw.size)
+                                        .where(raw.sha256 == hashlib.sha256(big).hexdigest())).all()
     sha = hashlib.sha256(content).hexdigest()
-    assert attachments == [("note.txt", 22, hashlib.sha256(b"small text attachment\n").hexdigest(), 1),
-                           ("scans.pdf", len(content), sha, 1)]
+    assert attachments == [("note.txt", 22, hashlib.sha256(b"small text attachment\n").hexdigest(), True),
+                           ("scans.pdf", len(content), sha, True)]
     assert (tmp_path / "var" / "attachments" / sha[:2] / sha).read_bytes() == content
     # The raw bytes went into the store a piece at a time, and whole.
     assert stored == big and size == len(big)
