@@ -15,17 +15,18 @@ import email.policy
 import email.utils
 import json
 import signal
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
 from inboxd.store.engine import open_store
 from inboxd.desk.duties import Duties
 from inboxd.testing.mail import make_mail, make_message_id
-from tests.support import cli, list_json, show_json, start_daemon, stop_daemon, wait_until, write_config
+from tests.support import (cli, db_count, list_json, show_json, start_daemon, stop_daemon, store_engine, wait_until,
+                           write_config)
 
 DESK = """
 [[agents]]
@@ -90,8 +91,14 @@ def events(config, ref: str, action: str) -> list[dict]:
     return [e for e in show_json(config, ref)["events"] if e["action"] == action]
 
 
-def db(config):
-    return sqlite3.connect(config.parent / "inboxd.db")
+def rows(config, sql: str, **params) -> list[tuple]:
+    """The rows of portable SQL (:named parameters) on whichever store the config names."""
+    engine = store_engine(config)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql), params)]
+    finally:
+        engine.dispose()
 
 
 def test_vip_rule_routes_and_the_ack_publishes_the_promise(desk, dovecot, smtp_sink):
@@ -103,7 +110,7 @@ def test_vip_rule_routes_and_the_ack_publishes_the_promise(desk, dovecot, smtp_s
     full = show_json(config, t["id"])
     rule = events(config, t["id"], "rule")[0]["detail"]["reason"]
     assert rule.startswith("rule vip:") and "vip.example" in rule
-    assert db(config).execute("select sla_policy, first_response_due is not null from ticket").fetchone() == ("fast", 1)
+    assert rows(config, "select sla_policy, first_response_due is not null from ticket") == [("fast", True)]
     ack = mails_to(smtp_sink, "boss@vip.example")[0]
     assert "within 1 hour" in body(ack)
     # A normal customer gets no promise (no policy applies to normal priority).
@@ -207,8 +214,8 @@ def test_survey_after_delay_and_ratings_by_reply_and_by_mailto(desk, dovecot, sm
                                             in_reply_to=survey2["Message-ID"], body="1 - great help, thanks\n"))
     # By the mailto link for the lowest level (no threading headers at all).
     ref3, survey3 = _closed_ticket_with_survey(config, dovecot, user, smtp_sink, "Ben <ben@example.org>", "Broken")
-    token = db(config).execute("select token from csat where ticket_id = (select id from ticket where ref = ?)",
-                               (ref3,)).fetchone()[0]
+    [(token,)] = rows(config, "select token from csat where ticket_id = (select id from ticket where ref = :ref)",
+                     ref=ref3)
     link = f"support+csat-{token}-4@example.com"
     assert link in body(survey3)
     dovecot.append(user, "INBOX", make_mail(frm="Ben <ben@example.org>", to=link, subject="4",
@@ -255,8 +262,7 @@ def test_restart_in_the_middle_resends_nothing(desk, dovecot, smtp_sink, tmp_pat
                    timeout=60, what="the breach notices of the ticket filed after the restart")
         # (A mail the killed daemon had claimed stays "sending" until its lease
         # runs out, minutes from now; that resend is the outbox tests' subject.)
-        wait_until(lambda: db(config).execute("select count(*) from outbox where status = 'queued'").fetchone()[0]
-                   == 0, timeout=60, what="the queued mail to go out")
+        wait_until(lambda: db_count(config, "select count(*) from outbox where status = 'queued'") == 0, timeout=60, what="the queued mail to go out")
     finally:
         assert stop_daemon(daemon) == 0
     after = [(e.rcpt_tos[0], email.message_from_bytes(e.data)["Message-ID"]) for e in smtp_sink.envelopes]
@@ -267,7 +273,7 @@ def test_restart_in_the_middle_resends_nothing(desk, dovecot, smtp_sink, tmp_pat
     assert len(keys) == len(set(keys))
     # A notice the killed daemon had claimed but not sent waits in "sending"
     # for its lease to run out, then goes once: late, never lost or doubled.
-    claimed = [m for (data,) in db(config).execute("select data from outbox where status = 'sending'")
+    claimed = [m for (data,) in rows(config, "select data from outbox where status = 'sending'")
                if data and "SLA breach" in body(m := email.message_from_bytes(data, policy=email.policy.default))
                and "alice@example.com" in str(m["To"])]
     assert len(notices) + len(claimed) == 8  # four tickets, two broken promises each
@@ -286,8 +292,8 @@ def test_weekly_report_goes_to_the_supervisors_once_a_week(desk, dovecot, smtp_s
     assert duties.run_due(monday.replace(hour=15))["weekly"] == 0  # the same week: nothing more
     assert duties.run_due(datetime(2026, 11, 10, 9, 0, tzinfo=UTC))["weekly"] == 0  # not the report day
     assert duties.run_due(next_monday)["weekly"] == 1  # the next week
-    rows = db(config).execute("select recipients from outbox where kind = 'report' order by id").fetchall()
-    assert [json.loads(r[0]) for r in rows] == [["carol@example.com"], ["carol@example.com"]]
+    found = rows(config, "select recipients from outbox where kind = 'report' order by id")
+    assert [json.loads(r[0]) for r in found] == [["carol@example.com"], ["carol@example.com"]]
     once(config, next_monday + timedelta(hours=1))  # sends them, and that week's report is out already
     report = [m for m in mails_to(smtp_sink, "carol@example.com") if m.get_content_type() == "multipart/alternative"]
     assert [email.utils.parsedate_to_datetime(m["Date"]) for m in report] == [monday, next_monday]
@@ -309,8 +315,8 @@ def test_two_daemons_on_one_store_never_double_send(desk, dovecot, smtp_sink, tm
         wait_until(lambda: len([m for m in mails_to(smtp_sink, "alice@example.com") if "SLA breach" in body(m)]) >= 12,
                    timeout=60, what="the breach notices")
         # Everything either daemon queued has gone out; a double claim would show below.
-        wait_until(lambda: db(config).execute("select count(*) from outbox where status != 'sent'").fetchone()[0]
-                   == 0, timeout=60, what="the outbox to be empty")
+        wait_until(lambda: db_count(config, "select count(*) from outbox where status != 'sent'") == 0,
+                   timeout=60, what="the outbox to be empty")
     finally:
         assert stop_daemon(first) == 0
         assert stop_daemon(second) == 0
@@ -320,7 +326,7 @@ def test_two_daemons_on_one_store_never_double_send(desk, dovecot, smtp_sink, tm
     assert len(notices) == 12  # six tickets, two broken promises each, each announced once
     acks = [e for e in smtp_sink.envelopes if e.rcpt_tos[0].startswith("boss") and b"opened ticket" in e.data]
     assert len(acks) == 6
-    assert db(config).execute("select count(*) from message where direction = 'in'").fetchone()[0] == 6
+    assert db_count(config, "select count(*) from message where direction = 'in'") == 6
 
 
 def test_daily_digest_once_per_agent_per_day(desk, dovecot, smtp_sink):
@@ -334,7 +340,7 @@ def test_daily_digest_once_per_agent_per_day(desk, dovecot, smtp_sink):
     morning = early.replace(hour=8, minute=30)
     assert duties.run_due(morning)["digest"] == len(settings.agents)  # one claim per agent
     assert duties.run_due(morning.replace(hour=17))["digest"] == 0   # once a day
-    rows = db(config).execute("select recipients, data from outbox where kind = 'digest'").fetchall()
+    found = rows(config, "select recipients, data from outbox where kind = 'digest'")
     # Only alice has open tickets, so only she gets a mail, listing the ticket.
-    assert [json.loads(r[0]) for r in rows] == [["alice@example.com"]]
-    assert b"T-1000" in rows[0][1]
+    assert [json.loads(r[0]) for r in found] == [["alice@example.com"]]
+    assert b"T-1000" in bytes(found[0][1])
