@@ -12,17 +12,18 @@ import json
 import os
 import re
 import signal
-import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select, update
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
-from inboxd.desk.slaclock import parse_time
+from inboxd.store.sql import t as tables
 from inboxd.testing.mail import make_mail, make_message_id
-from tests.support import cli, db_count, list_json, show_json, start_daemon, stop_daemon, wait_until, write_config
+from tests.support import (cli, db_count, list_json, show_json, start_daemon, stop_daemon, store_engine, wait_until,
+                           write_config)
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -56,10 +57,25 @@ def once(config, now: datetime | None = None):
 
 def retry_time(config) -> datetime:
     """The instant every queued mail's next attempt is due by (a cycle then retries them all)."""
-    with sqlite3.connect(config.parent / "inboxd.db", timeout=30) as db:
-        latest = db.execute("select max(next_attempt_at) from outbox where status = 'queued'").fetchone()[0]
+    outbox = tables.outbox
+    engine = store_engine(config)
+    try:
+        with engine.connect() as conn:
+            latest = conn.scalar(select(func.max(outbox.c.next_attempt_at)).where(outbox.c.status == "queued"))
+    finally:
+        engine.dispose()
     assert latest is not None, "no mail waits for a retry"
-    return parse_time(latest)
+    return latest
+
+
+def close_ticket(config, ago: timedelta) -> None:
+    """Close every ticket as of `ago` before now, as an agent would have."""
+    engine = store_engine(config)
+    try:
+        with engine.begin() as conn:
+            conn.execute(update(tables.ticket).values(status="closed", closed_at=datetime.now(UTC) - ago))
+    finally:
+        engine.dispose()
 
 
 def parsed(envelope) -> email.message.EmailMessage:
@@ -358,22 +374,18 @@ def test_sigkill_between_queueing_and_sending_loses_nothing(desk, dovecot, smtp_
         assert stop_daemon(daemon) == 0
     assert sorted(e.rcpt_tos[0] for e in smtp_sink.envelopes) == [f"c{i}@example.cn" for i in range(5)]
     assert len(envelopes) == 5
-    conn = sqlite3.connect(config.parent / "inboxd.db")
-    assert conn.execute("select count(*) from outbox where status = 'sent'").fetchone()[0] == 5
+    assert db_count(config, "select count(*) from outbox where status = 'sent'") == 5
 
 
 def test_reply_to_a_closed_ticket_reopens_within_the_window_else_opens_a_new_one(desk, dovecot, smtp_sink):
     config, user = desk
     dovecot.append(user, "INBOX", make_mail(subject="Old problem"))
     once(config)
-    db = sqlite3.connect(config.parent / "inboxd.db")
-    db.execute("update ticket set status = 'closed', closed_at = datetime('now', '-1 day')")
-    db.commit()
+    close_ticket(config, timedelta(days=1))
     dovecot.append(user, "INBOX", make_mail(subject="Re: [T-1000] Old problem", body="It is back.\n"))
     once(config)
     assert [t["status"] for t in list_json(config)] == ["open"]
-    db.execute("update ticket set status = 'closed', closed_at = datetime('now', '-30 days')")
-    db.commit()
+    close_ticket(config, timedelta(days=30))
     dovecot.append(user, "INBOX", make_mail(subject="Re: [T-1000] Old problem", body="Back again.\n"))
     once(config)
     tickets = {t["id"]: t for t in list_json(config)}
