@@ -262,7 +262,8 @@ def test_restart_in_the_middle_resends_nothing(desk, dovecot, smtp_sink, tmp_pat
                    timeout=60, what="the breach notices of the ticket filed after the restart")
         # (A mail the killed daemon had claimed stays "sending" until its lease
         # runs out, minutes from now; that resend is the outbox tests' subject.)
-        wait_until(lambda: db_count(config, "select count(*) from outbox where status = 'queued'") == 0, timeout=60, what="the queued mail to go out")
+        wait_until(lambda: db_count(config, "select count(*) from outbox where status = 'queued'") == 0,
+                   timeout=60, what="the queued mail to go out")
     finally:
         assert stop_daemon(daemon) == 0
     after = [(e.rcpt_tos[0], email.message_from_bytes(e.data)["Message-ID"]) for e in smtp_sink.envelopes]
