@@ -51,8 +51,9 @@ class LockingSink(SmtpSink):
             self.writer = None
 
 
-@pytest.mark.skipif(support.STORE != "sqlite", reason="about SQLite's write lock: the sink takes it with BEGIN IMMEDIATE"
-                    " to check that the sender holds it from before DATA to its record")
+@pytest.mark.skipif(support.STORE != "sqlite",
+                    reason="about SQLite's write lock: the sink takes it with BEGIN IMMEDIATE to check that the"
+                           " sender holds it from before DATA to its record")
 def test_a_kill_right_after_the_servers_250_does_not_send_the_ack_again(tmp_path, dovecot, imap_user):
     """Defect: 4 of 3,000 acks were sent twice after 10 SIGKILLs: after the server's
     250 the sender still had to wait for the store's write lock to record `sent`, and a
