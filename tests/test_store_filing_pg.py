@@ -299,3 +299,14 @@ def test_which_errors_make_the_store_unusable():
     assert not unusable(sa_exc.IntegrityError("INSERT", {}, psycopg.errors.UniqueViolation("duplicate key")))
     assert not unusable(sa_exc.DataError("INSERT", {}, psycopg.DataError("invalid byte sequence")))
     assert not unusable(ValueError("bad header"))
+
+
+def test_another_transaction_in_the_way_is_not_the_mails_fault():
+    # A deadlock or serialization failure rolls the batch back to be filed
+    # again; a constraint the mail breaks is the mail's (quarantine).
+    errors = psycopg.errors
+    assert filing.contention(errors.DeadlockDetected("deadlock detected"))
+    assert filing.contention(sa_exc.OperationalError("INSERT", {}, errors.SerializationFailure("could not serialize")))
+    assert filing.contention(errors.LockNotAvailable("lock timeout"))
+    assert not filing.contention(errors.UniqueViolation("duplicate key"))
+    assert not filing.contention(ValueError("bad data"))

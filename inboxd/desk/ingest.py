@@ -48,7 +48,6 @@ from inboxd.config import Settings
 from inboxd.desk.apply import (acknowledge, clock, join_threads, note_bounce, note_reused_id, notify_agents,
                                open_or_update_ticket, record_csat, record_sighting, relay, route, store_message)
 from inboxd.desk.decide import Desk, Disposition, Done, Incoming, Quarantined, decide
-from inboxd.desk.policies import load_policies
 from inboxd.mail.largemail import header_block, read_head
 from inboxd.mail.message import InboundMessage, MalformedMessage, clean_text, content_hash, extract_message_id
 from inboxd.outbound import outbox
@@ -140,7 +139,7 @@ class Filer:
 
     def __init__(self, settings: Settings, parse: Callable[[bytes], InboundMessage] | None = None):
         self.settings = settings
-        self.policies = load_policies(settings)
+        self.policies = settings.policies
         self.desk = Desk.of(settings, self.policies)
         self.tags = self.desk.tags
         self.templates = Templates(settings.template_dirs)
@@ -186,9 +185,10 @@ class Filer:
                 result.duplicates += 1
             return
         except Exception as exc:  # One bad message never stops the batch.
-            if filing.connection_lost(conn):
-                # The store went away (PostgreSQL restarted, say): that is no
-                # fault of this mail, and nothing more can be written.
+            if filing.connection_lost(conn) or filing.contention(exc):
+                # The store went away (PostgreSQL restarted, say), or another
+                # transaction deadlocked with this one: no fault of this mail.
+                # The batch rolls back and is filed again on the next pass.
                 raise
             savepoint.rollback()
             self.quarantine(conn, d, _failure_reason(exc))

@@ -6,8 +6,6 @@ top-level sections of inboxd.toml.  ``inboxd.config.parse_settings`` calls
 ``read_policies`` in its one pass over the file, so a mistake here fails the
 load like any other config error (one line naming the file and the key), and
 ``settings.policies`` holds the result, frozen: read it there.
-``load_policies(settings)`` returns that same object, for inboxd.desk.ingest
-until it reads ``settings.policies`` too.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from types import MappingProxyType
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from inboxd.config import AgentSettings, ConfigError, MailboxSettings, Settings, Table
+from inboxd.config import AgentSettings, ConfigError, MailboxSettings, Table
 from inboxd.desk.csat import CsatSettings, parse_csat
 from inboxd.desk.routing import RuleSet, parse_rules
 from inboxd.desk.sla import Calendar, SlaPolicy, parse_calendars, parse_sla_policies, policy_for_priority
@@ -61,11 +59,6 @@ class Policies:
             if name and name in self.sla:
                 return self.sla[name]
         return policy_for_priority(self.sla, priority)
-
-
-def load_policies(settings: Settings) -> Policies:
-    """The policies read with the settings (``settings.policies``)."""
-    return settings.policies
 
 
 def read_policies(top: Table, *, mailboxes: tuple[MailboxSettings, ...], agents: tuple[AgentSettings, ...],

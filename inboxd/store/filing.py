@@ -18,10 +18,10 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Boolean, Connection, Row, bindparam, case, func, select, update
+from sqlalchemy import Boolean, Connection, bindparam, case, func, select, update
 from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
 
-from inboxd.store.sql import greatest, insert_ignore, json_text, t
+from inboxd.store.sql import greatest, insert_ignore, t
 
 _t, _m, _c, _e = t.ticket.c, t.message.c, t.customer.c, t.event.c
 
@@ -317,9 +317,6 @@ _TICKET_COLUMNS = ("id", "ref", "subject", "status", "priority", "mailbox", "req
                    "message_count", "created_at", "updated_at", "closed_at", "history", "version", "tier",
                    "escalated", "sla_version")
 _INSERT_TICKET = Prepared(t.ticket.insert().inline(), _TICKET_COLUMNS)
-# Locked (PostgreSQL; SQLite's write lock is held already) until the batch
-# commits: the new status is decided from this read.
-_STATE = Prepared(select(_t.ref, _t.status, _t.closed_at).where(_t.id == bindparam("pk")).with_for_update())
 # History joins its thread as a record: it moves only the counts and times.
 _TOUCH_HISTORY = Prepared(update(t.ticket).where(_t.id == bindparam("pk")).values(
     message_count=_t.message_count + 1, updated_at=greatest(_t.updated_at, _at("at", _t.updated_at)),
@@ -333,18 +330,9 @@ _ON_MESSAGE = Prepared(update(t.ticket).where(_t.id == bindparam("pk")).values(
                             _at("at", _t.first_response_at)), else_=_t.first_response_at),
     closed_at=case((_flag("keep_closed"), _t.closed_at), else_=None),
     history=case((_flag("live"), False), else_=_t.history)))
-_JOIN_COLUMNS = (_t.id, _t.ref, _t.status, _t.priority, _t.assignee, _t.team, _t.tier, _t.escalated, _t.sla_policy,
-                 _t.history, _t.created_at, _t.first_response_at, _t.closed_at, _t.solved_at)
-_ROUTING = Prepared(select(_t.tags, _t.priority, _t.team, _t.tier).where(_t.id == bindparam("pk")))
 _PROMISE = Prepared(select(_t.sla_policy, _t.first_response_due).where(_t.id == bindparam("pk")))
-_WATCHERS = Prepared(select(_t.assignee, _t.team).where(_t.id == bindparam("pk")))
 _SET_TEAM = Prepared(update(t.ticket).where(_t.id == bindparam("pk"))
                      .values(team=bindparam("team", type_=_t.team.type)))
-
-
-def ticket_state(conn: Connection, pk: int) -> tuple[str, str, datetime | None]:
-    """(ref, status, closed_at) of a ticket."""
-    return _STATE.first(conn, {"pk": pk})
 
 
 def insert_ticket(conn: Connection, *, pk: int, ref: str, subject: str, status: str, mailbox: str, requester: str,
@@ -371,15 +359,6 @@ def count_message(conn: Connection, pk: int, at: datetime, *, new_status: str, f
                                "keep_closed": new_status == "closed", "live": live}).close()
 
 
-def tickets_to_join(conn: Connection, pks: Iterable[int]) -> dict[int, Row]:
-    """The unmerged tickets among `pks`, by id, with what joining them decides
-    from; locked (PostgreSQL) in id order, so two daemons joining one
-    conversation take turns rather than deadlock."""
-    rows = conn.execute(select(*_JOIN_COLUMNS).where(_t.id.in_(list(pks)), _t.merged_into.is_(None))
-                        .order_by(_t.id).with_for_update())
-    return {row.id: row for row in rows}
-
-
 def set_joined_state(conn: Connection, pk: int, **values) -> None:
     """The state of a ticket that absorbs the others of its conversation."""
     conn.execute(update(t.ticket).where(_t.id == pk).values(version=_t.version + 1, **values))
@@ -387,26 +366,6 @@ def set_joined_state(conn: Connection, pk: int, **values) -> None:
 
 def set_team(conn: Connection, pk: int, team: str) -> None:
     _SET_TEAM.execute(conn, {"pk": pk, "team": team}).close()
-
-
-def routing_facts(conn: Connection, pk: int) -> tuple[list[str], str, str | None, int]:
-    """(tags, priority, team, tier) of a ticket, as routing rules see them."""
-    tags, priority, team, tier = _ROUTING.first(conn, {"pk": pk})
-    return json.loads(tags), priority, team, tier
-
-
-def open_counts(conn: Connection, open_statuses: Sequence[str]) -> dict[str, int]:
-    """How many open tickets each assignee has (for round-robin and least-loaded assignment)."""
-    rows = conn.execute(select(_t.assignee, func.count()).where(_t.status.in_(list(open_statuses)),
-                                                                 _t.assignee.is_not(None)).group_by(_t.assignee))
-    return {assignee: count for assignee, count in rows}
-
-
-def last_rule_assignee(conn: Connection, team: str | None) -> str | None:
-    """Whom the rules last assigned a ticket of `team` to."""
-    return conn.execute(select(json_text(_e.detail, "assign")).where(
-        _e.action == "rule-assign", json_text(_e.detail, "team").is_not_distinct_from(team))
-        .order_by(_e.id.desc()).limit(1)).scalar()
 
 
 def apply_routing(conn: Connection, pk: int, *, priority: str | None, tags: list[str], team: str | None,
@@ -428,11 +387,6 @@ def apply_routing(conn: Connection, pk: int, *, priority: str | None, tags: list
 def sla_promise(conn: Connection, pk: int) -> tuple[str | None, datetime | None]:
     """(SLA policy, first response due) of a ticket."""
     return _PROMISE.first(conn, {"pk": pk})
-
-
-def watchers(conn: Connection, pk: int) -> tuple[str | None, str | None]:
-    """(assignee, team) of a ticket: who hears about its mail."""
-    return _WATCHERS.first(conn, {"pk": pk})
 
 
 # -- customers, surveys, events ------------------------------------------------------
@@ -487,6 +441,19 @@ def serialize_filing(conn: Connection) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.execute(select(func.pg_advisory_xact_lock(FILING_LOCK_KEY)))
+
+
+# PostgreSQL's SQLSTATEs for "another transaction was in the way":
+# serialization failure, deadlock detected, lock not available.
+_CONTENTION = frozenset({"40001", "40P01", "55P03"})
+
+
+def contention(exc: BaseException) -> bool:
+    """Whether `exc` is another transaction getting in the way (a deadlock,
+    say) rather than this mail failing: the batch is then rolled back and
+    filed again later, never quarantined."""
+    orig = getattr(exc, "orig", exc)
+    return getattr(orig, "sqlstate", None) in _CONTENTION
 
 
 def connection_lost(conn: Connection) -> bool:
