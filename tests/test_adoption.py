@@ -9,20 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import delete, select, text, update
 
 from inboxd.desk import quarantine
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
 from inboxd.store.engine import open_store
+from inboxd.store import sql
 from inboxd.sync.imap import MailboxPoller, connect
 from inboxd.sync.sink import StoreSink
 from inboxd.testing.mail import make_mail, make_message_id
-from tests.support import cli, db_count, list_json, show_json, write_config
+from tests.support import cli, db_count, list_json, show_json, store_engine, write_config
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -31,8 +32,11 @@ def once(config, **kw):
     return run_once(load_settings(config), workers=0, **kw)
 
 
-def db(config) -> sqlite3.Connection:
-    return sqlite3.connect(config.parent / "inboxd.db", timeout=30)
+def history_cut(config):
+    """The INBOX checkpoint's history cut-off, an aware datetime (None when not set)."""
+    with store_engine(config).connect() as conn:
+        checkpoint = sql.t.checkpoint.c
+        return conn.execute(select(checkpoint.history_before).where(checkpoint.folder == "INBOX")).scalar_one()
 
 
 def iso(dt: datetime) -> str:
@@ -76,9 +80,7 @@ def test_first_sync_imports_three_years_as_closed_history_and_acknowledges_only_
     assert db_count(config, "SELECT count(*) FROM ticket WHERE first_response_due IS NOT NULL"
                             " OR resolution_due IS NOT NULL") == 0
     assert smtp_sink.envelopes == []
-    with db(config) as conn:
-        [cut] = conn.execute("SELECT history_before FROM checkpoint WHERE folder = 'INBOX'").fetchone()
-    assert cut is not None
+    assert history_cut(config) is not None
 
     # Twenty new mails after the first start, from customers who also wrote
     # before (the ack budget must not count their history), and a reply to
@@ -131,9 +133,8 @@ def test_mail_that_arrived_while_the_daemon_was_down_keeps_its_arrival_time(tmp_
                           extra=SLA)
     assert once(config).failed == []  # The first start: an empty folder, cut-off = now.
     # Simulate ten days of downtime: the first sync happened ten days ago.
-    with db(config) as conn:
-        conn.execute("UPDATE checkpoint SET history_before = ?",
-                     ((NOW - timedelta(days=10)).strftime("%Y-%m-%d %H:%M:%S.000000"),))
+    with store_engine(config).begin() as conn:
+        conn.execute(update(sql.t.checkpoint).values(history_before=NOW - timedelta(days=10)))
     arrived = (NOW - timedelta(days=3)).replace(microsecond=0)
     dovecot.append(imap_user, "INBOX", make_mail(subject="Sent while you were away", date=arrived), when=arrived)
     assert once(config).failed == []
@@ -154,6 +155,10 @@ priority = ["low", "normal", "high", "urgent"]
 """
 
 
+# `run --dry-run` rehearses on a SQLite store only (it tells a PostgreSQL user to copy the store
+# to SQLite first), and this test checks the SQLite file itself.
+@pytest.mark.skipif('config.getoption("--store") == "postgresql"',
+                    reason="run --dry-run needs a SQLite store by design; the test checks the inboxd.db file")
 def test_dry_run_counts_match_the_real_run_and_change_nothing(tmp_path, dovecot, imap_user, smtp_sink):
     """`run --dry-run` prints per folder what a real run would do, and writes and sends nothing."""
     cut = NOW - timedelta(days=7)
@@ -200,19 +205,20 @@ def test_audit_finds_exactly_the_uids_deleted_from_the_store(tmp_path, dovecot, 
     assert (inbox["on_server"], inbox["stored"], inbox["quarantined"], inbox["missing"]) == (11, 10, 1, [])
     assert sent["on_server"] == 0 and sent["missing"] == []
 
-    with db(config) as conn:
-        conn.execute("DELETE FROM sighting WHERE folder = 'INBOX' AND uid IN (3, 7)")
+    with store_engine(config).begin() as conn:
+        sighting = sql.t.sighting
+        conn.execute(delete(sighting).where(sighting.c.folder == "INBOX", sighting.c.uid.in_([3, 7])))
     proc = cli(config, "audit", "--json", check=False)
     assert proc.returncode == 1
     assert json.loads(proc.stdout)[0]["missing"] == [3, 7]
     assert "missing UIDs" in cli(config, "audit", check=False).stdout
     # Mail that is on the server but not synced yet is not missing.
     dovecot.append(imap_user, "INBOX", make_mail(subject="Not yet synced"))
-    with db(config) as conn:
-        conn.execute("INSERT INTO sighting (message_pk, mailbox, folder, uidvalidity, uid, seen_at)"
-                     " SELECT message_pk, mailbox, folder, uidvalidity, 3, seen_at FROM sighting LIMIT 1")
-        conn.execute("INSERT INTO sighting (message_pk, mailbox, folder, uidvalidity, uid, seen_at)"
-                     " SELECT message_pk, mailbox, folder, uidvalidity, 7, seen_at FROM sighting LIMIT 1")
+    with store_engine(config).begin() as conn:
+        for uid in (3, 7):
+            conn.execute(text("INSERT INTO sighting (message_pk, mailbox, folder, uidvalidity, uid, seen_at)"
+                              " SELECT message_pk, mailbox, folder, uidvalidity, :uid, seen_at FROM sighting LIMIT 1"),
+                         {"uid": uid})
     [inbox, _] = json.loads(cli(config, "audit", "--json").stdout)
     assert inbox["unsynced"] == 1 and inbox["missing"] == []
 
@@ -364,9 +370,7 @@ def test_mail_arriving_in_the_same_second_as_the_first_sync_is_new_work(tmp_path
     seconds, so mail that arrived in that second, just after the sync, became history (seen in the demo)."""
     config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], history_before=None)
     assert once(config).failed == []
-    with db(config) as conn:
-        [cut] = conn.execute("SELECT history_before FROM checkpoint WHERE folder = 'INBOX'").fetchone()
-    cutoff = datetime.fromisoformat(cut).replace(tzinfo=UTC)
+    cutoff = history_cut(config)
     assert cutoff.microsecond == 0
     dovecot.append(imap_user, "INBOX", make_mail(subject="Right after the start"), when=cutoff)
     assert once(config).failed == []
