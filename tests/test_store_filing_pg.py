@@ -20,9 +20,8 @@ from inboxd.config import load_settings
 from inboxd.desk import ingest
 from inboxd.desk.ingest import Batch, Fetched, Filer
 from inboxd.store import filing, sentcopies
-from inboxd.store.engine import create_store_engine, migrate, reading, writing
+from inboxd.store.engine import create_store_engine, migrate, reading, store_unusable, writing
 from inboxd.store.sql import t
-from inboxd.sync import sink as sink_module
 from inboxd.sync.sink import StoreSink
 from inboxd.testing.mail import make_mail, make_message_id
 from inboxd.testing.threadcheck import offline_config
@@ -244,7 +243,7 @@ def test_postgresql_going_away_is_an_unusable_store_not_a_bad_batch(pg_desk, mon
         monkeypatch.setattr(ingest, "PIPELINE", (server_goes_away, *ingest.PIPELINE))
         with pytest.raises(sa_exc.DBAPIError) as raised:
             sink.file(pg_desk.batch(make_mail(subject="One"), make_mail(subject="Two")), None)
-        assert sink_module._store_unusable(raised.value)
+        assert store_unusable(raised.value)
         monkeypatch.undo()
         assert pg_desk.all(select(func.count()).select_from(t.quarantine)) == [(0,)]
         assert pg_desk.all(select(func.count()).select_from(t.ticket)) == [(0,)]
@@ -272,7 +271,7 @@ def test_postgresql_killed_under_a_filing_statement_is_an_unusable_store(pg_desk
         monkeypatch.setattr(ingest, "PIPELINE", (killed_from_outside, *ingest.PIPELINE))
         with pytest.raises(Exception) as raised:
             sink.file(pg_desk.batch(make_mail(subject="One"), make_mail(subject="Two")), None)
-        assert sink_module._store_unusable(raised.value), repr(raised.value)
+        assert store_unusable(raised.value), repr(raised.value)
         # Neither retried nor split: the poller tries the batch again later.
         assert not [r for r in caplog.records if "trying once more" in r.getMessage()]
         monkeypatch.undo()
@@ -286,7 +285,7 @@ def test_postgresql_killed_under_a_filing_statement_is_an_unusable_store(pg_desk
 def test_which_errors_make_the_store_unusable():
     import sqlite3
 
-    unusable = sink_module._store_unusable
+    unusable = store_unusable
     assert unusable(psycopg.OperationalError("server closed the connection unexpectedly"))
     assert unusable(psycopg.errors.AdminShutdown("terminating connection due to administrator command"))
     assert unusable(sa_exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("gone")))

@@ -24,11 +24,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 
@@ -249,3 +252,41 @@ def open_store(url: str, *, create: bool = True) -> Engine:
     engine = create_store_engine(url, create=create)
     migrate(engine)
     return engine
+
+
+# SQLite's primary result codes that say the store cannot be written right
+# now: SQLITE_BUSY, SQLITE_LOCKED (another writer), SQLITE_READONLY,
+# SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.  They are about the store, not
+# the mail: splitting the batch would only quarantine good mail.
+_STORE_TROUBLE = frozenset({5, 6, 8, 10, 13, 14})
+
+
+def store_unusable(exc: BaseException) -> bool:
+    """Whether `exc` says the store cannot be written right now (rather than
+    that this batch's mail broke it): then the batch is neither retried in
+    halves nor quarantined, and the poller tries it again later.
+
+    SQLite: the result codes above.  PostgreSQL: the connection is gone or
+    unusable (server down or restarting, an administrator's shutdown, a
+    network failure), which SQLAlchemy reports as a connection invalidated,
+    and psycopg as an OperationalError.
+    """
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    # SQLAlchemy wraps the driver's error; the driver's own is bare.
+    orig = getattr(exc, "orig", exc)
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _STORE_TROUBLE
+    return _postgres_unusable(orig)
+
+
+def _postgres_unusable(orig: BaseException) -> bool:
+    # psycopg is the optional `postgres` extra: only a store that uses it can raise its errors.
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return False
+    # OperationalError: connection failure, admin shutdown, crash shutdown,
+    # cannot connect now (SQLSTATE classes 08 and 57P); a statement's own
+    # failure (a constraint, bad data) is a different class.
+    return isinstance(orig, psycopg.OperationalError)

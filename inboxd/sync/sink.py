@@ -23,19 +23,17 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import sqlite3
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, exc as sa_exc
+from sqlalchemy import Engine
 
 from inboxd.store import filing, folders, leases, sentcopies
 from inboxd.config import Settings
-from inboxd.store.engine import reading, writing
+from inboxd.store.engine import reading, store_unusable, writing
 from inboxd.desk.ingest import Batch, BatchResult, Filer, FolderCheckpoint
 from inboxd.mail.largemail import LARGE_MESSAGE_BYTES, Spool
 from inboxd.mail.message import extract_message_id
@@ -188,7 +186,7 @@ class StoreSink:
         except leases.LeaseLost:
             raise
         except Exception as exc:
-            if not batch.messages or _store_unusable(exc):
+            if not batch.messages or store_unusable(exc):
                 raise
             log.warning("%s/%s: filing UIDs %s failed (%s); trying once more",
                         batch.mailbox, batch.folder, _uids(batch), _describe(exc))
@@ -197,7 +195,7 @@ class StoreSink:
             except leases.LeaseLost:
                 raise
             except Exception as again:
-                if _store_unusable(again):
+                if store_unusable(again):
                     raise
                 log.error("%s/%s: filing UIDs %s failed again (%s); splitting the batch to find the mail that"
                           " breaks it", batch.mailbox, batch.folder, _uids(batch), _describe(again))
@@ -257,7 +255,7 @@ class StoreSink:
             except leases.LeaseLost:
                 raise
             except Exception as exc:
-                if _store_unusable(exc):
+                if store_unusable(exc):
                     raise
                 log.warning("%s/%s: UIDs %s failed (%s); splitting them", part.mailbox, part.folder,
                             _uids(part), _describe(exc))
@@ -288,44 +286,6 @@ class StoreSink:
     def copy_done(self, outbox_id: int) -> None:
         with writing(self.engine) as conn:
             sentcopies.copy_done(conn, outbox_id)
-
-
-# SQLite's primary result codes that say the store cannot be written right
-# now: SQLITE_BUSY, SQLITE_LOCKED (another writer), SQLITE_READONLY,
-# SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.  They are about the store, not
-# the mail: splitting the batch would only quarantine good mail.
-_STORE_TROUBLE = frozenset({5, 6, 8, 10, 13, 14})
-
-
-def _store_unusable(exc: BaseException) -> bool:
-    """Whether `exc` says the store cannot be written right now (rather than
-    that this batch's mail broke it): then the batch is neither retried in
-    halves nor quarantined, and the poller tries it again later.
-
-    SQLite: the result codes above.  PostgreSQL: the connection is gone or
-    unusable (server down or restarting, an administrator's shutdown, a
-    network failure), which SQLAlchemy reports as a connection invalidated,
-    and psycopg as an OperationalError.
-    """
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    # SQLAlchemy wraps the driver's error; the driver's own is bare.
-    orig = getattr(exc, "orig", exc)
-    if isinstance(orig, sqlite3.Error):
-        code = getattr(orig, "sqlite_errorcode", None)
-        return code is not None and code & 0xFF in _STORE_TROUBLE
-    return _postgres_unusable(orig)
-
-
-def _postgres_unusable(orig: BaseException) -> bool:
-    # psycopg is the optional `postgres` extra: only a store that uses it can raise its errors.
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is None:
-        return False
-    # OperationalError: connection failure, admin shutdown, crash shutdown,
-    # cannot connect now (SQLSTATE classes 08 and 57P); a statement's own
-    # failure (a constraint, bad data) is a different class.
-    return isinstance(orig, psycopg.OperationalError)
 
 
 def _describe(exc: BaseException) -> str:
