@@ -165,7 +165,9 @@ class Clock:
 
 
 def test_two_pollers_on_one_store_one_syncs_the_other_stands_by_then_takes_over(tmp_path, dovecot, imap_user):
-    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}])
+    # The pollers' clocks are driven below; the lease is long so that the
+    # CLI's wall-clock view of it ("held ... until") holds on a slow machine.
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], store='lease = "1h"')
     settings = load_settings(config)
     mailbox = settings.mailboxes[0]
     engine = open_store(settings.store.url)
