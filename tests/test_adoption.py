@@ -376,3 +376,12 @@ def test_mail_arriving_in_the_same_second_as_the_first_sync_is_new_work(tmp_path
     assert once(config).failed == []
     [t] = list_json(config)
     assert t["status"] == "new" and db_count(config, "SELECT count(*) FROM ticket WHERE history") == 0
+
+
+def test_a_folder_error_differing_only_in_dovecots_timing_is_the_same_reason():
+    from inboxd.sync.imap import _without_timings
+
+    first = "folder 'Gone' (mailboxes[support].imap.folders): EXAMINE failed: Mailbox doesn't exist: Gone (0.001 + 0.000 secs)."
+    again = "folder 'Gone' (mailboxes[support].imap.folders): EXAMINE failed: Mailbox doesn't exist: Gone (0.012 + 0.000 + 0.011 secs)."
+    assert _without_timings(first) == _without_timings(again)
+    assert _without_timings(first) != _without_timings(first.replace("Gone (", "Other ("))

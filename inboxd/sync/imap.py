@@ -34,6 +34,7 @@ every pass and takes the folder over once that lease has run out.
 from __future__ import annotations
 
 import logging
+import re
 import queue
 import socket
 import ssl
@@ -402,7 +403,7 @@ class MailboxPoller:
         health.retry_at = time.monotonic() + delay
         # The first failure, and any change of reason, is worth a line; the
         # same reason again is not, or a deleted folder would flood the log.
-        if text != health.error:
+        if _without_timings(text) != _without_timings(health.error):
             log.error("%s: %s; other folders go on, retrying it in %.0f s and ever less often",
                       self.mailbox.name, text, delay)
         else:
@@ -729,3 +730,12 @@ def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1, *, stop: thread
         if worker.is_alive():
             # It still holds the connection: the caller must not use it again.
             raise SyncStuck("the fetch thread did not finish within 60 s of the sync attempt ending")
+
+
+# Dovecot ends a command's reply with how long it took, "(0.001 + 0.000
+# secs)."; two failures for the same reason differ only there.
+_TIMINGS = re.compile(r"\s*\(\d+\.\d+(?: \+ \d+\.\d+)* secs\)\.?")
+
+
+def _without_timings(error: str | None) -> str | None:
+    return _TIMINGS.sub("", error) if error else error
