@@ -148,6 +148,9 @@ def scenario(tmp: Path, dovecot: Dovecot, url: str, daemons: int, n: int, sink: 
             time.sleep(0.2)
         seconds = time.perf_counter() - start
         tickets = store.scalar("SELECT count(*) FROM ticket")
+        # A reply filed before its original opens a ticket that the original
+        # later merges; what is left is one ticket per conversation.
+        unmerged = store.scalar("SELECT count(*) FROM ticket WHERE merged_into IS NULL")
         quarantined = store.scalar("SELECT count(*) FROM quarantine")
         with store.engine.connect() as conn:
             reasons = collections.Counter(r.split("\n", 1)[0][:70] for (r,) in conn.execute(text("SELECT reason FROM quarantine")))
@@ -160,7 +163,7 @@ def scenario(tmp: Path, dovecot: Dovecot, url: str, daemons: int, n: int, sink: 
             p.wait(timeout=120)
         store.engine.dispose()
     shares = sorted(held.values(), reverse=True) + [0] * (daemons - len(held))
-    return {"seconds": seconds, "tickets": tickets, "acks": acks, "held": shares, "quarantined": quarantined,
+    return {"seconds": seconds, "tickets": tickets, "unmerged": unmerged, "acks": acks, "held": shares, "quarantined": quarantined,
             "reasons": reasons}
 
 
@@ -200,7 +203,7 @@ def main() -> int:
         ]
         for name, r in results:
             extra = f", {r['acks']} acks" if args.acks else ""
-            print(f"  {name}: {r['seconds']:7.2f} s  {n / r['seconds']:7.0f} msgs/s  ({r['tickets']} tickets{extra},"
+            print(f"  {name}: {r['seconds']:7.2f} s  {n / r['seconds']:7.0f} msgs/s  ({r['tickets']} tickets, {r['unmerged']} after merges{extra},"
                   f" {r['quarantined']} quarantined; folders held per daemon: {r['held']})")
             for reason, count in r["reasons"].most_common(3):
                 print(f"      quarantined {count}: {reason}")
