@@ -48,12 +48,6 @@ BUSY_TIMEOUT_MS = 60_000
 MIGRATION_LOCK_KEY = int.from_bytes(b"inboxd", "big")
 
 
-# The order of a ticket's thread: the Date header (which has whole seconds)
-# or, without one, when the store learned of the message; within one second,
-# the order the store learned of them (the message id).
-MESSAGE_ORDER = "substr(coalesce(date, created_at), 1, 19)"
-
-
 def db_time(dt: datetime | None) -> str | None:
     """A timestamp as SQLAlchemy stores UTCDateTime in SQLite (naive UTC text).
 
