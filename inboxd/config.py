@@ -43,7 +43,7 @@ class ConfigError(Exception):
 TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply", "outbox", "templates",
             "reports")
 TEMPLATES_KEYS = ("dir",)
-REPORTS_KEYS = ("timezone",)
+REPORTS_KEYS = ("timezone", "repeat_window")
 STORE_KEYS = ("url", "data_dir", "max_attachment_bytes", "max_message_bytes", "lease")
 TICKET_KEYS = ("id_format", "first_seq", "tag_format", "reopen_window")
 AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day", "per_domain_per_hour", "per_domain_per_minute",
@@ -56,15 +56,15 @@ IMAP_KEYS = (
     "host", "port", "security", "username", *PASSWORD_KEYS, "folders", "sent_folder",
     "ca_file", "timeout", "batch_size", "batch_bytes", "idle", "poll_interval",
 )
-MAILBOX_KEYS = ("name", "address", "display_name", "language", "ack", "note_subaddress", "sla", "team",
-                "history", "history_before", "imap", "smtp")
-AGENT_KEYS = ("name", "email", "role", "teams", "tier", "notify")
+MAILBOX_KEYS = ("name", "address", "display_name", "language", "timezone", "confirm_closes", "ack",
+                "note_subaddress", "sla", "team", "history", "history_before", "imap", "smtp")
+AGENT_KEYS = ("name", "email", "display_name", "role", "teams", "tier", "notify", "language", "timezone")
 
 # The desk's sections.  Their keys are declared by the module that gives them
 # meaning (inboxd.desk.sla, .routing, .csat, .policies, .macros), and
 # parse_settings runs those parsers in the same pass as everything else.
 DESK_TOP_KEYS = (
-    "sla", "calendars", "rules", "customer_groups", "macros", "csat", "scheduler", "teams",
+    "sla", "calendars", "rules", "customer_groups", "macros", "csat", "scheduler", "teams", "fields", "confirm",
 )
 
 # Sections people write by mistake, with where the setting really lives.
@@ -92,7 +92,8 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
 SECURITY_CHOICES = ("tls", "starttls", "none")
 IMAP_DEFAULT_PORTS = {"tls": 993, "starttls": 143, "none": 143}
 SMTP_DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
-LANGUAGES = ("en", "zh")
+# "zh" is Simplified Chinese (zh-Hans); "zh-Hant" Traditional Chinese.
+LANGUAGES = ("en", "zh", "zh-Hant")
 ROLES = ("agent", "supervisor", "admin")
 NOTIFY_CHOICES = ("all", "assigned", "none")
 HISTORY_CHOICES = ("closed", "open", "skip")
@@ -247,6 +248,11 @@ class MailboxSettings:
     imap: ImapSettings
     smtp: SmtpSettings | None = None
     language: str = "en"
+    # The zone customers read times in; None: the mailbox's SLA calendar's, else the machine's
+    # (resolved by Policies.mailbox_zone).
+    timezone: ZoneInfo | None = None
+    # A short "thanks, solved" reply to a solved ticket closes it instead of reopening it (desk/confirm.py).
+    confirm_closes: bool = True
     ack: bool = True
     note_subaddress: str = "note"
     sla: str | None = None         # the SLA policy for this mailbox's tickets (checked by inboxd.desk.policies)
@@ -274,6 +280,15 @@ class AgentSettings:
     teams: tuple[str, ...] = ()
     tier: int | None = None
     notify: str = "assigned"
+    # The name people read ("小王"); `name` stays the short ASCII handle of the CLI.
+    display_name: str = ""
+    language: str = "en"
+    timezone: ZoneInfo | None = None    # None: the machine's (Policies.agent_zone)
+
+    @property
+    def label(self) -> str:
+        """The agent's display name, else the handle."""
+        return self.display_name or self.name
 
 
 @dataclass(frozen=True)
@@ -326,6 +341,8 @@ class LogSettings:
 class ReportSettings:
     # Hours, weekdays and days of the reports are counted in this zone.
     timezone: ZoneInfo = ZoneInfo("UTC")
+    # A customer who writes again within this long of a resolved ticket counts as a repeat complaint.
+    repeat_window: timedelta = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -598,12 +615,8 @@ def _outbox(table: Table) -> OutboxSettings:
 
 
 def _reports(table: Table) -> ReportSettings:
-    name = table.string("timezone", "UTC")
-    try:
-        zone = ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        table.fail("timezone", f'unknown time zone "{name}"')
-    return ReportSettings(timezone=zone)
+    return ReportSettings(timezone=table.zone("timezone") or ZoneInfo("UTC"),
+                          repeat_window=table.duration("repeat_window", "7d"))
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)\s*(w|d|h|m|s))", re.IGNORECASE)
@@ -703,6 +716,8 @@ def _mailboxes(top: Table, base: Path) -> tuple[MailboxSettings, ...]:
             imap=_imap(table.table("imap", IMAP_KEYS, required=True), base),
             smtp=_smtp(smtp, base) if smtp.present else None,
             language=table.choice("language", "en", LANGUAGES),
+            timezone=table.zone("timezone"),
+            confirm_closes=table.boolean("confirm_closes", True),
             ack=table.boolean("ack", True),
             note_subaddress=table.name("note_subaddress", NOTE_SUBADDRESS) if "note_subaddress" in table.data else "note",
             sla=table.string("sla", "") or None,
@@ -738,6 +753,9 @@ def _agents(top: Table, mailboxes: tuple[MailboxSettings, ...]) -> tuple[AgentSe
             teams=table.strings("teams", ()),
             tier=tier,
             notify=table.choice("notify", "assigned", NOTIFY_CHOICES),
+            display_name=" ".join(table.string("display_name", "").split()),
+            language=table.choice("language", "en", LANGUAGES),
+            timezone=table.zone("timezone"),
         ))
     return tuple(agents)
 
@@ -867,6 +885,16 @@ class Table:
         if not isinstance(value, bool):
             self.fail(name, f"expected true or false, got {show(value)}")
         return value
+
+    def zone(self, name: str) -> ZoneInfo | None:
+        """An IANA time zone name ("Asia/Shanghai") as a ZoneInfo; None when the key is absent."""
+        if name not in self.data:
+            return None
+        value = self.string(name)
+        try:
+            return ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            self.fail(name, f'unknown time zone {show(value)}')
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = self.string(name, default)

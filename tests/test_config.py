@@ -369,7 +369,7 @@ def test_plain_password_message_never_contains_the_password(tmp_path: Path) -> N
     (MINIMAL.replace('"support@example.com"', '"support"'),
      'mailboxes[0].address: expected an email address, got "support"'),
     (MINIMAL.replace('name = "support"', 'name = "support"\nlanguage = "fr"', 1),
-     'mailboxes[0].language: must be one of "en", "zh", got "fr"'),
+     'mailboxes[0].language: must be one of "en", "zh", "zh-Hant", got "fr"'),
     (TWO_MAILBOXES.replace('name = "billing"', 'name = "support"'),
      'mailboxes[1].name: duplicate mailbox name "support" (also mailboxes[0])'),
     (TWO_MAILBOXES.replace('"billing@example.com"', '"SUPPORT@example.com"'),
@@ -589,13 +589,14 @@ def _documented_keys() -> set[tuple[str, str]]:
 
 
 def test_every_accepted_key_is_documented_and_nothing_else() -> None:
-    from inboxd.desk import csat, macros, policies, routing, sla
+    from inboxd.desk import confirm, csat, fields, macros, policies, routing, sla
 
     accepted = {(section, key) for section, keys in config.KNOWN_KEYS.items() for key in keys}
     # The desk's policy sections are declared by the modules that read them.
     declared = {"calendars": sla.CALENDAR_KEYS, "sla": sla.SLA_KEYS, "rules": routing.RULE_KEYS,
                 "customer_groups": routing.GROUP_KEYS, "teams": routing.TEAM_KEYS,
-                "scheduler": policies.SCHEDULER_KEYS, "csat": csat.CSAT_KEYS, "macros": macros.MACRO_KEYS}
+                "scheduler": policies.SCHEDULER_KEYS, "csat": csat.CSAT_KEYS, "macros": macros.MACRO_KEYS,
+                "confirm": confirm.CONFIRM_KEYS, "fields": fields.FIELD_KEYS}
     # Every desk section the loader accepts is read (and validated) by one of them.
     assert set(declared) == set(config.DESK_TOP_KEYS)
     for section, keys in declared.items():

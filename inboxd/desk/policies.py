@@ -19,9 +19,12 @@ from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from inboxd.config import AgentSettings, ConfigError, MailboxSettings, Table
+from inboxd.desk.confirm import ConfirmSettings, parse_confirm
 from inboxd.desk.csat import CsatSettings, parse_csat
+from inboxd.desk.fields import Field, parse_fields
+from inboxd.localtime import machine_zone
 from inboxd.desk.routing import RuleSet, parse_rules
-from inboxd.desk.sla import Calendar, SlaPolicy, parse_calendars, parse_sla_policies, policy_for_priority
+from inboxd.desk.sla import ALWAYS, Calendar, SlaPolicy, parse_calendars, parse_sla_policies, policy_for_priority
 
 SCHEDULER_KEYS = (
     "interval", "unassigned_after", "unassigned_after_urgent", "pending_reminder", "pending_followup",
@@ -52,6 +55,24 @@ class Policies:
     rules: RuleSet
     scheduler: SchedulerSettings
     csat: CsatSettings
+    confirm: ConfirmSettings
+    fields: tuple[Field, ...]
+
+    def mailbox_zone(self, mailbox: MailboxSettings) -> ZoneInfo:
+        """The zone a mailbox's customers read times in: its own, else its SLA calendar's, else the machine's."""
+        if mailbox.timezone is not None:
+            return mailbox.timezone
+        policy = self.policy_for(named=None, mailbox_sla=mailbox.sla, priority="normal")
+        # The 24x7 calendar a policy without one gets says nothing about where the team is.
+        if policy is not None and policy.calendar.name != ALWAYS.name:
+            return policy.calendar.tz
+        return machine_zone()
+
+    def agent_zone(self, agent: AgentSettings | None) -> ZoneInfo:
+        """The zone an agent reads times in: their own, else the machine's."""
+        if agent is not None and agent.timezone is not None:
+            return agent.timezone
+        return machine_zone()
 
     def policy_for(self, *, named: str | None, mailbox_sla: str | None, priority: str) -> SlaPolicy | None:
         """A rule's choice, else the mailbox's, else the policy for the priority."""
@@ -80,7 +101,9 @@ def read_policies(top: Table, *, mailboxes: tuple[MailboxSettings, ...], agents:
     )
     scheduler = _scheduler(top.table("scheduler", SCHEDULER_KEYS))
     csat = parse_csat(top.get("csat", None), file_name=file, data_dir=data_dir, base=base)
-    return Policies(MappingProxyType(calendars), MappingProxyType(sla), rules, scheduler, csat)
+    confirm = parse_confirm(top.get("confirm", None), file_name=file)
+    fields = parse_fields(top.get("fields", None), file_name=file)
+    return Policies(MappingProxyType(calendars), MappingProxyType(sla), rules, scheduler, csat, confirm, fields)
 
 
 def _scheduler(table: Table) -> SchedulerSettings:

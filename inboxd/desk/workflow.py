@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -407,10 +407,16 @@ def merge_tickets(conn: Connection, src: Ticket, dst: Ticket, now: datetime, act
 
 
 def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str, agent: AgentSettings,
-                 now: datetime, *, headline: str) -> None:
+                 now: datetime, *, headline: str | Mapping[str, str]) -> None:
     """Queue a notification for `agent` about ticket `ref`: its state, the
     customer's newest text, and the commands to act on it.  Replying to it
-    reaches the customer through the relay; "#note" makes an internal note."""
+    reaches the customer through the relay; "#note" makes an internal note.
+
+    `headline` is one sentence, or the sentence by language ({"en": ..., "zh": ...});
+    the agent's language is chosen, else English."""
+    if not isinstance(headline, str):
+        headline = headline.get(agent.language) or headline.get("zh" if agent.language == "zh-Hant" else "en") \
+            or headline["en"]
     t = load(conn, ref)
     mailbox = settings.mailbox(t.mailbox)
     last = last_customer_message(conn, t.pk)
