@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from inboxd.desk import slaclock
+from inboxd.desk import escalation, slaclock, tiers
+from inboxd.desk.language import CHINESE
 from inboxd.desk.sla import human
 from inboxd.desk.workflow import load as workflow_ticket
 from inboxd.desk.workflow import merge_tickets, notify_agent
@@ -35,6 +36,7 @@ from inboxd.outbound import outbox
 from inboxd.outbound.compose import tagged_subject
 from inboxd.outbound.loop import AUTO_REPLIED
 from inboxd.store import filing
+from inboxd.store import tiers as tiers_store
 
 if TYPE_CHECKING:
     from inboxd.desk.ingest import Delivery, Filer
@@ -81,13 +83,17 @@ def open_or_update_ticket(filer: Filer, conn: Connection, d: Delivery) -> None:
             return
         # A customer's live mail makes a history ticket ordinary work again.
         filing.count_message(conn, d.ticket_pk, d.at, new_status=choice.status_after,
-                             first_response=disposition.kind == "agent", live=disposition.kind == "customer")
+                             first_response=disposition.kind == "agent", live=disposition.kind == "customer",
+                             close=choice.status_after == "closed" and choice.status_before != "closed")
         detail = {"reason": choice.reason, "mailbox": d.mailbox, "from": disposition.sender, "kind": disposition.kind}
         if choice.status_after != choice.status_before:
             detail.update(status_before=choice.status_before, status_after=choice.status_after)
         if disposition.note_reason:
             detail["note"] = disposition.note_reason
         _event(conn, d, "message", detail, actor=disposition.agent.name if disposition.agent else "inboxd")
+        if disposition.confirm is not None:
+            # 待确认: why the customer's reply closed the solved ticket (the phrase) or reopened it.
+            _event(conn, d, "confirm", disposition.confirm.detail())
         return
     if choice.follows is not None:
         # The closed ticket says where its conversation went on.
@@ -104,7 +110,14 @@ def open_or_update_ticket(filer: Filer, conn: Connection, d: Delivery) -> None:
         detail["follows"] = choice.follows.ref
     if d.history:
         detail["history"] = choice.status_after
-    _event(conn, d, "created", detail)
+    if d.opened_by:
+        # A phone call or a walk-in, typed in by the agent (`inboxd new`).
+        detail["via"] = "cli"
+    language = d.disposition.language
+    if language is not None and language.language in CHINESE:
+        # Later mail on the ticket (escalation, follow-up, survey) reads the script from here.
+        detail.update(language=language.language, language_reason=language.reason)
+    _event(conn, d, "created", detail, actor=d.opened_by or "inboxd")
 
 
 def store_message(filer: Filer, conn: Connection, d: Delivery) -> None:
@@ -202,8 +215,24 @@ def route(filer: Filer, conn: Connection, d: Delivery) -> None:
                          sla_policy=routing.sla)
     for reason in routing.reasons:
         _event(conn, d, "rule", {"reason": reason})
-    if routing.assignee:
+    if routing.assignee and routing.escalation is None:
         _event(conn, d, "rule-assign", {"assign": routing.assignee, "team": routing.team})
+    if routing.escalation is not None:
+        _escalate(filer, conn, d, routing)
+
+
+def _escalate(filer: Filer, conn: Connection, d: Delivery, routing) -> None:
+    """A rule's escalation goes the way of every escalation (inboxd.desk.escalation):
+    the tier's agent or pool, the tier clock, the notifications and the customer's
+    update (not on a new ticket, whose acknowledgement is the customer's news)."""
+    routed = routing.escalation
+    if routed.assignee is None:
+        tiers_store.set_assignee(conn, d.ticket_pk, None)
+    reason = "; ".join(routing.reasons)
+    detail = escalation.follow_up(conn, filer.settings, workflow_ticket(conn, d.ticket_ref), tier=routing.tier,
+                                  routed=routed, reason=reason, trigger="rule", now=d.now,
+                                  tell_customer=not d.disposition.ticket.is_new)
+    _event(conn, d, "escalate", {"to": tiers.target_name(routing.tier), "reason": reason, **detail})
 
 
 def clock(filer: Filer, conn: Connection, d: Delivery) -> None:
@@ -226,8 +255,10 @@ def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:
         return
     mailbox = filer.settings.mailbox(d.mailbox)
     ticket = outbox.load_ticket(conn, d.ticket_pk)
+    language = d.disposition.language.language if d.disposition.language else mailbox.language
     subject, text, html = outbox.ack_content(
-        filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, conn, d, mailbox), template=ack.template)
+        filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, conn, d, mailbox, language),
+        template=ack.template, language=language)
     # Composed by the sender on its first attempt: filing stays cheap.
     message_id = outbox.queue(
         conn, kind="ack", mailbox=mailbox, ticket_pk=d.ticket_pk, ref=ticket.ref,
@@ -238,14 +269,14 @@ def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:
     d.acked = True
 
 
-def _promise(filer: Filer, conn: Connection, d: Delivery, mailbox) -> dict:
+def _promise(filer: Filer, conn: Connection, d: Delivery, mailbox, language: str) -> dict:
     """The first-response promise published in the acknowledgement (the clock step has just set it)."""
     policy_name, due = filing.sla_promise(conn, d.ticket_pk)
     policy = filer.policies.sla.get(policy_name) if policy_name else None
     if policy is None or policy.first_response is None:
         return {"first_response": None, "first_response_due": None}
     local = due.astimezone(policy.calendar.tz) if due else None
-    return {"first_response": human(policy.first_response, mailbox.language),
+    return {"first_response": human(policy.first_response, language),
             "first_response_due": local.strftime("%Y-%m-%d %H:%M %Z") if local else None}
 
 

@@ -37,9 +37,12 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from inboxd.config import AgentSettings, Settings
+from inboxd.desk import confirm, tiers
 from inboxd.desk.autoreply import AckContext, is_automatic, may_auto_reply
 from inboxd.desk.csat import is_low, parse_answer, parse_survey_address
 from inboxd.desk.csat import label as csat_label
+from inboxd.desk.language import LanguageChoice
+from inboxd.desk.language import choose as choose_language
 from inboxd.desk.policies import Policies
 from inboxd.desk.routing import ASSIGN_STRATEGIES, Outcome, facts_for, merge, pick_assignee
 from inboxd.desk.threads import ThreadLookup, ThreadMatch, TicketTag, find_ticket, joined_status
@@ -223,6 +226,9 @@ class Routing:
     sla: str | None = None
     reasons: tuple[str, ...] = ()
     ack_template: str | bool | None = None   # a template name, False: no acknowledgement, None: no rule said
+    # A rule that escalates (escalate, or a higher tier) without naming an
+    # assignee: who takes the ticket at its new tier (inboxd.desk.tiers).
+    escalation: tiers.Routed | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +262,7 @@ class Disposition:
     bounce: Bounce | None = None
     bounce_marks: BounceMarks | None = None
     csat: SurveyAnswer | None = None
+    confirm: confirm.Confirmation | None = None   # a customer's reply to a solved ticket: close or reopen
     routing: Routing | None = None
     clock: bool = False                    # refresh the ticket's SLA due times
     ack: Ack | None = None                 # None: no acknowledgement was considered
@@ -264,6 +271,8 @@ class Disposition:
     reply_text: str = ""                   # the new text above the quote
     sender: str = ""                       # the address it is from ("mailer-daemon" for a bounce with none)
     reasons: tuple[str, ...] = ()
+    # The customer's written language (zh or zh-Hant for a Chinese mailbox), chosen on a new ticket.
+    language: LanguageChoice | None = None
 
 
 # -- deciding ------------------------------------------------------------------------
@@ -284,6 +293,14 @@ def decide(m: Incoming, lookup: Lookup, desk: Desk, now: datetime) -> Dispositio
     if join is not None:
         reasons.append(f"joins {', '.join(o.ref for o in join.others)} into {join.survivor.ref}")
     ticket, touched = choose_ticket(m, who, match, rows, join, lookup, desk)
+    confirmation = confirm_solved(m, who, ticket, text, desk)
+    if confirmation is not None and confirmation.close:
+        # 待确认: the customer confirmed the solution, so the ticket closes instead of reopening.
+        ticket = replace(ticket, status_after="closed")
+        touched = replace(touched, status="closed") if touched is not None else None
+        reasons.append(f"confirmed: {confirmation.reason}")
+    elif confirmation is not None:
+        reasons.append(f"not a confirmation: {confirmation.reason}")
     if ticket.follows is not None:
         reasons.append(f"follows up on {ticket.follows.ref}: closed too long ago to reopen")
     elif ticket.status_before is not None and ticket.status_before != ticket.status_after:
@@ -316,11 +333,17 @@ def decide(m: Incoming, lookup: Lookup, desk: Desk, now: datetime) -> Dispositio
     notify: tuple[str, ...] = ()
     if who.kind == "customer" and not m.history:
         notify = watchers(m.mailbox, ticket, current, routing, settings)
+    language = None
+    if who.kind == "customer" and ticket.is_new:
+        language = choose_language(mailbox.language, charsets=m.msg.charsets,
+                                   content_language=m.msg.content_language, text=text)
+        if language.language != mailbox.language:
+            reasons.append(f"written to in {language.language}: {language.reason}")
     return Disposition(
         kind=who.kind, direction=who.direction, ticket=ticket, agent=who.agent, note_reason=who.note_reason,
-        join=join, bounce=who.bounce, bounce_marks=marks, csat=csat, routing=routing,
+        join=join, bounce=who.bounce, bounce_marks=marks, csat=csat, confirm=confirmation, routing=routing,
         clock=who.kind in ("customer", "agent") and not m.history, ack=ack, relay=relay, notify=notify,
-        reply_text=text, sender=_sender_address(m.msg), reasons=tuple(reasons))
+        reply_text=text, sender=_sender_address(m.msg), reasons=tuple(reasons), language=language)
 
 
 def _sender_address(msg: InboundMessage) -> str:
@@ -522,6 +545,23 @@ def choose_ticket(m: Incoming, who: Who, match: ThreadMatch, rows: Mapping[int, 
         requester_name=sender.name if sender else None), touched
 
 
+def confirm_solved(m: Incoming, who: Who, ticket: TicketChoice, text: str,
+                   desk: Desk) -> confirm.Confirmation | None:
+    """待确认: whether a customer's live reply to a solved ticket confirms it
+    (close) or not (reopen, as `next_status` says); None for any other mail.
+
+    With the mailbox's confirm_closes off, every such reply reopens, and the
+    decision says so.
+    """
+    if who.kind != "customer" or m.history or ticket.is_new or ticket.status_before != "solved":
+        return None
+    mailbox = desk.settings.mailbox(m.mailbox)
+    if not mailbox.confirm_closes:
+        return confirm.Confirmation(False, reason=f"confirm_closes is off for mailbox {mailbox.name}")
+    attachments = sum(1 for a in m.msg.attachments if not a.inline)
+    return confirm.decide(text, desk.policies.confirm, attachments=attachments)
+
+
 def next_status(status: str, kind: str) -> str:
     """The status a ticket moves to when a message of this kind arrives."""
     if kind == "customer" and status in ("pending", "solved", "closed"):
@@ -565,9 +605,17 @@ def route(m: Incoming, ticket: TicketChoice, current: TicketFacts | None, touche
     outcome = merge(decisions)
     tags += [x for x in outcome.tags if x not in tags]
     team = outcome.team or team
+    tier_before = tier
     tier = outcome.tier if outcome.tier is not None else (tier + 1 if outcome.escalate else tier)
     assignee = None
-    if outcome.assign in ASSIGN_STRATEGIES:
+    escalation = None
+    if not outcome.assign and (outcome.escalate or tier > tier_before):
+        counts = _counts_after(lookup.open_counts(OPEN_STATUSES), ticket, touched, join)
+        escalation = tiers.decide(tier=tier, team=team, assignee=current.assignee if current else None,
+                                  agents=tiers.agents_of(settings.agents), open_counts=counts,
+                                  mode=desk.policies.scheduler.escalation_assign)
+        assignee = escalation.assignee
+    elif outcome.assign in ASSIGN_STRATEGIES:
         members = rules.teams.get(team or "", ()) or tuple(a.name for a in settings.agents if team in a.teams)
         counts = _counts_after(lookup.open_counts(OPEN_STATUSES), ticket, touched, join)
         last = lookup.last_rule_assignee(team)
@@ -576,7 +624,7 @@ def route(m: Incoming, ticket: TicketChoice, current: TicketFacts | None, touche
         assignee = outcome.assign
     return Routing(team_on_new=team_on_new, matched=True, priority=outcome.priority, tags=tuple(tags), team=team,
                    tier=tier, escalate=bool(outcome.escalate), assignee=assignee, sla=outcome.sla,
-                   reasons=outcome.reasons, ack_template=_ack_template(outcome))
+                   reasons=outcome.reasons, ack_template=_ack_template(outcome), escalation=escalation)
 
 
 def _ack_template(outcome: Outcome) -> str | bool | None:

@@ -328,7 +328,7 @@ _ON_MESSAGE = Prepared(update(t.ticket).where(_t.id == bindparam("pk")).values(
     status=bindparam("new_status", type_=_t.status.type),
     first_response_at=case((_flag("first_response") & _t.first_response_at.is_(None),
                             _at("at", _t.first_response_at)), else_=_t.first_response_at),
-    closed_at=case((_flag("keep_closed"), _t.closed_at), else_=None),
+    closed_at=case((_flag("close"), _at("at", _t.closed_at)), (_flag("keep_closed"), _t.closed_at), else_=None),
     history=case((_flag("live"), False), else_=_t.history)))
 _PROMISE = Prepared(select(_t.sla_policy, _t.first_response_due).where(_t.id == bindparam("pk")))
 _SET_TEAM = Prepared(update(t.ticket).where(_t.id == bindparam("pk"))
@@ -351,12 +351,13 @@ def count_history_message(conn: Connection, pk: int, at: datetime, agent_reply: 
 
 
 def count_message(conn: Connection, pk: int, at: datetime, *, new_status: str, first_response: bool,
-                  live: bool) -> None:
+                  live: bool, close: bool = False) -> None:
     """A live mail joined the ticket: counted, its status moved (a ticket not
-    left closed loses its closed_at), an agent's first response kept, and a
+    left closed loses its closed_at; `close`, a customer's confirmation of a
+    solved ticket, closes it at `at`), an agent's first response kept, and a
     customer's live mail makes a history ticket ordinary work again."""
     _ON_MESSAGE.execute(conn, {"pk": pk, "at": at, "new_status": new_status, "first_response": first_response,
-                               "keep_closed": new_status == "closed", "live": live}).close()
+                               "keep_closed": new_status == "closed", "close": close, "live": live}).close()
 
 
 def set_joined_state(conn: Connection, pk: int, **values) -> None:
