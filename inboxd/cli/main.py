@@ -339,6 +339,11 @@ def list_cmd(
     priority: list[str] = typer.Option([], "--priority", help="low, normal, high or urgent (repeatable)."),
     search: Optional[str] = typer.Option(None, "--search", help="Text in the subject or any message body."),
     overdue: bool = typer.Option(False, "--overdue", help="Only tickets with a broken SLA promise."),
+    tier: Optional[int] = typer.Option(None, "--tier", min=0, help="Only tickets at this support tier (1, 2, 3)."),
+    requester: Optional[str] = typer.Option(None, "--requester", metavar="EMAIL",
+                                            help="Only this customer's tickets (any case)."),
+    field: list[str] = typer.Option([], "--field", metavar="NAME=VALUE",
+                                    help="Only tickets with this custom field value (repeatable)."),
     sort: str = typer.Option("updated", "--sort", help="updated, created, priority or id."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1),
     as_json: bool = typer.Option(False, "--json", help="Print JSON as in the interface contract."),
@@ -361,8 +366,14 @@ def list_cmd(
         raise UserError(f"unknown mailbox {mailbox!r}")
     if mine:
         assignee = state.agent().name
+    from inboxd.desk.fields import FieldError, parse_filter
+
+    try:
+        fields = tuple(parse_filter(settings.policies.fields, f) for f in field)
+    except FieldError as exc:
+        raise UserError(str(exc)) from None
     default_view = not (status or mailbox or assignee or unassigned or tag or team or priority or search or overdue
-                        or as_json)
+                        or as_json or requester or fields or tier is not None)
     me = None
     if default_view:
         # The agent's day starts with their own open work, then the open queue.
@@ -372,7 +383,8 @@ def list_cmd(
         except UserError:
             me = None
     flt = ticketq.ListFilter(tuple(status), mailbox, assignee, unassigned, tuple(tag), limit, team,
-                             tuple(priority), search, sort, first_for=me, overdue_at=_now() if overdue else None)
+                             tuple(priority), search, sort, first_for=me, overdue_at=_now() if overdue else None,
+                             requester=requester, fields=fields, tier=tier)
     with reading(_store(settings, create=False)) as conn:
         rows = ticketq.list_tickets(conn, flt)
     if as_json:
@@ -416,6 +428,8 @@ def show(
         f"due: first response {t['first_response_due'] or '-'}  resolution {t['resolution_due'] or '-'}"
         + (f"  (merged into {t['merged_into']})" if t["merged_into"] else ""),
     ]
+    if t["fields"]:
+        out.append("fields: " + "  ".join(f"{k}={v}" for k, v in t["fields"].items()))
     for m in t["messages"]:
         out += ["", f"--- {m['date']}  {m['direction']}/{m['kind']}  {m['from']}  [{', '.join(m['mailboxes'])}]",
                 f"Subject: {m['subject']}", "", m["reply_text"].rstrip()]
@@ -843,3 +857,5 @@ def main(argv: list[str] | None = None) -> None:
 
 # The operator's commands (status, audit, quarantine show/retry) register themselves on `app`.
 from inboxd.cli import ops as cli_ops  # noqa: E402,F401
+# `new`, `customer` and `set` (inboxd.cli.desk) too.
+from inboxd.cli import desk as cli_desk  # noqa: E402,F401

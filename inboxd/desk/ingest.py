@@ -132,6 +132,8 @@ class Delivery:
     acked: bool = False
     # The Message-ID a different, earlier mail holds already (see skip_duplicate).
     reused_id: str = ""
+    # The agent who opened the ticket by hand (`inboxd new`, inboxd.desk.newticket); "" for mail.
+    opened_by: str = ""
 
 
 class Filer:

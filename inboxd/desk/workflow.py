@@ -23,6 +23,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
+from inboxd.desk import agentmail
+from inboxd.desk.agentmail import Alert
 from inboxd.outbound import outbox
 from inboxd.outbound.compose import Outgoing, new_message_id, tagged_subject
 from inboxd.config import AgentSettings, Settings
@@ -32,6 +34,7 @@ from inboxd.store.events import add_event
 from inboxd.store.messages import last_customer_message
 from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.threads import TicketTag
+from inboxd.desk import escalation, tiers
 from inboxd.desk.views import iso
 from inboxd.vocabulary import PRIORITIES, STATUSES
 
@@ -95,11 +98,15 @@ class Workflow:
         self.settings = settings
         self.actor = actor
         self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
+        # What a change does once the ticket is saved (an escalation's
+        # notifications and customer mail read the saved ticket).
+        self._after: list = []
 
     # -- plumbing ------------------------------------------------------------------
 
     def _change(self, ref: str, action: str, apply, now: datetime) -> dict:
         """Run `apply(conn, ticket, now)` in one write transaction and audit it at `now`."""
+        self._after = []
         with writing(self.engine) as conn:
             ticket = load(conn, ref, lock=True)
             if ticket.merged_into is not None and action not in ("note", "history"):
@@ -117,8 +124,11 @@ class Workflow:
             if not saved:  # Cannot happen with the ticket locked; refuse rather than lose an update.
                 raise WorkflowError(f"{ref} changed meanwhile; try again")
             event = {**detail, **({"changes": changed} if changed else {})}
+            told: set[str] = set()
+            for hook in self._after:
+                told.update(hook(conn, ticket, now, event))
             add_event(conn, ticket.pk, now, self.actor.name, action, event)
-            if ticket.assignee and ticket.assignee != before["assignee"]:
+            if ticket.assignee and ticket.assignee != before["assignee"] and ticket.assignee not in told:
                 self._notify_assignment(conn, ticket, now)
         return {"id": ticket.ref, "action": action, "actor": self.actor.name, "at": _iso(now), **event}
 
@@ -230,11 +240,11 @@ class Workflow:
             if not added:
                 raise WorkflowError(f"{t.ref} already has {', '.join(tags)}")
             t.tags = t.tags + added
-            reasons = self._tag_rules(t, added)
+            reasons = self._tag_rules(conn, t, added)
             return {"rules": reasons} if reasons else {}
         return self._change(ref, "tag", apply, now)
 
-    def _tag_rules(self, t: Ticket, added: list[str]) -> list[str]:
+    def _tag_rules(self, conn: Connection, t: Ticket, added: list[str]) -> list[str]:
         """Rules with on = ["tag"] see the tags just added (so they fire once per tagging)."""
         from inboxd.desk.routing import Facts, merge
 
@@ -248,6 +258,7 @@ class Workflow:
             t.priority = outcome.priority
         t.tags = t.tags + [x for x in outcome.tags if x not in t.tags]
         t.team = outcome.team or t.team
+        tier_before = t.tier
         if outcome.tier is not None or outcome.escalate:
             t.tier = outcome.tier if outcome.tier is not None else t.tier + 1
             t.escalated = t.escalated or outcome.escalate
@@ -255,7 +266,55 @@ class Workflow:
                 t.approved_by = None
         if outcome.assign and outcome.assign in {a.name for a in self.settings.agents}:
             t.assignee = outcome.assign
+        elif outcome.escalate or t.tier > tier_before:
+            # A tag-triggered escalation is routed like any other (inboxd.desk.tiers).
+            self._escalation(conn, t, t.tier, "; ".join(outcome.reasons), "tag", separate_event=True)
         return list(outcome.reasons)
+
+    def _escalation(self, conn: Connection, t: Ticket, tier: int | None, reason: str, trigger: str, *,
+                    separate_event: bool = False) -> None:
+        """Route the escalated ticket `t` (see inboxd.desk.escalation) and, once it
+        is saved, notify and tell the customer; the event records the trigger."""
+        def after(conn, saved: Ticket, now, event: dict) -> set[str]:
+            detail = escalation.follow_up(conn, self.settings, saved, tier=tier, routed=routed, reason=reason,
+                                          trigger=trigger, now=now, actor=self.actor.name)
+            if separate_event:
+                # The report counts "escalate" events; a tagging records one beside its own.
+                add_event(conn, saved.pk, now, self.actor.name, "escalate",
+                          {"to": tiers.target_name(tier), "reason": reason, **detail})
+            else:
+                event.update(detail)
+            return set(detail["notified"])
+
+        routed = escalation.route(conn, self.settings, tier=tier, team=t.team, assignee=t.assignee)
+        t.assignee = routed.assignee
+        self._after.append(after)
+
+    def set_field(self, ref: str, name: str, value: str | None, *, now: datetime) -> dict:
+        """Give custom field `name` a value (checked against its choices), or clear it with None."""
+        from inboxd.desk.fields import FieldError, check_value, field_named
+        from inboxd.store import fields as store_fields
+
+        try:
+            if value is None:
+                name = field_named(self.settings.policies.fields, name).name
+            else:
+                value = check_value(self.settings.policies.fields, name, value)
+        except FieldError as exc:
+            raise WorkflowError(str(exc)) from None
+
+        def apply(conn, t: Ticket, now):
+            self._require_own(t, f"setting {name}")
+            if value is None:
+                before = store_fields.clear_value(conn, t.pk, name)
+                if before is None:
+                    raise WorkflowError(f"{t.ref} has no {name} to clear")
+            else:
+                before = store_fields.set_value(conn, t.pk, name, value, self.actor.name, now)
+                if before == value:
+                    raise WorkflowError(f"{t.ref} already has {name} = {value}")
+            return {"field": name, "before": before, "after": value}
+        return self._change(ref, "field", apply, now)
 
     def untag(self, ref: str, tags: Sequence[str], *, now: datetime) -> dict:
         def apply(conn, t: Ticket, now):
@@ -294,10 +353,20 @@ class Workflow:
                 t.tier = tier
             elif to != "supervisor":
                 t.team = to
-            t.assignee = None  # The new tier or team picks it up.
+            if tier is not None or to == "supervisor":
+                # The tier's least-loaded agent, or its pool (inboxd.desk.tiers);
+                # the supervisors review it unassigned.
+                self._escalation(conn, t, tier, reason, "manual")
+            else:
+                # The new team picks it up; the customer still hears of it.
+                t.assignee = None
+                self._after.append(lambda conn, saved, now, event: event.update(
+                    escalation.follow_up(conn, self.settings, saved, tier=None, routed=tiers.Routed(
+                        None, (), f"to team {to}"), reason=reason, trigger="manual", now=now,
+                        actor=self.actor.name)) or ())
             if t.status in ("new", "pending"):
                 t.status = "open"
-            return {"to": to, "reason": reason}
+            return {"to": f"tier{tier}" if tier is not None else to, "reason": reason}
         return self._change(ref, "escalate", apply, now)
 
     # -- writing ---------------------------------------------------------------------
@@ -407,41 +476,30 @@ def merge_tickets(conn: Connection, src: Ticket, dst: Ticket, now: datetime, act
 
 
 def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str, agent: AgentSettings,
-                 now: datetime, *, headline: str | Mapping[str, str]) -> None:
+                 now: datetime, *, headline: str | Mapping[str, str] | Alert) -> None:
     """Queue a notification for `agent` about ticket `ref`: its state, the
     customer's newest text, and the commands to act on it.  Replying to it
     reaches the customer through the relay; "#note" makes an internal note.
 
-    `headline` is one sentence, or the sentence by language ({"en": ..., "zh": ...});
-    the agent's language is chosen, else English."""
-    if not isinstance(headline, str):
-        headline = headline.get(agent.language) or headline.get("zh" if agent.language == "zh-Hant" else "en") \
-            or headline["en"]
+    `headline` is one sentence, or the sentence by language ({"en": ..., "zh": ...}),
+    or an `agentmail.Alert` rendered from the alert/ templates; the agent's
+    language is chosen (zh-Hant: else zh, converted), else English.  The body
+    is the notification/ template in the agent's language (inboxd.desk.agentmail)."""
+    line = agentmail.headline_text(settings, agent, headline)
     t = load(conn, ref)
     mailbox = settings.mailbox(t.mailbox)
     last = last_customer_message(conn, t.pk)
-    text = "\n".join([
-        headline,
-        "",
-        f"Ticket:    {t.ref}  {t.subject}",
-        f"Status:    {t.status}   Priority: {t.priority}   Assignee: {t.assignee or '-'}",
-        f"Customer:  {t.requester_name} <{t.requester}>",
-        "",
-        "Latest message from the customer:",
-        "",
-        *(("    " + line for line in (last.reply_text if last else "(none)").splitlines())),
-        "",
-        "Reply to this mail to answer the customer (from the shared address).",
-        "Start your reply with #note to add an internal note instead.",
-        "",
-        f"    inboxd show {t.ref}",
-        f"    inboxd reply {t.ref} -m '...'",
-        f"    inboxd status {t.ref} solved",
-    ]) + "\n"
+    assignee = settings.agent(t.assignee) if t.assignee else None
+    text = agentmail.notification_text(
+        settings, agent, headline=line,
+        ticket={"id": t.ref, "subject": t.subject, "status": t.status, "priority": t.priority,
+                "assignee": assignee.label if assignee else t.assignee},
+        customer={"name": t.requester_name, "email": t.requester},
+        latest="\n".join(last.reply_text.splitlines()) if last else None)
     # One thread per ticket in the agent's client: every notification refers
     # to the same per-ticket root id.
     root = new_message_id(t.ref, mailbox.domain, unique="notify")
-    outbox.queue(conn, kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.name, agent.email)],
+    outbox.queue(conn, kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.label, agent.email)],
                  subject=tagged_subject(t.subject, t.ref, tags, reply=False), text=text, in_reply_to=root,
                  references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
                  reply_to=mailbox.address, now=now, sent_copy=False)

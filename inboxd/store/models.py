@@ -62,6 +62,10 @@ class Ticket(SQLModel, table=True):
     # cut-off, so it has no SLA clock, no acknowledgement and no duties.  A
     # customer's live mail on it makes it ordinary work again.
     history: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # Tiers (migration 0014): when the ticket was last escalated, and when the
+    # first agent reply after it is due under the policy's tierN_response.
+    escalated_at: datetime | None = None
+    tier_response_due: datetime | None = Field(default=None, index=True)
 
 
 class Customer(SQLModel, table=True):
@@ -297,6 +301,22 @@ class Csat(SQLModel, table=True):
     label: str | None = None
     comment: str | None = None
     answered_at: datetime | None = None
+
+
+class TicketField(SQLModel, table=True):
+    """A custom field's value on a ticket (`[[fields]]`, `inboxd set`): one row per ticket and field.
+
+    A table rather than a JSON column on the ticket, so `list --field` and the
+    report's breakdowns are plain joins and GROUP BYs on both databases.
+    """
+
+    __tablename__ = "ticket_field"
+    __table_args__ = (Index("ix_ticket_field_name_value", "name", "value"),)
+    ticket_id: int = Field(foreign_key="ticket.id", primary_key=True)
+    name: str = Field(primary_key=True)
+    value: str
+    set_at: datetime
+    set_by: str = ""
 
 
 class Lease(SQLModel, table=True):

@@ -24,7 +24,9 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Text
 
+from inboxd.store.fields import has_value as has_field_value
 from inboxd.store.sql import greatest, message_order, t
+from inboxd.store.tiers import tier_response_unmet
 from inboxd.vocabulary import OPEN_STATUSES
 
 # SQLite's default limit on bound parameters is far above this.
@@ -112,6 +114,31 @@ def save_work(conn: Connection, ticket_pk: int, version: int, *, status: str, pr
     return result.rowcount == 1
 
 
+def set_by_hand(conn: Connection, ticket_pk: int, *, priority: str | None, assignee: str | None,
+                now: datetime) -> dict:
+    """An agent's priority and assignee for a ticket they open (`inboxd new`); an assigned new ticket is open.
+
+    Returns the changes as the workflow's events show them ({field: {before, after}}).
+    """
+    tk = t.ticket
+    row = conn.execute(select(tk.c.priority, tk.c.assignee, tk.c.status).where(tk.c.id == ticket_pk)).one()
+    values: dict = {}
+    changes: dict = {}
+    if priority is not None and priority != row.priority:
+        values["priority"] = priority
+        changes["priority"] = {"before": row.priority, "after": priority}
+    if assignee is not None and assignee != row.assignee:
+        values["assignee"] = assignee
+        changes["assignee"] = {"before": row.assignee, "after": assignee}
+        if row.status == "new":
+            values["status"] = "open"
+            changes["status"] = {"before": "new", "after": "open"}
+    if values:
+        conn.execute(update(tk).where(tk.c.id == ticket_pk).values(**values, updated_at=now,
+                                                                     version=tk.c.version + 1))
+    return changes
+
+
 def mark_first_response(conn: Connection, ticket_pk: int, now: datetime) -> None:
     """The ticket's first response is at `now`, unless it already had one."""
     tk = t.ticket
@@ -166,7 +193,8 @@ def list_rows(conn: Connection, *, statuses: Sequence[str] = (), mailbox: str | 
               assignee: str | None = None, unassigned: bool = False, tags: Sequence[str] = (),
               team: str | None = None, priorities: Sequence[str] = (), search: str | None = None,
               overdue_at: datetime | None = None, sort: str = "updated", first_for: str | None = None,
-              limit: int | None = None) -> list[Row]:
+              limit: int | None = None, requester: str | None = None,
+              fields: Sequence[tuple[str, str]] = (), tier: int | None = None) -> list[Row]:
     """Tickets matching every filter given, in the order asked (ties: newest id first).
 
     Each row: id, ref, subject, status, priority, mailbox, requester,
@@ -174,6 +202,8 @@ def list_rows(conn: Connection, *, statuses: Sequence[str] = (), mailbox: str | 
     updated_at, first_response_at, team, tier, escalated, first_response_due,
     resolution_due, with the timestamps as the contract's ISO text.
     `tags` are JSON-quoted tags (`json.dumps(tag)`), each matched as a whole element.
+    `requester` matches the address ignoring case; `fields` are (name, value)
+    pairs of custom fields the ticket must all have.
     """
     tk, m, s = t.ticket, t.message, t.sighting
     where = []
@@ -191,6 +221,12 @@ def list_rows(conn: Connection, *, statuses: Sequence[str] = (), mailbox: str | 
         where.append(_matches(conn, tk.c.tags, like_anywhere(quoted)))
     if team:
         where.append(tk.c.team == team)
+    if tier is not None:
+        where.append(tk.c.tier == tier)
+    if requester:
+        where.append(func.lower(tk.c.requester) == requester.strip().lower())
+    for name, value in fields:
+        where.append(has_field_value(name, value))
     if priorities:
         where.append(tk.c.priority.in_(list(priorities)))
     if search:
@@ -202,7 +238,8 @@ def list_rows(conn: Connection, *, statuses: Sequence[str] = (), mailbox: str | 
         where.append(and_(
             or_(and_(tk.c.first_response_due < overdue_at, tk.c.first_response_at.is_(None)),
                 tk.c.next_response_due < overdue_at,
-                and_(tk.c.resolution_due < overdue_at, tk.c.status.in_(OPEN_STATUSES))),
+                and_(tk.c.resolution_due < overdue_at, tk.c.status.in_(OPEN_STATUSES)),
+                and_(tk.c.tier_response_due < overdue_at, tier_response_unmet())),
             tk.c.status.not_in(("solved", "closed"))))
     order = []
     if first_for:
