@@ -75,7 +75,7 @@ def check_value(fields: tuple[Field, ...], name: str, value: str) -> str:
     if len(value) > MAX_VALUE:
         raise FieldError(f"a value for {name} is at most {MAX_VALUE} characters")
     if field.choices and value not in field.choices:
-        raise FieldError(f"{value!r} is not a choice of {name}; choose one of: {', '.join(field.choices)}")
+        raise FieldError(f"{name} cannot be {value!r}; choose one of: {', '.join(field.choices)}")
     return value
 
 
