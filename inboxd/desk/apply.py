@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection
 
 from inboxd.desk import escalation, slaclock, tiers
-from inboxd.desk.language import CHINESE
+from inboxd.desk.agentmail import Alert
+from inboxd.desk.language import CHINESE, reply_from_name
 from inboxd.desk.sla import human
 from inboxd.desk.workflow import load as workflow_ticket
 from inboxd.desk.workflow import merge_tickets, notify_agent
+from inboxd.localtime import format_local
 from inboxd.mail.message import InboundMessage
 from inboxd.outbound import outbox
 from inboxd.outbound.compose import tagged_subject
@@ -185,9 +187,25 @@ def _iso(dt: datetime) -> str:
 
 
 def record_csat(filer: Filer, conn: Connection, d: Delivery) -> None:
-    """A survey answer is stored (never reopening the ticket); a low one is followed up."""
+    """A survey answer is stored (never reopening the ticket); a low one is followed up.
+
+    A reply that gives no rating is kept as a comment on the survey, and the
+    assignee is told (`decide.survey_answer` chose whom).
+    """
     answer = d.disposition.csat
     if answer is None:
+        return
+    if answer.rating is None:
+        filing.record_csat_comment(conn, answer.csat_id, answer.comment, d.now)
+        _event(conn, d, "csat-comment", {"comment": answer.comment})
+        excerpt = " ".join(answer.comment.split())
+        excerpt = excerpt if len(excerpt) <= 200 else excerpt[:199] + "…"
+        for name in answer.followup:
+            notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, filer.settings.agent(name), d.now,
+                         headline={"en": f"The customer replied to the satisfaction survey on {d.ticket_ref}"
+                                         f" without a rating; kept as a comment, the ticket was not reopened: {excerpt}",
+                                   "zh": f"客户回复了工单 {d.ticket_ref} 的满意度调查，但没有给出评分；"
+                                         f"已作为评价留言保存，工单未重新打开：{excerpt}"})
         return
     filing.record_csat_answer(conn, answer.csat_id, answer.rating, answer.label, answer.comment, d.now)
     _event(conn, d, "csat", {"rating": answer.rating, "label": answer.label, "comment": answer.comment})
@@ -196,8 +214,10 @@ def record_csat(filer: Filer, conn: Connection, d: Delivery) -> None:
                                           "task": "follow up with the customer"})
         for name in answer.followup:
             notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, filer.settings.agent(name), d.now,
-                         headline=f"Low satisfaction rating on {d.ticket_ref}: {answer.label}. "
-                                  f"Please follow up. Comment: {answer.comment or '-'}")
+                         headline={"en": f"Low satisfaction rating on {d.ticket_ref}: {answer.rating} {answer.label}. "
+                                         f"Please follow up. Comment: {answer.comment or '-'}",
+                                   "zh": f"工单 {d.ticket_ref} 的满意度评价较低：{answer.rating} {answer.label}。"
+                                         f"请跟进。客户留言：{answer.comment or '-'}"})
 
 
 def route(filer: Filer, conn: Connection, d: Delivery) -> None:
@@ -275,9 +295,11 @@ def _promise(filer: Filer, conn: Connection, d: Delivery, mailbox, language: str
     policy = filer.policies.sla.get(policy_name) if policy_name else None
     if policy is None or policy.first_response is None:
         return {"first_response": None, "first_response_due": None}
-    local = due.astimezone(policy.calendar.tz) if due else None
+    # The customer reads the due time in the mailbox's zone, the way their
+    # language writes a date, with the zone named: they may live elsewhere.
+    zone = filer.policies.mailbox_zone(mailbox)
     return {"first_response": human(policy.first_response, language),
-            "first_response_due": local.strftime("%Y-%m-%d %H:%M %Z") if local else None}
+            "first_response_due": format_local(due, zone, language, marker=True) if due else None}
 
 
 def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
@@ -299,7 +321,8 @@ def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
         to=[(ticket.requester_name, ticket.requester)],
         subject=tagged_subject(ticket.subject, ticket.ref, filer.tags), text=d.disposition.reply_text,
         in_reply_to=parent, references=references, automatic=None,
-        from_name=f"{agent.name.capitalize()} via {mailbox.display_name}", now=d.now,
+        from_name=reply_from_name(agent.display_name, agent.name, mailbox.display_name, mailbox.language),
+        now=d.now,
         sent_copy=filer.settings.outbox.sent_copy)
     _event(conn, d, "relay", {"message_id": message_id, "to": ticket.requester}, actor=agent.name)
 
@@ -307,9 +330,11 @@ def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
 def notify_agents(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Tell the agents `decide.watchers` chose about customer mail: the assignee,
     or for an unassigned ticket the agents of its team who asked for "all"."""
+    mailbox = filer.settings.mailbox(d.mailbox)
     for name in d.disposition.notify:
-        headline = (f"New ticket {d.ticket_ref} in {d.mailbox}." if d.disposition.ticket.is_new
-                    else f"The customer wrote again on {d.ticket_ref}.")
+        values = {"ticket": {"id": d.ticket_ref}, "mailbox": {"name": mailbox.name,
+                                                              "display_name": mailbox.display_name}}
+        headline = Alert("new_ticket" if d.disposition.ticket.is_new else "customer_wrote", values)
         notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, filer.settings.agent(name), d.now,
                      headline=headline)
 

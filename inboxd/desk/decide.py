@@ -39,7 +39,7 @@ from typing import Protocol
 from inboxd.config import AgentSettings, Settings
 from inboxd.desk import confirm, tiers
 from inboxd.desk.autoreply import AckContext, is_automatic, may_auto_reply
-from inboxd.desk.csat import is_low, parse_answer, parse_survey_address
+from inboxd.desk.csat import is_low, legacy_score, parse_answer, parse_survey_address
 from inboxd.desk.csat import label as csat_label
 from inboxd.desk.language import LanguageChoice
 from inboxd.desk.language import choose as choose_language
@@ -86,6 +86,9 @@ class Lookup(ThreadLookup, Protocol):
 
     def csat_ticket(self, csat_id: int) -> int:
         """The (surviving) ticket a survey was sent about."""
+
+    def csat_scored(self, csat_id: int) -> bool:
+        """Whether the survey was sent with scores (False: before migration 0013, positions 1 = best)."""
 
     def open_counts(self, open_statuses: tuple[str, ...]) -> dict[str, int]:
         """How many open tickets each assignee has."""
@@ -140,11 +143,11 @@ class SurveyAnswer:
     """A satisfaction survey answered by this mail."""
 
     csat_id: int
-    rating: int
+    rating: int | None                # None: a reply that gives no rating, kept as a comment
     comment: str
     label: str = ""
     low: bool = False
-    followup: tuple[str, ...] = ()    # supervisors and admins told of a low rating
+    followup: tuple[str, ...] = ()    # supervisors and admins told of a low rating; the assignee of a comment
 
 
 @dataclass(frozen=True)
@@ -320,9 +323,12 @@ def decide(m: Incoming, lookup: Lookup, desk: Desk, now: datetime) -> Dispositio
         reasons.append("relayed to the customer" if relay.send else f"not relayed: {relay.reason}")
     csat = None
     if who.csat is not None:
-        csat = survey_answer(who.csat, m.history, mailbox.language, desk)
+        csat = survey_answer(who.csat, m.history, mailbox.language, desk,
+                             assignee=touched.assignee if touched is not None else None)
         if csat.low and not m.history:
             reasons.append(f"a low rating ({csat.label}): followed up")
+        elif csat.rating is None and csat.followup:
+            reasons.append(f"no rating in it: kept as a comment, {', '.join(csat.followup)} told")
     marks = None
     if who.bounce is not None and not m.history:
         # An old bounce says nothing about the address today.
@@ -360,7 +366,7 @@ class Who:
     kind: str = "customer"
     agent: AgentSettings | None = None
     bounce: Bounce | None = None
-    csat: tuple[int, int, str] | None = None     # (survey id, rating, comment)
+    csat: tuple[int, int | None, str] | None = None     # (survey id, score or None, comment)
     relay: bool = False
     note_reason: str = ""
     why: str = "customer mail"
@@ -383,7 +389,9 @@ def classify(m: Incoming, lookup: Lookup, desk: Desk, text: str) -> Who:
         return Who(kind="bounce", bounce=bounce, why=f"a bounce ({bounce.reason or 'delivery report'})")
     answer = _csat_answer(msg, text, lookup, desk)
     if answer is not None:
-        return Who(kind="csat", csat=answer, why=f"a satisfaction survey answer ({answer[1]})")
+        why = (f"a satisfaction survey answer ({answer[1]})" if answer[1] is not None
+               else "a reply to a satisfaction survey that gives no rating")
+        return Who(kind="csat", csat=answer, why=why)
     agent = settings.agent_by_email(sender) if sender else None
     if agent is None:
         return Who()
@@ -402,25 +410,37 @@ def classify(m: Incoming, lookup: Lookup, desk: Desk, text: str) -> Who:
     return Who("out", "agent", agent=agent, relay=True, why=f"agent {agent.name}'s answer, to be relayed")
 
 
-def _csat_answer(msg: InboundMessage, text: str, lookup: Lookup, desk: Desk) -> tuple[int, int, str] | None:
-    """(survey id, rating, comment) when this mail answers a satisfaction survey."""
+def _csat_answer(msg: InboundMessage, text: str, lookup: Lookup,
+                 desk: Desk) -> tuple[int, int | None, str] | None:
+    """(survey id, score, comment) when this mail answers a satisfaction survey.
+
+    A reply to the survey that gives no score (a question, a thank-you) is
+    still its answer, with score None: it is kept as a comment and never
+    reopens the ticket.  A survey sent before scores reads its link digits
+    and a bare digit as positions (csat.legacy_score).
+    """
     scale = desk.policies.csat.scale
+    scores = {level.score for level in scale}
     for addr in (*msg.to, *msg.cc):
         parsed = parse_survey_address(addr.email)
         if parsed is None:
             continue
         csat_id = lookup.csat_by_token(parsed[0])
-        if csat_id is not None and 1 <= parsed[1] <= len(scale):
-            answer = parse_answer(text, scale)
-            comment = answer.comment if answer else text.strip()
-            return csat_id, parsed[1], comment
+        if csat_id is None:
+            continue
+        legacy = not lookup.csat_scored(csat_id)
+        score = legacy_score(parsed[1]) if legacy else parsed[1]
+        answer = parse_answer(text, scale, legacy=legacy)
+        comment = answer.comment if answer else text.strip()
+        return csat_id, score if score in scores else None, comment
     parents = [*msg.in_reply_to, *msg.references]
     if parents:
         csat_id = lookup.csat_by_message_ids(parents)
         if csat_id is not None:
-            answer = parse_answer(text, scale)
+            answer = parse_answer(text, scale, legacy=not lookup.csat_scored(csat_id))
             if answer is not None:
                 return csat_id, answer.rating, answer.comment
+            return csat_id, None, text.strip()
     return None
 
 
@@ -701,15 +721,27 @@ def ack_context(desk: Desk, lookup: Lookup, mailbox_name: str, requester: str, n
     )
 
 
-def survey_answer(answer: tuple[int, int, str], history: bool, language: str, desk: Desk) -> SurveyAnswer:
-    """A survey answer with its label; a low one is followed up by the supervisors and admins (not for history)."""
+def survey_answer(answer: tuple[int, int | None, str], history: bool, language: str, desk: Desk, *,
+                  assignee: str | None = None) -> SurveyAnswer:
+    """A survey answer with its label; a low one is followed up by the supervisors and admins (not for history).
+
+    A reply without a rating is a comment: the ticket's assignee is told of
+    it (the supervisors and admins when nobody is assigned), unless it is
+    empty or history.
+    """
     csat_id, rating, comment = answer
     scale = desk.policies.csat
+    supervisors = tuple(a.name for a in desk.settings.agents
+                        if a.role in ("supervisor", "admin") and a.notify != "none")
+    if rating is None:
+        followup: tuple[str, ...] = ()
+        if comment and not history:
+            agent = desk.settings.agent(assignee) if assignee else None
+            followup = (agent.name,) if agent is not None and agent.notify != "none" else supervisors
+        return SurveyAnswer(csat_id, None, comment, "", False, followup)
     low = is_low(scale, rating)
-    followup = ()
-    if low and not history:
-        followup = tuple(a.name for a in desk.settings.agents if a.role in ("supervisor", "admin") and a.notify != "none")
-    return SurveyAnswer(csat_id, rating, comment, csat_label(scale.scale, rating, language), low, followup)
+    return SurveyAnswer(csat_id, rating, comment, csat_label(scale.scale, rating, language), low,
+                        supervisors if low and not history else ())
 
 
 def bounce_marks(bounce: Bounce, lookup: Lookup, now: datetime, expiry: timedelta) -> BounceMarks:

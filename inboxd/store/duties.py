@@ -23,10 +23,12 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Text
 
 from inboxd.store.sql import insert_ignore, t
+from inboxd.store.tiers import tier_response_unmet
 from inboxd.vocabulary import OPEN_STATUSES
 
-# The promises a ticket's due times stand for, each with its column.
-TARGETS = ("first_response", "next_response", "resolution")
+# The promises a ticket's due times stand for, each with its column
+# (tier_response: the first agent reply after an escalation, inboxd.store.tiers).
+TARGETS = ("first_response", "next_response", "resolution", "tier_response")
 
 
 # -- claims -----------------------------------------------------------------------------
@@ -103,7 +105,8 @@ def unmet_promises(conn: Connection, duty: str, target: str, low: datetime | Non
     column = tk.c[f"{target}_due"]
     unmet = {"first_response": tk.c.first_response_at.is_(None),
              "next_response": None,
-             "resolution": tk.c.status.in_(OPEN_STATUSES)}[target]
+             "resolution": tk.c.status.in_(OPEN_STATUSES),
+             "tier_response": tier_response_unmet()}[target]
     where = [column <= high, tk.c.status.not_in(("solved", "closed")), tk.c.merged_into.is_(None),
              _not_claimed(duty, _key(cast(tk.c.id, String), f":{target}:", _time_key(column)))]
     if low is not None:
@@ -213,4 +216,4 @@ def close_solved(conn: Connection, ticket_pk: int, now: datetime) -> bool:
 def record_survey(conn: Connection, ticket_pk: int, customer: str, token: str, message_id: str,
                   now: datetime) -> None:
     conn.execute(t.csat.insert().values(ticket_id=ticket_pk, customer=customer, token=token,
-                                        message_id=message_id, sent_at=now))
+                                        message_id=message_id, sent_at=now, scored=True))

@@ -416,6 +416,18 @@ def record_csat_answer(conn: Connection, csat_id: int, rating: int, label: str, 
     conn.execute(_ANSWER, {"csat_id": csat_id, "rating": rating, "label": label, "comment": comment, "now": now})
 
 
+def record_csat_comment(conn: Connection, csat_id: int, comment: str, now: datetime) -> None:
+    """A reply to the survey without a rating: its text is added to the survey's comment, any rating kept."""
+    if not comment:
+        return
+    c = t.csat.c
+    joined = case((func.coalesce(c.comment, "") == "", bindparam("comment", type_=c.comment.type)),
+                  else_=c.comment + "\n\n" + bindparam("comment", type_=c.comment.type))
+    conn.execute(update(t.csat).where(c.id == bindparam("csat_id")).values(
+        comment=joined, answered_at=func.coalesce(c.answered_at, _at("now", c.answered_at))),
+        {"csat_id": csat_id, "comment": comment, "now": now})
+
+
 def add_event(conn: Connection, ticket_pk: int | None, at: datetime, actor: str, action: str, detail: dict) -> None:
     """One line of the ticket's history."""
     _INSERT_EVENT.execute(conn, {"ticket_id": ticket_pk, "at": at, "actor": actor, "action": action,

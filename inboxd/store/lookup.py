@@ -36,6 +36,7 @@ _SHARING = PreparedIn(lambda ids: select(_r.ref, _m.ticket_id).distinct()
                       .select_from(t.messageref.join(t.message, _m.id == _r.message_pk)).where(ids), _r.ref)
 _CSAT_BY_MESSAGE_IDS = PreparedIn(lambda ids: select(t.csat.c.id).where(ids), t.csat.c.message_id)
 _CSAT_TICKET = Prepared(select(t.csat.c.ticket_id).where(t.csat.c.id == bindparam("csat_id")))
+_CSAT_SCORED = Prepared(select(t.csat.c.scored).where(t.csat.c.id == bindparam("csat_id")))
 
 # A ticket as a message's disposition is decided from.  Locked (PostgreSQL;
 # SQLite's write lock is held already) until the batch commits: the status
@@ -132,6 +133,9 @@ class StoreLookup:
     def csat_ticket(self, csat_id: int) -> int:
         return csat_ticket(self.conn, csat_id)
 
+    def csat_scored(self, csat_id: int) -> bool:
+        return csat_scored(self.conn, csat_id)
+
     # -- routing ------------------------------------------------------------------------
 
     def open_counts(self, open_statuses: tuple[str, ...]) -> dict[str, int]:
@@ -170,6 +174,11 @@ def csat_by_message_ids(conn: Connection, ids: list[str]) -> int | None:
         if found:
             return found[0][0]
     return None
+
+
+def csat_scored(conn: Connection, csat_id: int) -> bool:
+    """Whether the survey's links and text carry scores (False: sent before migration 0013, 1 = best)."""
+    return bool(_CSAT_SCORED.scalar(conn, {"csat_id": csat_id}))
 
 
 def csat_ticket(conn: Connection, csat_id: int) -> int:

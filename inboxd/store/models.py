@@ -297,10 +297,15 @@ class Csat(SQLModel, table=True):
     token: str = Field(unique=True, index=True)
     message_id: str
     sent_at: datetime
+    # The score, higher is better (see inboxd.desk.csat); None until rated.
     rating: int | None = None
     label: str | None = None
     comment: str | None = None
+    # When the customer first replied (a rating, or a comment without one); a later rating moves it.
     answered_at: datetime | None = None
+    # Whether the survey's links and text carried scores; False for surveys sent
+    # before migration 0013, whose links carry positions (1 = best).
+    scored: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class TicketField(SQLModel, table=True):
