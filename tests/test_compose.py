@@ -11,9 +11,11 @@ from datetime import datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from inboxd.localtime import format_local
 from inboxd.outbound.compose import (
     MAX_REFERENCES,
     InlineImage,
@@ -31,19 +33,23 @@ GOLDEN = Path(__file__).parent / "golden"
 TEMPLATES = Templates(Path(__file__).parent.parent / "templates")
 TAGS = TicketTag("T-{seq}", "[{id}]")
 NOW = datetime(2024, 5, 1, 9, 30, tzinfo=timezone(timedelta(hours=8)))
+# The promise is written in the mailbox's zone, the language's way, with the zone named.
+DUE = NOW + timedelta(hours=4)
 
 ACKS = {
     "en": {
         "mailbox": ("support@example.com", "Example Support"),
         "customer": ("Alice Smith", "alice@example.org"),
         "subject": "Re: Fwd: Order 5521 is late",
-        "sla": {"first_response": "4 hours", "first_response_due": "2024-05-01 13:30 +08:00"},
+        "sla": {"first_response": "4 hours", "first_response_due": format_local(DUE, ZoneInfo("Europe/London"), "en",
+                                                                                  marker=True)},
     },
     "zh": {
         "mailbox": ("kefu@example.cn", "示例客服中心"),
         "customer": ("李雷", "lilei@example.cn"),
         "subject": "回复：订单延误，请尽快处理",
-        "sla": {"first_response": "4 小时", "first_response_due": "2024-05-01 13:30 (UTC+8)"},
+        "sla": {"first_response": "4 小时", "first_response_due": format_local(DUE, ZoneInfo("Asia/Shanghai"), "zh",
+                                                                                 marker=True)},
     },
 }
 
@@ -125,7 +131,8 @@ def test_english_ack_headers():
     assert msg.get_content_charset() == "utf-8"
     body = text_of(msg)
     assert "ticket T-1000" in body and "keep\n[T-1000] in the subject" in body
-    assert "within 4 hours (by 2024-05-01 13:30 +08:00)" in body
+    # 05:30 UTC is 06:30 in London on a summer day; no UTC unless the reader's zone is UTC.
+    assert "within 4 hours, by Wed 1 May, 06:30 (BST)." in body
 
 
 def test_chinese_ack_round_trips_through_rfc2047():
@@ -143,7 +150,7 @@ def test_chinese_ack_round_trips_through_rfc2047():
     body = text_of(msg)
     assert "尊敬的李雷，您好" in body
     assert "工单编号为 T-1000" in body
-    assert "我们会在 4 小时内回复您" in body
+    assert "我们会在 4 小时内回复您，最晚于 5月1日 13:30（北京时间）。" in body
     assert "此邮件为系统自动发送" in body
 
 
