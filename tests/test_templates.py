@@ -150,7 +150,8 @@ def test_shipped_chinese_ack_with_sla():
     subject, text, html = SHIPPED.render_ack(v, mailbox="support", language="zh")
     assert subject == "Order late"
     assert html is None
-    assert text.startswith("尊敬的李雷，您好：\n")
+    assert text.startswith("尊敬的李雷：\n\n您好！感谢您联系")
+    assert text.split("\n\n--")[0].endswith("此致\n敬礼！\n\nExample Support")
     assert "我们已收到您的来信" in text
     assert "工单编号为 T-1042" in text
     assert "我们会在 4 小时内回复您（最晚于 2024-05-01 13:30）。" in text
@@ -161,7 +162,7 @@ def test_shipped_chinese_ack_with_sla():
 
 def test_shipped_chinese_ack_without_sla():
     _, text, _ = SHIPPED.render_ack(variables(sla=False, name=""), mailbox="support", language="zh")
-    assert text.startswith("您好：\n")
+    assert text.startswith("尊敬的客户：\n")
     assert "小时" not in text and "我们会在" not in text
     assert "我们会尽快回复您。" in text
     assert "\n\n\n" not in text

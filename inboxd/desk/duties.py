@@ -28,6 +28,7 @@ from inboxd.outbound import outbox
 from inboxd.outbound.compose import tagged_subject
 from inboxd.config import AgentSettings, Settings
 from inboxd.desk.csat import load_secret, make_token, survey_variables
+from inboxd.desk.language import ticket_language
 from inboxd.store import duties as store
 from inboxd.store import events
 from inboxd.store import slaclock as clock_store
@@ -39,7 +40,8 @@ from inboxd.desk.sla import human, warn_time
 from inboxd.desk.slaclock import current_pending_since, refresh
 from inboxd.outbound.templates import Templates
 from inboxd.desk.threads import TicketTag
-from inboxd.desk import workflow
+from inboxd.desk import escalation, tiers, workflow
+from inboxd.store import tiers as store_tiers
 from inboxd.desk.workflow import SUPERVISORS, notify_agent
 
 log = logging.getLogger("inboxd.desk.duties")
@@ -143,28 +145,33 @@ class Duties:
         # Locked: the escalation decides on the tier it reads (an agent's
         # change on PostgreSQL waits, and then sees the escalation).
         t = _ticket(conn, pk, lock=True)
-        reason = f"{target.replace('_', ' ')} SLA breached (due {_show(due)})"
-        self._tell_owner(conn, t, now, f"SLA breach: {reason} on {t.ref}.")
-        self._escalate(conn, t, now, reason)
+        what = f"tier {t.tier} response" if target == "tier_response" else target.replace('_', ' ')
+        reason = f"{what} SLA breached (due {_show(due)})"
+        told = self._tell_owner(conn, t, now, f"SLA breach: {reason} on {t.ref}.")
+        self._escalate(conn, t, now, reason, told)
         return True
 
-    def _escalate(self, conn: Connection, t, now: datetime, reason: str) -> None:
-        """Tier 1 -> tier 2 -> the supervisors, with the reason recorded."""
-        before = {"tier": t.tier, "escalated": t.escalated}
-        if t.tier < 2:
-            to, tier = "tier2", 2
-        else:
-            to, tier = "supervisor", max(t.tier, 3)
-        store.escalate(conn, t.pk, tier, now)
-        _event(conn, t.pk, now, "escalate", {"to": to, "reason": reason, "changes": {
-            "tier": {"before": before["tier"], "after": tier},
-            "escalated": {"before": before["escalated"], "after": True}}})
-        if to == "supervisor":
-            for agent in self._supervisors(t.team):
-                notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
-                              headline=f"{t.ref} was escalated to the supervisors: {reason}.")
-        if self.policies.scheduler.escalation_update:
-            self._mail_customer(conn, t, now, "escalation", {"reason": reason})
+    def _escalate(self, conn: Connection, t, now: datetime, reason: str, told: frozenset[str] = frozenset()) -> None:
+        """Tier 1 -> tier 2 -> (tier 3 when the team has it) -> the supervisors, with the
+        reason recorded; routed, notified and told to the customer as every escalation is
+        (inboxd.desk.escalation)."""
+        before = {"tier": t.tier, "escalated": t.escalated, "assignee": t.assignee}
+        step = tiers.next_step(t.tier, t.team, tiers.agents_of(self.settings.agents))
+        # The supervisors' review keeps its old mark, tier 3 or above.
+        tier = step if step is not None else max(t.tier, 3)
+        routed = escalation.route(conn, self.settings, tier=step, team=t.team, assignee=t.assignee)
+        store_tiers.escalate(conn, t.pk, tier=tier, assignee=routed.assignee, now=now)
+        t.tier, t.escalated, t.assignee, t.approved_by = tier, True, routed.assignee, None
+        # Whoever just had the breach notice needs no second mail about a tier
+        # step; the supervisors' review is always announced to them.
+        detail = escalation.follow_up(conn, self.settings, t, tier=step, routed=routed, reason=reason, trigger="sla",
+                                      now=now, told=told if step is not None else frozenset())
+        changes = {"tier": {"before": before["tier"], "after": tier},
+                   "escalated": {"before": before["escalated"], "after": True}}
+        if routed.assignee != before["assignee"]:
+            changes["assignee"] = {"before": before["assignee"], "after": routed.assignee}
+        _event(conn, t.pk, now, "escalate", {"to": tiers.target_name(step), "reason": reason, **detail,
+                                             "changes": changes})
 
     def candidates_unassigned(self, conn: Connection, now: datetime) -> list[tuple]:
         sched = self.policies.scheduler
@@ -263,7 +270,8 @@ class Duties:
             {"id": t.ref, "subject": t.subject, "tag": self.tags.tag(t.ref)},
             {"name": t.requester_name, "email": t.requester},
             {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
-            csat.scale, language=mailbox.language, mailbox_address=mailbox.address, token=token)
+            csat.scale, language=self._customer_language(conn, t, mailbox), mailbox_address=mailbox.address,
+            token=token)
         message_id = self._render_mail(conn, t, mailbox, "csat", variables, now)
         store.record_survey(conn, t.pk, t.requester, token, message_id, now)
         _event(conn, t.pk, now, "survey", {"message_id": message_id, "to": t.requester})
@@ -337,11 +345,13 @@ class Duties:
         in_team = [a for a in sups if team and team in a.teams]
         return in_team or sups
 
-    def _tell_owner(self, conn: Connection, t, now: datetime, headline: str) -> None:
+    def _tell_owner(self, conn: Connection, t, now: datetime, headline: str) -> frozenset[str]:
+        """Notify the assignee, else the supervisors; returns whom."""
         agent = self.settings.agent(t.assignee) if t.assignee else None
         targets = [agent] if agent is not None and agent.notify != "none" else self._supervisors(t.team)
         for target in targets:
             notify_agent(conn, self.settings, self.tags, t.ref, target, now, headline=headline)
+        return frozenset(a.name for a in targets)
 
     def _mail_customer(self, conn: Connection, t, now: datetime, template: str, extra: dict) -> None:
         mailbox = self.settings.mailbox(t.mailbox)
@@ -353,12 +363,17 @@ class Duties:
         }
         self._render_mail(conn, t, mailbox, template, variables, now)
 
+    def _customer_language(self, conn: Connection, t, mailbox) -> str:
+        """The language the customer was first answered in (zh or zh-Hant), else the mailbox's."""
+        return ticket_language(mailbox.language, events.recorded_language(conn, t.pk))
+
     def _render_mail(self, conn: Connection, t, mailbox, template: str, variables: dict, now: datetime) -> str:
         """Queue the customer mail `template` renders, on the ticket's thread; returns its Message-ID."""
+        language = self._customer_language(conn, t, mailbox)
         subject = " ".join(self.templates.render(f"{template}/subject.txt", variables, mailbox=mailbox.name,
-                                                 language=mailbox.language).split())
+                                                 language=language).split())
         text = self.templates.render(f"{template}/body.txt", variables, mailbox=mailbox.name,
-                                     language=mailbox.language)
+                                     language=language)
         parent, references = outbox.thread_ids(conn, t.pk)
         return outbox.queue(conn, kind=template, mailbox=mailbox, ticket_pk=t.pk, ref=t.ref,
                             to=[(t.requester_name, t.requester)], subject=tagged_subject(subject, t.ref, self.tags),

@@ -32,7 +32,10 @@ CALENDAR_KEYS = (
     "name", "timezone", "hours", "holidays", "holidays_subdiv", "extra_holidays",
     "working_days", "working_day_hours",
 )
-SLA_KEYS = ("name", "first_response", "next_response", "resolution", "warn_before", "calendar", "priority")
+SLA_KEYS = ("name", "first_response", "next_response", "resolution", "warn_before", "calendar", "priority",
+            "tier2_response", "tier3_response")
+# The tiers that may have their own response limit after an escalation ([[sla]] tierN_response).
+RESPONSE_TIERS = (2, 3)
 NAME = re.compile(r"[a-z0-9_-]+")
 RANGE = re.compile(r"(\d\d):(\d\d)-(\d\d):(\d\d)")
 RANGES_HINT = 'expected time ranges such as "09:00-18:00" or "09:00-12:00,13:00-18:00"'
@@ -223,6 +226,13 @@ class SlaPolicy:
     warn_before: timedelta
     calendar: Calendar = field(default=ALWAYS)
     priorities: tuple[str, ...] = ()
+    # After an escalation to tier N, its first agent reply is due within that
+    # tier's limit of business time, as (tier, limit) pairs (see inboxd.desk.tiers).
+    tier_response: tuple[tuple[int, timedelta], ...] = ()
+
+    def tier_limit(self, tier: int) -> timedelta | None:
+        """The response limit after an escalation to `tier`, if the policy sets one."""
+        return dict(self.tier_response).get(tier)
 
 
 # --- Due times with pauses (a ticket waiting on the customer stops the clock).
@@ -320,6 +330,7 @@ def _merge(
 _UNITS = {
     "en": (("day", "days"), ("hour", "hours"), ("minute", "minutes"), ("second", "seconds")),
     "zh": (("天", "天"), ("小时", "小时"), ("分钟", "分钟"), ("秒", "秒")),
+    "zh-Hant": (("天", "天"), ("小時", "小時"), ("分鐘", "分鐘"), ("秒", "秒")),
 }
 
 
@@ -416,6 +427,8 @@ def parse_sla_policies(
             warn_before=warn_before,
             calendar=calendar,
             priorities=priorities,
+            tier_response=tuple((tier, limit) for tier in RESPONSE_TIERS
+                                if (limit := _optional_duration(table, f"tier{tier}_response")) is not None),
         )
     return policies
 

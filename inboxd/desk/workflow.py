@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from inboxd.desk import agentmail
 from inboxd.desk.agentmail import Alert
+from inboxd.desk.language import reply_from_name
 from inboxd.outbound import outbox
 from inboxd.outbound.compose import Outgoing, new_message_id, tagged_subject
 from inboxd.config import AgentSettings, Settings
@@ -424,7 +425,8 @@ class Workflow:
             conn, kind="reply", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(t.requester_name, t.requester)],
             subject=tagged_subject(t.subject, t.ref, self.tags), text=text, in_reply_to=parent,
             references=references, automatic=None,
-            from_name=f"{self.actor.name.capitalize()} via {mailbox.display_name}", now=now,
+            from_name=reply_from_name(self.actor.display_name, self.actor.name, mailbox.display_name,
+                                      mailbox.language), now=now,
             sent_copy=self.settings.outbox.sent_copy, record_on_ticket="agent")
         store.mark_first_response(conn, t.pk, now)
         if t.status in ("new", "open"):
@@ -455,7 +457,7 @@ class Workflow:
         if agent is None or agent.notify == "none" or agent.name == self.actor.name:
             return
         notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
-                     headline=f"{self.actor.name} assigned {t.ref} to you.")
+                     headline=Alert("assigned", {"actor": self.actor.label, "ticket": {"id": t.ref}}))
 
 
 def merge_tickets(conn: Connection, src: Ticket, dst: Ticket, now: datetime, actor: str,

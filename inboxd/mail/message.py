@@ -133,6 +133,11 @@ class InboundMessage:
     auto: AutoFacts
     defects: tuple[str, ...]
     size: int
+    # What the mail says about its own language (inboxd.desk.language): the
+    # charsets declared on its parts and encoded words, lowercased, in MIME
+    # order, and its Content-Language header.
+    charsets: tuple[str, ...] = ()
+    content_language: str | None = None
 
 
 _MAX_DEPTH = 40
@@ -1140,7 +1145,35 @@ def _parse_fast(raw: bytes, body: bytes, max_attachment_bytes: int) -> InboundMe
         auto=_auto_facts(headers, walk.delivery_status),
         defects=tuple(dict.fromkeys(walk.defects)),
         size=len(raw),
+        charsets=_declared_charsets(msg, headers),
+        content_language=_content_language(headers),
     )
+
+
+def _declared_charsets(msg: Message, headers: dict[str, list[str]]) -> tuple[str, ...]:
+    """Every charset the mail declares: on its top-level and text parts, then in its
+    Subject's and From's encoded words (a Big5 mail may say so only there)."""
+    found: list[str] = []
+    stack = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if part is msg or part.get_content_maintype() == "text":
+            charset = part.get_content_charset()
+            if charset:
+                found.append(charset.lower())
+        if part.is_multipart() and depth < _MAX_DEPTH:
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                stack.extend((sub, depth + 1) for sub in reversed(payload) if isinstance(sub, Message))
+    for name in ("subject", "from"):
+        for value in headers.get(name, [])[:1]:
+            found.extend(match.group(1).split("*", 1)[0].lower() for match in _ENCODED_WORD.finditer(value))
+    return tuple(dict.fromkeys(found))
+
+
+def _content_language(headers: dict[str, list[str]]) -> str | None:
+    value = _first(headers, "content-language")
+    return _FOLD_WS.sub(" ", _decode_raw(value)).strip()[:200] if value is not None else None
 
 
 def _guarded(default, fn, *args):

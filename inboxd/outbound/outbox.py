@@ -224,9 +224,11 @@ def ack_content(
     *,
     sla: dict | None = None,
     template: str = "ack",
+    language: str | None = None,
 ) -> tuple[str, str, str | None]:
     """The acknowledgement of a new ticket, rendered from the mailbox's templates:
-    (the tagged subject, the text, the HTML or None)."""
+    (the tagged subject, the text, the HTML or None).  `language` is the
+    customer's (inboxd.desk.language), by default the mailbox's."""
     variables = {
         "ticket": {
             "id": ticket.ref, "tag": tags.tag(ticket.ref), "subject": ticket.subject, "status": ticket.status,
@@ -238,8 +240,8 @@ def ack_content(
         # The first-response promise, published when an SLA applies.
         "sla": sla or {"first_response": None, "first_response_due": None},
     }
-    subject, text, html = templates.render_ack(variables, mailbox=mailbox.name, language=mailbox.language,
-                                               name=template)
+    subject, text, html = templates.render_ack(variables, mailbox=mailbox.name,
+                                               language=language or mailbox.language, name=template)
     return tagged_subject(subject, ticket.ref, tags), text, html
 
 

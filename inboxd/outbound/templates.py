@@ -21,6 +21,9 @@ import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+# The languages tried after a language's own folder, before English.
+FALLBACKS = {"zh-Hant": ("zh",)}
+
 # Mailbox names and languages become path segments; keep them to plain names.
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9_-]*", re.IGNORECASE)
 
@@ -56,12 +59,14 @@ class Templates:
             if segment is not None and not _SEGMENT.fullmatch(segment):
                 raise TemplateError(f"{name}: invalid {label} name {segment!r}")
         paths = [f"mailboxes/{mailbox}/{name}"] if mailbox else []
-        paths += [f"{language}/{name}", f"en/{name}"]
+        # A Traditional Chinese reader is better served by Simplified text than by English.
+        fallbacks = FALLBACKS.get(language, ())
+        paths += [f"{language}/{name}", *(f"{other}/{name}" for other in fallbacks), f"en/{name}"]
         return list(dict.fromkeys(paths))
 
     def render(self, name: str, variables: Mapping[str, Any], *, mailbox: str | None = None,
                language: str = "en") -> str:
-        """The first of mailboxes/{mailbox}/{name}, {language}/{name}, en/{name}, rendered."""
+        """The first of mailboxes/{mailbox}/{name}, {language}/{name} (zh-Hant: then zh/{name}), en/{name}, rendered."""
         return self._render_selected(name, self.candidates(name, mailbox=mailbox, language=language), variables)
 
     def _render_selected(self, name: str, paths: list[str], variables: Mapping[str, Any]) -> str:

@@ -38,3 +38,14 @@ def ticket_events(conn: Connection, ticket_pk: int) -> list[Row]:
     e = t.event
     return conn.execute(select(e.c.at, e.c.actor, e.c.action, e.c.detail)
                         .where(e.c.ticket_id == ticket_pk).order_by(e.c.at, e.c.id)).all()
+
+
+def recorded_language(conn: Connection, ticket_pk: int) -> str | None:
+    """The customer's written language recorded when the ticket was created (inboxd.desk.language), if any."""
+    e = t.event
+    detail = conn.execute(select(e.c.detail).where(e.c.ticket_id == ticket_pk, e.c.action == "created")
+                          .order_by(e.c.id).limit(1)).scalar()
+    if not detail:
+        return None
+    language = json.loads(detail).get("language")
+    return language if isinstance(language, str) else None
