@@ -154,7 +154,7 @@ def report_table(report: dict) -> str:
         "",
         f"  CSAT: {csat['responses']} responses of {csat['sent']} sent ({pc(csat['response_rate'])}),"
         f" score {pc(csat['score'])}"
-        + "".join(f"; {e['label'] or lvl} {e['count']}" for lvl, e in csat["distribution"].items()),
+        + "".join(f"; {lvl} {e['label']} {e['count']}" for lvl, e in csat["distribution"].items()),
         f"  escalations: {report['escalations']['count']}"
         + "".join(f"; {r['reason']} ({r['count']})" for r in report["escalations"]["top_reasons"]),
         "  by mailbox: " + (", ".join(f"{k} {v}" for k, v in report["volume"]["by_mailbox"].items()) or "-"),
@@ -162,10 +162,25 @@ def report_table(report: dict) -> str:
         "  by weekday: " + ", ".join(f"{k} {v}" for k, v in report["volume"]["by_weekday"].items()),
         "  by hour: " + " ".join(str(v) for v in report["volume"]["by_hour"]),
         "  hours in status: " + ", ".join(f"{k} {v}" for k, v in report["time_in_status"].items()),
+        "  share of time in status: " + ", ".join(f"{k} {pc(v)}" for k, v in report["time_in_status_share"].items()),
     ]
+    rc = report["repeat_complaints"]
+    lines += ["", f"  repeat complaints (within {rc['window_days']} days): {rc['repeated']} of {rc['customers']}"
+                  f" customers ({pc(rc['rate'])})"
+              + "".join(f"; tag {k} {r['repeated']}/{r['customers']}" for k, r in rc["by_tag"].items())]
+    for name, values in rc["by_field"].items():
+        lines.append(f"    by {name}: " + (", ".join(f"{v} {r['repeated']}/{r['customers']} ({pc(r['rate'])})"
+                                                   for v, r in values.items()) or "-"))
+    for name, values in report["by_field"].items():
+        lines += ["", f"  {name:<16}{'created':>9}{'resolved':>10}{'csat':>8}{'n':>5}"]
+        for value, e in values.items():
+            lines.append(f"  {value:<16}{e['created']:>9}{e['resolved']:>10}{pc(e['csat_score']):>8}"
+                         f"{e['csat_responses']:>5}")
     if "agents" in report:
-        lines += ["", f"  {'agent':<16}{'open':>6}{'resolved':>10}{'replies':>9}{'1st resp':>10}{'resolution':>12}"]
+        lines += ["", f"  {'agent':<16}{'open':>6}{'resolved':>10}{'replies':>9}{'1st resp':>10}{'resolution':>12}"
+                      f"{'CSAT':>8}{'n':>4}"]
         for name, a in report["agents"].items():
             lines.append(f"  {name:<16}{a['open']:>6}{a['resolved']:>10}{a['replies']:>9}"
-                         f"{h(a['first_response']['median']):>10}{h(a['resolution']['median']):>12}")
+                         f"{h(a['first_response']['median']):>10}{h(a['resolution']['median']):>12}"
+                         f"{pc(a['csat']['score']):>8}{a['csat']['responses']:>4}")
     return "\n".join(lines) + "\n"

@@ -172,7 +172,8 @@ def _legacy_scale(table: Table) -> tuple[Level, ...]:
 
 def _check_count(table: Table, key: str, count: int) -> None:
     if count < 2:
-        table.fail(key, f"must list at least two levels, got {count}")
+        order = ", best first" if key == "scale" else ""
+        table.fail(key, f"must list at least two levels{order}, got {count}")
     if count > MAX_SCORE - MIN_SCORE + 1:
         table.fail(key, f"must list at most {MAX_SCORE - MIN_SCORE + 1} levels, got {count}")
 
@@ -225,7 +226,12 @@ def is_low(settings: CsatSettings, score: int) -> bool:
 
 def is_top(scale: Sequence[Level], score: int) -> bool:
     """Whether `score` is among the top two levels (what the report's score counts)."""
-    return score in sorted((level.score for level in scale), reverse=True)[:TOP_LEVELS]
+    return score in top_scores(scale)
+
+
+def top_scores(scale: Sequence[Level]) -> tuple[int, ...]:
+    """The scores of the top two levels."""
+    return tuple(sorted((level.score for level in scale), reverse=True)[:TOP_LEVELS])
 
 
 def legacy_score(position: int) -> int:

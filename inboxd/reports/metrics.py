@@ -32,6 +32,8 @@ from inboxd.store import reports as store
 from inboxd.store.engine import reading
 from inboxd.store.reports import Scope
 from inboxd.desk.history import Interval, status_after, status_intervals  # noqa: F401 (re-exported)
+from inboxd.desk.csat import is_top, level_of, top_scores
+from inboxd.desk.csat import label as csat_label
 from inboxd.desk.sla import Calendar
 
 SUPERVISOR_ROLES = ("supervisor", "admin")
@@ -45,8 +47,8 @@ TOP_REASONS = 5
 # First-response histogram buckets: (label, upper bound in hours); the last is open-ended.
 FIRST_RESPONSE_BUCKETS = (("<1h", 1), ("1-4h", 4), ("4-8h", 8), ("8-24h", 24), ("1-3d", 72), (">3d", math.inf))
 CSAT_TREND_WEEKS = 8
-# The CSAT score is the share of answers rated this or better (1 is the best).
-GOOD_RATINGS = 2
+# The satisfaction trend inside a report is per local day up to this long a period, per week beyond.
+CSAT_DAILY_UP_TO = timedelta(days=31)
 
 # A status interval: (status, start, end), half-open.
 
@@ -211,11 +213,12 @@ def compute_report(conn, settings: Settings, *, since: datetime | None = None, u
         "first_contact_resolution": {"count": one_touch, "rate": _share(one_touch, len(resolved))},
         "reopen_rate": _share(len(reopened), len(resolved)),
         "sla": _sla(reader),
-        "csat": _csat(reader, since, until),
+        "csat": _csat(reader, since, until, _label_language(settings, mailbox)),
         "volume": _volume(created, tz),
         "escalations": _escalations(reader),
         "time_in_status": _time_in_status(tickets.values(), since, reader.end),
         "daily": _daily(tickets.values(), since, until, reader.end, tz),
+        **_desk_figures(reader, tickets, created, resolved_at),
     }
     if include_agents:
         report["agents"] = _agents(reader, tickets, created, resolved, resolved_at, calendar_of)
@@ -276,21 +279,91 @@ def _sla(reader: _Reader) -> dict:
     return out
 
 
-def _csat(reader: _Reader, since: datetime, until: datetime) -> dict:
+def _desk_figures(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Ticket],
+                  resolved_at: dict[int, datetime]) -> dict:
+    """Repeat complaints, the figures by custom field and time per status as a share (inboxd.reports.breakdowns)."""
+    from inboxd.reports import breakdowns
+    from inboxd.store import fields as store_fields
+
+    conn, settings = reader.conn, reader.settings
+    declared = settings.policies.fields
+    customer_of = store.requesters(conn, list(resolved_at))
+    first = min(resolved_at.values(), default=reader.end)
+    contacts = [breakdowns.Contact(*row)
+                for row in store.customer_tickets(conn, sorted(set(customer_of.values())), first)]
+    answers = [(pk, rating) for pk, rating in store.csat_ratings(conn, reader.scope, reader.since, reader.until)]
+    fields_of = store_fields.values_for(conn, sorted({*tickets, *(pk for pk, _ in answers)}))
+    return {
+        "repeat_complaints": breakdowns.repeat_complaints(
+            resolved_at, customer_of, contacts, {pk: t.tags for pk, t in tickets.items()}, fields_of,
+            [f.name for f in declared], settings.reports.repeat_window, reader.now),
+        "by_field": breakdowns.by_field({f.name: f.choices for f in declared}, fields_of, [t.pk for t in created],
+                                        list(resolved_at), answers, good=lambda rating: is_top(settings.policies.csat.scale, rating)),
+        "time_in_status_share": breakdowns.status_shares([t.intervals for t in tickets.values()], reader.since,
+                                                         reader.end),
+    }
+
+
+def _label_language(settings: Settings, mailbox: str | None) -> str:
+    """The language of the scale's labels in a report: the mailbox's, else the first mailbox's."""
+    if mailbox is not None:
+        return settings.mailbox(mailbox).language
+    return settings.mailboxes[0].language if settings.mailboxes else "en"
+
+
+def _csat(reader: _Reader, since: datetime, until: datetime, language: str) -> dict:
+    """Satisfaction on the configured scale: every level (best first) with its count, the share in the top
+    two levels, the mean score, and the trend per local day (per week for a long period)."""
+    scale = reader.settings.policies.csat.scale
     sent, answered_of_sent = store.csat_sent(reader.conn, reader.scope, since, until)
     answers = store.csat_answers(reader.conn, reader.scope, since, until)
-    distribution: dict[str, dict] = {}
-    for rating, label in sorted(answers, key=lambda row: row[0]):
-        entry = distribution.setdefault(str(rating), {"label": label, "count": 0})
-        entry["count"] += 1
-    good = sum(1 for rating, _ in answers if rating <= GOOD_RATINGS)
+    counts = Counter(row[0] for row in answers)
+    levels = [{"score": level.score, "label": csat_label(scale, level.score, language), "count": counts[level.score],
+               "share": _share(counts[level.score], len(answers))} for level in scale]
+    # A score the scale no longer has (the scale was changed) is still counted, with its stored label.
+    stored = {row[0]: row[1] for row in answers}
+    levels += [{"score": score, "label": stored[score] or "", "count": n, "share": _share(n, len(answers))}
+               for score, n in sorted(counts.items(), reverse=True) if level_of(scale, score) is None]
+    good = sum(1 for row in answers if is_top(scale, row[0]))
     return {
         "sent": sent,
         "responses": len(answers),
         "response_rate": _share(answered_of_sent, sent),
         "score": _share(good, len(answers)),
-        "distribution": distribution,
+        "mean": round(statistics.fmean(counts.elements()), 2) if answers else None,
+        "comments": store.csat_comments(reader.conn, reader.scope, since, until),
+        "distribution": {str(e["score"]): {"label": e["label"], "count": e["count"]} for e in levels},
+        "levels": levels,
+        "trend": _csat_periods(answers, scale, since, until, reader.settings.reports.timezone),
     }
+
+
+def _csat_periods(answers: Sequence, scale, since: datetime, until: datetime, tz: ZoneInfo) -> list[dict]:
+    """Per local day (per Monday-started week for a period longer than CSAT_DAILY_UP_TO): responses, score, mean
+    and the count of each level."""
+    starts = _day_starts(since, until, tz)
+    if until - since > CSAT_DAILY_UP_TO:
+        starts = [s for i, s in enumerate(starts) if i == 0 or s.astimezone(tz).weekday() == 0]
+    rows = [{"start": s.astimezone(tz).date().isoformat(), "responses": 0, "score": None, "mean": None,
+             "counts": {str(level.score): 0 for level in scale}} for s in starts]
+    scores: list[list[int]] = [[] for _ in starts]
+    for rating, _label, at, _assignee in answers:
+        index = max(i for i, s in enumerate(starts) if s <= at) if starts and at >= starts[0] else 0
+        scores[index].append(rating)
+    for row, mine in zip(rows, scores):
+        row["responses"] = len(mine)
+        row["score"] = _share(sum(1 for r in mine if is_top(scale, r)), len(mine))
+        row["mean"] = round(statistics.fmean(mine), 2) if mine else None
+        for r in mine:
+            row["counts"][str(r)] = row["counts"].get(str(r), 0) + 1
+    return rows
+
+
+def _agent_csat(answers: Sequence, scale, name: str) -> dict:
+    """One agent's satisfaction: the rated answers on tickets assigned to them."""
+    mine = [row[0] for row in answers if row[3] == name]
+    return {"responses": len(mine), "score": _share(sum(1 for r in mine if is_top(scale, r)), len(mine)),
+            "mean": round(statistics.fmean(mine), 2) if mine else None}
 
 
 def _volume(created: Sequence[_Ticket], tz: ZoneInfo) -> dict:
@@ -313,18 +386,29 @@ def _volume(created: Sequence[_Ticket], tz: ZoneInfo) -> dict:
 def _escalations(reader: _Reader) -> dict:
     rows = store.escalation_details(reader.conn, reader.scope, reader.since, reader.until)
     targets, reasons = Counter(), Counter()
+    triggers = dict.fromkeys(("manual", "sla", "tag", "rule"), 0)
     for detail in rows:
         parsed = json.loads(detail or "{}")
         targets[str(parsed.get("to", ""))] += 1
+        triggers[_trigger(parsed)] = triggers.get(_trigger(parsed), 0) + 1
         reason = " ".join(str(parsed.get("reason", "")).split())
         if reason:
             reasons[reason] += 1
     return {
         "count": len(rows),
         "by_target": dict(sorted(targets.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "by_trigger": triggers,
         "top_reasons": [{"reason": r, "count": n}
                         for r, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_REASONS]],
     }
+
+
+def _trigger(detail: dict) -> str:
+    """What triggered an escalation: recorded since tiers (inboxd.desk.escalation); before
+    them only the SLA duties and agents escalated, and the duties' reasons say "SLA breached"."""
+    if detail.get("trigger"):
+        return str(detail["trigger"])
+    return "sla" if "SLA breached" in str(detail.get("reason", "")) else "manual"
 
 
 def _time_in_status(tickets: Iterable[_Ticket], since: datetime, end: datetime) -> dict[str, float]:
@@ -390,6 +474,8 @@ def _agents(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Tic
                     *(a.name for a in reader.settings.agents)} - {None})
     if reader.scope.agent is not None:
         names = [reader.scope.agent]
+    answers = store.csat_answers(reader.conn, reader.scope, reader.since, reader.until)
+    scale = reader.settings.policies.csat.scale
     out = {}
     for name in names:
         first = [_duration(t.created_at, t.first_response_at, calendar_of(t))
@@ -401,6 +487,7 @@ def _agents(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Tic
             "replies": replies.get(name, 0),
             "first_response": summary(first),
             "resolution": summary([_duration(t.created_at, resolved_at[t.pk], calendar_of(t)) for t in mine]),
+            "csat": _agent_csat(answers, scale, name),
         }
     return out
 
@@ -412,7 +499,7 @@ def csat_trend(conn, settings: Settings, *, until: datetime, weeks: int = CSAT_T
     out = []
     for k in range(weeks, 0, -1):
         start, stop = until - timedelta(weeks=k), until - timedelta(weeks=k - 1)
-        total, good = store.csat_week(conn, start, stop, GOOD_RATINGS)
+        total, good = store.csat_week(conn, start, stop, top_scores(settings.policies.csat.scale))
         out.append({"week_start": start.date().isoformat(), "responses": total, "score": _share(good, total)})
     return out
 
@@ -494,9 +581,18 @@ def mail_variables(report: dict, trend: list[dict], *, cids: dict[str, str]) -> 
                 "sla_resolution": percent(report["sla"]["resolution"]["attainment"]),
                 "csat_score": percent(report["csat"]["score"]),
                 "csat_rate": percent(report["csat"]["response_rate"]),
+                "repeat": percent(report["repeat_complaints"]["rate"]),
             },
+            # Repeat complaints by tag and field value, and time per status, as percentages.
+            "repeat_by_tag": {tag: percent(r["rate"]) for tag, r in report["repeat_complaints"]["by_tag"].items()},
+            "repeat_by_field": {name: {value: percent(r["rate"]) for value, r in values.items()}
+                                for name, values in report["repeat_complaints"]["by_field"].items()},
+            "status_share": {status: percent(share) for status, share in report["time_in_status_share"].items()},
+            "field_csat": {name: {value: percent(e["csat_score"]) for value, e in values.items()}
+                           for name, values in report["by_field"].items()},
             "agents": {name: {"first": hours(a["first_response"]["median"]),
-                              "resolution": hours(a["resolution"]["median"])}
+                              "resolution": hours(a["resolution"]["median"]),
+                              "csat": percent(a["csat"]["score"])}
                        for name, a in report.get("agents", {}).items()},
             "since": report["period"]["since"][:10],
             "until": (datetime.fromisoformat(report["period"]["until"]) - timedelta(seconds=1)).date().isoformat(),

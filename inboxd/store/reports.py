@@ -129,31 +129,41 @@ def sla_targets(conn: Connection, scope: Scope, target: str, since: datetime, un
 
 
 def csat_sent(conn: Connection, scope: Scope, since: datetime, until: datetime) -> tuple[int, int]:
-    """(surveys sent in [since, until), how many of them are answered)."""
+    """(surveys sent in [since, until), how many of them are rated; a reply without a rating is no answer)."""
     ticket, csat = t.ticket, t.csat
     sent, answered = conn.execute(
-        select(func.count(), func.count(csat.c.answered_at))
+        select(func.count(), func.count(csat.c.rating))
         .join_from(csat, ticket, ticket.c.id == csat.c.ticket_id)
         .where(csat.c.sent_at >= since, csat.c.sent_at < until, *scope.clauses())).one()
     return sent, answered
 
 
 def csat_answers(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
-    """(rating, label) of every rated answer given in [since, until)."""
+    """(rating, label, answered_at, assignee) of every rated answer given in [since, until)."""
     ticket, csat = t.ticket, t.csat
     return conn.execute(
-        select(csat.c.rating, csat.c.label)
+        select(csat.c.rating, csat.c.label, csat.c.answered_at, ticket.c.assignee)
         .join_from(csat, ticket, ticket.c.id == csat.c.ticket_id)
         .where(csat.c.answered_at >= since, csat.c.answered_at < until, csat.c.rating.is_not(None),
                *scope.clauses())
         .order_by(csat.c.id)).all()
 
 
-def csat_week(conn: Connection, since: datetime, until: datetime, good_up_to: int) -> tuple[int, int]:
-    """(rated answers given in [since, until), how many rate `good_up_to` or better), over every ticket."""
+def csat_comments(conn: Connection, scope: Scope, since: datetime, until: datetime) -> int:
+    """Surveys replied to in [since, until) without a rating (kept as comments)."""
+    ticket, csat = t.ticket, t.csat
+    return conn.execute(
+        select(func.count())
+        .join_from(csat, ticket, ticket.c.id == csat.c.ticket_id)
+        .where(csat.c.answered_at >= since, csat.c.answered_at < until, csat.c.rating.is_(None),
+               *scope.clauses())).scalar()
+
+
+def csat_week(conn: Connection, since: datetime, until: datetime, good: Sequence[int]) -> tuple[int, int]:
+    """(rated answers given in [since, until), how many of them score one of `good`), over every ticket."""
     csat = t.csat
     total, good = conn.execute(
-        select(func.count(), func.coalesce(func.sum(case((csat.c.rating <= good_up_to, 1), else_=0)), 0))
+        select(func.count(), func.coalesce(func.sum(case((csat.c.rating.in_(list(good)), 1), else_=0)), 0))
         .where(csat.c.rating.is_not(None), csat.c.answered_at >= since, csat.c.answered_at < until)).one()
     return total, int(good)
 
@@ -176,6 +186,42 @@ def reply_events(conn: Connection, scope: Scope, since: datetime, until: datetim
         .join(ticket, ticket.c.id == event.c.ticket_id)
         .where(and_(event.c.at >= since, event.c.at < until),
                event.c.action.in_(("reply", "macro", "message")), *scope.clauses())).all()
+
+
+def requesters(conn: Connection, ticket_ids: Sequence[int]) -> dict[int, str]:
+    """Each ticket's requester, in lower case (repeat complaints compare addresses ignoring case)."""
+    ticket = t.ticket
+    out: dict[int, str] = {}
+    for start in range(0, len(ticket_ids), CHUNK):
+        chunk = list(ticket_ids[start:start + CHUNK])
+        out.update((pk, (email or "").lower()) for pk, email in conn.execute(
+            select(ticket.c.id, ticket.c.requester).where(ticket.c.id.in_(chunk))))
+    return out
+
+
+def customer_tickets(conn: Connection, customers: Sequence[str], since: datetime) -> Sequence[Row]:
+    """(id, requester in lower case, created_at, merged_into) of every ticket of these customers (lower-case
+    addresses, matched ignoring case) created after `since`, in any mailbox."""
+    ticket = t.ticket
+    rows: list[Row] = []
+    for start in range(0, len(customers), CHUNK):
+        chunk = list(customers[start:start + CHUNK])
+        rows += conn.execute(
+            select(ticket.c.id, func.lower(ticket.c.requester), ticket.c.created_at, ticket.c.merged_into)
+            .where(func.lower(ticket.c.requester).in_(chunk), ticket.c.created_at > since)
+            .order_by(ticket.c.id)).all()
+    return rows
+
+
+def csat_ratings(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
+    """(ticket_id, rating) of every rated answer given in [since, until) (the answers `csat_answers` reads)."""
+    ticket, csat = t.ticket, t.csat
+    return conn.execute(
+        select(csat.c.ticket_id, csat.c.rating)
+        .join_from(csat, ticket, ticket.c.id == csat.c.ticket_id)
+        .where(csat.c.answered_at >= since, csat.c.answered_at < until, csat.c.rating.is_not(None),
+               *scope.clauses())
+        .order_by(csat.c.id)).all()
 
 
 # --- `inboxd export` ------------------------------------------------------------------------
