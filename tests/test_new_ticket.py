@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from inboxd.testing.mail import make_mail, make_message_id
+from inboxd.testing.mail import make_message_id
 from tests.support import write_config
 from tests.test_workflow import AGENTS, Desk, body, refused
 
