@@ -22,6 +22,7 @@ from inboxd.store.lookup import TicketFacts
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 TOKEN = "abcdefghijklmnopqrst"
+OLD_TOKEN = "bcdefghijklmnopqrstu"
 
 CONFIG = """
 [autoreply]
@@ -131,9 +132,12 @@ class Store:
     # Message-ID -> ticket (m1@customer.example is on T-1000, and so on).
     messages: dict[str, int] = field(default_factory=lambda: {f"m{pk}@customer.example": pk for pk in range(1, 7)})
     referencing: dict[str, set[int]] = field(default_factory=dict)
-    surveys: dict[str, int] = field(default_factory=lambda: {TOKEN: 70})
-    survey_mail: dict[str, int] = field(default_factory=lambda: {"survey-70@example.com": 70})
-    survey_ticket: dict[int, int] = field(default_factory=lambda: {70: 2})
+    surveys: dict[str, int] = field(default_factory=lambda: {TOKEN: 70, OLD_TOKEN: 71})
+    survey_mail: dict[str, int] = field(default_factory=lambda: {"survey-70@example.com": 70,
+                                                                "survey-72@example.com": 72})
+    survey_ticket: dict[int, int] = field(default_factory=lambda: {70: 2, 71: 2, 72: 5})
+    # Surveys sent before scores (their links carry positions, 1 = best).
+    legacy_surveys: set[int] = field(default_factory=lambda: {71})
     open: dict[str, int] = field(default_factory=dict)
     last_assigned: dict[str | None, str] = field(default_factory=dict)
     sent: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
@@ -167,6 +171,9 @@ class Store:
 
     def csat_ticket(self, csat_id):
         return self.survey_ticket[csat_id]
+
+    def csat_scored(self, csat_id):
+        return csat_id not in self.legacy_surveys
 
     def open_counts(self, open_statuses):
         return dict(self.open)
@@ -327,15 +334,32 @@ ROWS = [
      {**NEW, "ack.send": False, "ack.rule": "routing"}),
     ("escalation on a ticket: tier up, tags kept", mail(irt="m6@customer.example", body="It crashed again"),
      {}, {}, {"ticket.pk": 6, "routing.tier": 2, "routing.escalate": True, "routing.tags": ("vip", "crash")}),
-    ("survey answer by token", mail("Re: How did we do?", to=f"support+csat-{TOKEN}-1@example.com",
+    ("survey answer by token", mail("Re: How did we do?", to=f"support+csat-{TOKEN}-5@example.com",
                                     body="Great, thanks\n"), {}, {},
-     {"kind": "csat", "ticket.pk": 2, "csat.rating": 1, "csat.label": "Very satisfied",
+     {"kind": "csat", "ticket.pk": 2, "csat.rating": 5, "csat.label": "Very satisfied",
       "csat.comment": "Great, thanks", "csat.low": False, "csat.followup": (), "ack": None}),
-    ("low survey answer by reply", mail("Re: How did we do?", irt="survey-70@example.com", body="4 slow\n"), {}, {},
-     {"kind": "csat", "ticket.pk": 2, "csat.rating": 4, "csat.comment": "slow", "csat.low": True,
+    ("low survey answer by reply", mail("Re: How did we do?", irt="survey-70@example.com", body="2 slow\n"), {}, {},
+     {"kind": "csat", "ticket.pk": 2, "csat.rating": 2, "csat.comment": "slow", "csat.low": True,
       "csat.followup": ("carol",)}),
-    ("a low answer in history is not followed up", mail(irt="survey-70@example.com", body="4\n"),
+    ("a score with its unit by reply", mail("Re: How did we do?", irt="survey-70@example.com", body="4分，挺快的\n"),
+     {}, {}, {"kind": "csat", "csat.rating": 4, "csat.label": "Satisfied", "csat.low": False}),
+    ("a low answer in history is not followed up", mail(irt="survey-70@example.com", body="2\n"),
      {"history": True}, {}, {"kind": "csat", "csat.low": True, "csat.followup": ()}),
+    ("an old survey's link carries its position", mail(to=f"support+csat-{OLD_TOKEN}-1@example.com", body=""),
+     {}, {}, {"kind": "csat", "csat.rating": 5, "csat.low": False}),
+    ("an old survey's bare digit is its position", mail(to=f"support+csat-{OLD_TOKEN}-4@example.com", body="4\n"),
+     {}, {}, {"kind": "csat", "csat.rating": 2, "csat.low": True}),
+    ("a survey reply without a rating is a comment; the closed ticket stays closed, the assignee is told",
+     mail("Re: How did we do?", irt="survey-72@example.com", body="请问发票什么时候开？\n"), {}, {},
+     {"kind": "csat", "ticket.pk": 5, "ticket.status_after": "closed", "csat.rating": None,
+      "csat.comment": "请问发票什么时候开？", "csat.low": False, "csat.followup": ("erin",), "ack": None,
+      "routing": None}),
+    ("an unassigned ticket's survey comment goes to the supervisors",
+     mail("Re: How did we do?", irt="survey-70@example.com", body="Thanks, that fixed it\n"), {}, {},
+     {"kind": "csat", "ticket.pk": 2, "ticket.status_after": "closed", "csat.rating": None,
+      "csat.followup": ("carol",)}),
+    ("a survey comment from history tells nobody", mail(irt="survey-72@example.com", body="谢谢\n"),
+     {"history": True}, {}, {"kind": "csat", "csat.rating": None, "csat.comment": "谢谢", "csat.followup": ()}),
     ("the survey token is unknown", mail(to="support+csat-zzzzzzzzzzzzzzzzzzzz-5@example.com"), {}, {},
      {**NEW}),
 ]
