@@ -24,7 +24,7 @@ from pathlib import Path
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
 from inboxd.testing.mail import make_mail
-from tests.support import write_config
+from tests.support import cli, list_json, write_config
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -93,3 +93,42 @@ def test_ack_promises_the_first_response_in_the_mailboxs_zone(tmp_path, dovecot,
 def once(config, now: datetime) -> None:
     report = run_once(load_settings(config), workers=0, now=now)
     assert report.failed == [], report.statuses
+
+
+AGENTS = """
+[[agents]]
+name = "wang"
+email = "wang@example.com"
+language = "zh"
+timezone = "Asia/Shanghai"
+
+[[agents]]
+name = "nora"
+email = "nora@example.com"
+timezone = "America/New_York"
+"""
+
+
+def test_list_and_show_in_the_acting_agents_zone(tmp_path, dovecot, imap_user, smtp_sink):
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], smtp_port=smtp_sink.port,
+                          extra=EXTRA + AGENTS)
+    config.write_text(config.read_text().replace('address = "support@example.com"\n',
+                                                 'address = "support@example.com"\nsla = "always"\n'))
+    at = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
+    dovecot.append(imap_user, "INBOX", make_mail(frm="Ann <ann@example.org>", subject="Login fails"), when=at)
+    once(config, at + timedelta(minutes=1))
+
+    # The contract keeps UTC.
+    [t] = list_json(config)
+    assert t["first_response_due"] == "2026-11-30T18:00:00Z" and t["created_at"] == "2026-11-30T14:00:00Z"
+    # 18:00 UTC is 02:00 the next day in Beijing and 13:00 the same day in New York.
+    wang = cli(config, "--as", "wang", "list", "--status", "new").stdout.splitlines()
+    assert wang[0].split()[5] == "DUE" and "(北京时间)" in wang[0]
+    assert "12月1日 02:00" in wang[1] and "UTC" not in "\n".join(wang)
+    nora = cli(config, "--as", "nora", "list", "--status", "new").stdout.splitlines()
+    assert "DUE (EST)" in nora[0] and "Mon 30 Nov, 13:00" in nora[1]
+
+    shown = cli(config, "--as", "wang", "show", t["id"]).stdout
+    assert "times in Asia/Shanghai (北京时间)" in shown
+    assert "created 2026年11月30日 22:00" in shown and "first response 2026年12月1日 02:00" in shown
+    assert "2026-11-30T" not in shown

@@ -390,8 +390,21 @@ def list_cmd(
     if as_json:
         _print_json(rows)
         return
-    typer.echo(ticketq.format_table(rows, now=_now()))
+    zone, language = _reader(state)
+    typer.echo(ticketq.format_table(rows, now=_now(), zone=zone, language=language))
     typer.echo(f"{len(rows)} ticket(s)")
+
+
+def _reader(state: Context):
+    """The zone and language the acting agent reads times in (the machine's zone, English, when nobody is acting).
+
+    `--json` never uses them: the contract's times stay ISO 8601 UTC.
+    """
+    try:
+        agent = state.agent()
+    except UserError:
+        agent = None
+    return state.settings.policies.agent_zone(agent), agent.language if agent is not None else "en"
 
 
 def _now():
@@ -409,9 +422,11 @@ def show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show one ticket with its thread and history."""
+    from inboxd.localtime import zone_key, zone_label
     from inboxd.store.engine import reading
 
-    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
+    state = _ctx(ctx)
+    with reading(_store(state.settings, create=False)) as conn:
         try:
             t = ticketq.show_ticket(conn, ticket_id)
         except ticketq.NotFound as exc:
@@ -419,25 +434,33 @@ def show(
     if as_json:
         _print_json(t)
         return
+    # Times in the acting agent's zone, written their language's way; --json keeps UTC.
+    zone, language = _reader(state)
+
+    def when(text: str | None) -> str:
+        return ticketq.local_text(text, zone, language, year=True) if text else "-"
+
     out = [
         f"{t['id']}  {t['subject']}",
         f"status {t['status']}  priority {t['priority']}  assignee {t['assignee'] or '-'}  "
         f"tags {', '.join(t['tags']) or '-'}",
         f"requester {t['requester_name']} <{t['requester']}>  mailboxes {', '.join(t['mailboxes'])}",
-        f"created {t['created_at']}  updated {t['updated_at']}  first response {t['first_response_at'] or '-'}",
-        f"due: first response {t['first_response_due'] or '-'}  resolution {t['resolution_due'] or '-'}"
+        f"times in {zone_key(zone)} ({zone_label(_now(), zone, language)})",
+        f"created {when(t['created_at'])}  updated {when(t['updated_at'])}  "
+        f"first response {when(t['first_response_at'])}",
+        f"due: first response {when(t['first_response_due'])}  resolution {when(t['resolution_due'])}"
         + (f"  (merged into {t['merged_into']})" if t["merged_into"] else ""),
     ]
     if t["fields"]:
         out.append("fields: " + "  ".join(f"{k}={v}" for k, v in t["fields"].items()))
     for m in t["messages"]:
-        out += ["", f"--- {m['date']}  {m['direction']}/{m['kind']}  {m['from']}  [{', '.join(m['mailboxes'])}]",
+        out += ["", f"--- {when(m['date'])}  {m['direction']}/{m['kind']}  {m['from']}  [{', '.join(m['mailboxes'])}]",
                 f"Subject: {m['subject']}", "", m["reply_text"].rstrip()]
         folded = len(m["text"].strip()) - len(m["reply_text"].strip())
         if folded > 0:
             out.append(f"[... {folded} characters of quoted text folded; see --json]")
     out += ["", "History:"]
-    out += [f"  {e['at']}  {e['actor']}  {e['action']}  {_detail(e['detail'])}" for e in t["events"]]
+    out += [f"  {when(e['at'])}  {e['actor']}  {e['action']}  {_detail(e['detail'])}" for e in t["events"]]
     # Subjects, names and bodies come from customers' mail: no terminal
     # escape sequence may reach the agent's screen (see inboxd.cli.terminal).
     from inboxd.cli.terminal import printable
