@@ -205,7 +205,7 @@ def script(h) -> None:
     h.ingest(2, at(19, 9), "customer", "solved", "open")
     h.cli(2, at(19, 12), "bob", "status", "open", "solved")
     h.cli(2, at(20, 12), "bob", "close", "solved", "closed", survey=True)
-    h.csat(2, at(20, 12), rating=1, label="Great", answered=at(20, 13))
+    h.csat(2, at(20, 12), rating=5, label="Very satisfied", answered=at(20, 13))
     # T3: escalated with a reason, never answered.
     h.ticket(3, mailbox="support", created=at(18, 14), status="open", tags=["outage"], fr_due=at(18, 16),
              res_due=at(23, 15), team="tier2")
@@ -221,14 +221,14 @@ def script(h) -> None:
              closed=at(6, 9))
     h.cli(5, at(5, 9), "alice", "status", "new", "solved")
     h.cli(5, at(6, 9), "alice", "close", "solved", "closed")
-    h.csat(5, at(6, 9), rating=4, label="Bad", answered=at(7, 9))
+    h.csat(5, at(6, 9), rating=2, label="Unsatisfied", answered=at(7, 9))
     # T6: closed at once, survey unanswered.
     h.ticket(6, mailbox="support", created=at(19, 10), status="closed", assignee="alice", closed=at(19, 10, 30))
     h.message(6, at(19, 10), "customer")
     h.cli(6, at(19, 10, 30), "alice", "close", "new", "closed")
     h.csat(6, at(19, 10, 30))
-    # T1's survey, answered "OK".
-    h.csat(1, at(23, 11), rating=3, label="OK", answered=at(23, 12))
+    # T1's survey, answered 3 (一般).
+    h.csat(1, at(23, 11), rating=3, label="Neutral", answered=at(23, 12))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -284,8 +284,23 @@ def test_sla_csat_volume_and_escalations(store) -> None:
         "resolution": {"met": 1, "breached": 1, "pending": 0, "attainment": 0.5},
         "breaches": 3,
     }
-    assert r["csat"] == {"sent": 3, "responses": 2, "response_rate": 0.6667, "score": 0.5,
-                         "distribution": {"1": {"label": "Great", "count": 1}, "3": {"label": "OK", "count": 1}}}
+    csat = r["csat"]
+    trend = csat.pop("trend")
+    # Every level of the default scale, best first; the score is the share of 5 and 4.
+    assert csat == {"sent": 3, "responses": 2, "response_rate": 0.6667, "score": 0.5, "mean": 4.0, "comments": 0,
+                    "distribution": {"5": {"label": "Very satisfied", "count": 1}, "4": {"label": "Satisfied", "count": 0},
+                                     "3": {"label": "Neutral", "count": 1}, "2": {"label": "Unsatisfied", "count": 0}},
+                    "levels": [{"score": 5, "label": "Very satisfied", "count": 1, "share": 0.5},
+                               {"score": 4, "label": "Satisfied", "count": 0, "share": 0.0},
+                               {"score": 3, "label": "Neutral", "count": 1, "share": 0.5},
+                               {"score": 2, "label": "Unsatisfied", "count": 0, "share": 0.0}]}
+    # Per day of the period (eight days from Monday 16th).
+    assert [d["start"] for d in trend] == [f"2026-11-{day}" for day in range(16, 24)]
+    assert [d["responses"] for d in trend] == [0, 0, 0, 0, 1, 0, 0, 1]
+    assert (trend[4]["score"], trend[4]["mean"], trend[4]["counts"]) == (1.0, 5.0, {"5": 1, "4": 0, "3": 0, "2": 0})
+    assert (trend[7]["score"], trend[7]["counts"]["3"]) == (0.0, 1)
+    assert trend[0] == {"start": "2026-11-16", "responses": 0, "score": None, "mean": None,
+                        "counts": {"5": 0, "4": 0, "3": 0, "2": 0}}
     assert r["volume"]["by_mailbox"] == {"support": 3, "billing": 1}
     assert r["volume"]["by_tag"] == {"billing": 2, "outage": 1, "refund": 1}
     hours = [0] * 24
@@ -309,8 +324,12 @@ def test_per_agent_section_and_agent_scope(store) -> None:
     agents = report(store)["agents"]
     assert agents["alice"] == {"open": 1, "resolved": 2, "replies": 1,
                                "first_response": {"count": 1, "median": 7200.0, "mean": 7200.0, "p90": 7200.0},
-                               "resolution": {"count": 2, "median": 6300.0, "mean": 6300.0, "p90": 10800.0}}
+                               "resolution": {"count": 2, "median": 6300.0, "mean": 6300.0, "p90": 10800.0},
+                               # T1's 3 (一般): answered, not in the top two.
+                               "csat": {"responses": 1, "score": 0.0, "mean": 3.0}}
     assert agents["bob"]["replies"] == 2 and agents["bob"]["resolved"] == 1
+    assert agents["bob"]["csat"] == {"responses": 1, "score": 1.0, "mean": 5.0}
+    assert agents["carol"]["csat"] == {"responses": 0, "score": None, "mean": None}
     assert agents["carol"]["open"] == 0
     mine = report(store, agent="alice", include_agents=False)
     assert "agents" not in mine

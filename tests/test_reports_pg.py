@@ -132,8 +132,12 @@ def test_report_figures(seeded) -> None:
                             "backlog": 2, "backlog_ratio": 2.0}
     assert r["resolution"] == {"count": 3, "median": 10800.0, "mean": 65400.0, "p90": 183600.0}
     assert r["sla"]["first_response"] == {"met": 1, "breached": 2, "pending": 0, "attainment": 0.3333}
-    assert r["csat"] == {"sent": 3, "responses": 2, "response_rate": 0.6667, "score": 0.5,
-                         "distribution": {"1": {"label": "Great", "count": 1}, "3": {"label": "OK", "count": 1}}}
+    assert {k: r["csat"][k] for k in ("sent", "responses", "response_rate", "score", "mean", "distribution")} == {
+        "sent": 3, "responses": 2, "response_rate": 0.6667, "score": 0.5, "mean": 4.0,
+        "distribution": {"5": {"label": "Very satisfied", "count": 1}, "4": {"label": "Satisfied", "count": 0},
+                         "3": {"label": "Neutral", "count": 1}, "2": {"label": "Unsatisfied", "count": 0}}}
+    assert [d["responses"] for d in r["csat"]["trend"]] == [0, 0, 0, 0, 1, 0, 0, 1]
+    assert r["agents"]["bob"]["csat"] == {"responses": 1, "score": 1.0, "mean": 5.0}
     assert r["time_in_status"] == {"new": 67.0, "open": 135.5, "pending": 214.0, "solved": 60.0, "closed": 193.5}
     assert [d["backlog"] for d in r["daily"]] == [1, 2, 2, 2, 3, 3, 3, 2]
     assert r["agents"]["alice"]["replies"] == 1 and r["agents"]["bob"]["replies"] == 2

@@ -211,20 +211,20 @@ def test_survey_after_delay_and_ratings_by_reply_and_by_mailto(desk, dovecot, sm
     # English, by reply.
     ref2, survey2 = _closed_ticket_with_survey(config, dovecot, user, smtp_sink, "Ann <ann@example.org>", "Login")
     dovecot.append(user, "INBOX", make_mail(frm="Ann <ann@example.org>", subject=f"Re: {survey2['Subject']}",
-                                            in_reply_to=survey2["Message-ID"], body="1 - great help, thanks\n"))
+                                            in_reply_to=survey2["Message-ID"], body="5 - great help, thanks\n"))
     # By the mailto link for the lowest level (no threading headers at all).
     ref3, survey3 = _closed_ticket_with_survey(config, dovecot, user, smtp_sink, "Ben <ben@example.org>", "Broken")
     [(token,)] = rows(config, "select token from csat where ticket_id = (select id from ticket where ref = :ref)",
                      ref=ref3)
-    link = f"support+csat-{token}-4@example.com"
+    link = f"support+csat-{token}-2@example.com"
     assert link in body(survey3)
-    dovecot.append(user, "INBOX", make_mail(frm="Ben <ben@example.org>", to=link, subject="4",
+    dovecot.append(user, "INBOX", make_mail(frm="Ben <ben@example.org>", to=link, subject="2",
                                             body="Took a week.\n"))
     once(config)
     ratings = {ref: show_json(config, ref)["csat"] for ref in (ref1, ref2, ref3)}
-    assert (ratings[ref1]["rating"], ratings[ref1]["label"], ratings[ref1]["comment"]) == (2, "Satisfied", "处理得很快")
-    assert (ratings[ref2]["rating"], ratings[ref2]["comment"]) == (1, "great help, thanks")
-    assert (ratings[ref3]["rating"], ratings[ref3]["comment"]) == (4, "Took a week.")
+    assert (ratings[ref1]["rating"], ratings[ref1]["label"], ratings[ref1]["comment"]) == (4, "Satisfied", "处理得很快")
+    assert (ratings[ref2]["rating"], ratings[ref2]["comment"]) == (5, "great help, thanks")
+    assert (ratings[ref3]["rating"], ratings[ref3]["comment"]) == (2, "Took a week.")
     assert all(ratings[r]["at"] for r in ratings)
     # Answers never reopen.
     assert {t["id"]: t["status"] for t in list_json(config)} == {ref1: "closed", ref2: "closed", ref3: "closed"}
