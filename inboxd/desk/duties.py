@@ -28,6 +28,7 @@ from inboxd.outbound import outbox
 from inboxd.outbound.compose import tagged_subject
 from inboxd.config import AgentSettings, Settings
 from inboxd.desk.csat import load_secret, make_token, survey_variables
+from inboxd.desk.agentmail import Alert, DigestLine, digest_text
 from inboxd.desk.language import ticket_language
 from inboxd.store import duties as store
 from inboxd.store import events
@@ -36,7 +37,7 @@ from inboxd.store.engine import reading, writing
 from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.policies import Policies
 from inboxd.reports.metrics import report_message_id, supervisors, weekly_report
-from inboxd.desk.sla import human, warn_time
+from inboxd.desk.sla import warn_time
 from inboxd.desk.slaclock import current_pending_since, refresh
 from inboxd.outbound.templates import Templates
 from inboxd.desk.threads import TicketTag
@@ -129,8 +130,8 @@ class Duties:
         if not store.claim(conn, "warning", store.due_key(pk, target, due), pk, now):
             return False
         t = _ticket(conn, pk)
-        self._tell_owner(conn, t, now, f"SLA warning: the {target.replace('_', ' ')} for {t.ref} "
-                                       f"is due at {_show(due)}.")
+        self._tell_owner(conn, t, now, Alert("sla_warning", {"ticket": {"id": t.ref}, "target": target,
+                                                             "tier": t.tier, "due": due}))
         _event(conn, pk, now, "sla-warning", {"target": target, "due": _show(due)})
         return True
 
@@ -147,7 +148,8 @@ class Duties:
         t = _ticket(conn, pk, lock=True)
         what = f"tier {t.tier} response" if target == "tier_response" else target.replace('_', ' ')
         reason = f"{what} SLA breached (due {_show(due)})"
-        told = self._tell_owner(conn, t, now, f"SLA breach: {reason} on {t.ref}.")
+        told = self._tell_owner(conn, t, now, Alert("sla_breach", {"ticket": {"id": t.ref}, "target": target,
+                                                                   "tier": t.tier, "due": due}))
         self._escalate(conn, t, now, reason, told)
         return True
 
@@ -188,7 +190,8 @@ class Duties:
         waited = now - created
         for agent in self._supervisors(t.team):
             notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
-                          headline=f"{t.ref} ({t.priority}) has waited {_human(waited)} without an assignee.")
+                          headline=Alert("unassigned", {"ticket": {"id": t.ref, "priority": t.priority},
+                                                        "waited": waited}))
         _event(conn, pk, now, "unassigned-alert", {"waited_seconds": int(waited.total_seconds())})
         return True
 
@@ -208,7 +211,7 @@ class Duties:
         t = _ticket(conn, pk)
         if t.assignee and (agent := self.settings.agent(t.assignee)) is not None:
             notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
-                          headline=f"{t.ref} has been waiting on the customer for {_human(now - since)}.")
+                          headline=Alert("pending", {"ticket": {"id": t.ref}, "waited": now - since}))
         if sched.pending_followup:
             self._mail_customer(conn, t, now, "followup", {})
         _event(conn, pk, now, "pending-reminder", {"since": _show(since)})
@@ -296,20 +299,19 @@ class Duties:
         rows = store.open_tickets_of(conn, agent.name)
         if not rows:
             return
-        lines, breached, due_today = [], 0, 0
+        lines = []
         for ref, subject, status, priority, fr, nr, res in (r[:7] for r in rows):
             due = min((d for d in (fr, nr, res) if d), default=None)
-            mark = ""
+            state = ""
             if due is not None and due <= now:
-                mark, breached = "BREACHED ", breached + 1
+                state = "breached"
             elif due is not None and due <= now + timedelta(days=1):
-                mark, due_today = "due today ", due_today + 1
-            lines.append(f"  {ref:<10} {status:<8} {priority:<7} {mark}{_show(due) if due else '':<17} {subject}")
-        text = (f"Good morning {agent.name},\n\nYou have {len(rows)} open ticket(s): {breached} breached, "
-                f"{due_today} due within a day.\n\n" + "\n".join(lines) + "\n\n    inboxd list --mine\n")
+                state = "due_soon"
+            lines.append(DigestLine(ref, subject, status, priority, due, state))
+        subject, text = digest_text(self.settings, agent, day, lines)
         mailbox = self.settings.mailbox(rows[0][7])
         outbox.queue(conn, kind="digest", mailbox=mailbox, ticket_pk=None, ref=None,
-                     to=[(agent.name, agent.email)], subject=f"Your tickets for {day}", text=text,
+                     to=[(agent.label, agent.email)], subject=subject, text=text,
                      automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)", now=now, sent_copy=False)
 
     def candidates_weekly(self, conn: Connection, now: datetime) -> list[str]:
@@ -345,7 +347,7 @@ class Duties:
         in_team = [a for a in sups if team and team in a.teams]
         return in_team or sups
 
-    def _tell_owner(self, conn: Connection, t, now: datetime, headline: str) -> frozenset[str]:
+    def _tell_owner(self, conn: Connection, t, now: datetime, headline: str | Alert) -> frozenset[str]:
         """Notify the assignee, else the supervisors; returns whom."""
         agent = self.settings.agent(t.assignee) if t.assignee else None
         targets = [agent] if agent is not None and agent.notify != "none" else self._supervisors(t.team)
@@ -391,10 +393,6 @@ def _event(conn: Connection, pk: int | None, now: datetime, action: str, detail:
 
 def _show(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _human(delta: timedelta) -> str:
-    return human(timedelta(seconds=int(delta.total_seconds()) // 60 * 60))
 
 
 def _utcnow() -> datetime:
