@@ -42,6 +42,19 @@ def _pick(record: dict, fields: tuple[str, ...]) -> dict:
     return {k: record.get(k, "<missing>") for k in fields}
 
 
+def _as_score(record: dict | None) -> dict | None:
+    """A rating as the old code showed it (1 = best) -> as a score (migration 0013: 6 - n, higher is better)."""
+    if record is None or not isinstance(record.get("rating"), int):
+        return record
+    return {**record, "rating": 6 - record["rating"]}
+
+
+def _old_event(event: dict) -> dict:
+    if event["action"] in ("csat", "csat-followup"):
+        return {**event, "detail": _as_score(event["detail"])}
+    return event
+
+
 def _counts(config: Path) -> dict[str, int]:
     engine = store_engine(config)
     try:
@@ -81,10 +94,13 @@ def test_a_store_of_e9b6433_migrates_and_keeps_every_ticket(tmp_path, dovecot, m
         new = show_json(config, ref)
         assert _pick(new, TICKET_FIELDS) == _pick(old, TICKET_FIELDS), ref
         assert [_pick(m, MESSAGE_FIELDS) for m in new["messages"]] == [_pick(m, MESSAGE_FIELDS) for m in old["messages"]], ref
-        assert [_pick(e, EVENT_FIELDS) for e in new["events"]] == [_pick(e, EVENT_FIELDS) for e in old["events"]], ref
-        assert new["csat"] == old["csat"], ref
+        assert [_pick(e, EVENT_FIELDS) for e in new["events"]] == \
+            [_pick(_old_event(e), EVENT_FIELDS) for e in old["events"]], ref
+        # Ratings became scores: the old 2 满意 is 4, the old 1 非常满意 is 5; label, comment and time kept.
+        assert new["csat"] == _as_score(old["csat"]), ref
     assert sum(1 for t in OLD["show"].values() if t["csat"]) == 2
     assert any("处理得很快" == (t["csat"] or {}).get("comment") for t in OLD["show"].values())
+    assert sorted(show_json(config, ref)["csat"]["rating"] for ref, t in OLD["show"].items() if t["csat"]) == [4, 5]
 
     # Every outgoing mail: acknowledgements, agents' replies, surveys.
     outbox = json.loads(cli(config, "outbox", "list", "--json", *ALL_OUTBOX).stdout)
