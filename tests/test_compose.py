@@ -132,7 +132,7 @@ def test_english_ack_headers():
     body = text_of(msg)
     assert "ticket T-1000" in body and "keep\n[T-1000] in the subject" in body
     # 05:30 UTC is 06:30 in London on a summer day; no UTC unless the reader's zone is UTC.
-    assert "within 4 hours, by Wed 1 May, 06:30 (BST)." in body
+    assert "within 4 hours,\nby Wed 1 May, 06:30 (BST)." in body
 
 
 def test_chinese_ack_round_trips_through_rfc2047():
@@ -148,7 +148,7 @@ def test_chinese_ack_round_trips_through_rfc2047():
     assert msg.get_content_charset() == "utf-8"
     assert msg["Content-Transfer-Encoding"] in ("base64", "quoted-printable")
     body = text_of(msg)
-    assert "尊敬的李雷，您好" in body
+    assert "尊敬的李雷：\n\n您好！" in body
     assert "工单编号为 T-1000" in body
     assert "我们会在 4 小时内回复您，最晚于 5月1日 13:30（北京时间）。" in body
     assert "此邮件为系统自动发送" in body

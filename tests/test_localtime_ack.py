@@ -82,9 +82,9 @@ def test_ack_promises_the_first_response_in_the_mailboxs_zone(tmp_path, dovecot,
 
     zh = email.message_from_bytes(zh_mail.data, policy=email.policy.default)
     en = email.message_from_bytes(en_mail.data, policy=email.policy.default)
-    zh_body, en_body = (m.get_body(("plain",)).get_content() for m in (zh, en))
+    zh_body, en_body = (m.get_body(("plain",)).get_content().replace("\r\n", "\n") for m in (zh, en))
     assert "我们会在 4 小时内回复您，最晚于 12月1日 02:00（北京时间）。" in zh_body
-    assert "A member of our team will reply within 4 hours, by Mon 2 Nov, 13:00 (EST)." in en_body
+    assert "A member of our team will reply within 4 business hours,\nby Mon 2 Nov, 13:00 (EST)." in en_body
     assert "UTC" not in zh_body and "UTC" not in en_body
     assert_golden("ack_promise_zh.eml", masked(zh_mail.data))
     assert_golden("ack_promise_en.eml", masked(en_mail.data))

@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 from inboxd.desk import escalation, slaclock, tiers
 from inboxd.desk.agentmail import Alert
 from inboxd.desk.language import CHINESE, reply_from_name
-from inboxd.desk.sla import human
+from inboxd.desk.sla import ALWAYS, human
 from inboxd.desk.workflow import load as workflow_ticket
 from inboxd.desk.workflow import merge_tickets, notify_agent
 from inboxd.localtime import format_local
@@ -250,7 +250,7 @@ def _escalate(filer: Filer, conn: Connection, d: Delivery, routing) -> None:
         tiers_store.set_assignee(conn, d.ticket_pk, None)
     reason = "; ".join(routing.reasons)
     detail = escalation.follow_up(conn, filer.settings, workflow_ticket(conn, d.ticket_ref), tier=routing.tier,
-                                  routed=routed, reason=reason, trigger="rule", now=d.now,
+                                  routed=routed, reason=reason, trigger="rule", now=d.at or d.now,
                                   tell_customer=not d.disposition.ticket.is_new)
     _event(conn, d, "escalate", {"to": tiers.target_name(routing.tier), "reason": reason, **detail})
 
@@ -298,7 +298,9 @@ def _promise(filer: Filer, conn: Connection, d: Delivery, mailbox, language: str
     # The customer reads the due time in the mailbox's zone, the way their
     # language writes a date, with the zone named: they may live elsewhere.
     zone = filer.policies.mailbox_zone(mailbox)
-    return {"first_response": human(policy.first_response, language),
+    # On a calendar with closed hours the promise counts business hours: say so.
+    business = policy.calendar.name != ALWAYS.name
+    return {"first_response": human(policy.first_response, language, business=business),
             "first_response_due": format_local(due, zone, language, marker=True) if due else None}
 
 

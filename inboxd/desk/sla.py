@@ -6,7 +6,12 @@ and every result is an aware datetime in UTC.  The ``[[calendars]]`` and
 ``SlaPolicy`` objects here, with the same one-line errors as ``inboxd.config``.
 
 Durations are counted in business time: "4h" on a 09:00-18:00 calendar means
-four open hours, and "2d" means 48 open hours (not two business days).
+four open hours, and "2d" means 48 open hours (not two business days: on a
+nine-hour calendar that is five and a third working days).  "48h" says the
+same thing plainly.  "2 business days" (`BusinessDays`) is the other choice:
+due at the same business time two working days later, calendar-aware
+(Monday 10:00 -> Wednesday 10:00; Friday 17:00 -> Tuesday 17:00; holidays
+and closed days skipped).
 """
 
 from __future__ import annotations
@@ -48,9 +53,27 @@ MAX_CLOSED_DAYS = 3660
 # a few weeks around "now", so a few years of dates is plenty.
 DAY_CACHE_SIZE = 4096
 
+# "2 business days", "1 working day": an SLA target in whole working days.
+BUSINESS_DAYS = re.compile(r"\s*(\d+)\s+(?:business|working)\s+days?\s*", re.IGNORECASE)
+
 # Minutes since local midnight; (540, 1080) is 09:00-18:00 and 1440 is 24:00.
 Ranges = tuple[tuple[int, int], ...]
 Interval = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class BusinessDays:
+    """An SLA target of whole working days: due at the same business time that many working days later.
+
+    Counted from the first open instant at or after the start (mail on a
+    Saturday starts the clock on Monday morning), see ``Calendar.add_days``.
+    """
+
+    days: int
+
+
+# What an SLA target may be: business time, or whole working days.
+Target = timedelta | BusinessDays
 
 
 @dataclass(frozen=True)
@@ -95,14 +118,17 @@ class Calendar:
         at = _utc(at)
         return any(a <= at < b for a, b in self._day(self._local_date(at)))
 
-    def add(self, start: datetime, duration: timedelta) -> datetime:
+    def add(self, start: datetime, duration: Target) -> datetime:
         """The instant at which ``duration`` of business time after ``start`` is used up.
 
         A zero duration returns ``start`` unchanged, even outside open hours.
         When the time runs out exactly at a closing time, that closing time is
         returned (Friday 17:00 + 1h = Friday 18:00, not Monday 09:00).  A
-        negative duration counts backwards, see ``subtract``.
+        negative duration counts backwards, see ``subtract``.  Whole working
+        days (``BusinessDays``) are counted by ``add_days``.
         """
+        if isinstance(duration, BusinessDays):
+            return self.add_days(start, duration.days)
         start = _utc(start)
         if duration < ZERO:
             return self.subtract(start, -duration)
@@ -119,6 +145,47 @@ class Calendar:
                     return begin + remaining
                 remaining -= available
         raise AssertionError("unreachable")  # _days_from raises when the calendar never opens
+
+    def add_days(self, start: datetime, days: int) -> datetime:
+        """The same business time ``days`` working days after ``start``.
+
+        The clock starts at the first open instant at or after ``start``.  A
+        working day is a local date with open hours (holidays and closed
+        weekdays are skipped, make-up days count).  When that date is not open
+        at the start's time of day (shorter hours, a lunch break), the due time
+        is the last open instant before it that day, or the day's opening when
+        it opens later.
+        """
+        begin = self._next_open(_utc(start))
+        local = begin.astimezone(self.tz)
+        clock = timedelta(hours=local.hour, minutes=local.minute, seconds=local.second)
+        counted = 0
+        for day in self._days_from(local.date(), +1, begin):
+            if day == local.date() or not self._day(day):
+                continue
+            counted += 1
+            if counted < days:
+                continue
+            intervals = self._day(day)
+            midnight = datetime(day.year, day.month, day.day)
+            wanted = (midnight + clock).replace(tzinfo=self.tz).astimezone(UTC)
+            # The last open instant at or before the wanted time, else the day's opening.
+            best = intervals[0][0]
+            for a, b in intervals:
+                if a <= wanted:
+                    best = min(wanted, b)
+            return best
+        raise AssertionError("unreachable")
+
+    def _next_open(self, at: datetime) -> datetime:
+        """``at`` if the calendar is open then, else the next opening."""
+        if self._always:
+            return at
+        for day in self._days_from(self._local_date(at), +1, at):
+            for a, b in self._day(day):
+                if b > at:
+                    return a if a > at else at
+        raise AssertionError("unreachable")
 
     def subtract(self, end: datetime, duration: timedelta) -> datetime:
         """The latest instant ``s`` with ``between(s, end) == duration``.
@@ -220,17 +287,17 @@ class SlaPolicy:
     """The promises made on a ticket, counted in business time of ``calendar``."""
 
     name: str
-    first_response: timedelta | None
-    next_response: timedelta | None
-    resolution: timedelta | None
+    first_response: Target | None
+    next_response: Target | None
+    resolution: Target | None
     warn_before: timedelta
     calendar: Calendar = field(default=ALWAYS)
     priorities: tuple[str, ...] = ()
     # After an escalation to tier N, its first agent reply is due within that
     # tier's limit of business time, as (tier, limit) pairs (see inboxd.desk.tiers).
-    tier_response: tuple[tuple[int, timedelta], ...] = ()
+    tier_response: tuple[tuple[int, Target], ...] = ()
 
-    def tier_limit(self, tier: int) -> timedelta | None:
+    def tier_limit(self, tier: int) -> Target | None:
         """The response limit after an escalation to `tier`, if the policy sets one."""
         return dict(self.tier_response).get(tier)
 
@@ -239,7 +306,7 @@ class SlaPolicy:
 
 def due_time(
     start: datetime,
-    target: timedelta,
+    target: Target,
     calendar: Calendar,
     pauses: Sequence[tuple[datetime, datetime | None]] = (),
     now: datetime | None = None,
@@ -254,6 +321,10 @@ def due_time(
     error in the caller's data.  Pauses may overlap each other and ``start``.
     """
     start = _utc(start)
+    if isinstance(target, BusinessDays):
+        # Whole working days become the business time they span from the
+        # start; a pause then holds the clock for the business time it takes.
+        target = calendar.between(start, calendar.add_days(start, target.days))
     if now is not None:
         now = _utc(now)
         for a, b in pauses:
@@ -334,15 +405,32 @@ _UNITS = {
 }
 
 
-def human(duration: timedelta, language: str = "en") -> str:
+_BUSINESS_HOURS = {"en": ("business hour", "business hours"), "zh": ("个工作小时", "个工作小时"),
+                   "zh-Hant": ("個工作小時", "個工作小時")}
+_WORKING_DAYS = {"en": ("business day", "business days"), "zh": ("个工作日", "个工作日"),
+                 "zh-Hant": ("個工作天", "個工作天")}
+
+
+def human(duration: Target, language: str = "en", *, business: bool = False) -> str:
     """A duration as people write it: "1 hour 30 minutes", "2 days"; zh: "1 小时 30 分钟", "2 天".
 
     Seconds are shown only when they are not zero; a negative duration gets a
-    leading minus sign.  Unknown languages fall back to English.
+    leading minus sign.  Unknown languages fall back to English.  Whole
+    working days: "2 business days", "2 个工作日", "2 個工作天".  `business`
+    (business time of a calendar with closed hours) counts in business hours,
+    never days: "48h" there is "48 business hours" ("48 个工作小时"), since
+    "2 days" would promise far sooner than the calendar keeps.
     """
+    if isinstance(duration, BusinessDays):
+        one, many = _WORKING_DAYS.get(language, _WORKING_DAYS["en"])
+        return f"{duration.days} {one if duration.days == 1 else many}"
     units = _UNITS.get(language, _UNITS["en"])
     seconds = int(abs(duration).total_seconds())
-    days, rest = divmod(seconds, 86400)
+    if business:
+        units = (units[0], _BUSINESS_HOURS.get(language, _BUSINESS_HOURS["en"]), *units[2:])
+        days, rest = 0, seconds
+    else:
+        days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     parts = [
@@ -512,9 +600,16 @@ def _dates(table: Table, key: str) -> frozenset[date]:
     return frozenset(days)
 
 
-def _optional_duration(table: Table, key: str) -> timedelta | None:
+def _optional_duration(table: Table, key: str) -> Target | None:
+    """A target: business time ("4h", "48h", "2d" = 48 business hours) or whole working days ("2 business days")."""
     if key not in table.data:
         return None
+    raw = table.data[key]
+    days = BUSINESS_DAYS.fullmatch(raw) if isinstance(raw, str) else None
+    if days is not None:
+        if int(days.group(1)) < 1:
+            table.fail(key, f"must be at least 1 business day, got {show(raw)}")
+        return BusinessDays(int(days.group(1)))
     value = table.duration(key, "0s")
     if value <= ZERO:
         table.fail(key, f"must be longer than zero, got {show(table.data[key])}")
