@@ -95,7 +95,8 @@ def test_set_records_the_value_in_history_and_json(desk: Desk) -> None:
     out = desk.as_("alice", "set", first, "问题类型", "售后维修").stdout
     assert out.strip() == f"{first}: 问题类型 = 售后维修"
     desk.as_("alice", "set", first, "order", "SO-1234")
-    desk.as_("alice", "set", second, "问题类型", "退换货")
+    result = desk.json("alice", "set", second, "问题类型", "退换货")
+    assert (result["id"], result["action"], result["field"], result["after"]) == (second, "field", "问题类型", "退换货")
     shown = desk.show(first)
     assert shown["fields"] == {"order": "SO-1234", "问题类型": "售后维修"}
     event = next(e for e in shown["events"] if e["action"] == "field")
@@ -104,6 +105,7 @@ def test_set_records_the_value_in_history_and_json(desk: Desk) -> None:
     desk.as_("alice", "set", first, "问题类型", "咨询")
     last = [e for e in desk.show(first)["events"] if e["action"] == "field"][-1]
     assert last["detail"] == {"field": "问题类型", "before": "售后维修", "after": "咨询"}
+    assert "fields: order=SO-1234  问题类型=咨询" in desk.as_(None, "show", first).stdout
     listed = {t["id"]: t["fields"] for t in desk.json(None, "list")}
     assert listed == {first: {"order": "SO-1234", "问题类型": "咨询"}, second: {"问题类型": "退换货"}}
     assert [t["id"] for t in desk.json(None, "list", "--field", "问题类型=退换货")] == [second]

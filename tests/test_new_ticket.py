@@ -19,6 +19,18 @@ from tests.test_workflow import AGENTS, Desk, body, refused
 
 CUSTOMER = "li.lei@example.cn"
 
+SLA = """
+[[sla]]
+name = "standard"
+first_response = "8h"
+priority = ["low", "normal"]
+
+[[sla]]
+name = "fast"
+first_response = "1h"
+priority = ["high", "urgent"]
+"""
+
 RULES = """
 [[rules]]
 name = "printers"
@@ -30,7 +42,7 @@ then = { tags = ["hardware"] }
 @pytest.fixture
 def desk(tmp_path, dovecot, imap_user, smtp_sink):
     config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user, "sent_folder": "Sent"}],
-                          smtp_port=smtp_sink.port, acks=True, extra=AGENTS + RULES)
+                          smtp_port=smtp_sink.port, acks=True, extra=AGENTS + RULES + SLA)
     return Desk(config, dovecot, imap_user, smtp_sink)
 
 
@@ -43,7 +55,8 @@ def test_new_ticket_is_acknowledged_and_the_customers_answer_threads_onto_it(des
     assert created["requester"] == CUSTOMER          # addresses are kept in lower case, as for mail
     assert created["status"] == "new" and created["assignee"] is None
     assert created["tags"] == ["hardware"]          # the routing rules ran
-    assert created["first_response_due"] is None or created["first_response_due"].endswith("Z")
+    # The SLA clock started as for mail: the normal priority's 8 hours (24x7).
+    assert _hours(created["created_at"], created["first_response_due"]) == 8
     desk.flush()
     [ack] = desk.to(CUSTOMER)
     assert ref in ack["Subject"]
@@ -75,6 +88,8 @@ def test_new_without_ack_taken_with_priority(desk):
     assert desk.to(CUSTOMER) == []
     ticket = desk.show(ref)
     assert (ticket["assignee"], ticket["status"], ticket["priority"]) == ("bob", "open", "high")
+    # The agent's priority was applied before the clock: the high priority's policy of 1 hour.
+    assert _hours(ticket["created_at"], ticket["first_response_due"]) == 1
     actions = [e["action"] for e in ticket["events"]]
     assert "no-ack" in actions and "ack" not in actions
     no_ack = next(e for e in ticket["events"] if e["action"] == "no-ack")
@@ -130,3 +145,10 @@ def test_new_with_editor(desk, tmp_path):
     ticket = desk.show(ref)
     assert ticket["messages"][0]["reply_text"].strip() == "Typed in the editor."
     assert json.dumps(ticket["fields"]) == "{}"
+
+
+def _hours(start: str, end: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
+            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds() / 3600
