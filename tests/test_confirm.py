@@ -117,3 +117,50 @@ def test_confirm_errors_are_one_line(raw, message):
         parse_confirm(raw, file_name="inboxd.toml")
     assert str(caught.value).startswith(message) or message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+# -- the decide stage: a reply to a solved ticket, with the in-memory store of tests/test_decide.py ----------
+
+
+@pytest.fixture(scope="module")
+def desks(tmp_path_factory):
+    import tomllib
+
+    from inboxd.config import parse_settings
+    from inboxd.desk.decide import Desk
+    from tests.test_decide import CONFIG
+
+    def make(extra: str):
+        text = CONFIG.replace('address = "support@example.com"\n', f'address = "support@example.com"\n{extra}')
+        settings = parse_settings(tomllib.loads(text), tmp_path_factory.mktemp("confirm") / "inboxd.toml")
+        return Desk.of(settings, settings.policies)
+
+    return {"on": make(""), "off": make("confirm_closes = false\n")}
+
+
+@pytest.mark.parametrize("status, text, switch, after, confirm", [
+    ("solved", "问题已经解决了，谢谢！", "on", "closed", {"decision": "close", "phrase": "问题已经解决了"}),
+    ("solved", "还是不行", "on", "open", {"decision": "reopen"}),
+    ("solved", "Thanks, that fixed it", "off", "open", {"decision": "reopen"}),
+    ("pending", "问题已经解决了，谢谢！", "on", "open", None),     # only a solved ticket waits for confirmation
+    ("open", "Thanks, that fixed it", "on", "open", None),
+])
+def test_decide_closes_a_solved_ticket_on_confirmation(desks, status, text, switch, after, confirm):
+    from datetime import UTC, datetime
+
+    from inboxd.desk.decide import Incoming, decide as decide_message
+    from inboxd.mail.message import parse_message
+    from tests.test_decide import Store, mail, ticket
+
+    now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    store = Store()
+    store.tickets[1] = ticket(1, status, assignee="alice")
+    raw = mail("Re: Printer on fire", irt="m1@customer.example", body=f"{text}\n\n> Please restart it.\n")
+    msg = parse_message(raw)
+    d = decide_message(Incoming(msg, raw, "support", "INBOX", at=now, key=msg.message_id), store, desks[switch], now)
+    assert (d.ticket.pk, d.ticket.status_before, d.ticket.status_after) == (1, status, after)
+    if confirm is None:
+        assert d.confirm is None
+    else:
+        assert {k: v for k, v in d.confirm.detail().items() if k in confirm} == confirm
+        assert any(r.startswith("confirmed:" if after == "closed" else "not a confirmation:") for r in d.reasons)
