@@ -185,6 +185,11 @@ def _at(name: str, column) -> bindparam:
     return bindparam(name, type_=column.type)
 
 
+def _text(name: str, column) -> bindparam:
+    # A text parameter typed as its column, so PostgreSQL need not guess it inside CASE.
+    return bindparam(name, type_=column.type)
+
+
 def _flag(name: str) -> bindparam:
     # A condition decided in Python (PostgreSQL wants it typed as a boolean).
     return bindparam(name, type_=Boolean())
@@ -395,8 +400,13 @@ def sla_promise(conn: Connection, pk: int) -> tuple[str | None, datetime | None]
 _INSERT_CUSTOMER = _ignoring("customer", ("email", "name", "created_at", "bouncing"))
 _MARK_BOUNCING = Prepared(update(t.customer).where(_c.email == bindparam("address"))
                           .values(bouncing=True, bounced_at=_at("now", _c.bounced_at)))
+# A rating's comment is added to what the customer wrote before (a comment
+# without a rating, an earlier rating's), so nothing they said is lost.
 _ANSWER = (update(t.csat).where(t.csat.c.id == bindparam("csat_id"))
-           .values(rating=bindparam("rating"), label=bindparam("label"), comment=bindparam("comment"),
+           .values(rating=bindparam("rating"), label=bindparam("label"),
+                   comment=case((func.coalesce(t.csat.c.comment, "") == "", _text("comment", t.csat.c.comment)),
+                                (_text("comment", t.csat.c.comment) == "", t.csat.c.comment),
+                                else_=t.csat.c.comment + "\n\n" + _text("comment", t.csat.c.comment)),
                    answered_at=_at("now", t.csat.c.answered_at)))
 _INSERT_EVENT = Prepared(t.event.insert().inline(), ("ticket_id", "at", "actor", "action", "detail"))
 
