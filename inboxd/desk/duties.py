@@ -36,7 +36,7 @@ from inboxd.store import slaclock as clock_store
 from inboxd.store.engine import reading, writing
 from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.policies import Policies
-from inboxd.reports.metrics import report_message_id, supervisors, weekly_report
+from inboxd.reports.metrics import report_message_id, supervisors, weekly_reports
 from inboxd.desk.sla import warn_time
 from inboxd.desk.slaclock import current_pending_since, refresh
 from inboxd.outbound.templates import Templates
@@ -161,7 +161,7 @@ class Duties:
         step = tiers.next_step(t.tier, t.team, tiers.agents_of(self.settings.agents))
         # The supervisors' review keeps its old mark, tier 3 or above.
         tier = step if step is not None else max(t.tier, 3)
-        routed = escalation.route(conn, self.settings, tier=step, team=t.team, assignee=t.assignee)
+        routed = escalation.route(conn, self.settings, tier=step, team=t.team, assignee=t.assignee, keep=True)
         store_tiers.escalate(conn, t.pk, tier=tier, assignee=routed.assignee, now=now)
         t.tier, t.escalated, t.assignee, t.approved_by = tier, True, routed.assignee, None
         # Whoever just had the breach notice needs no second mail about a tier
@@ -329,11 +329,14 @@ class Duties:
         if not recipients or not self.settings.mailboxes:
             return True
         since = now - timedelta(days=7)
-        report = weekly_report(self.engine, self.settings, now, since=since, until=now)
+        # Computed once, rendered in each recipient's own language (en, zh, zh-Hant).
+        reports = weekly_reports(self.engine, self.settings, now, since=since, until=now,
+                                 languages=[agent.language for agent in recipients])
         mailbox = self.settings.mailboxes[0]
         for agent in recipients:
+            report = reports[agent.language]
             outbox.queue(conn, kind="report", mailbox=mailbox, ticket_pk=None, ref=None,
-                         to=[(agent.name, agent.email)], subject=report.subject, text=report.text,
+                         to=[(agent.label, agent.email)], subject=report.subject, text=report.text,
                          html=report.html, images=report.images, automatic=AUTO_GENERATED,
                          from_name=f"{mailbox.display_name} (inboxd)",
                          message_id=report_message_id(mailbox.domain, agent.email, since, now),

@@ -19,7 +19,7 @@ import json
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -521,18 +521,27 @@ class WeeklyReport:
 
 
 def weekly_report(engine: Engine, settings: Settings, now: datetime, *, since: datetime,
-                  until: datetime) -> WeeklyReport:
+                  until: datetime, language: str = "en") -> WeeklyReport:
     """The weekly report for [since, until), with the per-agent section, rendered for the mail.
 
     The mail is multipart/alternative: text/plain, then multipart/related
     holding the HTML and its charts as PNG parts (see inboxd.outbound.compose).
     """
+    return weekly_reports(engine, settings, now, since=since, until=until, languages=(language,))[language]
+
+
+def weekly_reports(engine: Engine, settings: Settings, now: datetime, *, since: datetime, until: datetime,
+                   languages: Sequence[str]) -> dict[str, WeeklyReport]:
+    """The weekly report computed once and rendered in each of `languages` (its readers' own)."""
     with reading(engine) as conn:
         report = compute_report(conn, settings, since=since, until=until, now=now, include_agents=True)
         trend = csat_trend(conn, settings, until=until)
-    subject, text, html, images = render_report(settings, report, trend)
-    return WeeklyReport(subject, text, html,
-                        tuple(InlineImage(cid, f"{name}.png", png) for name, (cid, png) in images.items()))
+    out = {}
+    for language in dict.fromkeys(languages):
+        subject, text, html, images = render_report(settings, report, trend, language)
+        out[language] = WeeklyReport(subject, text, html, tuple(InlineImage(cid, f"{name}.png", png)
+                                                                for name, (cid, png) in images.items()))
+    return out
 
 
 def report_message_id(domain: str, recipient: str, since: datetime, until: datetime) -> str:
@@ -543,18 +552,20 @@ def report_message_id(domain: str, recipient: str, since: datetime, until: datet
     return f"inboxd-report.{digest[:24]}@{domain}"
 
 
-def render_report(settings: Settings, report: dict, trend: list[dict]
+def render_report(settings: Settings, report: dict, trend: list[dict], language: str = "en"
                   ) -> tuple[str, str, str, dict[str, tuple[str, bytes]]]:
-    """(subject, text, html, images) from templates/<lang>/report/; images are name -> (cid, PNG)."""
+    """(subject, text, html, images) from templates/<language>/report/, the charts titled in
+    `language` too; images are name -> (cid, PNG)."""
     from inboxd.reports import charts
     from inboxd.outbound.templates import Templates
 
-    images = charts.report_charts(report, trend)
-    variables = mail_variables(report, trend, cids={name: cid for name, (cid, _) in images.items()})
+    images = charts.report_charts(report, trend, language)
+    variables = mail_variables(report, trend, cids={name: cid for name, (cid, _) in images.items()},
+                               labels={a.name: a.label for a in settings.agents})
     templates = Templates(settings.template_dirs)
-    subject = " ".join(templates.render("report/subject.txt", variables).split())
-    text = templates.render("report/body.txt", variables)
-    html = templates.render("report/body.html", variables)
+    subject = " ".join(templates.render("report/subject.txt", variables, language=language).split())
+    text = templates.render("report/body.txt", variables, language=language)
+    html = templates.render("report/body.html", variables, language=language)
     return subject, text, html, images
 
 
@@ -565,8 +576,13 @@ def embed_images(html: str, images: dict[str, tuple[str, bytes]]) -> str:
     return html
 
 
-def mail_variables(report: dict, trend: list[dict], *, cids: dict[str, str]) -> dict:
-    """What the report templates see: the report itself plus ready-to-print strings."""
+def mail_variables(report: dict, trend: list[dict], *, cids: dict[str, str],
+                   labels: Mapping[str, str] | None = None) -> dict:
+    """What the report templates see: the report itself plus ready-to-print strings.
+
+    `labels` are the agents' display names by handle (`fmt.agents[name].label`);
+    the report's own keys stay the handles, as in its JSON."""
+    labels = labels or {}
     return {
         "report": report,
         "trend": trend,
@@ -590,7 +606,8 @@ def mail_variables(report: dict, trend: list[dict], *, cids: dict[str, str]) -> 
             "status_share": {status: percent(share) for status, share in report["time_in_status_share"].items()},
             "field_csat": {name: {value: percent(e["csat_score"]) for value, e in values.items()}
                            for name, values in report["by_field"].items()},
-            "agents": {name: {"first": hours(a["first_response"]["median"]),
+            "agents": {name: {"label": labels.get(name, name),
+                              "first": hours(a["first_response"]["median"]),
                               "resolution": hours(a["resolution"]["median"]),
                               "csat": percent(a["csat"]["score"])}
                        for name, a in report.get("agents", {}).items()},
