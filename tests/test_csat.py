@@ -1,4 +1,4 @@
-"""Tests for inboxd.desk.csat: reading answers, signed survey addresses, the key file, [csat] errors, the shipped templates.
+"""Tests for inboxd.desk.csat: reading answers, signed addresses, the key file, [csat] errors, the shipped templates.
 
 All pure: no database, no network, no clock.  The 40-odd answers of
 REAL_WORLD are the ways customers of a Chinese team answer a survey on the

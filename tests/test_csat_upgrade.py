@@ -54,8 +54,8 @@ def _store_at_0012(url: str) -> sa.Engine:
                 message_id=f"survey-{pk}@example.com", rating=rating, label=label,
                 comment="慢" if rating == 4 else None, sent_at=NOW, answered_at=NOW if rating else None))
             if rating is not None:
-                conn.execute(EVENT.insert().values(ticket_id=pk, actor="inboxd", action="csat", at=NOW, detail=json.dumps(
-                    {"rating": rating, "label": label, "comment": ""}, ensure_ascii=False)))
+                detail = json.dumps({"rating": rating, "label": label, "comment": ""}, ensure_ascii=False)
+                conn.execute(EVENT.insert().values(ticket_id=pk, actor="inboxd", action="csat", at=NOW, detail=detail))
             if rating == 4:
                 conn.execute(EVENT.insert().values(ticket_id=pk, actor="inboxd", action="csat-followup", at=NOW,
                                                    detail=json.dumps({"rating": 4, "label": label, "task": "x"})))

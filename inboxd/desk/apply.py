@@ -203,7 +203,8 @@ def record_csat(filer: Filer, conn: Connection, d: Delivery) -> None:
         for name in answer.followup:
             notify_agent(conn, filer.settings, filer.tags, d.ticket_ref, filer.settings.agent(name), d.now,
                          headline={"en": f"The customer replied to the satisfaction survey on {d.ticket_ref}"
-                                         f" without a rating; kept as a comment, the ticket was not reopened: {excerpt}",
+                                         " without a rating; kept as a comment, the ticket was not reopened:"
+                                         f" {excerpt}",
                                    "zh": f"客户回复了工单 {d.ticket_ref} 的满意度调查，但没有给出评分；"
                                          f"已作为评价留言保存，工单未重新打开：{excerpt}"})
         return

@@ -337,7 +337,8 @@ MEANINGS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "unsatisfied": (
         "不满意", "不滿意", "不好", "不行", "失望", "较差", "較差", "比较差", "比較差", "不太好", "有待提高", "有待改进",
         "有待改進",
-        "unsatisfied", "dissatisfied", "not satisfied", "unhappy", "bad", "poor", "disappointed", "disappointing", "unhelpful",
+        "unsatisfied", "dissatisfied", "not satisfied", "unhappy", "bad", "poor", "disappointed", "disappointing",
+        "unhelpful",
         "👎", "🙁", "😞",
     ),
     "very_unsatisfied": (

@@ -293,12 +293,14 @@ def _desk_figures(reader: _Reader, tickets: dict[int, _Ticket], created: Sequenc
                 for row in store.customer_tickets(conn, sorted(set(customer_of.values())), first)]
     answers = [(pk, rating) for pk, rating in store.csat_ratings(conn, reader.scope, reader.since, reader.until)]
     fields_of = store_fields.values_for(conn, sorted({*tickets, *(pk for pk, _ in answers)}))
+    # A good answer is one in the top two levels of the scale (inboxd.desk.csat.is_top).
+    scale = settings.policies.csat.scale
     return {
         "repeat_complaints": breakdowns.repeat_complaints(
             resolved_at, customer_of, contacts, {pk: t.tags for pk, t in tickets.items()}, fields_of,
             [f.name for f in declared], settings.reports.repeat_window, reader.now),
         "by_field": breakdowns.by_field({f.name: f.choices for f in declared}, fields_of, [t.pk for t in created],
-                                        list(resolved_at), answers, good=lambda rating: is_top(settings.policies.csat.scale, rating)),
+                                        list(resolved_at), answers, good=lambda rating: is_top(scale, rating)),
         "time_in_status_share": breakdowns.status_shares([t.intervals for t in tickets.values()], reader.since,
                                                          reader.end),
     }
