@@ -208,6 +208,7 @@ def every_table(conn) -> None:
         # An expired lease: a live one would make the copy refuse.
         "lease": [{"mailbox": "support", "folder": "Sent", "holder": "web1:1", "expires_at": T2}],
         "counter": [{"name": "ticket_number", "value": 2}],
+        "ticket_field": [{"ticket_id": 2, "name": "问题类型", "value": "售后维修", "set_at": T1, "set_by": "alice"}],
     }
     missing = set(tables) - set(rows)
     assert not missing, f"add rows of the new table(s) {sorted(missing)} to this test"
