@@ -132,3 +132,5 @@ def test_list_and_show_in_the_acting_agents_zone(tmp_path, dovecot, imap_user, s
     assert "times in Asia/Shanghai (北京时间)" in shown
     assert "created 2026年11月30日 22:00" in shown and "first response 2026年12月1日 02:00" in shown
     assert "2026-11-30T" not in shown
+    history = cli(config, "--as", "nora", "history", t["id"]).stdout
+    assert history.startswith("Mon 30 Nov 2026, 09:00  inboxd") and "2026-11-30T" not in history

@@ -407,6 +407,14 @@ def _reader(state: Context):
     return state.settings.policies.agent_zone(agent), agent.language if agent is not None else "en"
 
 
+def _person(state: Context, name: str | None) -> str:
+    """An agent as people read them: "小王 (xiaowang)" with a display name, else the handle; "-" for nobody."""
+    if not name:
+        return "-"
+    agent = state.settings.agent(name)
+    return f"{agent.display_name} ({name})" if agent is not None and agent.display_name else name
+
+
 def _now():
     # Not inboxd.sync.sink.utcnow: importing the store pulls in the whole ingest
     # path (and its holiday calendars), a third of a second per `list`.
@@ -442,7 +450,7 @@ def show(
 
     out = [
         f"{t['id']}  {t['subject']}",
-        f"status {t['status']}  priority {t['priority']}  assignee {t['assignee'] or '-'}  "
+        f"status {t['status']}  priority {t['priority']}  assignee {_person(state, t['assignee'])}  "
         f"tags {', '.join(t['tags']) or '-'}",
         f"requester {t['requester_name']} <{t['requester']}>  mailboxes {', '.join(t['mailboxes'])}",
         f"times in {zone_key(zone)} ({zone_label(_now(), zone, language)})",
@@ -460,7 +468,8 @@ def show(
         if folded > 0:
             out.append(f"[... {folded} characters of quoted text folded; see --json]")
     out += ["", "History:"]
-    out += [f"  {when(e['at'])}  {e['actor']}  {e['action']}  {_detail(e['detail'])}" for e in t["events"]]
+    out += [f"  {when(e['at'])}  {_person(state, e['actor'])}  {e['action']}  {_detail(e['detail'])}"
+            for e in t["events"]]
     # Subjects, names and bodies come from customers' mail: no terminal
     # escape sequence may reach the agent's screen (see inboxd.cli.terminal).
     from inboxd.cli.terminal import printable
@@ -745,9 +754,12 @@ def history(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonO
         return
     from inboxd.cli.terminal import printable
 
+    # In the acting agent's zone and language, as `show` prints them; --json keeps UTC.
+    zone, language = _reader(_ctx(ctx))
     for e in events:
         # Event details quote mail (senders, bounce reasons, notes).
-        typer.echo(printable(f"{e['at']}  {e['actor']:<10} {e['action']:<10} {_detail(e['detail'])}"))
+        at = ticketq.local_text(e["at"], zone, language, year=True)
+        typer.echo(printable(f"{at}  {e['actor']:<10} {e['action']:<10} {_detail(e['detail'])}"))
 
 
 macro_app = typer.Typer(help="Canned replies with actions, from the macros in inboxd.toml.", no_args_is_help=True)
