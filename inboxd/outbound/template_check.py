@@ -74,9 +74,12 @@ def _sample_ticket(settings: Settings) -> dict[str, Any]:
 
 def _sample_promise(mailbox: MailboxSettings) -> dict[str, str]:
     from inboxd.desk.sla import human
+    from inboxd.localtime import format_local, machine_zone
 
-    return {"first_response": human(timedelta(hours=4), mailbox.language),
-            "first_response_due": "2026-11-23 17:00 CST"}
+    # As the acknowledgement writes it: the mailbox's zone, named (desk/apply.py's _promise).
+    due = format_local(datetime(2026, 11, 23, 9, 0, tzinfo=UTC), mailbox.timezone or machine_zone(),
+                       mailbox.language, marker=True)
+    return {"first_response": human(timedelta(hours=4), mailbox.language), "first_response_due": due}
 
 
 def _ack(settings: Settings, templates: Templates, mailbox: MailboxSettings, name: str, sla: dict | None) -> None:
