@@ -56,6 +56,10 @@ REOPENS = [
     ("谢谢，麻烦再帮我看一下另一个订单", "麻烦"),
     ("Thanks. Could you also check my other account", "also"),
     ("谢谢，我明天再试试", "再试"),
+    # A hope or a wish is not yet a confirmation.
+    ("谢谢，希望这次可以了", "希望"),
+    ("Thanks, I will try it tomorrow", "try"),
+    ("Oh thanks. Having the function would be great.", "would"),
     # Questions.
     ("好了吗", "asks a question"),
     ("问题解决了吗？", "asks a question"),

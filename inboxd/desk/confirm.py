@@ -64,7 +64,7 @@ _OBJECTIONS_CJK = (
     # zh-Hans
     "还是不行", "不行", "没有解决", "没解决", "未解决", "不能", "无法", "不了", "还是", "仍然", "依然",
     "还有", "又出现", "又坏", "失败", "报错", "错误", "出错", "不好", "没用", "没反应", "不对", "但是", "可是",
-    "不过", "麻烦", "帮我", "帮忙", "请问", "另外", "再帮", "再看", "再试", "试试", "投诉",
+    "不过", "麻烦", "帮我", "帮忙", "请问", "另外", "再帮", "再看", "再试", "试试", "投诉", "希望",
     # zh-Hant
     "還是不行", "沒有解決", "沒解決", "未解決", "無法", "還是", "還有", "又出現", "失敗", "報錯", "錯誤",
     "出錯", "沒用", "沒反應", "不對", "麻煩", "幫我", "幫忙", "請問", "再幫", "再試", "試試", "投訴",
@@ -74,6 +74,8 @@ _OBJECTIONS_EN = (
     "failing", "error", "errors", "broken", "again", "persists", "same", "another", "also", "one more",
     "can you", "could you", "would you", "help me", "please help", "need", "want", "how", "why", "what",
     "when", "where", "which", "dont", "doesnt", "didnt", "cant", "wont", "isnt", "wasnt", "havent",
+    # A hope or a wish is not a confirmation ("Hope it works well!", "Having the function would be great").
+    "hope", "hopefully", "try", "will try", "would", "wish",
 )
 _NEGATED_EN = re.compile(r"\w+n't\b")
 # A question: a question mark, a clause ending in a question particle, or a question word.
