@@ -307,7 +307,9 @@ def test_sla_csat_volume_and_escalations(store) -> None:
     hours[9] = hours[10] = hours[14] = hours[17] = 1
     assert r["volume"]["by_hour"] == hours
     assert r["volume"]["by_weekday"] == {"mon": 0, "tue": 1, "wed": 1, "thu": 1, "fri": 1, "sat": 0, "sun": 0}
+    # A seeded escalate event without a trigger, by an agent: counted as manual.
     assert r["escalations"] == {"count": 1, "by_target": {"tier2": 1},
+                                "by_trigger": {"manual": 1, "sla": 0, "tag": 0, "rule": 0},
                                 "top_reasons": [{"reason": "server down", "count": 1}]}
 
 

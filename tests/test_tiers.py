@@ -46,6 +46,7 @@ TABLE = [
      (None, ("carol",))),
     ("no team's supervisor: every supervisor and admin told", 3, "other", None, {}, "least-loaded",
      (None, ("carol", "sam"))),
+    ("pool mode with nobody at the tier: the supervisors told", 3, "desk", None, {}, "pool", (None, ("carol",))),
     ("a ticket without a team may go to any tier-2 agent", 2, None, None, {"bob": 2, "dan": 2, "quiet": 2},
      "least-loaded", ("erin", ("erin",))),
     ("tier 3 of the apps team", 3, "apps", "dan", {"tom": 5}, "least-loaded", ("tom", ("tom",))),
@@ -57,6 +58,17 @@ def test_routing_table(case, tier, team, assignee, counts, mode, expected):
     routed = decide(tier=tier, team=team, assignee=assignee, agents=AGENTS, open_counts=counts, mode=mode)
     assert (routed.assignee, routed.notify) == expected
     assert routed.reason
+
+
+@pytest.mark.parametrize("assignee, expected", [
+    ("tina", ("tina", ())),              # an automatic escalation leaves her ticket with her (she was told)
+    (None, (None, ("carol",))),          # nobody holds it: the supervisors are told
+])
+def test_an_automatic_escalation_to_an_unstaffed_tier_keeps_the_assignee(assignee, expected):
+    routed = decide(tier=3, team="desk", assignee=assignee, agents=AGENTS, open_counts={}, keep=True)
+    assert (routed.assignee, routed.notify) == expected
+    # Staffed tiers route the same with or without `keep`.
+    assert decide(tier=2, team="desk", assignee="tina", agents=AGENTS, open_counts={}, keep=True).assignee == "bob"
 
 
 def test_the_reason_says_what_was_decided():

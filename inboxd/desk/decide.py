@@ -633,7 +633,7 @@ def route(m: Incoming, ticket: TicketChoice, current: TicketFacts | None, touche
         counts = _counts_after(lookup.open_counts(OPEN_STATUSES), ticket, touched, join)
         escalation = tiers.decide(tier=tier, team=team, assignee=current.assignee if current else None,
                                   agents=tiers.agents_of(settings.agents), open_counts=counts,
-                                  mode=desk.policies.scheduler.escalation_assign)
+                                  mode=desk.policies.scheduler.escalation_assign, keep=True)
         assignee = escalation.assignee
     elif outcome.assign in ASSIGN_STRATEGIES:
         members = rules.teams.get(team or "", ()) or tuple(a.name for a in settings.agents if team in a.teams)

@@ -19,7 +19,7 @@ Everything runs in the caller's transaction at the caller's `now`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection
 
@@ -32,13 +32,16 @@ TRIGGERS = ("manual", "sla", "tag", "rule")
 
 
 def route(conn: Connection, settings: Settings, *, tier: int | None, team: str | None,
-          assignee: str | None) -> tiers.Routed:
-    """Who takes a ticket escalated to `tier` (None: the supervisors, who review it unassigned)."""
+          assignee: str | None, keep: bool = False) -> tiers.Routed:
+    """Who takes a ticket escalated to `tier` (None: the supervisors, who review it unassigned);
+    `keep`: an automatic escalation, which leaves the ticket with its assignee when tier N has nobody."""
     agents = tiers.agents_of(settings.agents)
     if tier is None:
-        return tiers.Routed(None, tuple(a.name for a in tiers.supervisors(agents, team)), "to the supervisors")
+        # The supervisors review it; a broken promise leaves it with its assignee, as it always did.
+        return tiers.Routed(assignee if keep else None, tuple(a.name for a in tiers.supervisors(agents, team)),
+                            "to the supervisors")
     return tiers.decide(tier=tier, team=team, assignee=assignee, agents=agents, open_counts=store.open_counts(conn),
-                        mode=settings.policies.scheduler.escalation_assign)
+                        mode=settings.policies.scheduler.escalation_assign, keep=keep)
 
 
 def tier_due(conn: Connection, settings: Settings, ticket_pk: int, tier: int | None, now: datetime) -> datetime | None:
@@ -83,7 +86,7 @@ def follow_up(conn: Connection, settings: Settings, ticket, *, tier: int | None,
         _mail_customer(conn, settings, ticket, now, reason, trigger)
     detail = {"trigger": trigger, "routed": routed.reason, "notified": notified}
     if due is not None:
-        detail["tier_response_due"] = due.isoformat().replace("+00:00", "Z")
+        detail["tier_response_due"] = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return detail
 
 

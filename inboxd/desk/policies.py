@@ -29,6 +29,7 @@ from inboxd.desk.sla import ALWAYS, Calendar, SlaPolicy, parse_calendars, parse_
 SCHEDULER_KEYS = (
     "interval", "unassigned_after", "unassigned_after_urgent", "pending_reminder", "pending_followup",
     "autoclose_after", "escalation_update", "digest_time", "timezone", "weekly_report_day", "weekly_report_time",
+    "escalation_assign",
 )
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -46,6 +47,9 @@ class SchedulerSettings:
     timezone: ZoneInfo = ZoneInfo("UTC")
     weekly_report_day: str = "mon"
     weekly_report_time: time = time(8, 0)
+    # An escalation to tier N assigns its least-loaded agent, or leaves the
+    # ticket in the tier's pool and tells every agent of it (inboxd.desk.tiers).
+    escalation_assign: str = "least-loaded"
 
 
 @dataclass(frozen=True)
@@ -131,4 +135,5 @@ def _scheduler(table: Table) -> SchedulerSettings:
         timezone=tz,
         weekly_report_day=table.choice("weekly_report_day", "mon", WEEKDAYS),
         weekly_report_time=clock("weekly_report_time", "08:00"),
+        escalation_assign=table.choice("escalation_assign", "least-loaded", ("least-loaded", "pool")),
     )

@@ -14,8 +14,11 @@ and how many open tickets each holds, who gets it and who is told?
   the same on every daemon.
 - With `escalation_assign = "pool"`, the ticket waits unassigned in the
   tier-N pool and every tier-N agent of the team is told.
-- With no tier-N agent in the team, the ticket waits unassigned at tier N
-  and the team's supervisors are told (nobody else could pick it up).
+- With no tier-N agent in the team, an automatic escalation (a broken
+  promise, a tag, a rule: `keep`) leaves the ticket with its assignee, who
+  was told already, at tier N; an agent's own escalation, or a ticket
+  nobody holds, waits unassigned at tier N and the team's supervisors are
+  told (nobody else could pick it up).
 
 A ticket without a team may go to any tier-N agent.  Which step comes
 after a broken promise is `next_step`: tier 1 goes to tier 2; from tier 2
@@ -74,7 +77,7 @@ def supervisors(agents: Sequence[Agent], team: str | None) -> list[Agent]:
 
 
 def decide(*, tier: int, team: str | None, assignee: str | None, agents: Sequence[Agent],
-           open_counts: Mapping[str, int], mode: str = "least-loaded") -> Routed:
+           open_counts: Mapping[str, int], mode: str = "least-loaded", keep: bool = False) -> Routed:
     """Who takes a ticket escalated to `tier` (see the module's docstring)."""
     if mode not in ASSIGN_MODES:
         raise ValueError(f"unknown escalation_assign mode {mode!r}")
@@ -83,6 +86,8 @@ def decide(*, tier: int, team: str | None, assignee: str | None, agents: Sequenc
     if assignee is not None and any(a.name == assignee for a in staff):
         return Routed(assignee, (), f"{assignee} is a {where} agent already")
     if not staff:
+        if keep and assignee is not None:
+            return Routed(assignee, (), f"no {where} agent: stays with {assignee}")
         told = tuple(a.name for a in supervisors(agents, team))
         return Routed(None, told, f"no {where} agent: waits in the pool, the supervisors are told")
     if mode == "pool":

@@ -269,11 +269,11 @@ class Workflow:
             t.assignee = outcome.assign
         elif outcome.escalate or t.tier > tier_before:
             # A tag-triggered escalation is routed like any other (inboxd.desk.tiers).
-            self._escalation(conn, t, t.tier, "; ".join(outcome.reasons), "tag", separate_event=True)
+            self._escalation(conn, t, t.tier, "; ".join(outcome.reasons), "tag", separate_event=True, keep=True)
         return list(outcome.reasons)
 
     def _escalation(self, conn: Connection, t: Ticket, tier: int | None, reason: str, trigger: str, *,
-                    separate_event: bool = False) -> None:
+                    separate_event: bool = False, keep: bool = False) -> None:
         """Route the escalated ticket `t` (see inboxd.desk.escalation) and, once it
         is saved, notify and tell the customer; the event records the trigger."""
         def after(conn, saved: Ticket, now, event: dict) -> set[str]:
@@ -287,7 +287,7 @@ class Workflow:
                 event.update(detail)
             return set(detail["notified"])
 
-        routed = escalation.route(conn, self.settings, tier=tier, team=t.team, assignee=t.assignee)
+        routed = escalation.route(conn, self.settings, tier=tier, team=t.team, assignee=t.assignee, keep=keep)
         t.assignee = routed.assignee
         self._after.append(after)
 
