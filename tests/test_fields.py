@@ -61,6 +61,10 @@ def test_values_are_checked_against_choices() -> None:
         check_value(DECLARED, "问题", "咨询")
     with pytest.raises(FieldError, match="--clear"):
         check_value(DECLARED, "order", "  ")
+    with pytest.raises(FieldError, match="one line"):
+        check_value(DECLARED, "order", "SO-1\nSO-2")
+    with pytest.raises(FieldError, match="at most 200"):
+        check_value(DECLARED, "order", "x" * 201)
     with pytest.raises(FieldError, match="no \\[\\[fields\\]\\] are configured"):
         check_value((), "order", "1")
 

@@ -72,6 +72,8 @@ def check_value(fields: tuple[Field, ...], name: str, value: str) -> str:
     value = value.strip()
     if not value:
         raise FieldError(f"an empty value for {name}; use --clear to remove it")
+    if any(c in value for c in "\r\n\t"):
+        raise FieldError(f"a value for {name} is one line; put longer text in a note")
     if len(value) > MAX_VALUE:
         raise FieldError(f"a value for {name} is at most {MAX_VALUE} characters")
     if field.choices and value not in field.choices:
