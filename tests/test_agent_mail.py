@@ -3,7 +3,7 @@
 Real Dovecot in, real aiosmtpd out, the clock injected (`run_once(now=...)`,
 the workflow's `now=`).  The mailbox writes Chinese as 示例科技客服中心; 陳大文
 writes from Taiwan in Big5, 李雷 in Simplified Chinese.  小王 (zh, Shanghai)
-answers, 老陳 (zh-Hant, Taipei) and carol (en, UTC) supervise.
+answers, 李华 (zh), 老陳 (zh-Hant, Taipei) and carol (en, UTC) supervise.
 
 The times in the expected text were worked out by hand: 陳大文's mail
 arrives at 07:00 UTC, 15:00 in Shanghai; the 4-hour first-response promise
@@ -40,6 +40,14 @@ display_name = "老陳"
 role = "supervisor"
 language = "zh-Hant"
 timezone = "Asia/Taipei"
+
+[[agents]]
+name = "lihua"
+email = "lihua@example.com"
+display_name = "李华"
+role = "supervisor"
+language = "zh"
+timezone = "Asia/Shanghai"
 
 [[agents]]
 name = "carol"
@@ -180,3 +188,34 @@ def test_reply_from_name_reminders_and_follow_up_in_each_language(desk, smtp_sin
     assert "狀態：    新建" in chen
     [carol] = [body(m) for m in mails_to(smtp_sink, "carol@example.com") if "T-1001" in body(m)]
     assert carol.startswith("T-1001 (normal) has waited 2 days 3 hours 30 minutes without an assignee.\n")
+
+
+def test_the_weekly_report_goes_to_each_supervisor_in_their_language(desk, smtp_sink):
+    config = desk
+    # Monday 30 November, 08:30 UTC: after the default Monday 08:00 of the report.
+    once(config, T0 + timedelta(hours=1, minutes=30))
+    reports = {}
+    for who in ("lihua", "laochen", "carol"):
+        [mail] = [m for m in mails_to(smtp_sink, f"{who}@example.com") if m.get_content_type() == "multipart/alternative"]
+        reports[who] = mail
+    assert reports["lihua"]["Subject"].startswith("客服工作周报 2026-11-23 至 2026-11-30：新建 2，")
+    assert reports["laochen"]["Subject"].startswith("客服工作週報 2026-11-23 至 2026-11-30：新建 2，")
+    assert reports["carol"]["Subject"].strip().startswith("Helpdesk weekly report 2026-11-23 to 2026-11-30: 2 new,")
+    assert reports["lihua"]["To"] == "李华 <lihua@example.com>"
+    html = reports["lihua"].get_body(("html",)).get_content()
+    assert '<html lang="zh-CN">' in html and "<h1" in html and "客服工作周报</h1>" in html
+    assert "客户满意度" in html and "各环节处理时长占比" in html and "投诉重复率" in html
+    # The per-agent table names people by their display names; the handles stay in the JSON.
+    assert ">小王</td>" in html and ">xiaowang</td>" not in html
+    text = reports["lihua"].get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text.startswith("客服工作周报，2026-11-23 至 2026-11-30\n")
+    assert "  小王：1 / 0 / 0 / " in text
+    assert "客服工作週報</h1>" in reports["laochen"].get_body(("html",)).get_content()
+    # Each reader's charts are titled in their language: the same Content-IDs, other pictures.
+    def charts(msg):
+        return {part["Content-ID"]: part.get_content() for part in msg.walk() if part.get_content_type() == "image/png"}
+    zh, zh_hant, en = charts(reports["lihua"]), charts(reports["laochen"]), charts(reports["carol"])
+    assert set(zh) == set(en) == set(zh_hant) == {f"<chart-{n}@inboxd.report>" for n in
+                                                   ("volume", "first_response", "csat", "backlog")}
+    assert zh["<chart-volume@inboxd.report>"] != en["<chart-volume@inboxd.report>"]
+    assert zh["<chart-volume@inboxd.report>"] != zh_hant["<chart-volume@inboxd.report>"]
