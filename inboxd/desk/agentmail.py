@@ -26,6 +26,10 @@ from inboxd.localtime import format_local
 from inboxd.outbound.templates import Templates
 
 
+# The alert/ templates inboxd itself uses (check-config renders each).
+ALERTS = ("assigned", "new_ticket", "customer_wrote", "sla_warning", "sla_breach", "unassigned", "pending")
+
+
 @dataclass(frozen=True)
 class Alert:
     """A notification's first sentence, rendered from `alert/<name>.txt` for each reader.

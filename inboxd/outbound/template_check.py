@@ -11,10 +11,12 @@ cannot drift from what the daemon passes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from inboxd.config import MailboxSettings, Settings
+from inboxd.desk.language import CHINESE
 from inboxd.desk.policies import Policies
 from inboxd.outbound.templates import TemplateError, Templates
 
@@ -40,7 +42,10 @@ def _renderings(settings: Settings, policies: Policies, templates: Templates):
     """(description, zero-argument render call) for each template the config uses."""
     acks = ["ack"] + sorted({rule.actions["autoreply"] for rule in policies.rules.rules
                              if isinstance(rule.actions.get("autoreply"), str)})
-    for mailbox in settings.mailboxes:
+    # A Chinese mailbox writes to each customer in their script: both sets of templates are used.
+    variants = [replace(mailbox, language=language) for mailbox in settings.mailboxes
+                for language in (CHINESE if mailbox.language in CHINESE else (mailbox.language,))]
+    for mailbox in variants:
         where = f"for mailbox {mailbox.name} ({mailbox.language})"
         if settings.autoreply.enabled and mailbox.ack:
             for name in acks:
@@ -56,8 +61,14 @@ def _renderings(settings: Settings, policies: Policies, templates: Templates):
                 settings, templates, m, "followup", {})
         if policies.csat.enabled:
             yield f"template csat {where}", lambda m=mailbox: _survey(settings, policies, templates, m)
-    # The weekly report (and `inboxd report --format html`), with and without the per-agent section.
-    yield "template report", lambda: _report(settings, templates)
+    # The weekly report (and `inboxd report --format html`), with and without the per-agent section,
+    # in English and each supervisor's language; the agents' mail in each agent's language.
+    report_languages = ["en", *(a.language for a in settings.agents if a.role in ("supervisor", "admin"))]
+    for language in dict.fromkeys(report_languages):
+        yield f"template report ({language})", lambda lang=language: _report(settings, templates, lang)
+    if settings.mailboxes:
+        for language in dict.fromkeys(a.language for a in settings.agents):
+            yield f"agent mail ({language})", lambda lang=language: _agent_mail(settings, lang)
     if settings.mailboxes and settings.agents:
         for macro in settings.macros.values():
             yield f"macro {macro.name}", lambda m=macro: _macro(settings, templates, m)
@@ -124,7 +135,30 @@ def _survey(settings: Settings, policies: Policies, templates: Templates, mailbo
         templates.render(f"csat/{part}", variables, mailbox=mailbox.name, language=mailbox.language)
 
 
-def _report(settings: Settings, templates: Templates) -> None:
+def _agent_mail(settings: Settings, language: str) -> None:
+    # The notification, every alert and the digest, as inboxd.desk.agentmail renders them.
+    from inboxd.config import AgentSettings
+    from inboxd.desk import agentmail
+
+    t = _sample_ticket(settings)
+    agent = AgentSettings(name="sample", email="sample@example.com", display_name="Sample", language=language)
+    mailbox = settings.mailboxes[0]
+    values = {"ticket": {"id": t["ref"], "priority": "urgent"}, "actor": "Sample", "target": "first_response",
+              "tier": 2, "due": SAMPLE_NOW, "waited": timedelta(hours=5),
+              "mailbox": {"name": mailbox.name, "display_name": mailbox.display_name}}
+    for name in agentmail.ALERTS:
+        line = agentmail.headline_text(settings, agent, agentmail.Alert(name, values))
+        agentmail.notification_text(
+            settings, agent, headline=line,
+            ticket={"id": t["ref"], "subject": t["subject"], "status": "open", "priority": "urgent",
+                    "assignee": "Sample"},
+            customer={"name": t["requester_name"], "email": t["requester"]}, latest="Hello,\n\nI was charged twice.")
+    agentmail.digest_text(settings, agent, SAMPLE_NOW.date().isoformat(), [
+        agentmail.DigestLine(t["ref"], t["subject"], "open", "urgent", SAMPLE_NOW, "due_soon"),
+        agentmail.DigestLine(t["ref"], t["subject"], "pending", "normal", None, "")])
+
+
+def _report(settings: Settings, templates: Templates, language: str = "en") -> None:
     # A real report, computed over an empty store in memory, so every key the
     # templates may use is there with the type it really has.
     from inboxd.reports import metrics
@@ -143,9 +177,9 @@ def _report(settings: Settings, templates: Templates) -> None:
     without_agents = {key: value for key, value in report.items() if key != "agents"}
     cids = {name: f"chart-{name}@inboxd.report" for name in REPORT_CHARTS}
     for sample in (report, without_agents):
-        variables = metrics.mail_variables(sample, trend, cids=cids)
+        variables = metrics.mail_variables(sample, trend, cids=cids, labels={a.name: a.label for a in settings.agents})
         for part in ("subject.txt", "body.txt", "body.html"):
-            templates.render(f"report/{part}", variables)
+            templates.render(f"report/{part}", variables, language=language)
 
 
 def _macro(settings: Settings, templates: Templates, macro) -> None:
