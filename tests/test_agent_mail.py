@@ -219,3 +219,20 @@ def test_the_weekly_report_goes_to_each_supervisor_in_their_language(desk, smtp_
                                                    ("volume", "first_response", "csat", "backlog")}
     assert zh["<chart-volume@inboxd.report>"] != en["<chart-volume@inboxd.report>"]
     assert zh["<chart-volume@inboxd.report>"] != zh_hant["<chart-volume@inboxd.report>"]
+
+
+def test_the_survey_reaches_a_traditional_chinese_customer_in_traditional_chinese(desk, smtp_sink):
+    config = desk
+    settings = load_settings(config)
+    engine = open_store(settings.store.url)
+    closed = T0 + timedelta(hours=2)
+    try:
+        Workflow(engine, settings, settings.agent("xiaowang")).close("T-1000", now=closed)
+    finally:
+        engine.dispose()
+    once(config, closed + timedelta(hours=1))
+    [survey] = [body(m) for m in mails_to(smtp_sink, "tai@example.com.tw") if "評價" in body(m)]
+    assert survey.startswith("尊敬的陳大文，您好：\n\n感謝您聯絡示例科技客服中心。")
+    # The scale's labels are configured in Simplified Chinese; this reader gets them converted.
+    assert "    5 非常滿意\n" in survey and "    2 不滿意\n" in survey
+    assert "满意" not in survey

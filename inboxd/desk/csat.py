@@ -215,6 +215,11 @@ def label(scale: Sequence[Level], score: int, language: str) -> str:
         raise ValueError(f"score {score} is not on the scale {[lv.score for lv in scale]}")
     labels = level.labels
     fallback = labels.get("zh") if language == "zh-Hant" else labels.get("zh-Hant") if language == "zh" else None
+    if language == "zh-Hant" and not labels.get("zh-Hant") and fallback:
+        # A Traditional Chinese reader gets the Simplified label in their script (OpenCC).
+        from inboxd.desk.language import to_traditional
+
+        fallback = to_traditional(fallback)
     return labels.get(language) or fallback or labels.get("en") or next(iter(labels.values()))
 
 
