@@ -129,7 +129,7 @@ def test_shipped_english_ack_with_sla():
     assert "Thank you for contacting Example Support" in text
     assert "ticket T-1042" in text
     assert "keep\n[T-1042] in the subject" in text
-    assert "reply within 4 hours (by 2024-05-01 13:30)." in text
+    assert "reply within 4 hours, by 2024-05-01 13:30." in text
     assert "automatic message" in text
     assert "{" not in text and "\n\n\n" not in text
 
@@ -154,7 +154,7 @@ def test_shipped_chinese_ack_with_sla():
     assert text.split("\n\n--")[0].endswith("此致\n敬礼！\n\nExample Support")
     assert "我们已收到您的来信" in text
     assert "工单编号为 T-1042" in text
-    assert "我们会在 4 小时内回复您（最晚于 2024-05-01 13:30）。" in text
+    assert "我们会在 4 小时内回复您，最晚于 2024-05-01 13:30。" in text
     assert "回复时请保留邮件主题中的编号 [T-1042]" in text
     assert "此邮件为系统自动发送" in text
     assert "{" not in text and "\n\n\n" not in text
