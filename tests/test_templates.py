@@ -129,7 +129,7 @@ def test_shipped_english_ack_with_sla():
     assert "Thank you for contacting Example Support" in text
     assert "ticket T-1042" in text
     assert "keep\n[T-1042] in the subject" in text
-    assert "reply within 4 hours, by 2024-05-01 13:30." in text
+    assert "reply within 4 hours,\nby 2024-05-01 13:30." in text
     assert "automatic message" in text
     assert "{" not in text and "\n\n\n" not in text
 
