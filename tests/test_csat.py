@@ -111,6 +111,10 @@ REAL_WORLD = [
     ("When will it ship?", None),
     ("7", None),
     ("1", None),                                 # a digit alone must be on the scale
+    ("3天了还没解决", None),                       # a digit that counts days
+    ("3 days and still nothing", None),
+    ("2个问题想再问一下", None),
+    ("5 谢谢", 5),
 ]
 
 

@@ -390,6 +390,13 @@ CHINESE_NUMBERS = MappingProxyType({"零": 0, "一": 1, "二": 2, "两": 2, "兩
 FULL_MARKS_BEFORE = ("满分", "滿分", "总分", "總分", "满分是", "滿分是", "满分为", "滿分為", "out of", "of")
 FULL_MARKS_AFTER = ("满分", "滿分", "制", "为满分", "為滿分", "是满分", "是滿分")
 STAR_CHARS = "⭐★🌟"
+# A digit followed by one of these counts something ("3 days", "3天了还没解决", "2个问题"): it is no score.
+COUNTED_AFTER_DIGIT = (
+    "天", "日", "号", "號", "个", "個", "次", "年", "月", "周", "週", "星期", "小时", "小時", "分钟", "分鐘", "位", "件",
+    "台", "元", "块", "塊", "点", "點", "楼", "樓", "人", "张", "張",
+    "day", "days", "hour", "hours", "hrs", "minute", "minutes", "mins", "week", "weeks", "month", "months",
+    "year", "years", "time", "times", "item", "items", "more", "people", "of", "x",
+)
 
 _NUMBER = "([0-9]{1,2}|[" + "".join(CHINESE_NUMBERS) + "])"
 # "5分", "5 星", "5 stars", "4 points"; not "5分钟" (minutes), "三分之一" (a third) or "5星期" (weeks).
@@ -465,7 +472,7 @@ def _read_line(line: str, scale: Sequence[Level], legacy: bool) -> tuple[int, st
         begin, end, score = number
         return score, rest_after(begin, end, score)
     digit = _DIGIT.match(folded, start)
-    if digit:
+    if digit and not _counts_something(folded[digit.end():]):
         value = int(next(g for g in digit.groups() if g))
         score = legacy_score(value) if legacy else value
         if score in scores:
@@ -504,6 +511,14 @@ def _number(folded: str, scores: list[int]) -> tuple[int, int, int] | None:
         # "1分" on a scale that starts at 2: the customer means the worst.
         return begin, end, max(value, scores[0])
     return None
+
+
+def _counts_something(after: str) -> bool:
+    after = after.lstrip()
+    for word in COUNTED_AFTER_DIGIT:
+        if after.startswith(word) and not (word.isascii() and after[len(word):len(word) + 1].isalnum()):
+            return True
+    return False
 
 
 def _full_marks(folded: str, begin: int, end: int) -> bool:
