@@ -168,8 +168,7 @@ def test_manual_escalation_routes_and_a_missed_tier2_response_escalates_again(de
     for customer, ref in (("ann@example.org", jams), ("ben@example.org", login)):
         updates = [m for m in mails(smtp_sink, customer) if m["Auto-Submitted"]]
         assert len(updates) == 1 and ref in updates[0]["Subject"]
-    assert [t["id"] for t in list_json(config, "--tier", "2")] == sorted([jams, login], reverse=True) or \
-        sorted(t["id"] for t in list_json(config, "--tier", "2")) == sorted([jams, login])
+    assert sorted(t["id"] for t in list_json(config, "--tier", "2")) == sorted([jams, login])
     assert list_json(config, "--tier", "1") == []
 
     # dan answers within his 24 hours; bob does not.
@@ -244,3 +243,42 @@ def test_rule_and_tag_escalations_are_routed_and_reported(desk, dovecot, smtp_si
     assert r["by_trigger"] == {"manual": 0, "sla": 0, "tag": 1, "rule": 1}
     assert {x["reason"] for x in r["top_reasons"]} == {tag["detail"]["reason"], rule["detail"]["reason"]}
     assert sorted(t["id"] for t in list_json(config, "--tier", "2")) == sorted([db, app])
+
+
+def test_pool_mode_and_the_supervisors_review(tmp_path, dovecot, imap_user, smtp_sink):
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], smtp_port=smtp_sink.port,
+                          extra=DESK.replace("[scheduler]\n", '[scheduler]\nescalation_assign = "pool"\n'))
+    dovecot.append(imap_user, "INBOX", make_mail(frm="Eve <eve@example.org>", subject="Refund twice"),
+                   when=T0 - timedelta(minutes=5))
+    once(config, T0)
+    [t] = list_json(config)
+    ref = t["id"]
+    tina = as_(config, "tina")
+    tina.take(ref, now=T0 + timedelta(minutes=1))
+    r = tina.escalate(ref, "tier2", "payment gateway", now=T0 + timedelta(minutes=2))
+    assert r["changes"]["assignee"] == {"before": "tina", "after": None}
+    assert (r["routed"], r["notified"]) == ("waits in the tier 2 of team desk pool", ["bob", "dan"])
+    once(config, T0 + timedelta(minutes=3))
+    for agent in ("bob", "dan"):
+        [mail] = mails(smtp_sink, f"{agent}@example.com")
+        assert body(mail).startswith(f"{ref} was escalated to tier 2 and waits in its pool for one of you")
+    assert mails(smtp_sink, "erin@example.com") == []
+    assert [x["id"] for x in list_json(config, "--tier", "2", "--unassigned")] == [ref]
+
+    # dan picks it up; the supervisors' review is still "supervisor": unassigned, the supervisors told.
+    as_(config, "dan").take(ref, now=T0 + timedelta(minutes=4))
+    as_(config, "dan").reply(ref, "Checking the refund.", now=T0 + timedelta(minutes=4, seconds=30))
+    r = as_(config, "dan").escalate(ref, "supervisor", "refund above my limit", now=T0 + timedelta(minutes=5))
+    assert (r["to"], r["trigger"], r["notified"]) == ("supervisor", "manual", ["carol"])
+    assert r["changes"]["assignee"] == {"before": "dan", "after": None}
+    assert "tier_response_due" not in r
+    once(config, T0 + timedelta(minutes=6))
+    # (Monday morning: carol also has the weekly report.)
+    [to_carol] = [m for m in mails(smtp_sink, "carol@example.com") if ref in m["Subject"]]
+    assert body(to_carol).startswith(f"{ref} was escalated to the supervisors: refund above my limit.")
+    # The customer heard of both escalations, in the words for an agent's escalation.
+    updates = [m for m in mails(smtp_sink, "eve@example.org") if m["Auto-Submitted"]]
+    assert len(updates) == 2 and all("needs a closer look" in body(m) for m in updates)
+    # The supervisors' review has no tier clock: a day later nothing escalates again.
+    once(config, T0 + timedelta(days=2))
+    assert len(events(config, ref, "escalate")) == 2
