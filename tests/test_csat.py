@@ -179,6 +179,14 @@ def test_a_custom_label_counts_anywhere_and_meanings_fall_back_by_place():
     assert parse_answer("不满意", scale).rating == 1        # the lowest
 
 
+def test_a_custom_simplified_label_is_read_in_traditional_script_too():
+    # A zh-Hant survey shows the label converted (csat.label); the customer may answer with it.
+    scale = settings({"levels": [{"score": 3, "label": "服务很棒"}, {"score": 1, "label": "服务很差"}]}).scale
+    assert label(scale, 3, "zh-Hant") == "服務很棒"
+    assert parse_answer("服務很棒！謝謝", scale) == Answer(3, "謝謝")
+    assert parse_answer("服务很棒", scale) == Answer(3, "")
+
+
 def test_the_longest_label_wins_whatever_the_order_of_the_scale():
     scale = settings({"levels": [{"score": 2, "en": "Good", "zh": "满意"},
                                  {"score": 1, "en": "Good enough", "zh": "满意度一般"}]}).scale
