@@ -375,11 +375,17 @@ def test_supervisor_gets_per_agent_section_and_every_format(store) -> None:
     rows = run_report(store, "carol", fmt="csv").splitlines()
     assert rows[0] == "section,key,value"
     assert "tickets,created,4" in rows and "sla,first_response.breached,2" in rows
+    # The scale's levels and the per-agent satisfaction in every format.
+    assert "csat,levels.0.score,5" in rows and "agents,bob.csat.score,1.0" in rows
     table = run_report(store, "carol", fmt="table")
     assert "created 4" in table and "alice" in table
+    assert "; 5 Very satisfied 1; 4 Satisfied 0; 3 Neutral 1; 2 Unsatisfied 0" in table
+    bob = next(line.split() for line in table.splitlines() if line.strip().startswith("bob"))
+    assert bob[-2:] == ["100.0%", "1"]
     html = run_report(store, "carol", fmt="html")
     assert "data:image/png;base64," in html and "cid:" not in html
     assert ">Agents</h2>" in html and ">alice</td>" in html
+    assert ">satisfaction</th>" in html and "100.0% (1)" in html
 
 
 def test_html_report_without_the_per_agent_section(store) -> None:

@@ -642,12 +642,12 @@ def _fold(line: str) -> tuple[str, list[int]]:
 def _labels(scale: Sequence[Level]) -> list[tuple[str, int]]:
     """(label, score) pairs of the scale, folded; a zh label without a zh-Hant one also in Traditional
     script, as a zh-Hant survey shows it (see label)."""
-    texts = [(text, level.score) for level in scale for text in level.labels.values()]
-    for level in scale:
-        if "zh" in level.labels and "zh-Hant" not in level.labels:
-            from inboxd.desk.language import to_traditional
+    # Imported here: inboxd.desk.language loads OpenCC, which only Chinese labels need.
+    from inboxd.desk.language import to_traditional
 
-            texts.append((to_traditional(level.labels["zh"]), level.score))
+    texts = [(text, level.score) for level in scale for text in level.labels.values()]
+    texts += [(to_traditional(level.labels["zh"]), level.score) for level in scale
+              if "zh" in level.labels and "zh-Hant" not in level.labels]
     return [(" ".join(unicodedata.normalize("NFKC", text).casefold().split()), score) for text, score in texts]
 
 
