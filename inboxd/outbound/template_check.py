@@ -65,7 +65,8 @@ def _renderings(settings: Settings, policies: Policies, templates: Templates):
     # in English and each supervisor's language; the agents' mail in each agent's language.
     report_languages = ["en", *(a.language for a in settings.agents if a.role in ("supervisor", "admin"))]
     for language in dict.fromkeys(report_languages):
-        yield f"template report ({language})", lambda lang=language: _report(settings, templates, lang)
+        what = "template report" if language == "en" else f"template report ({language})"
+        yield what, lambda lang=language: _report(settings, templates, lang)
     if settings.mailboxes:
         for language in dict.fromkeys(a.language for a in settings.agents):
             yield f"agent mail ({language})", lambda lang=language: _agent_mail(settings, lang)
