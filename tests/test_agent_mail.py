@@ -23,7 +23,7 @@ from inboxd.daemon import run_once
 from inboxd.desk.workflow import Workflow
 from inboxd.store.engine import open_store
 from inboxd.testing.mail import make_mail
-from tests.support import show_json, write_config
+from tests.support import cli, show_json, write_config
 
 DESK = """
 [[agents]]
@@ -136,6 +136,8 @@ def test_each_customer_is_answered_in_their_script(desk, smtp_sink):
     assert created["lilei@example.cn"]["detail"]["language"] == "zh"
     # --json keeps the handle; people read the display name.
     assert show_json(config, "T-1000")["assignee"] == "xiaowang"
+    shown = cli(config, "--as", "xiaowang", "show", "T-1000").stdout
+    assert "assignee 小王 (xiaowang)" in shown
 
 
 def test_the_chinese_agent_reads_notifications_digest_and_alerts_in_chinese(desk, smtp_sink):
