@@ -18,6 +18,12 @@ A mailbox in any other language always writes in it.  This module is pure:
 it reads the parsed message's facts and returns the choice with its reason,
 which ingest records in the ticket's history (the "created" event) so that
 later mail on the ticket (escalation, follow-up, survey) keeps the script.
+
+Beside the choice, the few rules of writing to Chinese readers that are not
+templates: a sentence given only in Simplified reaches a zh-Hant reader
+converted by OpenCC (`agent_headline`, `to_traditional`), and an agent's
+answer is signed the way Chinese mail signs a person of an organisation
+(`reply_from_name`).
 """
 
 from __future__ import annotations
