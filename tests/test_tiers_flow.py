@@ -78,6 +78,11 @@ if = { subject = ["database"] }
 then = { tier = 2 }
 
 [[rules]]
+name = "vip"
+if = { from_domain = ["vip.example"] }
+then = { tier = 2, assign = "dan" }
+
+[[rules]]
 name = "crash"
 on = ["tag"]
 if = { tags_any = ["system_crash"] }
@@ -228,7 +233,15 @@ def test_rule_and_tag_escalations_are_routed_and_reported(desk, dovecot, smtp_si
     assert (tag["detail"]["to"], tag["detail"]["trigger"], tag["detail"]["notified"]) == ("tier2", "tag", ["dan"])
     assert tag["detail"]["reason"].startswith("rule crash:")
 
+    # A rule that names the assignee keeps its choice, and it is still an escalation.
+    dovecot.append(user, "INBOX", make_mail(frm="Vi <vi@vip.example>", subject="Contract"),
+                   when=T0 + timedelta(minutes=2))
     once(config, T0 + timedelta(minutes=3))
+    vip = next(t for t in list_json(config) if t["subject"] == "Contract")
+    assert (vip["tier"], vip["assignee"]) == (2, "dan")
+    [named] = events(config, vip["id"], "escalate")
+    assert (named["detail"]["trigger"], named["detail"]["routed"]) == ("rule", "assigned by the rule")
+    assert [e["detail"]["assign"] for e in events(config, vip["id"], "rule-assign")] == ["dan"]
     assert [m["Subject"] for m in mails(smtp_sink, "bob@example.com") if "escalated to tier 2" in body(m)] \
         and all(db in m["Subject"] for m in mails(smtp_sink, "bob@example.com"))
     dan = [m for m in mails(smtp_sink, "dan@example.com") if "escalated to tier 2 and assigned to you" in body(m)]
@@ -239,10 +252,11 @@ def test_rule_and_tag_escalations_are_routed_and_reported(desk, dovecot, smtp_si
     assert mails(smtp_sink, "cy@example.org") == []
 
     r = report(config, T0 - timedelta(days=1), T0 + timedelta(days=1))["escalations"]
-    assert r["count"] == 2
-    assert r["by_trigger"] == {"manual": 0, "sla": 0, "tag": 1, "rule": 1}
-    assert {x["reason"] for x in r["top_reasons"]} == {tag["detail"]["reason"], rule["detail"]["reason"]}
-    assert sorted(t["id"] for t in list_json(config, "--tier", "2")) == sorted([db, app])
+    assert r["count"] == 3
+    assert r["by_trigger"] == {"manual": 0, "sla": 0, "tag": 1, "rule": 2}
+    assert {x["reason"] for x in r["top_reasons"]} == {tag["detail"]["reason"], rule["detail"]["reason"],
+                                                       named["detail"]["reason"]}
+    assert sorted(t["id"] for t in list_json(config, "--tier", "2")) == sorted([db, app, vip["id"]])
 
 
 def test_pool_mode_and_the_supervisors_review(tmp_path, dovecot, imap_user, smtp_sink):

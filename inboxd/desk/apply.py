@@ -236,7 +236,7 @@ def route(filer: Filer, conn: Connection, d: Delivery) -> None:
                          sla_policy=routing.sla)
     for reason in routing.reasons:
         _event(conn, d, "rule", {"reason": reason})
-    if routing.assignee and routing.escalation is None:
+    if routing.assignee and (routing.escalation is None or routing.escalation.reason == tiers.RULE_ASSIGNED):
         _event(conn, d, "rule-assign", {"assign": routing.assignee, "team": routing.team})
     if routing.escalation is not None:
         _escalate(filer, conn, d, routing)
@@ -247,7 +247,7 @@ def _escalate(filer: Filer, conn: Connection, d: Delivery, routing) -> None:
     the tier's agent or pool, the tier clock, the notifications and the customer's
     update (not on a new ticket, whose acknowledgement is the customer's news)."""
     routed = routing.escalation
-    if routed.assignee is None:
+    if routed.assignee is None and routed.reason != tiers.RULE_ASSIGNED:
         tiers_store.set_assignee(conn, d.ticket_pk, None)
     reason = "; ".join(routing.reasons)
     detail = escalation.follow_up(conn, filer.settings, workflow_ticket(conn, d.ticket_ref), tier=routing.tier,

@@ -642,6 +642,9 @@ def route(m: Incoming, ticket: TicketChoice, current: TicketFacts | None, touche
         assignee = pick_assignee(outcome.assign, members, open_counts=counts, last_assigned=last)
     elif outcome.assign:
         assignee = outcome.assign
+    if escalation is None and (outcome.escalate or tier > tier_before):
+        # The escalating rule named the assignee (or a strategy): still an escalation.
+        escalation = tiers.Routed(assignee, (), tiers.RULE_ASSIGNED)
     return Routing(team_on_new=team_on_new, matched=True, priority=outcome.priority, tags=tuple(tags), team=team,
                    tier=tier, escalate=bool(outcome.escalate), assignee=assignee, sla=outcome.sla,
                    reasons=outcome.reasons, ack_template=_ack_template(outcome), escalation=escalation)

@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 ASSIGN_MODES = ("least-loaded", "pool")
+# The routing reason when the escalating rule named the assignee itself.
+RULE_ASSIGNED = "assigned by the rule"
 SUPERVISOR_ROLES = ("supervisor", "admin")
 
 

@@ -265,15 +265,18 @@ class Workflow:
             t.escalated = t.escalated or outcome.escalate
             if outcome.escalate:
                 t.approved_by = None
-        if outcome.assign and outcome.assign in {a.name for a in self.settings.agents}:
+        named = outcome.assign in {a.name for a in self.settings.agents}
+        if named:
             t.assignee = outcome.assign
-        elif outcome.escalate or t.tier > tier_before:
-            # A tag-triggered escalation is routed like any other (inboxd.desk.tiers).
-            self._escalation(conn, t, t.tier, "; ".join(outcome.reasons), "tag", separate_event=True, keep=True)
+        if outcome.escalate or t.tier > tier_before:
+            # A tag-triggered escalation is routed like any other (inboxd.desk.tiers),
+            # unless the rule named the assignee.
+            self._escalation(conn, t, t.tier, "; ".join(outcome.reasons), "tag", separate_event=True, keep=True,
+                             routed=tiers.Routed(t.assignee, (), tiers.RULE_ASSIGNED) if named else None)
         return list(outcome.reasons)
 
     def _escalation(self, conn: Connection, t: Ticket, tier: int | None, reason: str, trigger: str, *,
-                    separate_event: bool = False, keep: bool = False) -> None:
+                    separate_event: bool = False, keep: bool = False, routed: tiers.Routed | None = None) -> None:
         """Route the escalated ticket `t` (see inboxd.desk.escalation) and, once it
         is saved, notify and tell the customer; the event records the trigger."""
         def after(conn, saved: Ticket, now, event: dict) -> set[str]:
@@ -287,7 +290,8 @@ class Workflow:
                 event.update(detail)
             return set(detail["notified"])
 
-        routed = escalation.route(conn, self.settings, tier=tier, team=t.team, assignee=t.assignee, keep=keep)
+        if routed is None:
+            routed = escalation.route(conn, self.settings, tier=tier, team=t.team, assignee=t.assignee, keep=keep)
         t.assignee = routed.assignee
         self._after.append(after)
 
