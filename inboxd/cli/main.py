@@ -659,7 +659,10 @@ def escalate(ctx: typer.Context, ticket_id: str = TicketId,
              as_json: bool = JsonOpt) -> None:
     """Escalate a ticket to a team, a higher tier or the supervisors."""
     r = _workflow_call(_ctx(ctx).workflow().escalate, ticket_id, to, reason, now=_now())
-    _done(r, as_json, f"{ticket_id} escalated to {to}")
+    # Say where it went: the tier's agent, its pool, or the supervisors (inboxd.desk.tiers).
+    told = f"; told {', '.join(r['notified'])}" if r.get("notified") else ""
+    _done(r, as_json, f"{ticket_id} escalated to {r['to']}: {r['routed']}{told}" if r.get("routed")
+          else f"{ticket_id} escalated to {to}")
 
 
 @app.command()
