@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +78,7 @@ pending_followup = true
 autoclose_after = "30d"
 """
 
+GOLDEN = Path(__file__).parent / "golden"
 T0 = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 TRADITIONAL = "您好，我的訂單還沒有到，請幫忙查詢。\n\n陳大文\n"
 SIMPLIFIED = "您好，我的订单还没有到，请帮忙查询。\n\n李雷\n"
@@ -110,7 +114,8 @@ def body(msg) -> str:
 def desk(tmp_path, dovecot, imap_user, smtp_sink):
     config = chinese_desk(tmp_path, dovecot, imap_user, smtp_sink.port)
     dovecot.append(imap_user, "INBOX", make_mail(frm="陳大文 <tai@example.com.tw>", subject="查詢訂單",
-                                                 body=TRADITIONAL, charset="big5"), when=T0)
+                                                 body=TRADITIONAL, charset="big5", message_id="<tai-1@example.com.tw>"),
+                   when=T0)
     dovecot.append(imap_user, "INBOX", make_mail(frm="李雷 <lilei@example.cn>", subject="查询订单",
                                                  body=SIMPLIFIED), when=T0)
     once(config, T0 + timedelta(minutes=1))
@@ -238,3 +243,14 @@ def test_the_survey_reaches_a_traditional_chinese_customer_in_traditional_chines
     # The scale's labels are configured in Simplified Chinese; this reader gets them converted.
     assert "    5 非常滿意\n" in survey and "    2 不滿意\n" in survey
     assert "满意" not in survey
+
+
+def test_the_traditional_acknowledgement_as_sent_matches_its_golden_file(desk, smtp_sink):
+    # The whole mail as the SMTP server received it, only its random Message-ID masked
+    # (the Date is the injected clock's).
+    [env] = [e for e in smtp_sink.envelopes if e.rcpt_tos == ["tai@example.com.tw"]]
+    normalised = re.sub(rb"(?m)^Message-ID: .*\r\n", rb"Message-ID: <masked>\r\n", env.data)
+    golden = GOLDEN / "ack_received_zh-Hant.eml"
+    if os.environ.get("INBOXD_REGEN_GOLDEN") == "1":  # Regenerate, review, commit.
+        golden.write_bytes(normalised)
+    assert normalised == golden.read_bytes()
