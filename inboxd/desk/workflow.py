@@ -358,17 +358,10 @@ class Workflow:
                 t.tier = tier
             elif to != "supervisor":
                 t.team = to
-            if tier is not None or to == "supervisor":
-                # The tier's least-loaded agent, or its pool (inboxd.desk.tiers);
-                # the supervisors review it unassigned.
-                self._escalation(conn, t, tier, reason, "manual")
-            else:
-                # The new team picks it up; the customer still hears of it.
-                t.assignee = None
-                self._after.append(lambda conn, saved, now, event: event.update(
-                    escalation.follow_up(conn, self.settings, saved, tier=None, routed=tiers.Routed(
-                        None, (), f"to team {to}"), reason=reason, trigger="manual", now=now,
-                        actor=self.actor.name)) or ())
+            # The tier's least-loaded agent, or its pool (inboxd.desk.tiers); the
+            # supervisors review it unassigned; a new team picks it up unassigned.
+            team_move = tiers.Routed(None, (), f"to team {to}") if tier is None and to != "supervisor" else None
+            self._escalation(conn, t, tier, reason, "manual", routed=team_move)
             if t.status in ("new", "pending"):
                 t.status = "open"
             return {"to": f"tier{tier}" if tier is not None else to, "reason": reason}
