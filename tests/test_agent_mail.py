@@ -226,6 +226,10 @@ def test_the_weekly_report_goes_to_each_supervisor_in_their_language(desk, smtp_
                                                    ("volume", "first_response", "csat", "backlog")}
     assert zh["<chart-volume@inboxd.report>"] != en["<chart-volume@inboxd.report>"]
     assert zh["<chart-volume@inboxd.report>"] != zh_hant["<chart-volume@inboxd.report>"]
+    # `inboxd report --format html` speaks the acting agent's language too, charts embedded.
+    page = cli(config, "--as", "lihua", "report", "--format", "html", "--since", "2026-11-23",
+               "--until", "2026-11-30").stdout
+    assert "客服工作周报</h1>" in page and ">小王</td>" in page and 'src="data:image/png;base64,' in page
 
 
 def test_the_survey_reaches_a_traditional_chinese_customer_in_traditional_chinese(desk, smtp_sink):

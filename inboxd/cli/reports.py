@@ -60,7 +60,8 @@ def report_command(*, since: str | None, until: str | None, mailbox: str | None,
     if fmt == "csv":
         return report_csv(report)
     if fmt == "html":
-        _, _, html, images = metrics.render_report(settings, report, trend)
+        # In the reader's language, as the weekly mail is (templates and chart titles).
+        _, _, html, images = metrics.render_report(settings, report, trend, actor.language)
         return metrics.embed_images(html, images)
     return report_table(report)
 
