@@ -218,6 +218,10 @@ def test_the_weekly_report_goes_to_each_supervisor_in_their_language(desk, smtp_
     assert text.startswith("客服工作周报，2026-11-23 至 2026-11-30\n")
     assert "  小王：1 / 0 / 0 / " in text
     assert "客服工作週報</h1>" in reports["laochen"].get_body(("html",)).get_content()
+    # The scale's labels in each reader's script, the repeat window in whole days.
+    assert "  5 非常满意：0\n" in text and "在 7 天内再次提交工单" in text
+    hant = reports["laochen"].get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "  5 非常滿意：0\n" in hant and "满意" not in hant
     # Each reader's charts are titled in their language: the same Content-IDs, other pictures.
     def charts(msg):
         return {part["Content-ID"]: part.get_content() for part in msg.walk() if part.get_content_type() == "image/png"}

@@ -562,6 +562,7 @@ def render_report(settings: Settings, report: dict, trend: list[dict], language:
     from inboxd.outbound.templates import Templates
 
     images = charts.report_charts(report, trend, language)
+    report = _scale_labels_for(report, language)
     variables = mail_variables(report, trend, cids={name: cid for name, (cid, _) in images.items()},
                                labels={a.name: a.label for a in settings.agents})
     templates = Templates(settings.template_dirs)
@@ -569,6 +570,21 @@ def render_report(settings: Settings, report: dict, trend: list[dict], language:
     text = templates.render("report/body.txt", variables, language=language)
     html = templates.render("report/body.html", variables, language=language)
     return subject, text, html, images
+
+
+def _scale_labels_for(report: dict, language: str) -> dict:
+    """The report with the satisfaction labels (written in the mailbox's language) in a
+    Traditional Chinese reader's script; other readers get it as it is."""
+    from inboxd.desk.language import to_traditional
+
+    if language != "zh-Hant" or "csat" not in report:
+        return report
+    csat = dict(report["csat"])
+    csat["distribution"] = {k: {**v, "label": to_traditional(v["label"] or "")}
+                            for k, v in csat.get("distribution", {}).items()}
+    if "levels" in csat:
+        csat["levels"] = [{**level, "label": to_traditional(level["label"] or "")} for level in csat["levels"]]
+    return {**report, "csat": csat}
 
 
 def embed_images(html: str, images: dict[str, tuple[str, bytes]]) -> str:
