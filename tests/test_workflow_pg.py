@@ -152,7 +152,7 @@ def test_list_filters_sorts_and_shapes(desk):
         "mailboxes": ["billing", "support"], "requester": "lilei@example.cn", "requester_name": "Li Lei",
         "assignee": None, "tags": ["vip", "cn"], "message_count": 1, "created_at": "2026-11-23T10:00:00Z",
         "updated_at": "2026-11-23T10:00:00Z", "first_response_at": None, "team": None, "tier": 1,
-        "escalated": False, "first_response_due": None, "resolution_due": None,
+        "escalated": False, "first_response_due": None, "resolution_due": None, "fields": {},
     }
     assert rows[0]["first_response_due"] == "2026-11-23T13:00:00Z"
 
