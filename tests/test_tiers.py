@@ -110,3 +110,13 @@ def test_tier_response_limits_are_read_per_policy():
     assert policies["std"].calendar.add(start, policies["std"].tier_limit(2)) == start + timedelta(hours=24)
     with pytest.raises(ConfigError, match=r"sla\[0\]\.tier2_response"):
         parse_sla_policies([{"name": "x", "first_response": "1h", "tier2_response": "0s"}], {}, "inboxd.toml")
+
+
+def test_the_duties_reasons_read_in_chinese_and_an_agents_own_reason_is_quoted_as_written() -> None:
+    from inboxd.desk.escalation import reason_zh
+
+    assert reason_zh("first response SLA breached") == "首次响应超时"
+    assert reason_zh("resolution SLA breached") == "解决时限超时"
+    assert reason_zh("tier 2 response SLA breached") == "2线响应超时"
+    assert reason_zh("数据库疑似损坏") == "数据库疑似损坏"
+    assert reason_zh("customer says the SLA breached twice") == "customer says the SLA breached twice"

@@ -185,7 +185,8 @@ def test_manual_escalation_routes_and_a_missed_tier2_response_escalates_again(de
     assert len(again) == 2
     detail = again[1]["detail"]
     assert (detail["to"], detail["trigger"]) == ("supervisor", "sla")
-    assert detail["reason"] == "tier 2 response SLA breached (due 2026-12-01 09:10 UTC)"
+    assert detail["reason"] == "tier 2 response SLA breached"
+    assert detail["due"] == "2026-12-01 09:10 UTC"
     assert len(events(config, login, "escalate")) == 1             # dan's reply met the promise
     carol = [m for m in mails(smtp_sink, "carol@example.com") if "escalated to the supervisors" in body(m)]
     assert len(carol) == 1 and jams in carol[0]["Subject"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +32,7 @@ from inboxd.desk.csat import load_secret, make_token, survey_variables
 from inboxd.desk.agentmail import Alert, DigestLine, digest_text
 from inboxd.desk.language import ticket_language
 from inboxd.store import duties as store
+from inboxd.store import backup as backup_store
 from inboxd.store import events
 from inboxd.store import slaclock as clock_store
 from inboxd.store.engine import reading, writing
@@ -41,7 +43,7 @@ from inboxd.desk.sla import warn_time
 from inboxd.desk.slaclock import current_pending_since, refresh
 from inboxd.outbound.templates import Templates
 from inboxd.desk.threads import TicketTag
-from inboxd.desk import escalation, tiers, workflow
+from inboxd.desk import backups, escalation, tiers, workflow
 from inboxd.store import tiers as store_tiers
 from inboxd.desk.workflow import SUPERVISORS, notify_agent
 
@@ -79,6 +81,8 @@ class Duties:
                 with writing(self.engine) as conn:
                     count += bool(handle(conn, item, now))
             done[name] = count
+        if self.settings.backup is not None:
+            done["backup"] = self.run_backup(now)
         return done
 
     def duties(self) -> list[tuple[str, Callable, Callable]]:
@@ -147,13 +151,16 @@ class Duties:
         # change on PostgreSQL waits, and then sees the escalation).
         t = _ticket(conn, pk, lock=True)
         what = f"tier {t.tier} response" if target == "tier_response" else target.replace('_', ' ')
-        reason = f"{what} SLA breached (due {_show(due)})"
+        # The reason names the promise, not its due time, so the report's top
+        # reasons group breaches of one kind; the due time is in the event.
+        reason = f"{what} SLA breached"
         told = self._tell_owner(conn, t, now, Alert("sla_breach", {"ticket": {"id": t.ref}, "target": target,
                                                                    "tier": t.tier, "due": due}))
-        self._escalate(conn, t, now, reason, told)
+        self._escalate(conn, t, now, reason, told, due=due)
         return True
 
-    def _escalate(self, conn: Connection, t, now: datetime, reason: str, told: frozenset[str] = frozenset()) -> None:
+    def _escalate(self, conn: Connection, t, now: datetime, reason: str, told: frozenset[str] = frozenset(),
+                  due: datetime | None = None) -> None:
         """Tier 1 -> tier 2 -> (tier 3 when the team has it) -> the supervisors, with the
         reason recorded; routed, notified and told to the customer as every escalation is
         (inboxd.desk.escalation)."""
@@ -172,6 +179,8 @@ class Duties:
                    "escalated": {"before": before["escalated"], "after": True}}
         if routed.assignee != before["assignee"]:
             changes["assignee"] = {"before": before["assignee"], "after": routed.assignee}
+        if due is not None:
+            detail["due"] = _show(due)
         _event(conn, t.pk, now, "escalate", {"to": tiers.target_name(step), "reason": reason, **detail,
                                              "changes": changes})
 
@@ -342,6 +351,47 @@ class Duties:
                          message_id=report_message_id(mailbox.domain, agent.email, since, now),
                          now=now, sent_copy=False)
         return True
+
+    # -- backups -------------------------------------------------------------------------
+
+    def run_backup(self, now: datetime) -> int:
+        """Take the scheduled backup when one is due, then delete the oldest beyond `keep`; 1 if it took one.
+
+        The backup runs outside any write transaction (it reads its own
+        snapshot), between a claim and its record.  A failure is logged and
+        the claim given back, so the next pass tries again; it never stops
+        the daemon.
+        """
+        conf = self.settings.backup
+        with reading(self.engine) as conn:
+            last = backup_store.last_backup(conn)
+        if not backups.is_due(last, conf.every, now):
+            return 0
+        key = backups.claim_key(last)
+        with writing(self.engine) as conn:
+            claimed = backup_store.claim_backup(conn, key, now, now - backups.STALE_CLAIM)
+        if claimed is None:
+            return 0
+        name = backups.backup_name(now)
+        try:
+            report = backup_store.take_backup(self.settings.store.url, self.settings.store.data_dir,
+                                              self.policies.csat.secret_file, conf.dir / name, now)
+        except Exception as exc:
+            log.error("scheduled backup to %s failed, retried next pass: %s", conf.dir / name,
+                      " ".join(str(exc).split()) or type(exc).__name__)
+            with writing(self.engine) as conn:
+                backup_store.release_backup(conn, key, claimed)
+            return 0
+        with writing(self.engine) as conn:
+            backup_store.record_backup(conn, name, now)
+        log.info("backup %s: %d ticket(s), %d message(s), %d file(s), %d bytes", report.path, report.tickets,
+                 report.messages, report.files, report.bytes)
+        for old in backups.to_delete([p.name for p in conf.dir.iterdir() if p.is_dir()], conf.keep):
+            try:
+                shutil.rmtree(conf.dir / old)
+            except OSError as exc:
+                log.warning("cannot delete old backup %s: %s", conf.dir / old, exc)
+        return 1
 
     # -- shared helpers ------------------------------------------------------------------
 

@@ -90,19 +90,34 @@ def follow_up(conn: Connection, settings: Settings, ticket, *, tier: int | None,
     return detail
 
 
+# The reasons the SLA duties write, in Chinese; an agent's own reason is quoted as written.
+_SLA_REASONS_ZH = {"first response": "首次响应超时", "next response": "后续响应超时", "resolution": "解决时限超时"}
+
+
+def reason_zh(reason: str) -> str:
+    """An SLA duty's reason ("first response SLA breached") in Chinese; any other reason as it is."""
+    what, found, rest = reason.partition(" SLA breached")
+    if not found or rest:
+        return reason
+    if what.startswith("tier ") and what.endswith(" response"):
+        return f"{what.split()[1]}线响应超时"
+    return _SLA_REASONS_ZH.get(what, reason)
+
+
 def headline(ref: str, tier: int | None, routed: tiers.Routed, reason: str, name: str) -> dict[str, str]:
     """The notification's first sentence, in English and Chinese."""
+    zh_reason = reason_zh(reason)
     if tier is None:
         return {"en": f"{ref} was escalated to the supervisors: {reason}.",
-                "zh": f"工单 {ref} 已升级给主管：{reason}。"}
+                "zh": f"工单 {ref} 已升级给主管：{zh_reason}。"}
     if routed.assignee == name:
         return {"en": f"{ref} was escalated to tier {tier} and assigned to you: {reason}.",
-                "zh": f"工单 {ref} 已升级到{tier}线并分配给您：{reason}。"}
+                "zh": f"工单 {ref} 已升级到{tier}线并分配给您：{zh_reason}。"}
     if routed.notify and not routed.reason.startswith("no "):
         return {"en": f"{ref} was escalated to tier {tier} and waits in its pool for one of you: {reason}.",
-                "zh": f"工单 {ref} 已升级到{tier}线，等待本线同事认领：{reason}。"}
+                "zh": f"工单 {ref} 已升级到{tier}线，等待本线同事认领：{zh_reason}。"}
     return {"en": f"{ref} was escalated to tier {tier}, which has no agent to take it: {reason}.",
-            "zh": f"工单 {ref} 已升级到{tier}线，但该线没有可接手的客服：{reason}。"}
+            "zh": f"工单 {ref} 已升级到{tier}线，但该线没有可接手的客服：{zh_reason}。"}
 
 
 def _mail_customer(conn: Connection, settings: Settings, ticket, now: datetime, reason: str, trigger: str) -> None:
