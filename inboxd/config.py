@@ -41,9 +41,10 @@ class ConfigError(Exception):
 
 # The keys each table accepts.  The reference file must mention every one of them.
 TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply", "outbox", "templates",
-            "reports")
+            "reports", "backup")
 TEMPLATES_KEYS = ("dir",)
 REPORTS_KEYS = ("timezone", "repeat_window")
+BACKUP_KEYS = ("every", "keep", "dir")
 STORE_KEYS = ("url", "data_dir", "max_attachment_bytes", "max_message_bytes", "lease")
 TICKET_KEYS = ("id_format", "first_seq", "tag_format", "reopen_window")
 AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day", "per_domain_per_hour", "per_domain_per_minute",
@@ -87,6 +88,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "outbox": OUTBOX_KEYS,
     "templates": TEMPLATES_KEYS,
     "reports": REPORTS_KEYS,
+    "backup": BACKUP_KEYS,
 })
 
 SECURITY_CHOICES = ("tls", "starttls", "none")
@@ -346,6 +348,15 @@ class ReportSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    """[backup]: the daemon's scheduled backups (inboxd.desk.backups); absent means none."""
+    dir: Path
+    every: timedelta = timedelta(days=1)
+    # How many scheduled backups are kept in `dir`; older ones are deleted.
+    keep: int = 14
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     store: StoreSettings
@@ -363,6 +374,7 @@ class Settings:
     outbox: OutboxSettings = OutboxSettings()
     reports: ReportSettings = ReportSettings()
     templates_dir: Path = SHIPPED_TEMPLATES
+    backup: BackupSettings | None = None
 
     def mailbox(self, name: str) -> MailboxSettings:
         """The mailbox called name; LookupError (one line) when there is none."""
@@ -473,11 +485,12 @@ def parse_settings(data: dict, path: Path) -> Settings:
 
     policies = read_policies(top, mailboxes=mailboxes, agents=agents, data_dir=store.data_dir, base=base)
     reports = _reports(top.table("reports", REPORTS_KEYS))
+    backup = _backup(top.table("backup", BACKUP_KEYS), base) if "backup" in data else None
     macros = read_macros(top, agents=agents)
     return Settings(
         path=path, store=store, smtp=smtp, mailboxes=mailboxes, agents=agents, tickets=tickets, log=log,
         policies=policies, macros=macros, autoreply=autoreply, outbox=outbox, reports=reports,
-        templates_dir=templates_dir,
+        templates_dir=templates_dir, backup=backup,
     )
 
 
@@ -617,6 +630,17 @@ def _outbox(table: Table) -> OutboxSettings:
 def _reports(table: Table) -> ReportSettings:
     return ReportSettings(timezone=table.zone("timezone") or ZoneInfo("UTC"),
                           repeat_window=table.duration("repeat_window", "7d"))
+
+
+def _backup(table: Table, base: Path) -> BackupSettings:
+    folder = table.optional_path("dir", base)
+    if folder is None:
+        table.fail("dir", "missing; the folder the scheduled backups are written to, e.g. \"/var/backups/inboxd\"")
+    every = table.duration("every", "1d")
+    # Each backup copies the whole store: more often than hourly is a mistake, not a policy.
+    if every < timedelta(hours=1):
+        table.fail("every", f"must be at least 1h, got {show(table.get('every'))}")
+    return BackupSettings(dir=folder, every=every, keep=table.integer("keep", 14, low=1))
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)\s*(w|d|h|m|s))", re.IGNORECASE)

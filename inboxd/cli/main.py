@@ -897,3 +897,5 @@ def main(argv: list[str] | None = None) -> None:
 from inboxd.cli import ops as cli_ops  # noqa: E402,F401
 # `new`, `customer` and `set` (inboxd.cli.desk) too.
 from inboxd.cli import desk as cli_desk  # noqa: E402,F401
+# `backup` and `restore` (inboxd.cli.backup) too.
+from inboxd.cli import backup as cli_backup  # noqa: E402,F401
