@@ -55,6 +55,27 @@ def test_the_claim_key_names_the_backup_it_follows() -> None:
     assert backups.claim_key(NOW) != backups.claim_key(NOW + timedelta(microseconds=1))
 
 
+BASE = {"mailboxes": [{"name": "support", "address": "support@example.com",
+                       "imap": {"host": "127.0.0.1", "username": "x", "password_env": "X"}}],
+        "agents": [{"name": "alice", "email": "alice@example.com"}]}
+
+
+def test_the_backup_section_is_optional_and_checked(tmp_path) -> None:
+    from inboxd.config import ConfigError, parse_settings
+
+    path = tmp_path / "inboxd.toml"
+    assert parse_settings(BASE, path).backup is None
+    conf = parse_settings(BASE | {"backup": {"dir": "backups"}}, path).backup
+    assert (conf.dir, conf.every, conf.keep) == (tmp_path / "backups", timedelta(days=1), 14)
+    for section, problem in (({}, "inboxd.toml: backup.dir: missing"),
+                             ({"dir": "b", "every": "10m"}, "inboxd.toml: backup.every: must be at least 1h"),
+                             ({"dir": "b", "keep": 0}, "inboxd.toml: backup.keep: "),
+                             ({"dir": "b", "often": "1d"}, "inboxd.toml: backup.often: ")):
+        with pytest.raises(ConfigError) as caught:
+            parse_settings(BASE | {"backup": section}, path)
+        assert str(caught.value).startswith(problem) and "\n" not in str(caught.value)
+
+
 # -- a desk with tickets, messages and files --------------------------------------------------------
 
 
@@ -284,8 +305,12 @@ def test_pg_dump_missing_is_one_line(monkeypatch, tmp_path):
     from inboxd.store import backup as store
 
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(store, "Path", lambda p: tmp_path / "nowhere" if p == "/usr/lib/postgresql" else Path(p))
-    with pytest.raises(BackupError, match="pg_dump not found on PATH"):
-        store.find_pg_tool("pg_dump")
+    with pytest.raises(BackupError, match="^pg_dump not found on PATH or in /usr/lib/postgresql/"):
+        store.find_pg_tool("pg_dump", debian=tmp_path / "nowhere")
+    # Debian's versioned folders, newest first, when PATH has none.
+    for version in ("13", "15"):
+        (tmp_path / "pg" / version / "bin").mkdir(parents=True)
+        (tmp_path / "pg" / version / "bin" / "pg_dump").write_text("")
+    assert store.find_pg_tool("pg_dump", debian=tmp_path / "pg") == str(tmp_path / "pg" / "15" / "bin" / "pg_dump")
 
 

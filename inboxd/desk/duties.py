@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -386,9 +385,9 @@ class Duties:
             backup_store.record_backup(conn, name, now)
         log.info("backup %s: %d ticket(s), %d message(s), %d file(s), %d bytes", report.path, report.tickets,
                  report.messages, report.files, report.bytes)
-        for old in backups.to_delete([p.name for p in conf.dir.iterdir() if p.is_dir()], conf.keep):
+        for old in backups.to_delete(backup_store.folders(conf.dir), conf.keep):
             try:
-                shutil.rmtree(conf.dir / old)
+                backup_store.delete_backup(conf.dir / old)
             except OSError as exc:
                 log.warning("cannot delete old backup %s: %s", conf.dir / old, exc)
         return 1

@@ -185,12 +185,11 @@ def _revision(conn: Connection) -> str | None:
     return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def find_pg_tool(name: str) -> str:
+def find_pg_tool(name: str, debian: Path = Path("/usr/lib/postgresql")) -> str:
     """The path of pg_dump or pg_restore: on PATH, else Debian's /usr/lib/postgresql/<version>/bin, newest first."""
     found = shutil.which(name)
     if found:
         return found
-    debian = Path("/usr/lib/postgresql")
     versions = sorted((p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: int(p.name), reverse=True) \
         if debian.is_dir() else []
     for version in versions:
@@ -353,6 +352,16 @@ def release_backup(conn: Connection, key: str, claimed_at: datetime) -> None:
 def record_backup(conn: Connection, name: str, now: datetime) -> None:
     """A scheduled backup was taken: the next is due `every` after `now`."""
     conn.execute(insert_ignore(conn, t.duty).values(ticket_id=None, duty="backup-done", key=name, at=now))
+
+
+def folders(parent: Path) -> list[str]:
+    """The names of the folders in `parent` (the scheduled backups among them)."""
+    return [path.name for path in parent.iterdir() if path.is_dir() and not path.is_symlink()]
+
+
+def delete_backup(path: Path) -> None:
+    """Delete one backup folder (rotation)."""
+    shutil.rmtree(path)
 
 
 # -- files --------------------------------------------------------------------------------------
