@@ -48,6 +48,8 @@ def test_rotation_keeps_the_newest_and_never_touches_other_folders() -> None:
     assert backups.to_delete(names, 2) == [backups.backup_name(NOW), backups.backup_name(NOW + timedelta(days=1))]
     assert backups.to_delete(names, 10) == []
     assert backups.backup_name(NOW) == "inboxd-20270104T090000Z"
+    assert backups.leftovers([".inboxd-20270104T090000Z.partial-42", "inboxd-20270104T090000Z", ".other"]) == \
+        [".inboxd-20270104T090000Z.partial-42"]
 
 
 def test_the_claim_key_names_the_backup_it_follows() -> None:
@@ -208,6 +210,8 @@ def test_the_scheduled_duty_backs_up_when_due_and_keeps_keep(tmp_path, dovecot, 
     assert taken() == [first]
     run_once(settings, now=NOW + timedelta(days=1, minutes=1))
     assert len(taken()) == 2
+    # What a daemon that died while writing a backup leaves behind is cleared by the next rotation.
+    (folder / ".inboxd-20270105T090000Z.partial-99999").mkdir()
     run_once(settings, now=NOW + timedelta(days=2, minutes=2))
     run_once(settings, now=NOW + timedelta(days=3, minutes=3))
     # Four taken, the two newest kept.

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 STALE_CLAIM = timedelta(hours=6)
 # Scheduled backups are folders named by their UTC time, so that names sort as times do.
 NAME = re.compile(r"inboxd-\d{8}T\d{6}Z")
+# A backup is written under this name and renamed when complete (inboxd.store.backup).
+PARTIAL = re.compile(r"\.inboxd-\d{8}T\d{6}Z\.partial-\d+")
 
 
 def is_due(last: datetime | None, every: timedelta, now: datetime) -> bool:
@@ -35,3 +37,12 @@ def to_delete(names: list[str], keep: int) -> list[str]:
     """The scheduled backups beyond the newest `keep`, oldest first; other names are never touched."""
     ours = sorted(name for name in names if NAME.fullmatch(name))
     return ours[:max(len(ours) - keep, 0)]
+
+
+def leftovers(names: list[str]) -> list[str]:
+    """Half-written scheduled backups of a daemon that died while writing them.
+
+    Asked only by the holder of the claim, after its own backup is complete:
+    no other daemon can be writing one then.
+    """
+    return sorted(name for name in names if PARTIAL.fullmatch(name))

@@ -385,7 +385,8 @@ class Duties:
             backup_store.record_backup(conn, name, now)
         log.info("backup %s: %d ticket(s), %d message(s), %d file(s), %d bytes", report.path, report.tickets,
                  report.messages, report.files, report.bytes)
-        for old in backups.to_delete(backup_store.folders(conf.dir), conf.keep):
+        names = backup_store.folders(conf.dir)
+        for old in backups.to_delete(names, conf.keep) + backups.leftovers(names):
             try:
                 backup_store.delete_backup(conf.dir / old)
             except OSError as exc:
