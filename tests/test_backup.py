@@ -318,3 +318,13 @@ def test_pg_dump_missing_is_one_line(monkeypatch, tmp_path):
     assert store.find_pg_tool("pg_dump", debian=tmp_path / "pg") == str(tmp_path / "pg" / "15" / "bin" / "pg_dump")
 
 
+
+
+def test_backing_up_a_missing_store_is_one_line_and_creates_nothing(tmp_path):
+    config = tmp_path / "inboxd.toml"
+    config.write_text('[store]\nurl = "sqlite:///missing.db"\n[[mailboxes]]\nname = "support"\n'
+                      'address = "support@example.com"\n[mailboxes.imap]\nhost = "127.0.0.1"\nusername = "x"\n'
+                      'password_env = "X"\n')
+    proc = cli(config, "backup", str(tmp_path / "b"), check=False)
+    assert proc.returncode == 1 and proc.stderr == f"inboxd: no store at {tmp_path / 'missing.db'}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inboxd.toml"]
