@@ -44,7 +44,7 @@ TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply
             "reports", "backup")
 TEMPLATES_KEYS = ("dir",)
 REPORTS_KEYS = ("timezone", "repeat_window")
-BACKUP_KEYS = ("every", "keep", "dir")
+BACKUP_KEYS = ("every", "keep", "dir", "key_file")
 STORE_KEYS = ("url", "data_dir", "max_attachment_bytes", "max_message_bytes", "lease")
 TICKET_KEYS = ("id_format", "first_seq", "tag_format", "reopen_window")
 AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day", "per_domain_per_hour", "per_domain_per_minute",
@@ -354,6 +354,8 @@ class BackupSettings:
     every: timedelta = timedelta(days=1)
     # How many scheduled backups are kept in `dir`; older ones are deleted.
     keep: int = 14
+    # An age key (identity, or a recipient for encrypting only): backups are encrypted with it when set.
+    key_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -640,7 +642,8 @@ def _backup(table: Table, base: Path) -> BackupSettings:
     # Each backup copies the whole store: more often than hourly is a mistake, not a policy.
     if every < timedelta(hours=1):
         table.fail("every", f"must be at least 1h, got {show(table.get('every'))}")
-    return BackupSettings(dir=folder, every=every, keep=table.integer("keep", 14, low=1))
+    return BackupSettings(dir=folder, every=every, keep=table.integer("keep", 14, low=1),
+                          key_file=table.optional_path("key_file", base))
 
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)\s*(w|d|h|m|s))", re.IGNORECASE)

@@ -68,7 +68,9 @@ def test_the_backup_section_is_optional_and_checked(tmp_path) -> None:
     path = tmp_path / "inboxd.toml"
     assert parse_settings(BASE, path).backup is None
     conf = parse_settings(BASE | {"backup": {"dir": "backups"}}, path).backup
-    assert (conf.dir, conf.every, conf.keep) == (tmp_path / "backups", timedelta(days=1), 14)
+    assert (conf.dir, conf.every, conf.keep, conf.key_file) == (tmp_path / "backups", timedelta(days=1), 14, None)
+    conf = parse_settings(BASE | {"backup": {"dir": "b", "key_file": "keys/backup.key"}}, path).backup
+    assert conf.key_file == tmp_path / "keys" / "backup.key"
     for section, problem in (({}, "inboxd.toml: backup.dir: missing"),
                              ({"dir": "b", "every": "10m"}, "inboxd.toml: backup.every: must be at least 1h"),
                              ({"dir": "b", "keep": 0}, "inboxd.toml: backup.keep: "),
@@ -156,6 +158,44 @@ def test_a_backup_restores_into_an_empty_store_the_same_tickets_byte_for_byte(de
     assert "already exists" in cli(desk, "backup", str(backup), check=False).stderr
 
 
+def test_an_encrypted_backup_holds_no_plain_text_and_restores_with_the_identity(desk, tmp_path, dovecot,
+                                                                                 mail_user_factory, smtp_sink):
+    from pyrage import x25519
+
+    identity = x25519.Identity.generate()
+    secret, public = tmp_path / "backup.key", tmp_path / "backup.pub"
+    secret.write_text(f"# created: by the test\n# public key: {identity.to_public()}\n{identity}\n")
+    public.write_text(f"{identity.to_public()}\n")
+    # Taking one needs only the recipient.
+    written = json.loads(cli(desk, "backup", str(tmp_path / "sealed"), "--key-file", str(public), "--json").stdout)
+    backup = Path(written["path"])
+    assert written["encrypted"] is True
+    names = sorted(str(p.relative_to(backup)) for p in backup.rglob("*") if p.is_file())
+    assert "backup.json" in names and ("inboxd.db.age" in names or "inboxd.dump.age" in names)
+    for path in backup.rglob("*"):
+        if path.is_file() and path.name != "backup.json":
+            assert path.name.endswith(".age") and stat.S_IMODE(path.stat().st_mode) == 0o600
+            data = path.read_bytes()
+            assert data.startswith(b"age-encryption.org/v1") and b"Question" not in data and b"PNG" not in data
+
+    target = _empty_desk(tmp_path / "other", dovecot, mail_user_factory(), smtp_sink.port)
+    for args, problem in (((), "is encrypted (age); give the key with --key-file"),
+                          (("--key-file", str(public)), "holds only a recipient")):
+        proc = cli(target, "restore", str(backup), *args, check=False)
+        assert proc.returncode == 1 and problem in proc.stderr and proc.stderr.count("\n") == 1
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text(f"{x25519.Identity.generate()}\n")
+    assert "cannot decrypt" in cli(target, "restore", str(backup), "--key-file", str(wrong), check=False).stderr
+    # Nothing was restored by those attempts, so the store is still empty.
+    restored = json.loads(cli(target, "restore", str(backup), "--key-file", str(secret), "--json").stdout)
+    assert restored["encrypted"] is True and restored["tickets"] == written["tickets"]
+    assert list_json(target, *ALL, "--sort", "id") == list_json(desk, *ALL, "--sort", "id")
+    assert _sums(target) == _sums(desk)
+    assert _files(target.parent / "var") == _files(desk.parent / "var")
+    # The decrypted working copy is gone.
+    assert not list(target.parent.glob(".inboxd-restore-*"))
+
+
 WRITER = """
 import sys
 from datetime import UTC, datetime
@@ -234,6 +274,19 @@ def test_a_failed_scheduled_backup_is_retried_on_the_next_pass(tmp_path, dovecot
     folder.unlink()
     run_once(settings, now=NOW + timedelta(minutes=1))
     assert len(list(folder.iterdir())) == 1
+
+
+def test_scheduled_backups_are_encrypted_with_key_file(tmp_path, dovecot, imap_user, smtp_sink):
+    from pyrage import x25519
+
+    folder, key = tmp_path / "backups", tmp_path / "backup.pub"
+    key.write_text(f"{x25519.Identity.generate().to_public()}\n")
+    config = _desk(tmp_path / "desk", dovecot, imap_user, smtp_sink.port,
+                   backup=f'[backup]\ndir = "{folder}"\nkey_file = "{key}"\n')
+    run_once(load_settings(config), now=NOW)
+    [taken] = folder.iterdir()
+    assert json.loads((taken / "backup.json").read_text())["encryption"] == "age"
+    assert {p.suffix for p in taken.rglob("*") if p.is_file() and p.name != "backup.json"} == {".age"}
 
 
 def test_two_daemons_claim_one_backup(tmp_path, dovecot, imap_user, smtp_sink):

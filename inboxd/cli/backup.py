@@ -8,23 +8,33 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from inboxd.cli.main import JsonOpt, UserError, _ctx, _print_json, app
 
+KeyOpt = typer.Option(None, "--key-file", metavar="PATH",
+                      help="An age key file (default: [backup] key_file): backup encrypts to it, restore decrypts.")
+
+
+def _key(settings, given: Path | None) -> Path | None:
+    if given is not None:
+        return given.absolute()
+    return settings.backup.key_file if settings.backup is not None else None
+
 
 @app.command("backup")
 def backup(ctx: typer.Context,
            dest: Path = typer.Argument(..., metavar="DEST", help="A new folder to write the backup to."),
-           as_json: bool = JsonOpt) -> None:
+           key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt) -> None:
     """Copy the store (while daemons run), its files and the survey key into the new folder DEST."""
     from inboxd.store.backup import BackupError, take_backup
 
     settings = _ctx(ctx).settings
     try:
         report = take_backup(settings.store.url, settings.store.data_dir, settings.policies.csat.secret_file,
-                             dest.absolute(), datetime.now(UTC))
+                             dest.absolute(), datetime.now(UTC), encrypt_to=_key(settings, key_file))
     except BackupError as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:
@@ -32,14 +42,15 @@ def backup(ctx: typer.Context,
     if as_json:
         _print_json(report.as_json())
         return
-    typer.echo(f"wrote {report.path} ({report.store}, schema {report.schema}, {_size(report.bytes)}):"
+    sealed = ", encrypted with age" if report.encrypted else ""
+    typer.echo(f"wrote {report.path} ({report.store}, schema {report.schema}, {_size(report.bytes)}{sealed}):"
                f" {report.tickets} ticket(s), {report.messages} message(s), {report.files} file(s)")
 
 
 @app.command("restore")
 def restore(ctx: typer.Context,
             source: Path = typer.Argument(..., metavar="SRC", help="A folder written by `inboxd backup`."),
-            as_json: bool = JsonOpt) -> None:
+            key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt) -> None:
     """Restore a backup into the config's store, which must be empty, then migrate it to the newest schema."""
     from sqlalchemy.exc import DBAPIError
 
@@ -48,7 +59,7 @@ def restore(ctx: typer.Context,
     settings = _ctx(ctx).settings
     try:
         report = restore_backup(source.absolute(), settings.store.url, settings.store.data_dir,
-                                settings.policies.csat.secret_file)
+                                settings.policies.csat.secret_file, decrypt_with=_key(settings, key_file))
     except BackupError as exc:
         raise UserError(str(exc)) from None
     except DBAPIError as exc:

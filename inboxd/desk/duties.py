@@ -374,7 +374,8 @@ class Duties:
         name = backups.backup_name(now)
         try:
             report = backup_store.take_backup(self.settings.store.url, self.settings.store.data_dir,
-                                              self.policies.csat.secret_file, conf.dir / name, now)
+                                              self.policies.csat.secret_file, conf.dir / name, now,
+                                              encrypt_to=conf.key_file)
         except Exception as exc:
             log.error("scheduled backup to %s failed, retried next pass: %s", conf.dir / name,
                       " ".join(str(exc).split()) or type(exc).__name__)

@@ -14,6 +14,10 @@ A backup is a folder (mode 0700, every file 0600):
   it, it is in `var/` already);
 - `backup.json`: the manifest (kind of store, schema revision, counts, time).
 
+With a key file, every file but the manifest is encrypted with age
+(pyrage, streaming) and named `<name>.age`; the plain copies are removed
+before the folder gets its final name.
+
 The database is copied before the files: a file is written before the row
 that names it commits, so every file the copied rows name is copied too.
 
@@ -29,7 +33,10 @@ import os
 import shutil
 import sqlite3
 import subprocess
-from dataclasses import asdict, dataclass
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,6 +74,7 @@ class BackupReport:
     tickets: int
     messages: int
     files: int            # files copied from data_dir (and the key)
+    encrypted: bool = False
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -75,9 +83,14 @@ class BackupReport:
 # -- backup -------------------------------------------------------------------------------------
 
 
-def take_backup(url: str, data_dir: Path, key_file: Path | None, dest: Path, now: datetime) -> BackupReport:
-    """Write a backup of the store at `url` (and its files) to the new folder `dest`; see the module docstring."""
+def take_backup(url: str, data_dir: Path, key_file: Path | None, dest: Path, now: datetime,
+                encrypt_to: Path | None = None) -> BackupReport:
+    """Write a backup of the store at `url` (and its files) to the new folder `dest`; see the module docstring.
+
+    `key_file` is the survey key; `encrypt_to` an age key file to encrypt the backup with.
+    """
     dest = Path(dest)
+    recipients = _age_key(encrypt_to)[0] if encrypt_to is not None else None
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise BackupError(f"{dest}: already exists; a backup goes into a new folder")
     parent = dest.parent
@@ -98,8 +111,11 @@ def take_backup(url: str, data_dir: Path, key_file: Path | None, dest: Path, now
         if key_file is not None and Path(key_file).is_file() and not _inside(Path(key_file), Path(data_dir)):
             _copy_file(Path(key_file), work / KEY_FILE, link=False)
             files += 1
+        if recipients is not None:
+            _encrypt_tree(work, recipients)
         manifest = {"format": FORMAT, "store": kind, "schema": schema, "created_at": _iso(now),
-                    "tickets": tickets, "messages": messages, "files": files}
+                    "tickets": tickets, "messages": messages, "files": files,
+                    "encryption": "age" if recipients is not None else None}
         _write_private(work / MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
         _fsync_tree(work)
         if dest.exists():
@@ -110,7 +126,7 @@ def take_backup(url: str, data_dir: Path, key_file: Path | None, dest: Path, now
         shutil.rmtree(work, ignore_errors=True)
         raise
     return BackupReport(path=str(dest), store=kind, schema=schema, created_at=_iso(now), bytes=_size(dest),
-                        tickets=tickets, messages=messages, files=files)
+                        tickets=tickets, messages=messages, files=files, encrypted=recipients is not None)
 
 
 def _sqlite_backup(source: Path, target: Path) -> tuple[str | None, int, int]:
@@ -233,11 +249,26 @@ def read_manifest(source: Path) -> dict:
     return manifest
 
 
-def restore_backup(source: Path, url: str, data_dir: Path, key_file: Path | None) -> BackupReport:
+def restore_backup(source: Path, url: str, data_dir: Path, key_file: Path | None,
+                   decrypt_with: Path | None = None) -> BackupReport:
     """Restore the backup folder `source` into the empty store at `url` and `data_dir`, then migrate it to the
-    newest schema; BackupError when the store holds any row or the backup is of the other kind of store."""
+    newest schema; BackupError when the store holds any row or the backup is of the other kind of store.
+
+    `key_file` is where the survey key goes; `decrypt_with` the age identity of an encrypted backup.
+    """
     source = Path(source)
     manifest = read_manifest(source)
+    if manifest.get("encryption"):
+        if decrypt_with is None:
+            raise BackupError(f"{source} is encrypted (age); give the key with --key-file or [backup] key_file")
+        identities = _age_key(decrypt_with)[1]
+        if not identities:
+            raise BackupError(f"{decrypt_with}: holds only a recipient (age1...), which cannot decrypt;"
+                              " give the identity (AGE-SECRET-KEY-1...)")
+        Path(data_dir).parent.mkdir(parents=True, exist_ok=True)
+        with _decrypted(source, manifest, identities, near=Path(data_dir).parent) as plain:
+            report = restore_backup(plain, url, data_dir, key_file)
+        return replace(report, path=str(source), bytes=_size(source), encrypted=True)
     kind = make_url(url).get_backend_name()
     shown = make_url(url).render_as_string(hide_password=True)
     if manifest["store"] != kind:
@@ -362,6 +393,72 @@ def folders(parent: Path) -> list[str]:
 def delete_backup(path: Path) -> None:
     """Delete one backup folder (rotation)."""
     shutil.rmtree(path)
+
+
+# -- encryption ---------------------------------------------------------------------------------
+
+
+def _age_key(path: Path) -> tuple[list, list]:
+    """(recipients, identities) of an age key file: an identity gives both, a recipient only the first."""
+    import pyrage
+
+    try:
+        lines = [line.strip() for line in Path(path).read_text().splitlines()]
+    except OSError as exc:
+        raise BackupError(f"{path}: cannot read the backup key: {exc.strerror or exc}") from None
+    keys = [line for line in lines if line and not line.startswith("#")]
+    try:
+        if len(keys) == 1 and keys[0].startswith("AGE-SECRET-KEY-1"):
+            identity = pyrage.x25519.Identity.from_str(keys[0])
+            return [identity.to_public()], [identity]
+        if len(keys) == 1 and keys[0].startswith("age1"):
+            return [pyrage.x25519.Recipient.from_str(keys[0])], []
+    except (pyrage.IdentityError, pyrage.RecipientError, ValueError):
+        pass
+    raise BackupError(f"{path}: not an age key (one line AGE-SECRET-KEY-1... or age1..., as age-keygen writes)")
+
+
+def _encrypt_tree(root: Path, recipients: list) -> None:
+    import pyrage
+
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            plain = Path(folder) / name
+            sealed = plain.with_name(name + ".age")
+            fd = os.open(sealed, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            try:
+                pyrage.encrypt_file(str(plain), str(sealed), recipients)
+            except pyrage.EncryptError as exc:
+                raise BackupError(f"cannot encrypt {plain.name}: {exc}") from None
+            plain.unlink()
+
+
+@contextmanager
+def _decrypted(source: Path, manifest: dict, identities: list, near: Path) -> Iterator[Path]:
+    """A private temporary plain copy of an encrypted backup, next to the store's files (not in /tmp)."""
+    import pyrage
+
+    work = Path(tempfile.mkdtemp(prefix=".inboxd-restore-", dir=near))
+    try:
+        for folder, _dirs, names in os.walk(source):
+            here = work / Path(folder).relative_to(source)
+            here.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for name in names:
+                if not name.endswith(".age"):
+                    continue
+                plain = here / name[:-len(".age")]
+                fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.close(fd)
+                try:
+                    pyrage.decrypt_file(str(Path(folder) / name), str(plain), identities)
+                except pyrage.DecryptError as exc:
+                    raise BackupError(f"cannot decrypt {Path(folder) / name}: {exc}"
+                                      " (is it the key the backup was taken with?)") from None
+        _write_private(work / MANIFEST, json.dumps(manifest | {"encryption": None}).encode())
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # -- files --------------------------------------------------------------------------------------
