@@ -1161,7 +1161,9 @@ def _declared_charsets(msg: Message, headers: dict[str, list[str]]) -> tuple[str
             charset = part.get_content_charset()
             if charset:
                 found.append(charset.lower())
-        if part.is_multipart() and depth < _MAX_DEPTH:
+        # A forwarded or returned mail (message/*) was written by someone
+        # else: its charsets say nothing of how the sender writes.
+        if part.is_multipart() and part.get_content_maintype() != "message" and depth < _MAX_DEPTH:
             payload = part.get_payload()
             if isinstance(payload, list):
                 stack.extend((sub, depth + 1) for sub in reversed(payload) if isinstance(sub, Message))
