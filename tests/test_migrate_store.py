@@ -191,7 +191,7 @@ def every_table(conn) -> None:
         "sighting": [{"message_pk": 7, "mailbox": "support", "folder": "INBOX", "uidvalidity": UID, "uid": UID,
                       "seen_at": T1}],
         "checkpoint": [{"mailbox": "support", "folder": "INBOX", "uidvalidity": UID, "last_uid": UID,
-                        "synced_at": T1, "history_before": T2}],
+                        "synced_at": T1, "history_before": T2, "server_uid": UID}],
         "skipped": [{"mailbox": "support", "folder": "Sent", "uidvalidity": UID, "uid": 3, "reason": "ours",
                      "at": T1}],
         "folderstate": [{"mailbox": "support", "folder": "INBOX", "ok": False, "error": "x", "last_ok_at": T1,

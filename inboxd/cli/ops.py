@@ -74,11 +74,13 @@ def show_status(state, as_json: bool) -> None:
         _print_json(data)
         return
     for mb in data["mailboxes"]:
-        typer.echo(f"{mb['name']}  <{mb['address']}>  {mb['state']}")
+        typer.echo(f"{mb['name']}  <{mb['address']}>  {mb['state']}"
+                   + ("" if mb["healthy"] else f"  unhealthy: {printable('; '.join(mb['reasons']))}"))
         for f in mb["folders"]:
             cut = f["history_before"] or "-"
+            lag = "-" if f["lag"] is None else f["lag"]
             line = (f"  {printable(f['folder']):<20} {f['state']:<8} last sync {f['last_sync'] or 'never'}"
-                    f"  uid {f['last_uid']}  history before {cut}")
+                    f"  uid {f['last_uid']}  lag {lag}  history before {cut}")
             if f["lease"] and f["lease"]["live"]:
                 line += f"  held by {f['owner']} until {f['lease']['expires_at']}"
             elif f["lease"]:
@@ -95,6 +97,43 @@ def show_status(state, as_json: bool) -> None:
     typer.echo(f"quarantine: {data['quarantine']} message(s)")
     if data["state"] != "ok":
         raise typer.Exit(1)
+
+
+# -- health and metrics ---------------------------------------------------------------------------
+
+
+@app.command()
+def health(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
+    """Whether every mailbox synced within its interval and the store answers; the reason per mailbox.
+
+    Exit 0 when healthy, 1 otherwise.
+    """
+    from inboxd.reports.status import health_json, read_health
+
+    settings = _ctx(ctx).settings
+    now = datetime.now(UTC)
+    verdict = read_health(_store(settings, create=False), settings, now)
+    if as_json:
+        _print_json(health_json(verdict, now))
+    else:
+        if verdict.store_error is not None:
+            typer.echo(f"store: not answering: {printable(verdict.store_error)}")
+        for m in verdict.mailboxes:
+            typer.echo(f"{m.name}: {'ok' if m.ok else 'unhealthy'}"
+                       + (f": {printable('; '.join(m.reasons))}" if m.reasons else ""))
+        typer.echo("ok" if verdict.ok else "unhealthy")
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def metrics(ctx: typer.Context) -> None:
+    """Print the metrics in the Prometheus text format (what /metrics will serve)."""
+    from inboxd.reports.prometheus import exposition
+
+    settings = _ctx(ctx).settings
+    engine = _store(settings, create=False)
+    sys.stdout.write(exposition(engine, settings, lambda: datetime.now(UTC)).decode())
 
 
 # -- audit -----------------------------------------------------------------------------------------

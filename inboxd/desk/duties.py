@@ -38,6 +38,7 @@ from inboxd.store.engine import reading, writing
 from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.policies import Policies
 from inboxd.reports.metrics import report_message_id, supervisors, weekly_reports
+from inboxd.reports.prometheus import record_duty_failed
 from inboxd.desk.sla import warn_time
 from inboxd.desk.slaclock import current_pending_since, refresh
 from inboxd.outbound.templates import Templates
@@ -73,12 +74,17 @@ class Duties:
         now = now or _utcnow()
         done: dict[str, int] = {}
         for name, candidates, handle in self.duties():
-            with reading(self.engine) as conn:
-                items = candidates(conn, now)
             count = 0
-            for item in items:
-                with writing(self.engine) as conn:
-                    count += bool(handle(conn, item, now))
+            try:
+                with reading(self.engine) as conn:
+                    items = candidates(conn, now)
+                for item in items:
+                    with writing(self.engine) as conn:
+                        count += bool(handle(conn, item, now))
+            except Exception:
+                # Counted for the metrics (inboxd_duties_failed_total), then raised as before.
+                record_duty_failed(name)
+                raise
             done[name] = count
         if self.settings.backup is not None:
             done["backup"] = self.run_backup(now)
@@ -377,6 +383,7 @@ class Duties:
                                               self.policies.csat.secret_file, conf.dir / name, now,
                                               encrypt_to=conf.key_file)
         except Exception as exc:
+            record_duty_failed("backup")
             log.error("scheduled backup to %s failed, retried next pass: %s", conf.dir / name,
                       " ".join(str(exc).split()) or type(exc).__name__)
             with writing(self.engine) as conn:

@@ -46,6 +46,7 @@ from inboxd.config import Settings, SmtpSettings
 from inboxd.store import outbox as store
 from inboxd.store.engine import writing
 from inboxd.outbound.outbox import compose_spec
+from inboxd.reports.prometheus import record_smtp_error
 
 log = logging.getLogger("inboxd.outbound.sender")
 
@@ -161,6 +162,8 @@ class Sender:
             return "sent"
         if isinstance(outcome, LostClaim):
             return "lost"
+        record_smtp_error(item.mailbox,
+                          "smtp_temporary" if isinstance(outcome, TemporaryFailure) else "smtp_permanent")
         with writing(self.engine) as conn:
             error = str(outcome)[:1000]
             give_up = now - item.created_at >= self.settings.outbox.give_up_after

@@ -82,3 +82,9 @@ def set_folder_state(conn: Connection, mailbox: str, folder: str, error: str | N
                   "owner": excluded(stmt, "owner")}
     conn.execute(stmt.on_conflict_do_update(index_elements=["mailbox", "folder"], set_=update)
                  .values(mailbox=mailbox, folder=folder, owner=owner, **row))
+
+
+def record_server_uid(conn: Connection, mailbox: str, folder: str, server_uid: int) -> None:
+    """Record the newest UID the server has in the folder (UIDNEXT - 1), so the lag can be read from the store."""
+    c = t.checkpoint.c
+    conn.execute(t.checkpoint.update().where(c.mailbox == mailbox, c.folder == folder).values(server_uid=server_uid))

@@ -19,7 +19,8 @@ from inboxd.store.sql import t
 def checkpoints(conn: Connection) -> dict[tuple[str, str], Row]:
     """Every folder's checkpoint by (mailbox, folder): uidvalidity, last_uid, synced_at, history_before."""
     c = t.checkpoint.c
-    rows = conn.execute(select(c.mailbox, c.folder, c.uidvalidity, c.last_uid, c.synced_at, c.history_before))
+    rows = conn.execute(select(c.mailbox, c.folder, c.uidvalidity, c.last_uid, c.synced_at, c.history_before,
+                               c.server_uid))
     return {(r.mailbox, r.folder): r for r in rows}
 
 

@@ -149,6 +149,9 @@ class Checkpoint(SQLModel, table=True):
     # Mail that arrived (IMAP INTERNALDATE) before this instant is history.
     # Set on the folder's first sync and never moved by inboxd afterwards.
     history_before: datetime | None = None
+    # The newest UID the server had (UIDNEXT - 1) when the folder was last
+    # selected (migration 0016); server_uid - last_uid is the sync lag.
+    server_uid: int = Field(default=0, sa_type=IMAP_NUMBER, sa_column_kwargs={"server_default": "0"})
 
 
 class Skipped(SQLModel, table=True):

@@ -46,11 +46,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from inboxd.tls import client_context
 from inboxd.config import ImapSettings, MailboxSettings
 from inboxd.desk.ingest import Batch, BatchResult, Fetched, FolderCheckpoint
+from inboxd.reports.prometheus import record_imap_error
 from inboxd.store.leases import LeaseLost
 
 log = logging.getLogger("inboxd.sync.imap")
@@ -85,6 +86,7 @@ class BatchSink(Protocol):
     def prepare(self, batch: Batch) -> Any: ...
     def file(self, batch: Batch, prepared: Any) -> BatchResult: ...
     def folder_state(self, mailbox: str, folder: str, error: str | None, now: datetime) -> None: ...
+    def server_uid(self, mailbox: str, folder: str, uid: int) -> None: ...   # the newest UID, for the lag
     def pending_copies(self, mailbox: str) -> list[tuple[int, bytes]]: ...
     def claim_copies(self, mailbox: str) -> list[tuple[int, bytes]]: ...
     def copy_done(self, outbox_id: int) -> None: ...
@@ -409,6 +411,7 @@ class MailboxPoller:
         else:
             log.debug("%s: %s (attempt %d, next in %.0f s)", self.mailbox.name, text, health.failures, delay)
         health.error = text
+        record_imap_error(self.mailbox.name, "folder" if isinstance(exc, IMAPClientError) else _error_kind(exc))
         self.sink.folder_state(self.mailbox.name, folder, text, self.clock())
 
     def _note_folder_error(self, status: MailboxStatus, folder: str, error: str) -> None:
@@ -444,6 +447,10 @@ class MailboxPoller:
                 log.warning("%s/%s: UIDVALIDITY changed from %d to %d; resyncing the folder",
                             self.mailbox.name, folder, known.uidvalidity, uidvalidity)
         uids = sorted(uid for uid in client.search(["UID", f"{start}:*"]) if uid >= start)
+        # The newest UID the server has, so the store can tell the sync lag
+        # (UIDNEXT - 1, or the highest UID found when the server gives no UIDNEXT).
+        self.sink.server_uid(self.mailbox.name, folder,
+                             max(int(info.get(b"UIDNEXT") or 0) - 1, uids[-1] if uids else 0))
         if not uids:
             if known is not None and known.uidvalidity != uidvalidity:
                 self.sink.file(Batch(self.mailbox.name, folder, uidvalidity, 0, (), history_before), None)
@@ -631,6 +638,7 @@ class MailboxPoller:
 
     def _failed(self, exc: BaseException) -> None:
         message = _describe(exc)
+        record_imap_error(self.mailbox.name, _error_kind(exc))
         self.status = MailboxStatus(ok=False, error=message, synced=self.status.synced,
                                     folder_errors=self.status.folder_errors, warnings=self.status.warnings)
         log.error("%s: %s", self.mailbox.name, message)
@@ -649,6 +657,21 @@ def _is_new_mail(response: Any) -> bool:
 
 def _is_bye(response: Any) -> bool:
     return isinstance(response, tuple) and len(response) >= 1 and response[0] == b"BYE"
+
+
+def _error_kind(exc: BaseException) -> str:
+    """The kind of an IMAP failure, for the error counters (inboxd.reports.prometheus.IMAP_KINDS)."""
+    if isinstance(exc, LoginError):
+        return "login"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timeout"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if isinstance(exc, IMAPClientAbortError | OSError | EOFError | ConnectionError):
+        return "network"
+    if isinstance(exc, IMAPClientError):
+        return "protocol"
+    return "other"
 
 
 def _describe(exc: BaseException) -> str:

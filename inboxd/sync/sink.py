@@ -153,6 +153,13 @@ class StoreSink:
         except Exception:  # Health bookkeeping never stops a sync.
             log.warning("could not record the state of %s/%s", mailbox, folder, exc_info=True)
 
+    def server_uid(self, mailbox: str, folder: str, uid: int) -> None:
+        try:
+            with writing(self.engine) as conn:
+                folders.record_server_uid(conn, mailbox, folder, uid)
+        except Exception:  # Like the folder's state, the lag is bookkeeping that never stops a sync.
+            log.warning("could not record the newest server UID of %s/%s", mailbox, folder, exc_info=True)
+
     def spool(self) -> Spool:
         """A file for one mail over max_message_bytes, written as it is fetched."""
         return Spool(self.settings.store.data_dir / "oversize")
