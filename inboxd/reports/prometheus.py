@@ -116,7 +116,8 @@ def _families(snap: store_metrics.Snapshot) -> Iterator:
         tickets.add_metric([mailbox, status], count)
     yield tickets
     breaches = GaugeMetricFamily("inboxd_sla_breached_tickets",
-                                 "Unsolved tickets past a due time, by mailbox and promise", labels=["mailbox", "target"])
+                                 "Unsolved tickets past a due time, by mailbox and promise",
+                                 labels=["mailbox", "target"])
     for (mailbox, target), count in sorted(snap.breaches.items()):
         breaches.add_metric([mailbox, target], count)
     yield breaches

@@ -1,4 +1,4 @@
-"""What `inboxd status` shows: each folder's health, checkpoint and history cut-off, the outbox, the quarantine.
+"""What `inboxd status` shows: each folder's health, checkpoint, lag and history cut-off, the outbox, the quarantine.
 
 Read from the store only, so it works while the daemon runs (and tells
 whether it does: a folder's `owner` is the daemon that holds its lease, with
