@@ -29,7 +29,8 @@ from inboxd.testing.mail import make_mail
 from tests.support import cli, config_store_url, db_count, list_json, show_json, store_engine, write_config
 
 DATA = Path(__file__).parent / "data"
-NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+# A Wednesday night: no weekly report (or other duty of the desk) is due with the backups.
+NOW = datetime(2027, 1, 6, 3, 0, tzinfo=UTC)
 ALL = [arg for status in ("new", "open", "pending", "solved", "closed") for arg in ("--status", status)]
 
 
@@ -47,8 +48,8 @@ def test_rotation_keeps_the_newest_and_never_touches_other_folders() -> None:
     names = [backups.backup_name(NOW + timedelta(days=i)) for i in (3, 0, 2, 1)] + ["manual", "inboxd-x"]
     assert backups.to_delete(names, 2) == [backups.backup_name(NOW), backups.backup_name(NOW + timedelta(days=1))]
     assert backups.to_delete(names, 10) == []
-    assert backups.backup_name(NOW) == "inboxd-20270104T090000Z"
-    assert backups.leftovers([".inboxd-20270104T090000Z.partial-42", "inboxd-20270104T090000Z", ".other"]) == \
+    assert backups.backup_name(NOW) == "inboxd-20270106T030000Z"
+    assert backups.leftovers([".inboxd-20270104T090000Z.partial-42", "inboxd-20270106T030000Z", ".other"]) == \
         [".inboxd-20270104T090000Z.partial-42"]
 
 
@@ -246,7 +247,7 @@ def test_the_scheduled_duty_backs_up_when_due_and_keeps_keep(tmp_path, dovecot, 
     run_once(settings, now=NOW)
     assert len(taken()) == 1
     first = taken()[0]
-    assert first.startswith("inboxd-20270104T0900")
+    assert first.startswith("inboxd-20270106T0300")
     run_once(settings, now=NOW + timedelta(hours=23))
     assert taken() == [first]
     run_once(settings, now=NOW + timedelta(days=1, minutes=1))
@@ -256,7 +257,7 @@ def test_the_scheduled_duty_backs_up_when_due_and_keeps_keep(tmp_path, dovecot, 
     run_once(settings, now=NOW + timedelta(days=2, minutes=2))
     run_once(settings, now=NOW + timedelta(days=3, minutes=3))
     # Four taken, the two newest kept.
-    assert len(taken()) == 2 and first not in taken() and taken()[-1].startswith("inboxd-20270107T0903")
+    assert len(taken()) == 2 and first not in taken() and taken()[-1].startswith("inboxd-20270109T0303")
     assert db_count(config, "SELECT count(*) FROM duty WHERE duty = 'backup-done'") == 4
     # A manual backup in the folder is never rotated away.
     cli(config, "backup", str(folder / "before-upgrade"))
