@@ -291,6 +291,26 @@ def test_scheduled_backups_are_encrypted_with_key_file(tmp_path, dovecot, imap_u
     assert {p.suffix for p in taken.rglob("*") if p.is_file() and p.name != "backup.json"} == {".age"}
 
 
+def test_a_failing_duty_does_not_stop_the_backup(tmp_path, dovecot, imap_user, smtp_sink):
+    from inboxd.desk.duties import Duties
+
+    class Broken(Duties):
+        """A desk whose one other duty fails at every pass (a bug in it, a template it cannot render)."""
+
+        def duties(self):
+            return [("broken", lambda conn, now: 1 / 0, None)]
+
+    folder = tmp_path / "backups"
+    config = _desk(tmp_path / "desk", dovecot, imap_user, smtp_sink.port, backup=f'[backup]\ndir = "{folder}"\n')
+    engine = open_store(config_store_url(config))
+    try:
+        with pytest.raises(ZeroDivisionError):
+            Broken(engine, load_settings(config)).run_due(NOW)
+    finally:
+        engine.dispose()
+    assert [p.name for p in folder.iterdir()] == [backups.backup_name(NOW)]
+
+
 def test_two_daemons_claim_one_backup(tmp_path, dovecot, imap_user, smtp_sink):
     from inboxd.store import backup as store
     from inboxd.store.engine import writing

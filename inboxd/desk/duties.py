@@ -73,21 +73,24 @@ class Duties:
         """
         now = now or _utcnow()
         done: dict[str, int] = {}
-        for name, candidates, handle in self.duties():
-            count = 0
-            try:
-                with reading(self.engine) as conn:
-                    items = candidates(conn, now)
-                for item in items:
-                    with writing(self.engine) as conn:
-                        count += bool(handle(conn, item, now))
-            except Exception:
-                # Counted for the metrics (inboxd_duties_failed_total), then raised as before.
-                record_duty_failed(name)
-                raise
-            done[name] = count
-        if self.settings.backup is not None:
-            done["backup"] = self.run_backup(now)
+        try:
+            for name, candidates, handle in self.duties():
+                count = 0
+                try:
+                    with reading(self.engine) as conn:
+                        items = candidates(conn, now)
+                    for item in items:
+                        with writing(self.engine) as conn:
+                            count += bool(handle(conn, item, now))
+                except Exception:
+                    # Counted for the metrics (inboxd_duties_failed_total), then raised as before.
+                    record_duty_failed(name)
+                    raise
+                done[name] = count
+        finally:
+            # A duty that keeps failing must not stop the backups too: they are wanted most then.
+            if self.settings.backup is not None:
+                done["backup"] = self.run_backup(now)
         return done
 
     def duties(self) -> list[tuple[str, Callable, Callable]]:
