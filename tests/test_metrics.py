@@ -122,3 +122,20 @@ def test_imap_login_failures_are_counted_by_kind(tmp_path, dovecot, imap_user):
     report = run_once(load_settings(config), workers=0)
     assert report.failed == ["support"]
     assert process_count("inboxd_imap_errors_total", mailbox="support", kind="login") == before + 1
+
+
+def test_imap_error_kinds():
+    import socket
+    import ssl
+
+    from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+    from inboxd.reports.prometheus import IMAP_KINDS
+    from inboxd.sync.imap import _error_kind
+
+    kinds = {LoginError("bad password"): "login", socket.timeout("timed out"): "timeout",
+             ssl.SSLError("certificate verify failed"): "tls", ConnectionRefusedError(): "network",
+             IMAPClientAbortError("socket error: EOF"): "network", IMAPClientError("BAD command"): "protocol",
+             ValueError("bug"): "other"}
+    assert {type(e).__name__: _error_kind(e) for e in kinds} == {type(e).__name__: k for e, k in kinds.items()}
+    assert set(kinds.values()) <= set(IMAP_KINDS)
