@@ -139,3 +139,22 @@ def test_imap_error_kinds():
              ValueError("bug"): "other"}
     assert {type(e).__name__: _error_kind(e) for e in kinds} == {type(e).__name__: k for e, k in kinds.items()}
     assert set(kinds.values()) <= set(IMAP_KINDS)
+
+
+def test_a_store_that_does_not_answer_is_unhealthy_and_scrapes_as_down(tmp_path, dovecot, imap_user):
+    import pytest
+
+    pytest.importorskip("psycopg")
+    from inboxd.testing.ports import free_port
+
+    # Nothing listens on the port: the PostgreSQL store is down.
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}],
+                          url=f"postgresql+psycopg://inboxd@127.0.0.1:{free_port()}/inboxd")
+    proc = cli(config, "health", "--json", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    health = json.loads(proc.stdout)
+    assert health["ok"] is False and health["store"]["ok"] is False
+    assert health["mailboxes"][0]["reasons"][0].startswith("store: ")
+    scrape = samples(cli(config, "metrics").stdout)
+    assert scrape[("inboxd_store_up", ())] == 0
+    assert not any(name == "inboxd_messages_ingested_total" for name, _ in scrape)

@@ -108,11 +108,13 @@ def health(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
     Exit 0 when healthy, 1 otherwise.
     """
+    from inboxd.desk.health import assess
     from inboxd.reports.status import health_json, read_health
 
     settings = _ctx(ctx).settings
     now = datetime.now(UTC)
-    verdict = read_health(_store(settings, create=False), settings, now)
+    engine, error = _store_or_error(settings)
+    verdict = read_health(engine, settings, now) if engine is not None else assess(settings.mailboxes, {}, error, now)
     if as_json:
         _print_json(health_json(verdict, now))
     else:
@@ -132,8 +134,18 @@ def metrics(ctx: typer.Context) -> None:
     from inboxd.reports.prometheus import exposition
 
     settings = _ctx(ctx).settings
-    engine = _store(settings, create=False)
+    engine, _error = _store_or_error(settings)
     sys.stdout.write(exposition(engine, settings, lambda: datetime.now(UTC)).decode())
+
+
+def _store_or_error(settings):
+    """The store's engine, or None and why when a configured store does not answer (a missing one is a mistake)."""
+    try:
+        return _store(settings, create=False), None
+    except UserError:
+        raise
+    except Exception as exc:  # A server that is down is what health and metrics report, not a traceback.
+        return None, " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 # -- audit -----------------------------------------------------------------------------------------

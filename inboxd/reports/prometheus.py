@@ -54,12 +54,14 @@ def record_duty_failed(duty: str) -> None:
 class StoreCollector(Collector):
     """Reads the store on every collect(); a store that does not answer gives inboxd_store_up 0."""
 
-    def __init__(self, engine: Engine, settings: Settings, clock: Callable[[], datetime]):
+    def __init__(self, engine: Engine | None, settings: Settings, clock: Callable[[], datetime]):
         self.engine, self.settings, self.clock = engine, settings, clock
 
     def collect(self) -> Iterator:
         up = GaugeMetricFamily("inboxd_store_up", "1 when the store answered this scrape, else 0")
         try:
+            if self.engine is None:
+                raise ConnectionError("the store could not be opened")
             with reading(self.engine) as conn:
                 snap = store_metrics.snapshot(conn, self.settings, self.clock())
         except Exception:  # A scrape reports the store down rather than failing.
@@ -123,8 +125,11 @@ def _families(snap: store_metrics.Snapshot) -> Iterator:
     yield breaches
 
 
-def exposition(engine: Engine, settings: Settings, clock: Callable[[], datetime]) -> bytes:
-    """The text format of one scrape: the store's numbers read now, then this process's counters."""
+def exposition(engine: Engine | None, settings: Settings, clock: Callable[[], datetime]) -> bytes:
+    """The text format of one scrape: the store's numbers read now, then this process's counters.
+
+    `engine` is None when the store could not be opened: the scrape then says inboxd_store_up 0.
+    """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(engine, settings, clock))
     return generate_latest(registry) + generate_latest(PROCESS)
