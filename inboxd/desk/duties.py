@@ -286,13 +286,13 @@ class Duties:
         mailbox = self.settings.mailbox(t.mailbox)
         csat = self.policies.csat
         token = make_token(load_secret(csat.secret_file), t.ref, store.time_key(now))
+        language = self._customer_language(conn, t, mailbox)
         variables = survey_variables(
             {"id": t.ref, "subject": t.subject, "tag": self.tags.tag(t.ref)},
             {"name": t.requester_name, "email": t.requester},
             {"name": mailbox.name, "address": mailbox.address, "display_name": mailbox.display_name},
-            csat.scale, language=self._customer_language(conn, t, mailbox), mailbox_address=mailbox.address,
-            token=token)
-        message_id = self._render_mail(conn, t, mailbox, "csat", variables, now)
+            csat.scale, language=language, mailbox_address=mailbox.address, token=token)
+        message_id = self._render_mail(conn, t, mailbox, "csat", variables, now, language=language)
         store.record_survey(conn, t.pk, t.requester, token, message_id, now)
         _event(conn, t.pk, now, "survey", {"message_id": message_id, "to": t.requester})
 
@@ -433,9 +433,12 @@ class Duties:
         """The language the customer was first answered in (zh or zh-Hant), else the mailbox's."""
         return ticket_language(mailbox.language, events.recorded_language(conn, t.pk))
 
-    def _render_mail(self, conn: Connection, t, mailbox, template: str, variables: dict, now: datetime) -> str:
-        """Queue the customer mail `template` renders, on the ticket's thread; returns its Message-ID."""
-        language = self._customer_language(conn, t, mailbox)
+    def _render_mail(self, conn: Connection, t, mailbox, template: str, variables: dict, now: datetime,
+                     language: str | None = None) -> str:
+        """Queue the customer mail `template` renders, on the ticket's thread; returns its Message-ID.
+
+        `language` is the customer's when the caller has already read it."""
+        language = language or self._customer_language(conn, t, mailbox)
         subject = " ".join(self.templates.render(f"{template}/subject.txt", variables, mailbox=mailbox.name,
                                                  language=language).split())
         text = self.templates.render(f"{template}/body.txt", variables, mailbox=mailbox.name,
