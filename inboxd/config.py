@@ -41,7 +41,8 @@ class ConfigError(Exception):
 
 # The keys each table accepts.  The reference file must mention every one of them.
 TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply", "outbox", "templates",
-            "reports", "backup")
+            "reports", "backup", "api")
+API_KEYS = ("socket", "group", "listen", "cert", "key", "token_days")
 TEMPLATES_KEYS = ("dir",)
 REPORTS_KEYS = ("timezone", "repeat_window")
 BACKUP_KEYS = ("every", "keep", "dir", "key_file")
@@ -59,7 +60,7 @@ IMAP_KEYS = (
 )
 MAILBOX_KEYS = ("name", "address", "display_name", "language", "timezone", "confirm_closes", "ack",
                 "note_subaddress", "sla", "team", "history", "history_before", "imap", "smtp")
-AGENT_KEYS = ("name", "email", "display_name", "role", "teams", "tier", "notify", "language", "timezone")
+AGENT_KEYS = ("name", "email", "login", "display_name", "role", "teams", "tier", "notify", "language", "timezone")
 
 # The desk's sections.  Their keys are declared by the module that gives them
 # meaning (inboxd.desk.sla, .routing, .csat, .policies, .macros), and
@@ -89,6 +90,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "templates": TEMPLATES_KEYS,
     "reports": REPORTS_KEYS,
     "backup": BACKUP_KEYS,
+    "api": API_KEYS,
 })
 
 SECURITY_CHOICES = ("tls", "starttls", "none")
@@ -286,6 +288,13 @@ class AgentSettings:
     display_name: str = ""
     language: str = "en"
     timezone: ZoneInfo | None = None    # None: the machine's (Policies.agent_zone)
+    # The Unix user this agent is on the daemon's socket (SO_PEERCRED); "" means the same as `name`.
+    login: str = ""
+
+    @property
+    def unix_login(self) -> str:
+        """The Unix user name the daemon's API knows this agent by."""
+        return self.login or self.name
 
     @property
     def label(self) -> str:
@@ -358,6 +367,28 @@ class BackupSettings:
     key_file: Path | None = None
 
 
+DEFAULT_API_SOCKET = Path("/run/inboxd/api.sock")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """[api]: where the daemon serves the CLI's API (inboxd.api.server).
+
+    The Unix socket is always the way in on the machine: the kernel tells the
+    daemon who the caller is.  TCP (with TLS and per-agent tokens) is optional.
+    """
+    # None: no socket (only the store's owner can then use the CLI, directly).
+    socket: Path | None = DEFAULT_API_SOCKET
+    # The group that may connect (the socket is mode 0660); "" leaves the daemon's own group.
+    group: str = "inboxd"
+    # "host:port" for agents on other machines; None: no TCP listener.
+    listen: str | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    # How long a token from `inboxd token create` lasts unless --days says otherwise.
+    token_days: int = 90
+
+
 @dataclass(frozen=True)
 class Settings:
     path: Path
@@ -377,6 +408,7 @@ class Settings:
     reports: ReportSettings = ReportSettings()
     templates_dir: Path = SHIPPED_TEMPLATES
     backup: BackupSettings | None = None
+    api: ApiSettings = ApiSettings()
 
     def mailbox(self, name: str) -> MailboxSettings:
         """The mailbox called name; LookupError (one line) when there is none."""
@@ -388,6 +420,10 @@ class Settings:
 
     def agent(self, name: str) -> AgentSettings | None:
         return next((a for a in self.agents if a.name == name), None)
+
+    def agent_by_login(self, login: str) -> AgentSettings | None:
+        """The agent whose `login` (by default their name) is this Unix user."""
+        return next((a for a in self.agents if a.unix_login == login), None)
 
     def agent_by_email(self, email: str) -> AgentSettings | None:
         wanted = email.strip().lower()
@@ -489,10 +525,11 @@ def parse_settings(data: dict, path: Path) -> Settings:
     reports = _reports(top.table("reports", REPORTS_KEYS))
     backup = _backup(top.table("backup", BACKUP_KEYS), base) if "backup" in data else None
     macros = read_macros(top, agents=agents)
+    api = _api(top.table("api", API_KEYS), base)
     return Settings(
         path=path, store=store, smtp=smtp, mailboxes=mailboxes, agents=agents, tickets=tickets, log=log,
         policies=policies, macros=macros, autoreply=autoreply, outbox=outbox, reports=reports,
-        templates_dir=templates_dir, backup=backup,
+        templates_dir=templates_dir, backup=backup, api=api,
     )
 
 
@@ -646,6 +683,22 @@ def _backup(table: Table, base: Path) -> BackupSettings:
                           key_file=table.optional_path("key_file", base))
 
 
+def _api(table: Table, base: Path) -> ApiSettings:
+    socket = table.string("socket", str(DEFAULT_API_SOCKET))
+    listen = table.string("listen", "") or None
+    if listen is not None:
+        host, sep, port = listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            table.fail("listen", f"expected \"host:port\", e.g. \"0.0.0.0:8443\", got {show(listen)}")
+    cert, key = table.optional_path("cert", base), table.optional_path("key", base)
+    # Tokens travel over TCP: never in clear text.
+    if listen is not None and (cert is None or key is None):
+        table.fail("cert" if cert is None else "key",
+                   "missing; [api] listen serves over TLS only, so it needs a certificate and its key")
+    return ApiSettings(socket=(base / socket) if socket else None, group=table.string("group", "inboxd"),
+                       listen=listen, cert=cert, key=key, token_days=table.integer("token_days", 90, low=1))
+
+
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)\s*(w|d|h|m|s))", re.IGNORECASE)
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
@@ -773,9 +826,16 @@ def _agents(top: Table, mailboxes: tuple[MailboxSettings, ...]) -> tuple[AgentSe
                     " an agent must have a different address or replies would loop",
                 )
         tier = table.integer("tier", None, low=0)
+        login = table.string("login", "")
+        if login and not re.fullmatch(r"[a-z_][a-z0-9_.-]*\$?", login):
+            table.fail("login", f"not a Unix user name: {show(login)}")
+        for index, other in enumerate(agents):
+            if other.unix_login == (login or name):
+                table.fail("login", f"Unix user {show(login or name)} is already agents[{index}] ({show(other.name)})")
         agents.append(AgentSettings(
             name=name,
             email=email,
+            login=login,
             role=table.choice("role", "agent", ROLES),
             teams=table.strings("teams", ()),
             tier=tier,
