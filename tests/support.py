@@ -61,7 +61,7 @@ def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security
                  smtp_port: int | None = None, extra: str = "", idle: bool = True,
                  poll_interval: float = 60, batch_size: int = 200, acks: bool = False,
                  outbox: str = "", autoreply: str = "", history_before: str | None = "1970-01-01T00:00Z",
-                 history: str = "closed", url: str | None = None, store: str = "") -> Path:
+                 history: str = "closed", url: str | None = None, store: str = "", api: str = "") -> Path:
     """An inboxd.toml for `mailboxes`, each {"name", "user", "folders"?, "sent_folder"?, "password_file"?}.
 
     Acknowledgements are off unless `acks` is true, so tests of the inbound
@@ -72,6 +72,9 @@ def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security
     the default, the moment of the first sync).
     The store is `url` when given, else the one `store_url_for` chooses;
     `store` is extra TOML for [store] (e.g. 'lease = "3s"').
+    Every config serves the daemon's API on its own socket, `tmp`/api.sock,
+    with the daemon's own group, so no test daemon binds /run/inboxd; `api`
+    is extra TOML for [api] (e.g. listen, cert, key).
     """
     pw = tmp / "imap-password"
     pw.write_text(PASSWORD + "\n")
@@ -92,6 +95,11 @@ def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security
         'retry_max = "2s"',
         'interval = "1s"',
         outbox,
+        "",
+        "[api]",
+        f"socket = {json.dumps(str(tmp / 'api.sock'))}",
+        'group = ""',
+        api,
         "",
     ]
     if smtp_port:
