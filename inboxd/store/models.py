@@ -327,6 +327,28 @@ class TicketField(SQLModel, table=True):
     set_by: str = ""
 
 
+class ApiToken(SQLModel, table=True):
+    """An agent's token for the daemon's API over TCP (`inboxd token create`; migration 0017).
+
+    Only the SHA-256 of the secret is kept: the secret is shown once, when
+    the token is made, and a copy of the store gives nobody a usable token.
+    """
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    agent: str = Field(index=True)
+    label: str = ""
+    # Hex SHA-256 of the secret (inboxd.desk.tokens.hash_secret); a request finds its token by it.
+    secret_hash: str = Field(unique=True, index=True)
+    created_at: datetime
+    created_by: str
+    expires_at: datetime
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    # Moved at most once a minute (inboxd.store.tokens.touch), so reads stay reads.
+    last_used_at: datetime | None = None
+
+
 class Lease(SQLModel, table=True):
     """Which daemon syncs a folder: one holder at a time, until expires_at.
 
