@@ -133,10 +133,13 @@ def write_config(tmp: Path, dovecot: Dovecot, mailboxes: list[dict], *, security
     return path
 
 
-def cli(config: Path, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+def cli(config: Path, *args: str, check: bool = True, timeout: float = 120,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`inboxd --config CONFIG ARGS...` as a subprocess; `env` is added to this process's environment
+    (e.g. {"INBOXD_URL": "unix:///.../api.sock"} makes the CLI a client of the daemon's API)."""
     proc = subprocess.run(
         [sys.executable, "-m", "inboxd", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **env} if env else None,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"inboxd {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
