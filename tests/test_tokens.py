@@ -230,7 +230,7 @@ def test_revoked_expired_and_unknown_tokens_are_refused_without_the_secret(engin
                                   now=NOW - timedelta(days=2))
     tokens.revoke_token(engine, root, revoked["id"], NOW)
     cases = [(revoked["token"], f"API token {revoked['id']} of alice was revoked on 2026-12-02T09:30:00Z by root"),
-             (expired["token"], f"API token {expired['id']} of alice was expired on 2026-12-01T09:30:00Z"),
+             (expired["token"], f"API token {expired['id']} of alice expired on 2026-12-01T09:30:00Z"),
              ("ibx_" + "A" * 43, "unknown API token"),
              ("", "no API token")]
     for secret, start in cases:

@@ -100,7 +100,8 @@ def verify(engine: Engine, secret: str, now: datetime) -> tuple[str, int]:
                       status=401)
     why = refusal(row, now)
     if why is not None:
-        raise Refused(f"API token {row['id']} of {row['agent']} was {why}; inboxd token create makes a new one",
+        verb = "was " if why.startswith("revoked") else ""
+        raise Refused(f"API token {row['id']} of {row['agent']} {verb}{why}; inboxd token create makes a new one",
                       status=401)
     if row["last_used_at"] is None or now - row["last_used_at"] >= store.TOUCH_EVERY:
         with writing(engine) as conn:
