@@ -245,7 +245,7 @@ def build_app(settings: Settings | None, engine, *, tokens: TokenCheck | None = 
                       summary="The metrics in the Prometheus text format (docs/practices/metrics.md).",
                       responses={200: {"description": "The exposition.",
                                        "content": {"text/plain": {"schema": {"type": "string"}}}},
-                                 **{s: _ERRORS[s] for s in (401, 403, 500)}})
+                                 **{s: _ERRORS[s] for s in (400, 401, 403, 500)}})
     _error_handlers(app)
     _document_security(app)
     return app
@@ -274,6 +274,9 @@ def _error_handlers(app: FastAPI) -> None:
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         for err in exc.errors()[:3]:
+            if err.get("type") == "json_invalid":
+                problems.append("the body is not valid JSON")
+                continue
             where = ".".join(str(part) for part in err.get("loc", ())[1:]) or "body"
             problems.append(f"{where}: {err.get('msg', 'invalid')}")
         return _error(422, "; ".join(problems) or "invalid request")
