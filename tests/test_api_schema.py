@@ -16,17 +16,18 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, openapi
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+from sqlalchemy import select
 
 from inboxd.api.server import PEER, build_app, openapi_json
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
-from inboxd.store.engine import open_store
+from inboxd.store.engine import open_store, reading
+from inboxd.store.sql import t
 from inboxd.testing.mail import make_mail, make_message_id
 from tests.support import write_config
 
@@ -79,10 +80,6 @@ def test_no_generated_input_makes_a_server_error(tmp_path: Path, dovecot, imap_u
     try:
         app = _as_root(build_app(settings, engine))
         schema = openapi.from_asgi("/openapi.json", app)
-        from inboxd.store.engine import reading
-        from sqlalchemy import select
-        from inboxd.store.sql import t
-
         with reading(engine) as conn:
             ref = conn.execute(select(t.ticket.c.ref).order_by(t.ticket.c.id)).scalars().first()
         assert ref
