@@ -6,7 +6,8 @@ is the same sync against a throw-away copy of the store, with nothing sent
 and nothing appended: what a first start would do, counted per folder.
 `run_forever` gives each mailbox its own thread with its own connection,
 IDLE and back-off, so a mailbox that cannot log in never delays the others,
-plus one thread that drains the outbox; it stops cleanly on SIGTERM or
+plus one thread that drains the outbox and one that serves the API to the
+agents' CLI (inboxd.api.server); it stops cleanly on SIGTERM or
 SIGINT: the current batch and the current mail are finished and recorded,
 then the threads are joined.
 """
@@ -207,18 +208,34 @@ def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event |
     for t in threads:
         t.start()
     scheduler.start()
+    api = None
     try:
+        api = _serve_api(settings, engine, stop)
         while not stop.wait(1.0):
             pass
     finally:
         stop.set()
         log.info("stopping: finishing the current step")
+        if api is not None:
+            api.close()
         scheduler.shutdown(wait=True)
         for t in threads:
             t.join(timeout=60)
         sink.close()
         engine.dispose()
         log.info("inboxd stopped")
+
+
+def _serve_api(settings: Settings, engine, stop: threading.Event):
+    """The daemon's API (inboxd.api.server), or None when it cannot start; mail goes on either way."""
+    try:
+        # Imported here: `run --once` and the store's owner never load the web stack.
+        from inboxd.api import server
+
+        return server.start(settings, engine, stop)
+    except Exception:
+        log.exception("the API could not start; agents cannot reach this daemon")
+        return None
 
 
 def _watch(pollers: list[MailboxPoller], stop: threading.Event, stall: float = STALL_SECONDS) -> None:
