@@ -31,6 +31,7 @@ def backup(ctx: typer.Context,
     """Copy the store (while daemons run), its files and the survey key into the new folder DEST."""
     from inboxd.store.backup import BackupError, take_backup
 
+    _ctx(ctx).require_owner("backup")
     settings = _ctx(ctx).settings
     try:
         report = take_backup(settings.store.url, settings.store.data_dir, settings.policies.csat.secret_file,
@@ -56,6 +57,7 @@ def restore(ctx: typer.Context,
 
     from inboxd.store.backup import BackupError, restore_backup
 
+    _ctx(ctx).require_owner("restore")
     settings = _ctx(ctx).settings
     try:
         report = restore_backup(source.absolute(), settings.store.url, settings.store.data_dir,

@@ -13,8 +13,7 @@ from typing import Optional
 
 import typer
 
-from inboxd.cli.main import (JsonOpt, TicketId, UserError, _complete_agents, _ctx, _edit, _now, _print_json, _store,
-                             _workflow_call, app)
+from inboxd.cli.main import JsonOpt, TicketId, UserError, _complete_agents, _ctx, _edit, _print_json, app
 from inboxd.cli.terminal import printable
 
 
@@ -35,53 +34,34 @@ def new(
     as_json: bool = JsonOpt,
 ) -> None:
     """Open a ticket by hand, for a phone call or a walk-in: routed, clocked and acknowledged as mail is."""
-    from inboxd.desk.newticket import HandTicket, open_ticket
-    from inboxd.desk.views import ListFilter, list_tickets
-    from inboxd.store.engine import reading
-
     state = _ctx(ctx)
-    settings = state.settings
-    actor = state.agent()
     if take and assign:
         raise UserError("give --assign AGENT or --take, not both")
     if message is None:
         message = _edit(f"\n\n# New ticket for {requester}: {subject}\n"
                         "# Write what the customer asked.  Lines starting with # are dropped.\n")
-    form = HandTicket(mailbox=mailbox, requester=requester.strip(), name=name.strip(), subject=subject.strip(),
-                      text=message, ack=not no_ack, priority=priority,
-                      assignee=actor.name if take else assign)
-    engine = _store(settings)
-    ref = _workflow_call(open_ticket, engine, settings, form, actor, _now())
+    row = state.call("new", mailbox=mailbox, requester=requester.strip(), name=name.strip(), subject=subject.strip(),
+                     message=message, ack=not no_ack, priority=priority, assign=assign, take=take)
     if not as_json:
-        typer.echo(ref)
+        typer.echo(row["id"])
         return
-    with reading(engine) as conn:
-        rows = [r for r in list_tickets(conn, ListFilter(requester=form.requester, sort="created")) if r["id"] == ref]
-    _print_json(rows[0])
+    _print_json(row)
 
 
 @app.command("customer")
 def customer(ctx: typer.Context, email: str = typer.Argument(..., metavar="EMAIL"), as_json: bool = JsonOpt) -> None:
     """A customer's tickets, newest first, with their satisfaction history."""
-    from inboxd.desk.views import customer_view
     from inboxd.localtime import format_local
-    from inboxd.store.engine import reading
 
     state = _ctx(ctx)
-    settings = state.settings
-    with reading(_store(settings, create=False)) as conn:
-        record = customer_view(conn, email)
+    record = state.call("customer", email=email)
     if as_json:
         _print_json(record)
         return
     if not record["tickets"]:
         raise UserError(f"no tickets from {email}")
-    try:
-        agent = state.agent()
-    except UserError:
-        agent = None
-    zone = settings.policies.agent_zone(agent)
-    language = agent.language if agent is not None else "en"
+    reader = state.reader()
+    zone, language = reader["zone"], reader["language"]
 
     def when(text: str | None) -> str:
         from datetime import datetime
@@ -119,7 +99,7 @@ def set_field(
     """Set a custom field on a ticket (e.g. `inboxd set T-1000 问题类型 售后维修`), or --clear it."""
     if clear == (value is not None):
         raise UserError("give a VALUE, or --clear to remove the field")
-    r = _workflow_call(_ctx(ctx).workflow().set_field, ticket_id, field, None if clear else value, now=_now())
+    r = _ctx(ctx).call("set_field", id=ticket_id, field=field, value=None if clear else value)
     _done_text = f"{ticket_id}: {field} cleared" if clear else f"{ticket_id}: {field} = {r['after']}"
     if as_json:
         _print_json(r)

@@ -18,7 +18,6 @@ from typing import Optional
 
 import typer
 
-from inboxd.desk import views as ticketq
 from inboxd.config import ConfigError, Settings, find_config_path, load_settings
 
 app = typer.Typer(
@@ -42,6 +41,8 @@ class Context:
     config: Optional[Path]
     acting: Optional[str]
     _settings: Optional[Settings] = None
+    _direct: Optional[bool] = None
+    _reader: Optional[dict] = None
 
     @property
     def settings(self) -> Settings:
@@ -49,13 +50,31 @@ class Context:
             self._settings = load_settings(find_config_path(self.config))
         return self._settings
 
+    @property
+    def direct(self) -> bool:
+        """Whether this command runs against the store itself (the store's owner) or through the daemon's API."""
+        if self._direct is None:
+            self._direct = runs_directly(self.config)
+        return self._direct
+
+    def require_owner(self, command: str) -> None:
+        """`run`, `migrate-store`, `backup`, `restore`, `audit` and `check-config` open the store or the
+        mailboxes themselves: they are for the store's owner (the service user, or root)."""
+        if os.geteuid() == 0:
+            return
+        path = find_config_path(self.config)
+        owner = store_owner(path)
+        if owner is not None and owner != os.geteuid():
+            raise UserError(f"`inboxd {command}` is for the store's owner ({_user_name(owner)}), who runs the"
+                            " daemon; agents use the commands that go through its API")
+
     def agent(self):
-        """The acting agent: --as, else $INBOXD_AGENT, else a [[agents]] name equal to $USER."""
+        """The acting agent when running directly: --as, else $INBOXD_AGENT, else the agent whose login is $USER."""
         name = self.acting
         if not name:
             user = os.environ.get("USER", "")
-            if user and self.settings.agent(user) is not None:
-                name = user
+            agent = self.settings.agent_by_login(user) if user else None
+            name = agent.name if agent is not None else None
         if not name:
             raise UserError("who is acting? pass --as AGENT or set $INBOXD_AGENT")
         agent = self.settings.agent(name)
@@ -63,10 +82,124 @@ class Context:
             raise UserError(f"unknown agent {name!r}; known agents: {', '.join(a.name for a in self.settings.agents)}")
         return agent
 
-    def workflow(self):
-        from inboxd.desk.workflow import Workflow
+    def call(self, op: str, **params):
+        """Run one API operation (inboxd.api.routes): in-process for the store's owner, else on the daemon."""
+        if self.direct:
+            return self._call_directly(op, params)
+        from inboxd.api.client import ClientError, call, find_target
 
-        return Workflow(_store(self.settings), self.settings, self.agent())
+        try:
+            return call(find_target(self._config_path()), op, params, acting=self.acting)
+        except ClientError as exc:
+            raise UserError(str(exc)) from None
+
+    def _config_path(self) -> Path | None:
+        try:
+            return find_config_path(self.config)
+        except ConfigError:
+            return None
+
+    def _call_directly(self, op: str, params: dict):
+        from inboxd.api.handlers import ApiError, Text, handle
+        from inboxd.api.identity import Caller
+        from inboxd.api.routes import OPS
+
+        settings = self.settings
+        user = _user_name(os.geteuid())
+        write = OPS[op].method != "GET"
+        try:
+            agent = self.agent()
+        except UserError:
+            if write or op in ("report", "export", "token_list"):
+                raise
+            # The owner reads the store as it is (they can open its file anyway): as an admin who is nobody.
+            from inboxd.config import AgentSettings
+
+            agent = AgentSettings(name=user, email="", role="admin")
+        mine = settings.agent_by_login(user)
+        by = None if mine is not None and mine.name == agent.name else f"store owner {user}"
+        caller = Caller(agent, "cli", f"store owner {user}", by=by if self.acting else None, owner=True)
+        try:
+            out = handle(op, params, caller, settings=settings, engine=_store(settings, create=write), now=_now())
+        except ApiError as exc:
+            raise UserError(str(exc)) from None
+        # What the client would read off the wire: a text answer is its text.
+        return out.body if isinstance(out, Text) else out
+
+    def reader(self) -> dict:
+        """Who reads the output: their zone, language and the agents' display names (`me` of the API)."""
+        if self._reader is None:
+            if self.direct:
+                try:
+                    agent = self.agent()
+                except UserError:
+                    agent = None
+                settings = self.settings
+                self._reader = {"zone": settings.policies.agent_zone(agent),
+                                "language": agent.language if agent is not None else "en",
+                                "agent": agent.name if agent is not None else None,
+                                "agents": {a.name: a.display_name for a in settings.agents}}
+            else:
+                from zoneinfo import ZoneInfo
+
+                me = self.call("me")
+                self._reader = {"zone": ZoneInfo(me["timezone"]), "language": me["language"], "agent": me["agent"],
+                                "agents": me["agents"]}
+        return self._reader
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def store_owner(config: Path) -> int | None:
+    """The Unix user who owns the store: of its SQLite file (or folder, before it exists), else of the config.
+
+    None when the config cannot be read here (then load_settings says why).
+    """
+    import tomllib
+
+    from inboxd.config import SQLITE_URL
+
+    try:
+        with open(config, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    store = data.get("store")
+    url = store.get("url", "sqlite:///inboxd.db") if isinstance(store, dict) else "sqlite:///inboxd.db"
+    match = SQLITE_URL.fullmatch(url) if isinstance(url, str) else None
+    path = config
+    if match and match[2] not in ("", ":memory:"):
+        path = config.parent / match[2]
+        if not path.exists():
+            path = path.parent
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return None
+
+
+def runs_directly(config: Optional[Path]) -> bool:
+    """Root and the store's owner run commands against the store; everyone else (and anyone who sets
+    $INBOXD_URL) goes through the daemon's API, which knows who they are."""
+    if os.environ.get("INBOXD_URL"):
+        return False
+    if os.geteuid() == 0:
+        return True
+    try:
+        path = find_config_path(config)
+    except ConfigError:
+        return False
+    if not os.access(path, os.R_OK):
+        return False
+    owner = store_owner(path)
+    return owner is None or owner == os.geteuid()
 
 
 def _ctx(ctx: typer.Context) -> Context:
@@ -153,6 +286,7 @@ def run(
     from inboxd import daemon
     from inboxd.cli.ops import print_cycle, sync_progress
 
+    _ctx(ctx).require_owner("run")
     settings = _ctx(ctx).settings
     setup_logging(settings)
     if once or dry_run:
@@ -179,6 +313,7 @@ def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--conn
 
     # Loading the settings has checked calendars, SLAs, rules, teams, the
     # scheduler, surveys and macros with everything else.
+    _ctx(ctx).require_owner("check-config")
     settings = _ctx(ctx).settings
     # Every template the config uses, rendered once with sample values.
     problems = check_files(settings) + check_templates(settings)
@@ -234,6 +369,8 @@ def migrate_store(
     from inboxd.store.engine import NoStore, open_store
     from inboxd.store.copy import CopyError, copy_rows
 
+    if source is None:
+        _ctx(ctx).require_owner("migrate-store")
     source = source or _ctx(ctx).settings.store.url
     shown = {}
     for role, url in (("--from", source), ("--to", target)):
@@ -349,49 +486,25 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON as in the interface contract."),
 ) -> None:
     """List tickets.  With no filters, your open work first, then the rest of the open queue."""
-    from inboxd.store.engine import reading
-    from inboxd.vocabulary import PRIORITIES, STATUSES
-
     state = _ctx(ctx)
-    settings = state.settings
-    for s in status:
-        if s not in STATUSES:
-            raise UserError(f"unknown status {s!r}; use one of {', '.join(STATUSES)}")
-    for p in priority:
-        if p not in PRIORITIES:
-            raise UserError(f"unknown priority {p!r}; use one of {', '.join(PRIORITIES)}")
-    if sort not in ticketq.SORTS:
-        raise UserError(f"unknown sort {sort!r}; use one of {', '.join(ticketq.SORTS)}")
-    if mailbox is not None and mailbox not in {m.name for m in settings.mailboxes}:
-        raise UserError(f"unknown mailbox {mailbox!r}")
-    if mine:
-        assignee = state.agent().name
-    from inboxd.desk.fields import FieldError, parse_filter
-
-    try:
-        fields = tuple(parse_filter(settings.policies.fields, f) for f in field)
-    except FieldError as exc:
-        raise UserError(str(exc)) from None
     default_view = not (status or mailbox or assignee or unassigned or tag or team or priority or search or overdue
-                        or as_json or requester or fields or tier is not None)
-    me = None
+                        or as_json or requester or field or tier is not None or mine)
+    mine_first = False
     if default_view:
         # The agent's day starts with their own open work, then the open queue.
         status = ["new", "open", "pending"]
-        try:
-            me = state.agent().name
-        except UserError:
-            me = None
-    flt = ticketq.ListFilter(tuple(status), mailbox, assignee, unassigned, tuple(tag), limit, team,
-                             tuple(priority), search, sort, first_for=me, overdue_at=_now() if overdue else None,
-                             requester=requester, fields=fields, tier=tier)
-    with reading(_store(settings, create=False)) as conn:
-        rows = ticketq.list_tickets(conn, flt)
+        mine_first = state.reader()["agent"] is not None
+    rows = state.call("list", status=list(status), mailbox=mailbox, assignee=assignee, mine=mine,
+                      unassigned=unassigned, tag=list(tag), team=team, priority=list(priority), search=search,
+                      overdue=overdue, tier=tier, requester=requester, field=list(field), sort=sort, limit=limit,
+                      mine_first=mine_first)
     if as_json:
         _print_json(rows)
         return
+    from inboxd.cli.tables import format_table
+
     zone, language = _reader(state)
-    typer.echo(ticketq.format_table(rows, now=_now(), zone=zone, language=language))
+    typer.echo(format_table(rows, now=_now(), zone=zone, language=language))
     typer.echo(f"{len(rows)} ticket(s)")
 
 
@@ -400,19 +513,16 @@ def _reader(state: Context):
 
     `--json` never uses them: the contract's times stay ISO 8601 UTC.
     """
-    try:
-        agent = state.agent()
-    except UserError:
-        agent = None
-    return state.settings.policies.agent_zone(agent), agent.language if agent is not None else "en"
+    reader = state.reader()
+    return reader["zone"], reader["language"]
 
 
 def _person(state: Context, name: str | None) -> str:
     """An agent as people read them: "小王 (xiaowang)" with a display name, else the handle; "-" for nobody."""
     if not name:
         return "-"
-    agent = state.settings.agent(name)
-    return f"{agent.display_name} ({name})" if agent is not None and agent.display_name else name
+    display = state.reader()["agents"].get(name)
+    return f"{display} ({name})" if display else name
 
 
 def _now():
@@ -430,15 +540,11 @@ def show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show one ticket with its thread and history."""
+    from inboxd.cli.tables import local_text
     from inboxd.localtime import zone_key, zone_label
-    from inboxd.store.engine import reading
 
     state = _ctx(ctx)
-    with reading(_store(state.settings, create=False)) as conn:
-        try:
-            t = ticketq.show_ticket(conn, ticket_id)
-        except ticketq.NotFound as exc:
-            raise UserError(str(exc)) from None
+    t = state.call("show", id=ticket_id)
     if as_json:
         _print_json(t)
         return
@@ -446,7 +552,7 @@ def show(
     zone, language = _reader(state)
 
     def when(text: str | None) -> str:
-        return ticketq.local_text(text, zone, language, year=True) if text else "-"
+        return local_text(text, zone, language, year=True) if text else "-"
 
     out = [
         f"{t['id']}  {t['subject']}",
@@ -484,10 +590,7 @@ def _detail(detail: dict) -> str:
 @quarantine_app.command("list")
 def quarantine_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
     """Mail that could not be filed: where it was, why, and its raw bytes' hash."""
-    from inboxd.store.engine import reading
-
-    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
-        rows = ticketq.list_quarantine(conn)
+    rows = _ctx(ctx).call("quarantine_list")
     if as_json:
         _print_json(rows)
         return
@@ -507,14 +610,7 @@ def outbox_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Outgoing mail that is waiting or failed (and with --status sent, what went out)."""
-    from inboxd.store.engine import reading
-    from inboxd.vocabulary import OUTBOX_STATUSES
-
-    for s in status:
-        if s not in OUTBOX_STATUSES:
-            raise UserError(f"unknown outbox status {s!r}; use one of {', '.join(OUTBOX_STATUSES)}")
-    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
-        rows = ticketq.list_outbox(conn, tuple(status) or ("queued", "sending", "failed"))
+    rows = _ctx(ctx).call("outbox_list", status=list(status))
     if as_json:
         _print_json(rows)
         return
@@ -530,11 +626,7 @@ def outbox_list(
 @outbox_app.command("retry")
 def outbox_retry(ctx: typer.Context, outbox_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Send a failed or waiting mail again at the next chance (restarts its give-up clock)."""
-    from inboxd.outbound.sender import retry
-    from inboxd.sync.sink import utcnow
-
-    if not retry(_store(_ctx(ctx).settings), outbox_id, utcnow()):
-        raise UserError(f"no failed or waiting outgoing message {outbox_id}")
+    _ctx(ctx).call("outbox_retry", oid=outbox_id)
     typer.echo(f"outbox {outbox_id} queued for sending")
 
 
@@ -563,7 +655,7 @@ def _workflow_call(fn, *args, **kwargs) -> dict:
 @app.command()
 def take(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
     """Assign an unassigned ticket to yourself."""
-    r = _workflow_call(_ctx(ctx).workflow().take, ticket_id, now=_now())
+    r = _ctx(ctx).call("take", id=ticket_id)
     _done(r, as_json, f"{ticket_id} is now yours")
 
 
@@ -572,14 +664,14 @@ def assign(ctx: typer.Context, ticket_id: str = TicketId,
            agent: str = typer.Argument(..., metavar="AGENT", autocompletion=_complete_agents),
            as_json: bool = JsonOpt) -> None:
     """Assign a ticket to an agent."""
-    r = _workflow_call(_ctx(ctx).workflow().assign, ticket_id, agent, now=_now())
+    r = _ctx(ctx).call("assign", id=ticket_id, agent=agent)
     _done(r, as_json, f"{ticket_id} assigned to {agent}")
 
 
 @app.command()
 def unassign(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
     """Put a ticket back in the unassigned queue."""
-    r = _workflow_call(_ctx(ctx).workflow().unassign, ticket_id, now=_now())
+    r = _ctx(ctx).call("unassign", id=ticket_id)
     _done(r, as_json, f"{ticket_id} is unassigned")
 
 
@@ -598,7 +690,7 @@ def status(ctx: typer.Context,
         return
     if new_status is None:
         raise UserError("give a ticket ID and a STATUS, or nothing for the daemon's health")
-    r = _workflow_call(_ctx(ctx).workflow().set_status, ticket_id, new_status, now=_now())
+    r = _ctx(ctx).call("set_status", id=ticket_id, status=new_status)
     _done(r, as_json, f"{ticket_id} is now {new_status}")
 
 
@@ -607,21 +699,21 @@ def close(ctx: typer.Context, ticket_id: str = TicketId,
           no_survey: bool = typer.Option(False, "--no-survey", help="Do not send a satisfaction survey."),
           as_json: bool = JsonOpt) -> None:
     """Close a ticket."""
-    r = _workflow_call(_ctx(ctx).workflow().close, ticket_id, survey=not no_survey, now=_now())
+    r = _ctx(ctx).call("close", id=ticket_id, survey=not no_survey)
     _done(r, as_json, f"{ticket_id} is closed")
 
 
 @app.command()
 def reopen(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
     """Reopen a solved or closed ticket."""
-    r = _workflow_call(_ctx(ctx).workflow().reopen, ticket_id, now=_now())
+    r = _ctx(ctx).call("reopen", id=ticket_id)
     _done(r, as_json, f"{ticket_id} is open again")
 
 
 @app.command()
 def approve(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
     """Record a supervisor's review of an escalated ticket, so it can be closed."""
-    r = _workflow_call(_ctx(ctx).workflow().approve, ticket_id, now=_now())
+    r = _ctx(ctx).call("approve", id=ticket_id)
     _done(r, as_json, f"{ticket_id} approved")
 
 
@@ -630,7 +722,7 @@ def tag(ctx: typer.Context, ticket_id: str = TicketId,
         tags: list[str] = typer.Argument(..., metavar="TAG...", autocompletion=_complete_tags),
         as_json: bool = JsonOpt) -> None:
     """Add tags to a ticket."""
-    r = _workflow_call(_ctx(ctx).workflow().tag, ticket_id, tags, now=_now())
+    r = _ctx(ctx).call("tag", id=ticket_id, tags=list(tags))
     _done(r, as_json, f"{ticket_id} tagged {', '.join(tags)}")
 
 
@@ -639,7 +731,7 @@ def untag(ctx: typer.Context, ticket_id: str = TicketId,
           tags: list[str] = typer.Argument(..., metavar="TAG...", autocompletion=_complete_tags),
           as_json: bool = JsonOpt) -> None:
     """Remove tags from a ticket."""
-    r = _workflow_call(_ctx(ctx).workflow().untag, ticket_id, tags, now=_now())
+    r = _ctx(ctx).call("untag", id=ticket_id, tags=list(tags))
     _done(r, as_json, f"{ticket_id} untagged {', '.join(tags)}")
 
 
@@ -648,7 +740,7 @@ def priority(ctx: typer.Context, ticket_id: str = TicketId,
              level: str = typer.Argument(..., metavar="PRIORITY", help="low, normal, high or urgent"),
              as_json: bool = JsonOpt) -> None:
     """Set a ticket's priority."""
-    r = _workflow_call(_ctx(ctx).workflow().priority, ticket_id, level, now=_now())
+    r = _ctx(ctx).call("priority", id=ticket_id, priority=level)
     _done(r, as_json, f"{ticket_id} priority {level}")
 
 
@@ -658,7 +750,7 @@ def escalate(ctx: typer.Context, ticket_id: str = TicketId,
              reason: str = typer.Option(..., "--reason", help="Why; kept for reports."),
              as_json: bool = JsonOpt) -> None:
     """Escalate a ticket to a team, a higher tier or the supervisors."""
-    r = _workflow_call(_ctx(ctx).workflow().escalate, ticket_id, to, reason, now=_now())
+    r = _ctx(ctx).call("escalate", id=ticket_id, to=to, reason=reason)
     # Say where it went: the tier's agent, its pool, or the supervisors (inboxd.desk.tiers).
     told = f"; told {', '.join(r['notified'])}" if r.get("notified") else ""
     _done(r, as_json, f"{ticket_id} escalated to {r['to']}: {r['routed']}{told}" if r.get("routed")
@@ -670,7 +762,7 @@ def note(ctx: typer.Context, ticket_id: str = TicketId,
          message: str = typer.Option(..., "-m", "--message", help="The note (internal, never mailed)."),
          as_json: bool = JsonOpt) -> None:
     """Add an internal note (never mailed to the customer)."""
-    r = _workflow_call(_ctx(ctx).workflow().note, ticket_id, message, now=_now())
+    r = _ctx(ctx).call("note", id=ticket_id, message=message)
     _done(r, as_json, f"note added to {ticket_id}")
 
 
@@ -683,18 +775,12 @@ def reply(ctx: typer.Context, ticket_id: str = TicketId,
     state = _ctx(ctx)
     if message is None:
         message = _edit(_reply_template(state, ticket_id))
-    r = _workflow_call(state.workflow().reply, ticket_id, message, now=_now())
+    r = state.call("reply", id=ticket_id, message=message)
     _done(r, as_json, f"reply to {ticket_id} queued ({r['message_id']})")
 
 
 def _reply_template(state: Context, ref: str) -> str:
-    from inboxd.store.engine import reading
-
-    with reading(_store(state.settings)) as conn:
-        try:
-            t = ticketq.show_ticket(conn, ref)
-        except ticketq.NotFound as exc:
-            raise UserError(str(exc)) from None
+    t = state.call("show", id=ref)
     last = next((m for m in reversed(t["messages"]) if m["kind"] == "customer"), None)
     lines = ["", "", f"# Reply to {t['id']}: {t['subject']}", "# Lines starting with # are dropped."]
     if last:
@@ -738,20 +824,16 @@ def merge(ctx: typer.Context, ticket_id: str = TicketId,
           into: str = typer.Argument(..., metavar="INTO_ID", autocompletion=_complete_ids),
           as_json: bool = JsonOpt) -> None:
     """Merge a ticket into another (its messages move; it is closed and points there)."""
-    r = _workflow_call(_ctx(ctx).workflow().merge, ticket_id, into, now=_now())
+    r = _ctx(ctx).call("merge", id=ticket_id, into=into)
     _done(r, as_json, f"{ticket_id} merged into {into} ({r['messages']} message(s) moved)")
 
 
 @app.command()
 def history(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonOpt) -> None:
     """A ticket's audit history: who did what, when, before and after."""
-    from inboxd.store.engine import reading
+    from inboxd.cli.tables import local_text
 
-    with reading(_store(_ctx(ctx).settings, create=False)) as conn:
-        try:
-            events = ticketq.show_ticket(conn, ticket_id)["events"]
-        except ticketq.NotFound as exc:
-            raise UserError(str(exc)) from None
+    events = _ctx(ctx).call("history", id=ticket_id)
     if as_json:
         _print_json(events)
         return
@@ -761,7 +843,7 @@ def history(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonO
     zone, language = _reader(_ctx(ctx))
     for e in events:
         # Event details quote mail (senders, bounce reasons, notes).
-        at = ticketq.local_text(e["at"], zone, language, year=True)
+        at = local_text(e["at"], zone, language, year=True)
         typer.echo(printable(f"{at}  {e['actor']:<10} {e['action']:<10} {_detail(e['detail'])}"))
 
 
@@ -772,9 +854,7 @@ app.add_typer(macro_app, name="macro")
 @macro_app.command("list")
 def macro_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """The configured macros."""
-    macros = _ctx(ctx).settings.macros
-    rows = [{"name": m.name, "status": m.status, "priority": m.priority, "tags": list(m.tags), "assign": m.assign,
-             "template": m.template} for m in macros.values()]
+    rows = _ctx(ctx).call("macro_list")
     if as_json:
         _print_json(rows)
         return
@@ -783,30 +863,11 @@ def macro_list(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
         typer.echo(f"{r['name']:<20} {actions}")
 
 
-def _macro_text(state: Context, ref: str, name: str) -> tuple:
-    from inboxd.store.engine import reading
-    from inboxd.desk.macros import render, variables
-    from inboxd.outbound.templates import TemplateError, Templates
-    from inboxd.desk.workflow import WorkflowError, load
-
-    macros = state.settings.macros
-    if name not in macros:
-        raise UserError(f"unknown macro {name!r}; known macros: {', '.join(macros) or 'none'}")
-    macro = macros[name]
-    with reading(_store(state.settings)) as conn:
-        try:
-            ticket = load(conn, ref)
-            values = variables(conn, state.settings, ticket, state.agent())
-            return macro, render(Templates(state.settings.template_dirs), macro, values)
-        except (WorkflowError, TemplateError) as exc:
-            raise UserError(str(exc)) from None
-
-
 @macro_app.command("show")
 def macro_show(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME", autocompletion=_complete_macros),
                ticket_id: str = TicketId) -> None:
     """Render a macro for a ticket without sending anything."""
-    _macro, text = _macro_text(_ctx(ctx), ticket_id, name)
+    text = _ctx(ctx).call("macro_show", id=ticket_id, name=name)
     typer.echo(text, nl=not text.endswith("\n"))
 
 
@@ -817,10 +878,10 @@ def macro_apply(ctx: typer.Context, ticket_id: str = TicketId,
                 as_json: bool = JsonOpt) -> None:
     """Send a macro's reply and apply its actions."""
     state = _ctx(ctx)
-    macro, text = _macro_text(state, ticket_id, name)
+    text = None
     if edit:
-        text = _edit(text)
-    r = _workflow_call(state.workflow().apply_macro, ticket_id, macro, text, now=_now())
+        text = _edit(state.call("macro_show", id=ticket_id, name=name))
+    r = state.call("macro_apply", id=ticket_id, name=name, text=text)
     _done(r, as_json, f"macro {name} applied to {ticket_id}")
 
 
@@ -835,12 +896,13 @@ def report(ctx: typer.Context,
            per_agent: Optional[bool] = typer.Option(None, "--per-agent/--no-per-agent",
                                                     help="The per-agent section (supervisors; on by default for them).")) -> None:
     """Helpdesk metrics for a period: volume, response times, SLA, CSAT, backlog."""
-    from inboxd.cli.reports import report_command
-
     state = _ctx(ctx)
-    typer.echo(_workflow_call(report_command, since=since, until=until, mailbox=mailbox, team=team, agent=agent,
-                              fmt=fmt, per_agent=per_agent, settings=state.settings,
-                              engine=_store(state.settings, create=False), actor=state.agent()), nl=False)
+    out = state.call("report", since=since, until=until, mailbox=mailbox, team=team, agent=agent, format=fmt,
+                     per_agent=per_agent)
+    if isinstance(out, str):
+        typer.echo(out, nl=False)
+    else:
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
 
 
 @app.command()
@@ -850,12 +912,7 @@ def export(ctx: typer.Context,
            until: Optional[str] = typer.Option(None, "--until"),
            full: bool = typer.Option(False, "--full", help="Unmasked customer data (admins only).")) -> None:
     """Tickets and messages (supervisors; customer data masked unless --full)."""
-    from inboxd.cli.reports import export_command
-
-    state = _ctx(ctx)
-    typer.echo(_workflow_call(export_command, fmt=fmt, since=since, until=until, full=full,
-                              settings=state.settings, engine=_store(state.settings, create=False),
-                              actor=state.agent()), nl=False)
+    typer.echo(_ctx(ctx).call("export", format=fmt, since=since, until=until, full=full), nl=False)
 
 
 def _terminal_width() -> int:
@@ -899,3 +956,5 @@ from inboxd.cli import ops as cli_ops  # noqa: E402,F401
 from inboxd.cli import desk as cli_desk  # noqa: E402,F401
 # `backup` and `restore` (inboxd.cli.backup) too.
 from inboxd.cli import backup as cli_backup  # noqa: E402,F401
+# `token create|list|revoke` (inboxd.cli.tokens) too.
+from inboxd.cli import tokens as cli_tokens  # noqa: E402,F401

@@ -64,12 +64,7 @@ def print_cycle(report, settings) -> None:
 
 def show_status(state, as_json: bool) -> None:
     """Health per mailbox and folder: state, last sync, owner, history cut-off, outbox, quarantine."""
-    from inboxd.store.engine import reading
-    from inboxd.reports.status import read_status
-
-    settings = state.settings
-    with reading(_store(settings, create=False)) as conn:
-        data = read_status(conn, settings, datetime.now(UTC))
+    data = state.call("status")
     if as_json:
         _print_json(data)
         return
@@ -108,32 +103,47 @@ def health(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
 
     Exit 0 when healthy, 1 otherwise.
     """
-    from inboxd.desk.health import assess
-    from inboxd.reports.status import health_json, read_health
+    state = _ctx(ctx)
+    if state.direct:
+        # The owner asks the store itself, so a store that does not answer is reported, not a traceback.
+        from inboxd.desk.health import assess
+        from inboxd.reports.status import health_json, read_health
 
-    settings = _ctx(ctx).settings
-    now = datetime.now(UTC)
-    engine, error = _store_or_error(settings)
-    verdict = read_health(engine, settings, now) if engine is not None else assess(settings.mailboxes, {}, error, now)
-    if as_json:
-        _print_json(health_json(verdict, now))
+        settings = state.settings
+        now = datetime.now(UTC)
+        engine, error = _store_or_error(settings)
+        verdict = (read_health(engine, settings, now) if engine is not None
+                   else assess(settings.mailboxes, {}, error, now))
+        data = health_json(verdict, now)
     else:
-        if verdict.store_error is not None:
-            typer.echo(f"store: not answering: {printable(verdict.store_error)}")
-        for m in verdict.mailboxes:
-            typer.echo(f"{m.name}: {'ok' if m.ok else 'unhealthy'}"
-                       + (f": {printable('; '.join(m.reasons))}" if m.reasons else ""))
-        typer.echo("ok" if verdict.ok else "unhealthy")
-    if not verdict.ok:
+        data = state.call("health")
+    if as_json:
+        _print_json(data)
+    else:
+        _print_health(data)
+    if not data["ok"]:
         raise typer.Exit(1)
+
+
+def _print_health(data: dict) -> None:
+    if data.get("store", {}).get("error"):
+        typer.echo(f"store: not answering: {printable(data['store']['error'])}")
+    for m in data["mailboxes"]:
+        typer.echo(f"{m['name']}: {'ok' if m['ok'] else 'unhealthy'}"
+                   + (f": {printable('; '.join(m['reasons']))}" if m["reasons"] else ""))
+    typer.echo("ok" if data["ok"] else "unhealthy")
 
 
 @app.command()
 def metrics(ctx: typer.Context) -> None:
     """Print the metrics in the Prometheus text format (what /metrics will serve)."""
+    state = _ctx(ctx)
+    if not state.direct:
+        sys.stdout.write(state.call("metrics"))
+        return
     from inboxd.reports.prometheus import exposition
 
-    settings = _ctx(ctx).settings
+    settings = state.settings
     engine, _error = _store_or_error(settings)
     sys.stdout.write(exposition(engine, settings, lambda: datetime.now(UTC)).decode())
 
@@ -162,6 +172,7 @@ def audit(ctx: typer.Context,
     from inboxd.reports.audit import audit_mailbox
     from inboxd.store.engine import reading
 
+    _ctx(ctx).require_owner("audit")
     settings = _ctx(ctx).settings
     mailboxes = settings.mailboxes
     if mailbox is not None:
@@ -202,20 +213,27 @@ def quarantine_show(ctx: typer.Context, quarantine_id: int = typer.Argument(...,
                     raw: bool = typer.Option(False, "--raw", help="Write the message's exact bytes to stdout."),
                     as_json: bool = JsonOpt) -> None:
     """One quarantined message: where it was, why, and its headers (or with --raw, its bytes)."""
-    from inboxd.store.engine import reading
-    from inboxd.desk.quarantine import load
+    state = _ctx(ctx)
+    if not state.direct:
+        if raw:
+            raise UserError("--raw writes the stored file's bytes: it is for the store's owner")
+        info = state.call("quarantine_show", qid=quarantine_id)
+    else:
+        from inboxd.store.engine import reading
+        from inboxd.desk.quarantine import load
 
-    settings = _ctx(ctx).settings
-    with reading(_store(settings, create=False)) as conn:
-        item = load(conn, quarantine_id, settings.store.data_dir)
-    if item is None:
-        raise UserError(f"no quarantined message {quarantine_id}")
-    if item.raw_path is not None and not item.raw_path.is_file():
-        raise UserError(f"quarantine {quarantine_id}: its raw bytes' file {printable(str(item.raw_path))} is gone")
-    if raw:
-        item.write_raw(sys.stdout.buffer)
-        return
-    info = item.describe()
+        settings = state.settings
+        with reading(_store(settings, create=False)) as conn:
+            item = load(conn, quarantine_id, settings.store.data_dir)
+        if item is None:
+            raise UserError(f"no quarantined message {quarantine_id}")
+        if item.raw_path is not None and not item.raw_path.is_file():
+            raise UserError(f"quarantine {quarantine_id}: its raw bytes' file {printable(str(item.raw_path))}"
+                            " is gone")
+        if raw:
+            item.write_raw(sys.stdout.buffer)
+            return
+        info = item.describe()
     if as_json:
         _print_json(info)
         return
@@ -235,14 +253,9 @@ def quarantine_retry(ctx: typer.Context,
                      all_: bool = typer.Option(False, "--all", help="Retry every quarantined message."),
                      as_json: bool = JsonOpt) -> None:
     """File a quarantined message again (after a fix); success removes it from quarantine."""
-    from inboxd.desk.quarantine import retry
-
     if (quarantine_id is None) == (not all_):
         raise UserError("give one quarantine ID or --all")
-    settings = _ctx(ctx).settings
-    outcomes = retry(_store(settings), settings, None if all_ else quarantine_id, datetime.now(UTC))
-    if not outcomes and quarantine_id is not None:
-        raise UserError(f"no quarantined message {quarantine_id}")
+    outcomes = _ctx(ctx).call("quarantine_retry", qid=quarantine_id, all=all_)
     if as_json:
         _print_json(outcomes)
     else:

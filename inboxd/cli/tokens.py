@@ -2,7 +2,7 @@
 
 Each command is one operation of the daemon's API (inboxd.api.routes:
 token_create, token_list, token_revoke), run directly for the store's owner
-or through the API for everyone else (`inboxd.cli.main._call`); the rules of
+or through the API for everyone else (`Context.call` of inboxd.cli.main); the rules of
 who may do what are in inboxd.desk.tokens.  The secret is printed once, by
 `create`, and never again: the store keeps only its hash.
 """
@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from inboxd.cli.main import JsonOpt, _print_json, app
+from inboxd.cli.main import JsonOpt, _ctx, _print_json, app
 from inboxd.cli.terminal import printable
 
 token_app = typer.Typer(help="API tokens for agents on other machines (the daemon's API over TCP with TLS).",
@@ -24,11 +24,7 @@ app.add_typer(token_app, name="token")
 
 
 def _call(ctx: typer.Context, op: str, params: dict):
-    # Looked up when called: the module that runs an operation (directly or
-    # through the API) is main's, and this module is imported at its bottom.
-    from inboxd.cli import main
-
-    return main._call(ctx, op, params)
+    return _ctx(ctx).call(op, **params)
 
 
 @token_app.command("create")

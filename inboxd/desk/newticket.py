@@ -62,6 +62,8 @@ class HandDelivery(Delivery):
     """A Delivery with the agent's own settings for the ticket."""
 
     form: HandTicket | None = None
+    # How the agent opened it (inboxd.api.identity.Caller.detail); recorded with the agent's choices.
+    source: dict | None = None
 
 
 def hand_mail(form: HandTicket, address: str, domain: str, now: datetime) -> bytes:
@@ -102,7 +104,7 @@ def agent_choices(filer: Filer, conn: Connection, d: HandDelivery) -> None:
     changes = store_tickets.set_by_hand(conn, d.ticket_pk, priority=form.priority, assignee=form.assignee,
                                         now=d.now)
     if changes:
-        filing.add_event(conn, d.ticket_pk, d.now, d.opened_by, "set", {"via": "cli", "changes": changes})
+        filing.add_event(conn, d.ticket_pk, d.now, d.opened_by, "set", {"via": "cli", "changes": changes, **(d.source or {})})
 
 
 HAND_STEPS: tuple[Callable[[Filer, Connection, Delivery], None], ...] = (
@@ -123,7 +125,8 @@ HAND_STEPS: tuple[Callable[[Filer, Connection, Delivery], None], ...] = (
 )
 
 
-def open_ticket(engine: Engine, settings: Settings, form: HandTicket, actor: AgentSettings, now: datetime) -> str:
+def open_ticket(engine: Engine, settings: Settings, form: HandTicket, actor: AgentSettings, now: datetime,
+                source: dict | None = None) -> str:
     """Open the ticket in one write transaction; returns its ref.  Refusals are WorkflowErrors."""
     try:
         mailbox = settings.mailbox(form.mailbox)
@@ -144,7 +147,8 @@ def open_ticket(engine: Engine, settings: Settings, form: HandTicket, actor: Age
         raise WorkflowError(f"{form.requester} is one of our own addresses, not a customer")
     filer = Filer(settings)
     raw = hand_mail(form, mailbox.address, mailbox.domain, now)
-    d = HandDelivery(form.mailbox, HAND_FOLDER, 0, 0, raw, now, at=now, opened_by=actor.name, form=form)
+    d = HandDelivery(form.mailbox, HAND_FOLDER, 0, 0, raw, now, at=now, opened_by=actor.name, form=form,
+                     source=source)
     with writing(engine) as conn:
         filing.serialize_filing(conn)
         try:
@@ -152,4 +156,7 @@ def open_ticket(engine: Engine, settings: Settings, form: HandTicket, actor: Age
                 step(filer, conn, d)
         except (Done, Quarantined) as exc:
             raise WorkflowError(f"cannot open a ticket from this: {exc}") from None
+        if source:
+            # Who opened it by hand, how and from where, beside the "created" event of the mail it became.
+            filing.add_event(conn, d.ticket_pk, now, actor.name, "opened", dict(source))
     return d.ticket_ref

@@ -13,13 +13,13 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Connection
 
-from inboxd.cli.terminal import printable
-from inboxd.localtime import format_local, zone_label
+# The list's table and local times are pure text work, shared with the thin client.
+from inboxd.cli.tables import format_table, local_text  # noqa: F401
 from inboxd.store import events as store_events
 from inboxd.store import fields as store_fields
 from inboxd.store import quarantine as store_quarantine
@@ -60,6 +60,8 @@ class ListFilter:
     requester: str | None = None          # only this customer's tickets (any case)
     fields: tuple[tuple[str, str], ...] = ()   # only tickets with these custom field values
     tier: int | None = None               # only tickets at this support tier
+    # Only what an agent limited to their teams may see: (teams, mailboxes, agent) (inboxd.api.handlers).
+    visible: tuple[tuple[str, ...], tuple[str, ...], str] | None = None
 
 
 def list_tickets(conn: Connection, flt: ListFilter) -> list[dict]:
@@ -69,7 +71,7 @@ def list_tickets(conn: Connection, flt: ListFilter) -> list[dict]:
         tags=[json.dumps(tag, ensure_ascii=False) for tag in flt.tag],
         team=flt.team, priorities=flt.priority, search=flt.search, overdue_at=flt.overdue_at, sort=flt.sort,
         first_for=flt.first_for, limit=flt.limit, requester=flt.requester, fields=flt.fields,
-        tier=flt.tier)
+        tier=flt.tier, visible=flt.visible)
     others = store.other_mailboxes(conn, [r[0] for r in rows])
     values = store_fields.values_for(conn, [r[0] for r in rows])
     return [_ticket_dict(r, others.get(r[0]), values.get(r[0])) for r in rows]
@@ -165,45 +167,6 @@ def list_outbox(conn: Connection, statuses: tuple[str, ...]) -> list[dict]:
         }
         for r in store.outbox_rows(conn, statuses)
     ]
-
-
-def _age(created: str, now: datetime) -> str:
-    seconds = (now - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return "now"
-
-
-def _due(t: dict, zone: tzinfo, language: str) -> str:
-    """The next promise, in the reader's zone: the first response until it is given, then the resolution."""
-    due = t.get("resolution_due") if t["first_response_at"] else t.get("first_response_due")
-    return local_text(due, zone, language) if due else "-"
-
-
-@functools.lru_cache(maxsize=4096)
-def local_text(iso_text: str, zone: tzinfo, language: str, year: bool = False) -> str:
-    """A contract timestamp ("2026-11-30T08:14:00Z") as the reader writes it in their zone
-    ("11月30日 16:14", "Mon 30 Nov, 16:14"); cached, since a long list repeats due times."""
-    return format_local(datetime.fromisoformat(iso_text.replace("Z", "+00:00")), zone, language, year=year)
-
-
-def format_table(rows: list[dict], now: datetime, zone: tzinfo = UTC, language: str = "en") -> str:
-    """A plain, aligned table: fast for 100,000 rows, readable in any terminal.
-
-    Times are in `zone` (the acting agent's), written the way `language`
-    writes a date; the DUE heading names the zone.
-    """
-    header = ("ID", "STATUS", "PRI", "AGE", "ASSIGNEE", f"DUE ({zone_label(now, zone, language)})", "MAILBOX",
-              "REQUESTER", "SUBJECT")
-    # Requesters and subjects come from customers' mail: no terminal escapes
-    # reach the screen (see inboxd.cli.terminal).
-    body = [(t["id"], t["status"], t["priority"], _age(t["created_at"], now), t["assignee"] or "-",
-             _due(t, zone, language),
-             ",".join(t["mailboxes"]), printable(t["requester"]), printable(t["subject"][:60])) for t in rows]
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-    return "\n".join(fmt.format(*r) for r in (header, *body))
 
 
 def customer_view(conn: Connection, email: str) -> dict:

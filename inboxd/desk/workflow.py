@@ -94,10 +94,12 @@ def load(conn: Connection, ref: str, *, lock: bool = False) -> Ticket:
 class Workflow:
     """The changes an agent can make, checked against roles and the lifecycle."""
 
-    def __init__(self, engine: Engine, settings: Settings, actor: AgentSettings):
+    def __init__(self, engine: Engine, settings: Settings, actor: AgentSettings, source: dict | None = None):
         self.engine = engine
         self.settings = settings
         self.actor = actor
+        # How the change came and from where (inboxd.api.identity.Caller.detail): every event records it.
+        self.source = dict(source or {})
         self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
         # What a change does once the ticket is saved (an escalation's
         # notifications and customer mail read the saved ticket).
@@ -124,7 +126,7 @@ class Workflow:
                 merged_into=ticket.merged_into, now=now)
             if not saved:  # Cannot happen with the ticket locked; refuse rather than lose an update.
                 raise WorkflowError(f"{ref} changed meanwhile; try again")
-            event = {**detail, **({"changes": changed} if changed else {})}
+            event = {**detail, **({"changes": changed} if changed else {}), **self.source}
             told: set[str] = set()
             for hook in self._after:
                 told.update(hook(conn, ticket, now, event))
@@ -285,7 +287,7 @@ class Workflow:
             if separate_event:
                 # The report counts "escalate" events; a tagging records one beside its own.
                 add_event(conn, saved.pk, now, self.actor.name, "escalate",
-                          {"to": tiers.target_name(tier), "reason": reason, **detail})
+                          {"to": tiers.target_name(tier), "reason": reason, **detail, **self.source})
             else:
                 event.update(detail)
             return set(detail["notified"])
@@ -443,7 +445,7 @@ class Workflow:
                 self._require_own(t, "merging")
                 if t.merged_into is not None:
                     raise WorkflowError(f"{t.ref} was already merged")
-            moved = merge_tickets(conn, src, dst, now, self.actor.name)
+            moved = merge_tickets(conn, src, dst, now, self.actor.name, self.source)
         return {"id": src.ref, "action": "merge", "actor": self.actor.name, "at": _iso(now), "into": dst.ref,
                 "messages": moved}
 

@@ -40,6 +40,14 @@ def ticket_events(conn: Connection, ticket_pk: int) -> list[Row]:
                         .where(e.c.ticket_id == ticket_pk).order_by(e.c.at, e.c.id)).all()
 
 
+def desk_events(conn: Connection, actions: tuple[str, ...], limit: int) -> list[Row]:
+    """The newest events with no ticket (the access log: exports, per-agent reports, tokens), newest first."""
+    e = t.event
+    return conn.execute(select(e.c.at, e.c.actor, e.c.action, e.c.detail)
+                        .where(e.c.ticket_id.is_(None), e.c.action.in_(list(actions)))
+                        .order_by(e.c.id.desc()).limit(limit)).all()
+
+
 def recorded_language(conn: Connection, ticket_pk: int) -> str | None:
     """The customer's written language recorded when the ticket was created (inboxd.desk.language), if any."""
     e = t.event
