@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from inboxd.desk.policies import Policies
 
 
-class ConfigError(Exception):
-    """A configuration problem; str() is one line: "<file>: <key path>: <problem>"."""
+# Defined in the light inboxd.configpath, which the thin client imports instead of this module.
+from inboxd.configpath import ConfigError, find_config_path  # noqa: E402,F401
 
 
 # The keys each table accepts.  The reference file must mention every one of them.
@@ -112,7 +112,7 @@ NOTE_SUBADDRESS = re.compile(r"[a-z0-9_.-]+")
 # Deliberately loose: a local part, one "@" and a dotted domain (or a bare host
 # such as "localhost").  Real validation happens when the mail server answers.
 EMAIL = re.compile(r"[^@\s<>(),;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
-SQLITE_URL = re.compile(r"(sqlite(?:\+\w+)?):///([^?]*)(\?.*)?")
+from inboxd.configpath import SQLITE_URL  # noqa: E402
 # How long a password command may run before we give up on it.
 PASSWORD_COMMAND_TIMEOUT = 30.0
 
@@ -451,19 +451,6 @@ class Settings:
     def smtp_for(self, mailbox: MailboxSettings) -> SmtpSettings | None:
         """The mailbox's own [mailboxes.smtp] if it has one, else the global [smtp]."""
         return mailbox.smtp if mailbox.smtp is not None else self.smtp
-
-
-def find_config_path(explicit: str | Path | None) -> Path:
-    """--config PATH, then $INBOXD_CONFIG, then ./inboxd.toml; ConfigError if it does not exist."""
-    if explicit:
-        candidate = Path(explicit)
-    elif os.environ.get("INBOXD_CONFIG"):
-        candidate = Path(os.environ["INBOXD_CONFIG"])
-    else:
-        candidate = Path("inboxd.toml")
-    if not candidate.is_file():
-        raise ConfigError(f"{candidate}: no such file")
-    return candidate.absolute()
 
 
 def load_settings(path: str | Path) -> Settings:

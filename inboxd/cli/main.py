@@ -14,19 +14,27 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from inboxd.config import ConfigError, Settings, find_config_path, load_settings
+from inboxd.configpath import ConfigError, find_config_path
 
+if TYPE_CHECKING:
+    from inboxd.config import Settings
+
+# Help is click's plain text, not rich's boxes: rendering it with rich costs more than the 0.15 s an
+# agent's `inboxd --help` may take (bench/cli.py).  Every sub-app passes the same.
+PLAIN_HELP = None
 app = typer.Typer(
     name="inboxd", help="A shared-inbox helpdesk that lives inside your IMAP mailboxes.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True,
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True, rich_markup_mode=PLAIN_HELP,
 )
-quarantine_app = typer.Typer(help="Mail that could not be filed, with the reason.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Mail that could not be filed, with the reason.", no_args_is_help=True,
+                             rich_markup_mode=PLAIN_HELP)
 app.add_typer(quarantine_app, name="quarantine")
-outbox_app = typer.Typer(help="Outgoing mail: what waits, what failed and why.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Outgoing mail: what waits, what failed and why.", no_args_is_help=True,
+                         rich_markup_mode=PLAIN_HELP)
 app.add_typer(outbox_app, name="outbox")
 
 log = logging.getLogger("inboxd.cli.main")
@@ -47,6 +55,8 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from inboxd.config import load_settings
+
             self._settings = load_settings(find_config_path(self.config))
         return self._settings
 
@@ -164,7 +174,7 @@ def store_owner(config: Path) -> int | None:
     """
     import tomllib
 
-    from inboxd.config import SQLITE_URL
+    from inboxd.configpath import SQLITE_URL
 
     try:
         with open(config, "rb") as fh:
@@ -418,6 +428,12 @@ def _report(label: str, check) -> bool:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         typer.echo(f"FAILED {label}: {type(exc).__name__}{': ' + text if text else ''}")
         return False
+
+
+def load_settings(path):
+    from inboxd.config import load_settings as load
+
+    return load(path)
 
 
 def _completion_read(query):
@@ -847,7 +863,8 @@ def history(ctx: typer.Context, ticket_id: str = TicketId, as_json: bool = JsonO
         typer.echo(printable(f"{at}  {e['actor']:<10} {e['action']:<10} {_detail(e['detail'])}"))
 
 
-macro_app = typer.Typer(help="Canned replies with actions, from the macros in inboxd.toml.", no_args_is_help=True)
+macro_app = typer.Typer(help="Canned replies with actions, from the macros in inboxd.toml.", no_args_is_help=True,
+                        rich_markup_mode=PLAIN_HELP)
 app.add_typer(macro_app, name="macro")
 
 
