@@ -266,3 +266,24 @@ def quarantine_retry(ctx: typer.Context,
                 typer.echo(f"quarantine {o['id']}: still quarantined: {printable(o['reason'])}")
     if any(not o["filed"] for o in outcomes):
         raise typer.Exit(1)
+
+
+# -- access log ----------------------------------------------------------------------------------------
+
+
+@app.command("access-log")
+def access_log(ctx: typer.Context,
+               limit: int = typer.Option(200, "--limit", min=1, help="The newest N entries."),
+               as_json: bool = JsonOpt) -> None:
+    """Who exported tickets, read per-agent numbers or unmasked data, or made or revoked a token (supervisors)."""
+    rows = _ctx(ctx).call("access_log", limit=limit)
+    if as_json:
+        _print_json(rows)
+        return
+    for r in rows:
+        d = dict(r["detail"])
+        how = f"{d.pop('via', '?')}, {d.pop('origin', '?')}" + (f", {d.pop('by')}" if d.get("by") else "")
+        d.pop("by", None)
+        shown = ", ".join(f"{k}={v}" for k, v in d.items() if v not in (None, ""))
+        typer.echo(printable(f"{r['at']}  {r['actor']:<12} {r['action']:<14} {shown}  ({how})"))
+    typer.echo(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")

@@ -92,6 +92,8 @@ def open_or_update_ticket(filer: Filer, conn: Connection, d: Delivery) -> None:
             detail.update(status_before=choice.status_before, status_after=choice.status_after)
         if disposition.note_reason:
             detail["note"] = disposition.note_reason
+        if disposition.agent:
+            detail.update(_by_mail(d, disposition.sender))
         _event(conn, d, "message", detail, actor=disposition.agent.name if disposition.agent else "inboxd")
         if disposition.confirm is not None:
             # 待确认: why the customer's reply closed the solved ticket (the phrase) or reopened it.
@@ -313,7 +315,8 @@ def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
     if not decision.send:
         # Nothing new above the quote (a slip of the send button): relaying it
         # would mail the customer an empty answer.
-        _event(conn, d, "relay-skipped", {"reason": decision.reason}, actor=agent.name)
+        _event(conn, d, "relay-skipped", {"reason": decision.reason, **_by_mail(d, d.disposition.sender)},
+               actor=agent.name)
         return
     mailbox = filer.settings.mailbox(d.mailbox)
     ticket = outbox.load_ticket(conn, d.ticket_pk)
@@ -327,7 +330,13 @@ def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
         from_name=reply_from_name(agent.display_name, agent.name, mailbox.display_name, mailbox.language),
         now=d.now,
         sent_copy=filer.settings.outbox.sent_copy)
-    _event(conn, d, "relay", {"message_id": message_id, "to": ticket.requester}, actor=agent.name)
+    _event(conn, d, "relay", {"message_id": message_id, "to": ticket.requester, **_by_mail(d, d.disposition.sender)},
+           actor=agent.name)
+
+
+def _by_mail(d: Delivery, sender: str) -> dict:
+    """How an agent acted by mail, in the words the CLI's and the API's events use (via, origin)."""
+    return {"via": "mail", "origin": f"mail from {sender} in {d.mailbox}/{d.folder}"}
 
 
 def notify_agents(filer: Filer, conn: Connection, d: Delivery) -> None:
