@@ -642,6 +642,10 @@ class MailboxPoller:
         self.status = MailboxStatus(ok=False, error=message, synced=self.status.synced,
                                     folder_errors=self.status.folder_errors, warnings=self.status.warnings)
         log.error("%s: %s", self.mailbox.name, message)
+        # The folders this daemon syncs wait for the server now: health (/healthz) and status say so at
+        # once, not only when their last sync grows too old.  Their next successful sync clears it.
+        for folder in sorted(self._held):
+            self.sink.folder_state(self.mailbox.name, folder, message, self.clock())
 
 
 def _arrival(value: Any) -> datetime | None:
