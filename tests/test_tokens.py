@@ -275,3 +275,25 @@ def test_the_store_owner_manages_everyones_tokens(engine, settings):
     assert [r["id"] for r in tokens.list_for(engine, owner)] == [made["id"]]
     assert tokens.revoke_token(engine, owner, made["id"], NOW)["revoked_by"] == "alice (store owner root)"
 
+
+
+# -- the command line, for the store's owner ------------------------------------------------------------
+
+
+def test_the_cli_shows_the_secret_once_with_how_to_use_it(tmp_path, dovecot):
+    from tests.support import cli, write_config
+
+    # The mailbox is never synced: these commands only touch the token table.
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": "nobody"}],
+                          extra='[[agents]]\nname = "boss"\nemail = "boss@example.com"\nrole = "admin"\n')
+    made = cli(config, "--as", "boss", "token", "create", "alice", "--days", "7", "--label", "home").stdout
+    secret = next(word for word in made.split() if word.startswith("ibx_"))
+    assert "not shown again" in made
+    assert f"export INBOXD_URL=https://HOST:8443 INBOXD_TOKEN={secret}" in made
+    listed = cli(config, "--as", "boss", "token", "list").stdout
+    assert "alice" in listed and "home" in listed and "active" in listed and secret not in listed
+    tid = json.loads(cli(config, "--as", "boss", "token", "list", "--json").stdout)[0]["id"]
+    assert cli(config, "--as", "boss", "token", "revoke", str(tid)).stdout.startswith(f"token {tid} of alice revoked")
+    assert "revoked" in cli(config, "--as", "boss", "token", "list").stdout
+    wrong = cli(config, "--as", "alice", "token", "revoke", "999", check=False)
+    assert wrong.returncode != 0 and wrong.stderr.strip() == "inboxd: no token 999"

@@ -15,6 +15,7 @@ event with no ticket in the audit log, with who, how and from where.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +28,8 @@ from inboxd.desk.workflow import PermissionDenied, WorkflowError
 from inboxd.store import tokens as store
 from inboxd.store.engine import reading, writing
 from inboxd.store.events import add_event
+
+log = logging.getLogger("inboxd.tokens")
 
 # Every secret starts with this, so a token pasted into a ticket, a chat or a
 # repository is easy to find with grep (and by secret scanners).
@@ -86,7 +89,7 @@ def _may_manage(caller: Caller, agent: str) -> bool:
 def verify(engine: Engine, secret: str, now: datetime) -> tuple[str, int]:
     """The agent and token id of a request's secret; `Refused` (401) if unknown, revoked or expired.
 
-    The refusal names the token's id, never the secret.  Its last use is
+    The refusal (and its line in the log) names the token's id, never the secret.  Its last use is
     written at most once a minute (inboxd.store.tokens.touch), so most
     requests only read.
     """
@@ -96,10 +99,13 @@ def verify(engine: Engine, secret: str, now: datetime) -> tuple[str, int]:
     with reading(engine) as conn:
         row = store.find(conn, hash_secret(secret))
     if row is None:
+        # Named by nothing but its first characters: the log never holds a usable secret.
+        log.info("refused an unknown API token (%s…)", secret[:len(PREFIX) + 2])
         raise Refused("unknown API token: it may have been mistyped or deleted; inboxd token create makes a new one",
                       status=401)
     why = refusal(row, now)
     if why is not None:
+        log.info("refused API token %s of %s: %s", row["id"], row["agent"], why)
         verb = "was " if why.startswith("revoked") else ""
         raise Refused(f"API token {row['id']} of {row['agent']} {verb}{why}; inboxd token create makes a new one",
                       status=401)
