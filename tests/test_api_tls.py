@@ -153,6 +153,9 @@ def test_agents_and_admins_over_tls_with_tokens(desk):
 
 
 def test_revoked_and_expired_tokens_are_refused(desk):
+    # Made by the owner, the hint names the address of [api] listen.
+    hint = desk.owner("--as", "boss", "token", "create", "--days", "1").stdout
+    assert f"export INBOXD_URL={desk.url} INBOXD_TOKEN=ibx_" in hint
     alice = _token(desk, "alice")
     assert desk.client(alice["token"], "list", "--json").returncode == 0
     revoked = desk.owner("--as", "boss", "token", "revoke", str(alice["id"]))

@@ -10,6 +10,7 @@ who may do what are in inboxd.desk.tokens.  The secret is printed once, by
 from __future__ import annotations
 
 import os
+import socket
 from datetime import UTC, datetime
 from typing import Optional
 
@@ -44,13 +45,23 @@ def create(ctx: typer.Context,
     typer.echo(f"token {made['id']} for {made['agent']}{label}, valid until {made['expires_at']}:")
     typer.echo(f"  {made['token']}")
     typer.echo("This secret is not shown again (inboxd keeps only its hash). On the agent's machine:")
-    typer.echo(f"  export INBOXD_URL={_url()} INBOXD_TOKEN={made['token']}")
+    typer.echo(f"  export INBOXD_URL={_url(_ctx(ctx))} INBOXD_TOKEN={made['token']}")
 
 
-def _url() -> str:
-    """The API's address for the hint: the one in use when it is HTTPS, else a placeholder to fill in."""
+def _url(state) -> str:
+    """The API's address for the hint: the one in use, else the config's [api] listen, else a placeholder."""
     url = os.environ.get("INBOXD_URL", "")
-    return url if url.startswith("https://") else "https://HOST:8443"
+    if url.startswith("https://"):
+        return url
+    listen = state.settings.api.listen if state.direct else None
+    if not listen:
+        return "https://HOST:8443"
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        # Listening everywhere: the machine's own name is what agents elsewhere use.
+        host = socket.getfqdn()
+    return f"https://{'[' + host + ']' if ':' in host else host}:{port}"
 
 
 @token_app.command("list")
