@@ -269,6 +269,25 @@ def test_agents_list_and_revoke_their_own_tokens_admins_everyones(engine, settin
         ("alice", "token-revoke", a["id"], "alice"), ("root", "token-revoke", b["id"], "bob")]
 
 
+def test_the_api_answers_404_for_an_unknown_token_and_403_for_someone_elses(engine, settings):
+    from inboxd.api.handlers import ApiError, handle
+
+    b = tokens.create_token(engine, caller(settings, "bob"), agent=None, days=None, label="", settings=settings,
+                            now=NOW)
+    for who, tid, status in (("root", 999, 404), ("root", 2 ** 70, 404), ("alice", b["id"], 403)):
+        with pytest.raises(ApiError) as refused:
+            handle("token_revoke", {"tid": tid}, caller(settings, who), settings=settings, engine=engine, now=NOW)
+        assert refused.value.status == status, str(refused.value)
+    with pytest.raises(ApiError) as refused:
+        handle("token_create", {"agent": "bob", "days": None, "label": ""}, caller(settings, "alice"),
+               settings=settings, engine=engine, now=NOW)
+    assert refused.value.status == 403
+    with pytest.raises(ApiError) as refused:
+        handle("token_create", {"agent": "mallory", "days": None, "label": ""}, caller(settings, "root"),
+               settings=settings, engine=engine, now=NOW)
+    assert refused.value.status == 400
+
+
 def test_the_store_owner_manages_everyones_tokens(engine, settings):
     owner = Caller(settings.agent("alice"), "cli", "store owner root", by="store owner root", owner=True)
     made = tokens.create_token(engine, owner, agent="bob", days=None, label="", settings=settings, now=NOW)
