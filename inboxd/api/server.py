@@ -59,8 +59,9 @@ PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_SOCKET_PATH = 107
 # PostgreSQL cannot store a NUL character in text; every text parameter refuses one at the door (422).
 _TEXT = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
-# Integers travel into 64-bit columns; a larger one is malformed input, not a server error.
-_INT_MIN, _INT_MAX = -(2 ** 63), 2 ** 63 - 1
+# Integers meet the store's integer columns, 32-bit on PostgreSQL: a larger one is malformed input (422),
+# not a database error (500).  No id, limit, tier or day count comes near.
+_INT_MIN, _INT_MAX = -(2 ** 31), 2 ** 31 - 1
 
 TokenCheck = Callable[[str, datetime], tuple[str, int]]
 
