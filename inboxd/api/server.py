@@ -170,6 +170,9 @@ def _endpoint(op: Op, settings: Settings, engine, caller_dependency, clock: Call
                                f" ({caller.agent.name} is an {caller.role})")
         try:
             result = handlers.handle(op.name, kwargs, caller, settings=settings, engine=engine, now=clock())
+            if isinstance(result, handlers.Text):
+                return Response(result.body, media_type=result.media_type)
+            return JSONResponse(result)
         except handlers.ApiError as exc:
             return _error(exc.status, str(exc))
         except Refused as exc:
@@ -177,9 +180,6 @@ def _endpoint(op: Op, settings: Settings, engine, caller_dependency, clock: Call
         except Exception as exc:  # Logged with its traceback here; the client learns only the type.
             log.exception("API: %s %s by %s failed", op.method, op.path, caller.origin)
             return _error(500, f"internal error: {type(exc).__name__}")
-        if isinstance(result, handlers.Text):
-            return Response(result.body, media_type=result.media_type)
-        return JSONResponse(result)
 
     parameters = [inspect.Parameter("_inboxd_caller", inspect.Parameter.KEYWORD_ONLY,
                                     annotation=Annotated[Caller, Depends(caller_dependency)])]
