@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from inboxd.api.client import Target, request
+from inboxd.api.client import Target, _UnixConnection, request
 from inboxd.api.server import start
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
@@ -107,6 +107,18 @@ def test_an_unknown_path_is_404_json(served: Served) -> None:
     assert status == 404
     assert kind.startswith("application/json")
     assert json.loads(body) == {"error": "no such path: GET /v1/no-such-thing"}
+
+
+def test_on_the_socket_only_the_kernel_names_the_caller(served: Served) -> None:
+    """A token on the socket changes nothing: the peer is root, the admin boss, whatever the header says."""
+    conn = _UnixConnection(str(served.socket), 30)
+    try:
+        conn.request("GET", "/v1/me", headers={"Authorization": "Bearer ibx_not-a-token"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read())["agent"] == "boss"
+    finally:
+        conn.close()
 
 
 def test_malformed_input_is_422_json_not_500(served: Served) -> None:
