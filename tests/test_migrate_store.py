@@ -209,6 +209,9 @@ def every_table(conn) -> None:
         "lease": [{"mailbox": "support", "folder": "Sent", "holder": "web1:1", "expires_at": T2}],
         "counter": [{"name": "ticket_number", "value": 2}],
         "ticket_field": [{"ticket_id": 2, "name": "问题类型", "value": "售后维修", "set_at": T1, "set_by": "alice"}],
+        "api_token": [{"id": 3, "agent": "alice", "label": "小王的笔记本", "secret_hash": "c" * 64, "created_at": T2,
+                       "created_by": "alice (admin root)", "expires_at": T3, "revoked_at": T1, "revoked_by": "root",
+                       "last_used_at": None}],
     }
     missing = set(tables) - set(rows)
     assert not missing, f"add rows of the new table(s) {sorted(missing)} to this test"
