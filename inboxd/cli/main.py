@@ -120,7 +120,9 @@ class Context:
         try:
             agent = self.agent()
         except UserError:
-            if write or op in ("report", "export", "token_list"):
+            # Changes to tickets, reports, exports and tokens name who acts; the owner's reads and their
+            # operations on the queues (retrying a quarantined or outgoing mail) need nobody.
+            if (write and op not in ("quarantine_retry", "outbox_retry")) or op in ("report", "export", "token_list"):
                 raise
             # The owner reads the store as it is (they can open its file anyway): as an admin who is nobody.
             from inboxd.config import AgentSettings

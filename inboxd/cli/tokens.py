@@ -16,11 +16,11 @@ from typing import Optional
 
 import typer
 
-from inboxd.cli.main import JsonOpt, _ctx, _print_json, app
+from inboxd.cli.main import PLAIN_HELP, JsonOpt, _ctx, _print_json, app
 from inboxd.cli.terminal import printable
 
 token_app = typer.Typer(help="API tokens for agents on other machines (the daemon's API over TCP with TLS).",
-                        no_args_is_help=True)
+                        no_args_is_help=True, rich_markup_mode=PLAIN_HELP)
 app.add_typer(token_app, name="token")
 
 
