@@ -25,7 +25,9 @@ from inboxd.store.engine import open_store
 from inboxd.testing.mail import make_mail, make_message_id
 from tests.support import cli, wait_until, write_config
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the config maps the Unix user root to an agent")
+# The config maps the Unix user root to an agent: the tests that call the API run as root
+# (the fixture `served` skips otherwise).
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the config maps the Unix user root to an agent")
 
 BOSS = """
 [[agents]]
@@ -52,6 +54,8 @@ class Served:
 
 @pytest.fixture
 def served(tmp_path: Path, dovecot, imap_user):
+    if os.geteuid() != 0:
+        pytest.skip("the config maps the Unix user root to an agent")
     config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], extra=BOSS)
     for subject in ("Printer on fire", "打印机坏了", "Invoice 42"):
         dovecot.append(imap_user, "INBOX", make_mail(frm="Li Lei <lilei@example.cn>", subject=subject,
@@ -148,6 +152,7 @@ def test_a_second_daemon_leaves_the_socket_to_the_first(served: Served, caplog) 
         engine.dispose()
 
 
+@as_root
 def test_a_stale_socket_file_is_replaced(tmp_path: Path, dovecot, imap_user) -> None:
     import socket as sockets
 
@@ -169,3 +174,13 @@ def test_a_stale_socket_file_is_replaced(tmp_path: Path, dovecot, imap_user) -> 
         if server is not None:
             server.close()
         engine.dispose()
+
+
+def test_only_the_server_imports_the_web_stack() -> None:
+    """FastAPI, Starlette and uvicorn stay in inboxd/api/server.py (docs/layout.md)."""
+    import re
+
+    package = Path(__file__).resolve().parent.parent / "inboxd"
+    pattern = re.compile(r"^\s*(?:from|import)\s+(?:fastapi|starlette|uvicorn)\b", re.MULTILINE)
+    users = sorted(str(path.relative_to(package)) for path in package.rglob("*.py") if pattern.search(path.read_text()))
+    assert users == ["api/server.py"]
