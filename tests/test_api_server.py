@@ -184,3 +184,32 @@ def test_only_the_server_imports_the_web_stack() -> None:
     pattern = re.compile(r"^\s*(?:from|import)\s+(?:fastapi|starlette|uvicorn)\b", re.MULTILINE)
     users = sorted(str(path.relative_to(package)) for path in package.rglob("*.py") if pattern.search(path.read_text()))
     assert users == ["api/server.py"]
+
+
+@as_root
+def test_a_missing_directory_is_made_and_a_missing_group_is_a_warning(tmp_path: Path, dovecot, imap_user,
+                                                                      caplog) -> None:
+    import dataclasses
+
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], extra=BOSS)
+    settings = load_settings(config)
+    where = tmp_path / "run" / "inboxd" / "api.sock"
+    settings = dataclasses.replace(settings, api=dataclasses.replace(settings.api, socket=where,
+                                                                     group="inboxd-no-such-group"))
+    engine = open_store(settings.store.url)
+    try:
+        with caplog.at_level("INFO", logger="inboxd.api"):
+            server = start(settings, engine, threading.Event())
+        assert server is not None
+        try:
+            wait_until(lambda: server.started, what="the API to listen")
+            assert oct(where.parent.stat().st_mode & 0o777) == "0o750"
+            assert oct(where.stat().st_mode & 0o777) == "0o660"
+            assert where.stat().st_gid == os.getgid()
+            assert "group inboxd-no-such-group does not exist" in caplog.text
+            assert f"API listening on unix socket {where}" in caplog.text
+            assert json.loads(cli(config, "list", "--json", env={"INBOXD_URL": f"unix://{where}"}).stdout) == []
+        finally:
+            server.close()
+    finally:
+        engine.dispose()
