@@ -25,9 +25,13 @@ this Python (as an agent types it), else `python -m inboxd`.  Bytecode is
 cached (PYTHONPYCACHEPREFIX in the store's directory, whatever
 PYTHONDONTWRITEBYTECODE says), as for an installed inboxd, and one untimed
 run of each command comes first.  Each command
-runs 5 times (`--runs`); the table gives the best and the median.  `take`
-takes a different unassigned ticket on each run, so every run changes a
-ticket (and writes its event) rather than being refused.
+runs 5 times (`--runs`); the table gives the best and the median wall time
+and the median CPU time (user + system, from getrusage of the finished
+process: what the process itself cost, which other load on the machine
+inflates far less than the wall time).  The client's and the direct runs of
+a command take turns, so a burst of load from elsewhere falls on both.
+`take` takes a different unassigned ticket on each run, so every run
+changes a ticket (and writes its event) rather than being refused.
 
 "through the API": the thin client, `INBOXD_URL=unix://<socket>`, run from
 a directory with no inboxd.toml, as an agent (the agent's `login` is the
@@ -49,6 +53,7 @@ import getpass
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -59,6 +64,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -228,14 +234,18 @@ def program() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "inboxd"]
 
 
-def timed(args: list[str], env: dict, cwd: Path) -> tuple[float, int]:
+def timed(args: list[str], env: dict, cwd: Path) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, bytes printed) of one `inboxd ARGS` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([*program(), *args], env=env, cwd=cwd, capture_output=True)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"bench: inboxd {' '.join(args)} failed ({proc.returncode}): "
                          f"{proc.stderr.decode(errors='replace').strip()[-500:]}")
-    return seconds, len(proc.stdout)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, len(proc.stdout)
 
 
 def unassigned(db: Path, count: int) -> list[str]:
@@ -249,17 +259,35 @@ def unassigned(db: Path, count: int) -> list[str]:
     return [ref for (ref,) in rows]
 
 
-def measure(commands: list[tuple[str, object]], env: dict, cwd: Path, runs: int) -> dict[str, tuple]:
-    """label -> (best, median, bytes out); a command is a list of args or a function of the run number."""
-    out = {}
+@dataclass
+class Figures:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, figures: tuple[float, float, int]) -> None:
+        self.wall.append(figures[0])
+        self.cpu.append(figures[1])
+        self.size = figures[2]
+
+
+def measure(commands: list[tuple[str, object]], ways: dict[str, tuple[list[str], dict, Path]],
+            runs: int) -> dict[tuple[str, str], Figures]:
+    """(way, label) -> Figures.  A command is a list of args or a function of the run number; each
+    way is (args before the command, environment, working directory).  The ways take turns run by run,
+    so a burst of load on the machine falls on both rather than on one."""
+    out: dict[tuple[str, str], Figures] = {}
     for label, command in commands:
-        # One untimed run first, so every figure sees warm file caches and compiled bytecode.
-        timed(command(-1) if callable(command) else command, env, cwd)
-        times, size = [], 0
+        def args(run: int) -> list[str]:
+            return command(run) if callable(command) else command
+
+        for way, (prefix, env, cwd) in ways.items():
+            # One untimed run first, so every figure sees warm file caches and compiled bytecode.
+            timed([*prefix, *args(-1)], env, cwd)
+            out[way, label] = Figures()
         for run in range(runs):
-            seconds, size = timed(command(run) if callable(command) else command, env, cwd)
-            times.append(seconds)
-        out[label] = (min(times), statistics.median(times), size)
+            for way, (prefix, env, cwd) in ways.items():
+                out[way, label].add(timed([*prefix, *args(run)], env, cwd))
     return out
 
 
@@ -318,10 +346,9 @@ def main() -> None:
                     (f"show {middle}", ["show", middle]),
                     ("take ID", lambda _run: ["take", next(takes)]),
                     ("--help", ["--help"])]
-        client = measure(commands, client_env, agent_home, args.runs)
-        owner = [("--config", str(config), "--as", "alice")]
-        direct = measure([(label, (lambda run, c=command: [*owner[0], *c(run)]) if callable(command)
-                           else [*owner[0], *command]) for label, command in commands], base, root, args.runs)
+        figures = measure(commands, {"api": ([], client_env, agent_home),
+                                     "direct": (["--config", str(config), "--as", "alice"], base, root)},
+                          args.runs)
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -329,18 +356,21 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
     built = json.loads((root / "built.json").read_text())
-    print(f"\n{built['tickets']:,} tickets, {built['messages']:,} messages; {args.runs} runs each, wall time of"
-          f" one `inboxd` process (start to exit)")
-    print(f"{'command':<24} {'target':>7} {'API best':>9} {'median':>7} {'ok':>3}   {'direct best':>11}"
-          f" {'median':>7}   {'out':>7}")
+    print(f"\n{built['tickets']:,} tickets, {built['messages']:,} messages; {args.runs} runs each: wall time of"
+          f" one `inboxd` process (start to exit), and its CPU time (user + system); load average"
+          f" {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"{'command':<24} {'target':>6} | {'API best':>8} {'median':>7} {'cpu':>6} {'ok':>3} | "
+          f"{'direct best':>11} {'median':>7} {'cpu':>6} | {'out':>7}")
     missed = False
-    for label, (best, median, size) in client.items():
+    for label, _ in commands:
+        api, direct = figures["api", label], figures["direct", label]
         target = HELP_TARGET if label == "--help" else CLIENT_TARGET
+        median = statistics.median(api.wall)
         ok = median <= target
         missed |= not ok
-        d_best, d_median, _ = direct[label]
-        print(f"{label:<24} {target:6.2f}s {best:8.3f}s {median:6.3f}s {'yes' if ok else 'NO':>3}   "
-              f"{d_best:10.3f}s {d_median:6.3f}s   {size / 1e3:5.1f}kB")
+        print(f"{label:<24} {target:5.2f}s | {min(api.wall):7.3f}s {median:6.3f}s {statistics.median(api.cpu):5.3f}s"
+              f" {'yes' if ok else 'NO':>3} | {min(direct.wall):10.3f}s {statistics.median(direct.wall):6.3f}s"
+              f" {statistics.median(direct.cpu):5.3f}s | {api.size / 1e3:5.1f}kB")
     if missed or args.importtime:
         importtime(client_env, agent_home)
     if not args.keep:
