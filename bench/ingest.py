@@ -1,28 +1,45 @@
-"""Benchmark: how fast `inboxd run --once` files N messages from a real Dovecot.
+"""Benchmark: `inboxd run --once` on the same corpus three ways in one run: acks off, acks on, the bare loop.
 
-It appends N realistic messages to a private Dovecot (mixed sizes, 20 %
-Chinese in GBK, Big5 or UTF-8, 5 % with a 200 KB attachment, 20 % replies
-to earlier ones), then times two things in the same run:
+It appends N realistic messages (default 2,000) to a private Dovecot
+(mixed sizes, 20 % Chinese in GBK, Big5 or UTF-8, 5 % with a 200 KB
+attachment, 20 % replies to earlier ones), then, in one run, on the same
+folder, each into a fresh, empty store of the chosen kind:
 
-* `inboxd run --once` as a subprocess, from an empty store to all N filed,
-  with the peak resident memory of its process tree (the time includes
-  the interpreter's start, the store's migrations from empty, the IMAP
-  login and every batch's fetch, parse, threading, dedup and commit; no
-  acknowledgements are sent: [autoreply] is off);
-* a bare loop (imapclient FETCH in batches, stdlib parse, one INSERT per
-  message sent as one executemany per batch, one commit per batch) that does
-  no threading, dedup or quarantine: the floor any ingester pays on this
-  machine right now, into the same kind of store.
+1. **acks off**: `inboxd run --once` as a subprocess with `[autoreply]
+   enabled = false`, from interpreter start to exit: start-up, the store's
+   migrations from empty, the IMAP login and every batch's fetch, parse,
+   threading, dedup, rules, SLA clock and commit.  No acknowledgement is
+   queued or sent.
+2. **acks on**: the same, with acknowledgements on and an `[smtp]` section
+   pointing at a real SMTP sink, an aiosmtpd server in its own process
+   (bench/smtpsink.py, started before the clock, not part of the measured
+   tree).  `run --once` exits only when it has done the sync and sent what
+   it queued, so its time includes composing every acknowledgement,
+   sending it over SMTP, recording the outcome and appending the copy to
+   the mailbox's Sent folder over IMAP.  The budget is opened wide
+   (`per_hour = per_day = 100000`, example.cn a shared domain) so every new
+   ticket gets one: the sink's count must equal the acknowledgements queued
+   in the outbox, and both are printed.
+3. **bare loop**: `bench/ingest.py --bare-loop` as a subprocess: imapclient
+   FETCH in batches of 200, stdlib parse, one INSERT per message sent as one
+   executemany per batch and one commit per batch, into the same kind of
+   store (stdlib sqlite3, or psycopg into another database of the same
+   cluster); no threading, dedup, quarantine or acknowledgements: the floor
+   any ingester pays on this machine right now.
 
-`--store sqlite` (the default) files into a SQLite file; the bare loop uses
-the stdlib sqlite3.  `--store postgresql` starts a private PostgreSQL
-cluster (inboxd.testing.postgres: fsync off, as in the tests) before the
-clock starts, files into a fresh database on it, and the bare loop inserts
-with psycopg into another database of the same cluster.  The cluster's
-start is not timed.
+For each it prints msgs/s (N over the wall time, from fork to exit), the
+ratio to the bare loop of the same run, and the peak RSS of the whole
+process tree (the process and all its children, e.g. inboxd's parser
+worker, summed; sampled every 50 ms with psutil), with the peak USS of the
+tree beside it (shared library pages counted once).  The ratios survive a
+noisy machine better than the rates.  `--rounds R` repeats the three in
+turn.
 
-The ratio between the two survives a noisy machine better than either figure.
-Usage: python bench/ingest.py [--store sqlite|postgresql] [N ...]   (default: 1000 10000)
+`--store sqlite` (the default) files into a SQLite file.  `--store
+postgresql` starts a private PostgreSQL cluster (inboxd.testing.postgres:
+fsync off, as in the tests) before the clock starts; the cluster's start is
+not timed and the server's processes are not in the measured tree.
+Usage: python bench/ingest.py [--store sqlite|postgresql] [--rounds R] [N ...]   (default: 2000)
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ import contextlib
 import email
 import email.policy
 import random
+import socket
 import sqlite3
 import ssl
 import subprocess
@@ -49,6 +67,7 @@ sys.path.insert(0, str(ROOT))
 
 from inboxd.testing.dovecot import Dovecot  # noqa: E402
 from inboxd.testing.mail import make_mail, make_message_id  # noqa: E402
+from inboxd.testing.ports import free_port  # noqa: E402
 from inboxd.testing.postgres import PostgresCluster  # noqa: E402
 
 PARAGRAPH = ("Hello team, I ordered a replacement part last week and the tracking page has not "
@@ -112,22 +131,29 @@ batch_size = 200
 
 
 def run_inboxd(config: Path) -> tuple[float, dict[str, float]]:
-    """Seconds for `inboxd run --once`, and peak memory (MiB) of its processes.
+    """Seconds for `inboxd run --once`, and peak memory (MiB) of its processes (see `run_tree`)."""
+    return run_tree([sys.executable, "-m", "inboxd", "--config", str(config), "run", "--once"])
 
-    Peaks: the daemon's RSS, the parser worker's RSS, and the USS (memory no
-    other process shares) of the whole tree, which counts shared library
-    pages once instead of once per process.
+
+def run_tree(argv: list[str]) -> tuple[float, dict[str, float]]:
+    """Wall seconds of the command from fork to exit, and peak memory (MiB) of its process tree.
+
+    Peaks, sampled every 50 ms: the top process's RSS, the largest child's
+    RSS (inboxd's parser worker), the RSS of the whole tree summed, and the
+    USS (memory no other process shares) of the whole tree, which counts
+    shared library pages once instead of once per process.
     """
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "inboxd", "--config", str(config), "run", "--once"],
-                            stderr=subprocess.DEVNULL)
-    peaks = {"daemon_rss": 0, "worker_rss": 0, "tree_uss": 0}
+    proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    peaks = {"daemon_rss": 0, "worker_rss": 0, "tree_rss": 0, "tree_uss": 0}
     parent = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
             children = parent.children(recursive=True)
-            peaks["daemon_rss"] = max(peaks["daemon_rss"], parent.memory_info().rss)
-            peaks["worker_rss"] = max([peaks["worker_rss"], *(c.memory_info().rss for c in children)])
+            rss = [parent.memory_info().rss, *(c.memory_info().rss for c in children)]
+            peaks["daemon_rss"] = max(peaks["daemon_rss"], rss[0])
+            peaks["worker_rss"] = max([peaks["worker_rss"], *rss[1:]])
+            peaks["tree_rss"] = max(peaks["tree_rss"], sum(rss))
             uss = parent.memory_full_info().uss + sum(c.memory_full_info().uss for c in children)
             peaks["tree_uss"] = max(peaks["tree_uss"], uss)
         except psutil.Error:
@@ -135,22 +161,21 @@ def run_inboxd(config: Path) -> tuple[float, dict[str, float]]:
         time.sleep(0.05)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"inboxd run --once failed with {proc.returncode}")
+        raise SystemExit(f"{' '.join(argv[1:4])} ... failed with {proc.returncode}")
     return elapsed, {k: v / 2**20 for k, v in peaks.items()}
 
 
-def bare_loop(dovecot: Dovecot, db: Path | str) -> float:
-    """Seconds for the floor: fetch, parse with the stdlib, one INSERT each.
+def bare_loop(host: str, port: int, ca_file: str, db: str) -> None:
+    """The floor: fetch, parse with the stdlib, one INSERT each (run in its own process by --bare-loop).
 
-    `db` is a SQLite file, or a PostgreSQL database's URL (written through psycopg).
+    `db` is a SQLite file's path, or a PostgreSQL database's URL (written through psycopg).
     """
-    ctx = ssl.create_default_context(cafile=str(dovecot.ca_file))
-    start = time.perf_counter()
-    client = IMAPClient(dovecot.host, port=dovecot.ssl_port, ssl=True, ssl_context=ctx)
+    ctx = ssl.create_default_context(cafile=ca_file)
+    client = IMAPClient(host, port=port, ssl=True, ssl_context=ctx)
     client.login("bench", "secret")
     client.select_folder("INBOX", readonly=True)
     uids = client.search(["ALL"])
-    if isinstance(db, Path):
+    if not db.startswith("postgresql"):
         conn = sqlite3.connect(db)
         insert = "insert into m values (?, ?, ?, ?)"
     else:
@@ -174,59 +199,125 @@ def bare_loop(dovecot: Dovecot, db: Path | str) -> float:
         conn.commit()
     client.logout()
     conn.close()
-    return time.perf_counter() - start
 
 
-def store_counts(url: str) -> tuple[int, int]:
-    """(inbound messages, tickets) in the store at `url`."""
+def store_counts(url: str) -> dict[str, int]:
+    """Inbound messages, tickets, acknowledgements queued and sent, in the store at `url`."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            filed = conn.execute(text("select count(*) from message where direction = 'in'")).scalar()
-            tickets = conn.execute(text("select count(*) from ticket")).scalar()
+            return {
+                "filed": conn.execute(text("select count(*) from message where direction = 'in'")).scalar(),
+                "tickets": conn.execute(text("select count(*) from ticket")).scalar(),
+                "acks": conn.execute(text("select count(*) from outbox where kind = 'ack'")).scalar(),
+                "acks_sent": conn.execute(text("select count(*) from outbox where kind = 'ack'"
+                                               " and status = 'sent'")).scalar(),
+            }
     finally:
         engine.dispose()
-    return filed, tickets
 
 
-def bench(n: int, store: str = "sqlite") -> None:
+@contextlib.contextmanager
+def smtp_sink(tmp: Path):
+    """(port, file) of bench/smtpsink.py running in its own process, until the block ends."""
+    port = free_port()
+    log = tmp / f"sink-{port}.tsv"
+    log.touch()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "smtpsink.py"), str(port), str(log)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("the SMTP sink did not start")
+            time.sleep(0.05)
+        yield port, log
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+ACKS_OFF = "\n[autoreply]\nenabled = false\n"
+ACKS_ON = """
+[autoreply]
+per_hour = 100000
+per_day = 100000
+shared_domains = ["example.cn"]
+
+[smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+"""
+
+
+def bench(n: int, store: str = "sqlite", rounds: int = 1) -> None:
     with tempfile.TemporaryDirectory(prefix="inboxd-bench-") as tmpdir, contextlib.ExitStack() as stack:
         tmp = Path(tmpdir)
         tmp.chmod(0o711)
-        if store == "postgresql":
-            cluster = stack.enter_context(PostgresCluster())
-            url, bare_db = cluster.create_database("inboxd"), cluster.create_database("bare")
-        else:
-            url, bare_db = f"sqlite:///{tmp / 'inboxd.db'}", tmp / "bare.db"
-        with Dovecot(tmp / "dovecot") as dovecot:
-            dovecot.add_user("bench", "secret")
-            mails = corpus(n)
-            size = sum(map(len, mails))
-            dovecot.append_many("bench", "INBOX", mails)
-            del mails
-            config = write_config(tmp, dovecot, url=url)
-            inboxd_s, peaks = run_inboxd(config)
-            bare_s = bare_loop(dovecot, bare_db)
-            filed, tickets = store_counts(url)
-        print(f"N={n:>6}  store={store}  {size / 2**20:7.1f} MiB of mail  filed={filed} tickets={tickets}")
-        print(f"  inboxd run --once : {inboxd_s:7.2f} s  {n / inboxd_s:8.0f} msgs/s  (from an empty store:"
-              f" start-up, migrations, fetch, parse, threading, commit; no acknowledgements)")
-        print(f"  peak memory: daemon RSS {peaks['daemon_rss']:.1f} MiB, parser worker RSS "
-              f"{peaks['worker_rss']:.1f} MiB, both together (USS) {peaks['tree_uss']:.1f} MiB")
-        print(f"  bare fetch/parse/insert: {bare_s:7.2f} s  {n / bare_s:8.0f} msgs/s  (into {store}, one executemany"
-              f" and commit per 200)")
-        print(f"  ratio inboxd / bare (throughput): {bare_s / inboxd_s:5.2f}")
-        if filed != n:
-            raise SystemExit(f"expected {n} messages filed, got {filed}")
+        cluster = stack.enter_context(PostgresCluster()) if store == "postgresql" else None
+        databases = iter(range(1, 1000))
+
+        def new_store(name: str) -> str:
+            if cluster is not None:
+                return cluster.create_database(f"{name}_{next(databases)}")
+            return f"sqlite:///{tmp / f'{name}-{next(databases)}.db'}"
+
+        dovecot = stack.enter_context(Dovecot(tmp / "dovecot"))
+        sink_port, sink_log = stack.enter_context(smtp_sink(tmp))
+        dovecot.add_user("bench", "secret")
+        mails = corpus(n)
+        size = sum(map(len, mails))
+        dovecot.append_many("bench", "INBOX", mails)
+        del mails
+        print(f"N={n}  store={store}  {size / 2**20:.1f} MiB of mail")
+        for round_ in range(1, rounds + 1):
+            results = {}
+            for label, extra in (("acks off", ACKS_OFF), ("acks on", ACKS_ON.format(port=sink_port))):
+                url = new_store(label.replace(" ", "_"))
+                config = write_config(tmp, dovecot, url=url)
+                with config.open("a") as fh:
+                    fh.write(extra)
+                before = len(sink_log.read_text().splitlines())
+                seconds, peaks = run_inboxd(config)
+                counts = store_counts(url)
+                counts["sink"] = len(sink_log.read_text().splitlines()) - before
+                results[label] = (seconds, peaks, counts)
+            bare_db = new_store("bare") if cluster is not None else str(tmp / f"bare-{round_}.db")
+            seconds, peaks = run_tree([sys.executable, __file__, "--bare-loop", dovecot.host, str(dovecot.ssl_port),
+                                       str(dovecot.ca_file), bare_db])
+            results["bare loop"] = (seconds, peaks, {})
+            bare_s = seconds
+            print(f"round {round_}:")
+            for label, (seconds, peaks, counts) in results.items():
+                print(f"  {label:<9} {seconds:7.2f} s  {n / seconds:7.0f} msgs/s  ratio to bare {bare_s / seconds:5.2f}"
+                      f"  peak RSS of the tree {peaks['tree_rss']:6.1f} MiB (USS {peaks['tree_uss']:5.1f} MiB;"
+                      f" top process {peaks['daemon_rss']:5.1f}, largest child {peaks['worker_rss']:5.1f})")
+                if counts:
+                    print(f"            filed={counts['filed']} tickets={counts['tickets']} acks queued={counts['acks']}"
+                          f" recorded sent={counts['acks_sent']} received by the sink={counts['sink']}")
+            off, on = results["acks off"][2], results["acks on"][2]
+            if off["filed"] != n or on["filed"] != n:
+                raise SystemExit(f"expected {n} messages filed, got {off['filed']} and {on['filed']}")
+            if off["acks"] or off["sink"]:
+                raise SystemExit("acks off queued or sent acknowledgements")
+            if not on["acks"] or on["sink"] != on["acks"]:
+                raise SystemExit(f"acks on: {on['acks']} queued but {on['sink']} received by the sink")
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--bare-loop"]:
+        host, port, ca_file, db = sys.argv[2:6]
+        bare_loop(host, int(port), ca_file, db)
+        raise SystemExit(0)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("sizes", nargs="*", type=int)
     args = ap.parse_args()
-    for n in args.sizes or [1000, 10000]:
-        bench(n, args.store)
+    for n in args.sizes or [2000]:
+        bench(n, args.store, args.rounds)
         threading.Event().wait(0.5)

@@ -1,0 +1,233 @@
+"""Benchmark: the store at scale, 1,000,000 messages / 100,000 tickets, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/store.py [--tickets 100000] [--store sqlite|postgresql|both] [--keep DIR]
+
+The store is the one bench/cli.py builds (its `build`/`fill`, imported, not
+copied): N tickets with 10 messages each (customer mail and agent replies in
+turn), sightings, a "created" event and a "message" event per later message,
+a customer row per requester; every ticket's SLA due times not yet computed
+(as after an upgrade or a change of policy).  It is built with sqlite3's
+executemany into `--keep DIR` (reused by a later run) or a temp dir.  The
+PostgreSQL store is a private cluster (inboxd.testing.postgres) into which
+the SQLite store is copied by `inboxd.store.copy.copy_rows` (the code of
+`inboxd migrate-store`) once per run; every measured pass then works on a
+fresh `CREATE DATABASE ... TEMPLATE` of it, as the SQLite passes work on a
+fresh file copy, so each "first pass" starts from the same store.  None of
+the building or copying is timed.
+
+Measured, each in this process (wall time and this process's CPU time; on
+PostgreSQL the server's own CPU is not in the CPU figure):
+
+* threading lookup per message: `inboxd.desk.threads.find_ticket` with
+  `inboxd.store.lookup.StoreLookup` (what ingest's decide step calls), on
+  2,000 parsed replies: a third answer a stored message by In-Reply-To and
+  References, a third carry only a subject tag, a third are new mail that
+  names nothing stored; one read transaction, mean per message (target
+  0.3 ms);
+* one scheduler pass, `Duties(engine, settings).run_due(now)` with the
+  settings of bench/scheduler.py (a business-hours SLA on the CN calendar,
+  warnings, escalation, unassigned alerts, the weekly report's day): the
+  first pass after the fill (computes all N tickets' due times, then
+  handles what is due; target 5 s), a second pass at the same time, and a
+  steady pass one minute later after 1 % of the tickets changed (target
+  0.3 s);
+* the weekly report over the last 90 days, `compute_report(...,
+  include_agents=True)` in a read transaction, best of 3 (target 1 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from bench import cli as cli_bench  # noqa: E402
+from bench.scheduler import settings_for  # noqa: E402
+from inboxd.desk.duties import Duties  # noqa: E402
+from inboxd.desk.threads import TicketTag, find_ticket  # noqa: E402
+from inboxd.mail.message import parse_message  # noqa: E402
+from inboxd.outbound.compose import ticket_ref_from_message_id  # noqa: E402
+from inboxd.reports.metrics import compute_report  # noqa: E402
+from inboxd.store.copy import copy_rows  # noqa: E402
+from inboxd.store.engine import open_store, reading  # noqa: E402
+from inboxd.testing.mail import make_mail  # noqa: E402
+from inboxd.testing.postgres import PostgresCluster  # noqa: E402
+
+TARGETS = {"lookup": 0.3e-3, "first": 5.0, "steady": 0.3, "report": 1.0}
+
+
+def now_for(tickets: int) -> datetime:
+    """A time just after the fill's last ticket (bench/cli.py: one ticket a minute from 2026-01-01, 10 h each)."""
+    return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=tickets, hours=12)
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(fn):
+    """(wall seconds, CPU seconds of this process, result) of fn()."""
+    wall, proc = time.perf_counter(), cpu()
+    result = fn()
+    return time.perf_counter() - wall, cpu() - proc, result
+
+
+def sample_mails(tickets: int, messages: int, count: int = 2000, seed: int = 5) -> list:
+    """Parsed replies to thread: by headers, by subject tag only, and new mail."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        kind = i % 3
+        if kind == 0:
+            parent = rng.randrange(1, messages + 1)
+            raw = make_mail(subject="Re: ticket", in_reply_to=f"<m{parent}@example.org>",
+                            references=[f"<m{max(1, parent - 1)}@example.org>", f"<m{parent}@example.org>"])
+        elif kind == 1:
+            raw = make_mail(subject=f"Re: [T-{1000 + rng.randrange(tickets)}] ticket")
+        else:
+            raw = make_mail(subject="A new question", in_reply_to=f"<unknown{i}@elsewhere.example>")
+        out.append(parse_message(raw))
+    return out
+
+
+def measure(label: str, engine, settings, tickets: int, messages: int, reset) -> dict[str, float]:
+    """Every figure on one store; `reset()` gives a fresh engine on an unmeasured copy of it."""
+    now = now_for(tickets)
+    figures: dict[str, float] = {}
+    tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
+    mails = sample_mails(tickets, messages)
+    with reading(engine) as conn:
+        from inboxd.store.lookup import StoreLookup
+
+        lookup = StoreLookup(conn)
+        for msg in mails[:100]:  # warm the statement caches
+            find_ticket(msg, lookup, tags, ticket_ref_from_message_id)
+        wall, proc, found = timed(lambda: [find_ticket(m, lookup, tags, ticket_ref_from_message_id) for m in mails])
+    threaded = sum(not match.is_new for match in found)
+    figures["lookup"] = wall / len(mails)
+    print(f"[{label}] threading lookup: {wall / len(mails) * 1000:.3f} ms/message wall,"
+          f" {proc / len(mails) * 1000:.3f} ms CPU  ({threaded} of {len(mails)} threaded; target 0.3 ms)")
+
+    engine = reset()
+    duties = Duties(engine, settings)
+    wall, proc, done = timed(lambda: duties.run_due(now))
+    figures["first"] = wall
+    print(f"[{label}] first scheduler pass: {wall:7.2f} s wall, {proc:6.2f} s CPU  {done}  (target 5 s)")
+    wall, proc, done = timed(lambda: duties.run_due(now))
+    figures["second"] = wall
+    print(f"[{label}] second pass (same time):  {wall:7.2f} s wall, {proc:6.2f} s CPU  {done}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE ticket SET version = version + 1 WHERE id % 100 = 0"))
+    wall, proc, done = timed(lambda: duties.run_due(now + timedelta(minutes=1)))
+    figures["steady"] = wall
+    print(f"[{label}] steady pass (1 % changed): {wall:7.2f} s wall, {proc:6.2f} s CPU  {done}  (target 0.3 s)")
+
+    def report() -> dict:
+        with reading(engine) as conn:
+            return compute_report(conn, settings, since=now - timedelta(days=90), until=now, now=now,
+                                  include_agents=True)
+
+    runs = [timed(report) for _ in range(3)]
+    wall, proc, result = min(runs, key=lambda r: r[0])
+    figures["report"] = wall
+    print(f"[{label}] weekly report, 90 days: {wall:6.2f} s wall, {proc:6.2f} s CPU best of 3"
+          f"  ({result['tickets']['created']:,} tickets created; target 1 s)")
+    engine.dispose()
+    return figures
+
+
+def sqlite_store(root: Path, tickets: int, settings) -> tuple:
+    """(engine, reset) over copies of the pristine SQLite store in root."""
+    pristine = root / "inboxd.db"
+    work = root / "work.db"
+    engines = []
+
+    def reset():
+        for engine in engines:
+            engine.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{work}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(pristine, work)
+        engines.append(open_store(f"sqlite:///{work}"))
+        return engines[-1]
+
+    return reset(), reset
+
+
+def postgres_store(stack: contextlib.ExitStack, root: Path, tickets: int) -> tuple:
+    """(engine, reset) over databases made from a PostgreSQL copy of the SQLite store."""
+    cluster = stack.enter_context(PostgresCluster())
+    url = cluster.create_database("pristine")
+    target = open_store(url)
+    source = create_engine(f"sqlite:///{root / 'inboxd.db'}")
+    start = time.perf_counter()
+    report = copy_rows(source, target, datetime.now(UTC))
+    print(f"[postgresql] copied {report.rows:,} rows from SQLite in {time.perf_counter() - start:.0f} s (not timed)")
+    source.dispose()
+    with target.connect() as conn:
+        conn.execute(text("ANALYZE"))
+        conn.commit()
+    target.dispose()
+    engines = []
+    admin = create_engine(cluster.url("postgres"), isolation_level="AUTOCOMMIT")
+    stack.callback(admin.dispose)
+
+    def reset():
+        for engine in engines:
+            engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text("DROP DATABASE IF EXISTS work"))
+            conn.execute(text("CREATE DATABASE work TEMPLATE pristine"))
+        engines.append(open_store(cluster.url("work")))
+        return engines[-1]
+
+    return reset(), reset
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tickets", type=int, default=100_000)
+    ap.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--keep", type=Path, help="build the store here, or reuse the one built here")
+    args = ap.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            root = args.keep
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inboxd-bench-store-")))
+        cli_bench.build(root, args.tickets)
+        messages = json.loads((root / "built.json").read_text())["messages"]
+        settings = settings_for(root)
+        results = {}
+        if args.store in ("sqlite", "both"):
+            engine, reset = sqlite_store(root, args.tickets, settings)
+            results["sqlite"] = measure("sqlite", engine, settings, args.tickets, messages, reset)
+        if args.store in ("postgresql", "both"):
+            engine, reset = postgres_store(stack, root, args.tickets)
+            results["postgresql"] = measure("postgresql", engine, settings, args.tickets, messages, reset)
+        print(f"\n{args.tickets:,} tickets, {messages:,} messages (wall time; targets in brackets)")
+        print(f"{'':<12}{'lookup ms':>12}{'first s':>10}{'second s':>10}{'steady s':>10}{'report s':>10}")
+        print(f"{'target':<12}{TARGETS['lookup'] * 1000:>12.2f}{TARGETS['first']:>10.1f}{'':>10}"
+              f"{TARGETS['steady']:>10.2f}{TARGETS['report']:>10.1f}")
+        for store, f in results.items():
+            print(f"{store:<12}{f['lookup'] * 1000:>12.3f}{f['first']:>10.2f}{f['second']:>10.2f}"
+                  f"{f['steady']:>10.2f}{f['report']:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
