@@ -43,6 +43,7 @@ import json
 import random
 import resource
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -150,6 +151,16 @@ def measure(label: str, engine, settings, tickets: int, messages: int, reset) ->
     return figures
 
 
+def unbracket(db: Path) -> None:
+    """Store Message-IDs as ingest does, without angle brackets (bench/cli.py's fill keeps them), so
+    replies thread by their headers.  Done once on the pristine store."""
+    conn = sqlite3.connect(db)
+    with conn:
+        if conn.execute("SELECT message_id FROM message WHERE id = 1").fetchone()[0].startswith("<"):
+            conn.execute("UPDATE message SET message_id = substr(message_id, 2, length(message_id) - 2)")
+    conn.close()
+
+
 def sqlite_store(root: Path, tickets: int, settings) -> tuple:
     """(engine, reset) over copies of the pristine SQLite store in root."""
     pristine = root / "inboxd.db"
@@ -211,6 +222,7 @@ def main() -> None:
         else:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inboxd-bench-store-")))
         cli_bench.build(root, args.tickets)
+        unbracket(root / "inboxd.db")
         messages = json.loads((root / "built.json").read_text())["messages"]
         settings = settings_for(root)
         results = {}
