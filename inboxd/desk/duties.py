@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -28,7 +29,7 @@ from inboxd.outbound import outbox
 from inboxd.outbound.compose import tagged_subject
 from inboxd.config import AgentSettings, Settings
 from inboxd.desk.csat import load_secret, make_token, survey_variables
-from inboxd.desk.agentmail import Alert, DigestLine, digest_text
+from inboxd.desk.agentmail import Alert, DigestLine, digest_text, templates_for
 from inboxd.desk.language import ticket_language
 from inboxd.store import duties as store
 from inboxd.store import backup as backup_store
@@ -40,8 +41,7 @@ from inboxd.desk.policies import Policies
 from inboxd.reports.metrics import report_message_id, supervisors, weekly_reports
 from inboxd.reports.prometheus import record_duty_failed
 from inboxd.desk.sla import warn_time
-from inboxd.desk.slaclock import current_pending_since, refresh
-from inboxd.outbound.templates import Templates
+from inboxd.desk.slaclock import current_pending_since, refresh, refresh_many
 from inboxd.desk.threads import TicketTag
 from inboxd.desk import backups, escalation, tiers, workflow
 from inboxd.store import tiers as store_tiers
@@ -50,6 +50,10 @@ from inboxd.desk.workflow import SUPERVISORS, notify_agent
 log = logging.getLogger("inboxd.desk.duties")
 
 TARGETS = store.TARGETS
+
+# A pass's items share a write transaction up to this many, or this long (see `run_due`).
+BATCH_ITEMS = 200
+BATCH_SECONDS = 0.1
 
 
 class Duties:
@@ -60,7 +64,10 @@ class Duties:
         self.settings = settings
         self.policies: Policies = settings.policies
         self.tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
-        self.templates = Templates(settings.template_dirs)
+        # Shared by every Duties over the same folders (escalation.py makes one per customer update):
+        # a Templates of its own compiled each template again, a sixth of a busy pass.
+        self.templates = templates_for(tuple(settings.template_dirs))
+        self._open_counts: dict[str, int] | None = None
 
     # -- the loop ------------------------------------------------------------------
 
@@ -73,16 +80,33 @@ class Duties:
         """
         now = now or _utcnow()
         done: dict[str, int] = {}
+        # Each agent's open tickets, counted once per pass and kept up to date by
+        # the pass's own escalations (`_escalate`): counting them for every
+        # breach scanned every open ticket once per breach.
+        self._open_counts = None
         try:
             for name, candidates, handle in self.duties():
                 count = 0
                 try:
                     with reading(self.engine) as conn:
                         items = candidates(conn, now)
-                    for item in items:
+                    pending = iter(items)
+                    more = bool(items)
+                    while more:
+                        # Items share a write transaction until BATCH_ITEMS or BATCH_SECONDS: a commit
+                        # per item was a fifth of a busy pass.  Each item's claim and work are still
+                        # one unit: a failure rolls the batch back, claims included, and the next
+                        # pass does it again.  The time bound keeps other writers' waits short.
                         with writing(self.engine) as conn:
-                            count += bool(handle(conn, item, now))
+                            started = time.monotonic()
+                            for done_here, item in enumerate(pending, 1):
+                                count += bool(handle(conn, item, now))
+                                if done_here >= BATCH_ITEMS or time.monotonic() - started > BATCH_SECONDS:
+                                    break
+                            else:
+                                more = False
                 except Exception:
+                    self._open_counts = None
                     # Counted for the metrics (inboxd_duties_failed_total), then raised as before.
                     record_duty_failed(name)
                     raise
@@ -113,7 +137,21 @@ class Duties:
         return [ids[i:i + 500] for i in range(0, len(ids), 500)]
 
     def handle_one_sla_refresh(self, conn: Connection, ids: list[int], now: datetime) -> bool:
-        """Recompute due times of tickets that changed since they were last computed."""
+        """Recompute due times of tickets that changed since they were last computed.
+
+        All of the chunk at once (`refresh_many`); a ticket that cannot be
+        computed, or a chunk whose statements fail, is done again one ticket
+        at a time, where each failure is logged and leaves that ticket alone.
+        """
+        try:
+            with conn.begin_nested():
+                failed = refresh_many(conn, ids, self.settings, self.policies, now)
+        except Exception:
+            failed = ids
+        self._refresh_each(conn, failed, now)
+        return True
+
+    def _refresh_each(self, conn: Connection, ids: list[int], now: datetime) -> None:
         for pk in ids:
             try:
                 # A savepoint, so that a statement failing on one ticket leaves
@@ -123,7 +161,6 @@ class Duties:
             except Exception:  # One odd ticket never stops the clock of the others.
                 log.exception("ticket %d: cannot compute its SLA due times", pk)
                 clock_store.mark_computed(conn, pk)
-        return True
 
     def _due(self, conn: Connection, duty: str, low: datetime | None, high: datetime) -> list[tuple]:
         """(ticket, target, due, policy) for unmet promises due in (low, high], not yet claimed for `duty`."""
@@ -176,8 +213,18 @@ class Duties:
         step = tiers.next_step(t.tier, t.team, tiers.agents_of(self.settings.agents))
         # The supervisors' review keeps its old mark, tier 3 or above.
         tier = step if step is not None else max(t.tier, 3)
-        routed = escalation.route(conn, self.settings, tier=step, team=t.team, assignee=t.assignee, keep=True)
+        if self._open_counts is None:
+            self._open_counts = store_tiers.open_counts(conn)
+        counts = self._open_counts
+        routed = escalation.route(conn, self.settings, tier=step, team=t.team, assignee=t.assignee, keep=True,
+                                  open_counts=counts)
         store_tiers.escalate(conn, t.pk, tier=tier, assignee=routed.assignee, now=now)
+        # The ticket is open work (a breach is only ever of an open ticket): it moves between the counts.
+        if routed.assignee != before["assignee"]:
+            if before["assignee"] is not None:
+                counts[before["assignee"]] = counts.get(before["assignee"], 0) - 1
+            if routed.assignee is not None:
+                counts[routed.assignee] = counts.get(routed.assignee, 0) + 1
         t.tier, t.escalated, t.assignee, t.approved_by = tier, True, routed.assignee, None
         # Whoever just had the breach notice needs no second mail about a tier
         # step; the supervisors' review is always announced to them.

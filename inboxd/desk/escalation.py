@@ -19,6 +19,7 @@ Everything runs in the caller's transaction at the caller's `now`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection
@@ -32,15 +33,17 @@ TRIGGERS = ("manual", "sla", "tag", "rule")
 
 
 def route(conn: Connection, settings: Settings, *, tier: int | None, team: str | None,
-          assignee: str | None, keep: bool = False) -> tiers.Routed:
+          assignee: str | None, keep: bool = False, open_counts: Mapping[str, int] | None = None) -> tiers.Routed:
     """Who takes a ticket escalated to `tier` (None: the supervisors, who review it unassigned);
-    `keep`: an automatic escalation, which leaves the ticket with its assignee when tier N has nobody."""
+    `keep`: an automatic escalation, which leaves the ticket with its assignee when tier N has nobody.
+    `open_counts`: each agent's open tickets when the caller keeps them (the scheduler, over a pass), else
+    counted in the store."""
     agents = tiers.agents_of(settings.agents)
     if tier is None:
         # The supervisors review it; a broken promise leaves it with its assignee, as it always did.
         return tiers.Routed(assignee if keep else None, tuple(a.name for a in tiers.supervisors(agents, team)),
                             "to the supervisors")
-    return tiers.decide(tier=tier, team=team, assignee=assignee, agents=agents, open_counts=store.open_counts(conn),
+    return tiers.decide(tier=tier, team=team, assignee=assignee, agents=agents, open_counts=store.open_counts(conn) if open_counts is None else open_counts,
                         mode=settings.policies.scheduler.escalation_assign, keep=keep)
 
 

@@ -130,6 +130,51 @@ def due_times(policy: SlaPolicy | None, facts: ClockFacts, named: str | None = N
     return DueTimes(policy.name, first, next_, resolution)
 
 
+def refresh_many(conn: Connection, ticket_pks: list[int], settings: Settings, policies: Policies,
+                 now: datetime) -> list[int]:
+    """`refresh` for many tickets, reading each input for all of them at once
+    and storing every result in one statement; returns the tickets whose due
+    times could not be computed (left to the caller, unstored).
+
+    The same decisions as `refresh`, from the same rows: the scheduler's
+    first pass after an upgrade refreshes every ticket, and three queries and
+    an update per ticket were most of its time.
+    """
+    inputs = store.clock_inputs_many(conn, ticket_pks)
+    chosen: dict[int, SlaPolicy | None] = {}
+    running, exchange = [], []
+    for pk, (mailbox, priority, status, named, _created, first_response, _version, history) in inputs.items():
+        policy = chosen[pk] = choose_policy(policies, settings, mailbox=mailbox, named=named, priority=priority)
+        if is_running(policy, bool(history)):
+            running.append(pk)
+            if needs_exchange(policy, first_response, status):
+                exchange.append(pk)
+    events = store.status_events_many(conn, running) if running else {}
+    exchanges = store.last_exchange_many(conn, exchange) if exchange else {}
+    rows, failed = [], []
+    for pk in ticket_pks:
+        if pk not in inputs:
+            failed.append(pk)
+            continue
+        _mailbox, _priority, status, named, created, first_response, version, history = inputs[pk]
+        policy = chosen[pk]
+        try:
+            facts = ClockFacts(created_at=parse_time(created), status=status, first_response_at=first_response,
+                               history=bool(history))
+            if is_running(policy, facts.history):
+                last_in, last_out = (parse_time(v) for v in exchanges.get(pk, (None, None)))
+                facts = replace(facts, pauses=tuple(pending_spells(events.get(pk, ()), facts.created_at)),
+                                last_in=last_in, last_out=last_out)
+            dues = due_times(policy, facts, named)
+        except Exception:  # One odd ticket never stops the clock of the others; the caller says why.
+            failed.append(pk)
+            continue
+        rows.append({"pk": pk, "policy": dues.policy, "first": dues.first_response, "next": dues.next_response,
+                     "resolution": dues.resolution, "version": version})
+    store.store_due_times_many(conn, rows)
+    return failed
+
+
 def refresh(conn: Connection, ticket_pk: int, settings: Settings, policies: Policies, now: datetime) -> None:
     """Recompute and store the ticket's SLA policy and due times: read the
     inputs, compute (`due_times`), store them with the version they are for."""

@@ -7,11 +7,12 @@ result with the version it was computed for.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Connection, and_, bindparam, case, func, select, update
 
-from inboxd.store.filing import Prepared
+from inboxd.store.filing import Prepared, PreparedIn
 from inboxd.store.sql import t
 
 
@@ -65,6 +66,41 @@ def store_due_times(conn: Connection, ticket_pk: int, policy: str | None, first_
     """Store the ticket's policy and due times, computed for its `version`."""
     _STORE_DUES.execute(conn, {"pk": ticket_pk, "policy": policy, "first": first_response, "next": next_response,
                                "resolution": resolution, "version": version}).close()
+
+
+# The same reads for many tickets at once, for the scheduler's refresh of
+# every stale ticket (a first pass after an upgrade: all of them): one query
+# per chunk of tickets instead of three per ticket.
+_INPUTS_IN = PreparedIn(lambda ids: select(t.ticket.c.id, *_INPUTS.build(None).selected_columns).where(ids),
+                        t.ticket.c.id)
+_EVENTS_IN = PreparedIn(lambda ids: select(t.event.c.ticket_id, t.event.c.at, t.event.c.action, t.event.c.detail)
+                        .where(ids).order_by(t.event.c.ticket_id, t.event.c.at, t.event.c.id), t.event.c.ticket_id)
+_EXCHANGE_IN = PreparedIn(lambda ids: select(t.message.c.ticket_id, *_EXCHANGE.build(None).selected_columns)
+                          .where(ids).group_by(t.message.c.ticket_id), t.message.c.ticket_id)
+
+
+def clock_inputs_many(conn: Connection, ticket_pks: Sequence[int]) -> dict[int, tuple]:
+    """`clock_inputs` of each ticket in `ticket_pks` that exists, by id."""
+    return {row[0]: tuple(row[1:]) for row in _INPUTS_IN.all(conn, ticket_pks)}
+
+
+def status_events_many(conn: Connection, ticket_pks: Sequence[int]) -> dict[int, list[tuple]]:
+    """`status_events` of each ticket in `ticket_pks`, by id (a ticket with none is left out)."""
+    found: dict[int, list[tuple]] = {}
+    for pk, at, action, detail in _EVENTS_IN.all(conn, ticket_pks):
+        found.setdefault(pk, []).append((at, action, detail))
+    return found
+
+
+def last_exchange_many(conn: Connection, ticket_pks: Sequence[int]) -> dict[int, tuple]:
+    """`last_exchange` of each ticket in `ticket_pks`, by id (a ticket with no message is left out)."""
+    return {pk: (last_in, last_out) for pk, last_in, last_out in _EXCHANGE_IN.all(conn, ticket_pks)}
+
+
+def store_due_times_many(conn: Connection, rows: Sequence[dict]) -> None:
+    """`store_due_times` for many tickets: dicts of pk, policy, first, next, resolution, version."""
+    if rows:
+        _STORE_DUES.executemany(conn, rows)
 
 
 def stale_tickets(conn: Connection) -> list[int]:
