@@ -7,6 +7,8 @@ until every row is `sent`.  It prints the throughput, the per-mail latency
 (the gap between one mail being recorded as sent and the next, which covers
 the claim, the SMTP transaction and the record) and checks that the sink got
 exactly N distinct Message-IDs, every one of them a row that was queued.
+The sink is aiosmtpd in its own process (bench/smtpsink.py), so its work
+does not share this process's interpreter lock.
 
 The IMAP part of the config is never contacted; it only has to validate.
 Usage: python bench/send.py [N ...]   (default: 1000 5000)
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import random
 import secrets
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +34,7 @@ from inboxd.outbound.compose import compose, new_message_id  # noqa: E402
 from inboxd.config import Settings, load_settings  # noqa: E402
 from inboxd.store.engine import db_time, open_store, reading, writing  # noqa: E402
 from inboxd.outbound.sender import Sender  # noqa: E402
-from inboxd.testing.smtp import SmtpSink  # noqa: E402
+from inboxd.testing.ports import free_port  # noqa: E402
 
 PARAGRAPH = ("Hello Li, thank you for writing to us. We have received your message about the replacement "
              "part and a member of the support team will look into the tracking problem shortly. ")
@@ -98,9 +102,45 @@ def fill_outbox(settings: Settings, engine, n: int, seed: int = 7) -> tuple[set[
     return ids, statistics.fmean(len(r[4]) for r in rows)
 
 
+def start_sink(tmp: Path) -> tuple[subprocess.Popen, int, Path]:
+    """bench/smtpsink.py in its own process; (the process, its port, the file it writes a line per mail to)."""
+    port, out = free_port("127.0.0.1"), tmp / "sink.tsv"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "smtpsink.py"), str(port), str(out)])
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port, out
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise SystemExit("the SMTP sink did not start")
+            time.sleep(0.05)
+
+
+def received_ids(out: Path, n: int) -> list[str]:
+    """The Message-IDs the sink recorded, once it has n of them (or after 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        lines = out.read_text(encoding="utf-8").splitlines() if out.exists() else []
+        if len(lines) >= n or time.monotonic() > deadline:
+            return [line.split("\t")[1].strip("<>") for line in lines]
+        time.sleep(0.05)
+
+
 def run(n: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="inboxd-bench-send-") as tmp, SmtpSink() as sink:
-        settings = load_settings(write_config(Path(tmp), sink.port))
+    with tempfile.TemporaryDirectory(prefix="inboxd-bench-send-") as tmp:
+        proc, port, out = start_sink(Path(tmp))
+        try:
+            return _run(n, Path(tmp), port, out)
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def _run(n: int, tmp: Path, port: int, out: Path) -> dict:
+    if True:
+        settings = load_settings(write_config(tmp, port))
         engine = open_store(settings.store.url)
         queued, mean_size = fill_outbox(settings, engine, n)
 
@@ -116,8 +156,7 @@ def run(n: int) -> dict:
                 time.sleep(0.1)
         elapsed = time.perf_counter() - start
 
-        envelopes = sink.wait_for(n)
-        received = [e.message()["Message-ID"].strip("<>") for e in envelopes]
+        received = received_ids(out, n)
         with reading(engine) as conn:
             sent_rows = conn.exec_driver_sql("SELECT count(*) FROM outbox WHERE status = 'sent'").scalar()
         engine.dispose()

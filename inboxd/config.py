@@ -53,7 +53,7 @@ AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day", "per_domain_per_hour", "per_
 OUTBOX_KEYS = ("retry_base", "retry_max", "give_up_after", "lease", "interval", "sent_copy")
 LOG_KEYS = ("level", "file")
 PASSWORD_KEYS = ("password_env", "password_file", "password_command")
-SMTP_KEYS = ("host", "port", "security", "username", *PASSWORD_KEYS, "ca_file", "timeout")
+SMTP_KEYS = ("host", "port", "security", "username", *PASSWORD_KEYS, "ca_file", "timeout", "connections")
 IMAP_KEYS = (
     "host", "port", "security", "username", *PASSWORD_KEYS, "folders", "sent_folder",
     "ca_file", "timeout", "batch_size", "batch_bytes", "idle", "poll_interval",
@@ -242,6 +242,8 @@ class SmtpSettings:
     password: Secret | None = None
     ca_file: Path | None = None
     timeout: float = 30.0
+    # How many connections the sender keeps open to this server at once.
+    connections: int = 4
 
 
 @dataclass(frozen=True)
@@ -729,6 +731,7 @@ def _smtp(table: Table, base: Path) -> SmtpSettings:
         password=table.secret(base, username),
         ca_file=table.optional_path("ca_file", base),
         timeout=table.number("timeout", 30.0),
+        connections=table.integer("connections", 4, low=1, high=64),
     )
 
 

@@ -1,7 +1,8 @@
 """Run inboxd: every mailbox's poller together, once or until told to stop.
 
-`run_once` is one full cycle (sync everything new, send what is due, put
-the Sent copies in place) and reports which mailboxes failed.  `dry_run`
+`run_once` is one full cycle (sync everything new, sending what ingest
+queues while the sync goes on, send what is still due, put the Sent copies
+in place) and reports which mailboxes failed.  `dry_run`
 is the same sync against a throw-away copy of the store, with nothing sent
 and nothing appended: what a first start would do, counted per folder.
 `run_forever` gives each mailbox its own thread with its own connection,
@@ -106,8 +107,19 @@ def run_once(settings: Settings, *, workers: int = 1, progress: Callable[[Progre
     report = CycleReport({})
     tally = _Tally(report, progress)
     try:
-        pollers = _sync_all(settings, sink, tally)
         sender = Sender(engine, settings, clock=clock)
+        # Mail filed early in the sync is sent while the rest is still being
+        # fetched; what is left is drained once the sync is done.
+        synced = threading.Event()
+        sending = threading.Thread(target=_send_while_syncing, args=(sender, sink.nudge, synced),
+                                   name="sender", daemon=True)
+        sending.start()
+        try:
+            pollers = _sync_all(settings, sink, tally)
+        finally:
+            synced.set()
+            sink.nudge.set()
+            sending.join()
         sender.drain()
         Duties(engine, settings).run_due(clock())
         sender.drain()
@@ -250,6 +262,19 @@ def _watch(pollers: list[MailboxPoller], stop: threading.Event, stall: float = S
                           p.mailbox.name, idle)
                 p.beat()
                 p.abort()
+
+
+def _send_while_syncing(sender: Sender, nudge: threading.Event, synced: threading.Event) -> None:
+    """Drain the outbox each time ingest files a batch, until the sync is done (run --once)."""
+    while True:
+        nudge.wait()
+        nudge.clear()
+        if synced.is_set():
+            return
+        try:
+            sender.drain()
+        except Exception:  # The drain after the sync retries.
+            log.exception("sending failed")
 
 
 def _send_forever(sender: Sender, nudge: threading.Event, settings: Settings, stop: threading.Event) -> None:

@@ -1,8 +1,10 @@
 """Step 6: drain the outbox over SMTP; the only aiosmtplib user.
 
-One row at a time is claimed with a compare-and-swap UPDATE (queued, or
-sending with an expired lease, becomes sending), so two daemons never send
-the same row.  The outcome is recorded right after the server answers:
+Rows are claimed in batches with one compare-and-swap UPDATE ... RETURNING
+(queued, or sending with an expired lease, becomes sending), so two daemons
+never send the same row.  A batch is sent over several connections to each
+server at once (`[smtp] connections`, default 4), each connection reused for
+mail after mail; the failures are recorded together once the batch is done:
 
 * accepted: `sent`, never offered again;
 * a temporary failure (4xx, refused connection, time-out, a dropped
@@ -11,19 +13,29 @@ the same row.  The outcome is recorded right after the server answers:
 * a permanent failure (5xx): `failed` at once, with the server's answer
   recorded on the row and in the ticket's history.
 
+A failure on one connection touches only the mail on that connection: the
+connection is dropped and the next mail opens a new one.  The first
+connection to a server is opened alone, so a server that is down (or a
+wrong password) costs one attempt per pass, and the rest of the pass
+leaves it alone; a server that refuses the extra connections is sent to
+over those it accepted.  Mail of one ticket goes out in the order it was
+queued (never two of a ticket at once on different connections).
+
 A crash after the server accepted a mail but before `sent` was recorded
 leaves the row in `sending`; once its lease expires it is offered again with
 the same Message-ID, so at worst a recipient's server sees one Message-ID
 twice (which most clients show once).  That window is kept as small as it
-can be: the envelope (MAIL FROM, RCPT TO) is sent first; then the store's
-write lock is taken on a connection of the sender's own, the claim checked
-to be still ours (a claim whose lease ran out may have gone to another
-daemon, which then sends the mail instead), the message sent with DATA, and
-`sent` written and committed (synchronous=FULL) in the same event-loop step
-as the server's 250 reply, with no wait for a lock in between.  (On
-PostgreSQL, where there is no store-wide lock, the row itself is locked
-before DATA.)  Connections are reused across rows for the same server.  The
-SQL is in `inboxd.store.outbox`.
+can be: the envelope (MAIL FROM, RCPT TO) is sent first on each connection;
+then the connections ready for DATA go through `_Ledger` together, in a
+round: the store's write lock is taken on a connection of the sender's own,
+each claim checked to be still ours (a claim whose lease ran out may have
+gone to another daemon, which then sends the mail instead), DATA sent on
+every connection of the round at once, `sent` written the moment each
+server answers 250, and the round committed (synchronous=FULL) as soon as
+the last answer is in, with no wait for a lock in between.  (On
+PostgreSQL, where there is no store-wide lock, the rows themselves are
+locked before DATA.)  One commit, so one disk flush, covers a round of up
+to `connections` mails.  The SQL is in `inboxd.store.outbox`.
 """
 
 from __future__ import annotations
@@ -33,7 +45,6 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Iterator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -86,7 +97,12 @@ def check_login(settings: SmtpSettings) -> str:
     return asyncio.run(_check(settings))
 
 
-@dataclass(frozen=True)
+# How many rows one claim takes, per connection the servers allow: enough
+# that every connection has mail queued while the batch's round trips run.
+CLAIM_PER_CONNECTION = 8
+
+
+@dataclass(frozen=True, eq=False)
 class Claimed:
     id: int
     ticket_id: int | None
@@ -119,6 +135,10 @@ class LostClaim(Exception):
     """The row's lease ran out and another sender claimed it: it is theirs to send and record."""
 
 
+class _Retired(Exception):
+    """This connection could not be opened while others to the same server work: they take its mail."""
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -133,58 +153,97 @@ class Sender:
         self.clock = clock
         self.on_sent = on_sent or (lambda _mailbox: None)
         self.lock = threading.Lock()
+        servers = [settings.smtp] + [m.smtp for m in settings.mailboxes]
+        self.batch = CLAIM_PER_CONNECTION * max(s.connections for s in servers if s is not None) \
+            if any(servers) else CLAIM_PER_CONNECTION
 
     # -- the rows ----------------------------------------------------------------
 
     def claim(self, now: datetime) -> Claimed | None:
         """Move one due row to `sending` (compare-and-swap); None when nothing is due."""
+        claimed = self.claim_batch(now, 1)
+        return claimed[0] if claimed else None
+
+    def claim_batch(self, now: datetime, limit: int) -> list[Claimed]:
+        """Move up to `limit` due rows to `sending` in one compare-and-swap; [] when nothing is due.
+
+        A row queued with only its description is composed here, outside the
+        claim's transaction, and its bytes kept (one more transaction for the
+        batch), so a retry (or a resend after a crash) sends exactly the same
+        bytes.  Composing is deterministic: a crash before they are kept
+        composes the same bytes again.
+        """
         with writing(self.engine) as conn:
-            row = store.claim_next(conn, now, self.settings.outbox.lease)
-            if row is None:
-                return None
+            rows = store.claim_batch(conn, now, self.settings.outbox.lease, limit)
+        composed: dict[int, bytes] = {}
+        errors: dict[int, str] = {}
+        claimed = []
+        for row in rows:
             data = bytes(row.data)
             if not data and row.spec:
-                # Composed on the first attempt and kept, so a retry (or a
-                # resend after a crash) sends exactly the same bytes.
                 try:
-                    data = compose_spec(row.spec).data
+                    data = composed[row.id] = compose_spec(row.spec).data
                 except ValueError as exc:
-                    data = b""
-                    store.set_error(conn, row.id, f"cannot compose: {exc}")
-                else:
-                    store.set_data(conn, row.id, data)
-        return Claimed(row.id, row.ticket_id, row.mailbox, row.message_id, row.sender, json.loads(row.recipients),
-                       data, row.attempts, row.created_at)
+                    data, errors[row.id] = b"", f"cannot compose: {exc}"
+            claimed.append(Claimed(row.id, row.ticket_id, row.mailbox, row.message_id, row.sender,
+                                   json.loads(row.recipients), data, row.attempts, row.created_at))
+        if composed or errors:
+            with writing(self.engine) as conn:
+                store.set_data_many(conn, composed)
+                for outbox_id, error in errors.items():
+                    store.set_error(conn, outbox_id, error)
+        return claimed
 
-    def _record(self, item: Claimed, now: datetime, outcome: Exception | None) -> str:
-        """Record a failure (`_commit_point` records a success); "lost" when the claim went to another sender."""
+    def _record(self, conn: Connection, item: Claimed, now: datetime, outcome: Exception | None) -> str:
+        """Record a failure (`_Ledger` records a success); "lost" when the claim went to another sender."""
         if outcome is None:
             return "sent"
         if isinstance(outcome, LostClaim):
             return "lost"
         record_smtp_error(item.mailbox,
                           "smtp_temporary" if isinstance(outcome, TemporaryFailure) else "smtp_permanent")
-        with writing(self.engine) as conn:
-            error = str(outcome)[:1000]
-            give_up = now - item.created_at >= self.settings.outbox.give_up_after
-            # Only while the claim is ours: `attempts` grows with every claim.
-            if isinstance(outcome, TemporaryFailure) and not give_up:
-                delay = self.backoff(item.attempts)
-                if not store.requeue(conn, item.id, item.attempts, now + delay, error):
-                    return "lost"
-                log.warning("<%s> temporary failure, retrying in %.0f s: %s", item.message_id,
-                            delay.total_seconds(), error)
-                return "retried"
-            if not store.mark_failed(conn, item.id, item.attempts, error):
+        error = str(outcome)[:1000]
+        give_up = now - item.created_at >= self.settings.outbox.give_up_after
+        # Only while the claim is ours: `attempts` grows with every claim.
+        if isinstance(outcome, TemporaryFailure) and not give_up:
+            delay = self.backoff(item.attempts)
+            if not store.requeue(conn, item.id, item.attempts, now + delay, error):
                 return "lost"
-            if item.ticket_id is not None:
-                store.record_send_failed(
-                    conn, item.ticket_id,
-                    json.dumps({"message_id": item.message_id, "to": item.recipients, "error": error},
-                               ensure_ascii=False),
-                    now)
-            log.error("<%s> not delivered, giving up: %s", item.message_id, error)
-            return "failed"
+            log.warning("<%s> temporary failure, retrying in %.0f s: %s", item.message_id,
+                        delay.total_seconds(), error)
+            return "retried"
+        if not store.mark_failed(conn, item.id, item.attempts, error):
+            return "lost"
+        if item.ticket_id is not None:
+            store.record_send_failed(
+                conn, item.ticket_id,
+                json.dumps({"message_id": item.message_id, "to": item.recipients, "error": error},
+                           ensure_ascii=False),
+                now)
+        log.error("<%s> not delivered, giving up: %s", item.message_id, error)
+        return "failed"
+
+    def _record_all(self, items: list[Claimed], outcomes: dict[Claimed, Exception | None]) -> list[str]:
+        """Each row's result; the failures recorded in one transaction."""
+        now = self.clock()
+        results: list[str] = []
+        failures = [item for item in items if outcomes[item] is not None
+                    and not isinstance(outcomes[item], LostClaim)]
+        recorded: dict[Claimed, str] = {}
+        if failures:
+            with writing(self.engine) as conn:
+                for item in failures:
+                    recorded[item] = self._record(conn, item, now, outcomes[item])
+        for item in items:
+            outcome = outcomes[item]
+            result = recorded.get(item) or ("sent" if outcome is None else "lost")
+            if result == "sent":
+                log.info("<%s> sent to %s", item.message_id, ", ".join(item.recipients))
+                self.on_sent(item.mailbox)
+            elif result == "lost":
+                log.warning("<%s> not sent: its lease ran out and another sender claimed it", item.message_id)
+            results.append(result)
+        return results
 
     def backoff(self, attempts: int) -> timedelta:
         """retry_base doubled per attempt up to retry_max, with ±20 % jitter."""
@@ -195,7 +254,7 @@ class Sender:
     # -- sending -----------------------------------------------------------------
 
     def drain(self) -> DrainReport:
-        """Send everything due now; returns what happened.  Never raises."""
+        """Send everything due now; returns what happened.  Never raises for a server's fault."""
         with self.lock:
             return asyncio.run(self._drain())
 
@@ -206,113 +265,266 @@ class Sender:
 
     async def _drain(self) -> DrainReport:
         report = DrainReport()
-
-        def claimed() -> Iterator[Claimed]:
-            while (item := self.claim(self.clock())) is not None:
-                yield item
-
-        for item, result in zip(*await self._send_all(claimed())):
-            if result == "sent":
-                report.sent += 1
-                report.sent_ids.append(item.id)
-            elif result == "retried":
-                report.retried += 1
-            elif result == "failed":
-                report.failed += 1
+        servers: dict[tuple, _Server] = {}
+        try:
+            with store.ledger(self.engine) as conn:
+                ledger = _Ledger(conn, self.clock)
+                while batch := self.claim_batch(self.clock(), self.batch):
+                    results = self._record_all(batch, await self._send_batch(batch, servers, ledger))
+                    for item, result in zip(batch, results):
+                        if result == "sent":
+                            report.sent += 1
+                            report.sent_ids.append(item.id)
+                        elif result == "retried":
+                            report.retried += 1
+                        elif result == "failed":
+                            report.failed += 1
+        finally:
+            for server in servers.values():
+                await server.close()
         return report
 
     async def _send_claimed(self, items: list[Claimed]) -> list[str]:
-        return (await self._send_all(iter(items)))[1]
-
-    async def _send_all(self, items: Iterator[Claimed]) -> tuple[list[Claimed], list[str]]:
-        """Send each claimed row as it comes, reusing connections; (the rows, their results)."""
-        done: list[Claimed] = []
-        results: list[str] = []
-        clients: dict[tuple, aiosmtplib.SMTP] = {}
-        unreachable: dict[tuple, str] = {}
+        servers: dict[tuple, _Server] = {}
         try:
-            with store.ledger(self.engine) as ledger:
-                for item in items:
-                    outcome = await self._send(item, clients, unreachable, ledger)
-                    result = self._record(item, self.clock(), outcome)
-                    if result == "sent":
-                        log.info("<%s> sent to %s", item.message_id, ", ".join(item.recipients))
-                        self.on_sent(item.mailbox)
-                    elif result == "lost":
-                        log.warning("<%s> not sent: its lease ran out and another sender claimed it",
-                                    item.message_id)
-                    done.append(item)
-                    results.append(result)
+            with store.ledger(self.engine) as conn:
+                outcomes = await self._send_batch(items, servers, _Ledger(conn, self.clock))
+                return self._record_all(items, outcomes)
         finally:
-            for client in clients.values():
-                await _quit(client)
-        return done, results
+            for server in servers.values():
+                await server.close()
 
-    async def _send(self, item: Claimed, clients: dict[tuple, aiosmtplib.SMTP],
-                    unreachable: dict[tuple, str], ledger: Connection) -> Exception | None:
-        if not item.data:
-            return PermanentFailure("cannot compose this mail (see the outbox row's last error)")
-        mailbox = self.settings.mailbox(item.mailbox)
-        smtp = self.settings.smtp_for(mailbox)
-        if smtp is None:
-            return PermanentFailure(f"no SMTP server configured for mailbox {mailbox.name}")
-        key = (smtp.host, smtp.port, smtp.username)
-        if key in unreachable:
-            return TemporaryFailure(unreachable[key])
-        client = clients.get(key)
+    async def _send_batch(self, items: list[Claimed], servers: dict[tuple, "_Server"],
+                          ledger: "_Ledger") -> dict[Claimed, Exception | None]:
+        """Send a batch over every server's connections at once; each row's outcome (None: sent)."""
+        outcomes: dict[Claimed, Exception | None] = {}
+        queues: dict[tuple, _Queue] = {}
+        for item in items:
+            if not item.data:
+                outcomes[item] = PermanentFailure("cannot compose this mail (see the outbox row's last error)")
+                continue
+            mailbox = self.settings.mailbox(item.mailbox)
+            smtp = self.settings.smtp_for(mailbox)
+            if smtp is None:
+                outcomes[item] = PermanentFailure(f"no SMTP server configured for mailbox {mailbox.name}")
+                continue
+            key = (smtp.host, smtp.port, smtp.username)
+            if key not in servers:
+                servers[key] = _Server(smtp)
+            queues.setdefault(key, _Queue()).items.append(item)
+        workers = [self._work(servers[key], index, queue, outcomes, ledger)
+                   for key, queue in queues.items() for index in range(servers[key].smtp.connections)]
+        await asyncio.gather(*workers)
+        return outcomes
+
+    async def _work(self, server: "_Server", index: int, queue: "_Queue",
+                    outcomes: dict[Claimed, Exception | None], ledger: "_Ledger") -> None:
+        """One connection's share of a batch: take the next row, send it, until none is left."""
+        while (item := await queue.take()) is not None:
+            try:
+                outcomes[item] = await self._send(server, index, item, ledger)
+            except _Retired:
+                queue.put_back(item)
+                return
+            finally:
+                queue.done(item)
+
+    async def _send(self, server: "_Server", index: int, item: Claimed, ledger: "_Ledger") -> Exception | None:
+        if server.unreachable is not None:
+            return TemporaryFailure(server.unreachable)
+        client = server.clients.get(index)
         if client is None or not client.is_connected:
             try:
-                client = clients[key] = await _connect(smtp)
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-                # The server or our login is at fault, not this mail: whatever
-                # the code (a 535 for a wrong password, say), it is temporary,
-                # and the rest of this pass leaves that server alone.
-                await _drop(clients, key)
-                code = getattr(exc, "code", None)
-                unreachable[key] = f"{type(exc).__name__}: {code or ''} {getattr(exc, 'message', exc)}".strip()
-                return TemporaryFailure(unreachable[key])
+                client = await server.connect(index)
+            except _Retired:
+                raise
+            except TemporaryFailure as exc:
+                return exc
         try:
             errors = await _envelope(client, item)
             if errors:
                 # Some recipients were refused, the rest accepted: the mail
                 # goes out, so it must not be sent again; the refusals are logged.
                 log.warning("<%s> some recipients refused: %s", item.message_id, errors)
-            return await self._commit_point(client, item, ledger)
+            await ledger.data(client, item)
+            return None
         except LostClaim as exc:
+            try:
+                await client.rset()
+            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError):
+                await server.drop(index)
             return exc
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
-            await _drop(clients, key)
+            await server.drop(index)
             return _classify(min(codes) if codes else 450, str(exc))
         except aiosmtplib.SMTPResponseException as exc:
-            await _drop(clients, key)
+            await server.drop(index)
             return _classify(exc.code, f"{exc.code} {exc.message}")
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
-            await _drop(clients, key)
+            await server.drop(index)
             return TemporaryFailure(f"{type(exc).__name__}: {exc}")
 
-    async def _commit_point(self, client: aiosmtplib.SMTP, item: Claimed, ledger: Connection) -> None:
-        """Send DATA holding the store's write lock, and record `sent` the moment the server accepts.
 
-        The lock is taken before DATA, so after the server's 250 there is
-        nothing to wait for: the UPDATE and its commit follow at once.  Other
-        writers wait for the length of one DATA exchange.  Raises LostClaim
-        (after RSET) when the claim is no longer ours.
-        """
-        # BEGIN IMMEDIATE on SQLite; on PostgreSQL still_claimed locks the row.
-        transaction = ledger.begin()
+class _Server:
+    """One SMTP server's connections during a drain, by worker index."""
+
+    def __init__(self, smtp: SmtpSettings) -> None:
+        self.smtp = smtp
+        self.clients: dict[int, aiosmtplib.SMTP] = {}
+        self.unreachable: str | None = None
+        self.proven = False
+        self.first = asyncio.Lock()
+
+    def live(self, besides: int) -> int:
+        return sum(1 for index, client in self.clients.items() if index != besides and client.is_connected)
+
+    async def connect(self, index: int) -> aiosmtplib.SMTP:
+        """A new connection for worker `index`; TemporaryFailure when the server cannot be reached,
+        _Retired when only this connection fails while others work."""
+        if not self.proven:
+            # The first connection is opened alone: a server that is down (or a
+            # wrong password) costs one attempt, not one per connection.
+            async with self.first:
+                if self.unreachable is not None:
+                    raise TemporaryFailure(self.unreachable)
+                if not self.proven:
+                    return await self._open(index)
+        return await self._open(index)
+
+    async def _open(self, index: int) -> aiosmtplib.SMTP:
         try:
-            if not store.still_claimed(ledger, item.id, item.attempts):
-                transaction.rollback()
-                await client.rset()  # An error here drops the connection, as any SMTP error does.
-                raise LostClaim(item.message_id)
-            await client.data(item.data)
-            store.mark_sent(ledger, item.id, self.clock())
+            client = self.clients[index] = await _connect(self.smtp)
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            await self.drop(index)
+            code = getattr(exc, "code", None)
+            reason = f"{type(exc).__name__}: {code or ''} {getattr(exc, 'message', exc)}".strip()
+            if self.live(index):
+                # The server takes fewer connections than configured: the others carry on.
+                log.info("%s:%s: connection %d not opened (%s); sending over the others",
+                         self.smtp.host, self.smtp.port, index + 1, reason)
+                raise _Retired(reason) from exc
+            # The server or our login is at fault, not this mail: whatever
+            # the code (a 535 for a wrong password, say), it is temporary,
+            # and the rest of this pass leaves that server alone.
+            self.unreachable = reason
+            raise TemporaryFailure(reason) from exc
+        self.proven = True
+        return client
+
+    async def drop(self, index: int) -> None:
+        # After an error the session's state is unknown: start the next mail afresh.
+        client = self.clients.pop(index, None)
+        if client is not None:
+            await _quit(client)
+
+    async def close(self) -> None:
+        for index in list(self.clients):
+            await self.drop(index)
+
+
+class _Queue:
+    """A batch's rows for one server, taken in order, never two of one ticket at once."""
+
+    def __init__(self) -> None:
+        self.items: list[Claimed] = []
+        self.busy: set = set()
+        self.changed = asyncio.Event()
+
+    @staticmethod
+    def _thread(item: Claimed):
+        return item.ticket_id if item.ticket_id is not None else ("to", tuple(item.recipients))
+
+    async def take(self) -> Claimed | None:
+        """The first row whose ticket has no mail in flight; None when the queue is empty."""
+        while self.items:
+            for position, item in enumerate(self.items):
+                if self._thread(item) not in self.busy:
+                    del self.items[position]
+                    self.busy.add(self._thread(item))
+                    return item
+            self.changed.clear()
+            await self.changed.wait()
+        return None
+
+    def put_back(self, item: Claimed) -> None:
+        self.items.insert(0, item)
+
+    def done(self, item: Claimed) -> None:
+        self.busy.discard(self._thread(item))
+        self.changed.set()
+
+
+class _Ledger:
+    """Sends DATA in rounds holding the store's write lock, and records `sent` the moment a server accepts.
+
+    Each connection whose envelope is done asks for DATA; the connections
+    that ask while a round is running go together in the next one.  The
+    lock is taken before DATA, so after a server's 250 there is nothing to
+    wait for: the UPDATE follows at once, and the commit as soon as the
+    round's last answer is in.  Other writers wait for the length of one
+    round.  A claim that is no longer ours gets LostClaim (the caller sends
+    RSET).
+    """
+
+    def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
+        self.conn = conn
+        self.clock = clock
+        self.waiting: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]] = []
+        self.running: asyncio.Task | None = None
+
+    async def data(self, client: aiosmtplib.SMTP, item: Claimed) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((client, item, future))
+        if self.running is None:
+            self.running = asyncio.create_task(self._rounds())
+        await future
+
+    async def _rounds(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                await self._round(batch)
+        finally:
+            self.running = None
+
+    async def _round(self, batch: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]]) -> None:
+        accepted: list[asyncio.Future] = []
+        # BEGIN IMMEDIATE on SQLite; on PostgreSQL still_claimed locks each row.
+        transaction = self.conn.begin()
+        try:
+            ours = []
+            for client, item, future in batch:
+                if store.still_claimed(self.conn, item.id, item.attempts):
+                    ours.append((client, item, future))
+                else:
+                    future.set_exception(LostClaim(item.message_id))
+
+            async def one(client: aiosmtplib.SMTP, item: Claimed, future: asyncio.Future) -> None:
+                try:
+                    await client.data(item.data)
+                except Exception as exc:
+                    future.set_exception(exc)
+                    return
+                store.mark_sent(self.conn, item.id, self.clock())
+                accepted.append(future)
+
+            failed = [r for r in await asyncio.gather(*(one(*entry) for entry in ours), return_exceptions=True)
+                      if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]
             transaction.commit()
-        except BaseException:
+        except BaseException as exc:
             if transaction.is_active:
                 transaction.rollback()
-            raise
+            for _client, _item, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            # The round's callers carry the error on (the store failed, or
+            # the task was cancelled): their rows stay `sending` until the lease ends.
+            return
+        for future in accepted:
+            future.set_result(None)
 
 
 async def _envelope(client: aiosmtplib.SMTP, item: Claimed) -> dict[str, aiosmtplib.SMTPResponse]:
@@ -336,13 +548,6 @@ async def _envelope(client: aiosmtplib.SMTP, item: Claimed) -> dict[str, aiosmtp
     if len(refused) == len(item.recipients):
         raise aiosmtplib.SMTPRecipientsRefused(refused)
     return {exc.recipient: aiosmtplib.SMTPResponse(exc.code, exc.message) for exc in refused}
-
-
-async def _drop(clients: dict[tuple, aiosmtplib.SMTP], key: tuple) -> None:
-    # After an error the session's state is unknown: start the next mail afresh.
-    client = clients.pop(key, None)
-    if client is not None:
-        await _quit(client)
 
 
 def _classify(code: int, text: str) -> Exception:

@@ -24,6 +24,7 @@ SQLite.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -179,6 +180,50 @@ def _candidate(dialect: str):
     return select(due.c.id).order_by(due.c.next_attempt_at, due.c.id).limit(1).scalar_subquery()
 
 
+def _candidates(dialect: str, limit: int):
+    """The ids of the first `limit` due rows (by next_attempt_at, then id), as a subquery for IN."""
+    if dialect == "postgresql":
+        # Locked, skipping rows another claim has locked: two senders claiming
+        # at once get different rows rather than one of them none.
+        due = _o.alias("due")
+        return (select(due.c.id).where(_due(due)).order_by(due.c.next_attempt_at, due.c.id).limit(limit)
+                .with_for_update(skip_locked=True))
+    # As in _candidate: each kind of due row is a range of ix_outbox_due; the
+    # first `limit` of each, merged, hold the first `limit` of both.
+    firsts = []
+    for kind in (_queued_due, _lease_expired):
+        o = _o.alias()
+        firsts.append(select(select(o.c.id, o.c.next_attempt_at).where(kind(o))
+                             .order_by(o.c.next_attempt_at, o.c.id).limit(limit).subquery()))
+    due = union_all(*firsts).subquery("due")
+    return select(due.c.id).order_by(due.c.next_attempt_at, due.c.id).limit(limit)
+
+
+@functools.lru_cache(maxsize=32)
+def _claim_batch_statement(dialect: str, limit: int):
+    # The outer `due` is the compare-and-swap, as in _claim_statement.  On
+    # PostgreSQL the candidates are a CTE, which is run once: as a plain IN
+    # (subquery), the planner joined it again for each row a concurrent
+    # claim had changed, and racing senders got no rows at all.
+    candidates = _candidates(dialect, limit)
+    if dialect == "postgresql":
+        candidates = select(candidates.cte("due_ids").c.id)
+    return (update(_o).where(_o.c.id.in_(candidates), _due(_o))
+            .values(status="sending", claimed_at=_NOW, attempts=_o.c.attempts + 1)
+            .returning(*_CLAIMED))
+
+
+def claim_batch(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[Row]:
+    """Move up to `limit` due rows to `sending` with one compare-and-swap UPDATE ... RETURNING.
+
+    The rows come back in the order they were queued (RETURNING promises
+    no order of its own); each is claimed as claim_next claims one.
+    """
+    rows = conn.execute(_claim_batch_statement(conn.dialect.name, limit),
+                        {"now_": now, "expired_": now - lease}).all()
+    return sorted(rows, key=lambda row: row.id)
+
+
 def _claim_statement(dialect: str):
     # The outer `due` is the compare-and-swap: PostgreSQL evaluates the
     # subquery once and re-checks only this WHERE on the newest version of a
@@ -206,6 +251,15 @@ def claim_next(conn: Connection, now: datetime, lease: timedelta) -> Row | None:
     already counts this claim.
     """
     return conn.execute(_CLAIM[conn.dialect.name], {"now_": now, "expired_": now - lease}).first()
+
+
+_SET_DATA = update(_o).where(_o.c.id == bindparam("id_")).values(data=bindparam("data_"))
+
+
+def set_data_many(conn: Connection, data: dict[int, bytes]) -> None:
+    """set_data for several rows in one executemany."""
+    if data:
+        conn.execute(_SET_DATA, [{"id_": outbox_id, "data_": value} for outbox_id, value in data.items()])
 
 
 def set_data(conn: Connection, outbox_id: int, data: bytes) -> None:
