@@ -67,7 +67,8 @@ def _client(settings: SmtpSettings) -> aiosmtplib.SMTP:
         hostname=settings.host, port=settings.port, timeout=settings.timeout,
         use_tls=settings.security == "tls",
         start_tls=settings.security == "starttls",
-        tls_context=client_context(settings.ca_file),
+        # Building a TLS context loads the system's certificates (milliseconds): only when TLS is used.
+        tls_context=client_context(settings.ca_file) if settings.security != "none" else None,
     )
 
 
@@ -314,7 +315,10 @@ class Sender:
             queues.setdefault(key, _Queue()).items.append(item)
         workers = [self._work(servers[key], index, queue, outcomes, ledger)
                    for key, queue in queues.items() for index in range(servers[key].smtp.connections)]
-        await asyncio.gather(*workers)
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            await ledger.flush()
         return outcomes
 
     async def _work(self, server: "_Server", index: int, queue: "_Queue",
@@ -341,7 +345,11 @@ class Sender:
             except TemporaryFailure as exc:
                 return exc
         try:
-            errors = await _envelope(client, item)
+            ledger.preparing += 1
+            try:
+                errors = await _envelope(client, item)
+            finally:
+                ledger.preparing_done()
             if errors:
                 # Some recipients were refused, the rest accepted: the mail
                 # goes out, so it must not be sent again; the refusals are logged.
@@ -458,38 +466,70 @@ class _Queue:
 class _Ledger:
     """Sends DATA in rounds holding the store's write lock, and records `sent` the moment a server accepts.
 
-    Each connection whose envelope is done asks for DATA; the connections
-    that ask while a round is running go together in the next one.  The
-    lock is taken before DATA, so after a server's 250 there is nothing to
-    wait for: the UPDATE follows at once, and the commit as soon as the
-    round's last answer is in.  Other writers wait for the length of one
-    round.  A claim that is no longer ours gets LostClaim (the caller sends
-    RSET).
+    Each connection whose envelope is done asks for DATA.  A round waits
+    (briefly) for the connections still sending their envelopes, so that
+    one round, and one commit, covers a mail on each connection.  The lock
+    is taken before DATA, so after a server's 250 there is nothing to wait
+    for: the UPDATE follows at once, and the commit as soon as the round's
+    last answer is in.  The commit (a disk flush) runs in a thread: the
+    connections whose mail the round sent go on with their next envelope
+    meanwhile; `flush` waits for it.  Other writers wait for the length of
+    one round.  A claim that is no longer ours gets LostClaim (the caller
+    sends RSET).
     """
+
+    # How long a round waits for connections still sending an envelope.
+    GATHER = 0.05
 
     def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
         self.conn = conn
         self.clock = clock
         self.waiting: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]] = []
         self.running: asyncio.Task | None = None
+        self.preparing = 0
+        self.arrived = asyncio.Event()
+        self.error: BaseException | None = None
+
+    def preparing_done(self) -> None:
+        self.preparing -= 1
+        self.arrived.set()
 
     async def data(self, client: aiosmtplib.SMTP, item: Claimed) -> None:
+        """DATA for `item` in the next round; returns once the server accepted it and `sent` is written
+        (committed by the end of the round: see flush)."""
+        if self.error is not None:
+            raise self.error
         future = asyncio.get_running_loop().create_future()
         self.waiting.append((client, item, future))
+        self.arrived.set()
         if self.running is None:
             self.running = asyncio.create_task(self._rounds())
         await future
 
+    async def flush(self) -> None:
+        """Wait for the rounds under way to be committed; raise if a commit failed."""
+        while self.running is not None:
+            await asyncio.shield(self.running)
+        if self.error is not None:
+            raise self.error
+
     async def _rounds(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            while self.waiting:
+            while self.waiting and self.error is None:
+                deadline = loop.time() + self.GATHER
+                while self.preparing > 0 and loop.time() < deadline:
+                    self.arrived.clear()
+                    try:
+                        await asyncio.wait_for(self.arrived.wait(), deadline - loop.time())
+                    except asyncio.TimeoutError:
+                        break
                 batch, self.waiting = self.waiting, []
                 await self._round(batch)
         finally:
             self.running = None
 
     async def _round(self, batch: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]]) -> None:
-        accepted: list[asyncio.Future] = []
         # BEGIN IMMEDIATE on SQLite; on PostgreSQL still_claimed locks each row.
         transaction = self.conn.begin()
         try:
@@ -507,24 +547,23 @@ class _Ledger:
                     future.set_exception(exc)
                     return
                 store.mark_sent(self.conn, item.id, self.clock())
-                accepted.append(future)
+                future.set_result(None)
 
             failed = [r for r in await asyncio.gather(*(one(*entry) for entry in ours), return_exceptions=True)
                       if isinstance(r, BaseException)]
             if failed:
                 raise failed[0]
-            transaction.commit()
+            # On a thread, so the connections go on with their next envelope during the disk flush.
+            await asyncio.to_thread(transaction.commit)
         except BaseException as exc:
+            # The store failed (or the task was cancelled): what this round
+            # sent stays `sending` until its lease ends, and the drain stops.
+            self.error = exc
             if transaction.is_active:
                 transaction.rollback()
             for _client, _item, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-            # The round's callers carry the error on (the store failed, or
-            # the task was cancelled): their rows stay `sending` until the lease ends.
-            return
-        for future in accepted:
-            future.set_result(None)
 
 
 async def _envelope(client: aiosmtplib.SMTP, item: Claimed) -> dict[str, aiosmtplib.SMTPResponse]:
