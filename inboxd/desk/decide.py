@@ -287,7 +287,8 @@ def decide(m: Incoming, lookup: Lookup, desk: Desk, now: datetime) -> Dispositio
     settings = desk.settings
     mailbox = settings.mailbox(m.mailbox)
     reasons: list[str] = []
-    text = reply_text(m.msg.text)
+    # The parser worker has usually stripped the quotes already.
+    text = m.msg.reply_text if m.msg.reply_text is not None else reply_text(m.msg.text)
     who = classify(m, lookup, desk, text)
     reasons.append(who.why)
     match, who = thread(m, who, lookup, desk)
@@ -422,6 +423,10 @@ def _csat_answer(msg: InboundMessage, text: str, lookup: Lookup,
     scale = desk.policies.csat.scale
     scores = {level.score for level in scale}
     for addr in (*msg.to, *msg.cc):
+        # Nearly every mail is no survey answer: a substring test spares the
+        # address parser (a survey address always holds "+csat-").
+        if "+csat-" not in addr.email.lower():
+            continue
         parsed = parse_survey_address(addr.email)
         if parsed is None:
             continue

@@ -134,6 +134,9 @@ class Delivery:
     reused_id: str = ""
     # The agent who opened the ticket by hand (`inboxd new`, inboxd.desk.newticket); "" for mail.
     opened_by: str = ""
+    # The batch's Message-IDs the store did not hold when the batch began
+    # (one query for the batch, see file_batch); shared by its deliveries.
+    absent_keys: set[str] | None = None
 
 
 class Filer:
@@ -161,10 +164,16 @@ class Filer:
     ) -> BatchResult:
         """File `batch` on `conn` (inside the caller's write transaction)."""
         result = BatchResult()
+        absent = None
+        if parsed is not None:
+            # Which of the batch's Message-IDs are new, asked once for the
+            # batch rather than once per message (see skip_duplicate).
+            keys = {p.message_id for p in parsed if isinstance(p, InboundMessage) and p.message_id}
+            absent = keys - filing.stored_keys(conn, keys)
         for i, fetched in enumerate(batch.messages):
             d = Delivery(batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw, now,
                          arrived=fetched.arrived, history_before=batch.history_before,
-                         raw_path=fetched.raw_path)
+                         raw_path=fetched.raw_path, absent_keys=absent)
             if parsed is not None:
                 d.parsed = parsed[i]
             self.deliver(conn, d, result)
@@ -370,7 +379,14 @@ def skip_duplicate(filer: Filer, conn: Connection, d: Delivery) -> None:
     rules still recognise our ids; and content is compared against the
     stored raw bytes, only when the raw bytes differ.
     """
-    row = filing.message_by_key(conn, d.key)
+    if d.absent_keys is not None and d.key in d.absent_keys:
+        # Not stored when the batch began, and this is the batch's first
+        # mail with the key (the key leaves the set here, so a second copy
+        # in the same batch asks the store, which then holds the first).
+        d.absent_keys.discard(d.key)
+        row = None
+    else:
+        row = filing.message_by_key(conn, d.key)
     if row is not None and not _same_content(conn, d, direction=row[1], raw_sha256=row[2]):
         reused = d.msg.message_id
         d.key = f"{d.key}#{content_hash(d.raw)[:16]}"

@@ -138,6 +138,10 @@ class InboundMessage:
     # order, and its Content-Language header.
     charsets: tuple[str, ...] = ()
     content_language: str | None = None
+    # The new part of `text` (inboxd.mail.quotes.reply_text), worked out by
+    # whoever parsed the mail (the parser worker, in the daemon), so the
+    # filing thread does not; None: not worked out yet.
+    reply_text: str | None = None
 
 
 _MAX_DEPTH = 40

@@ -287,6 +287,26 @@ def message_by_key(conn: Connection, key: str) -> tuple[int, str, str] | None:
     return _BY_KEY.first(conn, {"key": key})
 
 
+_KEYS_IN = PreparedIn(lambda keys: select(_m.message_key).where(keys), _m.message_key)
+# Keys asked for in one statement; lists are padded to a power of two up to
+# this, so a few compiled statements serve every batch.
+_KEYS_PER_QUERY = 256
+
+
+def stored_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
+    """Which of `keys` the store holds a message under: one query per batch
+    instead of one per message (`message_by_key`)."""
+    wanted = sorted(set(keys))
+    found: set[str] = set()
+    for start in range(0, len(wanted), _KEYS_PER_QUERY):
+        chunk = wanted[start:start + _KEYS_PER_QUERY]
+        size = 1 << (len(chunk) - 1).bit_length()
+        # Padding repeats the last key, which changes nothing in an IN list.
+        chunk += [chunk[-1]] * (size - len(chunk))
+        found.update(row[0] for row in _KEYS_IN.all(conn, chunk))
+    return found
+
+
 def is_our_outgoing(conn: Connection, message_id: str) -> bool:
     """Whether we queued a mail with this Message-ID (a relay, an acknowledgement...)."""
     return _OURS.first(conn, {"mid": message_id}) is not None

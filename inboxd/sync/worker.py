@@ -19,10 +19,11 @@ from pathlib import Path
 from inboxd.mail.attachments import save_attachment
 from inboxd.mail.largemail import LARGE_MESSAGE_BYTES, parse_large
 from inboxd.mail.message import InboundMessage, MalformedMessage, parse_message
+from inboxd.mail.quotes import reply_text
 
 
 def parse_one(raw: bytes, max_attachment_bytes: int, data_dir: Path | None = None) -> InboundMessage | MalformedMessage:
-    """Parse `raw`; with `data_dir`, attachments are saved and their content dropped.  Never raises."""
+    """Parse `raw` and find its reply text; with `data_dir`, attachments are saved and their content dropped.  Never raises."""
     try:
         if data_dir is not None and len(raw) > LARGE_MESSAGE_BYTES:
             msg = parse_large(raw, max_attachment_bytes, data_dir)
@@ -32,6 +33,10 @@ def parse_one(raw: bytes, max_attachment_bytes: int, data_dir: Path | None = Non
         return exc
     except Exception as exc:  # A parser bug becomes a quarantine reason.
         return MalformedMessage(f"parse error: {type(exc).__name__}: {exc}")
+    # The quote stripping is a tenth of filing a mail; here it runs in the
+    # worker, beside the filing thread.  (It never raises: a body it cannot
+    # read is kept whole.)
+    msg = replace(msg, reply_text=reply_text(msg.text))
     if data_dir is None or not msg.attachments:
         return msg
     for att in msg.attachments:
