@@ -6,7 +6,8 @@ The store is the one bench/cli.py builds (its `build`/`fill`, imported, not
 copied): N tickets with 10 messages each (customer mail and agent replies in
 turn), sightings, a "created" event and a "message" event per later message,
 a customer row per requester; every ticket's SLA due times not yet computed
-(as after an upgrade or a change of policy).  It is built with sqlite3's
+(as after an upgrade or a change of policy); tickets older than a week
+closed (`prepare`).  It is built with sqlite3's
 executemany into `--keep DIR` (reused by a later run) or a temp dir.  The
 PostgreSQL store is a private cluster (inboxd.testing.postgres) into which
 the SQLite store is copied by `inboxd.store.copy.copy_rows` (the code of
@@ -56,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from bench import cli as cli_bench  # noqa: E402
-from bench.scheduler import settings_for  # noqa: E402
+from inboxd.config import parse_settings  # noqa: E402
 from inboxd.desk.duties import Duties  # noqa: E402
 from inboxd.desk.threads import TicketTag, find_ticket  # noqa: E402
 from inboxd.mail.message import parse_message  # noqa: E402
@@ -68,6 +69,25 @@ from inboxd.testing.mail import make_mail  # noqa: E402
 from inboxd.testing.postgres import PostgresCluster  # noqa: E402
 
 TARGETS = {"lookup": 0.3e-3, "first": 5.0, "steady": 0.3, "report": 1.0}
+
+
+def settings_for(root: Path):
+    """bench/scheduler.py's desk (a business-hours SLA on the CN calendar, warnings, escalation,
+    unassigned alerts, Sunday's weekly report) over bench/cli.py's mailboxes and agents."""
+    imap = {"host": "imap.example.com", "username": "u", "password_env": "X"}
+    return parse_settings({
+        "store": {"url": f"sqlite:///{root / 'inboxd.db'}", "data_dir": str(root / "var")},
+        "mailboxes": [{"name": name, "address": f"{name}@example.com", "imap": imap}
+                      for name in cli_bench.MAILBOXES],
+        "agents": [{"name": n, "email": f"{n}@example.com", "role": "supervisor" if n == "carol" else "agent"}
+                   for n in cli_bench.AGENTS],
+        "calendars": [{"name": "office", "timezone": "Asia/Shanghai", "holidays": "CN"}],
+        "sla": [{"name": "std", "first_response": "4h", "next_response": "8h", "resolution": "3d",
+                 "warn_before": "30m", "calendar": "office", "priority": ["low", "normal", "high", "urgent"]}],
+        "scheduler": {"digest_time": "23:59", "weekly_report_day": "sun", "unassigned_after": "1d",
+                      "unassigned_after_urgent": "1d"},
+        "csat": {"enabled": False},
+    }, root / "inboxd.toml")
 
 
 def now_for(tickets: int) -> datetime:
@@ -151,13 +171,24 @@ def measure(label: str, engine, settings, tickets: int, messages: int, reset) ->
     return figures
 
 
-def unbracket(db: Path) -> None:
-    """Store Message-IDs as ingest does, without angle brackets (bench/cli.py's fill keeps them), so
-    replies thread by their headers.  Done once on the pristine store."""
+def prepare(db: Path, tickets: int) -> None:
+    """Two changes to bench/cli.py's store, made once on the pristine store:
+
+    * Message-IDs stored as ingest stores them, without angle brackets (the
+      fill keeps them), so replies thread by their headers;
+    * a desk that keeps up: tickets created more than a week before `now`
+      that the fill left new, open or pending are closed (solved and closed
+      10 h after they were created), so a week of open work remains (about
+      6,000 tickets, half of them past their resolution time) rather than
+      60,000 tickets two months overdue.
+    """
     conn = sqlite3.connect(db)
     with conn:
         if conn.execute("SELECT message_id FROM message WHERE id = 1").fetchone()[0].startswith("<"):
             conn.execute("UPDATE message SET message_id = substr(message_id, 2, length(message_id) - 2)")
+        week_ago = (now_for(tickets) - timedelta(days=7)).replace(tzinfo=None).isoformat(sep=" ")
+        conn.execute("UPDATE ticket SET status = 'closed', solved_at = updated_at, closed_at = updated_at"
+                     " WHERE status IN ('new', 'open', 'pending') AND created_at < ?", (week_ago,))
     conn.close()
 
 
@@ -222,7 +253,7 @@ def main() -> None:
         else:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inboxd-bench-store-")))
         cli_bench.build(root, args.tickets)
-        unbracket(root / "inboxd.db")
+        prepare(root / "inboxd.db", args.tickets)
         messages = json.loads((root / "built.json").read_text())["messages"]
         settings = settings_for(root)
         results = {}
