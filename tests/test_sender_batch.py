@@ -19,11 +19,14 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, select
 
 from inboxd.config import Settings, load_settings
+from inboxd.daemon import run_once
 from inboxd.outbound import outbox
 from inboxd.outbound.sender import Sender
 from inboxd.store.engine import create_store_engine, migrate, reading, writing
 from inboxd.store.sql import t
+from inboxd.testing.mail import make_mail
 from inboxd.testing.smtp import SmtpSink, _Handler
+from tests.support import write_config
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -236,3 +239,34 @@ def test_mail_of_one_ticket_goes_out_in_the_order_it_was_queued(store_url, tmp_p
         assert Sender(engine, settings, clock=lambda: NOW).drain().sent == 8
         received = [e.message()["Message-ID"].strip("<>") for e in sink.wait_for(8)]
     assert received == ids
+
+
+# -- run --once ------------------------------------------------------------------------
+
+
+def test_run_once_sends_acknowledgements_while_the_sync_is_still_going(tmp_path, dovecot, imap_user, smtp_sink):
+    """The first batch's acknowledgement reaches the server before the last batch is filed.
+
+    The progress display of the first batch waits (up to 60 s) for the
+    sink to have a mail: a cycle that syncs everything before it sends never
+    gets one there."""
+    for n in range(3):
+        dovecot.append(imap_user, "INBOX", make_mail(frm=f"Customer {n} <c{n}@customer.example>",
+                                                     subject=f"Question {n}"))
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], smtp_port=smtp_sink.port,
+                          acks=True, batch_size=1)
+    seen_during_sync: list[int] = []
+
+    def progress(p) -> None:
+        if p.result is not None and p.done == 1:
+            try:
+                smtp_sink.wait_for(1, timeout=60)
+            except AssertionError:
+                pass
+            seen_during_sync.append(len(smtp_sink.envelopes))
+
+    report = run_once(load_settings(config), progress=progress)
+    assert report.failed == []
+    assert seen_during_sync and seen_during_sync[0] >= 1
+    assert sorted(e.rcpt_tos[0] for e in smtp_sink.wait_for(3)) == [f"c{n}@customer.example" for n in range(3)]
+    assert len(smtp_sink.envelopes) == 3
