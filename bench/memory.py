@@ -75,7 +75,7 @@ def fill_maildir(dovecot: Dovecot, user: str, n: int) -> int:
     return total
 
 
-def write_config(tmp: Path, dovecot: Dovecot) -> Path:
+def write_config(tmp: Path, dovecot: Dovecot, imap: str = "") -> Path:
     (tmp / "pw").write_text("secret")
     config = tmp / "inboxd.toml"
     config.write_text(f"""
@@ -93,6 +93,7 @@ security = "tls"
 username = "bench"
 password_file = "{tmp / 'pw'}"
 ca_file = "{dovecot.ca_file}"
+{imap}
 """)
     return config
 
@@ -124,14 +125,14 @@ def run_inboxd(config: Path, code: Path) -> tuple[float, float, float]:
     return elapsed, tree / 2**20, daemon / 2**20
 
 
-def bench(n: int, code: Path) -> None:
+def bench(n: int, code: Path, imap: str = "") -> None:
     with tempfile.TemporaryDirectory(prefix="inboxd-bench-") as tmpdir:
         tmp = Path(tmpdir)
         tmp.chmod(0o711)
         with Dovecot(tmp / "dovecot") as dovecot:
             dovecot.add_user("bench", "secret")
             size = fill_maildir(dovecot, "bench", n)
-            config = write_config(tmp, dovecot)
+            config = write_config(tmp, dovecot, imap)
             seconds, tree, daemon = run_inboxd(config, code)
             db = sqlite3.connect(tmp / "inboxd.db")
             tickets, history = db.execute("select count(*), sum(history) from ticket").fetchone()
@@ -148,7 +149,8 @@ def bench(n: int, code: Path) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--code", type=Path, default=ROOT, help="the source tree whose inboxd runs")
+    ap.add_argument("--imap", default="", help="extra lines for [mailboxes.imap], e.g. 'batch_bytes = 4194304'")
     ap.add_argument("sizes", nargs="*", type=int)
     args = ap.parse_args()
     for size in args.sizes or [10000, 30000, 100000]:
-        bench(size, args.code.resolve())
+        bench(size, args.code.resolve(), args.imap.replace("\\n", "\n"))

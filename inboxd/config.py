@@ -228,7 +228,7 @@ class ImapSettings:
     ca_file: Path | None = None
     timeout: float = 30.0
     batch_size: int = 200
-    batch_bytes: int = 32 * 1024 * 1024
+    batch_bytes: int = 2 * 1024 * 1024
     idle: bool = True
     poll_interval: float = 60.0
 
@@ -757,7 +757,7 @@ def _imap(table: Table, base: Path) -> ImapSettings:
         ca_file=table.optional_path("ca_file", base),
         timeout=table.number("timeout", 30.0),
         batch_size=table.integer("batch_size", 200, low=1, high=5000),
-        batch_bytes=table.integer("batch_bytes", 32 * 1024 * 1024, low=64 * 1024),
+        batch_bytes=table.integer("batch_bytes", 2 * 1024 * 1024, low=64 * 1024),
         idle=table.boolean("idle", True),
         poll_interval=table.number("poll_interval", 60.0),
     )

@@ -77,8 +77,8 @@ def test_large_mail_is_fetched_in_more_batches(tmp_path, dovecot, imap_user):
     assert_all_filed(config)
 
 
-def test_without_a_byte_bound_the_count_decides(tmp_path, dovecot, imap_user):
-    # The default batch_bytes (32 MiB) holds the whole folder: one batch.
+def test_under_the_default_bound_the_count_decides(tmp_path, dovecot, imap_user):
+    # The default batch_bytes (2 MiB) holds the whole folder: one batch.
     sizes, config = sync(tmp_path, dovecot, imap_user, None)
     assert sizes == [len(FOLDER)]
     assert_all_filed(config)

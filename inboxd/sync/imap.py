@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import re
 import queue
+from array import array
 import socket
 import ssl
 import threading
@@ -446,7 +447,9 @@ class MailboxPoller:
                 # store recognises each message by Message-ID or content hash.
                 log.warning("%s/%s: UIDVALIDITY changed from %d to %d; resyncing the folder",
                             self.mailbox.name, folder, known.uidvalidity, uidvalidity)
-        uids = sorted(uid for uid in client.search(["UID", f"{start}:*"]) if uid >= start)
+        # An array, not a list: a first sync of 100,000 mails would keep 3.5 MB
+        # of int objects for the whole sync, where the array keeps 0.8 MB.
+        uids = array("Q", sorted(uid for uid in client.search(["UID", f"{start}:*"]) if uid >= start))
         # The newest UID the server has, so the store can tell the sync lag
         # (UIDNEXT - 1, or the highest UID found when the server gives no UIDNEXT).
         self.sink.server_uid(self.mailbox.name, folder,
@@ -478,13 +481,13 @@ class MailboxPoller:
             except Exception:  # A progress display never stops a sync.
                 log.debug("progress display failed", exc_info=True)
 
-    def _batches(self, client: IMAPClient, folder: str, uidvalidity: int, uids: list[int],
+    def _batches(self, client: IMAPClient, folder: str, uidvalidity: int, uids: array,
                  history_before: datetime | None) -> Iterator[Batch]:
         """The folder's new mail in batches of at most batch_size messages and
         batch_bytes bytes (by RFC822.SIZE, asked first), each with its arrival time."""
         count, limit = self.settings.batch_size, self.settings.batch_bytes
         for m in range(0, len(uids), META_CHUNK):
-            meta_uids = uids[m:m + META_CHUNK]
+            meta_uids = list(uids[m:m + META_CHUNK])
             meta = client.fetch(meta_uids, ["RFC822.SIZE", "INTERNALDATE"])
             present = [uid for uid in meta_uids if uid in meta]
             i = 0
