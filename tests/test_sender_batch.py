@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from sqlalchemy import Engine, select
 
 from inboxd.config import Settings, load_settings
@@ -270,3 +271,55 @@ def test_run_once_sends_acknowledgements_while_the_sync_is_still_going(tmp_path,
     assert seen_during_sync and seen_during_sync[0] >= 1
     assert sorted(e.rcpt_tos[0] for e in smtp_sink.wait_for(3)) == [f"c{n}@customer.example" for n in range(3)]
     assert len(smtp_sink.envelopes) == 3
+
+
+class _LimitedSink(SmtpSink):
+    """A server that takes at most `limit` sessions at once and greets any more with 421."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.open = 0
+        self.refused = 0
+
+    def start(self) -> None:
+        sink = self
+
+        class Limited(SMTP):
+            def connection_made(self, transport) -> None:
+                sink.open += 1
+                super().connection_made(transport)
+
+            def connection_lost(self, exc) -> None:
+                sink.open -= 1
+                super().connection_lost(exc)
+
+            async def _handle_client(self) -> None:
+                if sink.open > sink.limit:
+                    sink.refused += 1
+                    await self.push("421 too many connections")
+                    self.transport.close()
+                    return
+                await super()._handle_client()
+
+        class LimitedController(Controller):
+            def factory(self):
+                return Limited(self.handler, **self.SMTP_kwargs)
+
+        controller = LimitedController(_Handler(self), hostname=self.host, port=self.port, ready_timeout=10)
+        controller.start()
+        self._controller = controller
+
+
+def test_a_server_that_refuses_the_extra_connections_gets_all_the_mail_over_the_others(store_url, tmp_path,
+                                                                                      engines):
+    with _LimitedSink(2) as sink:
+        settings = _settings(tmp_path, store_url, sink.port, connections=4)
+        engine = _engine(store_url, engines)
+        ids = _queue(engine, settings, range(20))
+        report = Sender(engine, settings, clock=lambda: NOW).drain()
+        received = [e.message()["Message-ID"].strip("<>") for e in sink.wait_for(20)]
+    assert (report.sent, report.retried, report.failed) == (20, 0, 0)
+    assert sorted(received) == sorted(ids)
+    assert sink.refused >= 1  # The sender did try for four.
+    assert _statuses(engine) == {"sent": 20}

@@ -319,19 +319,29 @@ class Sender:
             await asyncio.gather(*workers)
         finally:
             await ledger.flush()
+        for item in items:
+            # Never left without an outcome: a row no connection could take waits for the next pass.
+            outcomes.setdefault(item, TemporaryFailure("no connection to the server took this mail"))
         return outcomes
 
     async def _work(self, server: "_Server", index: int, queue: "_Queue",
                     outcomes: dict[Claimed, Exception | None], ledger: "_Ledger") -> None:
         """One connection's share of a batch: take the next row, send it, until none is left."""
-        while (item := await queue.take()) is not None:
-            try:
-                outcomes[item] = await self._send(server, index, item, ledger)
-            except _Retired:
-                queue.put_back(item)
-                return
-            finally:
-                queue.done(item)
+        queue.workers += 1
+        try:
+            while (item := await queue.take()) is not None:
+                try:
+                    outcomes[item] = await self._send(server, index, item, ledger)
+                except _Retired as exc:
+                    if queue.workers > 1:
+                        # Another connection of this batch takes the row.
+                        queue.put_back(item)
+                        return
+                    outcomes[item] = TemporaryFailure(str(exc))
+                finally:
+                    queue.done(item)
+        finally:
+            queue.workers -= 1
 
     async def _send(self, server: "_Server", index: int, item: Claimed, ledger: "_Ledger") -> Exception | None:
         if server.unreachable is not None:
@@ -437,6 +447,7 @@ class _Queue:
     def __init__(self) -> None:
         self.items: list[Claimed] = []
         self.busy: set = set()
+        self.workers = 0
         self.changed = asyncio.Event()
 
     @staticmethod
