@@ -146,7 +146,9 @@ class Duties:
         try:
             with conn.begin_nested():
                 failed = refresh_many(conn, ids, self.settings, self.policies, now)
-        except Exception:
+        except Exception as exc:
+            log.warning("SLA due times of %d tickets at once failed (%s); computing them one by one",
+                        len(ids), " ".join(str(exc).split())[:200])
             failed = ids
         self._refresh_each(conn, failed, now)
         return True

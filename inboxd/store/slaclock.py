@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, case, func, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, update
 
 from inboxd.store.filing import Prepared, PreparedIn
 from inboxd.store.sql import t
@@ -73,8 +73,15 @@ def store_due_times(conn: Connection, ticket_pk: int, policy: str | None, first_
 # per chunk of tickets instead of three per ticket.
 _INPUTS_IN = PreparedIn(lambda ids: select(t.ticket.c.id, *_INPUTS.build(None).selected_columns).where(ids),
                         t.ticket.c.id)
+# Only the events `inboxd.desk.history.status_after` can read a status from
+# (the rest would be decoded and skipped): most events of a busy ticket are
+# its messages.
+# (Equalities, not IN: `Prepared` statements take no expanding parameters.)
+_MAY_CHANGE_STATUS = or_(*(t.event.c.action == action for action in ("created", "merge", "autoclose")),
+                         t.event.c.detail.like("%status%"))
 _EVENTS_IN = PreparedIn(lambda ids: select(t.event.c.ticket_id, t.event.c.at, t.event.c.action, t.event.c.detail)
-                        .where(ids).order_by(t.event.c.ticket_id, t.event.c.at, t.event.c.id), t.event.c.ticket_id)
+                        .where(ids, _MAY_CHANGE_STATUS).order_by(t.event.c.ticket_id, t.event.c.at, t.event.c.id),
+                        t.event.c.ticket_id)
 _EXCHANGE_IN = PreparedIn(lambda ids: select(t.message.c.ticket_id, *_EXCHANGE.build(None).selected_columns)
                           .where(ids).group_by(t.message.c.ticket_id), t.message.c.ticket_id)
 
@@ -85,7 +92,8 @@ def clock_inputs_many(conn: Connection, ticket_pks: Sequence[int]) -> dict[int, 
 
 
 def status_events_many(conn: Connection, ticket_pks: Sequence[int]) -> dict[int, list[tuple]]:
-    """`status_events` of each ticket in `ticket_pks`, by id (a ticket with none is left out)."""
+    """`status_events` of each ticket in `ticket_pks` that can change its status, by id (a ticket with
+    none is left out)."""
     found: dict[int, list[tuple]] = {}
     for pk, at, action, detail in _EVENTS_IN.all(conn, ticket_pks):
         found.setdefault(pk, []).append((at, action, detail))
