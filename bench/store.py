@@ -180,7 +180,8 @@ def prepare(db: Path, tickets: int) -> None:
       that the fill left new, open or pending are closed (solved and closed
       10 h after they were created), so a week of open work remains (about
       6,000 tickets, half of them past their resolution time) rather than
-      60,000 tickets two months overdue.
+      60,000 tickets two months overdue;
+    * each pending ticket has the status event that made it pending.
     """
     conn = sqlite3.connect(db)
     with conn:
@@ -189,6 +190,13 @@ def prepare(db: Path, tickets: int) -> None:
         week_ago = (now_for(tickets) - timedelta(days=7)).replace(tzinfo=None).isoformat(sep=" ")
         conn.execute("UPDATE ticket SET status = 'closed', solved_at = updated_at, closed_at = updated_at"
                      " WHERE status IN ('new', 'open', 'pending') AND created_at < ?", (week_ago,))
+        # A pending ticket got there by an agent's status change, which its history shows (the fill
+        # writes none, so the reminder duty found no pending spell and looked again on every pass).
+        if not conn.execute("SELECT 1 FROM event WHERE action = 'status' LIMIT 1").fetchone():
+            conn.execute("INSERT INTO event (ticket_id, at, actor, action, detail)"
+                         " SELECT id, created_at, 'alice', 'status',"
+                         " '{\"changes\": {\"status\": {\"before\": \"open\", \"after\": \"pending\"}}}'"
+                         " FROM ticket WHERE status = 'pending'")
     conn.close()
 
 
