@@ -47,7 +47,7 @@ def _subject(rng: random.Random) -> str:
     if kind < 0.3:
         return f"Re: [T-{rng.randint(1000, 99999)}] {rng.choice(WIDE_WORDS)}"
     if kind < 0.5:
-        return f"Re: [T-1000] " + " ".join(rng.choice(ASCII_WORDS) for _ in range(rng.randint(1, 20)))
+        return "Re: [T-1000] " + " ".join(rng.choice(ASCII_WORDS) for _ in range(rng.randint(1, 20)))
     return " ".join(_words(rng, rng.randint(1, 12)))
 
 
