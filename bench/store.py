@@ -43,7 +43,6 @@ import contextlib
 import json
 import random
 import resource
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -211,7 +210,10 @@ def sqlite_store(root: Path, tickets: int, settings) -> tuple:
             engine.dispose()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{work}{suffix}").unlink(missing_ok=True)
-        shutil.copyfile(pristine, work)
+        # The backup API, not a file copy: changes still in the pristine store's WAL (while another
+        # connection, such as the PostgreSQL copy's, keeps it from being checkpointed) come along.
+        with contextlib.closing(sqlite3.connect(pristine)) as src, contextlib.closing(sqlite3.connect(work)) as dst:
+            src.backup(dst)
         engines.append(open_store(f"sqlite:///{work}"))
         return engines[-1]
 
