@@ -176,6 +176,11 @@ def test_list_filters_sorts_and_shapes(desk):
     assert ids(sort="id") == ["T-1", "T-2", "T-3", "T-4"]
     assert ids(sort="created", limit=2) == ["T-4", "T-3"]
     assert ids(first_for="alice", status=("new", "open")) == ["T-4", "T-2", "T-1"]
+    # With a limit, the agent's own tickets and the others are two queries; the order is the same.
+    assert ids(first_for="alice", status=("new", "open"), limit=2) == ["T-4", "T-2"]
+    assert ids(first_for="alice", status=("new", "open"), limit=1) == ["T-4"]
+    assert ids(first_for="alice", sort="id", limit=3) == ["T-3", "T-4", "T-1"]
+    assert ids(first_for="bob", sort="id", limit=3) == ["T-1", "T-2", "T-3"]
     # T-3's promise broke too, but it is closed.
     assert ids(overdue_at=T0 + timedelta(hours=5)) == ["T-4"]
     assert ids(overdue_at=T0 + timedelta(hours=3, minutes=30)) == []

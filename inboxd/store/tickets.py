@@ -246,10 +246,20 @@ def list_rows(conn: Connection, *, statuses: Sequence[str] = (), mailbox: str | 
                 and_(tk.c.resolution_due < overdue_at, tk.c.status.in_(OPEN_STATUSES)),
                 and_(tk.c.tier_response_due < overdue_at, tier_response_unmet())),
             tk.c.status.not_in(("solved", "closed"))))
-    order = []
+    stmt = select(*_list_columns()).where(*where)
+    order = [*_order(sort), tk.c.id.desc()]
+    if first_for and limit:
+        # The agent's own tickets, then the others: two queries that each stop at the limit on the
+        # sort's index, rather than ordering every matching ticket by "is it mine" first (a sort of
+        # tens of thousands of rows on a large store, for the 50 an agent's default view shows).
+        mine = conn.execute(stmt.where(tk.c.assignee == first_for).order_by(*order).limit(limit)).all()
+        if len(mine) >= limit:
+            return mine
+        others = or_(tk.c.assignee != first_for, tk.c.assignee.is_(None))
+        return mine + conn.execute(stmt.where(others).order_by(*order).limit(limit - len(mine))).all()
     if first_for:
-        order.append(case((tk.c.assignee == first_for, 0), else_=1))
-    stmt = select(*_list_columns()).where(*where).order_by(*order, *_order(sort), tk.c.id.desc())
+        order.insert(0, case((tk.c.assignee == first_for, 0), else_=1))
+    stmt = stmt.order_by(*order)
     if limit:
         stmt = stmt.limit(limit)
     return conn.execute(stmt).all()
