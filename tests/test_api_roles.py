@@ -12,6 +12,7 @@ how and from where; `--as` is for admins.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -203,3 +204,22 @@ def test_exports_and_per_agent_numbers_are_for_supervisors_and_recorded(desk) ->
     assert log[0]["at"] == "2026-11-30T09:03:00Z"
     assert {e["detail"]["via"] for e in log} == {"api"}
     assert log[2]["detail"]["origin"] == "unix user carol (uid 1000)"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_the_store_owner_is_the_sqlite_files_or_for_postgresql_the_data_dirs(tmp_path: Path) -> None:
+    from inboxd.cli.main import store_owner
+
+    config = tmp_path / "inboxd.toml"
+    config.write_text('[store]\nurl = "sqlite:///desk.db"\n')
+    # Before the store exists, its folder's owner; then the file's.
+    assert store_owner(config) == tmp_path.stat().st_uid
+    (tmp_path / "desk.db").write_bytes(b"")
+    os.chown(tmp_path / "desk.db", 65534, 65534)
+    assert store_owner(config) == 65534
+    # PostgreSQL: the service user's private data_dir decides, not the (root's) config.
+    config.write_text('[store]\nurl = "postgresql+psycopg://inboxd@db/inboxd"\ndata_dir = "files"\n')
+    assert store_owner(config) == config.stat().st_uid
+    (tmp_path / "files").mkdir()
+    os.chown(tmp_path / "files", 65534, 65534)
+    assert store_owner(config) == 65534

@@ -170,7 +170,8 @@ def _user_name(uid: int) -> str:
 
 
 def store_owner(config: Path) -> int | None:
-    """The Unix user who owns the store: of its SQLite file (or folder, before it exists), else of the config.
+    """The Unix user who owns the store: of its SQLite file (or folder, before it exists); for PostgreSQL,
+    of `[store] data_dir` (the daemon's private files), else of the config.
 
     None when the config cannot be read here (then load_settings says why).
     """
@@ -191,6 +192,12 @@ def store_owner(config: Path) -> int | None:
         path = config.parent / match[2]
         if not path.exists():
             path = path.parent
+    elif not match:
+        # A database server decides who connects; on this machine the daemon's files (raw mail,
+        # attachments) are in data_dir, private to the service user, who is therefore the owner.
+        data_dir = store.get("data_dir", "var") if isinstance(store, dict) else "var"
+        if isinstance(data_dir, str) and (config.parent / data_dir).exists():
+            path = config.parent / data_dir
     try:
         return path.stat().st_uid
     except OSError:
