@@ -15,8 +15,8 @@ folder, each into a fresh, empty store of the chosen kind:
    (bench/smtpsink.py, started before the clock, not part of the measured
    tree).  `run --once` exits only when it has done the sync and sent what
    it queued, so its time includes composing every acknowledgement,
-   sending it over SMTP, recording the outcome and appending the copy to
-   the mailbox's Sent folder over IMAP.  The budget is opened wide
+   sending it over SMTP and recording the outcome (and the copy to a Sent
+   folder, if the sender finds one: sent_folder is not set).  The budget is opened wide
    (`per_hour = per_day = 100000`, example.cn a shared domain) so every new
    ticket gets one: the sink's count must equal the acknowledgements queued
    in the outbox, and both are printed.
