@@ -7,8 +7,10 @@ only looks for the file to find the daemon's socket, starts fast.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import tomllib
 from pathlib import Path
 
 # A SQLite store URL: scheme, file path (relative to the config when not absolute), query.
@@ -30,3 +32,22 @@ def find_config_path(explicit: str | Path | None) -> Path:
     if not candidate.is_file():
         raise ConfigError(f"{candidate}: no such file")
     return candidate.absolute()
+
+
+def raw_config(path: Path) -> dict | None:
+    """The config's TOML as it is, unvalidated; None when this user cannot read it (or it is not TOML:
+    then inboxd.config's load says why).  Read once per command, and again only if the file changed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _parsed(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: str, _mtime_ns: int, _size: int) -> dict | None:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return None

@@ -18,7 +18,6 @@ import json
 import os
 import socket
 import ssl
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
@@ -64,12 +63,10 @@ def find_target(config: Path | None) -> Target:
 
 def configured_socket(config: Path | None) -> str | None:
     """The config's [api] socket, if this user can read the config; None otherwise."""
-    if config is None:
-        return None
-    try:
-        with open(config, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
+    from inboxd.configpath import raw_config
+
+    data = raw_config(config) if config is not None else None
+    if data is None:
         return None
     api = data.get("api")
     value = api.get("socket") if isinstance(api, dict) else None

@@ -194,9 +194,7 @@ def _history(c: _Call, p: dict) -> list[dict]:
 def _customer(c: _Call, p: dict) -> dict:
     with reading(c.engine) as conn:
         record = views.customer_view(conn, p["email"])
-    scope = visibility(c.settings, c.caller)
-    if scope is not None:
-        teams, mailboxes, name = scope
+    if visibility(c.settings, c.caller) is not None:
         shown = {t["id"] for t in _list(c, {"requester": p["email"]})}
         record["tickets"] = [t for t in record["tickets"] if t["id"] in shown]
         record["csat"] = [h for h in record["csat"] if h.get("ticket") in shown]
@@ -373,7 +371,8 @@ def _new(c: _Call, p: dict) -> dict:
     if p.get("take") and p.get("assign"):
         raise ApiError(400, "give assign or take, not both")
     mailbox = p["mailbox"]
-    if visibility(c.settings, c.caller) is not None and mailbox not in visibility(c.settings, c.caller)[1]:
+    scope = visibility(c.settings, c.caller)
+    if scope is not None and mailbox not in scope[1]:
         raise ApiError(403, f"{c.me.name} does not work mailbox {mailbox!r} (teams {', '.join(c.me.teams)})")
     form = HandTicket(mailbox=mailbox, requester=p["requester"].strip(), name=(p.get("name") or "").strip(),
                       subject=p["subject"].strip(), text=p["message"],

@@ -72,17 +72,9 @@ def for_token(settings: Settings, agent_name: str, token_id: int, peer: str, act
     return _acting(settings, me, acting_as, "api", f"token {token_id} from {peer}")
 
 
-def for_owner(settings: Settings, user: str, acting_as: str | None) -> Caller:
-    """The store's owner running a command directly: they may act as any agent, and it is recorded."""
-    if acting_as:
-        agent = settings.agent(acting_as)
-        if agent is None:
-            raise Refused(f"unknown agent {acting_as!r}; known agents: "
-                          f"{', '.join(a.name for a in settings.agents)}", status=400)
-        mine = settings.agent_by_login(user)
-        by = None if mine is not None and mine.name == agent.name else f"store owner {user}"
-        return Caller(agent, "cli", f"store owner {user}", by=by, owner=True)
-    agent = settings.agent_by_login(user)
-    if agent is None:
-        raise Refused("who is acting? pass --as AGENT or set $INBOXD_AGENT", status=400)
-    return Caller(agent, "cli", f"store owner {user}", owner=True)
+def for_owner(settings: Settings, user: str, agent: AgentSettings, *, acting: bool) -> Caller:
+    """The store's owner (Unix `user`) running a command directly as `agent`; with --as (`acting`) as
+    another agent than their own, the history says so ("store owner root acting as alice")."""
+    mine = settings.agent_by_login(user)
+    by = f"store owner {user}" if acting and (mine is None or mine.name != agent.name) else None
+    return Caller(agent, "cli", f"store owner {user}", by=by, owner=True)

@@ -111,7 +111,7 @@ class Context:
 
     def _call_directly(self, op: str, params: dict):
         from inboxd.api.handlers import ApiError, Text, handle
-        from inboxd.api.identity import Caller
+        from inboxd.api.identity import for_owner
         from inboxd.api.routes import OPS
 
         settings = self.settings
@@ -128,9 +128,7 @@ class Context:
             from inboxd.config import AgentSettings
 
             agent = AgentSettings(name=user, email="", role="admin")
-        mine = settings.agent_by_login(user)
-        by = None if mine is not None and mine.name == agent.name else f"store owner {user}"
-        caller = Caller(agent, "cli", f"store owner {user}", by=by if self.acting else None, owner=True)
+        caller = for_owner(settings, user, agent, acting=bool(self.acting))
         try:
             out = handle(op, params, caller, settings=settings, engine=_store(settings, create=write), now=_now())
         except ApiError as exc:
@@ -175,14 +173,10 @@ def store_owner(config: Path) -> int | None:
 
     None when the config cannot be read here (then load_settings says why).
     """
-    import tomllib
+    from inboxd.configpath import SQLITE_URL, raw_config
 
-    from inboxd.configpath import SQLITE_URL
-
-    try:
-        with open(config, "rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
+    data = raw_config(config)
+    if data is None:
         return None
     store = data.get("store")
     url = store.get("url", "sqlite:///inboxd.db") if isinstance(store, dict) else "sqlite:///inboxd.db"
