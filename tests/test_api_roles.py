@@ -48,6 +48,14 @@ host = "127.0.0.1"
 username = "billing"
 password_env = "UNUSED_PASSWORD"
 
+[[mailboxes]]
+name = "general"
+address = "hello@example.com"
+[mailboxes.imap]
+host = "127.0.0.1"
+username = "general"
+password_env = "UNUSED_PASSWORD"
+
 [[teams]]
 name = "frontline"
 agents = ["alice", "carol"]
@@ -125,6 +133,10 @@ def test_an_agent_with_teams_sees_only_their_teams_mailboxes_and_own_tickets(des
     assert ids("bob") == sorted([invoice, refund])
     # An agent with no teams, a supervisor and an admin see the whole queue.
     assert ids("dan") == ids("carol") == ids("root") == sorted([support, invoice, refund])
+    # A mailbox no team works is everyone's: its tickets belong to no team.
+    hello = opened(desk, "general", "cy@example.org", "Hello")
+    assert hello in ids("alice") and hello in ids("bob")
+    assert run(desk, "bob", "show", id=hello)["id"] == hello
     # A ticket alice may not see does not exist for her: not shown, not changed, not in a customer's record.
     for op, extra in (("show", {}), ("history", {}), ("take", {}), ("note", {"message": "x"}),
                       ("tag", {"tags": ["vip"]}), ("macro_show", {"name": "none"})):

@@ -93,21 +93,26 @@ def handle(op: str, params: dict, caller: Caller, *, settings: Settings, engine:
 # -- who sees what ----------------------------------------------------------------------------------
 
 
-def visibility(settings: Settings, caller: Caller) -> tuple[tuple[str, ...], tuple[str, ...], str] | None:
-    """None when the caller sees every ticket; else (teams, mailboxes, agent) whose tickets they see."""
+def visibility(settings: Settings, caller: Caller) -> tuple[tuple[str, ...], tuple[str, ...], str,
+                                                             tuple[str, ...]] | None:
+    """None when the caller sees every ticket; else (teams, mailboxes, agent, team mailboxes): an agent with
+    `teams` sees the tickets of those teams, of their mailboxes, their own, and the tickets that belong to no
+    team (a desk that gives its mailboxes no team shares all of its work)."""
     me = caller.agent
     if me.role in SUPERVISORS or not me.teams:
         return None
     mailboxes = tuple(m.name for m in settings.mailboxes if m.team in me.teams)
-    return me.teams, mailboxes, me.name
+    teamed = tuple(m.name for m in settings.mailboxes if m.team)
+    return me.teams, mailboxes, me.name, teamed
 
 
 def _sees(c: _Call, ticket) -> bool:
     scope = visibility(c.settings, c.caller)
     if scope is None:
         return True
-    teams, mailboxes, name = scope
-    return ticket.team in teams or ticket.mailbox in mailboxes or ticket.assignee == name
+    teams, mailboxes, name, teamed = scope
+    return (ticket.team in teams or ticket.mailbox in mailboxes or ticket.assignee == name
+            or (ticket.team is None and ticket.mailbox not in teamed))
 
 
 def _ticket(c: _Call, ref: str):

@@ -60,8 +60,9 @@ class ListFilter:
     requester: str | None = None          # only this customer's tickets (any case)
     fields: tuple[tuple[str, str], ...] = ()   # only tickets with these custom field values
     tier: int | None = None               # only tickets at this support tier
-    # Only what an agent limited to their teams may see: (teams, mailboxes, agent) (inboxd.api.handlers).
-    visible: tuple[tuple[str, ...], tuple[str, ...], str] | None = None
+    # Only what an agent limited to their teams may see: (teams, their mailboxes, agent, every team's
+    # mailboxes) (inboxd.api.handlers).
+    visible: tuple[tuple[str, ...], tuple[str, ...], str, tuple[str, ...]] | None = None
 
 
 def list_tickets(conn: Connection, flt: ListFilter) -> list[dict]:

@@ -195,7 +195,7 @@ def list_rows(conn: Connection, *, statuses: Sequence[str] = (), mailbox: str | 
               overdue_at: datetime | None = None, sort: str = "updated", first_for: str | None = None,
               limit: int | None = None, requester: str | None = None,
               fields: Sequence[tuple[str, str]] = (), tier: int | None = None,
-              visible: tuple[Sequence[str], Sequence[str], str] | None = None) -> list[Row]:
+              visible: tuple[Sequence[str], Sequence[str], str, Sequence[str]] | None = None) -> list[Row]:
     """Tickets matching every filter given, in the order asked (ties: newest id first).
 
     Each row: id, ref, subject, status, priority, mailbox, requester,
@@ -204,14 +204,16 @@ def list_rows(conn: Connection, *, statuses: Sequence[str] = (), mailbox: str | 
     resolution_due, with the timestamps as the contract's ISO text.
     `tags` are JSON-quoted tags (`json.dumps(tag)`), each matched as a whole element.
     `requester` matches the address ignoring case; `fields` are (name, value)
-    pairs of custom fields the ticket must all have.  `visible` (teams, mailboxes, agent) keeps the
-    tickets of those teams, opened in those mailboxes, or assigned to that agent.
+    pairs of custom fields the ticket must all have.  `visible` (teams, mailboxes, agent, team
+    mailboxes) keeps the tickets of those teams, opened in those mailboxes, assigned to that agent, or
+    belonging to no team (no team of its own and opened in none of the team mailboxes).
     """
     tk, m, s = t.ticket, t.message, t.sighting
     where = []
     if visible is not None:
-        teams, mailboxes, agent = visible
-        where.append(or_(tk.c.team.in_(list(teams)), tk.c.mailbox.in_(list(mailboxes)), tk.c.assignee == agent))
+        teams, mailboxes, agent, teamed = visible
+        where.append(or_(tk.c.team.in_(list(teams)), tk.c.mailbox.in_(list(mailboxes)), tk.c.assignee == agent,
+                         and_(tk.c.team.is_(None), tk.c.mailbox.not_in(list(teamed)))))
     if statuses:
         where.append(tk.c.status.in_(list(statuses)))
     if mailbox:
