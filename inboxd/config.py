@@ -23,7 +23,7 @@ import shlex
 import string
 import subprocess
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 from types import MappingProxyType
@@ -41,7 +41,7 @@ from inboxd.configpath import ConfigError, find_config_path  # noqa: E402,F401
 
 # The keys each table accepts.  The reference file must mention every one of them.
 TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply", "outbox", "templates",
-            "reports", "backup", "api")
+            "reports", "backup", "api", "oauth")
 API_KEYS = ("socket", "group", "listen", "cert", "key", "token_days")
 TEMPLATES_KEYS = ("dir",)
 REPORTS_KEYS = ("timezone", "repeat_window")
@@ -53,13 +53,19 @@ AUTOREPLY_KEYS = ("enabled", "per_hour", "per_day", "per_domain_per_hour", "per_
 OUTBOX_KEYS = ("retry_base", "retry_max", "give_up_after", "lease", "interval", "sent_copy")
 LOG_KEYS = ("level", "file")
 PASSWORD_KEYS = ("password_env", "password_file", "password_command")
-SMTP_KEYS = ("host", "port", "security", "username", *PASSWORD_KEYS, "ca_file", "timeout", "connections")
+SMTP_KEYS = ("host", "port", "security", "username", *PASSWORD_KEYS, "ca_file", "timeout", "connections", "auth")
 IMAP_KEYS = (
     "host", "port", "security", "username", *PASSWORD_KEYS, "folders", "sent_folder",
     "ca_file", "timeout", "batch_size", "batch_bytes", "idle", "poll_interval",
+    "write_back", "seen_on_close", "auth",
 )
 MAILBOX_KEYS = ("name", "address", "display_name", "language", "timezone", "confirm_closes", "ack",
-                "note_subaddress", "sla", "team", "history", "history_before", "imap", "smtp")
+                "note_subaddress", "sla", "team", "history", "history_before", "imap", "smtp", "oauth")
+# OAuth2 sign-in (inboxd.oauth): the top-level [oauth] and each mailbox's [mailboxes.oauth].
+OAUTH_KEYS = ("key_file",)
+CLIENT_SECRET_KEYS = ("client_secret_env", "client_secret_file", "client_secret_command")
+MAILBOX_OAUTH_KEYS = ("provider", "client_id", *CLIENT_SECRET_KEYS, "tenant", "scopes",
+                      "device_authorization_endpoint", "token_endpoint", "mechanism")
 AGENT_KEYS = ("name", "email", "login", "display_name", "role", "teams", "tier", "notify", "language", "timezone")
 
 # The desk's sections.  Their keys are declared by the module that gives them
@@ -84,6 +90,8 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "mailboxes": MAILBOX_KEYS,
     "mailboxes.imap": IMAP_KEYS,
     "mailboxes.smtp": SMTP_KEYS,
+    "mailboxes.oauth": MAILBOX_OAUTH_KEYS,
+    "oauth": OAUTH_KEYS,
     "agents": AGENT_KEYS,
     "autoreply": AUTOREPLY_KEYS,
     "outbox": OUTBOX_KEYS,
@@ -101,6 +109,21 @@ LANGUAGES = ("en", "zh", "zh-Hant")
 ROLES = ("agent", "supervisor", "admin")
 NOTIFY_CHOICES = ("all", "assigned", "none")
 HISTORY_CHOICES = ("closed", "open", "skip")
+AUTH_CHOICES = ("password", "oauth2")
+OAUTH_PROVIDERS = ("microsoft", "google", "generic")
+OAUTH_MECHANISMS = ("xoauth2", "oauthbearer")
+# Per provider: the scopes, the endpoints (Microsoft's come from msal) and the SASL mechanism, unless set.
+# Exchange Online speaks only XOAUTH2; Gmail both; OAUTHBEARER (RFC 7628) is the standard one.
+OAUTH_DEFAULTS: Mapping[str, dict[str, Any]] = MappingProxyType({
+    "microsoft": {"scopes": ("https://outlook.office.com/IMAP.AccessAsUser.All",
+                             "https://outlook.office.com/SMTP.Send"),
+                  "device_authorization_endpoint": "", "token_endpoint": "", "mechanism": "xoauth2"},
+    "google": {"scopes": ("https://mail.google.com/",),
+               "device_authorization_endpoint": "https://oauth2.googleapis.com/device/code",
+               "token_endpoint": "https://oauth2.googleapis.com/token", "mechanism": "xoauth2"},
+    "generic": {"scopes": (), "device_authorization_endpoint": "", "token_endpoint": "",
+                "mechanism": "oauthbearer"},
+})
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 PLAIN_PASSWORD = (
@@ -217,6 +240,24 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class OAuthSettings:
+    """[mailboxes.oauth]: how one mailbox signs in with OAuth2 (inboxd.oauth does it)."""
+    mailbox: str
+    provider: str                  # microsoft | google | generic
+    client_id: str
+    # Where `inboxd oauth login` keeps the encrypted refresh token: data_dir/oauth/<mailbox>.token.
+    token_file: Path
+    # The Fernet key: [oauth] key_file, else $INBOXD_SECRET_KEY, else "key" beside the token file.
+    key_file: Path | None = None
+    client_secret: Secret | None = None
+    tenant: str = "organizations"  # Microsoft only
+    scopes: tuple[str, ...] = ()
+    device_authorization_endpoint: str = ""
+    token_endpoint: str = ""
+    mechanism: str = "xoauth2"     # xoauth2 | oauthbearer
+
+
+@dataclass(frozen=True)
 class ImapSettings:
     host: str
     port: int
@@ -231,6 +272,13 @@ class ImapSettings:
     batch_bytes: int = 2 * 1024 * 1024
     idle: bool = True
     poll_interval: float = 60.0
+    # Opt-in writes to the server (inboxd.desk.keywords): the ticket's state as
+    # keywords (or Gmail labels), and \Seen following solved/closed.
+    write_back: bool = False
+    seen_on_close: bool = False
+    # "oauth2": sign in with the mailbox's [mailboxes.oauth] token instead of a password.
+    auth: str = "password"
+    oauth: OAuthSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +292,9 @@ class SmtpSettings:
     timeout: float = 30.0
     # How many connections the sender keeps open to this server at once.
     connections: int = 4
+    # "oauth2" (a mailbox's own [mailboxes.smtp] only): sign in with the mailbox's token.
+    auth: str = "password"
+    oauth: OAuthSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -498,7 +549,8 @@ def parse_settings(data: dict, path: Path) -> Settings:
     tickets = _tickets(top.table("tickets", TICKET_KEYS))
     log = _log(top.table("log", LOG_KEYS), base)
     smtp = _smtp(top.table("smtp", SMTP_KEYS), base) if "smtp" in data else None
-    mailboxes = _mailboxes(top, base)
+    oauth_key = top.table("oauth", OAUTH_KEYS).optional_path("key_file", base)
+    mailboxes = _mailboxes(top, base, store.data_dir, oauth_key)
     agents = _agents(top, mailboxes)
     autoreply = _autoreply(top.table("autoreply", AUTOREPLY_KEYS))
     outbox = _outbox(top.table("outbox", OUTBOX_KEYS))
@@ -732,6 +784,7 @@ def _smtp(table: Table, base: Path) -> SmtpSettings:
         ca_file=table.optional_path("ca_file", base),
         timeout=table.number("timeout", 30.0),
         connections=table.integer("connections", 4, low=1, high=64),
+        auth=_auth(table, mailbox=False),
     )
 
 
@@ -760,10 +813,72 @@ def _imap(table: Table, base: Path) -> ImapSettings:
         batch_bytes=table.integer("batch_bytes", 2 * 1024 * 1024, low=64 * 1024),
         idle=table.boolean("idle", True),
         poll_interval=table.number("poll_interval", 60.0),
+        write_back=table.boolean("write_back", False),
+        seen_on_close=table.boolean("seen_on_close", False),
+        auth=_auth(table, mailbox=True),
     )
 
 
-def _mailboxes(top: Table, base: Path) -> tuple[MailboxSettings, ...]:
+def _auth(table: Table, mailbox: bool) -> str:
+    """A server table's `auth`: "password" (the default) or "oauth2", which takes no password source."""
+    auth = table.choice("auth", "password", AUTH_CHOICES)
+    if auth == "oauth2":
+        if not mailbox and table.path == "smtp":
+            table.fail("auth", "\"oauth2\" signs in as one mailbox: set it in that mailbox's [mailboxes.smtp]")
+        for key in PASSWORD_KEYS:
+            if key in table.data:
+                table.fail(key, "not used with auth = \"oauth2\" (the token comes from `inboxd oauth login`)")
+    return auth
+
+
+def _oauth(table: Table, base: Path, mailbox: str, data_dir: Path, key_file: Path | None) -> OAuthSettings:
+    provider = table.choice("provider", "generic", OAUTH_PROVIDERS)
+    defaults = OAUTH_DEFAULTS[provider]
+    client_id = table.string("client_id").strip()
+    if not client_id:
+        table.fail("client_id", "must not be empty")
+    scopes = table.strings("scopes", defaults["scopes"])
+    if not scopes:
+        table.fail("scopes", f"missing; provider {show(provider)} needs the scopes to ask for")
+    endpoints = {}
+    for key in ("device_authorization_endpoint", "token_endpoint"):
+        value = table.string(key, defaults[key]).strip()
+        if provider == "microsoft" and key in table.data:
+            table.fail(key, "not used with provider \"microsoft\" (msal knows Microsoft's endpoints; set tenant)")
+        if provider != "microsoft" and not re.match(r"https?://\S+$", value):
+            table.fail(key, f"expected an http(s) URL, got {show(value)}" if value else
+                       f"missing; provider {show(provider)} needs it")
+        endpoints[key] = value
+    if "tenant" in table.data and provider != "microsoft":
+        table.fail("tenant", "only used with provider \"microsoft\"")
+    return OAuthSettings(
+        mailbox=mailbox, provider=provider, client_id=client_id,
+        token_file=data_dir / "oauth" / f"{mailbox}.token", key_file=key_file,
+        client_secret=table.secret(base, None, keys=CLIENT_SECRET_KEYS),
+        tenant=table.string("tenant", "organizations").strip() or "organizations",
+        scopes=scopes, mechanism=table.choice("mechanism", defaults["mechanism"], OAUTH_MECHANISMS),
+        **endpoints,
+    )
+
+
+def _with_oauth(table: Table, imap: ImapSettings, smtp: SmtpSettings | None,
+                oauth: OAuthSettings | None) -> tuple[ImapSettings, SmtpSettings | None]:
+    """Give the mailbox's servers that sign in with OAuth2 its token settings; SMTP signs in as the IMAP user."""
+    users = [name for name, server in (("imap", imap), ("smtp", smtp)) if server and server.auth == "oauth2"]
+    if oauth is None:
+        if users:
+            table.fail(f"{users[0]}.auth", "\"oauth2\" needs a [mailboxes.oauth] table for this mailbox")
+        return imap, smtp
+    if not users:
+        table.fail("oauth", "not used: set auth = \"oauth2\" in [mailboxes.imap] or [mailboxes.smtp]")
+    if imap.auth == "oauth2":
+        imap = replace(imap, oauth=oauth)
+    if smtp is not None and smtp.auth == "oauth2":
+        smtp = replace(smtp, oauth=oauth, username=smtp.username or imap.username)
+    return imap, smtp
+
+
+def _mailboxes(top: Table, base: Path, data_dir: Path, oauth_key: Path | None) -> tuple[MailboxSettings, ...]:
     tables = top.tables("mailboxes", MAILBOX_KEYS)
     if not tables:
         top.fail("mailboxes", "at least one [[mailboxes]] entry is required")
@@ -779,12 +894,17 @@ def _mailboxes(top: Table, base: Path) -> tuple[MailboxSettings, ...]:
                     "address", f"duplicate mailbox address {show(address)} (also mailboxes[{index}])"
                 )
         smtp = table.table("smtp", SMTP_KEYS)
+        oauth = table.table("oauth", MAILBOX_OAUTH_KEYS)
+        imap_settings, smtp_settings = _with_oauth(
+            table, _imap(table.table("imap", IMAP_KEYS, required=True), base),
+            _smtp(smtp, base) if smtp.present else None,
+            _oauth(oauth, base, name, data_dir, oauth_key) if oauth.present else None)
         mailboxes.append(MailboxSettings(
             name=name,
             address=address,
             display_name=table.string("display_name", name.capitalize()),
-            imap=_imap(table.table("imap", IMAP_KEYS, required=True), base),
-            smtp=_smtp(smtp, base) if smtp.present else None,
+            imap=imap_settings,
+            smtp=smtp_settings,
             language=table.choice("language", "en", LANGUAGES),
             timezone=table.zone("timezone"),
             confirm_closes=table.boolean("confirm_closes", True),
@@ -991,8 +1111,10 @@ class Table:
         value = self.string(name, "")
         return base / value if value else None
 
-    def secret(self, base: Path, username: str | None) -> Secret | None:
-        given = [key for key in PASSWORD_KEYS if key in self.data]
+    def secret(self, base: Path, username: str | None,
+               keys: tuple[str, str, str] = PASSWORD_KEYS) -> Secret | None:
+        """The secret named by one of `keys` (*_env, *_file, *_command); a password also needs a username."""
+        given = [key for key in keys if key in self.data]
         if not given:
             return None
         if len(given) > 1:
@@ -1001,12 +1123,12 @@ class Table:
         value = self.string(key)
         if value.strip() == "":
             self.fail(key, "must not be empty")
-        if not username:
+        if not username and keys == PASSWORD_KEYS:
             self.fail(key, "a password source is given but no username")
         origin = f"{self.file}: {self.key(key)}"
-        if key == "password_env":
+        if key == keys[0]:
             return Secret(env=value, origin=origin)
-        if key == "password_file":
+        if key == keys[1]:
             return Secret(file=base / value, origin=origin)
         try:
             shlex.split(value)
