@@ -17,6 +17,7 @@ and closed days skipped).
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -110,6 +111,7 @@ class Calendar:
             public is None and not self.extra_holidays and all(h == ((0, 1440),) for h in self.hours)
         )
         object.__setattr__(self, "_always", always)
+        object.__setattr__(self, "_timeline", None)
 
     # --- Public arithmetic.
 
@@ -134,6 +136,11 @@ class Calendar:
             return self.subtract(start, -duration)
         if duration == ZERO or self._always:
             return start + duration
+        found = self._line(start).add(start, duration)
+        return found if found is not None else self._add_walk(start, duration)
+
+    def _add_walk(self, start: datetime, duration: timedelta) -> datetime:
+        """`add` of a positive duration by walking the dates (outside the timeline's span)."""
         remaining = duration
         for day in self._days_from(self._local_date(start), +1, start):
             for a, b in self._day(day):
@@ -217,6 +224,11 @@ class Calendar:
             return ZERO
         if self._always:
             return end - start
+        found = self._line(start).between(start, end)
+        return found if found is not None else self._between_walk(start, end)
+
+    def _between_walk(self, start: datetime, end: datetime) -> timedelta:
+        """`between` for start < end by walking the dates (outside the timeline's span)."""
         total = ZERO
         day, last = self._local_date(start), self._local_date(end)
         while day <= last:
@@ -229,6 +241,15 @@ class Calendar:
         return total
 
     # --- The per-date table everything above is built on.
+
+    def _line(self, at: datetime) -> _Timeline:
+        """The open intervals around ``at`` with their running totals (built once per span of dates)."""
+        line = self._timeline  # type: ignore[attr-defined]
+        if line is None or not line.covers(at):
+            day = self._local_date(at)
+            line = _Timeline(self, day - TIMELINE_BEFORE, day + TIMELINE_AFTER)
+            object.__setattr__(self, "_timeline", line)
+        return line
 
     def hours_on(self, day: date) -> Ranges:
         """The open ranges (minutes since local midnight) of a local date, after holidays."""
@@ -277,6 +298,79 @@ class Calendar:
                     )
             yield day
             day += delta
+
+
+# The span of local dates a calendar's timeline holds around the first instant asked about: a
+# bulk computation (every ticket's due times after an upgrade) stays inside it.
+TIMELINE_BEFORE = timedelta(days=400)
+TIMELINE_AFTER = timedelta(days=800)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+class _Timeline:
+    """A calendar's open intervals over a span of local dates as microseconds since the epoch, with
+    the open time before each one, so that `add` and `between` are two binary searches.
+
+    The same intervals as the per-date walk (`Calendar._day`), so the same results to the
+    microsecond; a question reaching outside the span answers None and the walk does it.
+    Computing every ticket's due times at once made the walk most of the work.
+    """
+
+    def __init__(self, calendar: Calendar, first: date, last: date):
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        # before[i]: open microseconds from the span's start to starts[i]; upto[i]: to ends[i].
+        self.before: list[int] = []
+        self.upto: list[int] = []
+        total, day = 0, first
+        while day < last:
+            for a, b in calendar._day(day):  # type: ignore[attr-defined]
+                a_us, b_us = (a - _EPOCH) // _US, (b - _EPOCH) // _US
+                self.starts.append(a_us)
+                self.ends.append(b_us)
+                self.before.append(total)
+                total += b_us - a_us
+                self.upto.append(total)
+            day += ONE_DAY
+        # Instants from the first local midnight up to the last one are inside the span.
+        self.low = (datetime(first.year, first.month, first.day).replace(tzinfo=calendar.tz) - _EPOCH) // _US
+        self.high = (datetime(last.year, last.month, last.day).replace(tzinfo=calendar.tz) - _EPOCH) // _US
+
+    def covers(self, at: datetime) -> bool:
+        return self.low <= (at - _EPOCH) // _US < self.high
+
+    def _position(self, at_us: int) -> tuple[int, int] | None:
+        """(index of the first interval ending after the instant, open microseconds before the instant)."""
+        i = bisect_right(self.ends, at_us)
+        if i == len(self.ends):
+            return None
+        return i, self.before[i] + max(0, at_us - self.starts[i])
+
+    def add(self, start: datetime, duration: timedelta) -> datetime | None:
+        """`Calendar.add` for a positive duration of business time, or None when outside the span."""
+        s = (start - _EPOCH) // _US
+        if not self.low <= s < self.high:
+            return None
+        found = self._position(s)
+        if found is None:
+            return None
+        target = found[1] + duration // _US
+        # The first interval in which the time runs out: ending on a closing time returns that closing time.
+        j = bisect_left(self.upto, target)
+        if j == len(self.upto):
+            return None
+        return _EPOCH + timedelta(microseconds=self.starts[j] + target - self.before[j])
+
+    def between(self, start: datetime, end: datetime) -> timedelta | None:
+        """`Calendar.between` for start < end, or None when outside the span."""
+        s, e = (start - _EPOCH) // _US, (end - _EPOCH) // _US
+        if not (self.low <= s < self.high and self.low <= e < self.high):
+            return None
+        a, b = self._position(s), self._position(e)
+        if a is None or b is None:
+            return None
+        return timedelta(microseconds=b[1] - a[1])
 
 
 ALWAYS = Calendar(name="24x7", tz=ZoneInfo("UTC"), hours=(((0, 1440),),) * 7)
