@@ -41,7 +41,9 @@ from inboxd.configpath import ConfigError, find_config_path  # noqa: E402,F401
 
 # The keys each table accepts.  The reference file must mention every one of them.
 TOP_KEYS = ("store", "tickets", "log", "smtp", "mailboxes", "agents", "autoreply", "outbox", "templates",
-            "reports", "backup", "api", "oauth")
+            "reports", "backup", "api", "oauth", "agent_mail")
+# [agent_mail]: commands by mail and whom they are trusted from (inboxd.desk.mailcommands, .authresults).
+AGENT_MAIL_KEYS = ("trust", "authserv_id")
 API_KEYS = ("socket", "group", "listen", "cert", "key", "token_days")
 TEMPLATES_KEYS = ("dir",)
 REPORTS_KEYS = ("timezone", "repeat_window")
@@ -57,7 +59,7 @@ SMTP_KEYS = ("host", "port", "security", "username", *PASSWORD_KEYS, "ca_file", 
 IMAP_KEYS = (
     "host", "port", "security", "username", *PASSWORD_KEYS, "folders", "sent_folder",
     "ca_file", "timeout", "batch_size", "batch_bytes", "idle", "poll_interval",
-    "write_back", "seen_on_close", "auth",
+    "write_back", "seen_on_close", "auth", "command_folders",
 )
 MAILBOX_KEYS = ("name", "address", "display_name", "language", "timezone", "confirm_closes", "ack",
                 "note_subaddress", "sla", "team", "history", "history_before", "imap", "smtp", "oauth")
@@ -99,6 +101,7 @@ KNOWN_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "reports": REPORTS_KEYS,
     "backup": BACKUP_KEYS,
     "api": API_KEYS,
+    "agent_mail": AGENT_MAIL_KEYS,
 })
 
 SECURITY_CHOICES = ("tls", "starttls", "none")
@@ -109,6 +112,10 @@ LANGUAGES = ("en", "zh", "zh-Hant")
 ROLES = ("agent", "supervisor", "admin")
 NOTIFY_CHOICES = ("all", "assigned", "none")
 HISTORY_CHOICES = ("closed", "open", "skip")
+# What a command folder may do ([mailboxes.imap] command_folders; inboxd.desk.foldercommands).
+FOLDER_COMMANDS = ("close", "solve", "pending", "spam")
+# Whom commands by mail are trusted from: nobody, or a sender the admin's server authenticated.
+TRUST_CHOICES = ("none", "auth-results")
 AUTH_CHOICES = ("password", "oauth2")
 OAUTH_PROVIDERS = ("microsoft", "google", "generic")
 OAUTH_MECHANISMS = ("xoauth2", "oauthbearer")
@@ -279,6 +286,9 @@ class ImapSettings:
     # "oauth2": sign in with the mailbox's [mailboxes.oauth] token instead of a password.
     auth: str = "password"
     oauth: OAuthSettings | None = None
+    # Folders that are commands (inboxd.desk.foldercommands): a message moved there is acted on, then moved
+    # back.  Folder name -> one of FOLDER_COMMANDS; empty: none (the default, read-only).
+    command_folders: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -424,6 +434,18 @@ DEFAULT_API_SOCKET = Path("/run/inboxd/api.sock")
 
 
 @dataclass(frozen=True)
+class AgentMailSettings:
+    """[agent_mail]: whether agents' commands by mail are trusted (inboxd.desk.authresults).
+
+    "none" (the default): no command by mail runs, and the agent is told why;
+    "auth-results": a command runs when the admin's receiving server (one of
+    `authserv_id`) vouched for the agent's address in its Authentication-Results.
+    """
+    trust: str = "none"
+    authserv_id: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     """[api]: where the daemon serves the CLI's API (inboxd.api.server).
 
@@ -462,6 +484,7 @@ class Settings:
     templates_dir: Path = SHIPPED_TEMPLATES
     backup: BackupSettings | None = None
     api: ApiSettings = ApiSettings()
+    agent_mail: AgentMailSettings = AgentMailSettings()
 
     def mailbox(self, name: str) -> MailboxSettings:
         """The mailbox called name; LookupError (one line) when there is none."""
@@ -567,10 +590,11 @@ def parse_settings(data: dict, path: Path) -> Settings:
     backup = _backup(top.table("backup", BACKUP_KEYS), base) if "backup" in data else None
     macros = read_macros(top, agents=agents)
     api = _api(top.table("api", API_KEYS), base)
+    agent_mail = _agent_mail(top.table("agent_mail", AGENT_MAIL_KEYS))
     return Settings(
         path=path, store=store, smtp=smtp, mailboxes=mailboxes, agents=agents, tickets=tickets, log=log,
         policies=policies, macros=macros, autoreply=autoreply, outbox=outbox, reports=reports,
-        templates_dir=templates_dir, backup=backup, api=api,
+        templates_dir=templates_dir, backup=backup, api=api, agent_mail=agent_mail,
     )
 
 
@@ -724,6 +748,18 @@ def _backup(table: Table, base: Path) -> BackupSettings:
                           key_file=table.optional_path("key_file", base))
 
 
+def _agent_mail(table: Table) -> AgentMailSettings:
+    trust = table.choice("trust", "none", TRUST_CHOICES)
+    value = table.get("authserv_id", ())
+    ids = (value,) if isinstance(value, str) else value
+    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) and i.strip() for i in ids):
+        table.fail("authserv_id", f"must be a server name or a list of them, got {show(value)}")
+    if trust == "auth-results" and not ids:
+        table.fail("authserv_id", 'trust = "auth-results" needs the authserv-id your receiving server writes'
+                                  ' in its Authentication-Results (e.g. "mx.example.com")')
+    return AgentMailSettings(trust=trust, authserv_id=tuple(i.strip() for i in ids))
+
+
 def _api(table: Table, base: Path) -> ApiSettings:
     socket = table.string("socket", str(DEFAULT_API_SOCKET))
     listen = table.string("listen", "") or None
@@ -816,7 +852,24 @@ def _imap(table: Table, base: Path) -> ImapSettings:
         write_back=table.boolean("write_back", False),
         seen_on_close=table.boolean("seen_on_close", False),
         auth=_auth(table, mailbox=True),
+        command_folders=_command_folders(table, folders),
     )
+
+
+def _command_folders(table: Table, folders: tuple[str, ...]) -> Mapping[str, str]:
+    """[mailboxes.imap] command_folders: { "Desk/Close" = "close", ... }, each value one of FOLDER_COMMANDS."""
+    value = table.get("command_folders", {})
+    if not isinstance(value, dict):
+        table.fail("command_folders", f"must be a table of folder = command, got {show(value)}")
+    for folder, command in value.items():
+        key = f"command_folders.{folder}"
+        if not folder.strip():
+            table.fail(key, "the folder name must not be empty")
+        if folder in folders:
+            table.fail(key, f"{show(folder)} is synced as mail (folders); a command folder must be another one")
+        if command not in FOLDER_COMMANDS:
+            table.fail(key, f"unknown folder command {show(command)}; use one of {', '.join(FOLDER_COMMANDS)}")
+    return MappingProxyType(dict(value))
 
 
 def _auth(table: Table, mailbox: bool) -> str:

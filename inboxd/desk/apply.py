@@ -334,6 +334,21 @@ def relay(filer: Filer, conn: Connection, d: Delivery) -> None:
            actor=agent.name)
 
 
+def mail_commands(filer: Filer, conn: Connection, d: Delivery) -> None:
+    """An agent's commands by mail: kept to run once the batch is committed, or the refusal told to the agent
+    (inboxd.desk.agentcommands; `decide` planned which)."""
+    plan, agent = d.disposition.commands, d.disposition.agent
+    if plan is None or agent is None or d.ticket_pk is None:
+        return
+    from inboxd.desk import agentcommands
+    from inboxd.store.mailcommands import pending_key
+
+    d.commands_waiting = agentcommands.record(
+        conn, filer.settings, ticket_pk=d.ticket_pk, ref=d.ticket_ref, agent=agent, plan=plan,
+        key=pending_key(d.mailbox, d.folder, d.key), origin=_by_mail(d, d.disposition.sender), at=d.at or d.now,
+        now=d.now)
+
+
 def _by_mail(d: Delivery, sender: str) -> dict:
     """How an agent acted by mail, in the words the CLI's and the API's events use (via, origin)."""
     return {"via": "mail", "origin": f"mail from {sender} in {d.mailbox}/{d.folder}"}

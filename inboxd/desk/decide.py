@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from inboxd.config import AgentSettings, Settings
-from inboxd.desk import confirm, tiers
+from inboxd.desk import authresults, confirm, mailcommands, tiers
 from inboxd.desk.autoreply import AckContext, is_automatic, may_auto_reply
 from inboxd.desk.csat import is_low, legacy_score, parse_answer, parse_survey_address
 from inboxd.desk.csat import label as csat_label
@@ -276,6 +276,8 @@ class Disposition:
     reasons: tuple[str, ...] = ()
     # The customer's written language (zh or zh-Hant for a Chinese mailbox), chosen on a new ticket.
     language: LanguageChoice | None = None
+    # An agent's commands by mail (inboxd.desk.mailcommands): run once the mail is filed, or refused.
+    commands: mailcommands.Plan | None = None
 
 
 # -- deciding ------------------------------------------------------------------------
@@ -293,6 +295,9 @@ def decide(m: Incoming, lookup: Lookup, desk: Desk, now: datetime) -> Dispositio
     reasons.append(who.why)
     match, who = thread(m, who, lookup, desk)
     reasons.append(f"ticket: {match.reason}")
+    if who.text is not None:
+        # The command lines are the desk's, not the customer's or the note's.
+        text = who.text
     join, match, rows = plan_join(match, lookup, m.at, m.history, settings.tickets.reopen_window)
     if join is not None:
         reasons.append(f"joins {', '.join(o.ref for o in join.others)} into {join.survivor.ref}")
@@ -350,7 +355,8 @@ def decide(m: Incoming, lookup: Lookup, desk: Desk, now: datetime) -> Dispositio
         kind=who.kind, direction=who.direction, ticket=ticket, agent=who.agent, note_reason=who.note_reason,
         join=join, bounce=who.bounce, bounce_marks=marks, csat=csat, confirm=confirmation, routing=routing,
         clock=who.kind in ("customer", "agent") and not m.history, ack=ack, relay=relay, notify=notify,
-        reply_text=text, sender=_sender_address(m.msg), reasons=tuple(reasons), language=language)
+        reply_text=text, sender=_sender_address(m.msg), reasons=tuple(reasons), language=language,
+        commands=who.commands)
 
 
 def _sender_address(msg: InboundMessage) -> str:
@@ -371,6 +377,8 @@ class Who:
     relay: bool = False
     note_reason: str = ""
     why: str = "customer mail"
+    commands: mailcommands.Plan | None = None
+    text: str | None = None          # the reply text without its command lines
 
 
 def classify(m: Incoming, lookup: Lookup, desk: Desk, text: str) -> Who:
@@ -403,12 +411,44 @@ def classify(m: Incoming, lookup: Lookup, desk: Desk, text: str) -> Who:
         # An agent's out-of-office reply is kept for the record, never relayed.
         why = f"automatic mail from agent {agent.name}: {automatic}"
         return Who(kind="note", agent=agent, note_reason=why, why=why)
+    parsed = mailcommands.parse(text) if not m.history else mailcommands.Parsed()
+    if parsed.actions or parsed.errors:
+        return _commands(m, parsed, agent, desk, to_note)
     if first_line.startswith("#note") or to_note:
         return Who(kind="note", agent=agent, note_reason="internal note by email", why="internal note by email")
     if m.history:
         # An agent's mail from the past is a record; it was answered long ago.
         return Who("out", "agent", agent=agent, why=f"agent {agent.name}'s mail from the past")
     return Who("out", "agent", agent=agent, relay=True, why=f"agent {agent.name}'s answer, to be relayed")
+
+
+def _commands(m: Incoming, parsed: mailcommands.Parsed, agent: AgentSettings, desk: Desk, to_note: bool) -> Who:
+    """An agent's mail that starts with command lines (see inboxd.desk.mailcommands).
+
+    The commands run once the mail is filed, when the sender is trusted;
+    else none runs and the agent is told why.  The rest of the mail goes to
+    the customer; it is a note after #note, to the +note address, and when
+    the commands are refused (it was meant to go with them) or nothing is left.
+    """
+    trust = sender_trust(m, agent, desk)
+    plan = mailcommands.plan(parsed, trust.trusted, trust.reason)
+    lines = ", ".join(c.line for c in parsed.commands) or ", ".join(e.line for e in parsed.errors)
+    if plan.refused:
+        why = f"commands by mail from agent {agent.name} refused ({lines}): {plan.refused[0].reason}"
+        return Who(kind="note", agent=agent, note_reason=why, why=why, commands=plan)
+    why = f"commands by mail from agent {agent.name}: {lines} ({trust.reason})"
+    if parsed.note or to_note or not parsed.rest.strip():
+        return Who(kind="note", agent=agent, note_reason=why, why=why, commands=plan, text=parsed.rest)
+    return Who("out", "agent", agent=agent, relay=True, why=f"{why}; the rest relayed", commands=plan,
+               text=parsed.rest)
+
+
+def sender_trust(m: Incoming, agent: AgentSettings, desk: Desk) -> authresults.Trust:
+    """Whether the agent's mail may carry commands: [agent_mail] trust, and the receiving server's verdict."""
+    config = desk.settings.agent_mail
+    if config.trust != "auth-results":
+        return authresults.Trust(False, 'commands by mail are off ([agent_mail] trust is "none")')
+    return authresults.check(authresults.headers_of(m.raw), agent.email, config.authserv_id)
 
 
 def _csat_answer(msg: InboundMessage, text: str, lookup: Lookup,
@@ -473,7 +513,7 @@ def thread(m: Incoming, who: Who, lookup: Lookup, desk: Desk) -> tuple[ThreadMat
         # An agent writing to the shared address about no ticket (say, a
         # forwarded customer mail) opens one like anybody else, and nothing
         # is relayed or noted.
-        who = replace(who, direction="in", kind="customer", relay=False,
+        who = replace(who, direction="in", kind="customer", relay=False, commands=None, text=None,
                       why=f"agent {who.agent.name} writing about no ticket: a customer's mail")
     return match, who
 

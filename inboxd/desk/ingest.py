@@ -45,8 +45,9 @@ from pathlib import Path
 from sqlalchemy import Connection
 
 from inboxd.config import Settings
-from inboxd.desk.apply import (acknowledge, clock, join_threads, note_bounce, note_reused_id, notify_agents,
-                               open_or_update_ticket, record_csat, record_sighting, relay, route, store_message)
+from inboxd.desk.apply import (acknowledge, clock, join_threads, mail_commands, note_bounce, note_reused_id,
+                               notify_agents, open_or_update_ticket, record_csat, record_sighting, relay, route,
+                               store_message)
 from inboxd.desk.decide import Desk, Disposition, Done, Incoming, Quarantined, decide
 from inboxd.mail.largemail import header_block, read_head
 from inboxd.mail.message import InboundMessage, MalformedMessage, clean_text, content_hash, extract_message_id
@@ -97,6 +98,7 @@ class BatchResult:
     history_tickets: int = 0      # of new_tickets, those made from history
     skipped: int = 0              # history not filed (history = "skip")
     acks: int = 0                 # acknowledgements queued
+    commands: int = 0             # mails whose commands by mail wait to run (inboxd.desk.agentcommands)
 
     def add(self, other: BatchResult) -> None:
         for name in self.__dataclass_fields__:
@@ -137,6 +139,8 @@ class Delivery:
     # The batch's Message-IDs the store did not hold when the batch began
     # (one query for the batch, see file_batch); shared by its deliveries.
     absent_keys: set[str] | None = None
+    # An agent's commands by mail wait to run once the batch is committed (inboxd.desk.agentcommands).
+    commands_waiting: bool = False
 
 
 class Filer:
@@ -211,6 +215,7 @@ class Filer:
             result.new_tickets += 1
             result.history_tickets += d.history
         result.acks += d.acked
+        result.commands += d.commands_waiting
         # One line per message is for debugging; progress is logged per batch.
         log.debug(
             "<%s> filed on %s (%s) from %s/%s uid %d",
@@ -488,6 +493,7 @@ PIPELINE: tuple[Callable[[Filer, Connection, Delivery], None], ...] = (
     clock,
     acknowledge,
     relay,
+    mail_commands,
     notify_agents,
 )
 

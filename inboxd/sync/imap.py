@@ -49,6 +49,7 @@ from typing import Any, Protocol
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from inboxd import oauth
 from inboxd.tls import client_context
 from inboxd.config import ImapSettings, MailboxSettings
 from inboxd.desk.ingest import Batch, BatchResult, Fetched, FolderCheckpoint
@@ -91,6 +92,11 @@ class BatchSink(Protocol):
     def pending_copies(self, mailbox: str) -> list[tuple[int, bytes]]: ...
     def claim_copies(self, mailbox: str) -> list[tuple[int, bytes]]: ...
     def copy_done(self, outbox_id: int) -> None: ...
+    # Write-back (inboxd.store.writeback): what is due, what the server took, what a folder allows.
+    def writeback_due(self, mailbox: str, folder: str, uidvalidity: int, mode: str, after_uid: int) -> list: ...
+    def writeback_done(self, mailbox: str, folder: str, uidvalidity: int, mode: str, done: list, stores: int,
+                       error: str | None) -> None: ...
+    def writeback_folder(self, mailbox: str, folder: str, *, keywords: bool, seen: bool, gmail: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -122,11 +128,24 @@ def connect(settings: ImapSettings) -> IMAPClient:
     # for a 41 MiB mail.  Level 4 still logs every line read and sent.
     client._imap.debug = 4
     try:
-        client.login(settings.username, settings.password.reveal() if settings.password else "")
+        if settings.oauth is not None:
+            _oauth_login(client, settings)
+        else:
+            client.login(settings.username, settings.password.reveal() if settings.password else "")
     except Exception:
         _logout_quietly(client)
         raise
     return client
+
+
+def _oauth_login(client: IMAPClient, settings: ImapSettings) -> None:
+    """Sign in with the mailbox's OAuth2 access token (refreshed first when it is near its end)."""
+    # inboxd.oauth raises its own OAuthError (a refresh that failed) before anything is sent.
+    token = oauth.access_token(settings.oauth).token
+    if settings.oauth.mechanism == "oauthbearer":
+        client.oauthbearer_login(settings.username, token)
+    else:
+        client.oauth2_login(settings.username, token)
 
 
 def check_login(settings: ImapSettings, folders: tuple[str, ...] = ()) -> str:
@@ -207,7 +226,8 @@ class MailboxPoller:
 
     def __init__(self, mailbox: MailboxSettings, sink: BatchSink, stop: threading.Event | None = None, *,
                  progress: Callable[[Progress], None] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), copies: bool = True):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), copies: bool = True,
+                 writes: bool = True):
         self.mailbox = mailbox
         self.settings = mailbox.imap
         self.sink = sink
@@ -216,6 +236,10 @@ class MailboxPoller:
         self.clock = clock
         # Whether sent mail's copies are appended to the Sent folder (never in a dry run).
         self.copies = copies
+        # Whether the ticket's state may be written back (write_back, seen_on_close; never in a dry run).
+        self.writes = writes
+        # What each folder allowed at its last read-write SELECT, so a change is recorded once.
+        self._allows: dict[str, tuple[bool, bool, bool]] = {}
         # Set by the sender when mail went out, so its Sent copy is appended
         # without waiting for the next poll.
         self.wake = threading.Event()
@@ -389,7 +413,12 @@ class MailboxPoller:
                             health.failures)
             self.health[folder] = _FolderHealth()
             self.sink.folder_state(self.mailbox.name, folder, None, self.clock())
+            self._write_back(client, folder)
             self.beat()
+        # Commands by mail that a killed daemon left waiting (inboxd.desk.agentcommands); a dry run's sink
+        # has none.
+        if hasattr(self.sink, "run_commands") and self._held:
+            self.sink.run_commands([(self.mailbox.name, f) for f in sorted(self._held)])
         status.synced = self.status.synced
         self.status = status
         return filed
@@ -473,6 +502,84 @@ class MailboxPoller:
             if self.stop.is_set():
                 break
         return filed
+
+    # -- write-back ---------------------------------------------------------------
+
+    def _write_back(self, client: IMAPClient, folder: str) -> None:
+        """Bring the folder's customer messages in step with their tickets (write_back, seen_on_close).
+
+        Only the configured folders, never the Sent folder.  The folder is
+        SELECTed read-write for this; PERMANENTFLAGS decides what may be
+        written (no \\* means no keywords, and `status` says so).  Messages
+        with the same change share one UID STORE (.SILENT).  A STORE that
+        fails leaves its messages due, to be tried at the next sync, and the
+        others go on; only a broken connection is raised.
+        """
+        imap = self.settings
+        if not (self.writes and (imap.write_back or imap.seen_on_close)) or folder not in imap.folders \
+                or folder == imap.sent_folder:
+            return
+        try:
+            self._write_folder(client, folder)
+        except LeaseLost:
+            raise
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise
+            log.warning("%s/%s: write-back failed: %s; retried at the next sync", self.mailbox.name, folder,
+                        _describe(exc))
+
+    def _write_folder(self, client: IMAPClient, folder: str) -> None:
+        imap, name = self.settings, self.mailbox.name
+        info = client.select_folder(folder, readonly=False)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        permanent = {_text(f).lower() for f in info.get(b"PERMANENTFLAGS") or ()}
+        gmail = client.has_capability("X-GM-EXT-1")
+        allows = ("\\*" in permanent, "\\seen" in permanent, gmail)
+        if self._allows.get(folder) != allows:
+            self._allows[folder] = allows
+            self.sink.writeback_folder(name, folder, keywords=allows[0], seen=allows[1], gmail=gmail)
+            if imap.write_back and not (allows[0] or gmail):
+                log.warning("%s/%s: the server keeps no new keywords here (PERMANENTFLAGS %s); no state is"
+                            " written as keywords", name, folder, " ".join(sorted(permanent)) or "empty")
+        mode = ("g" if gmail else "k") if imap.write_back and (allows[0] or gmail) else ""
+        mode += "s" if imap.seen_on_close and allows[1] else ""
+        if not mode:
+            return
+        after, sent, error = 0, 0, None
+        while not self.stop.is_set():
+            due = self.sink.writeback_due(name, folder, uidvalidity, mode, after)
+            if not due:
+                break
+            after = due[-1][0]
+            groups: dict[tuple, list] = {}
+            done = []
+            for uid, change, written in due:
+                if change.empty:
+                    done.append(written)
+                else:
+                    groups.setdefault((change.add, change.remove, change.seen), []).append((uid, written))
+            stores = 0
+            try:
+                for (add, remove, seen), items in groups.items():
+                    uids = [uid for uid, _ in items]
+                    try:
+                        stores += _store(client, uids, add, remove, seen, gmail)
+                    except IMAPClientError as exc:
+                        if _is_connection_error(exc):
+                            raise
+                        error = _describe(exc)
+                        log.warning("%s/%s: writing to UIDs %s failed: %s; retried at the next sync", name,
+                                    folder, _uid_range(uids), error)
+                        continue
+                    done.extend(written for _, written in items)
+                    self.beat()
+            finally:
+                # What the server took is remembered even when the connection broke midway.
+                self.sink.writeback_done(name, folder, uidvalidity, mode, done, stores, error)
+            sent += stores
+        if sent:
+            log.info("%s/%s: wrote the tickets' state with %d STORE command(s)", name, folder, sent)
 
     def _report(self, folder: str, done: int, total: int, result: BatchResult | None) -> None:
         if self.progress is not None:
@@ -560,6 +667,7 @@ class MailboxPoller:
                 self._client = client
                 log.info("%s: connected to %s:%d", self.mailbox.name, self.settings.host, self.settings.port)
                 while not self.stop.is_set():
+                    self._renew_token()
                     self.sync(client)
                     backoff = 1.0
                     self.beat()
@@ -618,7 +726,7 @@ class MailboxPoller:
         # every poll_interval, and whenever the first folder wakes us.
         if len(self.folders) == 1 and not retry and not standby:
             limit = IDLE_RENEW_SECONDS
-        deadline = time.monotonic() + min(limit, IDLE_RENEW_SECONDS)
+        deadline = time.monotonic() + min(limit, IDLE_RENEW_SECONDS, self._token_left())
         client.idle()
         quick_empty = 0
         while not self.stop.is_set() and time.monotonic() < deadline:
@@ -639,6 +747,18 @@ class MailboxPoller:
         # dropped one fails here (after the socket timeout) and reconnects.
         client.idle_done()
 
+    def _renew_token(self) -> None:
+        """With OAuth2, refresh the access token before its end even while this connection lives on,
+        so a refresh that fails is reported at once (OAuthError), not when the server drops us."""
+        if self.settings.oauth is not None:
+            oauth.access_token(self.settings.oauth)
+
+    def _token_left(self) -> float:
+        """Seconds until the OAuth2 access token is due for its refresh (IDLE wakes up then); inf without."""
+        if self.settings.oauth is None:
+            return float("inf")
+        return max(1.0, oauth.seconds_until_refresh(self.settings.oauth))
+
     def _failed(self, exc: BaseException) -> None:
         message = _describe(exc)
         record_imap_error(self.mailbox.name, _error_kind(exc))
@@ -647,8 +767,42 @@ class MailboxPoller:
         log.error("%s: %s", self.mailbox.name, message)
         # The folders this daemon syncs wait for the server now: health (/healthz) and status say so at
         # once, not only when their last sync grows too old.  Their next successful sync clears it.
-        for folder in sorted(self._held):
+        # A failed OAuth2 refresh is the whole mailbox's, whoever holds its folders: all are marked.
+        for folder in (self.folders if isinstance(exc, oauth.OAuthError) else sorted(self._held)):
             self.sink.folder_state(self.mailbox.name, folder, message, self.clock())
+
+
+def _store(client: IMAPClient, uids: list[int], add: frozenset[str], remove: frozenset[str], seen: bool | None,
+           gmail: bool) -> int:
+    """Send one change to `uids` (removals first); how many STORE commands it took."""
+    count = 0
+    if remove:
+        if gmail:
+            client.remove_gmail_labels(uids, sorted(remove), silent=True)
+        else:
+            client.remove_flags(uids, [k.encode() for k in sorted(remove)], silent=True)
+        count += 1
+    if add:
+        if gmail:
+            client.add_gmail_labels(uids, sorted(add), silent=True)
+        else:
+            client.add_flags(uids, [k.encode() for k in sorted(add)], silent=True)
+        count += 1
+    if seen is True:
+        client.add_flags(uids, [b"\\Seen"], silent=True)
+        count += 1
+    elif seen is False:
+        client.remove_flags(uids, [b"\\Seen"], silent=True)
+        count += 1
+    return count
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _uid_range(uids: list[int]) -> str:
+    return f"{uids[0]}" if len(uids) == 1 else f"{uids[0]}..{uids[-1]} ({len(uids)})"
 
 
 def _arrival(value: Any) -> datetime | None:
@@ -668,7 +822,7 @@ def _is_bye(response: Any) -> bool:
 
 def _error_kind(exc: BaseException) -> str:
     """The kind of an IMAP failure, for the error counters (inboxd.reports.prometheus.IMAP_KINDS)."""
-    if isinstance(exc, LoginError):
+    if isinstance(exc, LoginError | oauth.OAuthError):
         return "login"
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timeout"

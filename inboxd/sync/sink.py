@@ -31,7 +31,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
-from inboxd.store import filing, folders, leases, sentcopies
+from inboxd.desk import keywords
+from inboxd.desk.keywords import Change
+from inboxd.store import filing, folders, leases, sentcopies, writeback
 from inboxd.config import Settings
 from inboxd.store.engine import reading, store_unusable, writing
 from inboxd.desk.ingest import Batch, BatchResult, Filer, FolderCheckpoint
@@ -210,7 +212,24 @@ class StoreSink:
         if result.filed:
             # Filing may have queued mail (acknowledgements, relays).
             self.nudge.set()
+        if result.commands:
+            # Agents' commands by mail run once their mail is committed.
+            self.run_commands([(batch.mailbox, batch.folder)])
         return result
+
+    def run_commands(self, places: list[tuple[str, str]]) -> int:
+        """Run the agents' commands by mail that wait, of mail filed from these (mailbox, folder) places
+        (the ones whose leases this sink holds); also what a killed daemon left.  Never raises."""
+        from inboxd.desk.agentcommands import run_pending
+
+        try:
+            done = run_pending(self.engine, self.settings, self.clock(), places)
+        except Exception:  # They wait for the next pass.
+            log.warning("could not run the commands by mail waiting in %s", places, exc_info=True)
+            return 0
+        if done:
+            self.nudge.set()
+        return done
 
     def _parsed(self, batch: Batch, prepared: tuple[list[int], Future] | None) -> list | None:
         """What the worker parsed, by position in the batch; None where the filer parses."""
@@ -293,6 +312,40 @@ class StoreSink:
     def copy_done(self, outbox_id: int) -> None:
         with writing(self.engine) as conn:
             sentcopies.copy_done(conn, outbox_id)
+
+    # -- write-back (inboxd.desk.keywords, inboxd.store.writeback) ----------------
+
+    def writeback_due(self, mailbox: str, folder: str, uidvalidity: int, mode: str,
+                      after_uid: int) -> list[tuple[int, Change, writeback.Written]]:
+        """The next messages (by UID above `after_uid`) whose write-back is missing or stale:
+        (uid, what to send, what will then have been written)."""
+        now = self.clock()
+        with reading(self.engine) as conn:
+            rows = writeback.due(conn, mailbox, folder, uidvalidity, now, mode, after_uid=after_uid)
+        out = []
+        for row in rows:
+            c = keywords.change(keywords.TicketState.from_row(row), now, mode, writeback.written_keywords(row),
+                                row.w_seen)
+            out.append((row.uid, c, writeback.Written(row.uid, row.ticket_id, row.version, c.overdue,
+                                                      c.keywords, c.seen_written)))
+        return out
+
+    def writeback_done(self, mailbox: str, folder: str, uidvalidity: int, mode: str,
+                       done: list[writeback.Written], stores: int, error: str | None) -> None:
+        """Remember what the server took, count the STOREs sent, and set or clear the folder's write error."""
+        now = self.clock()
+        with writing(self.engine) as conn:
+            writeback.record(conn, mailbox, folder, uidvalidity, mode, done, now)
+            writeback.add_stores(conn, mailbox, folder, stores, error, now)
+
+    def writeback_folder(self, mailbox: str, folder: str, *, keywords: bool, seen: bool, gmail: bool) -> None:
+        """What the folder allows, as its read-write SELECT said (PERMANENTFLAGS, X-GM-EXT-1)."""
+        try:
+            with writing(self.engine) as conn:
+                writeback.folder_checked(conn, mailbox, folder, keywords=keywords, seen=seen, gmail=gmail,
+                                         now=self.clock())
+        except Exception:  # Bookkeeping for status; the writes themselves still follow PERMANENTFLAGS.
+            log.warning("could not record what %s/%s allows", mailbox, folder, exc_info=True)
 
 
 def _describe(exc: BaseException) -> str:
