@@ -136,7 +136,8 @@ def run_once(settings: Settings, *, workers: int = 1, progress: Callable[[Progre
 def _sync_all(settings: Settings, sink: StoreSink, progress: Callable[[Progress], None], *,
               copies: bool = True) -> list[MailboxPoller]:
     """One pass over every mailbox, each in its own thread; the pollers, with their status."""
-    pollers = [MailboxPoller(mb, sink, progress=progress, copies=copies) for mb in settings.mailboxes]
+    # A dry run (copies=False) changes nothing on the server: no Sent copies, no write-back.
+    pollers = [MailboxPoller(mb, sink, progress=progress, copies=copies, writes=copies) for mb in settings.mailboxes]
     threads = [threading.Thread(target=p.run_once, name=f"poll-{p.mailbox.name}") for p in pollers]
     for t in threads:
         t.start()

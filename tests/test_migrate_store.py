@@ -212,6 +212,11 @@ def every_table(conn) -> None:
         "api_token": [{"id": 3, "agent": "alice", "label": "小王的笔记本", "secret_hash": "c" * 64, "created_at": T2,
                        "created_by": "alice (admin root)", "expires_at": T3, "revoked_at": T1, "revoked_by": "root",
                        "last_used_at": None}],
+        "writeback": [{"mailbox": "support", "folder": "INBOX", "uidvalidity": UID, "uid": UID, "ticket_id": 2,
+                       "version": 3, "mode": "ks", "overdue": True, "keywords": '["$inboxd-&kABrPg-", "T-2"]',
+                       "seen": None, "written_at": T1}],
+        "writeback_folder": [{"mailbox": "support", "folder": "INBOX", "keywords": False, "seen": True,
+                              "gmail": False, "checked_at": T2, "stores": 2 ** 40, "error": "NO 写入失败"}],
     }
     missing = set(tables) - set(rows)
     assert not missing, f"add rows of the new table(s) {sorted(missing)} to this test"

@@ -86,6 +86,12 @@ def show_status(state, as_json: bool) -> None:
             typer.echo(line)
             if f["error"]:
                 typer.echo(f"    error since {f['failing_since']}: {printable(f['error'])}")
+            wb = f.get("write_back")
+            if wb:
+                # A folder that refuses keywords is said plainly (docs/practices/writeback.md).
+                refused = "  (the server refuses custom keywords here)" if wb["keywords"] == "refused" else ""
+                typer.echo(f"    write-back: keywords {wb['keywords']}, \\Seen {wb['seen']}, {wb['stores']} STORE(s)"
+                           + refused + (f"; last write failed: {printable(wb['error'])}" if wb["error"] else ""))
     o = data["outbox"]
     typer.echo(f"outbox: {o['queued']} queued, {o['sending']} sending, {o['failed']} failed"
                + (f"; oldest queued {o['oldest_queued_at']}" if o["oldest_queued_at"] else ""))

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine
 
 from inboxd.config import Settings
 from inboxd.desk.health import FolderFacts, Health, assess
-from inboxd.store import health
+from inboxd.store import health, writeback
 from inboxd.store.engine import reading
 from inboxd.store.leases import holders
 
@@ -28,6 +28,7 @@ def read_status(conn: Connection, settings: Settings, now: datetime) -> dict:
     checkpoints = health.checkpoints(conn)
     states = health.folder_states(conn)
     held = holders(conn)
+    written = writeback.folders(conn)
     verdict = assess(settings.mailboxes, _facts(checkpoints, states), None, now)
     verdicts = {m.name: m for m in verdict.mailboxes}
     mailboxes, healthy = [], True
@@ -51,6 +52,7 @@ def read_status(conn: Connection, settings: Settings, now: datetime) -> dict:
                 "history_before": _iso(mb.history_before or (cp.history_before if cp else None)),
                 "owner": lease.name if live else (st.owner if st else ""),
                 "lease": {"holder": lease.name, "expires_at": _iso(lease.expires_at), "live": live} if lease else None,
+                "write_back": _write_back(mb, folder, written.get((mb.name, folder))),
             })
         # A Sent folder that fails is a warning; a configured folder that fails is not healthy.
         bad = [r for r in rows if r["state"] == "failing" and r["folder"] in mb.imap.folders]
@@ -72,6 +74,28 @@ def read_status(conn: Connection, settings: Settings, now: datetime) -> dict:
                    "failed": counts.get("failed", 0), "oldest_queued_at": _iso(oldest)},
         "quarantine": quarantined,
     }
+
+
+def _write_back(mb, folder: str, row) -> dict | None:
+    """What inboxd writes to the folder (docs/practices/writeback.md); None when it writes nothing there.
+
+    keywords: "keywords" (IMAP keywords), "labels" (Gmail), "refused" (PERMANENTFLAGS
+    lacks \\*: nothing is written), "off" (write_back = false), "unknown" (not checked yet);
+    seen: "written", "refused" or "off" likewise; stores: STORE commands sent so far;
+    error: the last failed write ("" when the last pass wrote everything).
+    """
+    imap = mb.imap
+    if not (imap.write_back or imap.seen_on_close) or folder not in imap.folders or folder == imap.sent_folder:
+        return None
+    if row is None:
+        keywords = "unknown" if imap.write_back else "off"
+        seen = "unknown" if imap.seen_on_close else "off"
+    else:
+        keywords = ("off" if not imap.write_back else "labels" if row.gmail else
+                    "keywords" if row.keywords else "refused")
+        seen = "off" if not imap.seen_on_close else "written" if row.seen else "refused"
+    return {"keywords": keywords, "seen": seen, "checked_at": _iso(row.checked_at) if row else None,
+            "stores": row.stores if row else 0, "error": row.error if row else ""}
 
 
 def _facts(checkpoints: dict, states: dict) -> dict[tuple[str, str], FolderFacts]:

@@ -373,6 +373,44 @@ class Counter(SQLModel, table=True):
     value: int = Field(sa_type=sa.BigInteger())
 
 
+class Writeback(SQLModel, table=True):
+    """What inboxd last wrote to one message on the server (migration 0018; inboxd.store.writeback).
+
+    A message is looked at again only when its ticket moved past `version`,
+    its overdue state differs from `overdue`, or the mode changed, so a
+    restart rewrites nothing.  `keywords` are ours only (JSON list); `seen`
+    is None until seen_on_close wrote \\Seen.
+    """
+
+    mailbox: str = Field(primary_key=True)
+    folder: str = Field(primary_key=True)
+    uidvalidity: int = Field(primary_key=True, sa_type=IMAP_NUMBER)
+    uid: int = Field(primary_key=True, sa_type=IMAP_NUMBER)
+    ticket_id: int
+    version: int
+    mode: str = ""
+    overdue: bool = False
+    keywords: str = "[]"
+    seen: bool | None = None
+    written_at: datetime
+
+
+class WritebackFolder(SQLModel, table=True):
+    """What a folder allows inboxd to write, as its last read-write SELECT said, and the write count."""
+
+    __tablename__ = "writeback_folder"
+    mailbox: str = Field(primary_key=True)
+    folder: str = Field(primary_key=True)
+    # PERMANENTFLAGS had \\* (new keywords kept), \\Seen, and the server is Gmail (X-GM-EXT-1).
+    keywords: bool = True
+    seen: bool = True
+    gmail: bool = False
+    checked_at: datetime
+    # STORE commands sent for this folder, ever (a restart that rewrites nothing leaves it).
+    stores: int = Field(default=0, sa_type=sa.BigInteger())
+    error: str = ""
+
+
 # PostgreSQL's ticket numbers (inboxd.store.counters); SQLite has no sequences
 # and ignores it.  Migration 0012 creates it; Alembic does not compare sequences.
 TICKET_NUMBER = sa.Sequence("ticket_number", metadata=SQLModel.metadata)

@@ -53,6 +53,7 @@ from inboxd import oauth
 from inboxd.tls import client_context
 from inboxd.config import ImapSettings, MailboxSettings
 from inboxd.desk.ingest import Batch, BatchResult, Fetched, FolderCheckpoint
+from inboxd.mail.message import extract_message_id
 from inboxd.reports.prometheus import record_imap_error
 from inboxd.store.leases import LeaseLost
 
@@ -419,9 +420,32 @@ class MailboxPoller:
         # has none.
         if hasattr(self.sink, "run_commands") and self._held:
             self.sink.run_commands([(self.mailbox.name, f) for f in sorted(self._held)])
+            self._command_folders(client)
         status.synced = self.status.synced
         self.status = status
         return filed
+
+    def _command_folders(self, client: IMAPClient) -> None:
+        """[mailboxes.imap] command_folders: each message there is acted on (the sink decides and applies it,
+        once) and moved back where it came from with UID MOVE (RFC 6851).  Opt-in; a folder's failure is
+        logged and the others go on."""
+        for folder in self.settings.command_folders:
+            try:
+                info = client.select_folder(folder)
+                uids = client.search(["ALL"])
+                if not uids:
+                    continue
+                uidvalidity = int(info[b"UIDVALIDITY"])
+                heads = client.fetch(uids, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+                for uid in uids:
+                    head = heads.get(uid, {}).get(b"BODY[HEADER.FIELDS (MESSAGE-ID)]") or b""
+                    back = self.sink.folder_command(self.mailbox.name, folder, uidvalidity, uid,
+                                                    extract_message_id(head + b"\r\n\r\n"))
+                    client.move([uid], back)
+            except Exception as exc:
+                if _is_connection_error(exc):
+                    raise
+                log.warning("%s: command folder %r: %s", self.mailbox.name, folder, _describe(exc))
 
     def _folder_failed(self, folder: str, health: _FolderHealth, exc: BaseException) -> None:
         message = _describe(exc)

@@ -217,6 +217,19 @@ class StoreSink:
             self.run_commands([(batch.mailbox, batch.folder)])
         return result
 
+    def folder_command(self, mailbox: str, folder: str, uidvalidity: int, uid: int,
+                       message_id: str | None) -> str:
+        """Act on a message found in a command folder (once; inboxd.desk.foldercommands); the folder to move
+        it back to."""
+        from inboxd.desk.foldercommands import act
+
+        outcome = act(self.engine, self.settings, self.settings.mailbox(mailbox), folder, uidvalidity, uid,
+                      message_id, self.clock())
+        if outcome.acted:
+            # Closing may have queued mail (a survey).
+            self.nudge.set()
+        return outcome.back_to
+
     def run_commands(self, places: list[tuple[str, str]]) -> int:
         """Run the agents' commands by mail that wait, of mail filed from these (mailbox, folder) places
         (the ones whose leases this sink holds); also what a killed daemon left.  Never raises."""

@@ -145,9 +145,12 @@ def _kill_leftovers() -> None:
 class Dovecot:
     """One private Dovecot master process and the directory it owns."""
 
-    def __init__(self, root: Path, binary: Path = DOVECOT_BINARY) -> None:
+    def __init__(self, root: Path, binary: Path = DOVECOT_BINARY, extra_config: str = "") -> None:
         self.root = Path(root).resolve()
         self.binary = Path(binary)
+        # Appended to the generated dovecot.conf (e.g. the acl plugin for a
+        # folder that refuses keywords); empty by default.
+        self.extra_config = extra_config
         self.host = "127.0.0.1"
         self.port = 0
         self.ssl_port = 0
@@ -342,7 +345,7 @@ class Dovecot:
             instance=f"inboxd-test-{self.port}", cert=self.ca_file, key=self._key_file,
             users_dir=self._users_dir, mail_uid=mail.pw_uid, mail_gid=mail.pw_gid,
             mail_group=_group_name(mail.pw_gid),
-        ))
+        ) + self.extra_config)
 
     def _write_user(self, user: str, password: str) -> None:
         mail = pwd.getpwnam(MAIL_USER)
@@ -554,3 +557,33 @@ def _check_traversable(path: Path) -> None:
                 f"{directory} is not world-traversable (o+x), so Dovecot's mail and auth users "
                 "cannot reach the instance directory; use one under /tmp (tempfile.mkdtemp())"
             )
+
+
+def oauth2_config(root: Path, introspection_url: str) -> str:
+    """Extra dovecot.conf (for `Dovecot(extra_config=...)`) that also signs users in with OAuth2.
+
+    XOAUTH2 and OAUTHBEARER go to an oauth2 passdb, which asks
+    `introspection_url` (RFC 7662, POST token=...) whether the bearer token
+    is active and whose it is; password logins work as before.  The passdb's
+    settings file is written into `root`.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    args = root / "dovecot-oauth2.conf.ext"
+    args.write_text(
+        "introspection_mode = post\n"
+        f"introspection_url = {introspection_url}\n"
+        "username_attribute = email\n"
+        "active_attribute = active\n"
+        "active_value = true\n"
+        "force_introspection = yes\n"
+    )
+    args.chmod(0o644)
+    return f"""
+auth_mechanisms = plain login xoauth2 oauthbearer
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {args}
+}}
+"""
