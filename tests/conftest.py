@@ -252,3 +252,23 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def oauth_dovecot() -> Iterator[tuple]:
+    """A Dovecot of the test's own that also signs users in with OAuth2 (XOAUTH2, OAUTHBEARER), and the
+    local authorization server it asks (device flow, refresh, introspection; inboxd.testing.oauthserver).
+
+    The server's user is "support@example.com", already a mail user of the Dovecot.
+    """
+    from inboxd.testing.dovecot import oauth2_config
+    from inboxd.testing.oauthserver import OAuthServer
+
+    with _dovecot_root() as root, OAuthServer("support@example.com") as auth:
+        server = Dovecot(root, extra_config=oauth2_config(root, f"{auth.url}/introspect"))
+        server.start()
+        try:
+            server.add_user(auth.user)
+            yield server, auth
+        finally:
+            server.kill()

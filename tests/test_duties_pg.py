@@ -277,7 +277,7 @@ def test_two_daemons_run_the_duties_at_once_and_each_mail_is_queued_once(engine,
         counts = Duties(engine, settings).run_due(later)
         assert {name: n for name, n in counts.items() if name != "sla"} == {
             "warning": 0, "breach": 0, "unassigned": 0, "pending": 0, "autoclose": 0, "survey": 0,
-            "digest": 0, "weekly": 0}
+            "digest": 0, "weekly": 0, "oauth": 0}
     assert queued() == before
     with reading(engine) as conn:
         assert conn.execute(select(t.ticket.c.first_response_due).where(t.ticket.c.id == 1)).scalar() == \

@@ -346,6 +346,12 @@ def check_config(ctx: typer.Context, connect: bool = typer.Option(False, "--conn
         store = make_url(settings.store.url).render_as_string(hide_password=True)
         failed |= not _report(f"store ({store})", lambda: describe_store(settings.store.url))
         for mb in settings.mailboxes:
+            conf = mb.imap.oauth or (mb.smtp.oauth if mb.smtp is not None else None)
+            if conf is not None:
+                from inboxd import oauth
+
+                # Whose token it is and when the access token runs out (refreshed first when near its end).
+                failed |= not _report(f"oauth2 {mb.name}", lambda conf=conf: oauth.describe(conf))
             failed |= not _report(f"imap {mb.name} ({mb.imap.host}:{mb.imap.port})", lambda mb=mb: imap.check_login(
                 mb.imap, mb.imap.folders + ((mb.imap.sent_folder,) if mb.imap.sent_folder else ())))
         servers = {}
@@ -978,3 +984,5 @@ from inboxd.cli import desk as cli_desk  # noqa: E402,F401
 from inboxd.cli import backup as cli_backup  # noqa: E402,F401
 # `token create|list|revoke` (inboxd.cli.tokens) too.
 from inboxd.cli import tokens as cli_tokens  # noqa: E402,F401
+# `oauth login` (inboxd.cli.oauth) too.
+from inboxd.cli import oauth as cli_oauth  # noqa: E402,F401

@@ -41,9 +41,9 @@ from inboxd.desk.policies import Policies
 from inboxd.reports.metrics import report_message_id, supervisors, weekly_reports
 from inboxd.reports.prometheus import record_duty_failed
 from inboxd.desk.sla import warn_time
-from inboxd.desk.slaclock import current_pending_since, refresh, refresh_many
+from inboxd.desk.slaclock import current_pending_since, refresh, refresh_many, settings_digest
 from inboxd.desk.threads import TicketTag
-from inboxd.desk import backups, escalation, tiers, workflow
+from inboxd.desk import backups, escalation, oauthalert, tiers, workflow
 from inboxd.store import tiers as store_tiers
 from inboxd.desk.workflow import SUPERVISORS, notify_agent
 
@@ -54,6 +54,10 @@ TARGETS = store.TARGETS
 # A pass's items share a write transaction up to this many, or this long (see `run_due`).
 BATCH_ITEMS = 200
 BATCH_SECONDS = 0.1
+# Tickets whose due times one statement of each kind refreshes at once.
+REFRESH_CHUNK = 500
+# Solved or closed tickets with stale due times refreshed per pass (see `candidates_sla_refresh`).
+BACKFILL_RESOLVED = 10_000
 
 
 class Duties:
@@ -85,6 +89,7 @@ class Duties:
         # breach scanned every open ticket once per breach.
         self._open_counts = None
         try:
+            self._check_sla_settings(now)
             for name, candidates, handle in self.duties():
                 count = 0
                 try:
@@ -128,13 +133,43 @@ class Duties:
             ("survey", self.candidates_survey, self.handle_one_survey),
             ("digest", self.candidates_digest, self.handle_one_digest),
             ("weekly", self.candidates_weekly, self.handle_one_weekly_report),
+            ("oauth", self.candidates_oauth, self.handle_one_oauth_alert),
         ]
+
+    # -- OAuth2 sign-in -------------------------------------------------------------------
+
+    def candidates_oauth(self, conn: Connection, now: datetime) -> list[tuple]:
+        return oauthalert.candidates(conn, self.settings, now)
+
+    def handle_one_oauth_alert(self, conn: Connection, item: tuple, now: datetime) -> bool:
+        """A mailbox's token refresh failed: tell the admins once (inboxd.desk.oauthalert)."""
+        return oauthalert.handle_one(conn, self.settings, item, now)
 
     # -- SLA ---------------------------------------------------------------------------
 
+    def _check_sla_settings(self, now: datetime) -> None:
+        """When the SLA settings changed since the last pass (a policy, a calendar, a mailbox's policy),
+        make every ticket's due times stale, so this pass and the next ones compute them again.
+
+        The digest of the settings is kept as the claim of the duty "sla-settings": the daemon that
+        claims a new digest marks the tickets, once.  A store with no digest yet only records it.
+        """
+        digest = settings_digest(self.policies, self.settings)
+        with reading(self.engine) as conn:
+            if store.claimed(conn, "sla-settings", digest):
+                return
+        with writing(self.engine) as conn:
+            if store.claim(conn, "sla-settings", digest, None, now) and store.release_others(conn, "sla-settings",
+                                                                                               digest):
+                count = clock_store.mark_all_stale(conn)
+                log.info("the SLA settings changed: due times of %d tickets are computed again", count)
+
     def candidates_sla_refresh(self, conn: Connection, now: datetime) -> list[list[int]]:
-        ids = clock_store.stale_tickets(conn)
-        return [ids[i:i + 500] for i in range(0, len(ids), 500)]
+        # Every unresolved ticket whose due times are stale (the other duties read them), and at most
+        # BACKFILL_RESOLVED solved or closed ones, whose due times only the reports read: after an
+        # upgrade or a change of policy the rest follow over the next passes, so no pass takes long.
+        ids = clock_store.stale_tickets(conn, resolved_limit=BACKFILL_RESOLVED)
+        return [ids[i:i + REFRESH_CHUNK] for i in range(0, len(ids), REFRESH_CHUNK)]
 
     def handle_one_sla_refresh(self, conn: Connection, ids: list[int], now: datetime) -> bool:
         """Recompute due times of tickets that changed since they were last computed.

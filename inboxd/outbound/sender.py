@@ -52,6 +52,7 @@ from datetime import UTC, datetime, timedelta
 import aiosmtplib
 from sqlalchemy import Connection, Engine
 
+from inboxd import oauth
 from inboxd.tls import client_context
 from inboxd.config import Settings, SmtpSettings
 from inboxd.store import outbox as store
@@ -75,14 +76,45 @@ def _client(settings: SmtpSettings) -> aiosmtplib.SMTP:
 async def _connect(settings: SmtpSettings) -> aiosmtplib.SMTP:
     client = _client(settings)
     await client.connect()
-    if settings.username:
+    if settings.oauth is not None:
+        await _oauth_login(client, settings)
+    elif settings.username:
         await client.login(settings.username, settings.password.reveal() if settings.password else "")
     return client
+
+
+async def _oauth_login(client: aiosmtplib.SMTP, settings: SmtpSettings) -> None:
+    """AUTH XOAUTH2 or OAUTHBEARER (RFC 7628) with the mailbox's access token."""
+    try:
+        # A refresh is an HTTP exchange: off the event loop.
+        token = (await asyncio.to_thread(oauth.access_token, settings.oauth)).token
+    except oauth.OAuthError as exc:
+        # Like a refused login: the server is left alone for the rest of the pass, the mail waits.
+        client.close()
+        raise aiosmtplib.SMTPAuthenticationError(530, str(exc)) from None
+    try:
+        if settings.oauth.mechanism == "xoauth2":
+            await client.auth_xoauth2(settings.username, token)
+            return
+        if client.is_ehlo_or_helo_needed:
+            await client.ehlo()
+        initial = oauth.sasl_b64(settings.oauth, settings.username, token, settings.host, settings.port)
+        response = await client.execute_command(b"AUTH", b"OAUTHBEARER", initial.encode("ascii"))
+        if response.code == 334:
+            # RFC 7628 section 3.2.3: the server's error comes as a challenge; ^A ends the exchange.
+            response = await client.execute_command(b"AQ==")
+        if response.code != 235:
+            raise aiosmtplib.SMTPAuthenticationError(response.code, response.message)
+    except BaseException:
+        client.close()
+        raise
 
 
 async def _check(settings: SmtpSettings) -> str:
     client = await _connect(settings)
     await _quit(client)
+    if settings.oauth is not None:
+        return f"login ok ({settings.oauth.mechanism.upper()})"
     return "login ok" if settings.username else "connected (no authentication configured)"
 
 

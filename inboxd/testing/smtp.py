@@ -6,12 +6,15 @@ security settings are tested against a real server rather than a mock.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.message
+import json
 import email.policy
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,40 @@ class _Handler:
         return "250 OK"
 
 
+class _OAuthHandler(_Handler):
+    """Also accepts AUTH XOAUTH2 and OAUTHBEARER (RFC 7628), each token checked by the sink's `oauth`."""
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, "OAUTHBEARER")
+
+    async def _bearer(self, server: SMTP, args: list[str], mechanism: str) -> AuthResult:
+        if len(args) < 2:
+            return AuthResult(success=False, message="501 5.5.2 an initial response is required")
+        try:
+            text = base64.b64decode(args[1], validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return AuthResult(success=False, message="501 5.5.2 cannot decode the response")
+        fields = text.split("\x01")
+        user = ""
+        if mechanism == "OAUTHBEARER":
+            # The GS2 header "n,a=user," then key=value pairs.
+            header = fields.pop(0).split(",")
+            user = next((p[2:] for p in header if p.startswith("a=")), "").replace("=2C", ",").replace("=3D", "=")
+        pairs = dict(f.split("=", 1) for f in fields if "=" in f)
+        user = pairs.get("user", user)
+        token = pairs.get("auth", "").removeprefix("Bearer ")
+        assert self.sink.oauth is not None
+        if user and token and self.sink.oauth(token):
+            self.sink.oauth_logins.append((mechanism, user))
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        # Both mechanisms send the error as a challenge; the client's answer ends the exchange.
+        await server.challenge_auth(json.dumps({"status": "invalid_token"}))
+        return AuthResult(success=False)
+
+
 class _Authenticator:
     """Checks AUTH PLAIN/LOGIN credentials against a fixed user table."""
 
@@ -74,7 +111,7 @@ class SmtpSink:
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, security: str = "none",
                  cert_file: Path | None = None, key_file: Path | None = None,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, oauth: Callable[[str], bool] | None = None) -> None:
         if security not in SECURITY_CHOICES:
             raise ValueError(f"security must be one of {', '.join(SECURITY_CHOICES)}, not {security!r}")
         if security != "none" and (cert_file is None or key_file is None):
@@ -85,6 +122,9 @@ class SmtpSink:
         self.cert_file = cert_file
         self.key_file = key_file
         self.users = users
+        # Whether a bearer token is good (e.g. OAuthServer.is_active): AUTH XOAUTH2/OAUTHBEARER are then offered.
+        self.oauth = oauth
+        self.oauth_logins: list[tuple[str, str]] = []     # (mechanism, user) of each accepted OAuth2 login
         self.envelopes: list[Envelope] = []
         self._changed = threading.Condition()
         self._fail_next: list[str] = []
@@ -105,7 +145,7 @@ class SmtpSink:
         """Listen on `port` (the same one after a restart)."""
         if self._controller is not None:
             return
-        controller = Controller(_Handler(self), hostname=self.host, port=self.port, ready_timeout=10,
+        controller = Controller((_OAuthHandler if self.oauth else _Handler)(self), hostname=self.host, port=self.port, ready_timeout=10,
                                 **self._server_options())
         controller.start()
         self._controller = controller
@@ -118,8 +158,8 @@ class SmtpSink:
         elif self.security == "starttls":
             options["tls_context"] = self._tls_context()
             options["require_starttls"] = True
-        if self.users is not None:
-            options["authenticator"] = _Authenticator(self.users)
+        if self.users is not None or self.oauth is not None:
+            options["authenticator"] = _Authenticator(self.users or {})
             options["auth_required"] = True
             # aiosmtpd only knows about TLS it negotiated itself (STARTTLS); with
             # implicit TLS the socket is already encrypted, and with "none" the

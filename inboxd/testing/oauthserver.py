@@ -1,0 +1,171 @@
+"""A tiny OAuth2 authorization server on loopback, for the OAuth2 sign-in tests and Dovecot's oauth2 passdb.
+
+It speaks just enough of the real protocols for inboxd's client library to
+run unchanged against it:
+
+* ``POST /device``: the device authorization request (RFC 8628 section 3.1);
+* ``POST /token``: the device-code grant (pending until `approve_after`
+  polls, then a token) and the refresh grant (RFC 6749 section 6), which
+  fails with ``invalid_grant`` once `revoke()` was called;
+* ``POST /introspect``: token introspection (RFC 7662) as Dovecot's
+  ``passdb oauth2`` asks it with ``introspection_mode = post``: active, and
+  whose ("email"), or inactive.
+
+It counts what it was asked, so tests see each refresh, and `is_active`
+lets the test SMTP server check a token against the same table.  stdlib
+only: a ThreadingHTTPServer on a thread of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+from inboxd.testing.ports import free_port
+
+
+class OAuthServer:
+    """Device flow, refresh and introspection endpoints for one user, with counters."""
+
+    def __init__(self, user: str, *, client_id: str = "inboxd-test", expires_in: int = 3600,
+                 approve_after: int = 1, host: str = "127.0.0.1") -> None:
+        self.user = user
+        self.client_id = client_id
+        self.expires_in = expires_in
+        # Polls answered "authorization_pending" before the device code is approved.
+        self.approve_after = approve_after
+        self.host = host
+        self.port = free_port(host)
+        self.lock = threading.Lock()
+        self.active: set[str] = set()            # access tokens that introspect as active
+        self.refresh_tokens: set[str] = set()    # refresh tokens that are honoured
+        self.devices: dict[str, int] = {}        # device code -> polls so far
+        self.refreshes = 0
+        self.introspections = 0
+        self.device_grants = 0
+        self.last_scope = ""
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> "OAuthServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        server = ThreadingHTTPServer((self.host, self.port), _handler(self))
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="oauth-server", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    # -- what tests change ---------------------------------------------------------
+
+    def revoke(self) -> None:
+        """Refuse every refresh token from now on (the user revoked the app); access tokens live on."""
+        with self.lock:
+            self.refresh_tokens.clear()
+
+    def deactivate(self) -> None:
+        """Make every access token introspect as inactive."""
+        with self.lock:
+            self.active.clear()
+
+    def is_active(self, token: str) -> bool:
+        with self.lock:
+            return token in self.active
+
+    # -- the endpoints -------------------------------------------------------------
+
+    def _device(self, form: dict[str, str]) -> tuple[int, dict]:
+        if form.get("client_id") != self.client_id:
+            return 400, {"error": "invalid_client"}
+        code = secrets.token_urlsafe(16)
+        with self.lock:
+            self.devices[code] = 0
+            self.last_scope = form.get("scope", "")
+        return 200, {"device_code": code, "user_code": "WDJB-MJHT", "verification_uri": f"{self.url}/activate",
+                     "expires_in": 600, "interval": 0}
+
+    def _token(self, form: dict[str, str]) -> tuple[int, dict]:
+        grant = form.get("grant_type")
+        with self.lock:
+            if grant == "urn:ietf:params:oauth:grant-type:device_code":
+                code = form.get("device_code", "")
+                if code not in self.devices:
+                    return 400, {"error": "expired_token"}
+                self.devices[code] += 1
+                if self.devices[code] <= self.approve_after:
+                    return 400, {"error": "authorization_pending"}
+                del self.devices[code]
+                self.device_grants += 1
+                return 200, self._issue(new_refresh=True)
+            if grant == "refresh_token":
+                self.refreshes += 1
+                if form.get("refresh_token") not in self.refresh_tokens:
+                    return 400, {"error": "invalid_grant", "error_description": "the refresh token was revoked"}
+                return 200, self._issue(new_refresh=False)
+        return 400, {"error": "unsupported_grant_type"}
+
+    def _issue(self, new_refresh: bool) -> dict:
+        access = "at-" + secrets.token_urlsafe(24)
+        self.active.add(access)
+        answer = {"access_token": access, "token_type": "Bearer", "expires_in": self.expires_in,
+                  "id_token": _unsigned_jwt({"email": self.user})}
+        if new_refresh:
+            refresh = "rt-" + secrets.token_urlsafe(24)
+            self.refresh_tokens.add(refresh)
+            answer["refresh_token"] = refresh
+        return answer
+
+    def _introspect(self, form: dict[str, str]) -> tuple[int, dict]:
+        with self.lock:
+            self.introspections += 1
+            if form.get("token") in self.active:
+                return 200, {"active": "true", "email": self.user}
+        return 200, {"active": "false"}
+
+
+def _unsigned_jwt(claims: dict) -> str:
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    return f"{part({'alg': 'none'})}.{part(claims)}."
+
+
+def _handler(owner: OAuthServer) -> type[BaseHTTPRequestHandler]:
+    routes = {"/device": owner._device, "/token": owner._token, "/introspect": owner._introspect}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode()
+            form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+            route = routes.get(self.path.split("?", 1)[0])
+            status, answer = route(form) if route else (404, {"error": "not_found"})
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+            pass
+
+    return Handler
