@@ -1171,7 +1171,8 @@ class Table:
         if not given:
             return None
         if len(given) > 1:
-            self.fail(given[1], f"conflicts with {given[0]}; give only one password source")
+            what = "password source" if keys == PASSWORD_KEYS else "source"
+            self.fail(given[1], f"conflicts with {given[0]}; give only one {what}")
         key = given[0]
         value = self.string(key)
         if value.strip() == "":
