@@ -548,7 +548,9 @@ class MailboxPoller:
         except LeaseLost:
             raise
         except Exception as exc:
-            if _is_connection_error(exc):
+            # Only a broken connection ends the pass (to reconnect); anything else, the store's
+            # trouble included, costs this folder's write-back until the next sync.
+            if isinstance(exc, IMAPClientAbortError | OSError | ssl.SSLError | EOFError | ConnectionError):
                 raise
             log.warning("%s/%s: write-back failed: %s; retried at the next sync", self.mailbox.name, folder,
                         _describe(exc))
