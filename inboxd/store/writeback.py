@@ -63,7 +63,8 @@ def due(conn: Connection, mailbox: str, folder: str, uidvalidity: int, now: date
     (JSON text), version, due times, first_response_at, tier_unanswered,
     and what was written: w_keywords (JSON text or None), w_seen.
     """
-    s, m, tk, wb = t.sighting, t.message, t.ticket, t.writeback
+    # An alias of `message`: tier_response_unmet() correlates on `message` itself.
+    s, m, tk, wb = t.sighting, t.message.alias("filed"), t.ticket, t.writeback
     overdue_now = case((overdue_clause(now), true()), else_=false())
     stmt = (
         select(s.c.uid, tk.c.id.label("ticket_id"), tk.c.ref, tk.c.status, tk.c.assignee, tk.c.tags, tk.c.version,
