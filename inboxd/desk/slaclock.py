@@ -12,17 +12,18 @@ tickets that changed since.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
 from inboxd.config import Settings
 from inboxd.desk.history import status_intervals
 from inboxd.desk.policies import Policies
-from inboxd.desk.sla import SlaPolicy, due_time
+from inboxd.desk.sla import BusinessDays, Calendar, SlaPolicy, due_time
 from inboxd.store import slaclock as store
 
 
@@ -38,12 +39,17 @@ def parse_time(value: str | datetime | None) -> datetime | None:
 # The end of a status interval that has not ended yet.
 _OPEN = datetime.max.replace(tzinfo=UTC)
 
+_NO_DETAIL: dict = {}
+
 # An audit event as the store gives it: (at, action, detail as JSON text).
 EventRow = tuple[str | datetime, str, str]
 
 
 def _intervals(events: Iterable[EventRow], created_at: datetime):
-    parsed = [(parse_time(at), action, json.loads(detail)) for at, action, detail in events]
+    # A "created" event's detail says nothing about the status (`status_after` reads only its
+    # action), and every ticket has one: not decoding it was a tenth of refreshing every ticket.
+    parsed = [(parse_time(at), action, _NO_DETAIL if action == "created" else json.loads(detail))
+              for at, action, detail in events]
     return status_intervals(created_at, parsed, _OPEN)
 
 
@@ -88,6 +94,28 @@ class DueTimes:
     first_response: datetime | None = None
     next_response: datetime | None = None
     resolution: datetime | None = None
+
+
+def settings_digest(policies: Policies, settings: Settings) -> str:
+    """A digest of every setting a ticket's due times are computed from: the SLA policies' targets,
+    priorities and calendars, and each mailbox's policy.  When it changes, every ticket's due times
+    are computed again (the scheduler compares it with the one it recorded)."""
+    def target(value):
+        if value is None:
+            return None
+        return ["days", value.days] if isinstance(value, BusinessDays) else value // timedelta(microseconds=1)
+
+    def calendar(cal: Calendar):
+        return [cal.name, cal.tz.key, [list(map(list, day)) for day in cal.hours], cal.holiday_country,
+                cal.holiday_subdiv, sorted(d.isoformat() for d in cal.extra_holidays),
+                sorted(d.isoformat() for d in cal.working_days), list(map(list, cal.working_day_hours))]
+
+    described = {
+        "sla": {name: [target(p.first_response), target(p.next_response), target(p.resolution), list(p.priorities),
+                       calendar(p.calendar)] for name, p in policies.sla.items()},
+        "mailboxes": {mb.name: mb.sla for mb in settings.mailboxes},
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def choose_policy(policies: Policies, settings: Settings, *, mailbox: str, named: str | None,
@@ -159,12 +187,16 @@ def refresh_many(conn: Connection, ticket_pks: list[int], settings: Settings, po
         _mailbox, _priority, status, named, created, first_response, version, history = inputs[pk]
         policy = chosen[pk]
         try:
-            facts = ClockFacts(created_at=parse_time(created), status=status, first_response_at=first_response,
-                               history=bool(history))
-            if is_running(policy, facts.history):
-                last_in, last_out = (parse_time(v) for v in exchanges.get(pk, (None, None)))
-                facts = replace(facts, pauses=tuple(pending_spells(events.get(pk, ()), facts.created_at)),
-                                last_in=last_in, last_out=last_out)
+            created_at = parse_time(created)
+            if is_running(policy, bool(history)):
+                last_in, last_out = exchanges.get(pk, (None, None))
+                facts = ClockFacts(created_at=created_at, status=status, first_response_at=first_response,
+                                   history=bool(history),
+                                   pauses=tuple(pending_spells(events.get(pk, ()), created_at)),
+                                   last_in=parse_time(last_in), last_out=parse_time(last_out))
+            else:
+                facts = ClockFacts(created_at=created_at, status=status, first_response_at=first_response,
+                                   history=bool(history))
             dues = due_times(policy, facts, named)
         except Exception:  # One odd ticket never stops the clock of the others; the caller says why.
             failed.append(pk)

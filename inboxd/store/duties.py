@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Row, String, and_, cast, exists, func, literal, or_, select, update
+from sqlalchemy import Connection, Row, String, and_, cast, delete, exists, func, literal, or_, select, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Text
@@ -40,6 +40,19 @@ def claim(conn: Connection, duty: str, key: str, ticket_pk: int | None, now: dat
     # an INSERT that returns rows, and SQLAlchemy adds one for the new id).
     stmt = insert_ignore(conn, t.duty).values(ticket_id=ticket_pk, duty=duty, key=key, at=now)
     return conn.execute(stmt.returning(t.duty.c.id)).first() is not None
+
+
+def claimed(conn: Connection, duty: str, key: str) -> bool:
+    """Whether `duty` was claimed for `key`."""
+    dt = t.duty
+    return conn.execute(select(dt.c.id).where(dt.c.duty == duty, dt.c.key == key).limit(1)).first() is not None
+
+
+def release_others(conn: Connection, duty: str, key: str) -> int:
+    """Delete the claims of `duty` for any key but `key` (a record kept as a claim: the SLA settings'
+    digest); how many there were."""
+    dt = t.duty
+    return conn.execute(delete(dt).where(dt.c.duty == duty, dt.c.key != key)).rowcount
 
 
 def time_key(dt: datetime) -> str:

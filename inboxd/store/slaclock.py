@@ -14,6 +14,7 @@ from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, upd
 
 from inboxd.store.filing import Prepared, PreparedIn
 from inboxd.store.sql import t
+from inboxd.vocabulary import OPEN_STATUSES
 
 
 # Refreshing the clock runs for every filed message, so its statements are
@@ -111,13 +112,25 @@ def store_due_times_many(conn: Connection, rows: Sequence[dict]) -> None:
         _STORE_DUES.executemany(conn, rows)
 
 
-def stale_tickets(conn: Connection) -> list[int]:
-    """The tickets changed since their due times were last computed (merged ones have none)."""
+def stale_tickets(conn: Connection, resolved_limit: int | None = None) -> list[int]:
+    """The tickets changed since their due times were last computed (merged ones have none): the
+    unresolved ones first, then at most `resolved_limit` solved or closed ones (all without a limit)."""
     tk = t.ticket
-    return list(conn.execute(select(tk.c.id).where(tk.c.sla_version != tk.c.version, tk.c.merged_into.is_(None))
-                             .order_by(tk.c.id)).scalars())
+    stale = and_(tk.c.sla_version != tk.c.version, tk.c.merged_into.is_(None))
+    unresolved = list(conn.execute(select(tk.c.id).where(stale, tk.c.status.in_(OPEN_STATUSES))
+                                   .order_by(tk.c.id)).scalars())
+    resolved = select(tk.c.id).where(stale, tk.c.status.not_in(OPEN_STATUSES)).order_by(tk.c.id)
+    if resolved_limit is not None:
+        resolved = resolved.limit(resolved_limit)
+    return unresolved + list(conn.execute(resolved).scalars())
 
 
 def mark_computed(conn: Connection, ticket_pk: int) -> None:
     """Leave the ticket's due times as they are until it changes again."""
     conn.execute(update(t.ticket).where(t.ticket.c.id == ticket_pk).values(sla_version=t.ticket.c.version))
+
+
+def mark_all_stale(conn: Connection) -> int:
+    """Make every unmerged ticket's due times stale (the SLA settings changed); how many."""
+    tk = t.ticket
+    return conn.execute(update(tk).where(tk.c.merged_into.is_(None)).values(sla_version=tk.c.version - 1)).rowcount
