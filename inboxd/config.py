@@ -66,8 +66,8 @@ MAILBOX_KEYS = ("name", "address", "display_name", "language", "timezone", "conf
 # OAuth2 sign-in (inboxd.oauth): the top-level [oauth] and each mailbox's [mailboxes.oauth].
 OAUTH_KEYS = ("key_file",)
 CLIENT_SECRET_KEYS = ("client_secret_env", "client_secret_file", "client_secret_command")
-MAILBOX_OAUTH_KEYS = ("provider", "client_id", *CLIENT_SECRET_KEYS, "tenant", "scopes",
-                      "device_authorization_endpoint", "token_endpoint", "mechanism")
+MAILBOX_OAUTH_KEYS = ("provider", "client_id", *CLIENT_SECRET_KEYS, "tenant", "scopes", "flow",
+                      "device_authorization_endpoint", "authorization_endpoint", "token_endpoint", "mechanism")
 AGENT_KEYS = ("name", "email", "login", "display_name", "role", "teams", "tier", "notify", "language", "timezone")
 
 # The desk's sections.  Their keys are declared by the module that gives them
@@ -119,17 +119,22 @@ TRUST_CHOICES = ("none", "auth-results")
 AUTH_CHOICES = ("password", "oauth2")
 OAUTH_PROVIDERS = ("microsoft", "google", "generic")
 OAUTH_MECHANISMS = ("xoauth2", "oauthbearer")
+# How `oauth login` gets the user's consent: RFC 8628's device code, or a browser sent back to a loopback
+# address (authorization code with PKCE, RFC 8252), which Google requires for Gmail's scope.
+OAUTH_FLOWS = ("device", "browser")
 # Per provider: the scopes, the endpoints (Microsoft's come from msal) and the SASL mechanism, unless set.
 # Exchange Online speaks only XOAUTH2; Gmail both; OAUTHBEARER (RFC 7628) is the standard one.
 OAUTH_DEFAULTS: Mapping[str, dict[str, Any]] = MappingProxyType({
     "microsoft": {"scopes": ("https://outlook.office.com/IMAP.AccessAsUser.All",
                              "https://outlook.office.com/SMTP.Send"),
-                  "device_authorization_endpoint": "", "token_endpoint": "", "mechanism": "xoauth2"},
+                  "device_authorization_endpoint": "", "authorization_endpoint": "", "token_endpoint": "",
+                  "mechanism": "xoauth2", "flow": "device"},
     "google": {"scopes": ("https://mail.google.com/",),
                "device_authorization_endpoint": "https://oauth2.googleapis.com/device/code",
-               "token_endpoint": "https://oauth2.googleapis.com/token", "mechanism": "xoauth2"},
-    "generic": {"scopes": (), "device_authorization_endpoint": "", "token_endpoint": "",
-                "mechanism": "oauthbearer"},
+               "authorization_endpoint": "https://accounts.google.com/o/oauth2/v2/auth",
+               "token_endpoint": "https://oauth2.googleapis.com/token", "mechanism": "xoauth2", "flow": "browser"},
+    "generic": {"scopes": (), "device_authorization_endpoint": "", "authorization_endpoint": "", "token_endpoint": "",
+                "mechanism": "oauthbearer", "flow": "device"},
 })
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -262,6 +267,8 @@ class OAuthSettings:
     device_authorization_endpoint: str = ""
     token_endpoint: str = ""
     mechanism: str = "xoauth2"     # xoauth2 | oauthbearer
+    flow: str = "device"           # device | browser (`oauth login`)
+    authorization_endpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -893,11 +900,18 @@ def _oauth(table: Table, base: Path, mailbox: str, data_dir: Path, key_file: Pat
     scopes = table.strings("scopes", defaults["scopes"])
     if not scopes:
         table.fail("scopes", f"missing; provider {show(provider)} needs the scopes to ask for")
+    flow = table.choice("flow", defaults["flow"], OAUTH_FLOWS)
+    if provider == "microsoft" and flow != "device":
+        table.fail("flow", "provider \"microsoft\" signs in with the device flow only")
     endpoints = {}
-    for key in ("device_authorization_endpoint", "token_endpoint"):
+    needed = ("device_authorization_endpoint" if flow == "device" else "authorization_endpoint", "token_endpoint")
+    for key in ("device_authorization_endpoint", "authorization_endpoint", "token_endpoint"):
         value = table.string(key, defaults[key]).strip()
         if provider == "microsoft" and key in table.data:
             table.fail(key, "not used with provider \"microsoft\" (msal knows Microsoft's endpoints; set tenant)")
+        if key not in needed and key not in table.data:
+            endpoints[key] = value
+            continue
         if provider != "microsoft" and not re.match(r"https?://\S+$", value):
             table.fail(key, f"expected an http(s) URL, got {show(value)}" if value else
                        f"missing; provider {show(provider)} needs it")
@@ -909,7 +923,7 @@ def _oauth(table: Table, base: Path, mailbox: str, data_dir: Path, key_file: Pat
         token_file=data_dir / "oauth" / f"{mailbox}.token", key_file=key_file,
         client_secret=table.secret(base, None, keys=CLIENT_SECRET_KEYS),
         tenant=table.string("tenant", "organizations").strip() or "organizations",
-        scopes=scopes, mechanism=table.choice("mechanism", defaults["mechanism"], OAUTH_MECHANISMS),
+        scopes=scopes, mechanism=table.choice("mechanism", defaults["mechanism"], OAUTH_MECHANISMS), flow=flow,
         **endpoints,
     )
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 from inboxd.config import OAuthSettings
 
@@ -158,9 +159,19 @@ def describe(oauth: OAuthSettings, now: datetime | None = None) -> str:
 # -- the device-code login -----------------------------------------------------------------------
 
 def login(oauth: OAuthSettings, show: Callable[[str], None], now: datetime | None = None,
-          sleep: Callable[[float], None] = time.sleep) -> Stored:
-    """Run the device-code flow: `show` the URL and code, poll until the user approved, store the token."""
-    answer = _provider(oauth).device_login(show, sleep)
+          sleep: Callable[[float], None] = time.sleep, paste: IO[str] | None = None) -> Stored:
+    """Get the user's consent and store the refresh token.
+
+    The device flow (`flow = "device"`): `show` the URL and the code, poll
+    until the user approved.  The browser flow: `show` the URL, then wait
+    for the browser to come back to a loopback address, or for the address
+    it tried to open to be pasted into `paste` (the terminal).
+    """
+    provider = _provider(oauth)
+    if oauth.flow == "browser":
+        answer = provider.browser_login(show, paste)
+    else:
+        answer = provider.device_login(show, sleep)
     if not answer.refresh_token:
         raise OAuthError(f"mailbox {oauth.mailbox}: the provider gave no refresh token"
                          " (ask for offline access: Microsoft adds it, others may need a scope such as"
@@ -320,6 +331,38 @@ class _Generic:
                 raise OAuthError(f"the token endpoint did not answer: {_one_line(exc)}") from None
             return _answer(token)
 
+    def browser_login(self, show: Callable[[str], None], paste: IO[str] | None) -> _Answer:
+        """Authorization code with PKCE (RFC 7636) and a loopback redirect (RFC 8252 section 7.3)."""
+        from authlib.common.security import generate_token
+        from authlib.integrations.base_client.errors import OAuthError as LibError
+        from authlib.integrations.requests_client import OAuth2Session
+
+        import requests
+
+        with _Loopback() as loopback:
+            secret = self.oauth.client_secret.reveal() if self.oauth.client_secret else None
+            session = OAuth2Session(self.oauth.client_id, secret, scope=" ".join(self.oauth.scopes),
+                                    redirect_uri=loopback.url, code_challenge_method="S256",
+                                    token_endpoint_auth_method="client_secret_post" if secret else "none")
+            verifier = generate_token(64)
+            # Google gives a refresh token only for offline access, and again only when consent is asked.
+            extra = {"access_type": "offline", "prompt": "consent"} if self.oauth.provider == "google" else {}
+            url, state = session.create_authorization_url(self.oauth.authorization_endpoint,
+                                                          code_verifier=verifier, **extra)
+            show(f"To sign in, open this address in a browser:\n\n  {url}\n\n"
+                 f"After you approve, the browser is sent to {loopback.url}.  If that page does not open"
+                 " (the browser runs on another machine), copy the address it tried to open and paste it here.")
+            back = loopback.wait(paste)
+        try:
+            token = session.fetch_token(self.oauth.token_endpoint, authorization_response=back, state=state,
+                                        code_verifier=verifier, timeout=HTTP_TIMEOUT)
+        except LibError as exc:
+            raise OAuthError(f"the sign-in was not approved: {exc.error}"
+                             + (f": {exc.description}" if exc.description else "")) from None
+        except (requests.RequestException, ValueError) as exc:
+            raise OAuthError(f"the token endpoint did not answer: {_one_line(exc)}") from None
+        return _answer(token)
+
     def refresh(self, refresh_token: str) -> _Answer:
         from authlib.integrations.base_client.errors import OAuthError as LibError
 
@@ -333,6 +376,61 @@ class _Generic:
         except (requests.RequestException, ValueError) as exc:
             raise OAuthError(f"the token endpoint did not answer: {_one_line(exc)}") from None
         return _answer(token)
+
+
+class _Loopback:
+    """A one-shot HTTP listener on 127.0.0.1 that the browser is redirected to with the code."""
+
+    TIMEOUT = 600.0
+
+    def __enter__(self) -> _Loopback:
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        owner = self
+        self.result: str | None = None
+        self.done = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if "code=" in self.path or "error=" in self.path:
+                    owner.result = owner.url.rstrip("/") + self.path
+                    owner.done.set()
+                body = b"inboxd: the sign-in is done; you can close this page.\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="oauth-loopback", daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait(self, paste: IO[str] | None) -> str:
+        """The address the browser came back to: from the listener, or a line pasted into `paste`."""
+        import select
+
+        deadline = time.monotonic() + self.TIMEOUT
+        while not self.done.wait(0.2 if paste is not None else 1.0):
+            if time.monotonic() > deadline:
+                raise OAuthError("no answer from the browser within 10 minutes")
+            if paste is not None and select.select([paste], [], [], 0)[0]:
+                line = paste.readline()
+                if not line:
+                    paste = None      # end of input: only the listener is left
+                elif "code=" in line or "error=" in line:
+                    return line.strip()
+        assert self.result is not None
+        return self.result
 
 
 class _Msal:

@@ -13,8 +13,13 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -88,6 +93,49 @@ def test_login_runs_the_device_flow_and_stores_the_refresh_token_encrypted_0600(
     data = token_file.read_bytes()
     assert refresh_token.encode() not in data and b"refresh_token" not in data
     assert oauth.read_stored(load_settings(config).mailbox("support").imap.oauth).refresh_token == refresh_token
+
+
+@pytest.mark.parametrize("answer", ["browser", "paste"])
+def test_login_by_browser_with_pkce(tmp_path, oauth_dovecot, answer):
+    """flow = "browser" (Google's): the browser comes back to a loopback listener, or its address is pasted."""
+    dovecot, auth = oauth_dovecot
+    config = oauth_config(tmp_path, dovecot, auth)
+    text = config.read_text().replace(f'device_authorization_endpoint = "{auth.url}/device"',
+                                      f'flow = "browser"\nauthorization_endpoint = "{auth.url}/authorize"')
+    config.write_text(text)
+    proc = subprocess.Popen([sys.executable, "-m", "inboxd", "--config", str(config), "oauth", "login", "support"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = next(line.strip() for line in proc.stderr if line.strip().startswith(f"{auth.url}/authorize?"))
+        query = parse_qs(urlsplit(url).query)
+        assert query["code_challenge_method"] == ["S256"] and query["scope"] == ["mail offline_access"]
+        # The browser: the server approves at once and sends it back to the redirect_uri with a code.
+        visit = urllib.request.Request(url, method="GET")
+        opener = urllib.request.build_opener(_NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(visit, timeout=30)
+        location = redirect.value.headers["Location"]
+        assert location.startswith(query["redirect_uri"][0]) and "code=" in location
+        if answer == "browser":
+            with urllib.request.urlopen(location, timeout=30) as page:
+                assert b"sign-in is done" in page.read()
+        else:
+            # The browser was on another machine: its address bar is pasted into the terminal.
+            proc.stdin.write(location + "\n")
+            proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"signed in as {USER}" in out
+    assert auth.code_grants == 1
+    assert oauth.read_stored(load_settings(config).mailbox("support").imap.oauth).refresh_token in auth.refresh_tokens
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 def test_login_of_a_password_mailbox_is_one_line(tmp_path, oauth_dovecot):

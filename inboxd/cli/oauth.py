@@ -1,4 +1,4 @@
-"""`inboxd oauth login MAILBOX`: sign a mailbox in with OAuth2 once, by the device-code flow.
+"""`inboxd oauth login MAILBOX`: sign a mailbox in with OAuth2 once (device code, or a browser and PKCE).
 
 For the store's owner only (like `check-config`): it writes the encrypted
 refresh token into [store] data_dir/oauth/, which only the daemon's user may
@@ -6,6 +6,8 @@ read.  The flow itself, the file and its key are inboxd.oauth's.
 """
 
 from __future__ import annotations
+
+import sys
 
 import typer
 
@@ -19,7 +21,8 @@ app.add_typer(oauth_app, name="oauth")
 @oauth_app.command("login")
 def login(ctx: typer.Context,
           mailbox: str = typer.Argument(..., metavar="MAILBOX", help="The [[mailboxes]] name.")) -> None:
-    """Run the device-code flow: open the URL shown, enter the code, and the token is stored (encrypted, 0600)."""
+    """Sign the mailbox in: open the URL shown (and enter the code, or let the browser come back), and the
+    refresh token is stored, encrypted, mode 0600."""
     from inboxd import oauth
 
     _ctx(ctx).require_owner("oauth login")
@@ -33,7 +36,7 @@ def login(ctx: typer.Context,
         raise UserError(f"mailbox {mailbox} does not sign in with OAuth2: set auth = \"oauth2\" in its"
                         " [mailboxes.imap] (or [mailboxes.smtp]) and give it a [mailboxes.oauth] table")
     try:
-        stored = oauth.login(conf, show=lambda text: typer.echo(text, err=True))
+        stored = oauth.login(conf, show=lambda text: typer.echo(text, err=True), paste=sys.stdin)
     except oauth.OAuthError as exc:
         raise UserError(f"mailbox {mailbox}: {exc}") from None
     who = stored.account or "an account the provider did not name"

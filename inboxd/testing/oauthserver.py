@@ -4,8 +4,12 @@ It speaks just enough of the real protocols for inboxd's client library to
 run unchanged against it:
 
 * ``POST /device``: the device authorization request (RFC 8628 section 3.1);
+* ``GET /authorize``: the authorization request of the code flow with PKCE
+  (RFC 6749 section 4.1, RFC 7636), approved at once: it redirects to the
+  client's redirect_uri with a code, as a browser would be sent;
 * ``POST /token``: the device-code grant (pending until `approve_after`
-  polls, then a token) and the refresh grant (RFC 6749 section 6), which
+  polls, then a token), the authorization-code grant (the PKCE verifier
+  checked) and the refresh grant (RFC 6749 section 6), which
   fails with ``invalid_grant`` once `revoke()` was called;
 * ``POST /introspect``: token introspection (RFC 7662) as Dovecot's
   ``passdb oauth2`` asks it with ``introspection_mode = post``: active, and
@@ -19,11 +23,12 @@ only: a ThreadingHTTPServer on a thread of its own.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from inboxd.testing.ports import free_port
 
@@ -44,6 +49,8 @@ class OAuthServer:
         self.active: set[str] = set()            # access tokens that introspect as active
         self.refresh_tokens: set[str] = set()    # refresh tokens that are honoured
         self.devices: dict[str, int] = {}        # device code -> polls so far
+        self.codes: dict[str, tuple[str, str]] = {}   # authorization code -> (code_challenge, redirect_uri)
+        self.code_grants = 0
         self.refreshes = 0
         self.introspections = 0
         self.device_grants = 0
@@ -103,9 +110,27 @@ class OAuthServer:
         return 200, {"device_code": code, "user_code": "WDJB-MJHT", "verification_uri": f"{self.url}/activate",
                      "expires_in": 600, "interval": 0}
 
+    def _authorize(self, query: dict[str, str]) -> tuple[int, dict]:
+        """The browser's visit: a redirect back to the client with a code (status 302, Location in the dict)."""
+        if query.get("client_id") != self.client_id or query.get("code_challenge_method") != "S256":
+            return 400, {"error": "invalid_request"}
+        code = secrets.token_urlsafe(16)
+        with self.lock:
+            self.codes[code] = (query.get("code_challenge", ""), query.get("redirect_uri", ""))
+            self.last_scope = query.get("scope", "")
+        return 302, {"Location": f"{query['redirect_uri']}?{urlencode({'code': code, 'state': query.get('state', '')})}"}
+
     def _token(self, form: dict[str, str]) -> tuple[int, dict]:
         grant = form.get("grant_type")
         with self.lock:
+            if grant == "authorization_code":
+                challenge, redirect = self.codes.pop(form.get("code", ""), ("", ""))
+                verifier = form.get("code_verifier", "")
+                expected = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+                if not challenge or expected != challenge or form.get("redirect_uri") != redirect:
+                    return 400, {"error": "invalid_grant", "error_description": "code, verifier or redirect_uri"}
+                self.code_grants += 1
+                return 200, self._issue(new_refresh=True)
             if grant == "urn:ietf:params:oauth:grant-type:device_code":
                 code = form.get("device_code", "")
                 if code not in self.devices:
@@ -152,6 +177,16 @@ def _handler(owner: OAuthServer) -> type[BaseHTTPRequestHandler]:
     routes = {"/device": owner._device, "/token": owner._token, "/introspect": owner._introspect}
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path, _, query = self.path.partition("?")
+            form = {k: v[0] for k, v in parse_qs(query).items()}
+            status, answer = owner._authorize(form) if path == "/authorize" else (404, {"error": "not_found"})
+            self.send_response(status)
+            if status == 302:
+                self.send_header("Location", answer["Location"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode()
