@@ -224,15 +224,27 @@ def _key(oauth: OAuthSettings, create: bool) -> bytes:
     from cryptography.fernet import Fernet
 
     if oauth.key_file is None and os.environ.get(KEY_ENV):
-        return os.environ[KEY_ENV].strip().encode()
+        return _checked(os.environ[KEY_ENV].strip().encode(), f"${KEY_ENV}")
     path = oauth.key_file or oauth.token_file.parent / "key"
     try:
-        return path.read_bytes().strip()
+        return _checked(path.read_bytes().strip(), str(path))
     except FileNotFoundError:
         if not create or oauth.key_file is not None:
             raise NotLoggedIn(f"mailbox {oauth.mailbox}: the OAuth2 key {path} is missing") from None
     key = Fernet.generate_key()
     _private_write(path, key + b"\n")
+    return key
+
+
+def _checked(key: bytes, where: str) -> bytes:
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(key)
+    except ValueError:
+        raise NotLoggedIn(f"{where} is not a Fernet key (32 url-safe base64-encoded bytes;"
+                         " make one with: python3 -c 'from cryptography.fernet import Fernet;"
+                         " print(Fernet.generate_key().decode())')") from None
     return key
 
 
