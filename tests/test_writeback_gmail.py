@@ -24,7 +24,7 @@ import pytest
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
 from inboxd.testing.mail import make_mail, make_message_id
-from tests.support import cli, write_config
+from tests.support import cli, db_count, write_config
 
 _LITERAL = re.compile(rb"\{(\d+)(\+?)\}\r\n\Z")
 _TOKEN = re.compile(rb'"((?:[^"\\]|\\.)*)"|([^\s()]+)')
@@ -192,3 +192,20 @@ def test_gmail_gets_labels_not_keywords_and_seen_through_flags(tmp_path, gmail):
     count = len(gmail.commands)
     cycle(config)
     assert not any(c.upper().startswith("UID STORE") for c in gmail.commands[count:])
+
+
+def test_one_gmail_mail_in_two_labels_is_one_message(tmp_path, gmail):
+    """Gmail shows a mail once per label (folder); the responder gives every folder the same mails.
+
+    The store keys a message by its Message-ID (or content hash), so the
+    same mail under INBOX and the "Support" label is one message with two
+    sightings, on one ticket; writing its labels through either folder
+    changes the one Gmail message.
+    """
+    config = configure(tmp_path, gmail)
+    config.write_text(config.read_text().replace('folders = ["INBOX"]', 'folders = ["INBOX", "Support"]'))
+    cycle(config)
+    assert db_count(config, "SELECT COUNT(*) FROM message") == 3
+    assert db_count(config, "SELECT COUNT(*) FROM sighting") == 6
+    assert db_count(config, "SELECT COUNT(*) FROM ticket") == 2
+    assert gmail.labels[1] == {"\\Inbox", "inboxd/T-1000", "inboxd/open"}
