@@ -749,8 +749,11 @@ class MailboxPoller:
                 and uidnext - 1 > known.last_uid:
             return
         # Other folders have no IDLE of their own; they are checked at least
-        # every poll_interval, and whenever the first folder wakes us.
-        if len(self.folders) == 1 and not retry and not standby:
+        # every poll_interval, and whenever the first folder wakes us.  So is
+        # a mailbox with write-back: a ticket changed by an agent (or gone
+        # overdue) reaches the server's keywords within poll_interval.
+        writing = self.writes and (self.settings.write_back or self.settings.seen_on_close)
+        if len(self.folders) == 1 and not retry and not standby and not writing:
             limit = IDLE_RENEW_SECONDS
         deadline = time.monotonic() + min(limit, IDLE_RENEW_SECONDS, self._token_left())
         client.idle()
