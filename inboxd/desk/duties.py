@@ -34,6 +34,7 @@ from inboxd.desk.language import ticket_language
 from inboxd.store import duties as store
 from inboxd.store import backup as backup_store
 from inboxd.store import events
+from inboxd.store import filing
 from inboxd.store import slaclock as clock_store
 from inboxd.store.engine import reading, writing
 from inboxd.outbound.loop import AUTO_GENERATED
@@ -292,7 +293,7 @@ class Duties:
         for agent in self._supervisors(t.team):
             notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
                           headline=Alert("unassigned", {"ticket": {"id": t.ref, "priority": t.priority},
-                                                        "waited": waited}))
+                                                        "waited": waited}), ticket=t)
         _event(conn, pk, now, "unassigned-alert", {"waited_seconds": int(waited.total_seconds())})
         return True
 
@@ -312,7 +313,7 @@ class Duties:
         t = _ticket(conn, pk)
         if t.assignee and (agent := self.settings.agent(t.assignee)) is not None:
             notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
-                          headline=Alert("pending", {"ticket": {"id": t.ref}, "waited": now - since}))
+                          headline=Alert("pending", {"ticket": {"id": t.ref}, "waited": now - since}), ticket=t)
         if sched.pending_followup:
             self._mail_customer(conn, t, now, "followup", {})
         _event(conn, pk, now, "pending-reminder", {"since": _show(since)})
@@ -500,7 +501,7 @@ class Duties:
         agent = self.settings.agent(t.assignee) if t.assignee else None
         targets = [agent] if agent is not None and agent.notify != "none" else self._supervisors(t.team)
         for target in targets:
-            notify_agent(conn, self.settings, self.tags, t.ref, target, now, headline=headline)
+            notify_agent(conn, self.settings, self.tags, t.ref, target, now, headline=headline, ticket=t)
         return frozenset(a.name for a in targets)
 
     def _mail_customer(self, conn: Connection, t, now: datetime, template: str, extra: dict) -> None:
@@ -539,7 +540,8 @@ def _ticket(conn: Connection, pk: int, *, lock: bool = False) -> workflow.Ticket
 
 
 def _event(conn: Connection, pk: int | None, now: datetime, action: str, detail: dict) -> None:
-    events.add_event(conn, pk, now, "inboxd", action, detail)
+    # Filing's compiled insert: the same row as `events.add_event`, without building the statement.
+    filing.add_event(conn, pk, now, "inboxd", action, detail or {})
 
 
 def _show(dt: datetime) -> str:

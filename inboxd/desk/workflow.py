@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -131,6 +132,7 @@ class Workflow:
             for hook in self._after:
                 told.update(hook(conn, ticket, now, event))
             add_event(conn, ticket.pk, now, self.actor.name, action, event)
+            _refresh_due_times(conn, self.settings, ticket.pk, now)
             if ticket.assignee and ticket.assignee != before["assignee"] and ticket.assignee not in told:
                 self._notify_assignment(conn, ticket, now)
         return {"id": ticket.ref, "action": action, "actor": self.actor.name, "at": _iso(now), **event}
@@ -446,6 +448,8 @@ class Workflow:
                 if t.merged_into is not None:
                     raise WorkflowError(f"{t.ref} was already merged")
             moved = merge_tickets(conn, src, dst, now, self.actor.name, self.source)
+            # The merged ticket has no clock of its own; the one it joined has its messages now.
+            _refresh_due_times(conn, self.settings, dst.pk, now)
         return {"id": src.ref, "action": "merge", "actor": self.actor.name, "at": _iso(now), "into": dst.ref,
                 "messages": moved}
 
@@ -477,7 +481,7 @@ def merge_tickets(conn: Connection, src: Ticket, dst: Ticket, now: datetime, act
 
 
 def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str, agent: AgentSettings,
-                 now: datetime, *, headline: str | Mapping[str, str] | Alert) -> None:
+                 now: datetime, *, headline: str | Mapping[str, str] | Alert, ticket: Ticket | None = None) -> None:
     """Queue a notification for `agent` about ticket `ref`: its state, the
     customer's newest text, and the commands to act on it.  Replying to it
     reaches the customer through the relay; "#note" makes an internal note.
@@ -485,9 +489,11 @@ def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str
     `headline` is one sentence, or the sentence by language ({"en": ..., "zh": ...}),
     or an `agentmail.Alert` rendered from the alert/ templates; the agent's
     language is chosen (zh-Hant: else zh, converted), else English.  The body
-    is the notification/ template in the agent's language (inboxd.desk.agentmail)."""
+    is the notification/ template in the agent's language (inboxd.desk.agentmail).
+
+    `ticket` is the ticket `ref` as the caller loaded it in this transaction (not read again)."""
     line = agentmail.headline_text(settings, agent, headline)
-    t = load(conn, ref)
+    t = ticket if ticket is not None else load(conn, ref)
     mailbox = settings.mailbox(t.mailbox)
     last = last_customer_message(conn, t.pk)
     assignee = settings.agent(t.assignee) if t.assignee else None
@@ -504,6 +510,21 @@ def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str
                  subject=tagged_subject(t.subject, t.ref, tags, reply=False), text=text, in_reply_to=root,
                  references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
                  reply_to=mailbox.address, now=now, sent_copy=False)
+
+
+def _refresh_due_times(conn: Connection, settings: Settings, ticket_pk: int, now: datetime) -> None:
+    """Keep the ticket's SLA due times in step with the change just saved, in its transaction (the
+    scheduler's pass then finds nothing stale to compute; it still would, should this be skipped)."""
+    # Imported here: the SLA clock reads the desk's policies, which load after this module.
+    from inboxd.desk.slaclock import refresh
+
+    try:
+        # A savepoint: a ticket whose due times cannot be computed never stops the agent's change.
+        with conn.begin_nested():
+            refresh(conn, ticket_pk, settings, settings.policies, now)
+    except Exception:
+        logging.getLogger("inboxd.desk.workflow").exception(
+            "ticket %d: cannot compute its SLA due times; the scheduler tries again", ticket_pk)
 
 
 def _tier(target: str) -> int | None:

@@ -476,12 +476,7 @@ def _agents(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Tic
     Tickets count for their current assignee; replies for the agent who wrote them.
     """
     open_now = store.open_by_assignee(reader.conn, reader.scope)
-    replies = Counter()
-    for actor, action, detail in store.reply_events(reader.conn, reader.scope, reader.since, reader.until):
-        parsed = json.loads(detail or "{}")
-        if action == "reply" or (action == "macro" and parsed.get("message_id")) or \
-                (action == "message" and parsed.get("kind") == "agent"):
-            replies[actor] += 1
+    replies = Counter(store.reply_counts(reader.conn, reader.scope, reader.since, reader.until))
     names = sorted({*open_now, *replies, *(t.assignee for t in resolved if t.assignee),
                     *(a.name for a in reader.settings.agents)} - {None})
     if reader.scope.agent is not None:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Row, and_, case, func, or_, select
 
-from inboxd.store.sql import t
+from inboxd.store.sql import json_text, t
 
 RESOLVED = ("solved", "closed")
 # Ticket ids per IN (...) list: well under SQLite's limit on bound parameters.
@@ -178,19 +178,25 @@ def escalation_details(conn: Connection, scope: Scope, since: datetime, until: d
         .scalars())
 
 
-def reply_events(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
-    """(actor, action, detail) of the events in [since, until) that may be an agent's reply."""
+def reply_counts(conn: Connection, scope: Scope, since: datetime, until: datetime) -> dict[str, int]:
+    """The agents' replies in [since, until), per actor: their "reply" events, their macros that sent a
+    message (the detail names a message_id) and the agent messages filed from their mail (kind "agent").
+
+    Counted by the database: decoding each event's JSON in Python (600,000 of them over 90 days of a
+    busy desk) was most of the report's time.  The LIKE tests only spare the JSON function the rows that
+    cannot match (the customers' messages, most events of a busy desk).
+    """
     ticket, event = t.ticket, t.event
-    # Only rows that can be a reply (the caller decides from the JSON): a
-    # macro's detail names its message_id, an agent's message says "agent".
-    # The customers' messages, most events of a busy desk, are not read.
-    may_reply = or_(event.c.action == "reply",
-                    and_(event.c.action == "macro", event.c.detail.like("%message_id%")),
-                    and_(event.c.action == "message", event.c.detail.like("%agent%")))
-    return conn.execute(
-        select(event.c.actor, event.c.action, event.c.detail)
+    message_id = func.coalesce(json_text(event.c.detail, "message_id"), "")
+    is_reply = or_(event.c.action == "reply",
+                   and_(event.c.action == "macro", event.c.detail.like("%message_id%"), message_id != ""),
+                   and_(event.c.action == "message", event.c.detail.like("%agent%"),
+                        json_text(event.c.detail, "kind") == "agent"))
+    return dict(conn.execute(
+        select(event.c.actor, func.count())
         .join(ticket, ticket.c.id == event.c.ticket_id)
-        .where(and_(event.c.at >= since, event.c.at < until), may_reply, *scope.clauses())).all()
+        .where(and_(event.c.at >= since, event.c.at < until), is_reply, *scope.clauses())
+        .group_by(event.c.actor)).all())
 
 
 def requesters(conn: Connection, ticket_ids: Sequence[int]) -> dict[int, str]:

@@ -18,13 +18,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, Integer, Row, and_, case, func, literal, or_, select, type_coerce, update
+from sqlalchemy import Connection, Integer, Row, and_, bindparam, case, func, literal, or_, select, type_coerce, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Text
 
 from inboxd.store.fields import has_value as has_field_value
+from inboxd.store.filing import Prepared
 from inboxd.store.sql import greatest, message_order, t
 from inboxd.store.tiers import tier_response_unmet
 from inboxd.vocabulary import OPEN_STATUSES
@@ -81,10 +82,13 @@ def ticket_by_ref(conn: Connection, ref: str, *, lock: bool = False) -> Row | No
     FOR UPDATE; SQLite's BEGIN IMMEDIATE already holds the store's write
     lock), so a concurrent change waits and then sees this one's result.
     """
-    stmt = select(*_work_columns()).where(t.ticket.c.ref == ref)
-    if lock:
-        stmt = stmt.with_for_update()
-    return conn.execute(stmt).first()
+    return (_BY_REF_LOCKED if lock else _BY_REF).first(conn, {"ref": ref})
+
+
+# Compiled once (`filing.Prepared`): every duty item and notification loads its
+# ticket, and building the statement each time was a good part of that.
+_BY_REF = Prepared(select(*_work_columns()).where(t.ticket.c.ref == bindparam("ref")))
+_BY_REF_LOCKED = Prepared(select(*_work_columns()).where(t.ticket.c.ref == bindparam("ref")).with_for_update())
 
 
 def ref_of(conn: Connection, ticket_pk: int) -> str | None:
