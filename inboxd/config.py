@@ -66,7 +66,7 @@ MAILBOX_KEYS = ("name", "address", "display_name", "language", "timezone", "conf
 # OAuth2 sign-in (inboxd.oauth): the top-level [oauth] and each mailbox's [mailboxes.oauth].
 OAUTH_KEYS = ("key_file",)
 CLIENT_SECRET_KEYS = ("client_secret_env", "client_secret_file", "client_secret_command")
-MAILBOX_OAUTH_KEYS = ("provider", "client_id", *CLIENT_SECRET_KEYS, "tenant", "scopes", "flow",
+MAILBOX_OAUTH_KEYS = ("provider", "client_id", *CLIENT_SECRET_KEYS, "tenant", "authority", "scopes", "flow",
                       "device_authorization_endpoint", "authorization_endpoint", "token_endpoint", "mechanism")
 AGENT_KEYS = ("name", "email", "login", "display_name", "role", "teams", "tier", "notify", "language", "timezone")
 
@@ -263,6 +263,8 @@ class OAuthSettings:
     key_file: Path | None = None
     client_secret: Secret | None = None
     tenant: str = "organizations"  # Microsoft only
+    # Microsoft only: the cloud's sign-in host (21Vianet: https://login.partner.microsoftonline.cn).
+    authority: str = "https://login.microsoftonline.com"
     scopes: tuple[str, ...] = ()
     device_authorization_endpoint: str = ""
     token_endpoint: str = ""
@@ -916,13 +918,18 @@ def _oauth(table: Table, base: Path, mailbox: str, data_dir: Path, key_file: Pat
             table.fail(key, f"expected an http(s) URL, got {show(value)}" if value else
                        f"missing; provider {show(provider)} needs it")
         endpoints[key] = value
-    if "tenant" in table.data and provider != "microsoft":
-        table.fail("tenant", "only used with provider \"microsoft\"")
+    for key in ("tenant", "authority"):
+        if key in table.data and provider != "microsoft":
+            table.fail(key, "only used with provider \"microsoft\"")
+    authority = table.string("authority", "https://login.microsoftonline.com").strip().rstrip("/")
+    if not re.match(r"https://[^/\s]+$", authority):
+        table.fail("authority", f"expected an https URL of a host, e.g. \"https://login.microsoftonline.com\","
+                                f" got {show(authority)}")
     return OAuthSettings(
         mailbox=mailbox, provider=provider, client_id=client_id,
         token_file=data_dir / "oauth" / f"{mailbox}.token", key_file=key_file,
         client_secret=table.secret(base, None, keys=CLIENT_SECRET_KEYS),
-        tenant=table.string("tenant", "organizations").strip() or "organizations",
+        tenant=table.string("tenant", "organizations").strip() or "organizations", authority=authority,
         scopes=scopes, mechanism=table.choice("mechanism", defaults["mechanism"], OAUTH_MECHANISMS), flow=flow,
         **endpoints,
     )

@@ -453,8 +453,10 @@ class _Msal:
 
         self.oauth = oauth
         # The device flow is a public client's (the app registration must allow public client flows).
+        # No instance discovery: the admin named the cloud, and msal knows Microsoft's clouds anyway.
         self.app = msal.PublicClientApplication(
-            oauth.client_id, authority=f"https://login.microsoftonline.com/{oauth.tenant}", timeout=HTTP_TIMEOUT)
+            oauth.client_id, authority=f"{oauth.authority}/{oauth.tenant}", instance_discovery=False,
+            timeout=HTTP_TIMEOUT)
 
     def device_login(self, show: Callable[[str], None], sleep: Callable[[float], None]) -> _Answer:
         flow = self.app.initiate_device_flow(scopes=list(self.oauth.scopes))

@@ -284,3 +284,33 @@ def test_the_key_can_come_from_the_environment(tmp_path, oauth_dovecot, monkeypa
     with pytest.raises(oauth.NotLoggedIn, match="cannot be decrypted .* run `inboxd oauth login support`"):
         oauth.read_stored(conf)
     assert os.environ["INBOXD_SECRET_KEY"] != key
+
+
+def test_microsoft_through_msal_device_flow_and_refresh(tmp_path, oauth_dovecot, monkeypatch):
+    """provider = "microsoft": msal's own device flow and refresh grant, against a local authority over HTTPS
+    (msal finds the endpoints by OpenID discovery under `authority`/`tenant`, as it does at Microsoft)."""
+    from inboxd.testing.oauthserver import OAuthServer
+
+    dovecot, _auth = oauth_dovecot
+    # msal speaks only HTTPS; requests trusts the test's certificate through the environment.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(dovecot.ca_file))
+    with OAuthServer(USER, tls=(dovecot.ca_file, dovecot.ca_file.parent / "key.pem")) as ms:
+        path = write_config(tmp_path, dovecot, [{"name": "support", "user": USER}], security="none")
+        text = path.read_text().replace(f'password_file = "{tmp_path / "imap-password"}"', 'auth = "oauth2"')
+        text = text.replace("[[agents]]", f'[mailboxes.oauth]\nprovider = "microsoft"\nclient_id = "{ms.client_id}"\n'
+                                          f'tenant = "contoso"\nauthority = "{ms.url}"\n\n[[agents]]', 1)
+        path.write_text(text)
+        conf = load_settings(path).mailbox("support").imap.oauth
+        shown = []
+        t0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+        stored = oauth.login(conf, show=shown.append, now=t0)
+        assert shown == [f"To sign in, open {ms.url}/activate and enter the code WDJB-MJHT."]
+        assert stored.account == USER and stored.refresh_token in ms.refresh_tokens
+        # msal asks for offline access itself, besides the Outlook scopes.
+        assert "https://outlook.office.com/IMAP.AccessAsUser.All" in ms.last_scope
+        assert "offline_access" in ms.last_scope
+        refreshed = oauth.access_token(conf, now=t0 + timedelta(minutes=56))
+        assert ms.refreshes == 1 and ms.is_active(refreshed.token) and refreshed.account == USER
+        ms.revoke()
+        with pytest.raises(oauth.RefreshFailed, match="mailbox support: the OAuth2 token refresh failed: invalid_grant"):
+            oauth.access_token(conf, now=t0 + timedelta(hours=2))

@@ -99,6 +99,15 @@ key_file = "keys/oauth.key"
      "mailboxes[0].oauth.client_secret_file: conflicts with client_secret_env; give only one source"),
     (BASE + '[mailboxes.oauth]\nprovider = "google"\nclient_id = "a"\nclient_secret = "s3cret"\n',
      'mailboxes[0].oauth.client_secret: unknown key "client_secret"; did you mean "client_secret_env"?'),
+    (BASE + '[mailboxes.oauth]\nprovider = "google"\nclient_id = "a"\nauthority = "https://login.example"\n',
+     'mailboxes[0].oauth.authority: only used with provider "microsoft"'),
+    (BASE + '[mailboxes.oauth]\nprovider = "microsoft"\nclient_id = "a"\nauthority = "login.partner.microsoftonline.cn"\n',
+     'mailboxes[0].oauth.authority: expected an https URL of a host, e.g. "https://login.microsoftonline.com",'
+     ' got "login.partner.microsoftonline.cn"'),
+    (BASE + '[mailboxes.oauth]\nprovider = "microsoft"\nclient_id = "a"\nflow = "browser"\n',
+     'mailboxes[0].oauth.flow: provider "microsoft" signs in with the device flow only'),
+    (BASE + '[mailboxes.oauth]\nclient_id = "a"\nscopes = ["m"]\nflow = "browser"\ntoken_endpoint = "https://t"\n',
+     'mailboxes[0].oauth.authorization_endpoint: missing; provider "generic" needs it'),
     ('[smtp]\nhost = "smtp.example.com"\nauth = "oauth2"\n' + BASE,
      'smtp.auth: "oauth2" signs in as one mailbox: set it in that mailbox\'s [mailboxes.smtp]'),
 ])

@@ -26,8 +26,11 @@ import base64
 import hashlib
 import json
 import secrets
+import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
 from inboxd.testing.ports import free_port
@@ -37,7 +40,7 @@ class OAuthServer:
     """Device flow, refresh and introspection endpoints for one user, with counters."""
 
     def __init__(self, user: str, *, client_id: str = "inboxd-test", expires_in: int = 3600,
-                 approve_after: int = 1, host: str = "127.0.0.1") -> None:
+                 approve_after: int = 1, host: str = "127.0.0.1", tls: tuple[Path, Path] | None = None) -> None:
         self.user = user
         self.client_id = client_id
         self.expires_in = expires_in
@@ -45,6 +48,8 @@ class OAuthServer:
         self.approve_after = approve_after
         self.host = host
         self.port = free_port(host)
+        # (certificate, key): serve HTTPS, as msal insists on (Microsoft's authority is https only).
+        self.tls = tls
         self.lock = threading.Lock()
         self.active: set[str] = set()            # access tokens that introspect as active
         self.refresh_tokens: set[str] = set()    # refresh tokens that are honoured
@@ -60,7 +65,7 @@ class OAuthServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def __enter__(self) -> "OAuthServer":
         self.start()
@@ -72,6 +77,10 @@ class OAuthServer:
     def start(self) -> None:
         server = ThreadingHTTPServer((self.host, self.port), _handler(self))
         server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="oauth-server", daemon=True)
         self._thread.start()
@@ -108,7 +117,9 @@ class OAuthServer:
             self.devices[code] = 0
             self.last_scope = form.get("scope", "")
         return 200, {"device_code": code, "user_code": "WDJB-MJHT", "verification_uri": f"{self.url}/activate",
-                     "expires_in": 600, "interval": 0}
+                     "expires_in": 600, "interval": 0,
+                     # Microsoft's answer also carries the sentence to show, which msal passes on.
+                     "message": f"To sign in, open {self.url}/activate and enter the code WDJB-MJHT."}
 
     def _authorize(self, query: dict[str, str]) -> tuple[int, dict]:
         """The browser's visit: a redirect back to the client with a code (status 302, Location in the dict)."""
@@ -152,7 +163,9 @@ class OAuthServer:
         access = "at-" + secrets.token_urlsafe(24)
         self.active.add(access)
         answer = {"access_token": access, "token_type": "Bearer", "expires_in": self.expires_in,
-                  "id_token": _unsigned_jwt({"email": self.user})}
+                  "id_token": _unsigned_jwt({"iss": self.url, "sub": "user-1", "aud": self.client_id,
+                                             "iat": int(time.time()), "exp": int(time.time()) + 3600,
+                                             "email": self.user, "preferred_username": self.user})}
         if new_refresh:
             refresh = "rt-" + secrets.token_urlsafe(24)
             self.refresh_tokens.add(refresh)
@@ -180,6 +193,12 @@ def _handler(owner: OAuthServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
             form = {k: v[0] for k, v in parse_qs(query).items()}
+            if path.endswith("/v2.0/.well-known/openid-configuration"):
+                # OpenID discovery, where msal finds a Microsoft-style authority's endpoints.
+                self._json(200, {"issuer": owner.url, "authorization_endpoint": f"{owner.url}/authorize",
+                                 "token_endpoint": f"{owner.url}/token",
+                                 "device_authorization_endpoint": f"{owner.url}/device"})
+                return
             status, answer = owner._authorize(form) if path == "/authorize" else (404, {"error": "not_found"})
             self.send_response(status)
             if status == 302:
@@ -193,6 +212,9 @@ def _handler(owner: OAuthServer) -> type[BaseHTTPRequestHandler]:
             form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
             route = routes.get(self.path.split("?", 1)[0])
             status, answer = route(form) if route else (404, {"error": "not_found"})
+            self._json(status, answer)
+
+        def _json(self, status: int, answer: dict) -> None:
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
