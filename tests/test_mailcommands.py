@@ -249,3 +249,24 @@ def test_commands_run_once_when_the_daemon_died_after_filing(desk, dovecot, smtp
     assert db_count(config, "SELECT COUNT(*) FROM duty WHERE duty = 'mail-commands-done'") == 1
     assert json.loads(json.dumps(events(ticket, "mail-commands")[0]["detail"]))["commands"] == [
         "#tag vip", "#priority high"]
+
+
+def test_pending_above_an_answer_is_not_a_refusal(desk, dovecot, smtp_sink):
+    """An answer moves the ticket to pending by itself; "#pending" above it asks for what is so: no refusal."""
+    config, user, first = desk
+    dovecot.append(user, "INBOX", agent_mail(first, "#pending\n#tag waiting\nCould you send a screenshot?\n"))
+    once(config, T0 + timedelta(minutes=5))
+    ticket = show_json(config, "T-1000")
+    assert ticket["status"] == "pending" and "waiting" in ticket["tags"]
+    assert len(to(smtp_sink, CUSTOMER)) == 1
+    assert to(smtp_sink, "alice@example.com") == []
+
+
+@pytest.mark.parametrize("body", ["#备注 客户是老客户\n", "＃note call them back\n"])
+def test_a_note_alone_in_any_spelling_stays_internal_without_trust(desk, dovecot, smtp_sink, body):
+    config, user, first = desk
+    dovecot.append(user, "INBOX", agent_mail(first, body, auth=None))
+    once(config, T0 + timedelta(minutes=5))
+    ticket = show_json(config, "T-1000")
+    assert ticket["messages"][-1]["kind"] == "note"
+    assert to(smtp_sink, CUSTOMER) == [] and to(smtp_sink, "alice@example.com") == []

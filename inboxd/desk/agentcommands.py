@@ -110,7 +110,8 @@ def run_one(engine: Engine, settings: Settings, ticket_pk: int, key: str, now: d
         try:
             handle(op, params, Caller(agent, "mail", origin), settings=settings, engine=engine, now=now)
         except ApiError as exc:
-            refused.append(CommandError(command.line, str(exc)))
+            if not already(exc):
+                refused.append(CommandError(command.line, str(exc)))
     with writing(engine) as conn:
         if not rows.finish(conn, ticket_pk, key, now):
             return False
@@ -122,6 +123,14 @@ def run_one(engine: Engine, settings: Settings, ticket_pk: int, key: str, now: d
     log.info("<%s> commands by mail on %s: %d ran, %d refused", _place(key)[2], ref,
              len(parsed.actions) - len(refused), len(refused))
     return True
+
+
+def already(exc) -> bool:
+    """Whether a refusal only says the ticket is as asked already ("T-1000 is already pending", "already has
+    vip", "is already yours"): the agent got what they asked for, so it is not reported as a refusal.  (An
+    agent's answer moves the ticket to pending by itself, so "#pending" above an answer would otherwise
+    always be refused.)"""
+    return getattr(exc, "status", None) == 400 and " already " in f" {exc} "
 
 
 def _since(detail: dict) -> datetime:

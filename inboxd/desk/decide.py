@@ -414,7 +414,7 @@ def classify(m: Incoming, lookup: Lookup, desk: Desk, text: str) -> Who:
     parsed = mailcommands.parse(text) if not m.history else mailcommands.Parsed()
     if parsed.actions or parsed.errors:
         return _commands(m, parsed, agent, desk, to_note)
-    if first_line.startswith("#note") or to_note:
+    if parsed.note or first_line.startswith("#note") or to_note:
         return Who(kind="note", agent=agent, note_reason="internal note by email", why="internal note by email")
     if m.history:
         # An agent's mail from the past is a record; it was answered long ago.
