@@ -274,3 +274,19 @@ def test_a_folder_that_refuses_keywords_gets_none_and_status_says_so(tmp_path, a
     before = locked.highest()
     cycle(config)
     assert locked.highest() == before
+
+
+def test_a_large_backlog_is_written_over_several_passes(tmp_path, dovecot, imap_user, monkeypatch):
+    """Turning write_back on for a folder of old mail writes a bounded number of STOREs per pass."""
+    import inboxd.sync.imap as imap
+
+    monkeypatch.setattr(imap, "WRITE_BUDGET", 1)
+    config = configure(tmp_path, dovecot, imap_user, write_back=True, seen_on_close=False)
+    for who in ("a", "b", "c"):
+        dovecot.append(imap_user, "INBOX", make_mail(frm=f"{who} <{who}@example.cn>", subject=f"Question {who}"))
+    box = Client(dovecot, imap_user)
+    written = []
+    for _ in range(4):
+        cycle(config)
+        written.append(sum(1 for f in box.flags().values() if ours(f)))
+    assert written == [1, 2, 3, 3]

@@ -72,6 +72,10 @@ HANDOFF_TIMEOUT_SECONDS = 600.0
 META_CHUNK = 5000
 # Bytes asked for in one partial FETCH of a message over max_message_bytes.
 SPOOL_PIECE = 2 * 1024 * 1024
+# The most STORE commands one folder's write-back sends in one pass: turning
+# write_back on for a folder of years of mail writes it over several passes
+# instead of keeping new mail waiting behind it.
+WRITE_BUDGET = 500
 
 
 class BatchSink(Protocol):
@@ -573,7 +577,7 @@ class MailboxPoller:
         if not mode:
             return
         after, sent, error = 0, 0, None
-        while not self.stop.is_set():
+        while not self.stop.is_set() and sent < WRITE_BUDGET:
             due = self.sink.writeback_due(name, folder, uidvalidity, mode, after)
             if not due:
                 break
@@ -588,6 +592,8 @@ class MailboxPoller:
             stores = 0
             try:
                 for (add, remove, seen), items in groups.items():
+                    if sent + stores >= WRITE_BUDGET:
+                        break  # The rest stays due: the next sync goes on from here.
                     uids = [uid for uid, _ in items]
                     try:
                         stores += _store(client, uids, add, remove, seen, gmail)
@@ -604,8 +610,10 @@ class MailboxPoller:
                 # What the server took is remembered even when the connection broke midway.
                 self.sink.writeback_done(name, folder, uidvalidity, mode, done, stores, error)
             sent += stores
+            self.keep_leases()
         if sent:
-            log.info("%s/%s: wrote the tickets' state with %d STORE command(s)", name, folder, sent)
+            log.info("%s/%s: wrote the tickets' state with %d STORE command(s)%s", name, folder, sent,
+                     "; the rest at the next sync" if sent >= WRITE_BUDGET else "")
 
     def _report(self, folder: str, done: int, total: int, result: BatchResult | None) -> None:
         if self.progress is not None:
