@@ -133,3 +133,20 @@ def test_folder_commands_are_checked_at_load(tmp_path, dovecot, imap_user, value
     with pytest.raises(ConfigError) as err:
         load_settings(config)
     assert "command_folders" in str(err.value) and problem in str(err.value)
+
+
+def test_a_message_inboxd_never_filed_goes_to_the_first_folder_untouched(desk, dovecot):
+    config, user = desk
+    mid = make_message_id()
+    dovecot.append(user, "Desk/Close", make_mail(message_id=mid))
+    once(config, T0)
+    with imap(dovecot, user) as client:
+        assert message_ids(client, "Desk/Close") == []
+        assert message_ids(client, "INBOX") == [mid.strip("<>")]
+    engine = store_engine(config)
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM duty WHERE duty = 'folder-command'")).scalar() == 0
+    engine.dispose()
+    # In INBOX it is mail like any other: the next sync files it as a new, open ticket.
+    once(config, T0 + timedelta(minutes=5))
+    assert show_json(config, "T-1000")["status"] == "new"

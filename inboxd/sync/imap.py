@@ -761,7 +761,8 @@ class MailboxPoller:
         # a mailbox with write-back: a ticket changed by an agent (or gone
         # overdue) reaches the server's keywords within poll_interval.
         writing = self.writes and (self.settings.write_back or self.settings.seen_on_close)
-        if len(self.folders) == 1 and not retry and not standby and not writing:
+        # Command folders are looked into after each sync, so also within poll_interval.
+        if len(self.folders) == 1 and not retry and not standby and not writing and not self.settings.command_folders:
             limit = IDLE_RENEW_SECONDS
         deadline = time.monotonic() + min(limit, IDLE_RENEW_SECONDS, self._token_left())
         client.idle()
