@@ -290,3 +290,38 @@ def test_a_large_backlog_is_written_over_several_passes(tmp_path, dovecot, imap_
         cycle(config)
         written.append(sum(1 for f in box.flags().values() if ours(f)))
     assert written == [1, 2, 3, 3]
+
+
+def test_a_refused_store_is_retried_and_never_stops_the_others(tmp_path):
+    """Dovecot refuses keywords over mail_max_keyword_length with NO [CANNOT]: that ticket's write waits
+    (status shows the error), the other ticket's goes through, and once the server takes it, it is written."""
+    root = Path(tempfile.mkdtemp(prefix="inboxd-dovecot-"))
+    server = Dovecot(root, extra_config="mail_max_keyword_length = 20\n")
+    try:
+        server.start()
+        user = "shared"
+        server.add_user(user)
+        config = configure(tmp_path, server, user, write_back=True, seen_on_close=False)
+        server.append(user, "INBOX", make_mail(subject="First"))
+        server.append(user, "INBOX", make_mail(frm="Han Meimei <han@example.cn>", subject="Second"))
+        cycle(config)
+        box = Client(server, user)
+        as_alice(config, "tag", "T-1000", "a-rather-long-tag")
+        as_alice(config, "tag", "T-1001", "vip")
+        cycle(config)
+        flags = box.flags()
+        assert ours(flags[1]) == {"T-1000", "$inboxd-open"}
+        assert ours(flags[2]) == {"T-1001", "$inboxd-open", "$inboxd-vip"}
+        status = json.loads(cli(config, "status", "--json").stdout)
+        inbox = status["mailboxes"][0]["folders"][0]
+        assert inbox["state"] == "ok" and "too long" in inbox["write_back"]["error"]
+
+        server.extra_config = ""
+        server.restart()
+        cycle(config)
+        assert ours(box.flags()[1]) == {"T-1000", "$inboxd-open", "$inboxd-a-rather-long-tag"}
+        status = json.loads(cli(config, "status", "--json").stdout)
+        assert status["mailboxes"][0]["folders"][0]["write_back"]["error"] == ""
+    finally:
+        server.kill()
+        shutil.rmtree(root, ignore_errors=True)
