@@ -30,7 +30,7 @@ from inboxd.reports.status import read_health
 from inboxd.store.engine import open_store
 from inboxd.testing.mail import make_mail
 from inboxd.testing.smtp import SmtpSink
-from tests.support import cli, list_json, write_config
+from tests.support import cli, list_json, start_daemon, stop_daemon, wait_until, write_config
 
 USER = "support@example.com"
 
@@ -314,3 +314,30 @@ def test_microsoft_through_msal_device_flow_and_refresh(tmp_path, oauth_dovecot,
         ms.revoke()
         with pytest.raises(oauth.RefreshFailed, match="mailbox support: the OAuth2 token refresh failed: invalid_grant"):
             oauth.access_token(conf, now=t0 + timedelta(hours=2))
+
+
+def test_the_daemon_refreshes_while_idling_and_goes_red_as_soon_as_a_refresh_fails(tmp_path, oauth_dovecot):
+    """`inboxd run`: a connection that idles for long is not left with an expired token; the poller wakes up
+    when the token is due, refreshes it, and a refusal turns health red without waiting for mail."""
+    dovecot, auth = oauth_dovecot
+    # Tokens that are due for their refresh (five minutes before their end) five seconds after they are issued.
+    auth.expires_in = 305
+    config = oauth_config(tmp_path, dovecot, auth)
+    cli(config, "oauth", "login", "support")
+    daemon = start_daemon(config, tmp_path / "daemon.log")
+    try:
+        # The daemon refreshes at its start (it has no token in memory), then again each time one is due,
+        # while its connection stays in IDLE.
+        wait_until(lambda: auth.refreshes >= 3, timeout=60, what="two refreshes while idling")
+        assert cli(config, "health", check=False).returncode == 0
+        logins = dovecot.root / "log" / "info.log"
+        connections = logins.read_text().count("Login: user=<support@example.com>, method=XOAUTH2")
+        auth.revoke()
+        wait_until(lambda: cli(config, "health", check=False).returncode == 1, timeout=60,
+                   what="health to turn red after the refused refresh")
+        status = json.loads(cli(config, "status", "--json", check=False).stdout)
+        assert "invalid_grant" in status["mailboxes"][0]["folders"][0]["error"]
+    finally:
+        assert stop_daemon(daemon) == 0
+    # No reconnection was needed for the refreshes before the revocation: one login, kept.
+    assert connections == 1
