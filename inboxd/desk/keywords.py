@@ -56,7 +56,6 @@ STATUS_NAMES = {"new": "open", "open": "open", "pending": "pending", "solved": "
 _RESERVED = frozenset({"open", "pending", "solved", "closed", "overdue"})
 _REF = re.compile(r"T-\d+\Z")
 _SAFE = re.compile(r"[a-z0-9_.+\-]")
-SEEN = "\\Seen"
 
 
 @dataclass(frozen=True)

@@ -401,7 +401,7 @@ class WritebackFolder(SQLModel, table=True):
     __tablename__ = "writeback_folder"
     mailbox: str = Field(primary_key=True)
     folder: str = Field(primary_key=True)
-    # PERMANENTFLAGS had \\* (new keywords kept), \\Seen, and the server is Gmail (X-GM-EXT-1).
+    # PERMANENTFLAGS had \* (new keywords kept), \Seen, and the server is Gmail (X-GM-EXT-1).
     keywords: bool = True
     seen: bool = True
     gmail: bool = False
