@@ -18,9 +18,10 @@ rendered from templates `commands/` in the agent's language.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine
 
@@ -79,8 +80,6 @@ def run_pending(engine: Engine, settings: Settings, now: datetime,
 
 
 def _place(key: str) -> tuple[str, str, str]:
-    import json
-
     mailbox, folder, message_key = json.loads(key)
     return mailbox, folder, message_key
 
@@ -135,9 +134,18 @@ def already(exc) -> bool:
 
 def _since(detail: dict) -> datetime:
     """Events of the commands are written after the mail arrived: a lower bound for `rows.ran`'s scan."""
-    from datetime import UTC
-
     return datetime(1970, 1, 1, tzinfo=UTC) if "at" not in detail else datetime.fromisoformat(detail["at"])
+
+
+def refusal_text(settings: Settings, agent: AgentSettings, ref: str, ticket_subject: str,
+                 refused: Sequence[CommandError]) -> tuple[str, str]:
+    """(subject, body) of the reply about refused commands, in the agent's language (templates `commands/`)."""
+    variables = {"agent": {"name": agent.name, "label": agent.label},
+                 "ticket": {"id": ref, "subject": ticket_subject},
+                 "refused": [{"line": e.line, "reason": e.reason} for e in refused]}
+    templates = templates_for(settings.template_dirs)
+    subject = " ".join(templates.render("commands/subject.txt", variables, language=agent.language).split())
+    return subject, templates.render("commands/body.txt", variables, language=agent.language)
 
 
 def tell_agent(conn: Connection, settings: Settings, ticket_pk: int, ref: str, agent: AgentSettings,
@@ -152,12 +160,7 @@ def tell_agent(conn: Connection, settings: Settings, ticket_pk: int, ref: str, a
     with_ticket = load(conn, ref)
     mailbox = settings.mailbox(with_ticket.mailbox)
     tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
-    variables = {"agent": {"name": agent.name, "label": agent.label},
-                 "ticket": {"id": ref, "subject": with_ticket.subject},
-                 "refused": [{"line": e.line, "reason": e.reason} for e in refused]}
-    templates = templates_for(settings.template_dirs)
-    subject = " ".join(templates.render("commands/subject.txt", variables, language=agent.language).split())
-    text = templates.render("commands/body.txt", variables, language=agent.language)
+    subject, text = refusal_text(settings, agent, ref, with_ticket.subject, refused)
     root = new_message_id(ref, mailbox.domain, unique="notify")
     return outbox.queue(conn, kind="notification", mailbox=mailbox, ticket_pk=ticket_pk, ref=ref,
                         to=[(agent.label, agent.email)],
@@ -166,4 +169,4 @@ def tell_agent(conn: Connection, settings: Settings, ticket_pk: int, ref: str, a
                         reply_to=mailbox.address, now=now, sent_copy=False)
 
 
-__all__ = ["record", "run_one", "run_pending", "tell_agent"]
+__all__ = ["record", "refusal_text", "run_one", "run_pending", "tell_agent"]

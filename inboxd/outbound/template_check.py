@@ -157,6 +157,11 @@ def _agent_mail(settings: Settings, language: str) -> None:
     agentmail.digest_text(settings, agent, SAMPLE_NOW.date().isoformat(), [
         agentmail.DigestLine(t["ref"], t["subject"], "open", "urgent", SAMPLE_NOW, "due_soon"),
         agentmail.DigestLine(t["ref"], t["subject"], "pending", "normal", None, "")])
+    # The reply about commands by mail that did not run (inboxd.desk.agentcommands).
+    from inboxd.desk.agentcommands import refusal_text
+    from inboxd.desk.mailcommands import CommandError
+
+    refusal_text(settings, agent, t["ref"], t["subject"], [CommandError("#assign bob", "not run: a sample reason")])
 
 
 def _report(settings: Settings, templates: Templates, language: str = "en") -> None:
