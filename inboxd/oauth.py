@@ -140,10 +140,9 @@ def _refresh(oauth: OAuthSettings, now: datetime) -> AccessToken:
             raise RefreshFailed(f"mailbox {oauth.mailbox}: the OAuth2 token refresh failed: {reason};"
                                 f" run `inboxd oauth login {oauth.mailbox}`") from None
         account = answer.account or stored.account
-        rotated = answer.refresh_token and answer.refresh_token != stored.refresh_token
+        # A provider that rotates refresh tokens (Microsoft does) sends a new one: it replaces the old.
         _write_stored(oauth, Stored(answer.refresh_token or stored.refresh_token, account, oauth.provider,
-                                    stored.obtained_at, now) if rotated else
-                      Stored(stored.refresh_token, account, oauth.provider, stored.obtained_at, now))
+                                    stored.obtained_at, now))
     return AccessToken(answer.access_token, now + timedelta(seconds=answer.expires_in), account)
 
 

@@ -205,6 +205,21 @@ def test_the_access_token_is_refreshed_before_it_expires(tmp_path, oauth_dovecot
     assert auth.is_active(second.token)
 
 
+def test_a_rotated_refresh_token_replaces_the_stored_one(tmp_path, oauth_dovecot):
+    dovecot, auth = oauth_dovecot
+    conf = load_settings(oauth_config(tmp_path, dovecot, auth)).mailbox("support").imap.oauth
+    t0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    first = oauth.login(conf, show=lambda text: None, now=t0, sleep=lambda seconds: None).refresh_token
+    auth.rotate = True
+    oauth.access_token(conf, now=t0 + timedelta(hours=1))
+    stored = oauth.read_stored(conf)
+    assert stored.refresh_token != first and auth.refresh_tokens == {stored.refresh_token}
+    assert stored.obtained_at == t0 and stored.refreshed_at == t0 + timedelta(hours=1)
+    # The next refresh uses the new one (the old one is refused by now).
+    oauth.access_token(conf, now=t0 + timedelta(hours=2))
+    assert auth.refreshes == 2
+
+
 def test_a_failed_refresh_turns_health_red_in_one_sync_and_mails_the_admin_once(tmp_path, oauth_dovecot):
     dovecot, auth = oauth_dovecot
     with SmtpSink() as admin_smtp:

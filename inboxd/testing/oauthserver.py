@@ -56,6 +56,8 @@ class OAuthServer:
         self.devices: dict[str, int] = {}        # device code -> polls so far
         self.codes: dict[str, tuple[str, str]] = {}   # authorization code -> (code_challenge, redirect_uri)
         self.code_grants = 0
+        # Whether a refresh answers with a new refresh token and retires the old one (as Microsoft does).
+        self.rotate = False
         self.refreshes = 0
         self.introspections = 0
         self.device_grants = 0
@@ -156,7 +158,9 @@ class OAuthServer:
                 self.refreshes += 1
                 if form.get("refresh_token") not in self.refresh_tokens:
                     return 400, {"error": "invalid_grant", "error_description": "the refresh token was revoked"}
-                return 200, self._issue(new_refresh=False)
+                if self.rotate:
+                    self.refresh_tokens.discard(form["refresh_token"])
+                return 200, self._issue(new_refresh=self.rotate)
         return 400, {"error": "unsupported_grant_type"}
 
     def _issue(self, new_refresh: bool) -> dict:
