@@ -131,3 +131,13 @@ def load_settings_free(mechanism: str):
 
     return OAuthSettings(mailbox="support", provider="generic", client_id="a", token_file=Path("/nonexistent"),
                          mechanism=mechanism)
+
+
+def test_only_the_oauth_module_imports_the_oauth_libraries():
+    """msal, Authlib and cryptography stay in inboxd/oauth.py (docs/layout.md)."""
+    import re
+
+    package = Path(__file__).resolve().parent.parent / "inboxd"
+    pattern = re.compile(r"^\s*(?:from|import)\s+(?:msal|authlib|cryptography)\b", re.MULTILINE)
+    users = sorted(str(path.relative_to(package)) for path in package.rglob("*.py") if pattern.search(path.read_text()))
+    assert users == ["oauth.py"]
