@@ -28,10 +28,12 @@ PostgreSQL the server's own CPU is not in the CPU figure):
 * one scheduler pass, `Duties(engine, settings).run_due(now)` with the
   settings of bench/scheduler.py (a business-hours SLA on the CN calendar,
   warnings, escalation, unassigned alerts, the weekly report's day): the
-  first pass after the fill (computes all N tickets' due times, then
-  handles what is due; target 5 s), a second pass at the same time, and a
-  steady pass one minute later after 1 % of the tickets changed (target
-  0.3 s);
+  first pass after the fill (computes the due times of every unresolved
+  ticket and of `BACKFILL_RESOLVED` solved or closed ones, then handles
+  what is due; target 5 s), a second pass at the same time, a steady pass
+  one minute later after 1 % of the tickets changed (target 0.3 s), and
+  then the passes, a minute apart, that finish the backfill of the closed
+  tickets' due times (their number and total time);
 * the weekly report over the last 90 days, `compute_report(...,
   include_agents=True)` in a read transaction, best of 3 (target 1 s).
 """
@@ -64,6 +66,7 @@ from inboxd.outbound.compose import ticket_ref_from_message_id  # noqa: E402
 from inboxd.reports.metrics import compute_report  # noqa: E402
 from inboxd.store.copy import copy_rows  # noqa: E402
 from inboxd.store.engine import open_store, reading  # noqa: E402
+from inboxd.store.slaclock import stale_tickets  # noqa: E402
 from inboxd.testing.mail import make_mail  # noqa: E402
 from inboxd.testing.postgres import PostgresCluster  # noqa: E402
 
@@ -146,6 +149,7 @@ def measure(label: str, engine, settings, tickets: int, messages: int, reset) ->
     duties = Duties(engine, settings)
     wall, proc, done = timed(lambda: duties.run_due(now))
     figures["first"] = wall
+    figures["first_cpu"] = proc
     print(f"[{label}] first scheduler pass: {wall:7.2f} s wall, {proc:6.2f} s CPU  {done}  (target 5 s)")
     wall, proc, done = timed(lambda: duties.run_due(now))
     figures["second"] = wall
@@ -161,9 +165,25 @@ def measure(label: str, engine, settings, tickets: int, messages: int, reset) ->
             return compute_report(conn, settings, since=now - timedelta(days=90), until=now, now=now,
                                   include_agents=True)
 
+    # The rest of an upgrade's backfill: each pass refreshes the unresolved tickets and at most
+    # BACKFILL_RESOLVED solved or closed ones, so the first pass left most closed tickets stale.
+    passes, wall_all, cpu_all, at = 0, 0.0, 0.0, now + timedelta(minutes=1)
+    while True:
+        with reading(engine) as conn:
+            left = len(stale_tickets(conn))
+        if not left or passes >= 50:
+            break
+        at += timedelta(minutes=1)
+        wall, proc, _done = timed(lambda: duties.run_due(at))
+        passes, wall_all, cpu_all = passes + 1, wall_all + wall, cpu_all + proc
+    figures["backfill"] = wall_all
+    print(f"[{label}] rest of the backfill: {passes} more passes, {wall_all:7.2f} s wall, {cpu_all:6.2f} s CPU"
+          f" in all ({left} stale left)")
+
     runs = [timed(report) for _ in range(3)]
     wall, proc, result = min(runs, key=lambda r: r[0])
     figures["report"] = wall
+    figures["report_cpu"] = min(r[1] for r in runs)
     print(f"[{label}] weekly report, 90 days: {wall:6.2f} s wall, {proc:6.2f} s CPU best of 3"
           f"  ({result['tickets']['created']:,} tickets created; target 1 s)")
     engine.dispose()
@@ -274,12 +294,13 @@ def main() -> None:
             engine, reset = postgres_store(stack, root, args.tickets)
             results["postgresql"] = measure("postgresql", engine, settings, args.tickets, messages, reset)
         print(f"\n{args.tickets:,} tickets, {messages:,} messages (wall time; targets in brackets)")
-        print(f"{'':<12}{'lookup ms':>12}{'first s':>10}{'second s':>10}{'steady s':>10}{'report s':>10}")
-        print(f"{'target':<12}{TARGETS['lookup'] * 1000:>12.2f}{TARGETS['first']:>10.1f}{'':>10}"
+        print(f"{'':<12}{'lookup ms':>12}{'first s':>10}{'(CPU)':>8}{'second s':>10}{'steady s':>10}"
+              f"{'report s':>10}{'(CPU)':>8}")
+        print(f"{'target':<12}{TARGETS['lookup'] * 1000:>12.2f}{TARGETS['first']:>10.1f}{'':>8}{'':>10}"
               f"{TARGETS['steady']:>10.2f}{TARGETS['report']:>10.1f}")
         for store, f in results.items():
-            print(f"{store:<12}{f['lookup'] * 1000:>12.3f}{f['first']:>10.2f}{f['second']:>10.2f}"
-                  f"{f['steady']:>10.2f}{f['report']:>10.2f}")
+            print(f"{store:<12}{f['lookup'] * 1000:>12.3f}{f['first']:>10.2f}{f['first_cpu']:>8.2f}"
+                  f"{f['second']:>10.2f}{f['steady']:>10.2f}{f['report']:>10.2f}{f['report_cpu']:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -128,7 +128,9 @@ class _Reader:
     def tickets(self) -> dict[int, _Ticket]:
         """Tickets alive during the period, each with its status intervals up to the period's end."""
         tickets = {
-            pk: _Ticket(pk, mailbox, json.loads(tags or "[]"), assignee, created, first, policy)
+            # Most tickets have no tag: "[]" is not decoded (a list of its own each, as json.loads gives).
+            pk: _Ticket(pk, mailbox, [] if not tags or tags == "[]" else json.loads(tags), assignee, created, first,
+                        policy)
             for pk, mailbox, tags, assignee, created, first, policy
             in store.live_tickets(self.conn, self.scope, self.since, self.until)
         }
