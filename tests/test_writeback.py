@@ -113,6 +113,9 @@ def test_keywords_follow_status_assignee_and_tags_and_a_restart_rewrites_nothing
     dovecot.append(imap_user, "INBOX", make_mail(subject="Re: Cannot log in to my account", in_reply_to=first,
                                                   references=[first], message_id=make_message_id()))
     dovecot.append(imap_user, "INBOX", make_mail(frm="Han Meimei <han@example.cn>", subject="Invoice missing"))
+    # Mail in the Sent folder is never written to.
+    dovecot.append(imap_user, "Sent", make_mail(frm="Alice <alice@example.com>", to="lilei@example.cn",
+                                                 subject="Your other question", message_id=make_message_id()))
     box = Client(dovecot, imap_user)
     # The agent's own keyword and flag, which inboxd must never touch.
     box.set(1, "$label1", "\\Flagged")
@@ -148,6 +151,7 @@ def test_keywords_follow_status_assignee_and_tags_and_a_restart_rewrites_nothing
     cycle(config)
     assert (box.highest(), stores(config)) == (before, sent)
 
+    assert Client(dovecot, imap_user, "Sent").flags() == {1: set()}
     status = json.loads(cli(config, "status", "--json").stdout)
     inbox = next(f for f in status["mailboxes"][0]["folders"] if f["folder"] == "INBOX")
     assert inbox["write_back"]["keywords"] == "keywords" and inbox["write_back"]["stores"] == sent
