@@ -158,6 +158,12 @@ def test_keywords_follow_status_assignee_and_tags_and_a_restart_rewrites_nothing
     sent_folder = next(f for f in status["mailboxes"][0]["folders"] if f["folder"] == "Sent")
     assert sent_folder["write_back"] is None
 
+    # Merged: the message moves to the other ticket and takes its keywords; the old ref goes.
+    as_alice(config, "merge", "T-1001", "T-1000")
+    cycle(config)
+    assert ours(box.flags()[3]) == ours(box.flags()[1]) == {"T-1000", "$inboxd-pending", "$inboxd-mine-alice",
+                                                            "$inboxd-&kABrPg-"}
+
 
 def test_overdue_appears_when_the_promise_breaks_and_leaves_when_answered(tmp_path, dovecot, imap_user):
     config = configure(tmp_path, dovecot, imap_user, write_back=True, seen_on_close=False, extra=SLA)
