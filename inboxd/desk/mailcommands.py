@@ -149,7 +149,8 @@ def _check(name: str, arg: str) -> str:
     """Why the argument does not do for this command ("" when it does)."""
     if name in NEEDS and not arg:
         return f"#{name} needs {NEEDS[name]}"
-    if name not in NEEDS and arg and name not in ("close",):
+    # "#close no survey" is the one argument close reads; other words after #close are ignored.
+    if name not in NEEDS and arg and name != "close":
         return f"#{name} takes no argument (got {arg!r})"
     if name == "priority" and _priority(arg) is None:
         return f"unknown priority {arg!r}; use one of {', '.join(PRIORITIES)}"
@@ -165,12 +166,8 @@ def _priority(arg: str) -> str | None:
 
 
 def _normal(name: str, arg: str) -> str:
-    if name == "priority":
-        return _priority(arg) or arg
-    if name == "close" and arg:
-        # "#close no survey" is the one argument close understands; anything else is ignored.
-        return arg
-    return arg
+    """The argument as the API takes it: a priority in English (the others as written)."""
+    return _priority(arg) or arg if name == "priority" else arg
 
 
 def _rest(lines: list[str]) -> str:
