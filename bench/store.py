@@ -30,10 +30,10 @@ PostgreSQL the server's own CPU is not in the CPU figure):
   warnings, escalation, unassigned alerts, the weekly report's day): the
   first pass after the fill (computes the due times of every unresolved
   ticket and of `BACKFILL_RESOLVED` solved or closed ones, then handles
-  what is due; target 5 s), a second pass at the same time, a steady pass
-  one minute later after 1 % of the tickets changed (target 0.3 s), and
-  then the passes, a minute apart, that finish the backfill of the closed
-  tickets' due times (their number and total time);
+  what is due; target 5 s), a second pass at the same time, the passes, a
+  minute apart, that finish the backfill of the closed tickets' due times
+  (their number and total time), and a steady pass a minute later after
+  1 % of the tickets changed (target 0.3 s);
 * the weekly report over the last 90 days, `compute_report(...,
   include_agents=True)` in a read transaction, best of 3 (target 1 s).
 """
@@ -154,17 +154,6 @@ def measure(label: str, engine, settings, tickets: int, messages: int, reset) ->
     wall, proc, done = timed(lambda: duties.run_due(now))
     figures["second"] = wall
     print(f"[{label}] second pass (same time):  {wall:7.2f} s wall, {proc:6.2f} s CPU  {done}")
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE ticket SET version = version + 1 WHERE id % 100 = 0"))
-    wall, proc, done = timed(lambda: duties.run_due(now + timedelta(minutes=1)))
-    figures["steady"] = wall
-    print(f"[{label}] steady pass (1 % changed): {wall:7.2f} s wall, {proc:6.2f} s CPU  {done}  (target 0.3 s)")
-
-    def report() -> dict:
-        with reading(engine) as conn:
-            return compute_report(conn, settings, since=now - timedelta(days=90), until=now, now=now,
-                                  include_agents=True)
-
     # The rest of an upgrade's backfill: each pass refreshes the unresolved tickets and at most
     # BACKFILL_RESOLVED solved or closed ones, so the first pass left most closed tickets stale.
     passes, wall_all, cpu_all, at = 0, 0.0, 0.0, now + timedelta(minutes=1)
@@ -179,6 +168,17 @@ def measure(label: str, engine, settings, tickets: int, messages: int, reset) ->
     figures["backfill"] = wall_all
     print(f"[{label}] rest of the backfill: {passes} more passes, {wall_all:7.2f} s wall, {cpu_all:6.2f} s CPU"
           f" in all ({left} stale left)")
+
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE ticket SET version = version + 1 WHERE id % 100 = 0"))
+    wall, proc, done = timed(lambda: duties.run_due(at + timedelta(minutes=1)))
+    figures["steady"] = wall
+    print(f"[{label}] steady pass (1 % changed): {wall:7.2f} s wall, {proc:6.2f} s CPU  {done}  (target 0.3 s)")
+
+    def report() -> dict:
+        with reading(engine) as conn:
+            return compute_report(conn, settings, since=now - timedelta(days=90), until=now, now=now,
+                                  include_agents=True)
 
     runs = [timed(report) for _ in range(3)]
     wall, proc, result = min(runs, key=lambda r: r[0])
