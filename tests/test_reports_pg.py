@@ -174,7 +174,9 @@ def test_status_and_audit(seeded) -> None:
         "uidvalidity": BIG_UID, "last_uid": BIG_UID - 1, "history_before": "2026-11-01T00:00:00Z",
         # A checkpoint written before the folder's newest server UID was recorded (migration 0016) shows no lag.
         "server_uid": 0, "lag": 0,
-        "owner": "web1:17", "lease": {"holder": "web1:17", "expires_at": "2026-11-24T12:00:20Z", "live": True}}
+        "owner": "web1:17", "lease": {"holder": "web1:17", "expires_at": "2026-11-24T12:00:20Z", "live": True},
+        # write_back and seen_on_close are off: nothing is written to this folder.
+        "write_back": None}
     assert billing["state"] == "failing" and billing["folders"][0]["failing_since"] == "2026-11-24T11:30:00Z"
     assert (status["state"], status["at"]) == ("failing", "2026-11-24T12:00:00Z")
     assert status["outbox"] == {"queued": 2, "sending": 1, "failed": 1, "oldest_queued_at": "2026-11-24T09:00:00Z"}
