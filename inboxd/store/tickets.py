@@ -193,6 +193,21 @@ def _order(sort: str) -> list:
     return [tk.c.updated_at.desc()]
 
 
+def overdue_clause(now: datetime) -> ColumnElement:
+    """A clause on `ticket`: a promise broken before `now` (`inboxd list --overdue`, the $inboxd-overdue keyword).
+
+    A due time passed and not met (resolution only while still open), on a
+    ticket that is not solved or closed.
+    """
+    tk = t.ticket
+    return and_(
+        or_(and_(tk.c.first_response_due < now, tk.c.first_response_at.is_(None)),
+            tk.c.next_response_due < now,
+            and_(tk.c.resolution_due < now, tk.c.status.in_(OPEN_STATUSES)),
+            and_(tk.c.tier_response_due < now, tier_response_unmet())),
+        tk.c.status.not_in(("solved", "closed")))
+
+
 def list_rows(conn: Connection, *, statuses: Sequence[str] = (), mailbox: str | None = None,
               assignee: str | None = None, unassigned: bool = False, tags: Sequence[str] = (),
               team: str | None = None, priorities: Sequence[str] = (), search: str | None = None,
@@ -245,13 +260,7 @@ def list_rows(conn: Connection, *, statuses: Sequence[str] = (), mailbox: str | 
         where.append(or_(_matches(conn, tk.c.subject, pattern),
                          tk.c.id.in_(select(m.c.ticket_id).where(_matches(conn, m.c.text, pattern)))))
     if overdue_at is not None:
-        # A broken promise: a due time passed and not met (resolution only while still open).
-        where.append(and_(
-            or_(and_(tk.c.first_response_due < overdue_at, tk.c.first_response_at.is_(None)),
-                tk.c.next_response_due < overdue_at,
-                and_(tk.c.resolution_due < overdue_at, tk.c.status.in_(OPEN_STATUSES)),
-                and_(tk.c.tier_response_due < overdue_at, tier_response_unmet())),
-            tk.c.status.not_in(("solved", "closed"))))
+        where.append(overdue_clause(overdue_at))
     stmt = select(*_list_columns()).where(*where)
     order = [*_order(sort), tk.c.id.desc()]
     if first_for and limit:

@@ -25,8 +25,8 @@ from sqlalchemy import Connection, Row, Table, and_, case, false, func, literal,
 from sqlalchemy.dialects import postgresql, sqlite
 
 from inboxd.store.sql import excluded, t
+from inboxd.store.tickets import overdue_clause
 from inboxd.store.tiers import tier_response_unmet
-from inboxd.vocabulary import OPEN_STATUSES
 
 # Message places looked at in one query.
 DUE_LIMIT = 500
@@ -42,17 +42,6 @@ class Written:
     overdue: bool
     keywords: frozenset[str]
     seen: bool | None
-
-
-def overdue_clause(now: datetime):
-    """A clause on `ticket`: a promise broken before `now` (inboxd.store.tickets.list_rows' --overdue rule)."""
-    tk = t.ticket
-    return and_(
-        or_(and_(tk.c.first_response_due < now, tk.c.first_response_at.is_(None)),
-            tk.c.next_response_due < now,
-            and_(tk.c.resolution_due < now, tk.c.status.in_(OPEN_STATUSES)),
-            and_(tk.c.tier_response_due < now, tier_response_unmet())),
-        tk.c.status.not_in(("solved", "closed")))
 
 
 def due(conn: Connection, mailbox: str, folder: str, uidvalidity: int, now: datetime, mode: str, *,

@@ -214,9 +214,12 @@ class MailboxStatus:
 def _is_connection_error(exc: BaseException) -> bool:
     """Whether `exc` means the connection is gone (reconnect), rather than a
     problem of one folder (a NO or BAD answer to SELECT, say)."""
-    if isinstance(exc, IMAPClientAbortError | OSError | ssl.SSLError | EOFError | ConnectionError):
-        return True
-    return not isinstance(exc, IMAPClientError)
+    return _connection_lost(exc) or not isinstance(exc, IMAPClientError)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` is the connection itself failing (a socket, TLS or IMAP abort error)."""
+    return isinstance(exc, IMAPClientAbortError | OSError | ssl.SSLError | EOFError | ConnectionError)
 
 
 @dataclass
@@ -554,7 +557,7 @@ class MailboxPoller:
         except Exception as exc:
             # Only a broken connection ends the pass (to reconnect); anything else, the store's
             # trouble included, costs this folder's write-back until the next sync.
-            if isinstance(exc, IMAPClientAbortError | OSError | ssl.SSLError | EOFError | ConnectionError):
+            if _connection_lost(exc):
                 raise
             log.warning("%s/%s: write-back failed: %s; retried at the next sync", self.mailbox.name, folder,
                         _describe(exc))
