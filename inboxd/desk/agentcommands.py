@@ -30,9 +30,6 @@ from inboxd.desk import mailcommands
 from inboxd.desk.agentmail import templates_for
 from inboxd.desk.mailcommands import CommandError, Plan
 from inboxd.desk.threads import TicketTag
-from inboxd.outbound import outbox
-from inboxd.outbound.compose import new_message_id, tagged_subject
-from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.store import mailcommands as rows
 from inboxd.store.engine import reading, writing
 from inboxd.store.events import add_event
@@ -51,7 +48,7 @@ def record(conn: Connection, settings: Settings, *, ticket_pk: int, ref: str, ag
         add_event(conn, ticket_pk, at, agent.name, "mail-commands",
                   {"refused": [{"line": e.line, "reason": e.reason} for e in plan.refused], "trust": plan.trust,
                    **origin})
-        tell_agent(conn, settings, ticket_pk, ref, agent, plan.refused, now)
+        tell_agent(conn, settings, ref, agent, plan.refused, now)
         return False
     if not plan.run or not rows.record_pending(conn, ticket_pk, key, now):
         return False
@@ -118,7 +115,7 @@ def run_one(engine: Engine, settings: Settings, ticket_pk: int, key: str, now: d
             add_event(conn, ticket_pk, now, agent.name, "mail-commands-refused",
                       {"refused": [{"line": e.line, "reason": e.reason} for e in refused], "via": "mail",
                        "origin": detail.get("origin", "")})
-            tell_agent(conn, settings, ticket_pk, ref, agent, refused, now)
+            tell_agent(conn, settings, ref, agent, refused, now)
     log.info("<%s> commands by mail on %s: %d ran, %d refused", _place(key)[2], ref,
              len(parsed.actions) - len(refused), len(refused))
     return True
@@ -148,25 +145,19 @@ def refusal_text(settings: Settings, agent: AgentSettings, ref: str, ticket_subj
     return subject, templates.render("commands/body.txt", variables, language=agent.language)
 
 
-def tell_agent(conn: Connection, settings: Settings, ticket_pk: int, ref: str, agent: AgentSettings,
-               refused: Sequence[CommandError], now: datetime) -> str:
-    """Queue the one reply to `agent` about the commands of their mail that did not run; returns its Message-ID.
+def tell_agent(conn: Connection, settings: Settings, ref: str, agent: AgentSettings,
+               refused: Sequence[CommandError], now: datetime) -> None:
+    """Queue the one reply to `agent` about the commands of their mail that did not run.
 
-    Automatic (Auto-Submitted: auto-generated), from the mailbox, threaded with the ticket's
-    notifications; never to the customer.
+    Sent like the agent's notifications (inboxd.desk.workflow.queue_to_agent): automatic, from the
+    mailbox, threaded with the ticket's notifications; never to the customer.
     """
-    from inboxd.desk.workflow import load
+    from inboxd.desk.workflow import load, queue_to_agent
 
-    with_ticket = load(conn, ref)
-    mailbox = settings.mailbox(with_ticket.mailbox)
-    tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
-    subject, text = refusal_text(settings, agent, ref, with_ticket.subject, refused)
-    root = new_message_id(ref, mailbox.domain, unique="notify")
-    return outbox.queue(conn, kind="notification", mailbox=mailbox, ticket_pk=ticket_pk, ref=ref,
-                        to=[(agent.label, agent.email)],
-                        subject=tagged_subject(subject, ref, tags, reply=False), text=text, in_reply_to=root,
-                        references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
-                        reply_to=mailbox.address, now=now, sent_copy=False)
+    ticket = load(conn, ref)
+    subject, text = refusal_text(settings, agent, ref, ticket.subject, refused)
+    queue_to_agent(conn, settings, TicketTag(settings.tickets.id_format, settings.tickets.tag_format), ticket,
+                   agent, subject, text, now)
 
 
 __all__ = ["record", "refusal_text", "run_one", "run_pending", "tell_agent"]

@@ -494,7 +494,6 @@ def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str
     `ticket` is the ticket `ref` as the caller loaded it in this transaction (not read again)."""
     line = agentmail.headline_text(settings, agent, headline)
     t = ticket if ticket is not None else load(conn, ref)
-    mailbox = settings.mailbox(t.mailbox)
     last = last_customer_message(conn, t.pk)
     assignee = settings.agent(t.assignee) if t.assignee else None
     text = agentmail.notification_text(
@@ -503,11 +502,19 @@ def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str
                 "assignee": assignee.label if assignee else t.assignee},
         customer={"name": t.requester_name, "email": t.requester},
         latest="\n".join(last.reply_text.splitlines()) if last else None)
+    queue_to_agent(conn, settings, tags, t, agent, t.subject, text, now)
+
+
+def queue_to_agent(conn: Connection, settings: Settings, tags: TicketTag, t: Ticket, agent: AgentSettings,
+                   subject: str, text: str, now: datetime) -> None:
+    """Queue the desk's mail to one agent about ticket `t` (a notification, a reply about commands by mail):
+    automatic, from the ticket's mailbox as "<name> (inboxd)", never copied to the Sent folder."""
+    mailbox = settings.mailbox(t.mailbox)
     # One thread per ticket in the agent's client: every notification refers
     # to the same per-ticket root id.
     root = new_message_id(t.ref, mailbox.domain, unique="notify")
     outbox.queue(conn, kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.label, agent.email)],
-                 subject=tagged_subject(t.subject, t.ref, tags, reply=False), text=text, in_reply_to=root,
+                 subject=tagged_subject(subject, t.ref, tags, reply=False), text=text, in_reply_to=root,
                  references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
                  reply_to=mailbox.address, now=now, sent_copy=False)
 
