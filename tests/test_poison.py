@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import imaplib
 import json
+from datetime import UTC, datetime
 import logging
 from pathlib import Path
 
@@ -34,7 +35,9 @@ POISON_BYTES = {"8bit": b"\x80", "nul": b"\x00"}
 
 def poison_mail(field: str, byte: bytes) -> bytes:
     token = "poisonPOISONid"
-    kwargs: dict = {"subject": "Poisoned mail"}
+    # A fixed Date: the mails of one field must be byte-identical but for the poison byte (Dovecot turns
+    # both into 0x80), and a Date taken from the wall clock could cross a second between the two.
+    kwargs: dict = {"subject": "Poisoned mail", "date": datetime(2026, 11, 30, 8, 0, tzinfo=UTC)}
     if field == "message_id":
         kwargs["message_id"] = f"<{token}@example.cn>"
     elif field == "in_reply_to":
