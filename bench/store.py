@@ -70,6 +70,7 @@ from inboxd.store.slaclock import stale_tickets  # noqa: E402
 from inboxd.testing.mail import make_mail  # noqa: E402
 from inboxd.testing.postgres import PostgresCluster  # noqa: E402
 
+PARTS = ("lookup", "scheduler", "report")
 TARGETS = {"lookup": 0.3e-3, "first": 5.0, "steady": 0.3, "report": 1.0}
 
 
@@ -127,10 +128,24 @@ def sample_mails(tickets: int, messages: int, count: int = 2000, seed: int = 5) 
     return out
 
 
-def measure(label: str, engine, settings, tickets: int, messages: int, reset) -> dict[str, float]:
-    """Every figure on one store; `reset()` gives a fresh engine on an unmeasured copy of it."""
+def measure(label: str, engine, settings, tickets: int, messages: int, reset,
+            only: frozenset[str] = frozenset(PARTS)) -> dict[str, float]:
+    """Every figure in `only` on one store; `reset()` gives a fresh engine on an unmeasured copy of it."""
     now = now_for(tickets)
-    figures: dict[str, float] = {}
+    figures: dict[str, float] = dict.fromkeys(["lookup", "first", "first_cpu", "second", "steady", "report",
+                                               "report_cpu"], float("nan"))
+    if "lookup" in only:
+        _lookup(label, engine, settings, tickets, messages, figures)
+    if "scheduler" in only:
+        engine = reset()
+        _scheduler(label, engine, settings, now, figures)
+    if "report" in only:
+        _report(label, engine, settings, now, figures)
+    engine.dispose()
+    return figures
+
+
+def _lookup(label: str, engine, settings, tickets: int, messages: int, figures: dict[str, float]) -> None:
     tags = TicketTag(settings.tickets.id_format, settings.tickets.tag_format)
     mails = sample_mails(tickets, messages)
     with reading(engine) as conn:
@@ -145,7 +160,8 @@ def measure(label: str, engine, settings, tickets: int, messages: int, reset) ->
     print(f"[{label}] threading lookup: {wall / len(mails) * 1000:.3f} ms/message wall,"
           f" {proc / len(mails) * 1000:.3f} ms CPU  ({threaded} of {len(mails)} threaded; target 0.3 ms)")
 
-    engine = reset()
+
+def _scheduler(label: str, engine, settings, now: datetime, figures: dict[str, float]) -> None:
     duties = Duties(engine, settings)
     wall, proc, done = timed(lambda: duties.run_due(now))
     figures["first"] = wall
@@ -175,6 +191,8 @@ def measure(label: str, engine, settings, tickets: int, messages: int, reset) ->
     figures["steady"] = wall
     print(f"[{label}] steady pass (1 % changed): {wall:7.2f} s wall, {proc:6.2f} s CPU  {done}  (target 0.3 s)")
 
+
+def _report(label: str, engine, settings, now: datetime, figures: dict[str, float]) -> None:
     def report() -> dict:
         with reading(engine) as conn:
             return compute_report(conn, settings, since=now - timedelta(days=90), until=now, now=now,
@@ -186,8 +204,6 @@ def measure(label: str, engine, settings, tickets: int, messages: int, reset) ->
     figures["report_cpu"] = min(r[1] for r in runs)
     print(f"[{label}] weekly report, 90 days: {wall:6.2f} s wall, {proc:6.2f} s CPU best of 3"
           f"  ({result['tickets']['created']:,} tickets created; target 1 s)")
-    engine.dispose()
-    return figures
 
 
 def prepare(db: Path, tickets: int) -> None:
@@ -275,6 +291,8 @@ def main() -> None:
     ap.add_argument("--tickets", type=int, default=100_000)
     ap.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
     ap.add_argument("--keep", type=Path, help="build the store here, or reuse the one built here")
+    ap.add_argument("--only", choices=PARTS, action="append",
+                    help="measure only this (repeatable; default: all); the report then runs on a fresh copy")
     args = ap.parse_args()
     with contextlib.ExitStack() as stack:
         if args.keep:
@@ -286,13 +304,14 @@ def main() -> None:
         prepare(root / "inboxd.db", args.tickets)
         messages = json.loads((root / "built.json").read_text())["messages"]
         settings = settings_for(root)
+        only = frozenset(args.only or PARTS)
         results = {}
         if args.store in ("sqlite", "both"):
             engine, reset = sqlite_store(root, args.tickets, settings)
-            results["sqlite"] = measure("sqlite", engine, settings, args.tickets, messages, reset)
+            results["sqlite"] = measure("sqlite", engine, settings, args.tickets, messages, reset, only)
         if args.store in ("postgresql", "both"):
             engine, reset = postgres_store(stack, root, args.tickets)
-            results["postgresql"] = measure("postgresql", engine, settings, args.tickets, messages, reset)
+            results["postgresql"] = measure("postgresql", engine, settings, args.tickets, messages, reset, only)
         print(f"\n{args.tickets:,} tickets, {messages:,} messages (wall time; targets in brackets)")
         print(f"{'':<12}{'lookup ms':>12}{'first s':>10}{'(CPU)':>8}{'second s':>10}{'steady s':>10}"
               f"{'report s':>10}{'(CPU)':>8}")
