@@ -33,7 +33,8 @@ from inboxd.config import Settings
 from inboxd.store import reports as store
 from inboxd.store.engine import reading
 from inboxd.store.reports import Scope
-from inboxd.desk.history import Interval, status_after, status_intervals  # noqa: F401 (re-exported)
+from inboxd.reports.rollups import Rollups
+from inboxd.desk.history import Interval, status_intervals  # noqa: F401 (re-exported)
 from inboxd.desk.csat import is_top, level_of, top_scores
 from inboxd.desk.csat import label as csat_label
 from inboxd.desk.sla import Calendar
@@ -119,8 +120,10 @@ class _Reader:
     """The store's reads for one report (inboxd.store.reports), with the period and scope they share."""
 
     def __init__(self, conn: Connection, settings: Settings, scope: Scope, since: datetime, until: datetime,
-                 now: datetime):
+                 now: datetime, rollups: bool = True):
         self.conn = conn
+        # The event figures of complete days come from report_rollup (inboxd.reports.rollups) when stored.
+        self.rollups = Rollups(conn, settings, now, enabled=rollups)
         self.settings, self.scope = settings, scope
         self.since, self.until, self.now = since, until, now
         self.end = min(until, now)
@@ -148,19 +151,20 @@ class _Reader:
 
 def compute_report(conn, settings: Settings, *, since: datetime | None = None, until: datetime | None = None,
                    mailbox: str | None = None, team: str | None = None, agent: str | None = None,
-                   now: datetime, include_agents: bool) -> dict:
+                   now: datetime, include_agents: bool, rollups: bool = True) -> dict:
     """Every metric of docs/report-keys.md for [since, until) (default: the 7 days up to now).
 
     `conn` is a SQLAlchemy connection from `inboxd.store.engine.reading`.  Durations are seconds, in business time where the ticket's
     SLA policy has a calendar.  The caller checks roles; `include_agents`
-    adds the per-agent section.
+    adds the per-agent section.  `rollups=False` counts every figure live,
+    ignoring the stored days of inboxd.reports.rollups (the figures are the same).
     """
     until = until or now
     since = since or until - DEFAULT_PERIOD
     if since >= until:
         raise ValueError("the period is empty: --since must be before --until")
     scope = Scope(mailbox, team, agent)
-    reader = _Reader(conn, settings, scope, since, until, now)
+    reader = _Reader(conn, settings, scope, since, until, now, rollups)
     tz = settings.reports.timezone
     policies = settings.policies.sla
     tickets = reader.tickets()
@@ -254,14 +258,7 @@ def _backlog(reader: _Reader) -> int:
 
 def _solved_count(reader: _Reader, since: datetime, until: datetime) -> int:
     """Tickets that reached solved or closed from an unresolved status in [since, until)."""
-    rows = store.status_events_between(reader.conn, reader.scope, since, until)
-    done = set()
-    for pk, action, detail in rows:
-        parsed = json.loads(detail or "{}")
-        before = parsed.get("status_before") or ((parsed.get("changes") or {}).get("status") or {}).get("before")
-        if status_after(action, parsed) in RESOLVED and before not in RESOLVED:
-            done.add(pk)
-    return len(done)
+    return len(reader.rollups.gather("resolved", since, until, reader.scope))
 
 
 def _sla(reader: _Reader) -> dict:
@@ -390,31 +387,16 @@ def _volume(created: Sequence[_Ticket], tz: ZoneInfo) -> dict:
 
 
 def _escalations(reader: _Reader) -> dict:
-    rows = store.escalation_details(reader.conn, reader.scope, reader.since, reader.until)
-    targets, reasons = Counter(), Counter()
-    triggers = dict.fromkeys(("manual", "sla", "tag", "rule"), 0)
-    for detail in rows:
-        parsed = json.loads(detail or "{}")
-        targets[str(parsed.get("to", ""))] += 1
-        triggers[_trigger(parsed)] = triggers.get(_trigger(parsed), 0) + 1
-        reason = " ".join(str(parsed.get("reason", "")).split())
-        if reason:
-            reasons[reason] += 1
+    tally = reader.rollups.gather("escalations", reader.since, reader.until, reader.scope)
+    targets, reasons = tally["targets"], tally["reasons"]
+    triggers = {**dict.fromkeys(("manual", "sla", "tag", "rule"), 0), **tally["triggers"]}
     return {
-        "count": len(rows),
+        "count": tally["count"],
         "by_target": dict(sorted(targets.items(), key=lambda kv: (-kv[1], kv[0]))),
         "by_trigger": triggers,
         "top_reasons": [{"reason": r, "count": n}
                         for r, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_REASONS]],
     }
-
-
-def _trigger(detail: dict) -> str:
-    """What triggered an escalation: recorded since tiers (inboxd.desk.escalation); before
-    them only the SLA duties and agents escalated, and the duties' reasons say "SLA breached"."""
-    if detail.get("trigger"):
-        return str(detail["trigger"])
-    return "sla" if "SLA breached" in str(detail.get("reason", "")) else "manual"
 
 
 def _time_in_status(tickets: Iterable[_Ticket], since: datetime, end: datetime) -> dict[str, float]:
@@ -478,7 +460,7 @@ def _agents(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Tic
     Tickets count for their current assignee; replies for the agent who wrote them.
     """
     open_now = store.open_by_assignee(reader.conn, reader.scope)
-    replies = Counter(store.reply_counts(reader.conn, reader.scope, reader.since, reader.until))
+    replies = Counter(reader.rollups.gather("replies", reader.since, reader.until, reader.scope))
     names = sorted({*open_now, *replies, *(t.assignee for t in resolved if t.assignee),
                     *(a.name for a in reader.settings.agents)} - {None})
     if reader.scope.agent is not None:

@@ -411,6 +411,23 @@ class WritebackFolder(SQLModel, table=True):
     error: str = ""
 
 
+class ReportRollup(SQLModel, table=True):
+    """One complete day's share of a report figure (migration 0019; inboxd.store.rollups, inboxd.reports.rollups).
+
+    `fingerprint` names what the figure depends on (the reporting time zone, the rollup format), `day` is the
+    local midnight starting the day, as a UTC instant, and `data` the figure as JSON.  `watermark` is the newest
+    event id when the row was written: an event after it dated inside the day makes the row stale.
+    """
+
+    __tablename__ = "report_rollup"
+    fingerprint: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    day: datetime = Field(primary_key=True)
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    watermark: int = Field(sa_type=sa.BigInteger())
+    computed_at: datetime
+
+
 # PostgreSQL's ticket numbers (inboxd.store.counters); SQLite has no sequences
 # and ignores it.  Migration 0012 creates it; Alembic does not compare sequences.
 TICKET_NUMBER = sa.Sequence("ticket_number", metadata=SQLModel.metadata)

@@ -1,0 +1,73 @@
+"""The report rollups' table (report_rollup): read a range of days, write a day, drop stale days.
+
+Nothing here decides what a rollup holds; `inboxd.reports.rollups` does.
+The watermark functions read the event table by its primary key only, so
+checking that rollups are still current costs one index probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, delete, func, select, update
+
+from inboxd.store.sql import t, upsert
+
+
+def read(conn: Connection, fingerprint: str, kinds: Sequence[str], first: datetime,
+         last: datetime) -> dict[tuple[str, datetime], tuple[str, int]]:
+    """{(kind, day): (data, watermark)} of the rows with `first` <= day <= `last`."""
+    c = t.report_rollup.c
+    rows = conn.execute(
+        select(c.kind, c.day, c.data, c.watermark)
+        .where(c.fingerprint == fingerprint, c.kind.in_(list(kinds)), c.day >= first, c.day <= last))
+    return {(kind, day): (data, watermark) for kind, day, data, watermark in rows}
+
+
+def write(conn: Connection, fingerprint: str, kind: str, day: datetime, data: str, watermark: int,
+          now: datetime) -> None:
+    """Store one day's figure, replacing what was there."""
+    values = {"fingerprint": fingerprint, "kind": kind, "day": day, "data": data, "watermark": watermark,
+              "computed_at": now}
+    stmt, on_conflict = upsert(conn, t.report_rollup, ["fingerprint", "kind", "day"],
+                               {"data": data, "watermark": watermark, "computed_at": now})
+    conn.execute(on_conflict.values(**values))
+
+
+def forget(conn: Connection, fingerprint: str | None = None, since: datetime | None = None) -> int:
+    """Drop the rows of `fingerprint` (of every fingerprint when None) from day `since` on (all days when None)."""
+    c = t.report_rollup.c
+    stmt = delete(t.report_rollup)
+    if fingerprint is not None:
+        stmt = stmt.where(c.fingerprint == fingerprint)
+    if since is not None:
+        stmt = stmt.where(c.day >= since)
+    return conn.execute(stmt).rowcount
+
+
+def forget_others(conn: Connection, fingerprint: str) -> int:
+    """Drop the rows of every other fingerprint (a changed configuration's old figures)."""
+    c = t.report_rollup.c
+    return conn.execute(delete(t.report_rollup).where(c.fingerprint != fingerprint)).rowcount
+
+
+def restamp(conn: Connection, fingerprint: str, keys: Sequence[tuple[str, datetime]], watermark: int) -> None:
+    """Set the watermark of the rows (kind, day) found current up to `watermark`."""
+    c = t.report_rollup.c
+    stmt = (update(t.report_rollup)
+            .where(c.fingerprint == fingerprint, c.kind == bindparam("k"), c.day == bindparam("d"),
+                   c.watermark < watermark)
+            .values(watermark=watermark))
+    conn.execute(stmt, [{"k": kind, "d": day} for kind, day in keys])
+
+
+def newest_event(conn: Connection) -> int:
+    """The newest event id (0 when there is none)."""
+    return conn.execute(select(func.coalesce(func.max(t.event.c.id), 0))).scalar_one()
+
+
+def earliest_event_after(conn: Connection, watermark: int) -> datetime | None:
+    """The earliest `at` of the events written after `watermark` (by id), or None when there are none."""
+    event = t.event.c
+    return conn.execute(select(func.min(event.at)).where(event.id > watermark)).scalar()
