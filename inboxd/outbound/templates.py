@@ -12,6 +12,7 @@ names the file, never a silently empty sentence in a customer's inbox.
 from __future__ import annotations
 
 import re
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,14 @@ FALLBACKS = {"zh-Hant": ("zh",)}
 
 # Mailbox names and languages become path segments; keep them to plain names.
 _SEGMENT = re.compile(r"[a-z0-9][a-z0-9_-]*", re.IGNORECASE)
+
+# How long (seconds) the answer to "which file of the search path serves this
+# name" is kept.  Looking it up costs a stat of every path tried (a missing
+# per-mailbox override in each folder, then the language's file), which was
+# a third of the cost of queueing an acknowledgement; kept for a few seconds,
+# a file an admin adds or removes still counts within that time, and an
+# edited file counts at once (Jinja checks the chosen file's mtime).
+LOOKUP_SECONDS = 5.0
 
 
 class TemplateError(Exception):
@@ -52,6 +61,8 @@ class Templates:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        # (paths tried) -> (the first that exists, or None; when that answer expires).
+        self._found: dict[tuple[str, ...], tuple[str | None, float]] = {}
 
     def candidates(self, name: str, *, mailbox: str | None = None, language: str = "en") -> list[str]:
         """The template paths tried for `name`, relative to each folder, in lookup order."""
@@ -69,10 +80,23 @@ class Templates:
         """The first of mailboxes/{mailbox}/{name}, {language}/{name} (zh-Hant: then zh/{name}), en/{name}, rendered."""
         return self._render_selected(name, self.candidates(name, mailbox=mailbox, language=language), variables)
 
+    def _first(self, paths: Sequence[str]) -> str | None:
+        """The first of `paths` that some folder has (see LOOKUP_SECONDS), or None."""
+        key = tuple(paths)
+        now = time.monotonic()
+        found = self._found.get(key)
+        if found is None or found[1] <= now:
+            first = next((path for path in key if any((root / path).is_file() for root in self.roots)), None)
+            found = self._found[key] = (first, now + LOOKUP_SECONDS)
+        return found[0]
+
     def _render_selected(self, name: str, paths: list[str], variables: Mapping[str, Any]) -> str:
         try:
-            template = self._env.select_template(paths)
-        except jinja2.TemplatesNotFound:
+            first = self._first(paths)
+            if first is None:
+                raise jinja2.TemplatesNotFound(paths)
+            template = self._env.get_template(first)
+        except jinja2.TemplateNotFound:
             raise TemplateError(
                 f"{name}: no template found (looked for {', '.join(paths)} in {self._where()})"
             ) from None
@@ -138,8 +162,7 @@ class Templates:
         return " ".join(subject.split()), text, html
 
     def _exists(self, name: str, *, mailbox: str | None, language: str) -> bool:
-        return any((root / path).is_file()
-                   for path in self.candidates(name, mailbox=mailbox, language=language) for root in self.roots)
+        return self._first(self.candidates(name, mailbox=mailbox, language=language)) is not None
 
     def _where(self) -> str:
         return ", ".join(str(root) for root in self.roots)
