@@ -15,6 +15,7 @@ store made before PostgreSQL was supported stay valid.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Row, String, and_, bindparam, cast, delete, exists, func, literal, or_, select, update
@@ -23,7 +24,8 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Text
 
 from inboxd.store.filing import Prepared
-from inboxd.store.sql import insert_ignore, t
+from inboxd.store.messages import LastMessage
+from inboxd.store.sql import insert_ignore, message_order, t
 from inboxd.store.tiers import tier_response_unmet
 from inboxd.vocabulary import OPEN_STATUSES
 
@@ -47,6 +49,19 @@ _REF = Prepared(select(t.ticket.c.ref).where(t.ticket.c.id == bindparam("pk")))
 def claim(conn: Connection, duty: str, key: str, ticket_pk: int | None, now: datetime) -> bool:
     """Claim `duty` for `key`; False when it was claimed already (by anyone, ever)."""
     return _CLAIM.first(conn, {"ticket_id": ticket_pk, "duty": duty, "key": key, "at": now}) is not None
+
+
+def claim_many(conn: Connection, duty: str, items: Sequence[tuple[str, int | None]], now: datetime) -> set[str]:
+    """`claim` for many (key, ticket) at once, in one statement; the keys this call claimed.
+
+    The rows go in in key order, so two daemons claiming overlapping
+    batches on PostgreSQL wait for each other's keys in the same order
+    (never each for the other's) and each key goes to one of them.
+    """
+    if not items:
+        return set()
+    rows = [{"ticket_id": pk, "duty": duty, "key": key, "at": now} for key, pk in sorted(set(items))]
+    return set(conn.execute(insert_ignore(conn, t.duty).returning(t.duty.c.key), rows).scalars())
 
 
 def claimed(conn: Connection, duty: str, key: str) -> bool:
@@ -196,6 +211,23 @@ def open_tickets_of(conn: Connection, agent: str) -> list[Row]:
 # -- what a duty reads about one ticket ----------------------------------------------------
 
 
+_m = t.message
+# Each ticket's customer messages numbered newest first in thread order (`messages.last_customer_message`'s order).
+_NEWEST_FIRST = func.row_number().over(partition_by=_m.c.ticket_id,
+                                       order_by=(message_order(_m).desc(), _m.c.id.desc()))
+_customer = (select(_m.c.ticket_id, _m.c.from_addr, _m.c.from_name, _m.c.date, _m.c.subject, _m.c.text,
+                    _m.c.reply_text, _NEWEST_FIRST.label("n"))
+             .where(_m.c.ticket_id.in_(bindparam("pks", expanding=True)), _m.c.kind == "customer").subquery())
+_LAST_CUSTOMER_MANY = select(*[c for c in _customer.c if c.name != "n"]).where(_customer.c.n == 1)
+
+
+def last_customer_messages(conn: Connection, ticket_pks: Sequence[int]) -> dict[int, LastMessage]:
+    """`messages.last_customer_message` of each ticket in `ticket_pks` that has one, by id: one query."""
+    if not ticket_pks:
+        return {}
+    return {row[0]: LastMessage(*row[1:]) for row in conn.execute(_LAST_CUSTOMER_MANY, {"pks": list(ticket_pks)})}
+
+
 def ticket_ref(conn: Connection, ticket_pk: int) -> str:
     row = _REF.first(conn, {"pk": ticket_pk})
     if row is None:
@@ -219,6 +251,18 @@ def last_surveyed(conn: Connection, customer: str) -> datetime | None:
 
 
 # -- what duties change ---------------------------------------------------------------------
+
+
+# The rows `filing.add_event` writes, a batch's at once (compiled once, `filing.Prepared`).
+_ADD_EVENT = Prepared(t.event.insert().inline(), ("ticket_id", "at", "actor", "action", "detail"))
+
+
+def add_events(conn: Connection, rows: Sequence[tuple[int | None, datetime, str, str, dict]]) -> None:
+    """`filing.add_event` for each (ticket, at, actor, action, detail) of `rows`, in one executemany."""
+    if rows:
+        _ADD_EVENT.executemany(conn, [{"ticket_id": pk, "at": at, "actor": actor, "action": action,
+                                       "detail": json.dumps(detail or {}, ensure_ascii=False)}
+                                      for pk, at, actor, action, detail in rows])
 
 
 def escalate(conn: Connection, ticket_pk: int, tier: int, now: datetime) -> None:

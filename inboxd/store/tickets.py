@@ -91,6 +91,14 @@ _BY_REF = Prepared(select(*_work_columns()).where(t.ticket.c.ref == bindparam("r
 _BY_REF_LOCKED = Prepared(select(*_work_columns()).where(t.ticket.c.ref == bindparam("ref")).with_for_update())
 
 
+_BY_IDS = select(*_work_columns()).where(t.ticket.c.id.in_(bindparam("pks", expanding=True)))
+
+
+def tickets_by_ids(conn: Connection, ticket_pks: Sequence[int]) -> list[Row]:
+    """`ticket_by_ref`'s row of each ticket in `ticket_pks` that exists, in one query (the scheduler's batches)."""
+    return conn.execute(_BY_IDS, {"pks": list(ticket_pks)}).all() if ticket_pks else []
+
+
 def ref_of(conn: Connection, ticket_pk: int) -> str | None:
     return conn.execute(select(t.ticket.c.ref).where(t.ticket.c.id == ticket_pk)).scalar()
 
