@@ -144,6 +144,9 @@ def store_message(filer: Filer, conn: Connection, d: Delivery) -> None:
                    for att in msg.attachments]
     parents = {*msg.in_reply_to, *msg.references} - {msg.message_id}
     d.message_pk = filing.insert_message(conn, values, parents, attachments)
+    if d.facts is not None:
+        # Later mail of the batch that these name asks the store who names it (see BatchFacts).
+        d.facts.new_refs.update(parents)
 
 
 def note_reused_id(filer: Filer, conn: Connection, d: Delivery) -> None:

@@ -106,6 +106,45 @@ class BatchResult:
 
 
 @dataclass
+class BatchFacts:
+    """What the store held of a batch's Message-IDs when the batch began: one
+    query each for the whole batch instead of one per message.
+
+    `asked` are the ids the queries were about; an answer about any other id
+    (a reused id's derived key, a batch parsed inline) is asked of the store
+    per message, as before.  Rows this batch writes itself are followed here:
+    `absent` loses a key when its first copy is filed (see skip_duplicate),
+    and `new_refs` gains the ids the batch's stored messages name, so a later
+    message of the batch that they name asks the store (`referenced_by`).
+    """
+
+    asked: frozenset[str]
+    absent: set[str]
+    ours: frozenset[str]
+    referenced: frozenset[str]
+    new_refs: set[str]
+
+    @classmethod
+    def of(cls, conn: Connection, parsed: Sequence[InboundMessage | MalformedMessage]) -> BatchFacts:
+        ids = frozenset(p.message_id for p in parsed if isinstance(p, InboundMessage) and p.message_id)
+        return cls(ids, set(ids - filing.stored_keys(conn, ids)), frozenset(filing.outgoing_among(conn, ids)),
+                   frozenset(filing.referenced_among(conn, ids)), set())
+
+    def copy(self) -> BatchFacts:
+        """For a run of the batch that may be undone (see Filer.file_batch)."""
+        return replace(self, absent=set(self.absent), new_refs=set(self.new_refs))
+
+    def is_ours(self, conn: Connection, message_id: str) -> bool:
+        if message_id in self.asked:
+            return message_id in self.ours
+        return filing.is_our_outgoing(conn, message_id)
+
+    def unreferenced(self, message_id: str) -> bool:
+        """Whether surely no stored message names `message_id` (else the store is asked)."""
+        return message_id in self.asked and message_id not in self.referenced and message_id not in self.new_refs
+
+
+@dataclass
 class Delivery:
     """The working state of one message on its way through the pipeline."""
 
@@ -136,11 +175,23 @@ class Delivery:
     reused_id: str = ""
     # The agent who opened the ticket by hand (`inboxd new`, inboxd.desk.newticket); "" for mail.
     opened_by: str = ""
-    # The batch's Message-IDs the store did not hold when the batch began
-    # (one query for the batch, see file_batch); shared by its deliveries.
-    absent_keys: set[str] | None = None
+    # What one query per batch told of the batch's Message-IDs (see
+    # BatchFacts); shared by its deliveries.  None: ask per message.
+    facts: BatchFacts | None = None
     # An agent's commands by mail wait to run once the batch is committed (inboxd.desk.agentcommands).
     commands_waiting: bool = False
+
+
+class _Failed(Exception):
+    """A message failed inside a run of the batch (see Filer._run): the run is undone."""
+
+
+class _NoSavepoint:
+    def commit(self) -> None:
+        pass
+
+
+_NO_SAVEPOINT = _NoSavepoint()
 
 
 class Filer:
@@ -156,6 +207,9 @@ class Filer:
         self.last_reason = ""     # why the last message quarantined was (see refile)
         # Parsing inline (no worker) saves attachments the same way the worker does.
         self.parse = parse or (lambda raw: parse_one(raw, self.max_attachment, settings.store.data_dir))
+        # Ticket numbers of the batch (see allocate_ref and _run).
+        self._spare_numbers: list[int] = []
+        self._taken: list[int] = []
 
     # -- the batch transaction -------------------------------------------------
 
@@ -168,24 +222,72 @@ class Filer:
     ) -> BatchResult:
         """File `batch` on `conn` (inside the caller's write transaction)."""
         result = BatchResult()
-        absent = None
-        if parsed is not None:
-            # Which of the batch's Message-IDs are new, asked once for the
-            # batch rather than once per message (see skip_duplicate).
-            keys = {p.message_id for p in parsed if isinstance(p, InboundMessage) and p.message_id}
-            absent = keys - filing.stored_keys(conn, keys)
-        for i, fetched in enumerate(batch.messages):
-            d = Delivery(batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw, now,
-                         arrived=fetched.arrived, history_before=batch.history_before,
-                         raw_path=fetched.raw_path, absent_keys=absent)
-            if parsed is not None:
-                d.parsed = parsed[i]
-            self.deliver(conn, d, result)
+        # What the store holds of the batch's Message-IDs, asked once for the
+        # batch rather than once per message (see BatchFacts).
+        facts = BatchFacts.of(conn, parsed) if parsed is not None else None
+        messages = list(batch.messages)
+        self._spare_numbers, self._taken = [], []
+        # Runs of messages filed under one savepoint (see _run); a one-message
+        # batch is filed under its own at once.
+        start, stop = 0, (len(messages) if len(messages) > 1 else 0)
+        while start < len(messages):
+            if start == stop:
+                # The message that failed in a run, under its own savepoint: it fails alone.
+                self.deliver(conn, self._delivery(batch, messages, start, now, parsed, facts), result)
+                start, stop = start + 1, len(messages)
+                continue
+            failed = self._run(conn, batch, messages, start, stop, now, parsed, facts, result)
+            if failed is None:
+                start = stop
+            else:
+                stop = failed
+        self._spare_numbers, self._taken = [], []
         self.save_checkpoint(conn, batch, now)
         return result
 
-    def deliver(self, conn: Connection, d: Delivery, result: BatchResult) -> None:
-        savepoint = filing.Savepoint(conn)
+    def _run(self, conn: Connection, batch: Batch, messages: list[Fetched], start: int, stop: int, now: datetime,
+             parsed, facts: BatchFacts | None, result: BatchResult) -> int | None:
+        """File messages[start:stop] under one savepoint; None, or the index of the message that failed.
+
+        A savepoint per message costs SQLite a copy of every page the message
+        changes (its sub-journal) and PostgreSQL two round trips, and almost
+        every message succeeds.  So the batch is filed in runs: when a message
+        fails, the run is rolled back, filed again up to that message, and the
+        message is filed under its own savepoint (`deliver`, which quarantines
+        it); the next run starts after it.  So each message is filed at most
+        twice, and one bad message still never undoes the others.
+        """
+        saved = facts.copy() if facts is not None else None
+        self._taken = []
+        run = BatchResult()
+        savepoint = conn.begin_nested()
+        for i in range(start, stop):
+            try:
+                self.deliver(conn, self._delivery(batch, messages, i, now, parsed, facts), run, guarded=False)
+            except _Failed:
+                savepoint.rollback()
+                if facts is not None:
+                    facts.absent, facts.new_refs = saved.absent, saved.new_refs
+                if conn.dialect.name == "postgresql":
+                    # The sequence does not roll back: the run's numbers are free again (see allocate_ref).
+                    self._spare_numbers = sorted(self._taken + self._spare_numbers)
+                return i
+        savepoint.commit()
+        result.add(run)
+        return None
+
+    @staticmethod
+    def _delivery(batch: Batch, messages: list[Fetched], i: int, now: datetime, parsed,
+                  facts: BatchFacts | None) -> Delivery:
+        fetched = messages[i]
+        return Delivery(batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw, now,
+                        arrived=fetched.arrived, history_before=batch.history_before, raw_path=fetched.raw_path,
+                        parsed=parsed[i] if parsed is not None else None, facts=facts)
+
+    def deliver(self, conn: Connection, d: Delivery, result: BatchResult, *, guarded: bool = True) -> None:
+        """File one message; `guarded`: under its own savepoint, quarantined if it fails.
+        Unguarded (inside a run, see _run), a failure raises _Failed instead."""
+        savepoint = filing.Savepoint(conn) if guarded else _NO_SAVEPOINT
         try:
             for step in PIPELINE:
                 step(self, conn, d)
@@ -205,6 +307,8 @@ class Filer:
                 # transaction deadlocked with this one: no fault of this mail.
                 # The batch rolls back and is filed again on the next pass.
                 raise
+            if not guarded:
+                raise _Failed from exc
             savepoint.rollback()
             self.quarantine(conn, d, _failure_reason(exc))
             result.quarantined += 1
@@ -294,7 +398,8 @@ class Filer:
 
     def allocate_ref(self, conn: Connection) -> tuple[int, str]:
         """A new ticket's number and ref, unique across daemons (see inboxd.store.counters)."""
-        pk = counters.next_ticket_number(conn)
+        pk = self._spare_numbers.pop(0) if self._spare_numbers else counters.next_ticket_number(conn)
+        self._taken.append(pk)
         return pk, self.tags.ticket_id(self.settings.tickets.first_seq + pk - 1)
 
 
@@ -384,11 +489,11 @@ def skip_duplicate(filer: Filer, conn: Connection, d: Delivery) -> None:
     rules still recognise our ids; and content is compared against the
     stored raw bytes, only when the raw bytes differ.
     """
-    if d.absent_keys is not None and d.key in d.absent_keys:
+    if d.facts is not None and d.key in d.facts.absent:
         # Not stored when the batch began, and this is the batch's first
         # mail with the key (the key leaves the set here, so a second copy
         # in the same batch asks the store, which then holds the first).
-        d.absent_keys.discard(d.key)
+        d.facts.absent.discard(d.key)
         row = None
     else:
         row = filing.message_by_key(conn, d.key)
@@ -405,7 +510,8 @@ def skip_duplicate(filer: Filer, conn: Connection, d: Delivery) -> None:
         d.message_pk = row[0]
         record_sighting(filer, conn, d)
         raise Done("already filed")
-    if d.msg.message_id and filing.is_our_outgoing(conn, d.msg.message_id):
+    if d.msg.message_id and (d.facts.is_ours(conn, d.msg.message_id) if d.facts is not None
+                             else filing.is_our_outgoing(conn, d.msg.message_id)):
         # A relayed reply: the agent's own mail is the stored message already.
         raise Done("our own outgoing mail")
 
@@ -453,13 +559,24 @@ def decide_disposition(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Decide what the message means, writing nothing: the frozen `Disposition`
     (see inboxd.desk.decide).  Every step after this one applies a part of it."""
     d.disposition = decide(Incoming(d.msg, d.raw, d.mailbox, d.folder, d.at, d.history, d.key),
-                           FilingLookup(conn), filer.desk, d.now)
+                           FilingLookup(conn, d.facts), filer.desk, d.now)
 
 
 class FilingLookup(StoreLookup):
     """The store as deciding sees it (`decide.Lookup`): the tickets' and
     surveys' facts (`StoreLookup`) and the outbox's: what we sent, the
-    acknowledgement budget's counts, bounce marks.  Reads only."""
+    acknowledgement budget's counts, bounce marks.  Reads only.  With the
+    batch's `BatchFacts`, a Message-ID no stored message names is known to
+    be so without a query."""
+
+    def __init__(self, conn: Connection, facts: BatchFacts | None = None):
+        super().__init__(conn)
+        self.facts = facts
+
+    def tickets_referencing(self, message_id: str) -> set[int]:
+        if self.facts is not None and self.facts.unreferenced(message_id):
+            return set()
+        return super().tickets_referencing(message_id)
 
     def sent_to(self, message_id: str | None) -> tuple[str, ...] | None:
         return outbox.sent_to(self.conn, message_id)

@@ -296,15 +296,32 @@ _KEYS_PER_QUERY = 256
 def stored_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
     """Which of `keys` the store holds a message under: one query per batch
     instead of one per message (`message_by_key`)."""
-    wanted = sorted(set(keys))
-    found: set[str] = set()
+    return {row[0] for chunk in _padded_chunks(keys) for row in _KEYS_IN.all(conn, chunk)}
+
+
+_OURS_IN = PreparedIn(lambda ids: select(t.outbox.c.message_id).where(ids), t.outbox.c.message_id)
+_REFERENCED_IN = PreparedIn(lambda ids: select(t.messageref.c.ref).distinct().where(ids), t.messageref.c.ref)
+
+
+def _padded_chunks(values: Iterable[str]):
+    # Lists are padded to a power of two up to _KEYS_PER_QUERY, so a few
+    # compiled statements serve every batch; padding repeats the last value,
+    # which changes nothing in an IN list.
+    wanted = sorted(set(values))
     for start in range(0, len(wanted), _KEYS_PER_QUERY):
         chunk = wanted[start:start + _KEYS_PER_QUERY]
         size = 1 << (len(chunk) - 1).bit_length()
-        # Padding repeats the last key, which changes nothing in an IN list.
-        chunk += [chunk[-1]] * (size - len(chunk))
-        found.update(row[0] for row in _KEYS_IN.all(conn, chunk))
-    return found
+        yield chunk + [chunk[-1]] * (size - len(chunk))
+
+
+def outgoing_among(conn: Connection, message_ids: Iterable[str]) -> set[str]:
+    """Which of `message_ids` we queued mail with (`is_our_outgoing` for a batch, one query)."""
+    return {row[0] for chunk in _padded_chunks(message_ids) for row in _OURS_IN.all(conn, chunk)}
+
+
+def referenced_among(conn: Connection, message_ids: Iterable[str]) -> set[str]:
+    """Which of `message_ids` a stored message names (In-Reply-To, References): one query per batch."""
+    return {row[0] for chunk in _padded_chunks(message_ids) for row in _REFERENCED_IN.all(conn, chunk)}
 
 
 def is_our_outgoing(conn: Connection, message_id: str) -> bool:
