@@ -8,15 +8,19 @@ A `Scope` restricts a query to the tickets of one mailbox, team or assignee.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Row, and_, case, func, or_, select
+from sqlalchemy import Connection, Row, String, and_, case, func, or_, select, type_coerce
 
 from inboxd.store.sql import json_text, t
+from inboxd.vocabulary import OPEN_STATUSES
 
 RESOLVED = ("solved", "closed")
+# The other statuses (inboxd.vocabulary.STATUSES): "IN" these, unlike "NOT IN" RESOLVED, can use the status index.
+UNRESOLVED = OPEN_STATUSES
 # Ticket ids per IN (...) list: well under SQLite's limit on bound parameters.
 CHUNK = 900
 
@@ -51,14 +55,28 @@ def _may_change_status():
     return or_(event.c.action.in_(("merge", "autoclose")), event.c.detail.like("%status%"))
 
 
-def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
+def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetime) -> list[tuple]:
     """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy) of the tickets alive in the
     period, in id order (so both databases give the figures in the same order)."""
     ticket = t.ticket
-    return conn.execute(
-        select(ticket.c.id, ticket.c.mailbox, ticket.c.tags, ticket.c.assignee, ticket.c.created_at,
-               ticket.c.first_response_at, ticket.c.sla_policy)
-        .where(*_live(scope, since, until)).order_by(ticket.c.id)).all()
+    # The two instants come as the driver gives them and are made UTC here: the column type's own
+    # conversion, a Python call per value, was a fifth of a 90-day report over 100,000 tickets.
+    utc = _utc_converter(conn)
+    rows = conn.execute(
+        select(ticket.c.id, ticket.c.mailbox, ticket.c.tags, ticket.c.assignee,
+               type_coerce(ticket.c.created_at, String), type_coerce(ticket.c.first_response_at, String),
+               ticket.c.sla_policy)
+        .where(*_live(scope, since, until)).order_by(ticket.c.id))
+    return [(pk, mailbox, tags, assignee, utc(created), utc(first) if first is not None else None, policy)
+            for pk, mailbox, tags, assignee, created, first, policy in rows]
+
+
+def _utc_converter(conn: Connection):
+    """What UTCDateTime does to a stored instant, for the values of a column read without it."""
+    if conn.dialect.name == "sqlite":
+        # SQLite keeps the UTC instant as text without an offset.
+        return lambda text: datetime.fromisoformat(text).replace(tzinfo=UTC)
+    return lambda at: at.replace(tzinfo=UTC) if at.utcoffset() is None else at.astimezone(UTC)
 
 
 def live_status_events(conn: Connection, scope: Scope, since: datetime, until: datetime,
@@ -100,17 +118,19 @@ def backlog(conn: Connection, scope: Scope) -> int:
     ticket = t.ticket
     return conn.execute(
         select(func.count()).select_from(ticket)
-        .where(ticket.c.status.not_in(RESOLVED), ticket.c.merged_into.is_(None), *scope.clauses())).scalar_one()
+        .where(ticket.c.status.in_(UNRESOLVED), ticket.c.merged_into.is_(None), *scope.clauses())).scalar_one()
 
 
 def open_by_assignee(conn: Connection, scope: Scope) -> dict[str, int]:
-    """Unresolved, unmerged tickets per assignee."""
+    """Unresolved, unmerged tickets per assignee.
+
+    Counted here rather than by GROUP BY: grouping made SQLite walk the assignee index over every ticket
+    (seconds on a store of 100,000) instead of the status index over the few unresolved ones."""
     ticket = t.ticket
-    return dict(conn.execute(
-        select(ticket.c.assignee, func.count())
-        .where(ticket.c.assignee.is_not(None), ticket.c.merged_into.is_(None), ticket.c.status.not_in(RESOLVED),
-               *scope.clauses())
-        .group_by(ticket.c.assignee)).all())
+    return dict(Counter(conn.execute(
+        select(ticket.c.assignee)
+        .where(ticket.c.assignee.is_not(None), ticket.c.merged_into.is_(None), ticket.c.status.in_(UNRESOLVED),
+               *scope.clauses())).scalars()))
 
 
 def sla_targets(conn: Connection, scope: Scope, target: str, since: datetime, until: datetime) -> Sequence[Row]:

@@ -70,4 +70,7 @@ def newest_event(conn: Connection) -> int:
 def earliest_event_after(conn: Connection, watermark: int) -> datetime | None:
     """The earliest `at` of the events written after `watermark` (by id), or None when there are none."""
     event = t.event.c
-    return conn.execute(select(func.min(event.at)).where(event.id > watermark)).scalar()
+    # Through a subquery with a LIMIT, which SQLite does not flatten: asked directly for min(at), it walked
+    # the index on `at` from the oldest event until it met a newer id (the whole table, for a recent watermark).
+    newer = select(event.at.label("at")).where(event.id > watermark).limit(2 ** 62).subquery()
+    return conn.execute(select(func.min(newer.c.at))).scalar()
