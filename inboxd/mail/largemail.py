@@ -56,6 +56,10 @@ MiB = 1 << 20
 LARGE_MESSAGE_BYTES = 1 * MiB
 # Attachments whose encoded body is larger than this are decoded straight to disk.
 DETACH_PART_BYTES = 64 * 1024
+# Base64 attachments whose encoded body is larger than this are cut out of
+# the mail before the stdlib parses it (`cut_attachments`); smaller ones cost
+# the feed parser less than the scan.
+CUT_PART_BYTES = 16 * 1024
 # The body text is cut to this many bytes of its encoded form.
 BODY_TEXT_BYTES = 1 * MiB
 CUT_NOTE = "\n\n[inboxd: the text was cut at 1 MiB; the whole mail is kept]"
@@ -107,12 +111,13 @@ class _Scan:
     """What the scan of one mail produced."""
 
     raw: bytes
-    data_dir: Path
+    # None: the scan of `cut_attachments`, which keeps what it cuts out in memory.
+    data_dir: Path | None
     max_attachment_bytes: int
     nonce: str
     # The skeleton: (start, end) ranges of raw and replacement bytes, in order.
     pieces: list
-    # The token's hash -> the real attachment.
+    # The token's hash -> the real attachment (a _Detached, or the content itself in memory).
     detached: dict
     # The body text candidates, in order: (content type, whether it was cut).
     texts: list
@@ -144,6 +149,29 @@ def parse_large(raw: bytes, max_attachment_bytes: int, data_dir: Path) -> Inboun
     if chosen:
         msg = replace(msg, text=msg.text + CUT_NOTE, defects=(*msg.defects, "BodyTextCut"))
     return msg
+
+
+def cut_attachments(raw: bytes) -> tuple[bytes, dict[str, bytes]]:
+    """`raw` with each base64 attachment over CUT_PART_BYTES replaced by a
+    short token, and the content of each, by the SHA-256 of what its token
+    part decodes to; (raw, {}) when there is none.
+
+    `parse_message` parses the result instead of `raw`: the feed parser
+    reads a base64 attachment line by line, a cost of three quarters of
+    the parse of a mail with a 200 KB file, while the scan finds its ends
+    with a byte search.  It is the scan of `parse_large`, in memory and
+    cutting out only what gives the stdlib's bytes exactly: a strictly
+    valid base64 leaf (what `get_payload(decode=True)` decodes with no
+    defect) that is no body text, no forwarded mail and no winmail.dat.
+    Whatever else is left as it came.
+    """
+    if not _FIRST_HEADER.match(raw):
+        return raw, {}
+    scan = _Scan(raw, None, 0, secrets.token_hex(16), [], {}, [])
+    _entity(scan, 0, len(raw), top=True, depth=0)
+    if not scan.detached:
+        return raw, {}
+    return scan.skeleton(), scan.detached
 
 
 def _entity(scan: _Scan, start: int, end: int, *, top: bool, depth: int) -> None:
@@ -248,6 +276,9 @@ def _leaf(scan: _Scan, head: Message, start: int, end: int) -> None:
     """One leaf's payload raw[start:end]: detached, cut or kept."""
     ctype = head.get_content_type()
     cte = str(head.get("content-transfer-encoding", "")).lower()
+    if scan.data_dir is None:
+        _cut_in_memory(scan, head, ctype, cte, start, end)
+        return
     if head.get_content_maintype() == "message":
         # A forwarded mail, or the returned one in a bounce: an attachment
         # (message._walk), kept as the bytes it arrived as, where the stdlib
@@ -271,6 +302,34 @@ def _leaf(scan: _Scan, head: Message, start: int, end: int) -> None:
         scan.keep(start, end)
         return
     _detach(scan, start, end, cte)
+
+
+def _cut_in_memory(scan: _Scan, head: Message, ctype: str, cte: str, start: int, end: int) -> None:
+    """For `cut_attachments`: a strictly valid base64 attachment becomes a token, all else stays."""
+    if cte != "base64" or end - start <= CUT_PART_BYTES or head.get_content_maintype() in ("message", "multipart"):
+        scan.keep(start, end)
+        return
+    filename = _filename(head)
+    # A body text stays, and so does a winmail.dat; a file name that is not
+    # ASCII stays too, as the walk reads such a name in the mail's charset.
+    if (filename is not None and not filename.isascii()) or is_tnef(ctype, filename) or (
+            ctype in ("text/plain", "text/html") and filename is None and head.get_content_disposition() != "attachment"):
+        scan.keep(start, end)
+        return
+    # As the stdlib's first try: the line ends dropped, strictly valid base64
+    # with its padding (a part it decodes with a defect is left to it).
+    data = scan.raw[start:end].translate(None, b"\r\n")
+    if len(data) % 4:
+        scan.keep(start, end)
+        return
+    try:
+        content = binascii.a2b_base64(data, strict_mode=True)
+    except binascii.Error:
+        scan.keep(start, end)
+        return
+    token = f"inboxd-cut-{scan.nonce}-{len(scan.detached)}".encode("ascii")
+    scan.detached[hashlib.sha256(token).hexdigest()] = content
+    scan.pieces.append(base64.b64encode(token))
 
 
 def _detach(scan: _Scan, start: int, end: int, cte: str, *, message: bool = False) -> None:

@@ -1154,6 +1154,37 @@ def _parse_fast(raw: bytes, body: bytes, max_attachment_bytes: int) -> InboundMe
     )
 
 
+# Mail smaller than this has no attachment worth cutting out (`_parse_cut`).
+_CUT_FROM_BYTES = 32 * 1024
+
+
+def _parse_cut(raw: bytes, body: bytes, max_attachment_bytes: int) -> InboundMessage | None:
+    """`_parse_fast(raw, body)` for a mail with big base64 attachments, with
+    those cut out before the stdlib parses it and put back after
+    (largemail.cut_attachments); None for a mail without any, or one this
+    way cannot read, which the stdlib then parses whole."""
+    if len(body) < _CUT_FROM_BYTES:
+        return None
+    # Imported here: largemail imports this module.
+    from inboxd.mail.largemail import cut_attachments
+
+    try:
+        skeleton, cut = cut_attachments(body)
+        if not cut:
+            return None
+        msg = _parse_fast(raw, skeleton, max_attachment_bytes)
+    except Exception:  # noqa: BLE001 - odd mail is the stdlib's to read whole, errors and all
+        return None
+    attachments = []
+    for a in msg.attachments:
+        content = cut.get(a.sha256)
+        if content is not None:
+            a = replace(a, size=len(content), sha256=hashlib.sha256(content).hexdigest(),
+                        content=content if len(content) <= max_attachment_bytes else None)
+        attachments.append(a)
+    return replace(msg, attachments=tuple(attachments))
+
+
 def _declared_charsets(msg: Message, headers: dict[str, list[str]]) -> tuple[str, ...]:
     """Every charset the mail declares: on its top-level and text parts, then in its
     Subject's and From's encoded words (a Big5 mail may say so only there)."""
@@ -1266,7 +1297,7 @@ def parse_message(raw: bytes, *, max_attachment_bytes: int = 25 * 1024 * 1024) -
     try:
         # The boundary: whatever either parser made of odd bytes, the store
         # gets valid text (see clean_text).
-        return _storable(_parse_fast(raw, body, max_attachment_bytes))
+        return _storable(_parse_cut(raw, body, max_attachment_bytes) or _parse_fast(raw, body, max_attachment_bytes))
     except MalformedMessage:
         raise
     except Exception as fast_error:  # noqa: BLE001 - any parser bug must become a quarantine

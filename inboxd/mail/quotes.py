@@ -73,8 +73,11 @@ _ATTRIBUTION_NO_COLON = re.compile(rf"(?:{_WROTE})(?!\w)")
 _ADDRESS_THEN_COLON = re.compile(
     rf"@[^\s<>()\[\]]+(?:\s*[>)\]]{{1,3}}\s*(?:{_WROTE})?|\s+(?:{_WROTE}))\s*[:：]\s*$")
 # A year standing alone ("2024"), or digits joined by a separator ("10:00",
-# "1/2", "2.4").  A pattern that opens with \d lets the engine skip ahead.
-_DATE_OR_TIME = re.compile(r"\d[:./]\d|(?<!\d)(?:19|20)\d\d(?!\d)")
+# "1/2", "2.4").  A pattern that opens with \d lets the engine skip ahead to
+# the next digit, so the year's own look-behind comes after its first digit:
+# "(?<=(?<!\d)1)9" is "(?<!\d)19" (and is four times quicker than an
+# alternation that opens with a look-behind).
+_DATE_OR_TIME = re.compile(r"\d(?:[:./]\d|(?<=(?<!\d)1)9\d\d(?!\d)|(?<=(?<!\d)2)0\d\d(?!\d))")
 
 
 # --- Separator lines -----------------------------------------------------------
@@ -182,6 +185,9 @@ _SENT_SUFFIX = re.compile(
     r"|(?:ról|ről)\s+küldve$|(?:から|より)送信$|에서\s*(?:보냄|보냈습니다|전송됨)$"
     r"|^(?:从|從|通过|透過|經由).{1,24}(?:发送|發送|傳送|寄出)$"
 )
+# The words each of those frames ends with: a line that ends otherwise is
+# spared the search (the pattern has no fixed start to skip ahead to).
+_SENT_SUFFIX_ENDS = ("gesendet", "gönderildi", "küldve", "送信", "보냄", "보냈습니다", "전송됨", "发送", "發送", "傳送", "寄出")
 # What names a device or a mail app; it must come right after an opening
 # frame ("Sent from my desk, is easier" is prose) or anywhere in a short line
 # with a closing one ("Kargo depodan gönderildi" is prose).
@@ -214,6 +220,8 @@ _BREVITY = re.compile(
 _PROSE_MARKS = re.compile(r"[?？!！:：;；。]")
 # html2text writes links as [text](url); a signature link reads as its text.
 _MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+# A link in angle brackets, and the blanks before it.
+_APP_LINK = re.compile(r"\s*<[^<>\s]*>")
 
 # The end of a sentence, which a client's wrapping does not cut at.
 _SENTENCE_END = frozenset(".?!。？！")
@@ -283,7 +291,8 @@ def _strip(text: str) -> str:
                 i += span
                 continue
             break
-        if _SIGNATURE_DELIMITER.match(line) or _is_separator(lines, i) or _FORWARD_INTRO.match(line.lower()):
+        if (line.startswith(("--", "__")) and _SIGNATURE_DELIMITER.match(line)) or _is_separator(lines, i) \
+                or _FORWARD_INTRO.match(line.lower()):
             break
         if _header_block(lines, i):
             # Some relays (Amazon's) put an attribution without its colon
@@ -351,6 +360,8 @@ def _attribution_span(lines: list[str], i: int, *, dated: bool = False) -> int:
     # <addr> wrote:", Horde's "Quoting Name <addr>:").  That tells it apart
     # from prose like "As Anna wrote:".
     first = lines[i]
+    if not _may_end_attribution(lines, i):
+        return 0
     has_date = _has_date_or_time(first)
     if not has_date and (dated or "@" not in first and not first.endswith("<")):
         return 0
@@ -380,6 +391,21 @@ def _attribution_span(lines: list[str], i: int, *, dated: bool = False) -> int:
                     return 0
             return n
     return 0
+
+
+def _may_end_attribution(lines: list[str], i: int) -> bool:
+    """Whether one of the lines an attribution starting at line i may span
+    ends as every attribution does; when none does, `_attribution_span`
+    finds nothing, and the date search on each line of a body is spared."""
+    for n in range(1, _ATTRIBUTION_SPAN + 1):
+        if i + n > len(lines):
+            return False
+        line = lines[i + n - 1]
+        if n > 1 and not line:
+            return False
+        if line and line[-1] in _ATTRIBUTION_ENDS:
+            return True
+    return False
 
 
 def _has_date_or_time(line: str) -> bool:
@@ -461,13 +487,20 @@ def _is_device_signature(line: str) -> bool:
     """Whether the line is a one-line signature that a mobile or desktop mail app appends."""
     if not line or len(line) > _SHORT_LINE + 40:
         return False
-    line = _MARKDOWN_LINK.sub(r"\1", line)
+    # Each substitution runs only on a line that has its first character:
+    # most lines have none, and this runs on every short line of a body.
+    if "[" in line:
+        line = _MARKDOWN_LINK.sub(r"\1", line)
     # The app's link ("<https://aka.ms/o0ukef>") may sit anywhere in the line.
-    line = re.sub(r"\s*<[^<>\s]*>", "", line).strip(" *_")
-    line = _BREVITY.sub("", line.lower()).rstrip(" .")
+    if "<" in line:
+        line = _APP_LINK.sub("", line)
+    line = line.strip(" *_").lower()
+    if "." in line or "!" in line:
+        line = _BREVITY.sub("", line)
+    line = line.rstrip(" .")
     if not line or _PROSE_MARKS.search(line):
         return False
-    if _OUTLOOK_APP.search(line) and _GET_APP.search(line) and len(line.split()) <= 8:
+    if "outlook" in line and _OUTLOOK_APP.search(line) and _GET_APP.search(line) and len(line.split()) <= 8:
         return True
     if _SENT_FROM_WORDS.match(line):
         return True
@@ -483,4 +516,5 @@ def _is_device_signature(line: str) -> bool:
     if opening:
         rest = line[opening.end():].strip()
         return len(rest) <= 16 and "的" not in rest and _DEVICE_AT_END.search(rest) is not None
-    return len(line) <= _SHORT_LINE and _SENT_SUFFIX.search(line) is not None and _DEVICE.search(line) is not None
+    return (len(line) <= _SHORT_LINE and line.endswith(_SENT_SUFFIX_ENDS) and _SENT_SUFFIX.search(line) is not None
+            and _DEVICE.search(line) is not None)
