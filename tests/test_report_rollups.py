@@ -200,3 +200,25 @@ def test_days_complete_in_the_report_time_zone():
     # Local midnights are 16:00 UTC; the day ending 2026-11-04 16:00 UTC ended less than SETTLE before now.
     assert days == [(datetime(2026, 11, 1, 16, tzinfo=UTC), datetime(2026, 11, 2, 16, tzinfo=UTC)),
                     (datetime(2026, 11, 2, 16, tzinfo=UTC), datetime(2026, 11, 3, 16, tzinfo=UTC))]
+
+
+def test_the_scheduler_rolls_the_days_up_at_night(engine, tmp_path):
+    from inboxd.desk.duties import Duties
+
+    seed(engine, random.Random(9), tickets=20)
+    settings = settings_for(tmp_path, "Asia/Shanghai")
+    c = t.report_rollup.c
+    duties = Duties(engine, settings)
+    day = datetime(2026, 11, 20, 10, tzinfo=UTC)                # 18:00 in Shanghai: not at night
+    duties.run_due(day)
+    with reading(engine) as conn:
+        assert conn.execute(select(c.day)).all() == []
+    night = datetime(2026, 11, 20, 18, 30, tzinfo=UTC)          # 02:30 in Shanghai
+    duties.run_due(night)
+    with reading(engine) as conn:
+        days = set(conn.execute(select(c.day)).scalars())
+    # The whole local days of the FILL_DAYS days before now (the first starts at 02:30 local, not a whole
+    # day), up to the one that ended at 00:00 local (16:00 UTC), more than SETTLE ago.
+    assert len(days) == rollups.FILL_DAYS - 1 and max(days) == datetime(2026, 11, 19, 16, tzinfo=UTC)
+    assert report(engine, settings, NOW - timedelta(days=30)) == report(engine, settings, NOW - timedelta(days=30),
+                                                                        use=False)

@@ -44,6 +44,7 @@ from inboxd.store.engine import reading, writing
 from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.policies import Policies
 from inboxd.reports.metrics import report_message_id, supervisors, weekly_reports
+from inboxd.reports.rollups import fill_nightly as roll_up_report_days
 from inboxd.reports.prometheus import record_duty_failed
 from inboxd.desk.sla import warn_time
 from inboxd.desk.slaclock import (current_pending_since, parse_time, pending_since, refresh, refresh_many,
@@ -97,6 +98,8 @@ class Duties:
         batched = self._batches()
         try:
             self._check_sla_settings(now)
+            # The report's complete days, rolled up at night so no report counts them (inboxd.reports.rollups).
+            roll_up_report_days(self.engine, self.settings, now)
             for name, candidates, handle in self.duties():
                 count = 0
                 try:

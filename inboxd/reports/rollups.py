@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,6 +42,8 @@ from inboxd.store import reports as store
 from inboxd.store import rollups as table
 from inboxd.store.engine import reading, writing
 from inboxd.store.reports import Scope
+
+log = logging.getLogger(__name__)
 
 ROLLUP_VERSION = 1
 RESOLVED = ("solved", "closed")
@@ -228,5 +231,28 @@ def fill(engine: Engine, settings: Settings, *, since: datetime, until: datetime
 
 
 def fill_recent(engine: Engine, settings: Settings, now: datetime, days: int = FILL_DAYS) -> int:
-    """The scheduler's daily duty: keep the last `days` days rolled up."""
+    """Keep the last `days` days rolled up."""
     return fill(engine, settings, since=now - timedelta(days=days), until=now, now=now)
+
+
+# The scheduler rolls the days up at night in the reporting time zone, once a night per process:
+# the first night after an upgrade counts FILL_DAYS days (seconds on a busy desk), the others one.
+NIGHT = (time(1, 0), time(6, 0))
+_filled: dict[tuple[int, str], date] = {}
+
+
+def fill_nightly(engine: Engine, settings: Settings, now: datetime) -> int:
+    """The scheduler's duty (inboxd.desk.duties): `fill_recent` once a night; the days (re)counted.
+
+    A failure is logged and left for the next night: the reports then count those days live."""
+    local = now.astimezone(settings.reports.timezone)
+    key = (id(engine), fingerprint(settings))
+    if not NIGHT[0] <= local.time() < NIGHT[1] or _filled.get(key) == local.date():
+        return 0
+    try:
+        counted = fill_recent(engine, settings, now)
+    except Exception:
+        log.warning("rolling up the report's days failed; the reports count them live", exc_info=True)
+        return 0
+    _filled[key] = local.date()
+    return counted
