@@ -200,31 +200,28 @@ class Sender:
     def claim_batch(self, now: datetime, limit: int) -> list[Claimed]:
         """Move up to `limit` due rows to `sending` in one compare-and-swap; [] when nothing is due.
 
-        A row queued with only its description is composed here, outside the
-        claim's transaction, and its bytes kept (one more transaction for the
-        batch), so a retry (or a resend after a crash) sends exactly the same
-        bytes.  Composing is deterministic: a crash before they are kept
-        composes the same bytes again.
+        A row queued with only its description is composed here and its bytes
+        kept in the claim's own transaction, so a retry (or a resend after a
+        crash) sends exactly the same bytes.  Composing a batch holds the
+        store's write lock a few milliseconds longer; a transaction of its
+        own cost more, another wait for that lock behind filing (on SQLite a
+        writer waiting for the lock polls for it, up to 100 ms apart).
         """
         with writing(self.engine) as conn:
             rows = store.claim_batch(conn, now, self.settings.outbox.lease, limit)
-        composed: dict[int, bytes] = {}
-        errors: dict[int, str] = {}
-        claimed = []
-        for row in rows:
-            data = bytes(row.data)
-            if not data and row.spec:
-                try:
-                    data = composed[row.id] = compose_spec(row.spec).data
-                except ValueError as exc:
-                    data, errors[row.id] = b"", f"cannot compose: {exc}"
-            claimed.append(Claimed(row.id, row.ticket_id, row.mailbox, row.message_id, row.sender,
-                                   json.loads(row.recipients), data, row.attempts, row.created_at))
-        if composed or errors:
-            with writing(self.engine) as conn:
-                store.set_data_many(conn, composed)
-                for outbox_id, error in errors.items():
-                    store.set_error(conn, outbox_id, error)
+            composed: dict[int, bytes] = {}
+            claimed = []
+            for row in rows:
+                data = bytes(row.data)
+                if not data and row.spec:
+                    try:
+                        data = composed[row.id] = compose_spec(row.spec).data
+                    except ValueError as exc:
+                        data = b""
+                        store.set_error(conn, row.id, f"cannot compose: {exc}")
+                claimed.append(Claimed(row.id, row.ticket_id, row.mailbox, row.message_id, row.sender,
+                                       json.loads(row.recipients), data, row.attempts, row.created_at))
+            store.set_data_many(conn, composed)
         return claimed
 
     def _record(self, conn: Connection, item: Claimed, now: datetime, outcome: Exception | None) -> str:
@@ -573,12 +570,13 @@ class _Ledger:
             self.running = None
 
     async def _round(self, batch: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]]) -> None:
-        # BEGIN IMMEDIATE on SQLite; on PostgreSQL still_claimed locks each row.
+        # BEGIN IMMEDIATE on SQLite; on PostgreSQL claims_still_ours locks the rows.
         transaction = self.conn.begin()
         try:
             ours = []
+            still = store.claims_still_ours(self.conn, {item.id: item.attempts for _client, item, _future in batch})
             for client, item, future in batch:
-                if store.still_claimed(self.conn, item.id, item.attempts):
+                if item.id in still:
                     ours.append((client, item, future))
                 else:
                     future.set_exception(LostClaim(item.message_id))

@@ -28,11 +28,12 @@ import functools
 import hashlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, Row, and_, bindparam, case, func, insert, or_, select, union_all, update
 
 from inboxd.store import filing
-from inboxd.store.filing import Prepared
+from inboxd.store.filing import Prepared, PreparedIn
 from inboxd.store.sql import message_order, t
 
 # What the sender needs of a claimed row.
@@ -227,15 +228,37 @@ def _claim_batch_statement(dialect: str, limit: int):
             .returning(*_CLAIMED))
 
 
-def claim_batch(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[Row]:
+class ClaimedRow(NamedTuple):
+    """A claimed row's fields (those of _CLAIMED)."""
+
+    id: int
+    ticket_id: int | None
+    mailbox: str
+    message_id: str
+    sender: str
+    recipients: str
+    data: bytes
+    attempts: int
+    created_at: datetime
+    spec: str | None
+
+
+# One compiled claim per batch size (the sender uses one or two): compiling
+# it is most of what a claim costs on SQLite.
+_CLAIM_BATCH: dict[int, Prepared] = {}
+
+
+def claim_batch(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[ClaimedRow]:
     """Move up to `limit` due rows to `sending` with one compare-and-swap UPDATE ... RETURNING.
 
     The rows come back in the order they were queued (RETURNING promises
     no order of its own); each is claimed as claim_next claims one.
     """
-    rows = conn.execute(_claim_batch_statement(conn.dialect.name, limit),
-                        {"now_": now, "expired_": now - lease}).all()
-    return sorted(rows, key=lambda row: row.id)
+    prepared = _CLAIM_BATCH.get(limit)
+    if prepared is None:
+        prepared = _CLAIM_BATCH[limit] = Prepared(lambda c: _claim_batch_statement(c.dialect.name, limit))
+    rows = prepared.all(conn, {"now_": now, "expired_": now - lease})
+    return sorted((ClaimedRow(*row) for row in rows), key=lambda row: row.id)
 
 
 def _claim_statement(dialect: str):
@@ -251,10 +274,14 @@ _CLAIM = {dialect: _claim_statement(dialect) for dialect in ("sqlite", "postgres
 # A claim is still ours while the row is sending with the attempt count our claim gave it.
 _OURS = and_(_o.c.id == bindparam("id_"), _o.c.status == "sending", _o.c.attempts == bindparam("attempts_"))
 _STILL_CLAIMED = select(_o.c.id).where(_OURS).with_for_update()
+# The sender's per-mail statements, compiled once (see `filing.Prepared`).
+_CLAIMS_IN = PreparedIn(lambda ids: select(_o.c.id, _o.c.attempts).where(ids, _o.c.status == "sending")
+                        .order_by(_o.c.id).with_for_update(), _o.c.id)
 _REQUEUE = update(_o).where(_OURS).values(status="queued", next_attempt_at=bindparam("next_"),
                                           last_error=bindparam("error_"))
 _FAIL = update(_o).where(_OURS).values(status="failed", last_error=bindparam("error_"))
-_SENT = update(_o).where(_o.c.id == bindparam("id_")).values(status="sent", sent_at=bindparam("at_"), last_error="")
+_SENT = Prepared(update(_o).where(_o.c.id == bindparam("id_"))
+                 .values(status="sent", sent_at=bindparam("at_", type_=_o.c.sent_at.type), last_error=""))
 
 
 def claim_next(conn: Connection, now: datetime, lease: timedelta) -> Row | None:
@@ -267,13 +294,14 @@ def claim_next(conn: Connection, now: datetime, lease: timedelta) -> Row | None:
     return conn.execute(_CLAIM[conn.dialect.name], {"now_": now, "expired_": now - lease}).first()
 
 
-_SET_DATA = update(_o).where(_o.c.id == bindparam("id_")).values(data=bindparam("data_"))
+_SET_DATA = Prepared(update(_o).where(_o.c.id == bindparam("id_"))
+                     .values(data=bindparam("data_", type_=_o.c.data.type)))
 
 
 def set_data_many(conn: Connection, data: dict[int, bytes]) -> None:
     """set_data for several rows in one executemany."""
     if data:
-        conn.execute(_SET_DATA, [{"id_": outbox_id, "data_": value} for outbox_id, value in data.items()])
+        _SET_DATA.executemany(conn, [{"id_": outbox_id, "data_": value} for outbox_id, value in data.items()])
 
 
 def set_data(conn: Connection, outbox_id: int, data: bytes) -> None:
@@ -308,8 +336,20 @@ def still_claimed(conn: Connection, outbox_id: int, attempts: int) -> bool:
     return conn.execute(_STILL_CLAIMED, {"id_": outbox_id, "attempts_": attempts}).first() is not None
 
 
+def claims_still_ours(conn: Connection, claims: dict[int, int]) -> set[int]:
+    """Which of `claims` (outbox id -> the attempt count its claim gave the row) are still ours: one
+    statement for a round of the sender's, which locks the rows on PostgreSQL as still_claimed does."""
+    if not claims:
+        return set()
+    ids = sorted(claims)
+    # Padded to a power of two (repeating the last id changes nothing in an
+    # IN list), so a few compiled statements serve every round.
+    ids += [ids[-1]] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
+    return {outbox_id for outbox_id, attempts in _CLAIMS_IN.all(conn, ids) if claims[outbox_id] == attempts}
+
+
 def mark_sent(conn: Connection, outbox_id: int, now: datetime) -> None:
-    conn.execute(_SENT, {"id_": outbox_id, "at_": now})
+    _SENT.execute(conn, {"id_": outbox_id, "at_": now}).close()
 
 
 def retry_now(conn: Connection, outbox_id: int, now: datetime) -> bool:
