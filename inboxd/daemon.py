@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from inboxd.store import leases
 from inboxd.config import ConfigError, Settings
 from inboxd.store.engine import open_store, writing
@@ -213,7 +211,10 @@ def run_forever(settings: Settings, *, workers: int = 1, stop: threading.Event |
             log.exception("scheduled duties failed")
 
     # APScheduler only wakes the duties up: what is due lives in the store,
-    # so a missed or coalesced wake-up loses nothing.
+    # so a missed or coalesced wake-up loses nothing.  Imported here: `run
+    # --once` runs the duties itself and need not load it (0.1 s).
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(run_duties, "interval", seconds=settings.policies.scheduler.interval.total_seconds(),
                       max_instances=1, coalesce=True, next_run_time=datetime.now(UTC), id="duties")

@@ -21,11 +21,9 @@ first checks, and renews, that lease.  A daemon that lost a folder to another
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -39,7 +37,7 @@ from inboxd.store.engine import reading, store_unusable, writing
 from inboxd.desk.ingest import Batch, BatchResult, Filer, FolderCheckpoint
 from inboxd.mail.largemail import LARGE_MESSAGE_BYTES, Spool
 from inboxd.mail.message import extract_message_id
-from inboxd.sync.worker import parse_many, watch_parent
+from inboxd.sync.worker import ParserPool
 
 log = logging.getLogger("inboxd.sync.sink")
 
@@ -75,12 +73,8 @@ class StoreSink:
         self.max_attachment = settings.store.max_attachment_bytes
         # Mail larger than this is spooled to disk by the pollers, not fetched.
         self.max_message_bytes = settings.store.max_message_bytes
-        self.pool: ProcessPoolExecutor | None = None
-        if workers > 0:
-            # "spawn" keeps the worker free of the parent's threads and sockets;
-            # watch_parent ends it when the daemon dies without closing the pool.
-            self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=watch_parent, initargs=(os.getpid(),))
+        # The parser processes (inboxd.sync.worker) start at the first batch worth them.
+        self.pool: ParserPool | None = ParserPool(workers) if workers > 0 else None
 
     def close(self) -> None:
         """Give up every folder lease still held (a clean stop) and end the parser worker."""
@@ -90,7 +84,7 @@ class StoreSink:
         except Exception:  # The leases then run out by themselves.
             log.warning("could not release the folder leases of %s", self.owner, exc_info=True)
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown()
             self.pool = None
 
     # -- folder leases ---------------------------------------------------------
@@ -174,7 +168,7 @@ class StoreSink:
         if len(small) < MIN_BATCH_FOR_WORKER:
             return None
         raws = [batch.messages[i].raw for i in small]
-        return small, self.pool.submit(parse_many, raws, self.max_attachment, self.settings.store.data_dir)
+        return small, self.pool.submit(raws, self.max_attachment, self.settings.store.data_dir)
 
     def file(self, batch: Batch, prepared: tuple[list[int], Future] | None) -> BatchResult:
         """File `batch` in one transaction with its checkpoint.

@@ -6,13 +6,28 @@ the worker process small.  A large mail (over largemail.LARGE_MESSAGE_BYTES)
 is parsed by `largemail.parse_large`, which decodes its big attachments
 straight to disk; the store parses those in the daemon rather than copy
 them to the worker.
+
+The worker is a plain child process (`python -m inboxd.sync.worker`), not a
+multiprocessing pool: requests and replies are pickles on its stdin and
+stdout.  A pool's spawn context also starts multiprocessing's resource
+tracker, a third interpreter of about 12 MB that a parser does not need, and
+imports the daemon's main module in the child.  `ParserPool` is the
+daemon's side; a worker that dies (a parser crash, the kernel's OOM killer)
+fails the batch it had, which the daemon then parses itself, and the next
+batch starts a new worker.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 
@@ -50,14 +65,12 @@ PARENT_CHECK_SECONDS = 0.2
 
 
 def watch_parent(parent_pid: int) -> None:
-    """Pool initializer: end this worker within a fraction of a second of its daemon's death.
+    """End this worker within a fraction of a second of its daemon's death.
 
-    A pool worker waits on a pipe that only the daemon writes to; when the
-    daemon is SIGKILLed nothing ever closes it, so the worker (and with it
-    multiprocessing's resource tracker, which waits for every process that
-    holds its pipe) would stay for ever.  A daemon thread compares the
-    parent pid with the one that started us; an orphan is adopted by
-    another process, and then exits at once.
+    The worker notices a daemon that is gone when it next reads its stdin
+    (the pipe's end is closed with the daemon), but not while it parses a
+    batch.  A daemon thread compares the parent pid with the one that
+    started us; an orphan is adopted by another process, and then exits at once.
 
     Linux could signal us instead (prctl PR_SET_PDEATHSIG), but that fires
     when the *thread* that started the worker ends, and the pool starts its
@@ -75,3 +88,128 @@ def watch_parent(parent_pid: int) -> None:
 
 def parse_many(raws: list[bytes], max_attachment_bytes: int, data_dir: Path) -> list[InboundMessage | MalformedMessage]:
     return [parse_one(raw, max_attachment_bytes, data_dir) for raw in raws]
+
+
+class WorkerDied(RuntimeError):
+    """The parser worker ended before it answered (a crash, a kill): its batch is parsed by the daemon."""
+
+
+class ParserPool:
+    """The daemon's side of `workers` parser processes, each started at its first batch.
+
+    `submit` returns at once with a Future; a thread per worker writes the
+    request to its worker's stdin and reads the answer, so the filing
+    thread files the previous batch meanwhile.  The requests wait in one
+    queue (a poller prefetches one batch ahead, so it holds few).
+    """
+
+    def __init__(self, workers: int):
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self._serve, name=f"parser-{i}", daemon=True)
+                        for i in range(workers)]
+        self.procs: list[subprocess.Popen] = []
+        self.lock = threading.Lock()
+        for t in self.threads:
+            t.start()
+
+    def submit(self, raws: list[bytes], max_attachment_bytes: int, data_dir: Path) -> Future:
+        future: Future = Future()
+        self.jobs.put((future, (raws, max_attachment_bytes, data_dir)))
+        return future
+
+    def shutdown(self) -> None:
+        """Cancel what waits, let the batches in hand finish, and end the workers."""
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job[0].cancel()
+        for _ in self.threads:
+            self.jobs.put(None)
+        for t in self.threads:
+            t.join()
+
+    def _start(self) -> subprocess.Popen:
+        # The worker's stdout carries the answers; its stderr is the daemon's.
+        proc = subprocess.Popen([sys.executable, "-m", "inboxd.sync.worker", str(os.getpid())],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        with self.lock:
+            self.procs.append(proc)
+        return proc
+
+    def _stop(self, proc: subprocess.Popen | None) -> None:
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()  # The worker's end of its loop.
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        with self.lock:
+            self.procs.remove(proc)
+
+    def _serve(self) -> None:
+        proc: subprocess.Popen | None = None
+        try:
+            while (job := self.jobs.get()) is not None:
+                future, request = job
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    if proc is None or proc.poll() is not None:
+                        self._stop(proc)
+                        proc = self._start()
+                    future.set_result(_ask(proc, request))
+                except BaseException as exc:  # noqa: BLE001 - the filing thread decides what a failure means
+                    # A worker that failed mid-answer is not reused: its pipes may hold half a message.
+                    if proc is not None:
+                        proc.kill()
+                    future.set_exception(exc)
+                del job, future, request  # The batch's bytes are not kept until the next one.
+        finally:
+            self._stop(proc)
+
+
+def _ask(proc: subprocess.Popen, request: tuple) -> list:
+    try:
+        # Straight into the pipe, frame by frame: no second copy of the batch as one pickle.
+        pickle.dump(request, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        proc.stdin.flush()
+        return pickle.load(proc.stdout)
+    except (OSError, EOFError, pickle.UnpicklingError) as exc:
+        proc.kill()
+        code = proc.wait()
+        raise WorkerDied(f"the parser worker ended with {code} ({type(exc).__name__})") from None
+
+
+def serve(parent_pid: int) -> None:
+    """The worker's loop: parse each request read from stdin and write the answer to stdout, until EOF."""
+    # Ctrl-C and a SIGTERM to the process group are the daemon's to handle:
+    # it finishes its batch, which may be in our hands, then closes our stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    watch_parent(parent_pid)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    # Nothing else may write to the answers' pipe.
+    sys.stdout = sys.stderr
+    while True:
+        try:
+            raws, max_attachment_bytes, data_dir = pickle.load(stdin)
+        except EOFError:
+            return
+        parsed = parse_many(raws, max_attachment_bytes, data_dir)
+        del raws
+        pickle.dump(parsed, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.flush()
+        del parsed
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
