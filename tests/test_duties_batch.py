@@ -20,11 +20,13 @@ from sqlalchemy import func, insert, select, update
 
 from inboxd.config import parse_settings
 from inboxd.desk import duties as duties_module
+from inboxd.desk import slaclock
 from inboxd.desk.agentmail import Alert
 from inboxd.desk.duties import Duties, _tickets
 from inboxd.desk.workflow import load, notify_agent
 from inboxd.outbound import outbox
 from inboxd.store import duties as store
+from inboxd.store import slaclock as clock_store
 from inboxd.store.engine import create_store_engine, migrate, reading, writing
 from inboxd.store.messages import last_customer_message
 from inboxd.store.sql import t
@@ -69,7 +71,7 @@ def outbox_rows(conn) -> list[dict]:
 
 
 def test_a_batched_notification_is_the_row_notify_agent_writes(engine, tmp_path, monkeypatch):
-    settings = make_settings(tmp_path, str(engine.url.render_as_string(hide_password=False)))
+    settings = make_settings(tmp_path, engine.url.render_as_string(hide_password=False))
     duties = Duties(engine, settings)
     # The Message-ID's random part, fixed so that the two rows can be compared byte for byte.
     monkeypatch.setattr(outbox, "unique_token", lambda: "0123456789abcdef")
@@ -127,7 +129,7 @@ def test_the_batch_reads_give_what_the_per_ticket_reads_give(engine):
 def test_alerts_in_small_batches_go_once_across_passes_and_claimers(engine, tmp_path, monkeypatch):
     """Seven unassigned tickets and three pending ones in batches of two: one alert each, a second pass none."""
     monkeypatch.setattr(duties_module, "BATCH_ITEMS", 2)
-    settings = make_settings(tmp_path, str(engine.url.render_as_string(hide_password=False)))
+    settings = make_settings(tmp_path, engine.url.render_as_string(hide_password=False))
     created = NOW - timedelta(days=3)
     with writing(engine) as conn:
         for pk in range(1, 8):
@@ -168,7 +170,7 @@ def test_alerts_in_small_batches_go_once_across_passes_and_claimers(engine, tmp_
 
 
 def test_a_ticket_taken_since_the_scan_is_claimed_but_not_alerted(engine, tmp_path):
-    settings = make_settings(tmp_path, str(engine.url.render_as_string(hide_password=False)))
+    settings = make_settings(tmp_path, engine.url.render_as_string(hide_password=False))
     created = NOW - timedelta(days=3)
     with writing(engine) as conn:
         seed(conn, 1, status="new", created=created, assignee=None)
@@ -186,3 +188,56 @@ def test_a_ticket_taken_since_the_scan_is_claimed_but_not_alerted(engine, tmp_pa
         assert conn.execute(select(func.count()).select_from(t.duty).where(t.duty.c.duty == "unassigned")).scalar() == 2
     with writing(engine) as conn:
         assert duties.handle_unassigned_batch(conn, items, NOW) == 0
+
+
+def test_stale_tickets_put_the_unresolved_first_and_limit_the_resolved(engine):
+    created = NOW - timedelta(days=3)
+    with writing(engine) as conn:
+        for pk, status in ((1, "closed"), (2, "open"), (3, "solved"), (4, "pending"), (5, "closed"), (6, "new")):
+            seed(conn, pk, status=status, created=created)
+        # Ticket 6 is current; the others changed since their due times were computed.
+        conn.execute(update(t.ticket).where(t.ticket.c.id != 6).values(version=t.ticket.c.version + 1))
+    with reading(engine) as conn:
+        assert clock_store.stale_tickets(conn) == [2, 4, 1, 3, 5]
+        assert clock_store.stale_tickets(conn, resolved_limit=1) == [2, 4, 1]
+
+
+def test_a_refresh_writes_the_due_times_only_when_they_change(engine, tmp_path):
+    imap = {"host": "imap.example.com", "username": "u", "password_env": "X"}
+    settings = parse_settings({
+        "store": {"url": engine.url.render_as_string(hide_password=False)},
+        "mailboxes": [{"name": "support", "address": "support@example.com", "imap": imap}],
+        "sla": [{"name": "fast", "first_response": "1h", "resolution": "5h",
+                 "priority": ["low", "normal", "high", "urgent"]}],
+    }, tmp_path / "inboxd.toml")
+    created = NOW - timedelta(hours=2)
+    with writing(engine) as conn:
+        for pk in (1, 2, 3):
+            seed(conn, pk, status="open", created=created)
+        conn.execute(update(t.ticket).values(sla_policy=None, first_response_due=None, resolution_due=None,
+                                             version=t.ticket.c.version + 1))
+
+    def dues() -> dict[int, tuple]:
+        with reading(engine) as conn:
+            tk = t.ticket
+            return {row[0]: tuple(row[1:]) for row in conn.execute(
+                select(tk.c.id, tk.c.sla_policy, tk.c.first_response_due, tk.c.resolution_due, tk.c.sla_version,
+                       tk.c.version).order_by(tk.c.id))}
+
+    with writing(engine) as conn:
+        assert slaclock.refresh_many(conn, [1, 2, 3], settings, settings.policies, NOW) == []
+    first = dues()
+    assert first[1] == ("fast", created + timedelta(hours=1), created + timedelta(hours=5), 2, 2)
+    # Ticket 1 changes in a way the clock ignores (a tag), ticket 2 is made urgent by an hour earlier.
+    with writing(engine) as conn:
+        conn.execute(update(t.ticket).where(t.ticket.c.id == 1).values(tags='["x"]', version=3))
+        conn.execute(update(t.ticket).where(t.ticket.c.id == 2).values(created_at=created - timedelta(hours=1),
+                                                                       version=3))
+        assert slaclock.refresh_many(conn, [1, 2], settings, settings.policies, NOW) == []
+    second = dues()
+    assert second[1] == first[1][:3] + (3, 3)
+    assert second[2] == ("fast", created, created + timedelta(hours=4), 3, 3)
+    assert second[3] == first[3]
+    with reading(engine) as conn:
+        assert clock_store.stale_tickets(conn) == []
+

@@ -168,10 +168,10 @@ def refresh_many(conn: Connection, ticket_pks: list[int], settings: Settings, po
     first pass after an upgrade refreshes every ticket, and three queries and
     an update per ticket were most of its time.
     """
-    inputs = store.clock_inputs_many(conn, ticket_pks)
+    inputs = store.clock_inputs_many(conn, ticket_pks, with_dues=True)
     chosen: dict[int, SlaPolicy | None] = {}
     running, exchange = [], []
-    for pk, (mailbox, priority, status, named, _created, first_response, _version, history) in inputs.items():
+    for pk, (mailbox, priority, status, named, _created, first_response, _version, history, *_dues) in inputs.items():
         policy = chosen[pk] = choose_policy(policies, settings, mailbox=mailbox, named=named, priority=priority)
         if is_running(policy, bool(history)):
             running.append(pk)
@@ -179,12 +179,12 @@ def refresh_many(conn: Connection, ticket_pks: list[int], settings: Settings, po
                 exchange.append(pk)
     events = store.status_events_many(conn, running) if running else {}
     exchanges = store.last_exchange_many(conn, exchange) if exchange else {}
-    rows, failed = [], []
+    rows, same, failed = [], [], []
     for pk in ticket_pks:
         if pk not in inputs:
             failed.append(pk)
             continue
-        _mailbox, _priority, status, named, created, first_response, version, history = inputs[pk]
+        _mailbox, _priority, status, named, created, first_response, version, history, *stored = inputs[pk]
         policy = chosen[pk]
         try:
             created_at = parse_time(created)
@@ -201,9 +201,14 @@ def refresh_many(conn: Connection, ticket_pks: list[int], settings: Settings, po
         except Exception:  # One odd ticket never stops the clock of the others; the caller says why.
             failed.append(pk)
             continue
-        rows.append({"pk": pk, "policy": dues.policy, "first": dues.first_response, "next": dues.next_response,
-                     "resolution": dues.resolution, "version": version})
+        if dues.policy == named and [dues.first_response, dues.next_response, dues.resolution] == stored:
+            # Computed again unchanged (the ticket changed in a way they do not depend on): only the version.
+            same.append({"pk": pk, "version": version})
+        else:
+            rows.append({"pk": pk, "policy": dues.policy, "first": dues.first_response, "next": dues.next_response,
+                         "resolution": dues.resolution, "version": version})
     store.store_due_times_many(conn, rows)
+    store.store_versions_many(conn, same)
     return failed
 
 

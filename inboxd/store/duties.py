@@ -124,6 +124,26 @@ def _key(*parts):
     return expr
 
 
+class _unindexed(FunctionElement):
+    """A column as a value no index is used for (SQLite's unary +; the column itself elsewhere)."""
+
+    inherit_cache = True
+
+    def __init__(self, column):
+        self.type = column.type
+        super().__init__(column)
+
+
+@compiles(_unindexed)
+def _unindexed_plain(element, compiler, **kw):
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_unindexed, "sqlite")
+def _unindexed_sqlite(element, compiler, **kw):
+    return "+%s" % compiler.process(element.clauses, **kw)
+
+
 def _not_claimed(duty: str, key) -> object:
     d = t.duty
     return ~exists().where(d.c.duty == duty, d.c.key == key)
@@ -142,13 +162,18 @@ def unmet_promises(conn: Connection, duty: str, target: str, low: datetime | Non
              "next_response": None,
              "resolution": tk.c.status.in_(OPEN_STATUSES),
              "tier_response": tier_response_unmet()}[target]
-    where = [column <= high, tk.c.status.not_in(("solved", "closed")), tk.c.merged_into.is_(None),
+    # Solved and closed tickets keep their first-response and resolution due times (the reports read
+    # them), so without a lower bound (what is overdue) those indexes would walk most of the store:
+    # SQLite is kept to the open tickets (the status index), and PostgreSQL's planner, which knows
+    # how many rows each side has, chooses for itself.  The other due times are kept only while due.
+    due = _unindexed(column) if low is None and target in ("first_response", "resolution") else column
+    where = [due <= high, tk.c.status.in_(OPEN_STATUSES), tk.c.merged_into.is_(None),
              _not_claimed(duty, _key(cast(tk.c.id, String), f":{target}:", _time_key(column)))]
     if low is not None:
         where.append(column > low)
     if unmet is not None:
         where.append(unmet)
-    rows = conn.execute(select(tk.c.id, column, tk.c.sla_policy).where(*where).order_by(column))
+    rows = conn.execute(select(tk.c.id, column, tk.c.sla_policy).where(*where).order_by(due))
     return [(pk, target, due, policy) for pk, due, policy in rows]
 
 

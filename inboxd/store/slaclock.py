@@ -87,23 +87,38 @@ _EXCHANGE_IN = PreparedIn(lambda ids: select(t.message.c.ticket_id, *_EXCHANGE.b
                           .where(ids).group_by(t.message.c.ticket_id), t.message.c.ticket_id)
 
 
-def clock_inputs_many(conn: Connection, ticket_pks: Sequence[int]) -> dict[int, tuple]:
-    """`clock_inputs` of each ticket in `ticket_pks` that exists, by id."""
-    return {row[0]: tuple(row[1:]) for row in _INPUTS_IN.all(conn, ticket_pks)}
+# With the due times as stored, so that a refresh can leave alone the ones it computes again unchanged.
+_INPUTS_DUES_IN = PreparedIn(lambda ids: select(t.ticket.c.id, *_INPUTS.build(None).selected_columns,
+                                                t.ticket.c.first_response_due, t.ticket.c.next_response_due,
+                                                t.ticket.c.resolution_due).where(ids), t.ticket.c.id)
+
+
+def _padded(ticket_pks: Sequence[int]) -> list[int]:
+    # A `PreparedIn` compiles a statement per length of list: padded to a power of two (the last id
+    # again, which changes nothing in an IN list), a few statements serve chunks of any length.
+    ids = list(ticket_pks)
+    return ids + ids[-1:] * ((1 << (len(ids) - 1).bit_length()) - len(ids)) if ids else ids
+
+
+def clock_inputs_many(conn: Connection, ticket_pks: Sequence[int], *, with_dues: bool = False) -> dict[int, tuple]:
+    """`clock_inputs` of each ticket in `ticket_pks` that exists, by id; `with_dues` adds its stored
+    (first_response_due, next_response_due, resolution_due)."""
+    statement = _INPUTS_DUES_IN if with_dues else _INPUTS_IN
+    return {row[0]: tuple(row[1:]) for row in statement.all(conn, _padded(ticket_pks))}
 
 
 def status_events_many(conn: Connection, ticket_pks: Sequence[int]) -> dict[int, list[tuple]]:
     """`status_events` of each ticket in `ticket_pks` that can change its status, by id (a ticket with
     none is left out)."""
     found: dict[int, list[tuple]] = {}
-    for pk, at, action, detail in _EVENTS_IN.all(conn, ticket_pks):
+    for pk, at, action, detail in _EVENTS_IN.all(conn, _padded(ticket_pks)):
         found.setdefault(pk, []).append((at, action, detail))
     return found
 
 
 def last_exchange_many(conn: Connection, ticket_pks: Sequence[int]) -> dict[int, tuple]:
     """`last_exchange` of each ticket in `ticket_pks`, by id (a ticket with no message is left out)."""
-    return {pk: (last_in, last_out) for pk, last_in, last_out in _EXCHANGE_IN.all(conn, ticket_pks)}
+    return {pk: (last_in, last_out) for pk, last_in, last_out in _EXCHANGE_IN.all(conn, _padded(ticket_pks))}
 
 
 def store_due_times_many(conn: Connection, rows: Sequence[dict]) -> None:
@@ -112,17 +127,32 @@ def store_due_times_many(conn: Connection, rows: Sequence[dict]) -> None:
         _STORE_DUES.executemany(conn, rows)
 
 
+_STORE_VERSION = Prepared(update(t.ticket).where(t.ticket.c.id == bindparam("pk")).values(
+    sla_version=bindparam("version", type_=t.ticket.c.sla_version.type)))
+
+
+def store_versions_many(conn: Connection, rows: Sequence[dict]) -> None:
+    """Record that the due times of many tickets (dicts of pk, version), as stored, hold for `version`.
+
+    Only the version is written: a ticket that changed in a way its due times
+    do not depend on (most changes) costs no write of the indexed due columns.
+    """
+    if rows:
+        _STORE_VERSION.executemany(conn, rows)
+
+
 def stale_tickets(conn: Connection, resolved_limit: int | None = None) -> list[int]:
     """The tickets changed since their due times were last computed (merged ones have none): the
     unresolved ones first, then at most `resolved_limit` solved or closed ones (all without a limit)."""
     tk = t.ticket
-    stale = and_(tk.c.sla_version != tk.c.version, tk.c.merged_into.is_(None))
-    unresolved = list(conn.execute(select(tk.c.id).where(stale, tk.c.status.in_(OPEN_STATUSES))
-                                   .order_by(tk.c.id)).scalars())
-    resolved = select(tk.c.id).where(stale, tk.c.status.not_in(OPEN_STATUSES)).order_by(tk.c.id)
-    if resolved_limit is not None:
-        resolved = resolved.limit(resolved_limit)
-    return unresolved + list(conn.execute(resolved).scalars())
+    # One scan of the table (no index can find a version mismatch), the two kinds told apart here:
+    # two queries scanned it twice, a third of a steady pass.
+    unresolved, resolved = [], []
+    for pk, is_open in conn.execute(select(tk.c.id, tk.c.status.in_(OPEN_STATUSES))
+                                    .where(tk.c.sla_version != tk.c.version, tk.c.merged_into.is_(None))
+                                    .order_by(tk.c.id)):
+        (unresolved if is_open else resolved).append(pk)
+    return unresolved + (resolved[:resolved_limit] if resolved_limit is not None else resolved)
 
 
 def mark_computed(conn: Connection, ticket_pk: int) -> None:
