@@ -267,8 +267,19 @@ def clock(filer: Filer, conn: Connection, d: Delivery) -> None:
     Computed after the message's writes, from the ticket as they leave it
     (`slaclock.refresh`: read the inputs, `due_times`, store).
     """
-    if d.disposition.clock:
-        slaclock.refresh(conn, d.ticket_pk, filer.settings, filer.policies, d.now)
+    if not d.disposition.clock:
+        return
+    ack = d.disposition.ack
+    if d.in_run and d.facts is not None and not (ack is not None and ack.send):
+        # Nothing after this step reads the due times but an acknowledgement's
+        # promise, so in a run of the batch they wait for its end, and the
+        # run's tickets are refreshed together (Filer.flush_clocks; a later
+        # message deciding on the ticket has it refreshed first).
+        d.facts.clocks[d.ticket_pk] = d.index
+        return
+    if d.facts is not None:
+        d.facts.clocks.pop(d.ticket_pk, None)
+    slaclock.refresh(conn, d.ticket_pk, filer.settings, filer.policies, d.now)
 
 
 def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:

@@ -38,7 +38,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,6 +48,7 @@ from inboxd.config import Settings
 from inboxd.desk.apply import (acknowledge, clock, join_threads, mail_commands, note_bounce, note_reused_id,
                                notify_agents, open_or_update_ticket, record_csat, record_sighting, relay, route,
                                store_message)
+from inboxd.desk import slaclock
 from inboxd.desk.decide import Desk, Disposition, Done, Incoming, Quarantined, decide
 from inboxd.mail.largemail import header_block, read_head
 from inboxd.mail.message import InboundMessage, MalformedMessage, clean_text, content_hash, extract_message_id
@@ -123,6 +124,9 @@ class BatchFacts:
     ours: frozenset[str]
     referenced: frozenset[str]
     new_refs: set[str]
+    # Tickets whose SLA clock a message of the current run left to the end of
+    # the run (see apply.clock), each with the index of the last such message.
+    clocks: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, conn: Connection, parsed: Sequence[InboundMessage | MalformedMessage]) -> BatchFacts:
@@ -132,7 +136,7 @@ class BatchFacts:
 
     def copy(self) -> BatchFacts:
         """For a run of the batch that may be undone (see Filer.file_batch)."""
-        return replace(self, absent=set(self.absent), new_refs=set(self.new_refs))
+        return replace(self, absent=set(self.absent), new_refs=set(self.new_refs), clocks={})
 
     def is_ours(self, conn: Connection, message_id: str) -> bool:
         if message_id in self.asked:
@@ -180,10 +184,20 @@ class Delivery:
     facts: BatchFacts | None = None
     # An agent's commands by mail wait to run once the batch is committed (inboxd.desk.agentcommands).
     commands_waiting: bool = False
+    # Filed in a run (see Filer._run): its place in the batch, and its SLA
+    # clock may wait for the end of the run (see apply.clock).
+    index: int = -1
+    in_run: bool = False
 
 
 class _Failed(Exception):
-    """A message failed inside a run of the batch (see Filer._run): the run is undone."""
+    """A message failed inside a run of the batch (see Filer._run): the run is
+    undone.  `index`: the message to blame when it is not the one being filed
+    (a clock it left for later, see flush_clocks)."""
+
+    def __init__(self, index: int | None = None):
+        super().__init__(index)
+        self.index = index
 
 
 class _NoSavepoint:
@@ -261,20 +275,45 @@ class Filer:
         self._taken = []
         run = BatchResult()
         savepoint = conn.begin_nested()
-        for i in range(start, stop):
-            try:
-                self.deliver(conn, self._delivery(batch, messages, i, now, parsed, facts), run, guarded=False)
-            except _Failed:
-                savepoint.rollback()
-                if facts is not None:
-                    facts.absent, facts.new_refs = saved.absent, saved.new_refs
-                if conn.dialect.name == "postgresql":
-                    # The sequence does not roll back: the run's numbers are free again (see allocate_ref).
-                    self._spare_numbers = sorted(self._taken + self._spare_numbers)
-                return i
+        try:
+            for i in range(start, stop):
+                d = self._delivery(batch, messages, i, now, parsed, facts)
+                d.index, d.in_run = i, True
+                self.deliver(conn, d, run, guarded=False)
+            if facts is not None:
+                self.flush_clocks(conn, facts, list(facts.clocks), now)
+        except _Failed as failed:
+            i = failed.index if failed.index is not None else i
+            savepoint.rollback()
+            if facts is not None:
+                facts.absent, facts.new_refs, facts.clocks = saved.absent, saved.new_refs, {}
+            if conn.dialect.name == "postgresql":
+                # The sequence does not roll back: the run's numbers are free again (see allocate_ref).
+                self._spare_numbers = sorted(self._taken + self._spare_numbers)
+            return i
         savepoint.commit()
         result.add(run)
         return None
+
+    def flush_clocks(self, conn: Connection, facts: BatchFacts, pks: list[int], now: datetime) -> None:
+        """Refresh the SLA clocks the run's messages left for later (see apply.clock):
+        many tickets at once (`slaclock.refresh_many`), the same due times as
+        refreshing each after its message.  A ticket whose clock fails is blamed
+        on the last message that left it (_Failed), which is then filed on its
+        own, its clock refreshed at once, as without the wait."""
+        pks = [pk for pk in pks if pk in facts.clocks]
+        if not pks:
+            return
+        try:
+            failed = slaclock.refresh_many(conn, pks, self.settings, self.policies, now)
+            for pk in failed:
+                slaclock.refresh(conn, pk, self.settings, self.policies, now)
+        except Exception as exc:
+            if filing.connection_lost(conn) or filing.contention(exc):
+                raise
+            raise _Failed(max(facts.clocks[pk] for pk in pks)) from exc
+        for pk in pks:
+            del facts.clocks[pk]
 
     @staticmethod
     def _delivery(batch: Batch, messages: list[Fetched], i: int, now: datetime, parsed,
@@ -308,7 +347,7 @@ class Filer:
                 # The batch rolls back and is filed again on the next pass.
                 raise
             if not guarded:
-                raise _Failed from exc
+                raise exc if isinstance(exc, _Failed) else _Failed() from exc
             savepoint.rollback()
             self.quarantine(conn, d, _failure_reason(exc))
             result.quarantined += 1
@@ -559,7 +598,7 @@ def decide_disposition(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Decide what the message means, writing nothing: the frozen `Disposition`
     (see inboxd.desk.decide).  Every step after this one applies a part of it."""
     d.disposition = decide(Incoming(d.msg, d.raw, d.mailbox, d.folder, d.at, d.history, d.key),
-                           FilingLookup(conn, d.facts), filer.desk, d.now)
+                           FilingLookup(conn, d.facts, filer, d.now), filer.desk, d.now)
 
 
 class FilingLookup(StoreLookup):
@@ -569,9 +608,23 @@ class FilingLookup(StoreLookup):
     batch's `BatchFacts`, a Message-ID no stored message names is known to
     be so without a query."""
 
-    def __init__(self, conn: Connection, facts: BatchFacts | None = None):
+    def __init__(self, conn: Connection, facts: BatchFacts | None = None, filer: Filer | None = None,
+                 now: datetime | None = None):
         super().__init__(conn)
-        self.facts = facts
+        self.facts, self.filer, self.now = facts, filer, now
+
+    def _clocked(self, pks) -> None:
+        # A ticket whose clock waits for the end of the run is refreshed before deciding on it.
+        if self.facts is not None and self.facts.clocks and self.filer is not None:
+            self.filer.flush_clocks(self.conn, self.facts, list(pks), self.now)
+
+    def ticket(self, pk: int):
+        self._clocked([pk])
+        return super().ticket(pk)
+
+    def tickets_to_join(self, pks: list[int]):
+        self._clocked(pks)
+        return super().tickets_to_join(pks)
 
     def tickets_referencing(self, message_id: str) -> set[int]:
         if self.facts is not None and self.facts.unreferenced(message_id):

@@ -79,7 +79,7 @@ class Prepared:
         types = {name: bind.type for bind, name in names.items()}
         fixed = {name: bind.effective_value for bind, name in names.items() if not bind.required}
         order = list(compiled.positiontup) if compiled.positional else list(types)
-        binders = [(name, types[name].dialect_impl(dialect).bind_processor(dialect)) for name in order]
+        binders = [(name, _remembering(types[name], dialect)) for name in order]
         columns = getattr(stmt, "selected_columns", None)
         if columns is None:
             columns = stmt.exported_columns if getattr(stmt, "_returning", ()) else ()
@@ -131,6 +131,43 @@ class Prepared:
     def scalar(self, conn: Connection, params: dict | None = None):
         row = self.first(conn, params)
         return row[0] if row is not None else None
+
+
+# What a datetime parameter became for the driver, by dialect and type: the
+# same few datetimes (the batch's `now`, a message's arrival) are bound to
+# many statements, and the types' processors (aware to UTC, then SQLite's
+# text) cost more than the statements' other parameters together.
+_BOUND_DATETIMES: dict[tuple[str, str], dict] = {}
+_REMEMBERED = 4096
+
+
+def _remembering(type_, dialect):
+    """The bind processor of `type_` on `dialect`; for datetimes, one that remembers its recent results."""
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if process is None or not _is_datetime(type_):
+        return process
+    # Equal datetimes are the same instant, which every processor binds alike.
+    seen = _BOUND_DATETIMES.setdefault((dialect.name, repr(type_)), {})
+
+    def bind(value):
+        try:
+            return seen[value]
+        except KeyError:
+            if len(seen) >= _REMEMBERED:
+                seen.clear()
+            bound = seen[value] = process(value)
+            return bound
+        except TypeError:   # not hashable: not a datetime after all
+            return process(value)
+
+    return bind
+
+
+def _is_datetime(type_) -> bool:
+    try:
+        return type_.python_type is datetime
+    except NotImplementedError:
+        return False
 
 
 class PreparedIn:
