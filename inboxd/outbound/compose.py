@@ -277,6 +277,10 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 _PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
 # A display name written as it is: atext words separated by single spaces.
 _ATOM_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+# A word of an unstructured value written as it is (see _PLAIN_VALUE).
+_PLAIN_WORD = re.compile(r"[!-~]+")
+# A word of a display name written as it is.
+_ATOM_WORD = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
 # A display name that is one encoded word: no ASCII and no space of any kind.
 _WIDE_NAME = re.compile(r"[^\x00-\x7f\s\u0080-\u00a0\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]+")
 
@@ -310,13 +314,12 @@ def _header(name: str, value: object) -> str:
         if len(name) + 2 + len(value) <= 78 and _written_as_given(name) and "=?" not in value:
             if _PLAIN_VALUE.fullmatch(value):
                 return f"{name}: {value}{_LINESEP}"
-            # Plain words, then one word of Chinese (say) with no space in it:
-            # that word alone is written as an encoded word.
-            plain, _, wide = value.rpartition(" ")
-            if _PLAIN_VALUE.fullmatch(plain) and _WIDE_NAME.fullmatch(wide):
-                line = f"{name}: {plain} {_ew.encode(wide, charset='utf-8')}"
-                if len(line) <= 78:
-                    return line + _LINESEP
+            # Plain words and one word of Chinese (say) with no space in it,
+            # anywhere among them ("Re: [T-1001] 订单查询 #3"): that word alone
+            # is written as an encoded word.
+            written = _one_wide_word(value, _PLAIN_WORD)
+            if written is not None and len(name) + 2 + len(written) <= 78:
+                return f"{name}: {written}{_LINESEP}"
         return _stdlib_header(name, value)
     if name == "From" and len(value) == 1:
         return _remembered_address(name, *value[0])
@@ -327,6 +330,17 @@ def _header(name: str, value: object) -> str:
     return _stdlib_header(name, value)
 
 
+def _one_wide_word(value: str, plain_word: re.Pattern) -> str | None:
+    """`value` with its one wide word (see _WIDE_NAME) as an encoded word, if every other word
+    (single spaces apart) matches `plain_word`; else None."""
+    words = value.split(" ")
+    wide = [i for i, word in enumerate(words) if not plain_word.fullmatch(word)]
+    if len(wide) != 1 or not _WIDE_NAME.fullmatch(words[wide[0]]):
+        return None
+    words[wide[0]] = _ew.encode(words[wide[0]], charset="utf-8")
+    return " ".join(words)
+
+
 def _one_address(name: str, shown: str, addr_spec: str) -> str | None:
     """A one-address header the email package would write on one line, or None."""
     if not shown:
@@ -335,6 +349,9 @@ def _one_address(name: str, shown: str, addr_spec: str) -> str | None:
         value = f"{shown} <{addr_spec}>"
     elif _WIDE_NAME.fullmatch(shown):
         value = f"{_ew.encode(shown, charset='utf-8')} <{addr_spec}>"
+    elif "=?" not in shown and (written := _one_wide_word(shown, _ATOM_WORD)) is not None:
+        # Atoms and one wide word ("王小明 3"): that word alone is an encoded word.
+        value = f"{written} <{addr_spec}>"
     else:
         return None
     if len(name) + 2 + len(value) > 78:
