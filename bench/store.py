@@ -274,7 +274,8 @@ def postgres_store(stack: contextlib.ExitStack, root: Path, tickets: int) -> tup
     cluster = stack.enter_context(PostgresCluster())
     url = cluster.create_database("pristine")
     target = open_store(url)
-    source = create_engine(f"sqlite:///{root / 'inboxd.db'}")
+    # The copy wants both stores at the same schema: a store built before a migration (0019) is brought up first.
+    source = open_store(f"sqlite:///{root / 'inboxd.db'}")
     start = time.perf_counter()
     report = copy_rows(source, target, datetime.now(UTC))
     print(f"[postgresql] copied {report.rows:,} rows from SQLite in {time.perf_counter() - start:.0f} s (not timed)")
