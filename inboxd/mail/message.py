@@ -561,6 +561,28 @@ _MARKED_WORD = re.compile("\ue000(\\d+)\ue000")
 
 
 def _addresses(values: list[str], hint: str | None = None) -> tuple[Address, ...]:
+    """The addresses of address headers, as a mail client shows them (see `_read_addresses`).
+
+    The same few headers come again and again ("To: support@..." and the
+    regular customers' "From:"), so short ones are read once per worker.
+    """
+    if not values:
+        return ()
+    if sum(map(len, values)) <= _CACHED_ADDRESS_CHARS:
+        return _read_addresses_cached(tuple(values), hint)
+    return _read_addresses(values, hint)
+
+
+# Address headers up to this long are remembered (`_addresses`).
+_CACHED_ADDRESS_CHARS = 1000
+
+
+@functools.lru_cache(maxsize=2048)
+def _read_addresses_cached(values: tuple[str, ...], hint: str | None) -> tuple[Address, ...]:
+    return _read_addresses(values, hint)
+
+
+def _read_addresses(values, hint: str | None = None) -> tuple[Address, ...]:
     """The addresses of address headers, as a mail client shows them.
 
     The address comes from the header's own syntax, never from inside an
@@ -657,11 +679,41 @@ _DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 
 
+class _PartFacts:
+    """Each part's content type and charset, read once per parse.
+
+    The stdlib parses the Content-Type header anew on every call, and the
+    hint, the walk, the body and the declared charsets each ask.
+    """
+
+    def __init__(self) -> None:
+        self._types: dict[int, str] = {}
+        self._charsets: dict[int, str | None] = {}
+
+    def content_type(self, part: Message) -> str:
+        # By id: the parts live as long as the parse that asks.
+        value = self._types.get(id(part))
+        if value is None:
+            value = self._types[id(part)] = part.get_content_type()
+        return value
+
+    def maintype(self, part: Message) -> str:
+        # What Message.get_content_maintype does.
+        return self.content_type(part).split("/")[0]
+
+    def charset(self, part: Message) -> str | None:
+        key = id(part)
+        if key not in self._charsets:
+            self._charsets[key] = part.get_content_charset()
+        return self._charsets[key]
+
+
 class _Walk:
     """What a walk over the MIME tree found."""
 
-    def __init__(self, max_attachment_bytes: int, hint: str | None = None) -> None:
+    def __init__(self, max_attachment_bytes: int, hint: str | None = None, facts: _PartFacts | None = None) -> None:
         self.max_attachment_bytes = max_attachment_bytes
+        self.facts = facts or _PartFacts()
         # The message's charset, for raw 8-bit file names (`_charset_hint`).
         self.hint = hint
         self.plain: Message | None = None
@@ -675,18 +727,19 @@ class _Walk:
         self.tnef_body: tuple[str | None, str | None] | None = None
 
 
-def _charset_hint(msg: Message) -> str | None:
+def _charset_hint(msg: Message, facts: _PartFacts | None = None) -> str | None:
     """The charset raw 8-bit header bytes are read in after UTF-8, as Thunderbird does.
 
     Thunderbird falls back to the message's charset: the first one declared
     on the top-level part or a text part, in MIME order.  Labels that name
     no charset (us-ascii, unknown-8bit) are passed over.
     """
+    facts = facts or _PartFacts()
     stack = [(msg, 0)]
     while stack:
         part, depth = stack.pop()
-        if part is msg or part.get_content_maintype() == "text":
-            charset = part.get_content_charset()
+        if part is msg or facts.maintype(part) == "text":
+            charset = facts.charset(part)
             if charset and _charset_chain(charset):
                 return charset
         if part.is_multipart() and depth < _MAX_DEPTH:
@@ -796,7 +849,7 @@ def _add_attachment(walk: _Walk, part: Message, filename: str | None) -> None:
     # A nameless part marked inline (a signature logo) is shown, not attached;
     # a part the HTML refers to by cid: is marked inline after the walk.
     inline = part.get_content_disposition() == "inline" and filename is None
-    walk.attachments.append(_attachment(walk, _payload_bytes(part), filename, part.get_content_type(), inline,
+    walk.attachments.append(_attachment(walk, _payload_bytes(part), filename, walk.facts.content_type(part), inline,
                                         _content_id(part)))
 
 
@@ -821,7 +874,7 @@ def _walk(part: Message, walk: _Walk, depth: int = 0) -> None:
     if depth > _MAX_DEPTH:
         walk.defects.append("NestingTooDeep")
         return
-    ctype = part.get_content_type()
+    ctype = walk.facts.content_type(part)
     if ctype in _DSN_TYPES:
         walk.delivery_status = True
         _add_attachment(walk, part, _filename(part, walk.hint))
@@ -866,10 +919,11 @@ def _mark_inline(walk: _Walk) -> list[Attachment]:
             for a in walk.attachments]
 
 
-def _part_text(part: Message) -> str:
+def _part_text(part: Message, facts: _PartFacts | None = None) -> str:
+    facts = facts or _PartFacts()
     data = part.get_payload(decode=True) or b""
-    charset = part.get_content_charset()
-    if charset is None and part.get_content_type() == "text/html":
+    charset = facts.charset(part)
+    if charset is None and facts.content_type(part) == "text/html":
         meta = _META_CHARSET.search(data[:4096])
         if meta:
             charset = meta.group(1).decode("ascii").lower()
@@ -1018,11 +1072,14 @@ def content_hash(raw: bytes) -> str:
 # A header field name is printable ASCII without a colon (RFC 5322 3.6.8).
 _HEADER_LINE = re.compile(rb"(?:From |[!-9;-~]+[ \t]*:)")
 _LEADING_BLANK_LINES = re.compile(rb"\A(?:[ \t]*\r?\n)+")
+# What bytes.strip() keeps: anything but ASCII whitespace.
+_NOT_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")
 
 
 def _check_shape(raw: bytes) -> bytes:
     """The bytes to parse, or MalformedMessage for input with no header block."""
-    if not raw or not raw.strip():
+    # A search, not raw.strip(), which would copy the whole mail.
+    if not _NOT_BLANK.search(raw):
         raise MalformedMessage("empty message")
     raw = _LEADING_BLANK_LINES.sub(b"", raw)
     if not _HEADER_LINE.match(raw):
@@ -1112,18 +1169,19 @@ def _auto_facts(headers: dict[str, list[str]], delivery_status: bool) -> AutoFac
 def _parse_fast(raw: bytes, body: bytes, max_attachment_bytes: int) -> InboundMessage:
     msg = BytesParser(policy=compat32).parsebytes(body)
     headers = _header_map(msg)
-    hint = _charset_hint(msg)
+    facts = _PartFacts()
+    hint = _charset_hint(msg, facts)
     from_ = _addresses(headers.get("from", []), hint)
     reply_to = _addresses(headers.get("reply-to", []), hint)
 
-    walk = _Walk(max_attachment_bytes, hint)
+    walk = _Walk(max_attachment_bytes, hint, facts)
     _walk(msg, walk)
     sender = _sender(from_, _addresses(headers.get("sender", []), hint), reply_to,
                      _from_mail_system(headers, walk.delivery_status))
     if walk.plain is not None:
-        text, html_only = _part_text(walk.plain), False
+        text, html_only = _part_text(walk.plain, facts), False
     elif walk.html is not None:
-        text, html_only = html_to_text(_part_text(walk.html)), True
+        text, html_only = html_to_text(_part_text(walk.html, facts)), True
     elif walk.tnef_body is not None:
         # Outlook's "rich text" mail: the only body is inside winmail.dat.
         tnef_text, tnef_html = walk.tnef_body
@@ -1149,7 +1207,7 @@ def _parse_fast(raw: bytes, body: bytes, max_attachment_bytes: int) -> InboundMe
         auto=_auto_facts(headers, walk.delivery_status),
         defects=tuple(dict.fromkeys(walk.defects)),
         size=len(raw),
-        charsets=_declared_charsets(msg, headers),
+        charsets=_declared_charsets(msg, headers, facts),
         content_language=_content_language(headers),
     )
 
@@ -1185,20 +1243,21 @@ def _parse_cut(raw: bytes, body: bytes, max_attachment_bytes: int) -> InboundMes
     return replace(msg, attachments=tuple(attachments))
 
 
-def _declared_charsets(msg: Message, headers: dict[str, list[str]]) -> tuple[str, ...]:
+def _declared_charsets(msg: Message, headers: dict[str, list[str]], facts: _PartFacts | None = None) -> tuple[str, ...]:
     """Every charset the mail declares: on its top-level and text parts, then in its
     Subject's and From's encoded words (a Big5 mail may say so only there)."""
+    facts = facts or _PartFacts()
     found: list[str] = []
     stack = [(msg, 0)]
     while stack:
         part, depth = stack.pop()
-        if part is msg or part.get_content_maintype() == "text":
-            charset = part.get_content_charset()
+        if part is msg or facts.maintype(part) == "text":
+            charset = facts.charset(part)
             if charset:
                 found.append(charset.lower())
         # A forwarded or returned mail (message/*) was written by someone
         # else: its charsets say nothing of how the sender writes.
-        if part.is_multipart() and part.get_content_maintype() != "message" and depth < _MAX_DEPTH:
+        if part.is_multipart() and facts.maintype(part) != "message" and depth < _MAX_DEPTH:
             payload = part.get_payload()
             if isinstance(payload, list):
                 stack.extend((sub, depth + 1) for sub in reversed(payload) if isinstance(sub, Message))
