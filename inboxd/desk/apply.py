@@ -108,7 +108,12 @@ def open_or_update_ticket(filer: Filer, conn: Connection, d: Delivery) -> None:
                          mailbox=d.mailbox, requester=choice.requester, requester_name=choice.requester_name or "",
                          at=d.at, closed_at=choice.closed_at, history=d.history)
     if choice.requester_name is not None:
-        filing.add_customer(conn, choice.requester, choice.requester_name, d.at)
+        row = filing.customer_row(choice.requester, choice.requester_name, d.at)
+        if d.in_run and d.facts is not None:
+            # Written with the run's others at its end (see ingest.BatchFacts).
+            d.facts.customers.append((d.index, row))
+        else:
+            filing.add_customers(conn, [row])
     detail = {"reason": choice.reason, "mailbox": d.mailbox, "from": choice.requester}
     if choice.follows is not None:
         detail["follows"] = choice.follows.ref
@@ -161,7 +166,12 @@ def note_reused_id(filer: Filer, conn: Connection, d: Delivery) -> None:
 
 def record_sighting(filer: Filer, conn: Connection, d: Delivery) -> None:
     d.sighted = True
-    filing.insert_sighting(conn, d.message_pk, d.mailbox, d.folder, d.uidvalidity, d.uid, d.now)
+    row = filing.sighting_row(d.message_pk, d.mailbox, d.folder, d.uidvalidity, d.uid, d.now)
+    if d.in_run and d.facts is not None:
+        # Written with the run's others at its end (see ingest.BatchFacts); nothing filing does reads them.
+        d.facts.sightings.append((d.index, row))
+    else:
+        filing.insert_sightings(conn, [row])
 
 
 def note_bounce(filer: Filer, conn: Connection, d: Delivery) -> None:
@@ -184,6 +194,9 @@ def note_bounce(filer: Filer, conn: Connection, d: Delivery) -> None:
         else:
             detail["not_marked"] = marks.not_marked
     _event(conn, d, "bounce", detail)
+    if d.facts is not None:
+        # A customer first seen in this run must exist to be marked.
+        d.facts.write_rows(conn)
     filing.mark_bouncing(conn, list(marks.marked), d.now)
 
 
@@ -386,7 +399,9 @@ def _event(conn: Connection, d: Delivery, action: str, detail: dict, actor: str 
 
 
 def _addresses(addrs) -> str:
-    return json.dumps([{"name": a.name, "email": a.email} for a in addrs], ensure_ascii=False)
+    if not addrs:
+        return "[]"
+    return filing.to_json([{"name": a.name, "email": a.email} for a in addrs])
 
 
 def _auto_facts(msg: InboundMessage, d: Delivery) -> dict:

@@ -127,6 +127,11 @@ class BatchFacts:
     # Tickets whose SLA clock a message of the current run left to the end of
     # the run (see apply.clock), each with the index of the last such message.
     clocks: dict[int, int] = field(default_factory=dict)
+    # Rows of the run that nothing filing does reads back, written together
+    # at its end (write_rows): the sightings, and the new customers (marking
+    # one bouncing writes them first); each with its message's index.
+    sightings: list[tuple[int, dict]] = field(default_factory=list)
+    customers: list[tuple[int, dict]] = field(default_factory=list)
 
     @classmethod
     def of(cls, conn: Connection, parsed: Sequence[InboundMessage | MalformedMessage]) -> BatchFacts:
@@ -136,7 +141,23 @@ class BatchFacts:
 
     def copy(self) -> BatchFacts:
         """For a run of the batch that may be undone (see Filer.file_batch)."""
-        return replace(self, absent=set(self.absent), new_refs=set(self.new_refs), clocks={})
+        return replace(self, absent=set(self.absent), new_refs=set(self.new_refs), clocks={}, sightings=[],
+                       customers=[])
+
+    def write_rows(self, conn: Connection) -> None:
+        """Write the rows the run has kept back.  If they fail, the last message
+        that kept one is blamed (_Failed): it is filed on its own, its rows written
+        at once, and the run before it again (which blames its own last, if need be)."""
+        if not (self.customers or self.sightings):
+            return
+        try:
+            filing.add_customers(conn, [row for _i, row in self.customers])
+            filing.insert_sightings(conn, [row for _i, row in self.sightings])
+        except Exception as exc:
+            if filing.connection_lost(conn) or filing.contention(exc):
+                raise
+            raise _Failed(max(i for i, _row in self.customers + self.sightings)) from exc
+        self.customers, self.sightings = [], []
 
     def is_ours(self, conn: Connection, message_id: str) -> bool:
         if message_id in self.asked:
@@ -281,12 +302,14 @@ class Filer:
                 d.index, d.in_run = i, True
                 self.deliver(conn, d, run, guarded=False)
             if facts is not None:
+                facts.write_rows(conn)
                 self.flush_clocks(conn, facts, list(facts.clocks), now)
         except _Failed as failed:
             i = failed.index if failed.index is not None else i
             savepoint.rollback()
             if facts is not None:
                 facts.absent, facts.new_refs, facts.clocks = saved.absent, saved.new_refs, {}
+                facts.sightings, facts.customers = [], []
             if conn.dialect.name == "postgresql":
                 # The sequence does not roll back: the run's numbers are free again (see allocate_ref).
                 self._spare_numbers = sorted(self._taken + self._spare_numbers)

@@ -25,6 +25,9 @@ from inboxd.store.sql import greatest, insert_ignore, t
 
 _t, _m, _c, _e = t.ticket.c, t.message.c, t.customer.c, t.event.c
 
+# json.dumps(..., ensure_ascii=False) makes a new encoder at every call; this one is made once.
+to_json = json.JSONEncoder(ensure_ascii=False).encode
+
 # Raw bytes larger than this are written into a SQLite store a piece at a
 # time (incremental blob I/O): bound whole, SQLite copies them twice more.
 RAW_PIECE = 1 << 20
@@ -383,11 +386,21 @@ def insert_message(conn: Connection, values: dict, refs: Iterable[str], attachme
     return pk
 
 
+def sighting_row(message_pk: int, mailbox: str, folder: str, uidvalidity: int, uid: int, now: datetime) -> dict:
+    return {"message_pk": message_pk, "mailbox": mailbox, "folder": folder, "uidvalidity": uidvalidity, "uid": uid,
+            "seen_at": now}
+
+
 def insert_sighting(conn: Connection, message_pk: int, mailbox: str, folder: str, uidvalidity: int, uid: int,
                     now: datetime) -> None:
     """Where the message was seen (kept if that place is accounted for already)."""
-    _INSERT_SIGHTING.execute(conn, {"message_pk": message_pk, "mailbox": mailbox, "folder": folder,
-                                    "uidvalidity": uidvalidity, "uid": uid, "seen_at": now}).close()
+    _INSERT_SIGHTING.execute(conn, sighting_row(message_pk, mailbox, folder, uidvalidity, uid, now)).close()
+
+
+def insert_sightings(conn: Connection, rows: Sequence[dict]) -> None:
+    """Many `sighting_row`s in one executemany (see ingest.BatchFacts)."""
+    if rows:
+        _INSERT_SIGHTING.executemany(conn, rows)
 
 
 # -- tickets -----------------------------------------------------------------------
@@ -451,7 +464,7 @@ def set_team(conn: Connection, pk: int, team: str) -> None:
 def apply_routing(conn: Connection, pk: int, *, priority: str | None, tags: list[str], team: str | None,
                   tier: int, escalate: bool, assignee: str | None, sla_policy: str | None) -> None:
     """What the routing rules decided; an assigned new ticket is open."""
-    values = {"tags": json.dumps(tags, ensure_ascii=False), "team": team, "tier": tier, "version": _t.version + 1}
+    values = {"tags": to_json(tags), "team": team, "tier": tier, "version": _t.version + 1}
     if priority is not None:
         values["priority"] = priority
     if escalate:
@@ -485,9 +498,19 @@ _ANSWER = (update(t.csat).where(t.csat.c.id == bindparam("csat_id"))
 _INSERT_EVENT = Prepared(t.event.insert().inline(), ("ticket_id", "at", "actor", "action", "detail"))
 
 
+def customer_row(email: str, name: str, now: datetime) -> dict:
+    return {"email": email, "name": name, "created_at": now, "bouncing": False}
+
+
 def add_customer(conn: Connection, email: str, name: str, now: datetime) -> None:
     """The customer, the first time they write."""
-    _INSERT_CUSTOMER.execute(conn, {"email": email, "name": name, "created_at": now, "bouncing": False}).close()
+    _INSERT_CUSTOMER.execute(conn, customer_row(email, name, now)).close()
+
+
+def add_customers(conn: Connection, rows: Sequence[dict]) -> None:
+    """Many `customer_row`s in one executemany, in order: the first of an address is kept."""
+    if rows:
+        _INSERT_CUSTOMER.executemany(conn, rows)
 
 
 def mark_bouncing(conn: Connection, addresses: Sequence[str], now: datetime) -> None:
@@ -515,7 +538,7 @@ def record_csat_comment(conn: Connection, csat_id: int, comment: str, now: datet
 def add_event(conn: Connection, ticket_pk: int | None, at: datetime, actor: str, action: str, detail: dict) -> None:
     """One line of the ticket's history."""
     _INSERT_EVENT.execute(conn, {"ticket_id": ticket_pk, "at": at, "actor": actor, "action": action,
-                                 "detail": json.dumps(detail, ensure_ascii=False)}).close()
+                                 "detail": to_json(detail)}).close()
 
 
 # The key of the PostgreSQL advisory lock that every filing transaction
