@@ -274,6 +274,11 @@ def _strip(text: str) -> str:
             i += 1
             continue
         in_quote = False
+        if not line:
+            # A blank line is the writer's: no rule below starts with one.
+            kept.append(raw[i].rstrip())
+            i += 1
+            continue
         span = _attribution_span(lines, i)
         if span:
             # An attribution found from its address line may have its start
