@@ -159,6 +159,45 @@ def current_revision(engine: Engine) -> str | None:
         return _revision(conn)
 
 
+def _quick_revision(engine: Engine) -> str | None:
+    """The store's revision in one query, or None when it has none (or no version table).
+
+    Every start asks; a current store is then recognised without looking
+    at the catalogue.  The query fails on a store without the version
+    table, and so does its read transaction only.
+    """
+    try:
+        with reading(engine) as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except sa_exc.DBAPIError as exc:
+        if exc.connection_invalidated or store_unusable(exc):
+            raise
+        return None
+
+
+def _create_fresh(conn: Connection) -> bool:
+    """Make the head schema in an empty database in one step; False if it is not empty.
+
+    The models' metadata is the head schema (tests/test_db.py checks that
+    the migrations make exactly it, on both stores), so `create_all` and a
+    version row at SCHEMA_HEAD is what running every migration makes, in a
+    fraction of the time and without importing Alembic.
+    """
+    from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
+
+    from inboxd.store import models
+
+    if inspect(conn).get_table_names():
+        return False
+    models.SQLModel.metadata.create_all(conn)
+    # Alembic's own version table, as Alembic creates it.
+    version = Table("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
+                    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+    version.create(conn)
+    conn.execute(version.insert().values(version_num=SCHEMA_HEAD))
+    return True
+
+
 def _revision(conn: Connection) -> str | None:
     # Asked before the query: on PostgreSQL a failed query would abort the transaction.
     if not inspect(conn).has_table("alembic_version"):
@@ -167,7 +206,21 @@ def _revision(conn: Connection) -> str | None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (run at every start-up)."""
+    """Bring the schema to the newest Alembic revision (run at every start-up).
+
+    A current store costs one query; an empty one is created in one
+    transaction (`_create_fresh`); only a store at an older revision
+    imports Alembic and runs the migrations it lacks.
+    """
+    if _quick_revision(engine) == SCHEMA_HEAD:
+        return
+    if _create_empty(engine):
+        return
+    upgrade(engine)
+
+
+def upgrade(engine: Engine) -> None:
+    """Run the migrations the store lacks, with Alembic (from none at all on an empty database)."""
     current = current_revision(engine)
     if current == SCHEMA_HEAD:
         return
@@ -201,6 +254,18 @@ def migrate(engine: Engine) -> None:
         finally:
             if engine.dialect.name == "sqlite":
                 raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _create_empty(engine: Engine) -> bool:
+    """Create the schema if the database has no tables at all; whether it did."""
+    with writing(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            # Daemons starting together on an empty store: one creates it, the others then find it current.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        created = _create_fresh(conn)
+    if created:
+        log.info("created an empty store at schema %s", SCHEMA_HEAD)
+    return created
 
 
 def describe_store(url: str) -> str:

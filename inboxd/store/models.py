@@ -40,12 +40,16 @@ class Ticket(SQLModel, table=True):
     created_at: datetime
     updated_at: datetime = Field(index=True)
     first_response_at: datetime | None = None
+    # Bumped on every update so concurrent writers can detect lost updates.
+    # (The columns are in the order the migrations made them, so that a store
+    # created in one step is the same as a migrated one: tests/test_fresh_store.py.)
+    version: int = 1
     closed_at: datetime | None = None
     solved_at: datetime | None = None
     team: str | None = Field(default=None, index=True)
-    tier: int = 1
+    tier: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     # Escalated tickets are reviewed by a supervisor (`inboxd approve`) before closing.
-    escalated: bool = False
+    escalated: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     approved_by: str | None = None
     # A merged ticket points at the one that absorbed it.
     merged_into: int | None = Field(default=None, foreign_key="ticket.id")
@@ -55,9 +59,7 @@ class Ticket(SQLModel, table=True):
     first_response_due: datetime | None = Field(default=None, index=True)
     next_response_due: datetime | None = Field(default=None, index=True)
     resolution_due: datetime | None = Field(default=None, index=True)
-    sla_version: int = 0
-    # Bumped on every update so concurrent writers can detect lost updates.
-    version: int = 1
+    sla_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     # History: the ticket was made from mail that arrived before its folder's
     # cut-off, so it has no SLA clock, no acknowledgement and no duties.  A
     # customer's live mail on it makes it ordinary work again.
@@ -74,7 +76,7 @@ class Customer(SQLModel, table=True):
     name: str = ""
     created_at: datetime
     # Set when mail to the customer bounced permanently: no more auto-replies.
-    bouncing: bool = False
+    bouncing: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     bounced_at: datetime | None = None
 
 
@@ -225,11 +227,12 @@ class Quarantine(SQLModel, table=True):
     # The raw bytes: a rawmessage row, or for mail over max_message_bytes a
     # file under data_dir (raw_path, "oversize/<sha256>.eml"; raw_sha256 NULL).
     raw_sha256: str | None = Field(default=None, foreign_key="rawmessage.sha256")
-    raw_path: str | None = None
     at: datetime
     # When the server received it (IMAP INTERNALDATE), so a retry files it
     # with its true time and as history when it arrived before the cut-off.
     arrived_at: datetime | None = None
+    # (After arrived_at: the column order of the migrations, see Ticket.version.)
+    raw_path: str | None = None
 
 
 
@@ -266,10 +269,11 @@ class Outbox(SQLModel, table=True):
     # A poller claims it (pending, or claimed with an expired lease, becomes
     # claimed) before the IMAP APPEND, so two daemons never both append it.
     copy_status: str = "none"      # none | pending | claimed | done
-    copy_claimed_at: datetime | None = None
     # For mail composed at send time (acknowledgements): the arguments of
     # inboxd.outbound.compose.compose as JSON; `data` is filled in on the first attempt.
     spec: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # (After spec: the column order of the migrations, see Ticket.version.)
+    copy_claimed_at: datetime | None = None
     # For acknowledgements, what the auto-reply budget counts: the recipient
     # without +tag, in lower case, and its domain (inboxd.outbound.outbox.budget_key).
     ack_key: str | None = None
