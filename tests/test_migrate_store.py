@@ -217,6 +217,8 @@ def every_table(conn) -> None:
                        "seen": None, "written_at": T1}],
         "writeback_folder": [{"mailbox": "support", "folder": "INBOX", "keywords": False, "seen": True,
                               "gmail": False, "checked_at": T2, "stores": 2 ** 40, "error": "NO 写入失败"}],
+        "report_rollup": [{"fingerprint": "f" * 24, "kind": "escalations", "day": T1,
+                           "data": '{"reasons": {"服务器宕机": 1}}', "watermark": 2 ** 40, "computed_at": T3}],
     }
     missing = set(tables) - set(rows)
     assert not missing, f"add rows of the new table(s) {sorted(missing)} to this test"

@@ -151,5 +151,11 @@ def status_shares(intervals: Iterable[Sequence[tuple[str, datetime, datetime]]],
             low, high = max(a, since), min(b, end)
             if status in seconds and high > low:
                 seconds[status] += (high - low).total_seconds()
-    total = sum(seconds.values())
-    return {status: (round(value / total, 4) if total else None) for status, value in seconds.items()}
+    return shares(seconds)
+
+
+def shares(seconds: Mapping[str, float]) -> dict:
+    """`time_in_status_share` from the seconds spent in each status (those of other statuses are ignored)."""
+    handling = {status: seconds.get(status, 0.0) for status in HANDLING}
+    total = sum(handling.values())
+    return {status: (round(value / total, 4) if total else None) for status, value in handling.items()}

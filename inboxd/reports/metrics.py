@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import statistics
-from collections import Counter
+from collections import Counter, defaultdict
 from itertools import accumulate
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -204,11 +204,13 @@ def compute_report(conn, settings: Settings, *, since: datetime | None = None, u
                 reopened.add(t.pk)
     resolved = [tickets[pk] for pk in resolved_at]
 
-    first_response = [
-        _duration(t.created_at, t.first_response_at, calendar_of(t))
-        for t in created if t.first_response_at is not None
-    ]
-    resolution = [_duration(t.created_at, resolved_at[t.pk], calendar_of(t)) for t in resolved]
+    # Each ticket's times, computed once for the desk and its agent.
+    first_of = {t.pk: _duration(t.created_at, t.first_response_at, calendar_of(t))
+                for t in created if t.first_response_at is not None}
+    resolution_of = {t.pk: _duration(t.created_at, resolved_at[t.pk], calendar_of(t)) for t in resolved}
+    first_response = list(first_of.values())
+    resolution = list(resolution_of.values())
+    status_seconds = _status_seconds(tickets.values(), since, reader.end)
     agent_replies = _agent_reply_counts(reader, [t.pk for t in resolved])
     one_touch = sum(1 for t in resolved if agent_replies.get(t.pk, 0) == 1)
 
@@ -236,12 +238,12 @@ def compute_report(conn, settings: Settings, *, since: datetime | None = None, u
         "csat": _csat(reader, since, until, _label_language(settings, mailbox)),
         "volume": _volume(created, tz),
         "escalations": _escalations(reader),
-        "time_in_status": _time_in_status(tickets.values(), since, reader.end),
+        "time_in_status": {status: round(value / 3600, 2) for status, value in status_seconds.items()},
         "daily": _daily(tickets.values(), changes, since, until, reader.end, tz),
-        **_desk_figures(reader, tickets, created, resolved_at),
+        **_desk_figures(reader, tickets, created, resolved_at, status_seconds),
     }
     if include_agents:
-        report["agents"] = _agents(reader, tickets, created, resolved, resolved_at, calendar_of)
+        report["agents"] = _agents(reader, created, resolved, first_of, resolution_of)
     return report
 
 
@@ -250,12 +252,11 @@ def _iso(at: datetime) -> str:
 
 
 def _histogram(seconds: Sequence[float]) -> dict[str, int]:
-    counts = {label: 0 for label, _ in FIRST_RESPONSE_BUCKETS}
-    for value in seconds:
-        hours = value / 3600
-        label = next(label for label, upper in FIRST_RESPONSE_BUCKETS if hours < upper)
-        counts[label] += 1
-    return counts
+    labels = [label for label, _ in FIRST_RESPONSE_BUCKETS]
+    uppers = [upper for _, upper in FIRST_RESPONSE_BUCKETS]
+    # A value's bucket is the first whose upper bound is above it: the bounds are in order.
+    found = Counter(bisect_right(uppers, value / 3600) for value in seconds)
+    return {label: found[i] for i, label in enumerate(labels)}
 
 
 def _agent_reply_counts(reader: _Reader, pks: list[int]) -> dict[int, int]:
@@ -293,7 +294,7 @@ def _sla(reader: _Reader) -> dict:
 
 
 def _desk_figures(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Ticket],
-                  resolved_at: dict[int, datetime]) -> dict:
+                  resolved_at: dict[int, datetime], status_seconds: dict[str, float]) -> dict:
     """Repeat complaints, the figures by custom field and time per status as a share (inboxd.reports.breakdowns)."""
     from inboxd.reports import breakdowns
     from inboxd.store import fields as store_fields
@@ -314,8 +315,7 @@ def _desk_figures(reader: _Reader, tickets: dict[int, _Ticket], created: Sequenc
             [f.name for f in declared], settings.reports.repeat_window, reader.now),
         "by_field": breakdowns.by_field({f.name: f.choices for f in declared}, fields_of, [t.pk for t in created],
                                         list(resolved_at), answers, good=lambda rating: is_top(scale, rating)),
-        "time_in_status_share": breakdowns.status_shares([t.intervals for t in tickets.values()], reader.since,
-                                                         reader.end),
+        "time_in_status_share": breakdowns.shares(status_seconds),
     }
 
 
@@ -411,15 +411,16 @@ def _escalations(reader: _Reader) -> dict:
     }
 
 
-def _time_in_status(tickets: Iterable[_Ticket], since: datetime, end: datetime) -> dict[str, float]:
-    """Hours spent in each status inside [since, end), summed over tickets (wall-clock)."""
+def _status_seconds(tickets: Iterable[_Ticket], since: datetime, end: datetime) -> dict[str, float]:
+    """Seconds spent in each status inside [since, end), summed over tickets (wall-clock): `time_in_status`
+    in hours, and its handling statuses' shares (inboxd.reports.breakdowns.shares)."""
     seconds = dict.fromkeys(STATUS_ORDER, 0.0)
     for t in tickets:
         for status, a, b in t.intervals:
             low, high = max(a, since), min(b, end)
             if high > low:
                 seconds[status] = seconds.get(status, 0.0) + (high - low).total_seconds()
-    return {status: round(value / 3600, 2) for status, value in seconds.items()}
+    return seconds
 
 
 def _day_starts(since: datetime, until: datetime, tz: ZoneInfo) -> list[datetime]:
@@ -468,8 +469,8 @@ def _daily(tickets: Iterable[_Ticket], changes: Iterable[tuple[str, str, datetim
     return rows
 
 
-def _agents(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Ticket], resolved: Sequence[_Ticket],
-            resolved_at: dict[int, datetime], calendar_of) -> dict[str, dict]:
+def _agents(reader: _Reader, created: Sequence[_Ticket], resolved: Sequence[_Ticket], first_of: dict[int, float],
+            resolution_of: dict[int, float]) -> dict[str, dict]:
     """Per agent: open tickets now, tickets resolved in the period, replies sent, and their times.
 
     Tickets count for their current assignee; replies for the agent who wrote them.
@@ -482,17 +483,21 @@ def _agents(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Tic
         names = [reader.scope.agent]
     answers = store.csat_answers(reader.conn, reader.scope, reader.since, reader.until)
     scale = reader.settings.policies.csat.scale
+    first_by, resolved_by = defaultdict(list), defaultdict(list)
+    for t in created:
+        if t.pk in first_of:
+            first_by[t.assignee].append(first_of[t.pk])
+    for t in resolved:
+        resolved_by[t.assignee].append(t)
     out = {}
     for name in names:
-        first = [_duration(t.created_at, t.first_response_at, calendar_of(t))
-                 for t in created if t.assignee == name and t.first_response_at is not None]
-        mine = [t for t in resolved if t.assignee == name]
+        mine = resolved_by.get(name, [])
         out[name] = {
             "open": open_now.get(name, 0),
             "resolved": len(mine),
             "replies": replies.get(name, 0),
-            "first_response": summary(first),
-            "resolution": summary([_duration(t.created_at, resolved_at[t.pk], calendar_of(t)) for t in mine]),
+            "first_response": summary(first_by.get(name, [])),
+            "resolution": summary([resolution_of[t.pk] for t in mine]),
             "csat": _agent_csat(answers, scale, name),
         }
     return out
