@@ -152,8 +152,13 @@ class _Reader:
             ticket = tickets.get(pk)
             if ticket is not None:
                 ticket.events.append((at, action, json.loads(detail or "{}")))
+        end = self.end
         for ticket in tickets.values():
-            ticket.intervals = status_intervals(ticket.created_at, ticket.events, self.end)
+            if ticket.events:
+                ticket.intervals = status_intervals(ticket.created_at, ticket.events, end)
+            elif end > ticket.created_at:
+                # What status_intervals gives without events, for the many tickets that have none in the period.
+                ticket.intervals = [("new", ticket.created_at, end)]
         return tickets
 
 

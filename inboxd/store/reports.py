@@ -66,7 +66,7 @@ def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetim
         select(ticket.c.id, ticket.c.mailbox, ticket.c.tags, ticket.c.assignee,
                type_coerce(ticket.c.created_at, String), type_coerce(ticket.c.first_response_at, String),
                ticket.c.sla_policy)
-        .where(*_live(scope, since, until)).order_by(ticket.c.id))
+        .where(*_live(scope, since, until)).order_by(ticket.c.id)).all()
     return [(pk, mailbox, tags, assignee, utc(created), utc(first) if first is not None else None, policy)
             for pk, mailbox, tags, assignee, created, first, policy in rows]
 
@@ -74,8 +74,9 @@ def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetim
 def _utc_converter(conn: Connection):
     """What UTCDateTime does to a stored instant, for the values of a column read without it."""
     if conn.dialect.name == "sqlite":
-        # SQLite keeps the UTC instant as text without an offset.
-        return lambda text: datetime.fromisoformat(text).replace(tzinfo=UTC)
+        # SQLite keeps the UTC instant as text without an offset (datetime.UTC is timezone.utc, what
+        # "+00:00" gives).
+        return lambda text: datetime.fromisoformat(text + "+00:00")
     return lambda at: at.replace(tzinfo=UTC) if at.utcoffset() is None else at.astimezone(UTC)
 
 
