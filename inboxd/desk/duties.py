@@ -11,7 +11,9 @@ catches up once on what it missed, with no burst of duplicates.
 
 Each duty is a pair: `candidates_*` lists what looks due from a read
 snapshot, and `handle_one_*` claims and does one item in its own
-transaction, returning whether it did it.  `run_due` runs every duty once.
+transaction, returning whether it did it; the alerts there are thousands of
+after an upgrade (unassigned, pending) are done a batch at a time instead
+(`_batches`).  `run_due` runs every duty once.
 APScheduler (in inboxd.daemon) only wakes this up.
 """
 
@@ -45,10 +47,8 @@ from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.policies import Policies
 from inboxd.reports.metrics import report_message_id, supervisors, weekly_reports
 from inboxd.reports.rollups import fill_nightly as roll_up_report_days
-from inboxd.reports.prometheus import record_duty_failed
 from inboxd.desk.sla import warn_time
-from inboxd.desk.slaclock import (current_pending_since, parse_time, pending_since, refresh, refresh_many,
-                                  settings_digest)
+from inboxd.desk.slaclock import parse_time, pending_since, refresh, refresh_many, settings_digest
 from inboxd.desk.threads import TicketTag
 from inboxd.desk import backups, escalation, oauthalert, tiers, workflow
 from inboxd.store import tiers as store_tiers
@@ -129,6 +129,9 @@ class Duties:
                 except Exception:
                     self._open_counts = None
                     # Counted for the metrics (inboxd_duties_failed_total), then raised as before.
+                    # (Imported here: prometheus_client is not worth loading at every start.)
+                    from inboxd.reports.prometheus import record_duty_failed
+
                     record_duty_failed(name)
                     raise
                 done[name] = count
@@ -310,20 +313,8 @@ class Duties:
         return store.unassigned_waiting(conn, now - sched.unassigned_after_urgent, now - sched.unassigned_after)
 
     def handle_one_unassigned(self, conn: Connection, item: tuple, now: datetime) -> bool:
-        """A ticket left unassigned too long goes to the supervisors (urgent ones sooner)."""
-        pk, created = item
-        if not store.claim(conn, "unassigned", str(pk), pk, now):
-            return False
-        t = _ticket(conn, pk)
-        if t.assignee is not None:  # Taken since the snapshot: nothing to say.
-            return True
-        waited = now - created
-        for agent in self._supervisors(t.team):
-            notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
-                          headline=Alert("unassigned", {"ticket": {"id": t.ref, "priority": t.priority},
-                                                        "waited": waited}), ticket=t)
-        _event(conn, pk, now, "unassigned-alert", {"waited_seconds": int(waited.total_seconds())})
-        return True
+        """A ticket left unassigned too long goes to the supervisors (urgent ones sooner): a batch of one."""
+        return self.handle_unassigned_batch(conn, [item], now) == 1
 
     def handle_unassigned_batch(self, conn: Connection, items: list[tuple], now: datetime) -> int:
         """`handle_one_unassigned` for a batch of items: the same mail and events, a statement per kind."""
@@ -342,6 +333,15 @@ class Duties:
         outbox.queue_many(conn, mails)
         store.add_events(conn, done)
         return len(claimed)
+
+    # -- waiting on the customer, and closing --------------------------------------------
+
+    def candidates_pending(self, conn: Connection, now: datetime) -> list[int]:
+        return store.pending_unreminded(conn, now - self.policies.scheduler.pending_reminder)
+
+    def handle_one_pending_reminder(self, conn: Connection, pk: int, now: datetime) -> bool:
+        """Remind the assignee of a ticket pending for too long (and, if configured, the customer): a batch of one."""
+        return self.handle_pending_batch(conn, [pk], now) == 1
 
     def handle_pending_batch(self, conn: Connection, pks: list[int], now: datetime) -> int:
         """`handle_one_pending_reminder` for a batch of tickets: the same mail and events, a statement per kind."""
@@ -373,50 +373,6 @@ class Duties:
         outbox.queue_many(conn, mails)
         store.add_events(conn, done)
         return len(claimed)
-
-    def _notification(self, t: workflow.Ticket, agent: AgentSettings, now: datetime, headline: Alert,
-                      last: LastMessage | None) -> dict:
-        """The `outbox.queue` arguments of `workflow.notify_agent`'s mail to `agent` about `t`, given the
-        ticket's last customer message (read for a whole batch); the row is the same
-        (tests/test_duties_batch.py compares them)."""
-        settings = self.settings
-        line = agentmail.headline_text(settings, agent, headline)
-        assignee = settings.agent(t.assignee) if t.assignee else None
-        text = agentmail.notification_text(
-            settings, agent, headline=line,
-            ticket={"id": t.ref, "subject": t.subject, "status": t.status, "priority": t.priority,
-                    "assignee": assignee.label if assignee else t.assignee},
-            customer={"name": t.requester_name, "email": t.requester},
-            latest="\n".join(last.reply_text.splitlines()) if last else None)
-        # `workflow.queue_to_agent`'s mail: one thread per ticket in the agent's client.
-        mailbox = settings.mailbox(t.mailbox)
-        root = new_message_id(t.ref, mailbox.domain, unique="notify")
-        return dict(kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.label, agent.email)],
-                    subject=tagged_subject(t.subject, t.ref, self.tags, reply=False), text=text, in_reply_to=root,
-                    references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
-                    reply_to=mailbox.address, now=now, sent_copy=False)
-
-    # -- waiting on the customer, and closing --------------------------------------------
-
-    def candidates_pending(self, conn: Connection, now: datetime) -> list[int]:
-        return store.pending_unreminded(conn, now - self.policies.scheduler.pending_reminder)
-
-    def handle_one_pending_reminder(self, conn: Connection, pk: int, now: datetime) -> bool:
-        """Remind the assignee of a ticket pending for too long (and, if configured, the customer)."""
-        sched = self.policies.scheduler
-        since = current_pending_since(conn, pk)
-        if since is None or since > now - sched.pending_reminder:
-            return False
-        if not store.claim(conn, "pending", store.pending_key(pk, since), pk, now):
-            return False
-        t = _ticket(conn, pk)
-        if t.assignee and (agent := self.settings.agent(t.assignee)) is not None:
-            notify_agent(conn, self.settings, self.tags, t.ref, agent, now,
-                          headline=Alert("pending", {"ticket": {"id": t.ref}, "waited": now - since}), ticket=t)
-        if sched.pending_followup:
-            self._mail_customer(conn, t, now, "followup", {})
-        _event(conn, pk, now, "pending-reminder", {"since": _show(since)})
-        return True
 
     def candidates_autoclose(self, conn: Connection, now: datetime) -> list[int]:
         return store.solved_before(conn, now - self.policies.scheduler.autoclose_after)
@@ -570,6 +526,8 @@ class Duties:
                                               self.policies.csat.secret_file, conf.dir / name, now,
                                               encrypt_to=conf.key_file)
         except Exception as exc:
+            from inboxd.reports.prometheus import record_duty_failed  # When needed, as above.
+
             record_duty_failed("backup")
             log.error("scheduled backup to %s failed, retried next pass: %s", conf.dir / name,
                       " ".join(str(exc).split()) or type(exc).__name__)
@@ -602,6 +560,28 @@ class Duties:
         for target in targets:
             notify_agent(conn, self.settings, self.tags, t.ref, target, now, headline=headline, ticket=t)
         return frozenset(a.name for a in targets)
+
+    def _notification(self, t: workflow.Ticket, agent: AgentSettings, now: datetime, headline: Alert,
+                      last: LastMessage | None) -> dict:
+        """The `outbox.queue` arguments of `workflow.notify_agent`'s mail to `agent` about `t`, given the
+        ticket's last customer message (read for a whole batch); the row is the same
+        (tests/test_duties_batch.py compares them)."""
+        settings = self.settings
+        line = agentmail.headline_text(settings, agent, headline)
+        assignee = settings.agent(t.assignee) if t.assignee else None
+        text = agentmail.notification_text(
+            settings, agent, headline=line,
+            ticket={"id": t.ref, "subject": t.subject, "status": t.status, "priority": t.priority,
+                    "assignee": assignee.label if assignee else t.assignee},
+            customer={"name": t.requester_name, "email": t.requester},
+            latest="\n".join(last.reply_text.splitlines()) if last else None)
+        # `workflow.queue_to_agent`'s mail: one thread per ticket in the agent's client.
+        mailbox = settings.mailbox(t.mailbox)
+        root = new_message_id(t.ref, mailbox.domain, unique="notify")
+        return dict(kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.label, agent.email)],
+                    subject=tagged_subject(t.subject, t.ref, self.tags, reply=False), text=text, in_reply_to=root,
+                    references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
+                    reply_to=mailbox.address, now=now, sent_copy=False)
 
     def _mail_customer(self, conn: Connection, t, now: datetime, template: str, extra: dict) -> None:
         mailbox = self.settings.mailbox(t.mailbox)

@@ -32,8 +32,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-import hanzidentifier
-
 CHINESE = ("zh", "zh-Hant")
 
 # The charsets whose repertoire is one script only (the names as Python's
@@ -102,6 +100,9 @@ def _from_content_language(value: str | None) -> LanguageChoice | None:
 
 def script_counts(text: str) -> tuple[int, int]:
     """(characters only Traditional Chinese writes, characters only Simplified writes) in `text`."""
+    # Imported at first use: its tables cost a start-up that reads no Chinese mail 0.05 s.
+    import hanzidentifier
+
     traditional = simplified = 0
     for char in text[:_SAMPLE]:
         kind = _script(char)
@@ -114,6 +115,8 @@ def script_counts(text: str) -> tuple[int, int]:
 
 @lru_cache(maxsize=8192)
 def _script(char: str) -> int:
+    import hanzidentifier  # At first use, as in script_counts.
+
     if char < "\u2e80":  # Below the CJK blocks: Latin, punctuation, digits.
         return hanzidentifier.UNKNOWN
     return hanzidentifier.identify(char)

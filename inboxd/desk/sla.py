@@ -24,7 +24,6 @@ from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays as holiday_tables
 
 from inboxd.config import ConfigError, Table, show
 from inboxd.vocabulary import PRIORITIES
@@ -103,6 +102,9 @@ class Calendar:
             raise ValueError("Calendar.hours needs seven entries, Monday first")
         public = None
         if self.holiday_country:
+            # Imported only for a calendar with public holidays: the package's tables cost every start 0.05 s.
+            import holidays as holiday_tables
+
             public = holiday_tables.country_holidays(self.holiday_country, subdiv=self.holiday_subdiv)
         # Not dataclass fields: neither is part of equality, hashing or repr.
         object.__setattr__(self, "_public", public)
@@ -634,6 +636,8 @@ def _holiday_codes(table: Table) -> tuple[str | None, str | None]:
     if subdiv and not country:
         table.fail("holidays_subdiv", "needs holidays (a country code) as well")
     if country:
+        import holidays as holiday_tables  # Only when configured, as in Calendar.
+
         try:
             holiday_tables.country_holidays(country)
         except NotImplementedError:

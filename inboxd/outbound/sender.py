@@ -58,7 +58,6 @@ from inboxd.config import Settings, SmtpSettings
 from inboxd.store import outbox as store
 from inboxd.store.engine import writing
 from inboxd.outbound.outbox import compose_spec
-from inboxd.reports.prometheus import record_smtp_error
 
 log = logging.getLogger("inboxd.outbound.sender")
 
@@ -230,6 +229,9 @@ class Sender:
             return "sent"
         if isinstance(outcome, LostClaim):
             return "lost"
+        # Imported when needed: prometheus_client is not worth loading at every start for an error counter.
+        from inboxd.reports.prometheus import record_smtp_error
+
         record_smtp_error(item.mailbox,
                           "smtp_temporary" if isinstance(outcome, TemporaryFailure) else "smtp_permanent")
         error = str(outcome)[:1000]

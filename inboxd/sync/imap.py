@@ -54,7 +54,6 @@ from inboxd.tls import client_context
 from inboxd.config import ImapSettings, MailboxSettings
 from inboxd.desk.ingest import Batch, BatchResult, Fetched, FolderCheckpoint
 from inboxd.mail.message import extract_message_id
-from inboxd.reports.prometheus import record_imap_error
 from inboxd.store.leases import LeaseLost
 
 log = logging.getLogger("inboxd.sync.imap")
@@ -472,6 +471,9 @@ class MailboxPoller:
         else:
             log.debug("%s: %s (attempt %d, next in %.0f s)", self.mailbox.name, text, health.failures, delay)
         health.error = text
+        # Imported when needed: prometheus_client is not worth loading at every start for an error counter.
+        from inboxd.reports.prometheus import record_imap_error
+
         record_imap_error(self.mailbox.name, "folder" if isinstance(exc, IMAPClientError) else _error_kind(exc))
         self.sink.folder_state(self.mailbox.name, folder, text, self.clock())
 
@@ -802,6 +804,8 @@ class MailboxPoller:
 
     def _failed(self, exc: BaseException) -> None:
         message = _describe(exc)
+        from inboxd.reports.prometheus import record_imap_error  # When needed, as above.
+
         record_imap_error(self.mailbox.name, _error_kind(exc))
         self.status = MailboxStatus(ok=False, error=message, synced=self.status.synced,
                                     folder_errors=self.status.folder_errors, warnings=self.status.warnings)
