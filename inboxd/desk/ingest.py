@@ -209,6 +209,7 @@ class Delivery:
     # clock may wait for the end of the run (see apply.clock).
     index: int = -1
     in_run: bool = False
+    raw_kept: bool = False        # its raw bytes were written with the run's (see Filer._keep_raws)
 
 
 class _Failed(Exception):
@@ -297,9 +298,14 @@ class Filer:
         run = BatchResult()
         savepoint = conn.begin_nested()
         try:
+            deliveries = []
             for i in range(start, stop):
                 d = self._delivery(batch, messages, i, now, parsed, facts)
                 d.index, d.in_run = i, True
+                deliveries.append(d)
+            self._keep_raws(conn, deliveries)
+            for d in deliveries:
+                i = d.index
                 self.deliver(conn, d, run, guarded=False)
             if facts is not None:
                 facts.write_rows(conn)
@@ -317,6 +323,32 @@ class Filer:
         savepoint.commit()
         result.add(run)
         return None
+
+    def _keep_raws(self, conn: Connection, deliveries: list[Delivery]) -> None:
+        """The raw bytes of the run's messages in one executemany, before the first
+        is filed: what `keep_raw` would write for each (every message that is not
+        history skipped; not the pieces SQLite writes of a large one)."""
+        rows = []
+        for d in deliveries:
+            if d.raw_path is not None or (len(d.raw) > filing.RAW_PIECE and conn.dialect.name == "sqlite"):
+                continue
+            try:
+                arrival(self, conn, d)
+                skip_history(self, conn, d)
+            except Exception:  # noqa: BLE001 - the message's own filing says what is wrong with it
+                continue
+            d.sha256 = d.sha256 or hashlib.sha256(d.raw).hexdigest()
+            d.raw_kept = True
+            rows.append((d.sha256, d.raw))
+        if not rows:
+            return
+        try:
+            filing.insert_raws(conn, rows)
+        except Exception as exc:
+            if filing.connection_lost(conn) or filing.contention(exc):
+                raise
+            # The first message is filed on its own (its bytes written alone), then the rest again.
+            raise _Failed(deliveries[0].index) from exc
 
     def flush_clocks(self, conn: Connection, facts: BatchFacts, pks: list[int], now: datetime) -> None:
         """Refresh the SLA clocks the run's messages left for later (see apply.clock):
@@ -517,6 +549,8 @@ def record_skip(conn: Connection, d: Delivery, reason: str) -> None:
 
 def keep_raw(filer: Filer, conn: Connection, d: Delivery) -> None:
     """Keep the exact bytes first, so no later bug can lose the mail."""
+    if d.raw_kept:
+        return
     if not d.sha256:
         d.sha256 = hashlib.sha256(d.raw).hexdigest()
     filing.insert_raw(conn, d.sha256, d.raw)

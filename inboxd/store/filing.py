@@ -275,6 +275,12 @@ def insert_raw(conn: Connection, sha256: str, raw: bytes) -> None:
             blob.write(view[start:start + RAW_PIECE])
 
 
+def insert_raws(conn: Connection, rows: Sequence[tuple[str, bytes]]) -> None:
+    """Many (sha256, raw) in one executemany, each once; bound whole, so on
+    SQLite none larger than RAW_PIECE (see insert_raw)."""
+    _INSERT_RAW.executemany(conn, [{"sha256": sha256, "size": len(raw), "data": raw} for sha256, raw in rows])
+
+
 def raw_data(conn: Connection, sha256: str) -> bytes | None:
     """The stored raw bytes with this hash."""
     data = _RAW_DATA.scalar(conn, {"sha256": sha256})
