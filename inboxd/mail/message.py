@@ -765,7 +765,9 @@ def _param(part: Message, header: str, name: str) -> str | tuple[str, str, str] 
     """A MIME parameter, RFC 2231 continuations joined; an extended (filename*=)
     value wins over a plain one, as RFC 2231 and Thunderbird have it."""
     value = _raw_header(part, header)
-    if value is None:
+    # A parameter's name, or its RFC 2231 pieces ("name*0*"), is in the
+    # header's text: most body parts have no file name, and are spared the parse.
+    if value is None or name not in value.lower():
         return None
     try:
         params = []
