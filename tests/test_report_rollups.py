@@ -85,7 +85,8 @@ def seed(engine, rng: random.Random, tickets: int = 60) -> None:
             conn.execute(insert(t.ticket).values(
                 id=pk, ref=f"T-{1000 + pk}", subject="q", status=status, priority="normal",
                 mailbox=("support", "billing")[pk % 2], requester=f"c{pk % 17}@example.org",
-                assignee=rng.choice((*AGENTS, None)), tags=json.dumps(rng.sample(["a", "b", "发票"], rng.randrange(3))),
+                assignee=rng.choice((*AGENTS, None)),
+                tags=json.dumps(rng.sample(["a", "b", "发票"], rng.randrange(3)), ensure_ascii=False),
                 message_count=1, created_at=created, updated_at=max(at, created), version=1,
                 first_response_at=first if first < NOW else None, solved_at=solved,
                 sla_policy=rng.choice(("std", None)),
@@ -96,7 +97,8 @@ def seed(engine, rng: random.Random, tickets: int = 60) -> None:
             if rng.random() < 0.3 and solved is not None:
                 rating = rng.randrange(1, 6)
                 conn.execute(insert(t.csat).values(
-                    ticket_id=pk, token=f"t{pk}", message_id=f"s{pk}@example.com", customer=f"c{pk % 17}@example.org", sent_at=solved,
+                    ticket_id=pk, token=f"t{pk}", message_id=f"s{pk}@example.com", customer=f"c{pk % 17}@example.org",
+                    sent_at=solved,
                     rating=rating, label=str(rating), answered_at=min(solved + timedelta(hours=5), NOW)))
 
 
