@@ -82,6 +82,9 @@ CASES = {
         "Content-Type: application/pdf; name=\"=?utf-8?b?5Y+R56Wo?=.pdf\"\r\nContent-Transfer-Encoding: base64", B64), 0),
     "a forwarded mail": (_mixed("Content-Type: message/rfc822",
                                 b"From: b@example.org\r\nSubject: old\r\n\r\n" + B64), 0),
+    # The feed parser reads a "From " line that ends a header block as the body's first line.
+    "a From line at the end of a part's headers": (_mixed(
+        "Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\nFrom someone Tue May 10 2005", B64), 0),
     "quoted-printable": (_mixed("Content-Type: text/csv\r\nContent-Transfer-Encoding: quoted-printable",
                                 b"caf=C3=A9;1\r\n" * 3000), 0),
 }

@@ -209,6 +209,10 @@ def _split_head(raw: bytes, start: int, end: int) -> int | None:
             return m.end()
         if not _HEADER_LINE.match(raw, pos, m.start()):
             return None
+        # A "From " line below the first is no header to the feed parser:
+        # the last one is the body's first line, another one is dropped.
+        if pos != start and raw.startswith(b"From ", pos):
+            return None
         pos = m.end()
     return None
 
