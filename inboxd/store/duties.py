@@ -125,7 +125,7 @@ def _key(*parts):
 
 
 class _unindexed(FunctionElement):
-    """A column as a value no index is used for (SQLite's unary +; the column itself elsewhere)."""
+    """A timestamp column as a value no index is used for (SQLite's unary +, PostgreSQL's + 0 seconds)."""
 
     inherit_cache = True
 
@@ -135,13 +135,13 @@ class _unindexed(FunctionElement):
 
 
 @compiles(_unindexed)
-def _unindexed_plain(element, compiler, **kw):
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(_unindexed, "sqlite")
 def _unindexed_sqlite(element, compiler, **kw):
     return "+%s" % compiler.process(element.clauses, **kw)
+
+
+@compiles(_unindexed, "postgresql")
+def _unindexed_pg(element, compiler, **kw):
+    return "(%s + interval '0 seconds')" % compiler.process(element.clauses, **kw)
 
 
 def _not_claimed(duty: str, key) -> object:
@@ -164,8 +164,9 @@ def unmet_promises(conn: Connection, duty: str, target: str, low: datetime | Non
              "tier_response": tier_response_unmet()}[target]
     # Solved and closed tickets keep their first-response and resolution due times (the reports read
     # them), so without a lower bound (what is overdue) those indexes would walk most of the store:
-    # SQLite is kept to the open tickets (the status index), and PostgreSQL's planner, which knows
-    # how many rows each side has, chooses for itself.  The other due times are kept only while due.
+    # the scan is kept to the open tickets (the status index).  PostgreSQL's planner would often see
+    # that too, but not before its statistics catch up with a backfill of due times (it then took
+    # the index for one row and read 100,000).  The other due times are kept only while due.
     due = _unindexed(column) if low is None and target in ("first_response", "resolution") else column
     where = [due <= high, tk.c.status.in_(OPEN_STATUSES), tk.c.merged_into.is_(None),
              _not_claimed(duty, _key(cast(tk.c.id, String), f":{target}:", _time_key(column)))]
@@ -195,8 +196,8 @@ def pending_unreminded(conn: Connection, changed_before: datetime) -> list[int]:
     has no reminder yet (a reminder claimed after the last change covers it)."""
     tk, d = t.ticket, t.duty
     reminded = exists().where(d.c.duty == "pending", d.c.ticket_id == tk.c.id, d.c.at >= tk.c.updated_at)
-    # Nearly every ticket is unchanged for days: SQLite is kept to the pending ones (the status
-    # index), not the walk of the updated_at index over the whole store.
+    # Nearly every ticket is unchanged for days: the scan is kept to the pending ones (the status
+    # index), not the walk of the updated_at index over the whole store (SQLite's choice).
     updated = _unindexed(tk.c.updated_at)
     return list(conn.execute(
         select(tk.c.id)
