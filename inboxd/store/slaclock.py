@@ -145,14 +145,22 @@ def stale_tickets(conn: Connection, resolved_limit: int | None = None) -> list[i
     """The tickets changed since their due times were last computed (merged ones have none): the
     unresolved ones first, then at most `resolved_limit` solved or closed ones (all without a limit)."""
     tk = t.ticket
-    # One scan of the table (no index can find a version mismatch), the two kinds told apart here:
-    # two queries scanned it twice, a third of a steady pass.
-    unresolved, resolved = [], []
-    for pk, is_open in conn.execute(select(tk.c.id, tk.c.status.in_(OPEN_STATUSES))
-                                    .where(tk.c.sla_version != tk.c.version, tk.c.merged_into.is_(None))
-                                    .order_by(tk.c.id)):
-        (unresolved if is_open else resolved).append(pk)
-    return unresolved + (resolved[:resolved_limit] if resolved_limit is not None else resolved)
+    # One scan of the table (no index can find a version mismatch), the unresolved first: two
+    # queries scanned it twice, a third of a steady pass.  The rows are read only up to the limit
+    # (after an upgrade most of the store is stale and resolved).
+    is_open = tk.c.status.in_(OPEN_STATUSES)
+    ids, resolved = [], 0
+    result = conn.execute(select(tk.c.id, is_open)
+                          .where(tk.c.sla_version != tk.c.version, tk.c.merged_into.is_(None))
+                          .order_by(is_open.desc(), tk.c.id))
+    for pk, unresolved in result:
+        if not unresolved:
+            if resolved_limit is not None and resolved >= resolved_limit:
+                break
+            resolved += 1
+        ids.append(pk)
+    result.close()
+    return ids
 
 
 def mark_computed(conn: Connection, ticket_pk: int) -> None:
