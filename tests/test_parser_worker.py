@@ -7,6 +7,14 @@ StoreSink._parsed) and the next batch gets a new worker.
 
 from __future__ import annotations
 
+import io
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+
 import psutil
 import pytest
 
@@ -67,3 +75,47 @@ def test_the_worker_is_one_child_process_without_a_resource_tracker(tmp_path):
         assert not any("resource_tracker" in c for c in commands), commands
     finally:
         pool.shutdown()
+
+
+class _SlowReader(io.RawIOBase):
+    """The worker's answer pipe, read 4 KiB at a time, stopping and continuing the worker after each read.
+
+    Each SIGSTOP/SIGCONT interrupts the worker's blocked write to the full
+    pipe, which then returns having written only part of what it was given
+    (what Ctrl-Z and `fg` of a foreground daemon, or a tracer such as
+    py-spy, do to it).  A read that waits a minute for the rest means the
+    rest was lost.
+    """
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.fd = proc, proc.stdout.fileno()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        ready, _, _ = select.select([self.fd], [], [], 60)
+        assert ready, "the rest of the worker's answer never came"
+        chunk = os.read(self.fd, min(len(buffer), 4096))
+        buffer[:len(chunk)] = chunk
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        os.kill(self.proc.pid, signal.SIGCONT)
+        return len(chunk)
+
+
+def test_an_answer_interrupted_by_stop_and_continue_arrives_whole(tmp_path):
+    raws = [make_mail(subject=f"Long {i}", body=f"line {i} of a long question\n" * 3000) for i in range(12)]
+    # Unbuffered standard streams, as the environment of many service managers and containers sets them.
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "inboxd.sync.worker", str(os.getpid())],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    try:
+        pickle.dump((raws, 1 << 20, tmp_path / "data"), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        proc.stdin.flush()
+        answer = pickle.load(io.BufferedReader(_SlowReader(proc), 4096))
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+    assert [repr(m) for m in answer] == [repr(m) for m in parse_many(raws, 1 << 20, tmp_path / "here")]

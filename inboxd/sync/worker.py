@@ -196,7 +196,14 @@ def serve(parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     watch_parent(parent_pid)
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    # Buffered files of our own on the two pipes.  Under PYTHONUNBUFFERED (or
+    # -u) sys.stdout.buffer is the raw file, whose write may put only part of
+    # an answer into the pipe when a signal or a tracer (py-spy, strace)
+    # interrupts it; pickle does not look at the count, so the rest of the
+    # answer was lost and the daemon waited for it.  A BufferedWriter writes
+    # the rest.
+    stdin = open(sys.stdin.fileno(), "rb", closefd=False)  # noqa: SIM115 - lives as long as the worker
+    stdout = open(sys.stdout.fileno(), "wb", closefd=False)  # noqa: SIM115 - lives as long as the worker
     # Nothing else may write to the answers' pipe.
     sys.stdout = sys.stderr
     while True:
