@@ -23,7 +23,7 @@ from inboxd.desk import duties as duties_module
 from inboxd.desk import slaclock
 from inboxd.desk.agentmail import Alert
 from inboxd.desk.duties import Duties, _tickets
-from inboxd.desk.workflow import load, notify_agent
+from inboxd.desk.workflow import load, notification, notify_agent
 from inboxd.outbound import outbox
 from inboxd.store import duties as store
 from inboxd.store import slaclock as clock_store
@@ -89,7 +89,7 @@ def test_a_batched_notification_is_the_row_notify_agent_writes(engine, tmp_path,
         with writing(engine) as conn:
             ticket = _tickets(conn, [pk])[pk]
             last = store.last_customer_messages(conn, [pk]).get(pk)
-            outbox.queue_many(conn, [duties._notification(ticket, agent, NOW, alert, last)])
+            outbox.queue_many(conn, [notification(settings, duties.tags, ticket, agent, NOW, alert, last)])
             [batched] = outbox_rows(conn)
             conn.rollback()
         with writing(engine) as conn:

@@ -29,10 +29,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine
 
 from inboxd.outbound import outbox
-from inboxd.outbound.compose import new_message_id, tagged_subject
+from inboxd.outbound.compose import tagged_subject
 from inboxd.config import AgentSettings, Settings
 from inboxd.desk.csat import load_secret, make_token, survey_variables
-from inboxd.desk import agentmail
 from inboxd.desk.agentmail import Alert, DigestLine, digest_text, templates_for
 from inboxd.desk.language import ticket_language
 from inboxd.store import duties as store
@@ -40,7 +39,6 @@ from inboxd.store import events
 from inboxd.store import filing
 from inboxd.store import slaclock as clock_store
 from inboxd.store import tickets as store_tickets
-from inboxd.store.messages import LastMessage
 from inboxd.store.engine import reading, writing
 from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.policies import Policies
@@ -326,7 +324,7 @@ class Duties:
         for t, created in waiting:
             waited = now - created
             alert = Alert("unassigned", {"ticket": {"id": t.ref, "priority": t.priority}, "waited": waited})
-            mails += [self._notification(t, agent, now, alert, latest.get(t.pk)) for agent in self._supervisors(t.team)]
+            mails += [workflow.notification(self.settings, self.tags, t, agent, now, alert, latest.get(t.pk)) for agent in self._supervisors(t.team)]
             done.append((t.pk, now, "inboxd", "unassigned-alert", {"waited_seconds": int(waited.total_seconds())}))
         outbox.queue_many(conn, mails)
         store.add_events(conn, done)
@@ -363,7 +361,7 @@ class Duties:
             t = tickets[pk]
             if t.assignee and (agent := self.settings.agent(t.assignee)) is not None:
                 alert = Alert("pending", {"ticket": {"id": t.ref}, "waited": now - since[pk]})
-                mails.append(self._notification(t, agent, now, alert, latest.get(pk)))
+                mails.append(workflow.notification(self.settings, self.tags, t, agent, now, alert, latest.get(pk)))
             if sched.pending_followup:
                 # A customer mail is recorded on the ticket's thread: one at a time (`outbox.queue`).
                 self._mail_customer(conn, t, now, "followup", {})
@@ -564,28 +562,6 @@ class Duties:
         for target in targets:
             notify_agent(conn, self.settings, self.tags, t.ref, target, now, headline=headline, ticket=t)
         return frozenset(a.name for a in targets)
-
-    def _notification(self, t: workflow.Ticket, agent: AgentSettings, now: datetime, headline: Alert,
-                      last: LastMessage | None) -> dict:
-        """The `outbox.queue` arguments of `workflow.notify_agent`'s mail to `agent` about `t`, given the
-        ticket's last customer message (read for a whole batch); the row is the same
-        (tests/test_duties_batch.py compares them)."""
-        settings = self.settings
-        line = agentmail.headline_text(settings, agent, headline)
-        assignee = settings.agent(t.assignee) if t.assignee else None
-        text = agentmail.notification_text(
-            settings, agent, headline=line,
-            ticket={"id": t.ref, "subject": t.subject, "status": t.status, "priority": t.priority,
-                    "assignee": assignee.label if assignee else t.assignee},
-            customer={"name": t.requester_name, "email": t.requester},
-            latest="\n".join(last.reply_text.splitlines()) if last else None)
-        # `workflow.queue_to_agent`'s mail: one thread per ticket in the agent's client.
-        mailbox = settings.mailbox(t.mailbox)
-        root = new_message_id(t.ref, mailbox.domain, unique="notify")
-        return dict(kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.label, agent.email)],
-                    subject=tagged_subject(t.subject, t.ref, self.tags, reply=False), text=text, in_reply_to=root,
-                    references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
-                    reply_to=mailbox.address, now=now, sent_copy=False)
 
     def _mail_customer(self, conn: Connection, t, now: datetime, template: str, extra: dict) -> None:
         mailbox = self.settings.mailbox(t.mailbox)

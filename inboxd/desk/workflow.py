@@ -33,7 +33,7 @@ from inboxd.config import AgentSettings, Settings
 from inboxd.store import tickets as store
 from inboxd.store.engine import writing
 from inboxd.store.events import add_event
-from inboxd.store.messages import last_customer_message
+from inboxd.store.messages import LastMessage, last_customer_message
 from inboxd.outbound.loop import AUTO_GENERATED
 from inboxd.desk.threads import TicketTag
 from inboxd.desk import escalation, tiers
@@ -492,9 +492,15 @@ def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str
     is the notification/ template in the agent's language (inboxd.desk.agentmail).
 
     `ticket` is the ticket `ref` as the caller loaded it in this transaction (not read again)."""
-    line = agentmail.headline_text(settings, agent, headline)
     t = ticket if ticket is not None else load(conn, ref)
-    last = last_customer_message(conn, t.pk)
+    outbox.queue(conn, **notification(settings, tags, t, agent, now, headline, last_customer_message(conn, t.pk)))
+
+
+def notification(settings: Settings, tags: TicketTag, t: Ticket, agent: AgentSettings, now: datetime,
+                 headline: str | Mapping[str, str] | Alert, last: LastMessage | None) -> dict:
+    """The `outbox.queue` arguments of the notification to `agent` about `t` (see `notify_agent`), given the
+    ticket's last customer message; the scheduler builds a batch of them from one read."""
+    line = agentmail.headline_text(settings, agent, headline)
     assignee = settings.agent(t.assignee) if t.assignee else None
     text = agentmail.notification_text(
         settings, agent, headline=line,
@@ -502,21 +508,27 @@ def notify_agent(conn: Connection, settings: Settings, tags: TicketTag, ref: str
                 "assignee": assignee.label if assignee else t.assignee},
         customer={"name": t.requester_name, "email": t.requester},
         latest="\n".join(last.reply_text.splitlines()) if last else None)
-    queue_to_agent(conn, settings, tags, t, agent, t.subject, text, now)
+    return to_agent(settings, tags, t, agent, t.subject, text, now)
 
 
 def queue_to_agent(conn: Connection, settings: Settings, tags: TicketTag, t: Ticket, agent: AgentSettings,
                    subject: str, text: str, now: datetime) -> None:
-    """Queue the desk's mail to one agent about ticket `t` (a notification, a reply about commands by mail):
-    automatic, from the ticket's mailbox as "<name> (inboxd)", never copied to the Sent folder."""
+    """Queue the desk's mail to one agent about ticket `t` (a notification, a reply about commands by mail)."""
+    outbox.queue(conn, **to_agent(settings, tags, t, agent, subject, text, now))
+
+
+def to_agent(settings: Settings, tags: TicketTag, t: Ticket, agent: AgentSettings, subject: str, text: str,
+             now: datetime) -> dict:
+    """The `outbox.queue` arguments of the desk's mail to one agent about ticket `t`: automatic, from the
+    ticket's mailbox as "<name> (inboxd)", never copied to the Sent folder."""
     mailbox = settings.mailbox(t.mailbox)
     # One thread per ticket in the agent's client: every notification refers
     # to the same per-ticket root id.
     root = new_message_id(t.ref, mailbox.domain, unique="notify")
-    outbox.queue(conn, kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.label, agent.email)],
-                 subject=tagged_subject(subject, t.ref, tags, reply=False), text=text, in_reply_to=root,
-                 references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
-                 reply_to=mailbox.address, now=now, sent_copy=False)
+    return dict(kind="notification", mailbox=mailbox, ticket_pk=t.pk, ref=t.ref, to=[(agent.label, agent.email)],
+                subject=tagged_subject(subject, t.ref, tags, reply=False), text=text, in_reply_to=root,
+                references=[root], automatic=AUTO_GENERATED, from_name=f"{mailbox.display_name} (inboxd)",
+                reply_to=mailbox.address, now=now, sent_copy=False)
 
 
 def _refresh_due_times(conn: Connection, settings: Settings, ticket_pk: int, now: datetime) -> None:
