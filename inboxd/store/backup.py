@@ -42,11 +42,10 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, MetaData, Sequence, delete, func, inspect, select, text, update
 from sqlalchemy.engine import URL, make_url
-from sqlmodel import SQLModel
 
 from inboxd.store.engine import create_store_engine, current_revision, migrate, reading
-from inboxd.store.models import TICKET_NUMBER  # (importing the models registers the tables on SQLModel.metadata)
 from inboxd.store.sql import insert_ignore, t
+from inboxd.store.tables import TICKET_NUMBER, metadata
 
 log = logging.getLogger("inboxd.store.backup")
 
@@ -190,7 +189,7 @@ def _pg_backup(url: str, target: Path) -> tuple[str | None, int, int]:
 
 def _counts(conn: Connection) -> tuple[int, int]:
     names = set(inspect(conn).get_table_names())
-    tables = SQLModel.metadata.tables
+    tables = metadata.tables
     return tuple(conn.execute(select(func.count()).select_from(tables[name])).scalar_one() if name in names else 0
                  for name in ("ticket", "message"))  # type: ignore[return-value]
 
@@ -305,7 +304,7 @@ def restore_backup(source: Path, url: str, data_dir: Path, key_file: Path | None
 def _refuse_non_empty(engine: Engine, shown: str) -> None:
     with reading(engine) as conn:
         present = set(inspect(conn).get_table_names())
-        for table in SQLModel.metadata.sorted_tables:
+        for table in metadata.sorted_tables:
             if table.name not in present:
                 continue
             count = conn.execute(select(func.count()).select_from(table)).scalar_one()
@@ -319,7 +318,7 @@ def _drop_empty_schema(engine: Engine) -> None:
     with engine.begin() as conn:
         present = MetaData()
         present.reflect(conn, only=[name for name in inspect(conn).get_table_names()
-                                    if name in SQLModel.metadata.tables or name == "alembic_version"])
+                                    if name in metadata.tables or name == "alembic_version"])
         present.drop_all(conn)
         Sequence(TICKET_NUMBER.name).drop(conn, checkfirst=True)
 

@@ -1,6 +1,7 @@
 """Copy a whole store into another, empty one: `inboxd migrate-store --from URL --to URL`.
 
-The copy goes through the models' own tables with SQLAlchemy Core, so each
+The copy goes through the store's Core tables (`inboxd.store.tables`, generated
+from the models) with SQLAlchemy, so each
 value is converted by its column's type: SQLite keeps timestamps as naive
 UTC text and booleans as 0/1, PostgreSQL as timestamptz and boolean, and
 both sides read and write them as Python values.  Tables are copied parents
@@ -23,13 +24,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (Connection, DateTime, Engine, Integer, String, Table, bindparam, func, select, text,
                         type_coerce, update)
-from sqlmodel import SQLModel
-from sqlmodel.sql.sqltypes import UTCDateTime
-
-import inboxd.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from inboxd.store import leases
 from inboxd.store.counters import sync_ticket_number
 from inboxd.store.engine import reading, writing
+from inboxd.store.tables import metadata
+from inboxd.store.types import UTCDateTime
 
 
 def tables() -> tuple[Table, ...]:
@@ -38,7 +37,7 @@ def tables() -> tuple[Table, ...]:
     Asked at each copy rather than once at import, so no table declared in
     the models can be left out.
     """
-    return tuple(SQLModel.metadata.sorted_tables)
+    return tuple(metadata.sorted_tables)
 
 
 # The tables whose every value the check compares, not only their counts.
@@ -193,7 +192,7 @@ def _verify(source: Engine, target: Engine, report: CopyReport) -> None:
                 raise CopyError(f"table {table.name}: {report.counts[table.name]} row(s) copied but {theirs}"
                                 " in the target")
         for name in CHECKSUMMED:
-            table = SQLModel.metadata.tables[name]
+            table = metadata.tables[name]
             ours, theirs = checksum(src, table), checksum(dst, table)
             if ours != theirs:
                 raise CopyError(f"table {name}: the target's rows differ from the source's (checksum)")

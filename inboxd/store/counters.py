@@ -29,8 +29,8 @@ from __future__ import annotations
 from sqlalchemy import Connection, func, select, text
 
 from inboxd.store.filing import Prepared
-from inboxd.store.models import TICKET_NUMBER as TICKET_SEQUENCE
 from inboxd.store.sql import greatest, t, upsert
+from inboxd.store.tables import TICKET_NUMBER as TICKET_SEQUENCE
 
 TICKET_NUMBER = TICKET_SEQUENCE.name
 

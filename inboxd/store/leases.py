@@ -33,9 +33,7 @@ from pathlib import Path
 from sqlalchemy import Connection, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from inboxd.store.models import Lease
-
-LEASE = Lease.__table__
+from inboxd.store.tables import lease as LEASE
 
 # How long a lease lasts, and how often its holder renews it: three renewals
 # per lease, so one slow store round trip never lets it lapse.

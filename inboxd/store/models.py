@@ -2,10 +2,14 @@
 
 Timestamps are timezone-aware UTC datetimes (SQLModel's UTCDateTime refuses
 naive ones, which keeps local times out of the store).  Lists and small mappings are JSON text columns,
-because they are always read and written whole.  The hot ingest path writes
-these tables through SQLAlchemy Core (`Model.__table__`), the CLI reads them
-through the same Core tables; the SQLModel classes are the single declaration
-that Alembic migrations are checked against.
+because they are always read and written whole.  These classes are the
+single declaration of the schema: Alembic's migrations are checked against
+them (tests/test_db.py), and `scripts/gen_tables` generates from them the
+plain SQLAlchemy Core tables of `inboxd.store.tables`, which is what the
+runtime uses (the hot ingest path's writes, the CLI's reads, create_all for
+a fresh store), so the daemon never imports SQLModel or pydantic.  After
+changing anything here, run `scripts/gen_tables` (tests/test_tables_generated.py
+fails until the generated tables match).
 """
 
 from __future__ import annotations
@@ -16,12 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+# IMAP_NUMBER (the type of IMAP UIDs and UIDVALIDITY values) lives in
+# inboxd.store.types, which the runtime imports without SQLModel; it is
+# re-exported here so `from inboxd.store.models import IMAP_NUMBER` keeps working.
+from inboxd.store.types import IMAP_NUMBER  # noqa: F401
 from inboxd.vocabulary import DIRECTIONS, KINDS, OUTBOX_STATUSES, PRIORITIES, STATUSES  # noqa: F401
-
-# IMAP UIDs and UIDVALIDITY values are unsigned 32-bit numbers, which can be
-# past the 2**31 - 1 of PostgreSQL's INTEGER.  SQLite's INTEGER holds 64 bits
-# already, so there the type stays as it was.
-IMAP_NUMBER = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 class Ticket(SQLModel, table=True):
@@ -434,4 +437,14 @@ class ReportRollup(SQLModel, table=True):
 
 # PostgreSQL's ticket numbers (inboxd.store.counters); SQLite has no sequences
 # and ignores it.  Migration 0012 creates it; Alembic does not compare sequences.
+# scripts/gen_tables writes it, under the same name, into inboxd.store.tables.
 TICKET_NUMBER = sa.Sequence("ticket_number", metadata=SQLModel.metadata)
+
+
+# The events that can change a ticket's status (inboxd.desk.history.status_after): a merge, an
+# auto-close, or any event whose detail names a status.  The report's status history reads them
+# through this partial index (migration 0020); its query repeats the condition word for word
+# (inboxd.store.reports), which is what lets SQLite and PostgreSQL use the index.
+STATUS_CHANGE = "action IN ('merge', 'autoclose') OR detail LIKE '%status%'"
+Index("ix_event_status_change", Event.__table__.c.ticket_id, Event.__table__.c.at,
+      sqlite_where=sa.text(STATUS_CHANGE), postgresql_where=sa.text(STATUS_CHANGE))

@@ -1,7 +1,8 @@
 """The few SQL constructs SQLite and PostgreSQL spell differently, written once.
 
 Every statement in the store layer is SQLAlchemy Core over the tables of
-`inboxd.store.models` (`tables.ticket`, `tables.message`, ...), so the same
+`inboxd.store.tables` (generated from `inboxd.store.models`, without
+SQLModel: `tables.ticket`, `tables.message`, ...), so the same
 code runs on both databases and every datetime goes through the column's
 UTCDateTime type: aware UTC in, aware UTC out, a real timestamp column on
 PostgreSQL.  What the two dialects spell differently is here:
@@ -29,10 +30,10 @@ from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import DateTime, Text
 
-from inboxd.store import models
+from inboxd.store.tables import metadata
 
 # The tables, by their SQL names: `tables.ticket.c.status`.
-tables = models.SQLModel.metadata.tables
+tables = metadata.tables
 
 
 class _Tables:
@@ -40,7 +41,7 @@ class _Tables:
 
     def __getattr__(self, name: str) -> Table:
         try:
-            return models.SQLModel.metadata.tables[name]
+            return metadata.tables[name]
         except KeyError:
             raise AttributeError(name) from None
 
