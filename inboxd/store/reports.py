@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Row, String, and_, case, func, or_, select, type_coerce
+from sqlalchemy import Connection, Row, String, and_, case, func, or_, select, text, type_coerce
 
 from inboxd.store.sql import json_text, t
 from inboxd.vocabulary import OPEN_STATUSES
@@ -50,9 +50,11 @@ def _live(scope: Scope, since: datetime, until: datetime) -> list:
 
 
 def _may_change_status():
-    # Only events that can change a status: the others are not read (nor their JSON decoded).
-    event = t.event
-    return or_(event.c.action.in_(("merge", "autoclose")), event.c.detail.like("%status%"))
+    # Only events that can change a status: the others are not read (nor their JSON decoded).  It is the
+    # condition of the partial index ix_event_status_change (models.STATUS_CHANGE, migration 0020), spelled
+    # out as literal SQL: with bound parameters neither database can prove that a query's condition implies
+    # the index's, and they scanned every event of the period's tickets instead (0.4 s of a 90-day report).
+    return text("(event.action IN ('merge', 'autoclose') OR event.detail LIKE '%status%')")
 
 
 def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetime) -> list[tuple]:
@@ -84,12 +86,16 @@ def live_status_events(conn: Connection, scope: Scope, since: datetime, until: d
                        end: datetime) -> Iterable[Row]:
     """(ticket_id, at, action, detail) of the status-changing events before `end` of the tickets alive
     in [since, until), in each ticket's order."""
+    return conn.execute(live_status_events_query(scope, since, until, end))
+
+
+def live_status_events_query(scope: Scope, since: datetime, until: datetime, end: datetime):
+    """The statement of `live_status_events` (a test asks both databases for its plan)."""
     ticket, event = t.ticket, t.event
-    return conn.execute(
-        select(event.c.ticket_id, event.c.at, event.c.action, event.c.detail)
-        .join(ticket, ticket.c.id == event.c.ticket_id)
-        .where(*_live(scope, since, until), event.c.at < end, _may_change_status())
-        .order_by(event.c.ticket_id, event.c.at, event.c.id))
+    return (select(event.c.ticket_id, event.c.at, event.c.action, event.c.detail)
+            .join(ticket, ticket.c.id == event.c.ticket_id)
+            .where(*_live(scope, since, until), event.c.at < end, _may_change_status())
+            .order_by(event.c.ticket_id, event.c.at, event.c.id))
 
 
 def status_events_between(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
