@@ -41,11 +41,12 @@ to `connections` mails.  The SQL is in `inboxd.store.outbox`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -56,6 +57,7 @@ from inboxd import oauth
 from inboxd.tls import client_context
 from inboxd.config import Settings, SmtpSettings
 from inboxd.store import outbox as store
+from inboxd.store import writegate
 from inboxd.store.engine import writing
 from inboxd.outbound.outbox import compose_spec
 
@@ -301,8 +303,12 @@ class Sender:
         try:
             with store.ledger(self.engine) as conn:
                 ledger = _Ledger(conn, self.clock)
-                while batch := self.claim_batch(self.clock(), self.batch):
-                    results = self._record_all(batch, await self._send_batch(batch, servers, ledger))
+                while True:
+                    with _turn(writegate.gate_of(self.engine)):
+                        batch = self.claim_batch(self.clock(), self.batch)
+                        if not batch:
+                            break
+                        results = self._record_all(batch, await self._send_batch(batch, servers, ledger))
                     for item, result in zip(batch, results):
                         if result == "sent":
                             report.sent += 1
@@ -413,6 +419,33 @@ class Sender:
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
             await server.drop(index)
             return TemporaryFailure(f"{type(exc).__name__}: {exc}")
+
+
+# How long one batch may keep this process's other writers of a SQLite store waiting (see _turn).
+BURST = 0.1
+
+
+@contextlib.contextmanager
+def _turn(gate: writegate.WriteGate | None) -> Iterator[None]:
+    """One turn at the write gate for a whole batch (claim, rounds, record), for at most BURST.
+
+    A round holds the store's lock for a few milliseconds, while filing
+    holds it for a whole batch of mail: with a turn per transaction, the
+    sender sent one round, of up to `connections` mails, per batch filed.
+    A batch sends in one turn instead; after BURST (a slow server) its
+    transactions queue one by one again, so filing never waits longer.
+    """
+    if gate is None:
+        yield
+        return
+    turn = object()
+    gate.enter(turn)
+    timer = asyncio.get_running_loop().call_later(BURST, gate.leave, turn)
+    try:
+        yield
+    finally:
+        timer.cancel()
+        gate.leave(turn)
 
 
 class _Server:

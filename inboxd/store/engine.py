@@ -34,6 +34,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from inboxd.store.writegate import WriteGate, register
+
 
 log = logging.getLogger("inboxd.db")
 
@@ -123,10 +125,31 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
+    # The threads of this process queue for the write lock (inboxd.store.writegate).
+    gate = WriteGate(BUSY_TIMEOUT_MS / 1000)
+    gate.install(engine.dialect)
+    register(engine, gate)
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode != "IMMEDIATE":
+            conn.exec_driver_sql(f"BEGIN {mode}")
+            return
+        key = id(conn.connection.dbapi_connection)
+        gate.enter(key)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            gate.leave(key)
+            raise
+
+    @event.listens_for(engine, "checkin")
+    @event.listens_for(engine, "close")
+    @event.listens_for(engine, "invalidate")
+    def _on_release(dbapi_conn, _record, *_exc) -> None:
+        # A connection dropped or returned mid-transaction holds no turn any more.
+        gate.leave(id(dbapi_conn))
 
 
 @contextlib.contextmanager
