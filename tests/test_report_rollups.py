@@ -224,3 +224,37 @@ def test_the_scheduler_rolls_the_days_up_at_night(engine, tmp_path):
     assert len(days) == rollups.FILL_DAYS - 1 and max(days) == datetime(2026, 11, 19, 16, tzinfo=UTC)
     assert report(engine, settings, NOW - timedelta(days=30)) == report(engine, settings, NOW - timedelta(days=30),
                                                                         use=False)
+
+
+def test_the_days_before_the_first_event_are_stored_empty_in_one_go(engine, tmp_path):
+    """A new store (or a desk's years before it began): nothing to count before the first event, so
+    those days are written together with empty figures, and the report reads them like any other."""
+    seed(engine, random.Random(10), tickets=15)
+    with writing(engine) as conn:
+        first = conn.execute(select(t.event.c.at).order_by(t.event.c.at).limit(1)).scalar_one()
+    settings = settings_for(tmp_path, "Asia/Shanghai")
+    since = NOW - timedelta(days=90)
+    live = report(engine, settings, since, use=False)
+    days = rollups.complete_days(since, NOW, NOW, settings.reports.timezone)
+    assert rollups.fill(engine, settings, since=since, until=NOW, now=NOW) == len(days)
+    c = t.report_rollup.c
+    with reading(engine) as conn:
+        stored = {(kind, day): data for kind, day, data in conn.execute(select(c.kind, c.day, c.data))}
+    empty_days = [start for start, end in days if end <= first]
+    assert len(empty_days) > 40
+    for day in empty_days:
+        assert json.loads(stored[("replies", day)]) == {}
+        assert json.loads(stored[("resolved", day)]) == []
+        assert json.loads(stored[("escalations", day)])["count"] == 0
+    assert report(engine, settings, since) == live
+    # The stored empty days are read: altering one changes the report.
+    with writing(engine) as conn:
+        conn.execute(update(t.report_rollup).where(c.kind == "replies", c.day == empty_days[5])
+                     .values(data=json.dumps({"alice": 1000})))
+    altered = report(engine, settings, since)
+    assert altered["agents"]["alice"]["replies"] == live["agents"]["alice"]["replies"] + 1000
+    # A mail dated in one of those days, written later (an import): that day is stale, the report counts live.
+    with writing(engine) as conn:
+        conn.execute(insert(t.event).values(ticket_id=1, at=empty_days[3] + timedelta(hours=3), actor="bob",
+                                            action="reply", detail="{}"))
+    assert report(engine, settings, since) == report(engine, settings, since, use=False)

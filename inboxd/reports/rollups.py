@@ -150,6 +150,11 @@ KINDS: dict[str, Kind] = {
 }
 
 
+# What each figure of a day without events is, as stored.
+EMPTY = {kind: json.dumps(k.dump(k.add([])), ensure_ascii=False, sort_keys=True)
+         for kind, k in KINDS.items()}
+
+
 # --- Reading ----------------------------------------------------------------------------------
 
 @dataclass
@@ -193,7 +198,8 @@ class Rollups:
 def fill(engine: Engine, settings: Settings, *, since: datetime, until: datetime, now: datetime) -> int:
     """Store every complete day of [since, until) not stored yet or stale; returns the days (re)counted.
 
-    One transaction per day, so the store's write lock is never held for long."""
+    One transaction per day with events, so the store's write lock is never
+    held for long; the days before the first event share one."""
     fp = fingerprint(settings)
     days = complete_days(since, until, now, settings.reports.timezone)
     if not days:
@@ -206,13 +212,30 @@ def fill(engine: Engine, settings: Settings, *, since: datetime, until: datetime
         later = {w: table.earliest_event_after(conn, w) for w in {w for _, w in rows.values()}}
     counted = 0
     current = []
+    stale_days = []
     for start, end in days:
         stale = [kind for kind in KINDS
                  if (kind, start) not in rows
                  or (later[rows[(kind, start)][1]] is not None and later[rows[(kind, start)][1]] < end)]
         current += [(kind, start) for kind in KINDS if kind not in stale and rows[(kind, start)][1] < newest]
-        if not stale:
-            continue
+        if stale:
+            stale_days.append((start, end, stale))
+    if stale_days:
+        # The days before the first event (all of them on a new store, the years before a desk began)
+        # have nothing to count: their empty figures are written together, in one transaction, in
+        # which the first event's date is read, so an event written meanwhile is either seen or newer
+        # than the watermark.
+        with writing(engine) as conn:
+            watermark = table.newest_event(conn)
+            first = table.earliest_event_since(conn, stale_days[0][0])
+            for start, end, stale in stale_days:
+                if first is not None and end > first:
+                    break
+                for kind in stale:
+                    table.write(conn, fp, kind, start, EMPTY[kind], watermark, now)
+                counted += 1
+        stale_days = stale_days[counted:]
+    for start, end, stale in stale_days:
         with writing(engine) as conn:
             # The watermark is read before counting: an event written meanwhile is then newer than it,
             # and if it is dated inside the day the next check recounts the day.

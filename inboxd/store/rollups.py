@@ -74,3 +74,8 @@ def earliest_event_after(conn: Connection, watermark: int) -> datetime | None:
     # the index on `at` from the oldest event until it met a newer id (the whole table, for a recent watermark).
     newer = select(event.at.label("at")).where(event.id > watermark).limit(2 ** 62).subquery()
     return conn.execute(select(func.min(newer.c.at))).scalar()
+
+
+def earliest_event_since(conn: Connection, since: datetime) -> datetime | None:
+    """The earliest `at` of the events dated at or after `since` (one probe of the index on `at`), or None."""
+    return conn.execute(select(func.min(t.event.c.at)).where(t.event.c.at >= since)).scalar()
