@@ -202,17 +202,19 @@ def _create_fresh(conn: Connection) -> bool:
     """Make the head schema in an empty database in one step; False if it is not empty.
 
     The models' metadata is the head schema (tests/test_db.py checks that
-    the migrations make exactly it, on both stores), so `create_all` and a
-    version row at SCHEMA_HEAD is what running every migration makes, in a
-    fraction of the time and without importing Alembic.
+    the migrations make exactly it, on both stores), and inboxd.store.tables
+    is generated from it (tests/test_tables_generated.py compares their DDL),
+    so `create_all` of those tables and a version row at SCHEMA_HEAD is what
+    running every migration makes, in a fraction of the time and without
+    importing Alembic or SQLModel.
     """
     from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
 
-    from inboxd.store import models
+    from inboxd.store.tables import metadata
 
     if inspect(conn).get_table_names():
         return False
-    models.SQLModel.metadata.create_all(conn)
+    metadata.create_all(conn)
     # Alembic's own version table, as Alembic creates it.
     version = Table("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
                     PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
