@@ -169,3 +169,23 @@ def test_the_daemon_and_a_fresh_store_do_not_import_sqlmodel(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
     assert (tmp_path / "inboxd.db").exists()
+
+
+def test_no_runtime_module_imports_the_models():
+    """Only Alembic (inboxd/store/migrations) may use the SQLModel classes; anything else would
+    load SQLModel and pydantic into the daemon again, lazily, where the probe above does not look."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "inboxd").rglob("*.py")):
+        if "migrations" in path.relative_to(ROOT / "inboxd").parts or path.name == "models.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            if any(name.split(".")[0] == "sqlmodel" or name == "inboxd.store.models" for name in names):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
