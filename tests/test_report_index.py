@@ -69,7 +69,7 @@ def test_the_status_history_reads_the_partial_index(engine):
     since = NOW - timedelta(days=90)
     with reading(engine) as conn:
         assert "ix_event_status_change" in plan(conn, live_status_events_query(Scope(), since, NOW, NOW))
-        rows = live_status_events(conn, Scope(), since, NOW, NOW).all()
+        rows = list(live_status_events(conn, Scope(), since, NOW, NOW))
     # Exactly the events that can change a status, each ticket's in order; the note that merely says
     # "100%" and the messages without a status are not read.
     assert [r[2] for r in rows] == ["status", "message", "autoclose"] * 40
