@@ -1,5 +1,6 @@
 """The report's status history reads the events that can change a status through their partial index
-(ix_event_status_change, migration 0020), on SQLite and PostgreSQL.
+(ix_event_status_change, migration 0020), and the first-contact resolution counts the agents' messages
+through theirs (ix_message_agent), on SQLite and PostgreSQL.
 
 The query repeats the index's condition as literal SQL; if the two drift
 apart, or the condition is written with bound parameters again, neither
@@ -17,8 +18,9 @@ import pytest
 from sqlalchemy import insert, text
 
 from inboxd.store.engine import create_store_engine, migrate, reading, writing
-from inboxd.store.models import STATUS_CHANGE
-from inboxd.store.reports import Scope, live_status_events, live_status_events_query
+from inboxd.store.models import AGENT_MESSAGE, STATUS_CHANGE
+from inboxd.store.reports import (Scope, agent_reply_counts, agent_reply_counts_query, live_status_events,
+                                  live_status_events_query)
 from inboxd.store.sql import t
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -44,6 +46,12 @@ def seed(engine) -> None:
                       ("status", {"changes": {"status": {"before": "new", "after": "open"}}}),
                       ("message", {"kind": "agent", "status_before": "open", "status_after": "pending"}),
                       ("autoclose", {}), ("note", {"text": "100% sure"})]
+            for i, kind in enumerate(("customer", "agent", "agent", "note")[:pk % 5]):
+                sha = f"{pk * 10 + i:064x}"
+                conn.execute(insert(t.rawmessage).values(sha256=sha, size=1, data=b"x"))
+                conn.execute(insert(t.message).values(
+                    message_key=f"m{pk}.{i}", message_id=f"m{pk}.{i}@example.org", ticket_id=pk, kind=kind,
+                    direction="out" if kind == "agent" else "in", raw_sha256=sha, size=1, created_at=created))
             for i, (action, detail) in enumerate(events):
                 conn.execute(insert(t.event).values(ticket_id=pk, at=created + timedelta(minutes=i), actor="a",
                                                     action=action, detail=json.dumps(detail)))
@@ -88,3 +96,24 @@ def test_the_index_holds_the_condition_of_the_models(engine):
             # PostgreSQL prints its own form of the condition: the pattern must come through unchanged
             # (a doubled percent sign would be another condition than the query's).
             assert "'%status%'" in ddl and "'merge'" in ddl and "'autoclose'" in ddl
+
+
+@pytest.mark.store
+def test_the_agent_messages_are_counted_through_the_partial_index(engine):
+    seed(engine)
+    with reading(engine) as conn:
+        assert "ix_message_agent" in plan(conn, agent_reply_counts_query(list(range(1, 41))))
+        counts = agent_reply_counts(conn, list(range(1, 41)))
+    # As seeded: a ticket with pk % 5 == 2 has one agent message, with 3 or 4 two, the others none.
+    assert counts == {pk: min(pk % 5, 3) - 1 for pk in range(1, 41) if pk % 5 >= 2}
+
+
+@pytest.mark.store
+def test_the_agent_index_holds_the_condition_of_the_models(engine):
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'ix_message_agent'")).scalar()
+            assert ddl.endswith("WHERE " + AGENT_MESSAGE)
+        else:
+            ddl = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_message_agent'")).scalar()
+            assert "'agent'" in ddl

@@ -448,3 +448,8 @@ TICKET_NUMBER = sa.Sequence("ticket_number", metadata=SQLModel.metadata)
 STATUS_CHANGE = "action IN ('merge', 'autoclose') OR detail LIKE '%status%'"
 Index("ix_event_status_change", Event.__table__.c.ticket_id, Event.__table__.c.at,
       sqlite_where=sa.text(STATUS_CHANGE), postgresql_where=sa.text(STATUS_CHANGE))
+# The agents' messages by ticket, which the report counts per resolved ticket (first-contact resolution)
+# without reading the messages (migration 0020; inboxd.store.reports.agent_reply_counts_query).
+AGENT_MESSAGE = "kind = 'agent'"
+Index("ix_message_agent", Message.__table__.c.ticket_id,
+      sqlite_where=sa.text(AGENT_MESSAGE), postgresql_where=sa.text(AGENT_MESSAGE))

@@ -115,15 +115,24 @@ def status_events_between(conn: Connection, scope: Scope, since: datetime, until
 
 def agent_reply_counts(conn: Connection, ticket_ids: Sequence[int]) -> dict[int, int]:
     """The number of agent messages on each of the tickets (those with none are absent)."""
-    message = t.message
     out: dict[int, int] = {}
     for start in range(0, len(ticket_ids), CHUNK):
-        chunk = list(ticket_ids[start:start + CHUNK])
-        out.update(conn.execute(
-            select(message.c.ticket_id, func.count())
-            .where(message.c.kind == "agent", message.c.ticket_id.in_(chunk))
-            .group_by(message.c.ticket_id)).all())
+        out.update(conn.execute(agent_reply_counts_query(list(ticket_ids[start:start + CHUNK]))).all())
     return out
+
+
+def agent_reply_counts_query(ticket_ids: list[int]):
+    """The statement of `agent_reply_counts` for one list of tickets (a test asks both databases for its plan).
+
+    Its condition on the kind is the partial index ix_message_agent's (models.AGENT_MESSAGE, migration 0020),
+    as literal SQL: SQLite would match a bound "agent" too, but PostgreSQL's generic plan of a prepared
+    statement (psycopg prepares one run five times) could not use the index.  Through it the agent messages are
+    counted without reading the messages themselves (0.6 s of a 90-day report over 95,000 resolved tickets
+    through the index on ticket_id alone, 0.2 s through this one)."""
+    message = t.message
+    return (select(message.c.ticket_id, func.count())
+            .where(text("message.kind = 'agent'"), message.c.ticket_id.in_(ticket_ids))
+            .group_by(message.c.ticket_id))
 
 
 def backlog(conn: Connection, scope: Scope) -> int:

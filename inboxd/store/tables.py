@@ -94,6 +94,7 @@ message = sa.Table(
     sa.Column('raw_sha256', sa.String(), sa.ForeignKey('rawmessage.sha256'), nullable=False),
     sa.Column('size', sa.Integer(), nullable=False, default=0),
     sa.Column('created_at', UTCDateTime(), nullable=False),
+    sa.Index('ix_message_agent', 'ticket_id', postgresql_where=sa.text("kind = 'agent'"), sqlite_where=sa.text("kind = 'agent'")),
 )
 
 messageref = sa.Table(

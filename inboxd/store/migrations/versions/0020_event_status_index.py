@@ -1,4 +1,4 @@
-"""A partial index over the events that can change a ticket's status, so a report reads them alone
+"""Partial indexes over the events that can change a ticket's status and over the agents' messages, for the report
 
 Revision ID: 0020
 Revises: 0019
@@ -8,7 +8,10 @@ The report's status history (inboxd.store.reports.live_status_events) read
 every event of every ticket of the period to keep the few that name a status
 (a 90-day report over 1,000,000 events: 0.4 s of SQLite).  The index holds
 only those (its condition is inboxd.store.models.STATUS_CHANGE, which the
-query repeats word for word so both databases can use it).
+query repeats word for word so both databases can use it).  The first-contact
+resolution counts each resolved ticket's agent messages, which read every
+message row of those tickets (0.6 s for 95,000 tickets); the second index
+(models.AGENT_MESSAGE) counts them without the rows.
 """
 
 from alembic import op
@@ -22,12 +25,16 @@ depends_on = None
 
 # A copy, not an import: a migration keeps the condition it was written with.
 STATUS_CHANGE = "action IN ('merge', 'autoclose') OR detail LIKE '%status%'"
+AGENT_MESSAGE = "kind = 'agent'"
 
 
 def upgrade() -> None:
     op.create_index('ix_event_status_change', 'event', ['ticket_id', 'at'], unique=False,
                     sqlite_where=sa.text(STATUS_CHANGE), postgresql_where=sa.text(STATUS_CHANGE))
+    op.create_index('ix_message_agent', 'message', ['ticket_id'], unique=False,
+                    sqlite_where=sa.text(AGENT_MESSAGE), postgresql_where=sa.text(AGENT_MESSAGE))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_message_agent', 'message')
     op.drop_index('ix_event_status_change', 'event')
