@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlmodel import SQLModel
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
@@ -25,6 +24,7 @@ from inboxd.desk import backups
 from inboxd.store.backup import BackupError, restore_backup, take_backup
 from inboxd.store.copy import checksum
 from inboxd.store.engine import SCHEMA_HEAD, create_store_engine, open_store, reading
+from inboxd.store.tables import metadata
 from inboxd.testing.mail import make_mail
 from tests.support import cli, config_store_url, db_count, list_json, show_json, store_engine, write_config
 
@@ -113,7 +113,7 @@ def _sums(config: Path) -> dict[str, str]:
     engine = store_engine(config)
     try:
         with reading(engine) as conn:
-            return {name: checksum(conn, SQLModel.metadata.tables[name]) for name in ("ticket", "message", "rawmessage")}
+            return {name: checksum(conn, metadata.tables[name]) for name in ("ticket", "message", "rawmessage")}
     finally:
         engine.dispose()
 
