@@ -69,6 +69,8 @@ MAX_FOLDER_BACKOFF_SECONDS = 15 * 60.0
 HANDOFF_TIMEOUT_SECONDS = 600.0
 # UIDs whose size and arrival time are asked for in one FETCH.
 META_CHUNK = 5000
+# The size of a folder sync's first batch (see MailboxPoller._batches).
+FIRST_BATCH = 25
 # Bytes asked for in one partial FETCH of a message over max_message_bytes.
 SPOOL_PIECE = 2 * 1024 * 1024
 # The most STORE commands one folder's write-back sends in one pass: turning
@@ -89,6 +91,7 @@ class BatchSink(Protocol):
     def lease_holder(self, mailbox: str, folder: str) -> Any: ...   # .name and .expires_at, or None
     def checkpoint(self, mailbox: str, folder: str) -> FolderCheckpoint | None: ...
     def begin_folder(self, mailbox: str, folder: str, uidvalidity: int, history_before: datetime) -> None: ...
+    def expect(self, count: int) -> None: ...
     def prepare(self, batch: Batch) -> Any: ...
     def file(self, batch: Batch, prepared: Any) -> BatchResult: ...
     def folder_state(self, mailbox: str, folder: str, error: str | None, now: datetime) -> None: ...
@@ -521,6 +524,7 @@ class MailboxPoller:
                 self.sink.file(Batch(self.mailbox.name, folder, uidvalidity, 0, (), history_before), None)
             return 0
         log.info("%s/%s: %d new message(s) from UID %d", self.mailbox.name, folder, len(uids), uids[0])
+        self.sink.expect(len(uids))
         filed = done = 0
         self._report(folder, 0, len(uids), None)
         batches = self._batches(client, folder, uidvalidity, uids, history_before)
@@ -631,7 +635,9 @@ class MailboxPoller:
                  history_before: datetime | None) -> Iterator[Batch]:
         """The folder's new mail in batches of at most batch_size messages and
         batch_bytes bytes (by RFC822.SIZE, asked first), each with its arrival time."""
-        count, limit = self.settings.batch_size, self.settings.batch_bytes
+        # The first batches are small and double up to batch_size: the filer starts on the first
+        # mails after a short fetch and parse instead of a whole batch's (the pipeline fills sooner).
+        count, limit = min(FIRST_BATCH, self.settings.batch_size), self.settings.batch_bytes
         for m in range(0, len(uids), META_CHUNK):
             meta_uids = list(uids[m:m + META_CHUNK])
             meta = client.fetch(meta_uids, ["RFC822.SIZE", "INTERNALDATE"])
@@ -659,6 +665,7 @@ class MailboxPoller:
                 messages = [Fetched(uid, data[uid][b"BODY[]"], _arrival(meta[uid].get(b"INTERNALDATE")))
                             for uid in chunk if uid in data and data[uid].get(b"BODY[]") is not None]
                 yield Batch(self.mailbox.name, folder, uidvalidity, chunk[-1], messages, history_before)
+                count = min(count * 2, self.settings.batch_size)
             if not present:
                 # Every UID of this chunk vanished: still move the checkpoint past them.
                 yield Batch(self.mailbox.name, folder, uidvalidity, meta_uids[-1], (), history_before)

@@ -160,6 +160,11 @@ class StoreSink:
         """A file for one mail over max_message_bytes, written as it is fetched."""
         return Spool(self.settings.store.data_dir / "oversize")
 
+    def expect(self, count: int) -> None:
+        """A folder has `count` new messages to fetch: start the parser worker now if they are worth it."""
+        if self.pool is not None and count >= MIN_BATCH_FOR_WORKER:
+            self.pool.warm()
+
     def prepare(self, batch: Batch) -> tuple[list[int], Future] | None:
         """Start parsing the batch's small mail in the worker: (their positions, the future)."""
         if self.pool is None:

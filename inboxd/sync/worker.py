@@ -112,6 +112,12 @@ class ParserPool:
         for t in self.threads:
             t.start()
 
+    def warm(self) -> None:
+        """Start the workers now, ahead of the first batch: a worker's start (an interpreter and the
+        parser's imports, about 0.2 s) then runs while the poller fetches, not while the filer waits."""
+        for _ in self.threads:
+            self.jobs.put((None, None))
+
     def submit(self, raws: list[bytes], max_attachment_bytes: int, data_dir: Path) -> Future:
         future: Future = Future()
         self.jobs.put((future, (raws, max_attachment_bytes, data_dir)))
@@ -160,6 +166,12 @@ class ParserPool:
         try:
             while (job := self.jobs.get()) is not None:
                 future, request = job
+                if future is None:
+                    # warm(): only the start (the worker that takes this does; the rest start on work).
+                    if proc is None or proc.poll() is not None:
+                        self._stop(proc)
+                        proc = self._start()
+                    continue
                 if not future.set_running_or_notify_cancel():
                     continue
                 try:
