@@ -35,7 +35,10 @@ PostgreSQL the server's own CPU is not in the CPU figure):
   (their number and total time), and a steady pass a minute later after
   1 % of the tickets changed (target 0.3 s);
 * the weekly report over the last 90 days, `compute_report(...,
-  include_agents=True)` in a read transaction, best of 3 (target 1 s).
+  include_agents=True)` in a read transaction, best of 3 (target 1 s);
+  then again after adding the status events the fill does not write (an
+  "open" and a "solved" event per resolved ticket, an auto-close per closed
+  one: what a desk's history holds, and what the report's status figures read).
 """
 
 from __future__ import annotations
@@ -217,6 +220,39 @@ def _report(label: str, engine, settings, now: datetime, figures: dict[str, floa
     print(f"[{label}] weekly report, 90 days, warm: {wall:6.2f} s wall, {proc:6.2f} s CPU best of 3"
           f"  ({result['tickets']['created']:,} tickets created; target 1 s; same as without rollups:"
           f" {result == live[2]})")
+
+    # The fill resolves tickets without the status events a desk writes (the agent's "open" and "solved",
+    # the auto-close), so the report above has almost no status history to read.  The same store with them:
+    added = add_status_events(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM report_rollup"))
+    rollups.fill(engine, settings, since=now - timedelta(days=90), until=now, now=now)
+    runs = [timed(report) for _ in range(3)]
+    wall, proc, result = min(runs, key=lambda r: r[0])
+    figures["report_events"] = wall
+    print(f"[{label}] weekly report, 90 days, warm, with {added:,} status events: {wall:6.2f} s wall,"
+          f" {min(r[1] for r in runs):6.2f} s CPU best of 3  ({result['tickets']['resolved']:,} resolved)")
+
+
+def add_status_events(engine) -> int:
+    """The status events of the tickets the fill resolved: "open" an hour after creation, "solved" when
+    solved, and for the closed ones the auto-close an hour later (not timed); how many were added."""
+    later = ("strftime('%Y-%m-%d %H:%M:%f000', {}, '+1 hour')" if engine.dialect.name == "sqlite"
+             else "{} + interval '1 hour'")
+    change = '{{"changes": {{"status": {{"before": "{}", "after": "{}"}}}}}}'
+    statements = [
+        (f"SELECT id, {later.format('created_at')}, 'alice', 'status', '{change.format('new', 'open')}'"
+         " FROM ticket WHERE status IN ('solved', 'closed')"),
+        (f"SELECT id, coalesce(solved_at, updated_at), 'alice', 'status', '{change.format('open', 'solved')}'"
+         " FROM ticket WHERE status IN ('solved', 'closed')"),
+        (f"SELECT id, {later.format('coalesce(closed_at, updated_at)')}, 'inboxd', 'autoclose', '{{}}'"
+         " FROM ticket WHERE status = 'closed'"),
+    ]
+    added = 0
+    with engine.begin() as conn:
+        for select_ in statements:
+            added += conn.execute(text("INSERT INTO event (ticket_id, at, actor, action, detail) " + select_)).rowcount
+    return added
 
 
 def prepare(db: Path, tickets: int) -> None:
