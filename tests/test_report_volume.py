@@ -1,6 +1,7 @@
 """The report's volume by local hour and weekday (inboxd.reports.metrics._volume) finds each instant's
 offset once per UTC hour; it must give what converting every instant to the time zone gives, also
-around clock changes, in zones whose offsets are not whole hours and whose DST step is half an hour."""
+around clock changes, in zones whose offsets are not whole hours and whose DST step is half an hour.
+And the report, which pauses Python's cycle collector while it computes, leaves it as it found it."""
 
 from __future__ import annotations
 
@@ -39,3 +40,21 @@ def test_the_local_hours_and_weekdays_are_those_of_each_instant(zone):
     days = Counter(WEEKDAYS[at.weekday()] for at in local)
     assert volume["by_weekday"] == {day: days[day] for day in WEEKDAYS}
     assert sum(volume["by_hour"]) == len(instants)
+
+
+def test_the_report_leaves_the_cycle_collector_as_it_found_it():
+    import gc
+
+    from inboxd.reports.metrics import _without_cycle_collection
+
+    assert gc.isenabled()
+    with _without_cycle_collection():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _without_cycle_collection():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

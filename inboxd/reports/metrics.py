@@ -201,12 +201,12 @@ def _without_cycle_collection():
     allocations, traversed the growing heap for nothing: 0.4 s of a 1.3 s 90-day report.  The collector's
     state is put back afterwards (a caller that paused it keeps it paused), and what it would have found
     meanwhile it finds on its next run."""
-    paused = gc.isenabled()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if paused:
+        if was_enabled:
             gc.enable()
 
 
