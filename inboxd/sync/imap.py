@@ -54,6 +54,7 @@ from inboxd.tls import client_context
 from inboxd.config import ImapSettings, MailboxSettings
 from inboxd.desk.ingest import Batch, BatchResult, Fetched, FolderCheckpoint
 from inboxd.mail.message import extract_message_id
+from inboxd.sync import heap
 from inboxd.store.leases import LeaseLost
 
 log = logging.getLogger("inboxd.sync.imap")
@@ -67,8 +68,11 @@ MAX_FOLDER_BACKOFF_SECONDS = 15 * 60.0
 # How long one hand-off between the fetch thread and the filer may wait
 # before the sync attempt is declared stuck and ended.
 HANDOFF_TIMEOUT_SECONDS = 600.0
-# UIDs whose size and arrival time are asked for in one FETCH.
-META_CHUNK = 5000
+# UIDs whose size and arrival time are asked for in one FETCH.  imapclient
+# answers with a dict, a datetime and a time zone object per message (about
+# 1 KB each); a thousand keep that answer near 1 MB while it is read, and
+# what the batches need of it is kept compactly (`_meta`).
+META_CHUNK = 1000
 # The size of a folder sync's first batch (see MailboxPoller._batches).
 FIRST_BATCH = 25
 # Bytes asked for in one partial FETCH of a message over max_message_bytes.
@@ -536,6 +540,10 @@ class MailboxPoller:
             self.beat()
             self.keep_leases()
             self._report(folder, done, len(uids), result)
+            # The batch is done with: what it leaves free in the C heap goes back to the system
+            # before the next one comes (inboxd.sync.heap says why).
+            del batch, prepared, result
+            heap.release()
             if self.stop.is_set():
                 break
         return filed
@@ -639,38 +647,39 @@ class MailboxPoller:
         # mails after a short fetch and parse instead of a whole batch's (the pipeline fills sooner).
         count, limit = min(FIRST_BATCH, self.settings.batch_size), self.settings.batch_bytes
         for m in range(0, len(uids), META_CHUNK):
-            meta_uids = list(uids[m:m + META_CHUNK])
-            meta = client.fetch(meta_uids, ["RFC822.SIZE", "INTERNALDATE"])
-            present = [uid for uid in meta_uids if uid in meta]
+            meta_uids = uids[m:m + META_CHUNK]
+            present, sizes, arrivals = _meta(client, meta_uids)
             i = 0
             while i < len(present):
                 if self.stop.is_set():
                     return
-                chunk, size = [present[i]], int(meta[present[i]].get(b"RFC822.SIZE") or 0)
+                first, size = i, sizes[i]
                 i += 1
                 if size > self.sink.max_message_bytes:
-                    spooled = self._spool(client, folder, chunk[0], meta[chunk[0]])
-                    yield Batch(self.mailbox.name, folder, uidvalidity, chunk[0], spooled, history_before)
+                    spooled = self._spool(client, folder, present[first], arrivals[first])
+                    yield Batch(self.mailbox.name, folder, uidvalidity, present[first], spooled, history_before)
                     continue
-                while i < len(present) and len(chunk) < count:
-                    nxt = int(meta[present[i]].get(b"RFC822.SIZE") or 0)
+                while i < len(present) and i - first < count:
+                    nxt = sizes[i]
                     if size + nxt > limit or nxt > self.sink.max_message_bytes:
                         break
-                    chunk.append(present[i])
                     size += nxt
                     i += 1
+                chunk = list(present[first:i])
                 data = client.fetch(chunk, ["BODY.PEEK[]"])
                 log.debug("%s/%s: fetched UIDs %d..%d (%d bytes)", self.mailbox.name, folder, chunk[0], chunk[-1], size)
                 # A message expunged between SEARCH and FETCH is simply absent.
-                messages = [Fetched(uid, data[uid][b"BODY[]"], _arrival(meta[uid].get(b"INTERNALDATE")))
-                            for uid in chunk if uid in data and data[uid].get(b"BODY[]") is not None]
+                messages = [Fetched(uid, data[uid][b"BODY[]"], arrivals[first + k])
+                            for k, uid in enumerate(chunk) if uid in data and data[uid].get(b"BODY[]") is not None]
+                del data  # The bodies live on in `messages` only.
                 yield Batch(self.mailbox.name, folder, uidvalidity, chunk[-1], messages, history_before)
+                del messages  # Not kept while the next batch is fetched.
                 count = min(count * 2, self.settings.batch_size)
             if not present:
                 # Every UID of this chunk vanished: still move the checkpoint past them.
                 yield Batch(self.mailbox.name, folder, uidvalidity, meta_uids[-1], (), history_before)
 
-    def _spool(self, client: IMAPClient, folder: str, uid: int, meta: dict) -> list[Fetched]:
+    def _spool(self, client: IMAPClient, folder: str, uid: int, arrival: datetime | None) -> list[Fetched]:
         """Fetch one message over max_message_bytes into a file, SPOOL_PIECE bytes at a
         time; the Fetched that points at the file (none if the message vanished)."""
         spool = self.sink.spool()
@@ -694,7 +703,7 @@ class MailboxPoller:
             raise
         log.info("%s/%s: UID %d has %d bytes, more than max_message_bytes (%d); kept in %s",
                  self.mailbox.name, folder, uid, offset, self.sink.max_message_bytes, path)
-        return [Fetched(uid, b"", _arrival(meta.get(b"INTERNALDATE")), raw_path=path)]
+        return [Fetched(uid, b"", arrival, raw_path=path)]
 
     # -- for ever -----------------------------------------------------------------
 
@@ -857,6 +866,21 @@ def _uid_range(uids: list[int]) -> str:
     return f"{uids[0]}" if len(uids) == 1 else f"{uids[0]}..{uids[-1]} ({len(uids)})"
 
 
+def _meta(client: IMAPClient, uids: array) -> tuple[array, array, list[datetime | None]]:
+    """The UIDs of `uids` still on the server, with their sizes (RFC822.SIZE) and arrival times.
+
+    imapclient's answer (a dict per message, a datetime with a time zone
+    object of its own) is dropped at once: the sizes go into an array and
+    the times become plain UTC datetimes, so what stays alive while the
+    chunk's batches are fetched is a few dozen bytes per message.
+    """
+    answer = client.fetch(list(uids), ["RFC822.SIZE", "INTERNALDATE"])
+    present = array("Q", (uid for uid in uids if uid in answer))
+    sizes = array("Q", (int(answer[uid].get(b"RFC822.SIZE") or 0) for uid in present))
+    arrivals = [_arrival(answer[uid].get(b"INTERNALDATE")) for uid in present]
+    return present, sizes, arrivals
+
+
 def _arrival(value: Any) -> datetime | None:
     """INTERNALDATE as an aware UTC datetime, or None when the server gave none."""
     if not isinstance(value, datetime):
@@ -929,6 +953,8 @@ def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1, *, stop: thread
             for batch in batches:
                 if not hand_over((batch, prepare(batch))):
                     return
+                # The consumer has it now; not kept alive here while the next one is fetched.
+                del batch
             hand_over(_END)
         except BaseException as exc:  # Handed to the consumer, which re-raises it.
             hand_over(exc)

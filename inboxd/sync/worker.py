@@ -35,6 +35,7 @@ from inboxd.mail.attachments import save_attachment
 from inboxd.mail.largemail import LARGE_MESSAGE_BYTES, parse_large
 from inboxd.mail.message import InboundMessage, MalformedMessage, parse_message
 from inboxd.mail.quotes import reply_text
+from inboxd.sync import heap
 
 
 def parse_one(raw: bytes, max_attachment_bytes: int, data_dir: Path | None = None) -> InboundMessage | MalformedMessage:
@@ -228,6 +229,7 @@ def serve(parent_pid: int) -> None:
         pickle.dump(parsed, stdout, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.flush()
         del parsed
+        heap.release()
 
 
 if __name__ == "__main__":
