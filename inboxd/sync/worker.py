@@ -224,7 +224,15 @@ def serve(parent_pid: int) -> None:
             raws, max_attachment_bytes, data_dir = pickle.load(stdin)
         except EOFError:
             return
-        parsed = parse_many(raws, max_attachment_bytes, data_dir)
+        # Each mail's bytes are let go once it is parsed (the request is ours
+        # alone), so the batch is never held twice, as bytes and as parsed
+        # messages: a parsed message keeps its text, not the mail, and its
+        # attachments are on disk.
+        parsed = []
+        for i in range(len(raws)):
+            raw, raws[i] = raws[i], None
+            parsed.append(parse_one(raw, max_attachment_bytes, data_dir))
+            del raw
         del raws
         pickle.dump(parsed, stdout, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.flush()
