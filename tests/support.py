@@ -242,3 +242,22 @@ def db_count(config: Path, sql: str, **params) -> int:
         return 0
     finally:
         engine.dispose()
+
+
+def filed_batch_sizes(config: Path) -> list[int]:
+    """Sync `config` once (`run_once`, which must not fail): how many messages each filed batch held, in
+    order, read from the progress reports (one per filed batch)."""
+    from inboxd.config import load_settings
+    from inboxd.daemon import run_once
+
+    sizes: list[int] = []
+    done = [0]
+
+    def progress(p) -> None:
+        if p.result is not None:
+            sizes.append(p.done - done[0])
+            done[0] = p.done
+
+    report = run_once(load_settings(config), progress=progress)
+    assert not report.failed
+    return sizes

@@ -17,7 +17,7 @@ import pytest
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
 from inboxd.testing.mail import make_mail
-from tests.support import db_count, write_config
+from tests.support import db_count, filed_batch_sizes, write_config
 
 # The smallest batch_bytes the config accepts.
 BATCH_BYTES = 64 * 1024
@@ -49,16 +49,7 @@ def sync(tmp_path, dovecot, imap_user, batch_bytes: int | None) -> tuple[list[in
     if batch_bytes is not None:
         text = config.read_text()
         config.write_text(text.replace("batch_size = 200\n", f"batch_size = 200\nbatch_bytes = {batch_bytes}\n", 1))
-    sizes: list[int] = []
-    done = [0]
-
-    def progress(p) -> None:
-        if p.result is not None:
-            sizes.append(p.done - done[0])
-            done[0] = p.done
-
-    report = run_once(load_settings(config), progress=progress)
-    assert not report.failed
+    sizes = filed_batch_sizes(config)
     return sizes, config
 
 

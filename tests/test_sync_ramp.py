@@ -13,12 +13,11 @@ from __future__ import annotations
 import threading
 
 from inboxd.config import load_settings
-from inboxd.daemon import run_once
 from inboxd.store.engine import open_store
 from inboxd.sync.imap import FIRST_BATCH
 from inboxd.sync.sink import MIN_BATCH_FOR_WORKER, StoreSink
 from inboxd.testing.mail import make_mail
-from tests.support import db_count, write_config
+from tests.support import db_count, filed_batch_sizes, write_config
 
 
 def test_batches_start_small_and_double_up_to_batch_size(tmp_path, dovecot, imap_user):
@@ -28,15 +27,7 @@ def test_batches_start_small_and_double_up_to_batch_size(tmp_path, dovecot, imap
         for i in range(n)])
     config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}],
                           batch_size=FIRST_BATCH * 3)
-    sizes: list[int] = []
-    done = [0]
-
-    def progress(p) -> None:
-        if p.result is not None:
-            sizes.append(p.done - done[0])
-            done[0] = p.done
-
-    run_once(load_settings(config), progress=progress)
+    sizes = filed_batch_sizes(config)
     top = FIRST_BATCH * 3
     assert sizes[:3] == [FIRST_BATCH, FIRST_BATCH * 2, top]
     assert all(size == top for size in sizes[2:-1]) and 0 < sizes[-1] <= top
