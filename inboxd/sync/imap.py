@@ -929,6 +929,11 @@ def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1, *, stop: thread
               tick: Callable[[], None] | None = None) -> Iterator[tuple[Batch, Any]]:
     """Run `batches` (and `prepare` on each) one step ahead on a helper thread.
 
+    One step: the next batch is fetched once the consumer has taken the
+    last one, so at most two batches are in memory (the one being filed and
+    the one fetched and being parsed), not three (a third fetched while the
+    queue still held one); the fetch still overlaps the filing.
+
     Every hand-off waits a bounded time, in short slices that watch for the
     consumer going away: an error on either side ends the whole attempt
     (the producer's error is raised here; a consumer that stops early
@@ -938,6 +943,7 @@ def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1, *, stop: thread
     """
     q: queue.Queue = queue.Queue(maxsize=depth)
     cancelled = threading.Event()
+    taken = threading.Event()
 
     def hand_over(item: Any) -> bool:
         while not cancelled.is_set():
@@ -948,12 +954,19 @@ def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1, *, stop: thread
                 continue
         return False
 
+    def wait_taken() -> bool:
+        while not cancelled.is_set():
+            if taken.wait(0.2):
+                taken.clear()
+                return True
+        return False
+
     def produce() -> None:
         try:
             for batch in batches:
-                if not hand_over((batch, prepare(batch))):
+                if not hand_over((batch, prepare(batch))) or not wait_taken():
                     return
-                # The consumer has it now; not kept alive here while the next one is fetched.
+                # The consumer has it now: not kept alive here while the next one is fetched.
                 del batch
             hand_over(_END)
         except BaseException as exc:  # Handed to the consumer, which re-raises it.
@@ -967,6 +980,7 @@ def _prefetch(batches: Iterator[Batch], prepare, depth: int = 1, *, stop: thread
             while True:
                 try:
                     item = q.get(timeout=0.5)
+                    taken.set()
                     break
                 except queue.Empty:
                     waited += 0.5
