@@ -17,6 +17,7 @@ import os
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text
 
 from inboxd.config import load_settings
 from inboxd.daemon import run_once
@@ -41,7 +42,7 @@ def mail(i: int, big: bool = False) -> bytes:
 
 def stored_times(config, sql: str) -> list[datetime]:
     with store_engine(config).connect() as conn:
-        return [_utc(row[0]) for row in conn.exec_driver_sql(sql)]
+        return [_utc(row[0]) for row in conn.execute(text(sql))]
 
 
 def _utc(value) -> datetime:
