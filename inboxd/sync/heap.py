@@ -5,11 +5,12 @@ filing thread parses and files it, a parser thread reads the worker's
 answer), and glibc gives each thread an arena of its own.  What a batch
 leaves behind when it is freed is free memory inside those arenas, spread
 between live objects, which glibc keeps (and the kernel counts as resident)
-until something asks for it back.  Over a first sync that is 15-20 MiB of
-the daemon's resident memory that nothing uses: `malloc_trim(0)` after each
-filed batch hands those pages back (MADV_DONTNEED on every free page of every
-arena), and the next batch faults in only what it needs.  It takes well
-under a millisecond per batch.
+until something asks for it back: during a first sync, 20-24 MiB of the
+daemon's arenas are free.  `malloc_trim(0)` after each filed batch hands
+those pages back (MADV_DONTNEED on every free page of every arena), and the
+next batch faults in only what it needs: 5-6 MiB less at the peak of a
+first sync (docs/performance.md, "Memory (round 4)"), at no cost visible in
+its rate.
 
 Elsewhere than glibc (musl, macOS) there is no malloc_trim and `release`
 does nothing.
