@@ -55,6 +55,8 @@ def _utc(value) -> datetime:
 @pytest.fixture
 def small_chunks(monkeypatch):
     monkeypatch.setattr(imap, "META_CHUNK", CHUNK)
+    # The folder's UIDs are asked for a few at a time too (`_new_uids`).
+    monkeypatch.setattr(imap, "SEARCH_WINDOW", 3)
 
 
 def test_a_sync_across_chunks_files_each_mail_once_at_its_arrival_time(tmp_path, dovecot, imap_user, small_chunks):
@@ -103,3 +105,19 @@ def test_mail_over_the_limit_at_a_chunks_start_keeps_its_arrival_time(tmp_path, 
     assert db_count(config, "select count(*) from message where direction = 'in'") == len(kinds) - 1
     assert stored_times(config, "select arrived_at from quarantine") == [arrival(CHUNK).astimezone(UTC)]
     assert db_count(config, "select last_uid from checkpoint where folder = 'INBOX'") == len(kinds)
+
+
+def test_mail_that_comes_later_is_found_past_the_windows_of_the_first_sync(tmp_path, dovecot, imap_user,
+                                                                          small_chunks):
+    dovecot.append_many(imap_user, "INBOX", [mail(i) for i in range(7)])
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}])
+    assert not run_once(load_settings(config)).failed
+    # A second sync starts past the checkpoint, inside a window's width of UIDs.
+    dovecot.append_many(imap_user, "INBOX", [mail(i) for i in range(7, 12)])
+    assert not run_once(load_settings(config)).failed
+    assert db_count(config, "select count(*) from message where direction = 'in'") == 12
+    assert db_count(config, "select count(distinct message_key) from message") == 12
+    assert db_count(config, "select last_uid from checkpoint where folder = 'INBOX'") == 12
+    # Nothing new: the last window ("13:*") names the newest UID, which is not new.
+    assert not run_once(load_settings(config)).failed
+    assert db_count(config, "select count(*) from message where direction = 'in'") == 12

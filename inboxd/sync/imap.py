@@ -73,6 +73,9 @@ HANDOFF_TIMEOUT_SECONDS = 600.0
 # 1 KB each); a thousand keep that answer near 1 MB while it is read, and
 # what the batches need of it is kept compactly (`_meta`).
 META_CHUNK = 1000
+# UIDs asked for in one SEARCH, and the most SEARCH commands for a folder (`_new_uids`).
+SEARCH_WINDOW = 10000
+SEARCH_WINDOWS = 100
 # The size of a folder sync's first batch (see MailboxPoller._batches).
 FIRST_BATCH = 25
 # Bytes asked for in one partial FETCH of a message over max_message_bytes.
@@ -516,9 +519,7 @@ class MailboxPoller:
                 # store recognises each message by Message-ID or content hash.
                 log.warning("%s/%s: UIDVALIDITY changed from %d to %d; resyncing the folder",
                             self.mailbox.name, folder, known.uidvalidity, uidvalidity)
-        # An array, not a list: a first sync of 100,000 mails would keep 3.5 MB
-        # of int objects for the whole sync, where the array keeps 0.8 MB.
-        uids = array("Q", sorted(uid for uid in client.search(["UID", f"{start}:*"]) if uid >= start))
+        uids = _new_uids(client, start, int(info.get(b"UIDNEXT") or 0))
         # The newest UID the server has, so the store can tell the sync lag
         # (UIDNEXT - 1, or the highest UID found when the server gives no UIDNEXT).
         self.sink.server_uid(self.mailbox.name, folder,
@@ -864,6 +865,29 @@ def _text(value: Any) -> str:
 
 def _uid_range(uids: list[int]) -> str:
     return f"{uids[0]}" if len(uids) == 1 else f"{uids[0]}..{uids[-1]} ({len(uids)})"
+
+
+def _new_uids(client: IMAPClient, start: int, uidnext: int) -> array:
+    """The folder's UIDs from `start` on, ascending, asked for in windows of UIDs.
+
+    imapclient reads a SEARCH answer into about 200 bytes of Python objects
+    per UID (20 MiB for 100,000 mails, the first sync's peak growing with
+    the folder); a window of SEARCH_WINDOW UIDs bounds that, and a folder
+    whose UIDs are sparse gets wider windows, at most SEARCH_WINDOWS of them.
+    The UIDs are kept in an array, not a list: 0.8 MB for 100,000 mails
+    rather than 3.5 MB of int objects for the whole sync.
+    """
+    uids = array("Q")
+    low = start
+    width = max(SEARCH_WINDOW, (uidnext - start) // SEARCH_WINDOWS + 1)
+    # Up to the newest UID the server announced, then the rest ("*": mail that came since).
+    while uidnext and low + width < uidnext:
+        high = low + width - 1
+        uids.extend(sorted(uid for uid in client.search(["UID", f"{low}:{high}"]) if low <= uid <= high))
+        low += width
+    # "n:*" with n above every UID still names the newest one, hence the filter.
+    uids.extend(sorted(uid for uid in client.search(["UID", f"{low}:*"]) if uid >= low))
+    return uids
 
 
 def _meta(client: IMAPClient, uids: array) -> tuple[array, array, list[datetime | None]]:
