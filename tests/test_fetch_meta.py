@@ -23,7 +23,7 @@ from inboxd.config import load_settings
 from inboxd.daemon import run_once
 from inboxd.sync import imap
 from inboxd.testing.mail import make_mail
-from tests.support import db_count, store_engine, write_config
+from tests.support import db_count, filed_batch_sizes, store_engine, write_config
 
 CHUNK = 4
 # Arrival times with an offset of their own, an hour apart, in UID order.
@@ -63,16 +63,7 @@ def test_a_sync_across_chunks_files_each_mail_once_at_its_arrival_time(tmp_path,
     n = CHUNK * 3 + 1
     dovecot.append_many(imap_user, "INBOX", [(mail(i), arrival(i)) for i in range(n)])
     config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}])
-    sizes: list[int] = []
-    done = [0]
-
-    def progress(p) -> None:
-        if p.result is not None:
-            sizes.append(p.done - done[0])
-            done[0] = p.done
-
-    report = run_once(load_settings(config), progress=progress)
-    assert not report.failed
+    sizes = filed_batch_sizes(config)
     # A batch is cut where its chunk ends (the count allows more).
     assert sizes == [CHUNK, CHUNK, CHUNK, 1]
     assert db_count(config, "select count(*) from message where direction = 'in'") == n
