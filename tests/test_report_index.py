@@ -34,6 +34,13 @@ def engine(store_url: str):
     engine.dispose()
 
 
+def index_ddl(conn, name: str) -> str:
+    """The index's definition as the database keeps it (SQLite: its CREATE statement; PostgreSQL: indexdef)."""
+    if conn.dialect.name == "sqlite":
+        return conn.execute(text("SELECT sql FROM sqlite_master WHERE name = :n"), {"n": name}).scalar()
+    return conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name}).scalar()
+
+
 def seed(engine) -> None:
     with writing(engine) as conn:
         for pk in range(1, 41):
@@ -87,12 +94,10 @@ def test_the_status_history_reads_the_partial_index(engine):
 @pytest.mark.store
 def test_the_index_holds_the_condition_of_the_models(engine):
     with engine.connect() as conn:
+        ddl = index_ddl(conn, "ix_event_status_change")
         if conn.dialect.name == "sqlite":
-            ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'ix_event_status_change'")).scalar()
             assert ddl.endswith("WHERE " + STATUS_CHANGE)
         else:
-            ddl = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_event_status_change'"
-                                    )).scalar()
             # PostgreSQL prints its own form of the condition: the pattern must come through unchanged
             # (a doubled percent sign would be another condition than the query's).
             assert "'%status%'" in ddl and "'merge'" in ddl and "'autoclose'" in ddl
@@ -111,9 +116,8 @@ def test_the_agent_messages_are_counted_through_the_partial_index(engine):
 @pytest.mark.store
 def test_the_agent_index_holds_the_condition_of_the_models(engine):
     with engine.connect() as conn:
+        ddl = index_ddl(conn, "ix_message_agent")
         if conn.dialect.name == "sqlite":
-            ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'ix_message_agent'")).scalar()
             assert ddl.endswith("WHERE " + AGENT_MESSAGE)
         else:
-            ddl = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_message_agent'")).scalar()
             assert "'agent'" in ddl
