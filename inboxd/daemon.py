@@ -118,6 +118,8 @@ def run_once(settings: Settings, *, workers: int = 1, progress: Callable[[Progre
             synced.set()
             sink.nudge.set()
             sending.join()
+        # Nothing is parsed from here on: the parser workers' memory is given back before the duties run.
+        sink.stop_parsing()
         sender.drain()
         Duties(engine, settings).run_due(clock())
         sender.drain()

