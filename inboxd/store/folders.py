@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, func, select
 
-from inboxd.store.sql import excluded, insert_ignore, t
+from inboxd.store.sql import dialect_insert, excluded, insert_ignore, t
 
 
 @dataclass(frozen=True)
@@ -51,16 +50,11 @@ def begin_folder(conn: Connection, mailbox: str, folder: str, uidvalidity: int, 
 def save_checkpoint(conn: Connection, mailbox: str, folder: str, uidvalidity: int, last_uid: int,
                     now: datetime) -> None:
     """Move the folder's checkpoint (in the batch's transaction); the history cut-off is kept."""
-    stmt = _insert(conn, t.checkpoint)
+    stmt = dialect_insert(conn, t.checkpoint)
     stmt = stmt.on_conflict_do_update(index_elements=["mailbox", "folder"], set_={
         name: excluded(stmt, name) for name in ("uidvalidity", "last_uid", "synced_at")})
     conn.execute(stmt, {"mailbox": mailbox, "folder": folder, "uidvalidity": uidvalidity, "last_uid": last_uid,
                         "synced_at": now})
-
-
-def _insert(conn: Connection, table: Table):
-    # The dialect's own INSERT, whose ON CONFLICT update may name the row offered (`excluded`).
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
 
 
 def set_folder_state(conn: Connection, mailbox: str, folder: str, error: str | None, now: datetime,
@@ -69,7 +63,7 @@ def set_folder_state(conn: Connection, mailbox: str, folder: str, error: str | N
 
     A failure keeps the time the folder started failing; a success clears it.
     """
-    stmt = _insert(conn, t.folderstate)
+    stmt = dialect_insert(conn, t.folderstate)
     fs = t.folderstate.c
     if error is None:
         row = dict(ok=True, error="", last_ok_at=now, failing_since=None)

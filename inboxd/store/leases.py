@@ -31,8 +31,8 @@ from functools import cache
 from pathlib import Path
 
 from sqlalchemy import Connection, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from inboxd.store.sql import dialect_insert
 from inboxd.store.tables import lease as LEASE
 
 # How long a lease lasts, and how often its holder renews it: three renewals
@@ -150,10 +150,8 @@ def clear(conn: Connection) -> None:
 def _insert(conn: Connection):
     # INSERT ... ON CONFLICT DO NOTHING is spelled the same by both, but
     # SQLAlchemy offers it per dialect.
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(LEASE)
-    if conn.dialect.name == "sqlite":
-        return sqlite.insert(LEASE)
+    if conn.dialect.name in ("postgresql", "sqlite"):
+        return dialect_insert(conn, LEASE)
     raise NotImplementedError(f"leases need SQLite or PostgreSQL, not {conn.dialect.name}")
 
 

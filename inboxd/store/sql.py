@@ -49,10 +49,14 @@ class _Tables:
 t = _Tables()
 
 
+def dialect_insert(conn: Connection, table: Table):
+    """The INSERT of the connection's own dialect, which offers ON CONFLICT (and `excluded`)."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
 def insert_ignore(conn: Connection, table: Table):
     """INSERT that skips a row colliding with a unique key (any unique key)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
+    return dialect_insert(conn, table).on_conflict_do_nothing()
 
 
 def upsert(conn: Connection, table: Table, keys: list[str], update: dict[str, Any]):
@@ -60,8 +64,7 @@ def upsert(conn: Connection, table: Table, keys: list[str], update: dict[str, An
 
     In `update`, values may refer to the row offered through `excluded(name)`.
     """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table)
+    stmt = dialect_insert(conn, table)
     return stmt, stmt.on_conflict_do_update(index_elements=keys, set_=update)
 
 

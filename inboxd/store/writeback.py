@@ -21,10 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, Table, and_, case, false, func, literal, or_, select, true
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Row, and_, case, false, func, literal, or_, select, true
 
-from inboxd.store.sql import excluded, t
+from inboxd.store.sql import dialect_insert, excluded, t
 from inboxd.store.tickets import overdue_clause
 from inboxd.store.tiers import tier_response_unmet
 
@@ -88,7 +87,7 @@ def record(conn: Connection, mailbox: str, folder: str, uidvalidity: int, mode: 
             for w in done]
     if not rows:
         return
-    stmt = _insert(conn, t.writeback)
+    stmt = dialect_insert(conn, t.writeback)
     upserting = stmt.on_conflict_do_update(
         index_elements=["mailbox", "folder", "uidvalidity", "uid"],
         set_={name: excluded(stmt, name)
@@ -99,7 +98,7 @@ def record(conn: Connection, mailbox: str, folder: str, uidvalidity: int, mode: 
 def folder_checked(conn: Connection, mailbox: str, folder: str, *, keywords: bool, seen: bool, gmail: bool,
                    now: datetime) -> None:
     """Record what the folder allows (PERMANENTFLAGS has \\* and \\Seen; the server is Gmail)."""
-    stmt = _insert(conn, t.writeback_folder)
+    stmt = dialect_insert(conn, t.writeback_folder)
     conn.execute(stmt.on_conflict_do_update(
         index_elements=["mailbox", "folder"],
         set_={"keywords": keywords, "seen": seen, "gmail": gmail, "checked_at": now}),
@@ -110,7 +109,7 @@ def folder_checked(conn: Connection, mailbox: str, folder: str, *, keywords: boo
 def add_stores(conn: Connection, mailbox: str, folder: str, stores: int, error: str | None, now: datetime) -> None:
     """Add `stores` STORE commands to the folder's count and set its last write error ("" or None: none)."""
     c = t.writeback_folder.c
-    stmt = _insert(conn, t.writeback_folder)
+    stmt = dialect_insert(conn, t.writeback_folder)
     conn.execute(stmt.on_conflict_do_update(
         index_elements=["mailbox", "folder"],
         set_={"stores": c.stores + excluded(stmt, "stores"), "error": excluded(stmt, "error")}),
@@ -132,8 +131,3 @@ def place_count(conn: Connection, mailbox: str, folders_: Sequence[str] = ()) ->
     if folders_:
         stmt = stmt.where(wb.c.folder.in_(list(folders_)))
     return int(conn.execute(stmt).scalar_one())
-
-
-def _insert(conn: Connection, table: Table):
-    # The dialect's own INSERT, for ON CONFLICT (inboxd.store.sql.upsert builds the same).
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
