@@ -31,7 +31,14 @@ For each it prints msgs/s (N over the wall time, from fork to exit), the
 ratio to the bare loop of the same run, and the peak RSS of the whole
 process tree (the process and all its children, e.g. inboxd's parser
 worker, summed; sampled every 50 ms with psutil), with the peak USS of the
-tree beside it (shared library pages counted once).  The ratios survive a
+tree beside it (shared library pages counted once).  It also prints where
+the CPU went during each: the measured tree's CPU seconds (from
+getrusage of the reaped children: exact) and its top process's (sampled,
+so up to 50 ms short), and the CPU the services beside it used in the same
+interval (the SMTP sink, Dovecot with its imap and login processes,
+PostgreSQL with its backends), against the machine's capacity (wall time ×
+CPUs).  On a machine with few CPUs that line says which process bounds the
+rate.  The ratios survive a
 noisy machine better than the rates.  `--rounds R` repeats the three in
 turn.
 
@@ -54,7 +61,9 @@ import argparse
 import contextlib
 import email
 import email.policy
+import os
 import random
+import resource
 import socket
 import sqlite3
 import ssl
@@ -150,11 +159,15 @@ def run_tree(argv: list[str]) -> tuple[float, dict[str, float]]:
     shared library pages once instead of once per process.
     """
     start = time.perf_counter()
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
     peaks = {"daemon_rss": 0, "worker_rss": 0, "tree_rss": 0, "tree_uss": 0}
     parent = psutil.Process(proc.pid)
+    top_cpu = 0.0
     while proc.poll() is None:
         try:
+            times = parent.cpu_times()
+            top_cpu = times.user + times.system
             children = parent.children(recursive=True)
             rss = [parent.memory_info().rss, *(c.memory_info().rss for c in children)]
             peaks["daemon_rss"] = max(peaks["daemon_rss"], rss[0])
@@ -166,9 +179,56 @@ def run_tree(argv: list[str]) -> tuple[float, dict[str, float]]:
             pass
         time.sleep(0.05)
     elapsed = time.perf_counter() - start
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv[1:4])} ... failed with {proc.returncode}")
-    return elapsed, {k: v / 2**20 for k, v in peaks.items()}
+    result = {k: v / 2**20 for k, v in peaks.items()}
+    # The long-lived services are this process's children too, but none is
+    # reaped during the run: what RUSAGE_CHILDREN gained is the command's tree.
+    result["cpu_tree"] = (done.ru_utime - reaped.ru_utime) + (done.ru_stime - reaped.ru_stime)
+    result["cpu_top"] = top_cpu
+    return elapsed, result
+
+
+# The SMTP sinks' process ids, by port (see smtp_sink), for their CPU.
+SINK_PIDS: dict[int, int] = {}
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds of a process, its live descendants, and the children they reaped (Dovecot's master
+    reaps its imap and login processes, PostgreSQL's postmaster its backends)."""
+    total = 0.0
+    try:
+        top = psutil.Process(pid)
+        members = [top, *top.children(recursive=True)]
+    except psutil.Error:
+        return total
+    for p in members:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            pass
+    return total
+
+
+def services_cpu(sink_port: int, dovecot: Dovecot, cluster: "PostgresCluster | None") -> dict[str, float]:
+    """CPU seconds used so far by the services beside the measured command."""
+    out = {"SMTP sink": process_tree_cpu(SINK_PIDS[sink_port]) if sink_port in SINK_PIDS else 0.0,
+           "Dovecot": process_tree_cpu(dovecot._proc.pid) if dovecot._proc is not None else 0.0}
+    if cluster is not None and cluster.pid is not None:
+        out["PostgreSQL"] = process_tree_cpu(cluster.pid)
+    return out
+
+
+def cpu_line(seconds: float, peaks: dict, before: dict[str, float], after: dict[str, float]) -> str:
+    """Where the CPU went during one measured command (see the module's docstring)."""
+    others = {k: after[k] - before.get(k, 0.0) for k in after}
+    total = peaks["cpu_tree"] + sum(others.values())
+    capacity = seconds * (os.cpu_count() or 1)
+    beside = ", ".join(f"{k} {v:.2f}" for k, v in others.items())
+    return (f"CPU s: the tree {peaks['cpu_tree']:.2f} (top process {peaks['cpu_top']:.2f}); beside it {beside};"
+            f" {total:.2f} of {capacity:.2f} ({os.cpu_count()} CPUs × {seconds:.2f} s, {100 * total / capacity:.0f} %)")
 
 
 def bare_loop(host: str, port: int, ca_file: str, db: str) -> None:
@@ -232,6 +292,7 @@ def smtp_sink(tmp: Path):
     log = tmp / f"sink-{port}.tsv"
     log.touch()
     proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "smtpsink.py"), str(port), str(log)])
+    SINK_PIDS[port] = proc.pid
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -281,20 +342,24 @@ def bench(n: int, store: str = "sqlite", rounds: int = 1) -> None:
         del mails
         print(f"N={n}  store={store}  {size / 2**20:.1f} MiB of mail")
         for round_ in range(1, rounds + 1):
-            results = {}
+            results, cpu = {}, {}
             for label, extra in (("acks off", ACKS_OFF), ("acks on", ACKS_ON.format(port=sink_port))):
                 url = new_store(label.replace(" ", "_"))
                 config = write_config(tmp, dovecot, url=url)
                 with config.open("a") as fh:
                     fh.write(extra)
                 before = len(sink_log.read_text().splitlines())
+                cpu_before = services_cpu(sink_port, dovecot, cluster)
                 seconds, peaks = run_inboxd(config)
+                cpu[label] = cpu_line(seconds, peaks, cpu_before, services_cpu(sink_port, dovecot, cluster))
                 counts = store_counts(url)
                 counts["sink"] = len(sink_log.read_text().splitlines()) - before
                 results[label] = (seconds, peaks, counts)
             bare_db = new_store("bare") if cluster is not None else str(tmp / f"bare-{round_}.db")
+            cpu_before = services_cpu(sink_port, dovecot, cluster)
             seconds, peaks = run_tree([sys.executable, __file__, "--bare-loop", dovecot.host, str(dovecot.ssl_port),
                                        str(dovecot.ca_file), bare_db])
+            cpu["bare loop"] = cpu_line(seconds, peaks, cpu_before, services_cpu(sink_port, dovecot, cluster))
             results["bare loop"] = (seconds, peaks, {})
             bare_s = seconds
             print(f"round {round_}:")
@@ -302,6 +367,7 @@ def bench(n: int, store: str = "sqlite", rounds: int = 1) -> None:
                 print(f"  {label:<9} {seconds:7.2f} s  {n / seconds:7.0f} msgs/s  ratio to bare {bare_s / seconds:5.2f}"
                       f"  peak RSS of the tree {peaks['tree_rss']:6.1f} MiB (USS {peaks['tree_uss']:5.1f} MiB;"
                       f" top process {peaks['daemon_rss']:5.1f}, largest child {peaks['worker_rss']:5.1f})")
+                print(f"            {cpu[label]}")
                 if counts:
                     print(f"            filed={counts['filed']} tickets={counts['tickets']} acks queued={counts['acks']}"
                           f" recorded sent={counts['acks_sent']} received by the sink={counts['sink']}")
