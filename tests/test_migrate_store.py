@@ -219,6 +219,8 @@ def every_table(conn) -> None:
                               "gmail": False, "checked_at": T2, "stores": 2 ** 40, "error": "NO 写入失败"}],
         "report_rollup": [{"fingerprint": "f" * 24, "kind": "escalations", "day": T1,
                            "data": '{"reasons": {"服务器宕机": 1}}', "watermark": 2 ** 40, "computed_at": T3}],
+        "report_ticket": [{"ticket_id": 1, "version": 3, "watermark": 2 ** 40,
+                           "data": '[1, 1700000000000000, 1700000000500000, "solved"]', "computed_at": T3}],
     }
     missing = set(tables) - set(rows)
     assert not missing, f"add rows of the new table(s) {sorted(missing)} to this test"

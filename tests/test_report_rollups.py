@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from inboxd.config import parse_settings
-from inboxd.reports import rollups
+from inboxd.reports import rollups, tickets
 from inboxd.reports.metrics import compute_report
 from inboxd.store.engine import create_store_engine, migrate, reading, writing
 from inboxd.store.sql import t
@@ -117,8 +117,10 @@ def report(engine, settings, since, *, use: bool = True, **scope) -> dict:
 
 
 def live_and_rolled(engine, settings, since) -> tuple[dict, dict]:
+    """The report counted live, then read from the stored days and per-ticket rows (both filled here)."""
     live = report(engine, settings, since, use=False)
     assert rollups.fill(engine, settings, since=since - timedelta(weeks=4), until=NOW, now=NOW) > 0
+    assert tickets.fill(engine, NOW, since=since - timedelta(weeks=4)) > 0
     return live, report(engine, settings, since)
 
 

@@ -37,7 +37,8 @@ from inboxd.config import parse_settings
 from inboxd.store.engine import create_store_engine, db_time, migrate, open_store, reading, writing
 from inboxd.store.sql import t
 from inboxd.desk.duties import Duties
-from inboxd.reports.metrics import compute_report, report_message_id, status_intervals, transitions
+from inboxd.desk.history import status_intervals
+from inboxd.reports.metrics import compute_report, report_message_id, transitions
 from inboxd.desk.workflow import PermissionDenied
 
 SINCE = datetime(2026, 11, 16, tzinfo=UTC)

@@ -7,8 +7,10 @@ text, HTML and charts of the mail supervisors get each week; the scheduler
 queues it through the outbox.  Like the SLA code, every function takes `now` instead of reading a
 clock, so tests use fixed instants.
 
-Status history comes from the audit events, through one function,
-`status_intervals`, which every status-based metric reuses.
+Status history comes from the audit events: each ticket's status changes
+(inboxd.reports.tickets, the same rule as inboxd.desk.history.status_intervals),
+read from its per-ticket row when that is current, else from its events,
+and turned into intervals in microseconds, which every status-based metric reuses.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from inboxd.config import Settings
 from inboxd.store import reports as store
 from inboxd.store.engine import reading
 from inboxd.store.reports import Scope
+from inboxd.reports import tickets as per_ticket
 from inboxd.reports.rollups import Rollups
-from inboxd.desk.history import Interval, status_intervals  # noqa: F401 (re-exported)
+from inboxd.desk.history import Interval
 from inboxd.desk.csat import is_top, level_of, top_scores
 from inboxd.desk.csat import label as csat_label
 from inboxd.desk.sla import Calendar
@@ -108,9 +111,10 @@ class _Ticket:
     first_response_at: datetime | None
     sla_policy: str | None
     requester: str = ""   # In lower case, as repeat complaints compare addresses.
-    # Both are set by _Reader.tickets; the shared empty tuple spares 100,000 tickets two lists each.
-    events: list[tuple[datetime, str, dict]] | tuple = ()
-    intervals: list[Interval] | tuple = ()
+    version: int = 0
+    # Set by _Reader.tickets: the status intervals up to the period's end, instants in microseconds since the
+    # epoch (inboxd.reports.tickets); the shared empty tuple spares the tickets without any a list each.
+    intervals: list[tuple[str, int, int]] | tuple = ()
 
 
 def _duration(start: datetime, end: datetime, calendar: Calendar | None) -> float:
@@ -146,32 +150,26 @@ class _Reader:
                 tags = decoded[text] = json.loads(text)
             return tags
 
+        enabled = self.rollups.enabled
+        rows = store.live_tickets(self.conn, self.scope, self.since, self.until, with_rows=enabled)
         tickets = {
-            pk: _Ticket(pk, mailbox, tags_of(tags), assignee, created, first, policy, requester)
-            for pk, mailbox, tags, assignee, created, first, policy, requester
-            in store.live_tickets(self.conn, self.scope, self.since, self.until)
+            row[0]: _Ticket(row[0], row[1], tags_of(row[2]), *row[3:9])
+            for row in rows
         }
-        # Status events repeat a few details ({"changes": {"status": ...}} between the same statuses):
-        # each distinct text is decoded once and shared, as the tags are (status_intervals only reads them).
-        details: dict[str, dict] = {}
-        for pk, at, action, detail in store.live_status_events(self.conn, self.scope, self.since, self.until,
-                                                               self.end):
-            ticket = tickets.get(pk)
-            if ticket is not None:
-                if not ticket.events:
-                    ticket.events = []
-                text = detail or "{}"
-                decoded_detail = details.get(text)
-                if decoded_detail is None:
-                    decoded_detail = details[text] = json.loads(text)
-                ticket.events.append((at, action, decoded_detail))
-        end = self.end
-        for ticket in tickets.values():
-            if ticket.events:
-                ticket.intervals = status_intervals(ticket.created_at, ticket.events, end)
-            elif end > ticket.created_at:
-                # What status_intervals gives without events, for the many tickets that have none in the period.
-                ticket.intervals = [("new", ticket.created_at, end)]
+        # Each ticket's status changes: from its per-ticket row (report_ticket) when current, else its events.
+        stored = [(row[0], *row[9:]) for row in rows if row[9] is not None] if enabled else []
+        created_of = {pk: (per_ticket.micros(t.created_at), t.version) for pk, t in tickets.items()}
+        changes, self.rows_used = per_ticket.status_changes(
+            self.conn, self.scope, self.since, self.until, self.end, created_of, stored)
+        end = per_ticket.micros(self.end)
+        for pk, ticket in tickets.items():
+            created = created_of[pk][0]
+            mine = changes.get(pk)
+            if mine:
+                ticket.intervals = per_ticket.intervals(created, mine, end)
+            elif end > created:
+                # What intervals() gives without changes, for the many tickets that have none.
+                ticket.intervals = [("new", created, end)]
         return tickets
 
 
@@ -229,12 +227,15 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
     in_period = lambda at: since <= at < until  # noqa: E731 - a one-line predicate reads best inline.
     created = [t for t in tickets.values() if in_period(t.created_at)]
 
-    # Transitions inside the period, per ticket (kept for the daily figures).
-    solved, closed, resolved_at, reopened = set(), set(), {}, set()
+    # Transitions inside the period, per ticket (kept for the daily figures); instants in microseconds.
+    low, high = per_ticket.micros(since), per_ticket.micros(until)
+    solved, closed, resolved_us, reopened = set(), set(), {}, set()
     changes = []
     for t in tickets.values():
-        for before, after, at in transitions(t.intervals):
-            if not in_period(at):
+        intervals = t.intervals
+        for i in range(1, len(intervals)):
+            before, after, at = intervals[i - 1][0], intervals[i][0], intervals[i][1]
+            if before == after or not low <= at < high:
                 continue
             changes.append((before, after, at))
             if after == "solved":
@@ -242,9 +243,10 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
             if after == "closed":
                 closed.add(t.pk)
             if after in RESOLVED and before not in RESOLVED:
-                resolved_at[t.pk] = at          # The last resolution in the period counts.
+                resolved_us[t.pk] = at          # The last resolution in the period counts.
             if is_reopen(before, after):
                 reopened.add(t.pk)
+    resolved_at = {pk: per_ticket.instant(at) for pk, at in resolved_us.items()}
     resolved = [tickets[pk] for pk in resolved_at]
 
     # Each ticket's times, computed once for the desk and its agent.
@@ -474,11 +476,13 @@ def _status_seconds(tickets: Iterable[_Ticket], since: datetime, end: datetime) 
     """Seconds spent in each status inside [since, end), summed over tickets (wall-clock): `time_in_status`
     in hours, and its handling statuses' shares (inboxd.reports.breakdowns.shares)."""
     seconds = dict.fromkeys(STATUS_ORDER, 0.0)
+    first, last = per_ticket.micros(since), per_ticket.micros(end)
     for t in tickets:
         for status, a, b in t.intervals:
-            low, high = max(a, since), min(b, end)
+            low, high = max(a, first), min(b, last)
             if high > low:
-                seconds[status] = seconds.get(status, 0.0) + (high - low).total_seconds()
+                # Microseconds over 10**6, as timedelta.total_seconds() divides them: the same float.
+                seconds[status] = seconds.get(status, 0.0) + (high - low) / 1_000_000
     return seconds
 
 
@@ -500,7 +504,10 @@ def _daily(tickets: Iterable[_Ticket], changes: Iterable[tuple[str, str, datetim
     (or at `end` for a day not over yet).  `changes` are the status transitions in the period."""
     starts = _day_starts(since, until, tz)
     rows = [{"date": s.astimezone(tz).date().isoformat(), "created": 0, "resolved": 0, "backlog": 0} for s in starts]
-    checkpoints = [min(s + timedelta(days=1), until, end) - timedelta(microseconds=1) for s in starts]
+    # The transitions and the intervals are in microseconds (inboxd.reports.tickets), the tickets' creation not.
+    checkpoints = [per_ticket.micros(min(s + timedelta(days=1), until, end) - timedelta(microseconds=1))
+                   for s in starts]
+    starts_us = [per_ticket.micros(s) for s in starts]
     backlog = [0] * (len(checkpoints) + 1)
     # An instant of the period falls on the local day whose midnight (in `starts`) is the last not after it:
     # found by bisection instead of converting every instant to the time zone.
@@ -508,7 +515,7 @@ def _daily(tickets: Iterable[_Ticket], changes: Iterable[tuple[str, str, datetim
     resolved = [0] * len(starts)
     for before, after, at in changes:
         if after in RESOLVED and before not in RESOLVED:
-            resolved[bisect_right(starts, at) - 1] += 1
+            resolved[bisect_right(starts_us, at) - 1] += 1
     for t in tickets:
         if since <= t.created_at < until:
             created[bisect_right(starts, t.created_at) - 1] += 1

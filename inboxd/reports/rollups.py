@@ -38,6 +38,7 @@ from sqlalchemy import Connection, Engine
 
 from inboxd.config import Settings
 from inboxd.desk.history import status_after
+from inboxd.reports import tickets
 from inboxd.store import reports as store
 from inboxd.store import rollups as table
 from inboxd.store.engine import reading, writing
@@ -265,7 +266,8 @@ _filled: dict[tuple[int, str], date] = {}
 
 
 def fill_nightly(engine: Engine, settings: Settings, now: datetime) -> int:
-    """The scheduler's duty (inboxd.desk.duties): `fill_recent` once a night; the days (re)counted.
+    """The scheduler's duty (inboxd.desk.duties): `fill_recent` and the per-ticket rows
+    (inboxd.reports.tickets.fill) once a night; the days (re)counted.
 
     A failure is logged and left for the next night: the reports then count those days live."""
     local = now.astimezone(settings.reports.timezone)
@@ -277,5 +279,10 @@ def fill_nightly(engine: Engine, settings: Settings, now: datetime) -> int:
     except Exception:
         log.warning("rolling up the report's days failed; the reports count them live", exc_info=True)
         return 0
+    # The per-ticket rows (inboxd.reports.tickets) of the tickets a report of the same days reads.
+    try:
+        tickets.fill(engine, now, since=now - timedelta(days=FILL_DAYS))
+    except Exception:
+        log.warning("rolling up the report's tickets failed; the reports read their events", exc_info=True)
     _filled[key] = local.date()
     return counted

@@ -453,3 +453,20 @@ Index("ix_event_status_change", Event.__table__.c.ticket_id, Event.__table__.c.a
 AGENT_MESSAGE = "kind = 'agent'"
 Index("ix_message_agent", Message.__table__.c.ticket_id,
       sqlite_where=sa.text(AGENT_MESSAGE), postgresql_where=sa.text(AGENT_MESSAGE))
+
+
+class ReportTicket(SQLModel, table=True):
+    """One ticket's status changes as the report reads them (migration 0021; inboxd.reports.tickets).
+
+    `data` is JSON: the format, the ticket's creation and each status change the events make, instants in
+    microseconds since the epoch.  `version` is the ticket's version and `watermark` the newest event id
+    when the row was written: a row whose ticket has another version, or a status event after the
+    watermark, is not used.  Safe to empty: a ticket without a current row is read from its events.
+    """
+
+    __tablename__ = "report_ticket"
+    ticket_id: int = Field(sa_column=Column(sa.Integer, primary_key=True, autoincrement=False))
+    version: int
+    watermark: int = Field(sa_type=sa.BigInteger())
+    data: str = Field(sa_column=Column(Text, nullable=False))
+    computed_at: datetime

@@ -49,7 +49,7 @@ def _live(scope: Scope, since: datetime, until: datetime) -> list:
             *scope.clauses()]
 
 
-def _may_change_status():
+def may_change_status():
     # Only events that can change a status: the others are not read (nor their JSON decoded).  It is the
     # condition of the partial index ix_event_status_change (models.STATUS_CHANGE, migration 0020), spelled
     # out as literal SQL: with bound parameters neither database can prove that a query's condition implies
@@ -57,23 +57,28 @@ def _may_change_status():
     return text("(event.action IN ('merge', 'autoclose') OR event.detail LIKE '%status%')")
 
 
-def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetime) -> list[tuple]:
-    """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy, requester in lower case) of the
-    tickets alive in the period, in id order (so both databases give the figures in the same order).  The
+def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetime,
+                 with_rows: bool = False) -> list[tuple]:
+    """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy, requester in lower case, version)
+    of the tickets alive in the period, in id order (so both databases give the figures in the same order).  The
     requester is read here for repeat complaints: asking for the resolved tickets' by id, 900 at a time, was
-    a tenth of a 90-day report."""
-    ticket = t.ticket
+    a tenth of a 90-day report.  `with_rows` adds each ticket's per-ticket row (report_ticket: version,
+    watermark, data; None when it has none), read in the same query rather than in a second one over the
+    same tickets (inboxd.reports.tickets decides which rows are current)."""
+    ticket, rollup = t.ticket, t.report_ticket
+    extra = [rollup.c.version, rollup.c.watermark, rollup.c.data] if with_rows else []
     # The two instants come as the driver gives them and are made UTC here: the column type's own
     # conversion, a Python call per value, was a fifth of a 90-day report over 100,000 tickets.
     utc = _utc_converter(conn)
-    rows = conn.execute(
-        select(ticket.c.id, ticket.c.mailbox, ticket.c.tags, ticket.c.assignee,
-               type_coerce(ticket.c.created_at, String), type_coerce(ticket.c.first_response_at, String),
-               ticket.c.sla_policy, ticket.c.requester)
-        .where(*_live(scope, since, until)).order_by(ticket.c.id)).all()
+    query = select(ticket.c.id, ticket.c.mailbox, ticket.c.tags, ticket.c.assignee,
+                   type_coerce(ticket.c.created_at, String), type_coerce(ticket.c.first_response_at, String),
+                   ticket.c.sla_policy, ticket.c.requester, ticket.c.version, *extra)
+    if with_rows:
+        query = query.outerjoin(rollup, rollup.c.ticket_id == ticket.c.id)
+    rows = conn.execute(query.where(*_live(scope, since, until)).order_by(ticket.c.id)).all()
     return [(pk, mailbox, tags, assignee, utc(created), utc(first) if first is not None else None, policy,
-             (requester or "").lower())
-            for pk, mailbox, tags, assignee, created, first, policy, requester in rows]
+             (requester or "").lower(), version, *stored)
+            for pk, mailbox, tags, assignee, created, first, policy, requester, version, *stored in rows]
 
 
 def _utc_converter(conn: Connection):
@@ -100,8 +105,22 @@ def live_status_events_query(scope: Scope, since: datetime, until: datetime, end
     ticket, event = t.ticket, t.event
     return (select(event.c.ticket_id, type_coerce(event.c.at, String), event.c.action, event.c.detail)
             .join(ticket, ticket.c.id == event.c.ticket_id)
-            .where(*_live(scope, since, until), event.c.at < end, _may_change_status())
+            .where(*_live(scope, since, until), event.c.at < end, may_change_status())
             .order_by(event.c.ticket_id, event.c.at, event.c.id))
+
+
+def status_events_of(conn: Connection, ticket_ids: Sequence[int], end: datetime | None = None) -> Iterable[tuple]:
+    """(ticket_id, at, action, detail) of the status-changing events of these tickets (before `end` when
+    given), in each ticket's order, read through ix_event_status_change as live_status_events is."""
+    utc = _utc_converter(conn)
+    event = t.event
+    before = [event.c.at < end] if end is not None else []
+    for start in range(0, len(ticket_ids), CHUNK):
+        rows = conn.execute(
+            select(event.c.ticket_id, type_coerce(event.c.at, String), event.c.action, event.c.detail)
+            .where(event.c.ticket_id.in_(list(ticket_ids[start:start + CHUNK])), *before, may_change_status())
+            .order_by(event.c.ticket_id, event.c.at, event.c.id))
+        yield from ((pk, utc(at), action, detail) for pk, at, action, detail in rows)
 
 
 def status_events_between(conn: Connection, scope: Scope, since: datetime, until: datetime) -> Sequence[Row]:
@@ -110,7 +129,7 @@ def status_events_between(conn: Connection, scope: Scope, since: datetime, until
     return conn.execute(
         select(event.c.ticket_id, event.c.action, event.c.detail)
         .join(ticket, ticket.c.id == event.c.ticket_id)
-        .where(event.c.at >= since, event.c.at < until, *scope.clauses(), _may_change_status())).all()
+        .where(event.c.at >= since, event.c.at < until, *scope.clauses(), may_change_status())).all()
 
 
 def agent_reply_counts(conn: Connection, ticket_ids: Sequence[int]) -> dict[int, int]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
 
+from inboxd.store.reports import CHUNK, RESOLVED, may_change_status
 from inboxd.store.sql import t, upsert
 
 
@@ -79,3 +80,65 @@ def earliest_event_after(conn: Connection, watermark: int) -> datetime | None:
 def earliest_event_since(conn: Connection, since: datetime) -> datetime | None:
     """The earliest `at` of the events dated at or after `since` (one probe of the index on `at`), or None."""
     return conn.execute(select(func.min(t.event.c.at)).where(t.event.c.at >= since)).scalar()
+
+
+# --- Per-ticket rows (report_ticket, migration 0021; inboxd.reports.tickets) ------------------------------
+
+def ticket_rows(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[int, int, str]]:
+    """{ticket_id: (version, watermark, data)} of the stored rows of these tickets."""
+    c = t.report_ticket.c
+    out = {}
+    for start in range(0, len(ids), CHUNK):
+        out.update((pk, (version, watermark, data)) for pk, version, watermark, data in conn.execute(
+            select(c.ticket_id, c.version, c.watermark, c.data).where(c.ticket_id.in_(list(ids[start:start + CHUNK])))))
+    return out
+
+
+def tickets_from(conn: Connection, first_id: int, limit: int, since: datetime) -> list[tuple[int, int, datetime]]:
+    """(id, version, created_at) of up to `limit` tickets from id `first_id` on that a report from `since` on
+    reads (unresolved, or changed since `since`), in id order."""
+    ticket = t.ticket
+    return [tuple(row) for row in conn.execute(
+        select(ticket.c.id, ticket.c.version, ticket.c.created_at)
+        .where(ticket.c.id >= first_id, or_(ticket.c.status.not_in(RESOLVED), ticket.c.updated_at >= since))
+        .order_by(ticket.c.id).limit(limit))]
+
+
+def newer_status_events(conn: Connection, watermark: int, first_id: int | None = None,
+                        last_id: int | None = None) -> dict[int, int]:
+    """{ticket_id: newest event id} of the tickets (ids in [first_id, last_id] when given) with an event
+    that can change a status written after `watermark` (by id)."""
+    event = t.event
+    bounds = ([event.c.ticket_id >= first_id] if first_id is not None else []) + (
+        [event.c.ticket_id <= last_id] if last_id is not None else [])
+    return dict(conn.execute(
+        select(event.c.ticket_id, func.max(event.c.id))
+        .where(event.c.id > watermark, *bounds, may_change_status())
+        .group_by(event.c.ticket_id)).all())
+
+
+def write_tickets(conn: Connection, rows: Sequence[dict]) -> None:
+    """Store per-ticket rows ({ticket_id, version, watermark, data, computed_at}), replacing what was there.
+
+    Deleted and inserted (in the caller's transaction) rather than upserted: both databases spell it alike."""
+    if not rows:
+        return
+    c = t.report_ticket.c
+    ids = [row["ticket_id"] for row in rows]
+    for start in range(0, len(ids), CHUNK):
+        conn.execute(delete(t.report_ticket).where(c.ticket_id.in_(ids[start:start + CHUNK])))
+    conn.execute(t.report_ticket.insert(), list(rows))
+
+
+def restamp_tickets(conn: Connection, ids: Sequence[int], watermark: int) -> None:
+    """Set the watermark of the rows of these tickets, found current up to `watermark`."""
+    c = t.report_ticket.c
+    for start in range(0, len(ids), CHUNK):
+        conn.execute(update(t.report_ticket)
+                     .where(c.ticket_id.in_(list(ids[start:start + CHUNK])), c.watermark < watermark)
+                     .values(watermark=watermark))
+
+
+def forget_tickets(conn: Connection) -> int:
+    """Drop every per-ticket row (the reports then read the tickets' events until the next fill)."""
+    return conn.execute(delete(t.report_ticket)).rowcount

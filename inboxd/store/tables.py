@@ -337,4 +337,14 @@ report_rollup = sa.Table(
     sa.Column('computed_at', UTCDateTime(), nullable=False),
 )
 
+report_ticket = sa.Table(
+    'report_ticket',
+    metadata,
+    sa.Column('ticket_id', sa.Integer(), primary_key=True, nullable=False, autoincrement=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('watermark', sa.BigInteger(), nullable=False),
+    sa.Column('data', sa.Text(), nullable=False),
+    sa.Column('computed_at', UTCDateTime(), nullable=False),
+)
+
 TICKET_NUMBER = sa.Sequence('ticket_number', metadata=metadata)

@@ -1,0 +1,209 @@
+"""Per-ticket rollups of the report's status history: each ticket's status changes, kept in report_ticket.
+
+A long report over a desk with a real history read every status event of
+every ticket of the period (an "open" and a "solved" per resolved ticket,
+an auto-close per closed one: ~360,000 rows and their JSON for a 90-day
+report over 100,000 tickets) to rebuild each ticket's status intervals.  A
+ticket's changes depend on its own events and creation only, not on the
+period, the scope or the configuration, so they are stored once per ticket
+(`fill`, the scheduler's nightly duty, in batches) and the report reads one
+row per ticket (`status_changes`).  A row is used only when it is current:
+
+- its `version` is the ticket's (every change of a ticket bumps it);
+- no event that can change a status was written after its `watermark`
+  (the newest event id when it was written), which holds even for a path
+  that wrote a status event without bumping the version;
+- its format is FORMAT and its creation instant is the ticket's.
+
+Any other ticket is read from its events, as without rollups; the figures
+are the same either way (tests compare them).  The report never writes.
+
+Instants are integers, microseconds since the epoch: the report's status
+figures add and compare them without making a datetime per change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Engine
+
+from inboxd.desk.history import status_after
+from inboxd.store import reports as store
+from inboxd.store import rollups as table
+from inboxd.store.engine import reading, writing
+from inboxd.store.reports import Scope
+
+log = logging.getLogger(__name__)
+
+# The format of a row's data: [FORMAT, created, at, status, at, status, ...].  A row of another format is
+# not used (and the next fill rewrites it).
+FORMAT = 1
+# Tickets per fill transaction: a batch's write holds the store's write lock for a few milliseconds.
+BATCH = 2000
+# When more than this share of a report's tickets has no current row, their events are read with one
+# query over the period (as without rollups) rather than by ticket id.
+LIVE_SHARE = 0.25
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(at: datetime) -> int:
+    """An aware instant as microseconds since the epoch (exact: timedelta's own resolution)."""
+    return (at - EPOCH) // MICROSECOND
+
+
+def instant(us: int) -> datetime:
+    """The aware UTC datetime of microseconds since the epoch (micros' inverse)."""
+    return EPOCH + timedelta(microseconds=us)
+
+
+def changes_from_events(created: int, events: Iterable[tuple[int, str, dict]]) -> list:
+    """The status changes [at, status, at, status, ...] a ticket created at `created` makes of its events
+    ((at, action, detail) in time order, instants in microseconds).
+
+    It is inboxd.desk.history.status_intervals without the period's end: an event counts when it names a
+    status (status_after) other than the current one and is not dated before the creation.  Whether an
+    event counts depends only on those before it, so the changes before any end are a prefix of these.
+    """
+    out: list = []
+    status = "new"
+    for at, action, detail in events:
+        after = status_after(action, detail)
+        if after is None or after == status or at < created:
+            continue
+        out.append(at)
+        out.append(after)
+        status = after
+    return out
+
+
+def intervals(created: int, changes: Sequence, end: int) -> list[tuple[str, int, int]]:
+    """The half-open status intervals (status, start, end) up to `end` from a ticket's changes: what
+    status_intervals gives for the events before `end`, in microseconds (zero-length intervals dropped)."""
+    out = []
+    status, start = "new", created
+    for i in range(0, len(changes), 2):
+        at = changes[i]
+        if at >= end:
+            break
+        if at > start:
+            out.append((status, start, at))
+        status, start = changes[i + 1], at
+    if end > start:
+        out.append((status, start, end))
+    return out
+
+
+def encode(created: int, changes: Sequence) -> str:
+    return json.dumps([FORMAT, created, *changes], ensure_ascii=False)
+
+
+def _events_by_ticket(rows: Iterable[tuple]) -> dict[int, list[tuple[int, str, dict]]]:
+    """(ticket_id, at, action, detail) rows grouped per ticket, instants in microseconds, each distinct
+    detail decoded once (a desk's status events repeat a few)."""
+    details: dict[str, dict] = {}
+    out: dict[int, list] = {}
+    for pk, at, action, detail in rows:
+        text = detail or "{}"
+        decoded = details.get(text)
+        if decoded is None:
+            decoded = details[text] = json.loads(text)
+        out.setdefault(pk, []).append((micros(at), action, decoded))
+    return out
+
+
+# --- Reading (the report) ------------------------------------------------------------------------------
+
+def status_changes(conn: Connection, scope: Scope, since: datetime, until: datetime, end: datetime,
+                   tickets: dict[int, tuple[int, int]], rows: Iterable[tuple]) -> tuple[dict[int, list], int]:
+    """{ticket_id: changes} of the tickets alive in [since, until) (`tickets`: id -> (created, version),
+    created in microseconds), from their current rows where stored, else from their events before `end`;
+    tickets without changes are absent.  `rows` are the tickets' stored rows (ticket_id, version, watermark,
+    data), as inboxd.store.reports.live_tickets reads them.  Also returns how many tickets came from rows."""
+    out: dict[int, list] = {}
+    current: set[int] = set()
+    found: dict[int, tuple[int, list]] = {}
+    for pk, version, watermark, data in rows:
+        ticket = tickets.get(pk)
+        if ticket is None or ticket[1] != version:
+            continue
+        stored = json.loads(data)
+        if stored[0] == FORMAT and stored[1] == ticket[0]:
+            found[pk] = (watermark, stored[2:])
+    if found:
+        # The events written since the oldest watermark: nightly fills keep them to about a day's.
+        newer = table.newer_status_events(conn, min(w for w, _ in found.values()))
+        for pk, (watermark, changes) in found.items():
+            if newer.get(pk, 0) <= watermark:
+                current.add(pk)
+                if changes:
+                    out[pk] = changes
+    missing = [pk for pk in tickets if pk not in current]
+    if not missing:
+        return out, len(current)
+    if len(missing) > LIVE_SHARE * len(tickets):
+        rows = (row for row in store.live_status_events(conn, scope, since, until, end) if row[0] not in current)
+    else:
+        rows = store.status_events_of(conn, missing, end)
+    for pk, events in _events_by_ticket(rows).items():
+        ticket = tickets.get(pk)
+        if ticket is not None:
+            changes = changes_from_events(ticket[0], events)
+            if changes:
+                out[pk] = changes
+    return out, len(current)
+
+
+# --- Filling (the scheduler's nightly duty) ----------------------------------------------------------
+
+def fill(engine: Engine, now: datetime, *, since: datetime, batch: int = BATCH) -> int:
+    """Store the current row of every ticket a report from `since` on reads that has none (or a stale one);
+    returns the rows written.
+
+    Batches of `batch` tickets in id order: each is read in one read transaction (the newest event id
+    first, then the tickets' versions, then their events, so an event written meanwhile is either seen or
+    after the watermark) and written in one short write transaction.  Rows found current get the new
+    watermark, which keeps the report's check for newer events to the events written since this fill."""
+    first_id, written = 0, 0
+    while True:
+        with reading(engine) as conn:
+            newest = table.newest_event(conn)
+            tickets = table.tickets_from(conn, first_id, batch, since)
+            if not tickets:
+                return written
+            ids = [pk for pk, _, _ in tickets]
+            stored = table.ticket_rows(conn, ids)
+            newer = (table.newer_status_events(conn, min(w for _, w, _ in stored.values()), ids[0], ids[-1])
+                     if stored else {})
+            keep, need = [], []
+            for pk, version, created_at in tickets:
+                created = micros(created_at)
+                row = stored.get(pk)
+                if (row is not None and row[0] == version and newer.get(pk, 0) <= row[1]
+                        and row[2].startswith(f"[{FORMAT}, {created}")
+                        and row[2][len(f"[{FORMAT}, {created}")] in ",]"):
+                    if row[1] < newest:
+                        keep.append(pk)
+                else:
+                    need.append((pk, version, created))
+            events = _events_by_ticket(store.status_events_of(conn, [pk for pk, _, _ in need])) if need else {}
+        rows = [{"ticket_id": pk, "version": version, "watermark": newest,
+                 "data": encode(created, changes_from_events(created, events.get(pk, ()))), "computed_at": now}
+                for pk, version, created in need]
+        if rows or keep:
+            with writing(engine) as conn:
+                table.write_tickets(conn, rows)
+                table.restamp_tickets(conn, keep, newest)
+        written += len(rows)
+        first_id = ids[-1] + 1
+
+
+def forget(engine: Engine) -> int:
+    """Drop every per-ticket row: safe, the reports read the tickets' events until the next fill."""
+    with writing(engine) as conn:
+        return table.forget_tickets(conn)
