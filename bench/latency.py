@@ -121,6 +121,10 @@ def quantiles(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(ordered), p95, ordered[-1]
 
 
+# A ticket later than the floor by more than this is listed with its floor.
+LATE_BEYOND_FLOOR = 0.2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60)
@@ -190,13 +194,18 @@ def main() -> None:
             acks.setdefault(in_reply_to, float(at))
         lat = {"floor": [], "ticket": [], "ack": []}
         missing = {"floor": 0, "ticket": 0, "ack": 0}
-        for mid, started, size in sent:
+        late = []
+        for i, (mid, started, size) in enumerate(sent):
+            each = {}
             for name, at in (("floor", floor.first_exists(size)), ("ticket", watch.seen.get(mid.strip("<>"))),
                              ("ack", acks.get(mid))):
                 if at is None:
                     missing[name] += 1
                 else:
                     lat[name].append(at - started)
+                    each[name] = at - started
+            if "floor" in each and each.get("ticket", 0) - each["floor"] > LATE_BEYOND_FLOOR:
+                late.append((i + 1, started - sent[0][1], each))
     print(f"{len(sent)} mails over {args.seconds:.0f} s (one every 0.5-2 s, seed {args.seed}), store {args.store}")
     p50 = {}
     for name, label in (("floor", "IDLE floor (bare IDLE sees EXISTS)"), ("ticket", "APPEND -> ticket in store"),
@@ -212,6 +221,12 @@ def main() -> None:
         for name in ("ticket", "ack"):
             if name in p50:
                 print(f"  ratio {name} / IDLE floor (p50): {p50[name] / p50['floor']:.2f}")
+    # The mails whose ticket came later than Dovecot's own notice by more than
+    # LATE_BEYOND_FLOOR: their floor beside them tells whether Dovecot was
+    # late too (the floor's IDLE is a different connection) or inboxd was.
+    for n, offset, each in late:
+        parts = "  ".join(f"{k} {v * 1000:.0f} ms" for k, v in each.items())
+        print(f"  late: mail {n} (appended at +{offset:.1f} s): {parts}")
 
 
 if __name__ == "__main__":
