@@ -38,7 +38,10 @@ PostgreSQL the server's own CPU is not in the CPU figure):
   include_agents=True)` in a read transaction, best of 3 (target 1 s);
   then again after adding the status events the fill does not write (an
   "open" and a "solved" event per resolved ticket, an auto-close per closed
-  one: what a desk's history holds, and what the report's status figures read).
+  one: what a desk's history holds, and what the report's status figures read),
+  first with the per-day rollups only, then with the per-ticket rows
+  (inboxd.reports.tickets) filled as the nightly duty fills them (the fill
+  timed too).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ from inboxd.desk.threads import TicketTag, find_ticket  # noqa: E402
 from inboxd.mail.message import parse_message  # noqa: E402
 from inboxd.outbound.compose import ticket_ref_from_message_id  # noqa: E402
 from inboxd.reports.metrics import compute_report  # noqa: E402
-from inboxd.reports import rollups  # noqa: E402
+from inboxd.reports import rollups, tickets  # noqa: E402
 from inboxd.store.copy import copy_rows  # noqa: E402
 from inboxd.store.engine import open_store, reading  # noqa: E402
 from inboxd.store.slaclock import stale_tickets  # noqa: E402
@@ -229,9 +232,20 @@ def _report(label: str, engine, settings, now: datetime, figures: dict[str, floa
     rollups.fill(engine, settings, since=now - timedelta(days=90), until=now, now=now)
     runs = [timed(report) for _ in range(3)]
     wall, proc, result = min(runs, key=lambda r: r[0])
+    print(f"[{label}] weekly report, 90 days, warm days, no per-ticket rows, with {added:,} status events:"
+          f" {wall:6.2f} s wall, {min(r[1] for r in runs):6.2f} s CPU best of 3"
+          f"  ({result['tickets']['resolved']:,} resolved)")
+    # The per-ticket rows (inboxd.reports.tickets, report_ticket), as the nightly duty fills them.
+    filled = timed(lambda: tickets.fill(engine, now, since=now - timedelta(days=rollups.FILL_DAYS)))
+    print(f"[{label}] filling the per-ticket rows ({filled[2]:,} tickets): {filled[0]:6.2f} s wall,"
+          f" {filled[1]:6.2f} s CPU (the nightly duty, in batches of {tickets.BATCH})")
+    runs = [timed(report) for _ in range(3)]
+    wall, proc, rolled = min(runs, key=lambda r: r[0])
     figures["report_events"] = wall
-    print(f"[{label}] weekly report, 90 days, warm, with {added:,} status events: {wall:6.2f} s wall,"
-          f" {min(r[1] for r in runs):6.2f} s CPU best of 3  ({result['tickets']['resolved']:,} resolved)")
+    figures["report_events_cpu"] = min(r[1] for r in runs)
+    print(f"[{label}] weekly report, 90 days, warm, with the per-ticket rows: {wall:6.2f} s wall,"
+          f" {min(r[1] for r in runs):6.2f} s CPU best of 3  (target 1 s; same as without them:"
+          f" {rolled == result})")
 
 
 def add_status_events(engine) -> int:

@@ -72,7 +72,7 @@ def make_stale(engine, rng: random.Random, count: int) -> list[int]:
     with writing(engine) as conn:
         pks = sorted(rng.sample(list(conn.execute(select(t.report_ticket.c.ticket_id)).scalars()), count))
         for i, pk in enumerate(pks):
-            way = i % 5
+            way = i % 6
             at = NOW - timedelta(days=rng.randrange(1, 15), minutes=rng.randrange(600))
             if way in (0, 1):
                 # A status event (a reopening, back-dated), with (0) or without (1) a new version of the ticket.
@@ -86,6 +86,9 @@ def make_stale(engine, rng: random.Random, count: int) -> list[int]:
                 # A row of another format (a newer inboxd's, say).
                 conn.execute(update(t.report_ticket).where(t.report_ticket.c.ticket_id == pk)
                              .values(data=json.dumps([tickets.FORMAT + 1, 0])))
+            elif way == 5:
+                # A row that is not JSON at all (a damaged store): the other rows are still read.
+                conn.execute(update(t.report_ticket).where(t.report_ticket.c.ticket_id == pk).values(data="[1, {"))
             elif way == 4:
                 # A status event that appears below the row's watermark, with a new version: what a PostgreSQL
                 # transaction that took its event id before the fill and committed after it leaves.
@@ -137,7 +140,7 @@ def test_the_report_from_ticket_rows_equals_the_live_one(engine, tmp_path, monke
     rolled, live = both(since, NOW, mailbox="support")
     assert rolled == live
     # Stale rows, a few (their tickets' events read by id) and many (read with the period's query).
-    for count, share in ((10, tickets.LIVE_SHARE), (10, 0.0)):
+    for count, share in ((12, tickets.LIVE_SHARE), (12, 0.0)):
         monkeypatch.setattr(tickets, "LIVE_SHARE", share)
         stale = make_stale(engine, rng, count)
         used = rows_used(engine, settings, since)

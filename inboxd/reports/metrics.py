@@ -112,6 +112,7 @@ class _Ticket:
     sla_policy: str | None
     requester: str = ""   # In lower case, as repeat complaints compare addresses.
     version: int = 0
+    created_us: int = 0   # created_at in microseconds since the epoch (inboxd.reports.tickets.micros).
     # Set by _Reader.tickets: the status intervals up to the period's end, instants in microseconds since the
     # epoch (inboxd.reports.tickets); the shared empty tuple spares the tickets without any a list each.
     intervals: list[tuple[str, int, int]] | tuple = ()
@@ -163,7 +164,7 @@ class _Reader:
             self.conn, self.scope, self.since, self.until, self.end, created_of, stored)
         end = per_ticket.micros(self.end)
         for pk, ticket in tickets.items():
-            created = created_of[pk][0]
+            created = ticket.created_us = created_of[pk][0]
             mine = changes.get(pk)
             if mine:
                 ticket.intervals = per_ticket.intervals(created, mine, end)
@@ -227,35 +228,23 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
     in_period = lambda at: since <= at < until  # noqa: E731 - a one-line predicate reads best inline.
     created = [t for t in tickets.values() if in_period(t.created_at)]
 
-    # Transitions inside the period, per ticket (kept for the daily figures); instants in microseconds.
-    low, high = per_ticket.micros(since), per_ticket.micros(until)
-    solved, closed, resolved_us, reopened = set(), set(), {}, set()
-    changes = []
-    for t in tickets.values():
-        intervals = t.intervals
-        for i in range(1, len(intervals)):
-            before, after, at = intervals[i - 1][0], intervals[i][0], intervals[i][1]
-            if before == after or not low <= at < high:
-                continue
-            changes.append((before, after, at))
-            if after == "solved":
-                solved.add(t.pk)
-            if after == "closed":
-                closed.add(t.pk)
-            if after in RESOLVED and before not in RESOLVED:
-                resolved_us[t.pk] = at          # The last resolution in the period counts.
-            if is_reopen(before, after):
-                reopened.add(t.pk)
+    # The status figures, in one walk over every ticket's intervals (instants in microseconds).
+    starts = _day_starts(since, until, tz)
+    history = _walk(tickets.values(), since, until, reader.end, _checkpoints(starts, until, reader.end))
+    solved, closed, reopened, resolved_us = history.solved, history.closed, history.reopened, history.resolved_us
     resolved_at = {pk: per_ticket.instant(at) for pk, at in resolved_us.items()}
     resolved = [tickets[pk] for pk in resolved_at]
 
     # Each ticket's times, computed once for the desk and its agent.
     first_of = {t.pk: _duration(t.created_at, t.first_response_at, calendar_of(t))
                 for t in created if t.first_response_at is not None}
-    resolution_of = {t.pk: _duration(t.created_at, resolved_at[t.pk], calendar_of(t)) for t in resolved}
+    # Without a calendar, _duration's wall-clock seconds from the microseconds at hand (the same float).
+    resolution_of = {t.pk: (max(0.0, (resolved_us[t.pk] - t.created_us) / 1_000_000) if calendar is None
+                            else _duration(t.created_at, resolved_at[t.pk], calendar))
+                     for t in resolved for calendar in (calendar_of(t),)}
     first_response = list(first_of.values())
     resolution = list(resolution_of.values())
-    status_seconds = _status_seconds(tickets.values(), since, reader.end)
+    status_seconds = history.seconds
     agent_replies = _agent_reply_counts(reader, [t.pk for t in resolved])
     one_touch = sum(1 for t in resolved if agent_replies.get(t.pk, 0) == 1)
 
@@ -284,7 +273,7 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
         "volume": _volume(created, tz),
         "escalations": _escalations(reader),
         "time_in_status": {status: round(value / 3600, 2) for status, value in status_seconds.items()},
-        "daily": _daily(tickets.values(), changes, since, until, reader.end, tz),
+        "daily": _daily(tickets.values(), history, starts, since, until, tz),
         **_desk_figures(reader, tickets, created, resolved_at, status_seconds),
     }
     if include_agents:
@@ -472,18 +461,58 @@ def _escalations(reader: _Reader) -> dict:
     }
 
 
-def _status_seconds(tickets: Iterable[_Ticket], since: datetime, end: datetime) -> dict[str, float]:
-    """Seconds spent in each status inside [since, end), summed over tickets (wall-clock): `time_in_status`
-    in hours, and its handling statuses' shares (inboxd.reports.breakdowns.shares)."""
+@dataclass(slots=True)
+class _History:
+    """What the report takes from the tickets' status intervals (`_walk`), instants in microseconds."""
+
+    seconds: dict[str, float]               # In each status inside [since, end), summed over tickets.
+    changes: list[tuple[str, str, int]]     # (before, after, at) of the transitions inside [since, until).
+    solved: set[int]
+    closed: set[int]
+    reopened: set[int]
+    resolved_us: dict[int, int]             # Each ticket's last resolution inside the period.
+    backlog: list[int]                      # The backlog's differences per checkpoint (_daily adds them up).
+
+
+def _walk(tickets: Iterable[_Ticket], since: datetime, until: datetime, end: datetime,
+          checkpoints: Sequence[int]) -> _History:
+    """One walk over every ticket's status intervals: the time in each status inside [since, end)
+    (`time_in_status` in hours, and its handling statuses' shares, inboxd.reports.breakdowns.shares), the
+    transitions inside [since, until) (solved, closed, resolved, reopened, the daily resolutions), and for
+    the daily backlog the checkpoints each unresolved interval covers.  One walk instead of three: on
+    100,000 tickets the loops themselves were a fifth of the report."""
     seconds = dict.fromkeys(STATUS_ORDER, 0.0)
-    first, last = per_ticket.micros(since), per_ticket.micros(end)
+    first, last, stop = per_ticket.micros(since), per_ticket.micros(end), per_ticket.micros(until)
+    history = _History(seconds, [], set(), set(), set(), {}, [0] * (len(checkpoints) + 1))
+    changes, backlog = history.changes, history.backlog
     for t in tickets:
+        before = None
         for status, a, b in t.intervals:
-            low, high = max(a, first), min(b, last)
+            low = a if a > first else first
+            high = b if b < last else last
             if high > low:
                 # Microseconds over 10**6, as timedelta.total_seconds() divides them: the same float.
                 seconds[status] = seconds.get(status, 0.0) + (high - low) / 1_000_000
-    return seconds
+            if status not in RESOLVED:
+                # The days whose checkpoint falls in an unresolved interval [a, b): a range of checkpoints
+                # (they are in order), added up by _daily; asking `status_at` for every day of every ticket
+                # was a tenth of a 90-day report.
+                i, j = bisect_left(checkpoints, a), bisect_left(checkpoints, b)
+                if i < j:
+                    backlog[i] += 1
+                    backlog[j] -= 1
+            if before is not None and before != status and first <= a < stop:
+                changes.append((before, status, a))
+                if status == "solved":
+                    history.solved.add(t.pk)
+                elif status == "closed":
+                    history.closed.add(t.pk)
+                if status in RESOLVED and before not in RESOLVED:
+                    history.resolved_us[t.pk] = a       # The last resolution in the period counts.
+                if is_reopen(before, status):
+                    history.reopened.add(t.pk)
+            before = status
+    return history
 
 
 def _day_starts(since: datetime, until: datetime, tz: ZoneInfo) -> list[datetime]:
@@ -498,37 +527,30 @@ def _day_starts(since: datetime, until: datetime, tz: ZoneInfo) -> list[datetime
     return days
 
 
-def _daily(tickets: Iterable[_Ticket], changes: Iterable[tuple[str, str, datetime]], since: datetime,
-           until: datetime, end: datetime, tz: ZoneInfo) -> list[dict]:
-    """Per local day: tickets created, tickets resolved, and the backlog at the end of the day
-    (or at `end` for a day not over yet).  `changes` are the status transitions in the period."""
-    starts = _day_starts(since, until, tz)
+def _checkpoints(starts: Sequence[datetime], until: datetime, end: datetime) -> list[int]:
+    """The instant each local day's backlog is taken at: the day's last microsecond (or `end`'s, for a day
+    not over yet), in microseconds."""
+    return [per_ticket.micros(min(s + timedelta(days=1), until, end) - timedelta(microseconds=1)) for s in starts]
+
+
+def _daily(tickets: Iterable[_Ticket], history: _History, starts: Sequence[datetime], since: datetime,
+           until: datetime, tz: ZoneInfo) -> list[dict]:
+    """Per local day (`starts`: their midnights): tickets created, tickets resolved, and the backlog at the
+    end of the day (or at `end` for a day not over yet), from the walk over the status intervals."""
     rows = [{"date": s.astimezone(tz).date().isoformat(), "created": 0, "resolved": 0, "backlog": 0} for s in starts]
-    # The transitions and the intervals are in microseconds (inboxd.reports.tickets), the tickets' creation not.
-    checkpoints = [per_ticket.micros(min(s + timedelta(days=1), until, end) - timedelta(microseconds=1))
-                   for s in starts]
-    starts_us = [per_ticket.micros(s) for s in starts]
-    backlog = [0] * (len(checkpoints) + 1)
     # An instant of the period falls on the local day whose midnight (in `starts`) is the last not after it:
-    # found by bisection instead of converting every instant to the time zone.
+    # found by bisection instead of converting every instant to the time zone.  The transitions are in
+    # microseconds (inboxd.reports.tickets), the tickets' creation not.
+    starts_us = [per_ticket.micros(s) for s in starts]
     created = [0] * len(starts)
     resolved = [0] * len(starts)
-    for before, after, at in changes:
+    for before, after, at in history.changes:
         if after in RESOLVED and before not in RESOLVED:
             resolved[bisect_right(starts_us, at) - 1] += 1
     for t in tickets:
         if since <= t.created_at < until:
             created[bisect_right(starts, t.created_at) - 1] += 1
-        # The days whose checkpoint falls in an unresolved interval [a, b): a range
-        # of checkpoints each (they are in order), added up at the end; asking
-        # `status_at` for every day of every ticket was a tenth of a 90-day report.
-        for status, a, b in t.intervals:
-            if status not in RESOLVED:
-                first, last = bisect_left(checkpoints, a), bisect_left(checkpoints, b)
-                if first < last:
-                    backlog[first] += 1
-                    backlog[last] -= 1
-    for row, count, new, done in zip(rows, accumulate(backlog), created, resolved):
+    for row, count, new, done in zip(rows, accumulate(history.backlog), created, resolved):
         row["backlog"] = count
         row["created"] += new
         row["resolved"] += done

@@ -117,6 +117,22 @@ def _events_by_ticket(rows: Iterable[tuple]) -> dict[int, list[tuple[int, str, d
     return out
 
 
+def _decode(texts: list[str]) -> list:
+    """The JSON values of `texts`, None for one that is not JSON.  Decoded as one array: json.loads's own
+    cost per call was half the time of decoding 100,000 short rows one by one."""
+    try:
+        return json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        return [_decode_one(text) for text in texts]
+
+
+def _decode_one(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 # --- Reading (the report) ------------------------------------------------------------------------------
 
 def status_changes(conn: Connection, scope: Scope, since: datetime, until: datetime, end: datetime,
@@ -127,13 +143,11 @@ def status_changes(conn: Connection, scope: Scope, since: datetime, until: datet
     data), as inboxd.store.reports.live_tickets reads them.  Also returns how many tickets came from rows."""
     out: dict[int, list] = {}
     current: set[int] = set()
+    candidates = [(pk, watermark, data) for pk, version, watermark, data in rows
+                  if (ticket := tickets.get(pk)) is not None and ticket[1] == version]
     found: dict[int, tuple[int, list]] = {}
-    for pk, version, watermark, data in rows:
-        ticket = tickets.get(pk)
-        if ticket is None or ticket[1] != version:
-            continue
-        stored = json.loads(data)
-        if stored[0] == FORMAT and stored[1] == ticket[0]:
+    for (pk, watermark, _), stored in zip(candidates, _decode([data for _, _, data in candidates])):
+        if type(stored) is list and len(stored) >= 2 and stored[0] == FORMAT and stored[1] == tickets[pk][0]:
             found[pk] = (watermark, stored[2:])
     if found:
         # The events written since the oldest watermark: nightly fills keep them to about a day's.
