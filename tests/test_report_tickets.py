@@ -166,9 +166,9 @@ def test_the_report_reads_only_current_rows(engine, tmp_path):
     c = t.report_ticket.c
     with writing(engine) as conn:
         for pk, data in conn.execute(select(c.ticket_id, c.data)).all():
-            created = json.loads(data)[1]
+            stored = json.loads(data)
             conn.execute(update(t.report_ticket).where(c.ticket_id == pk)
-                         .values(data=json.dumps([tickets.FORMAT, created, created + 1, "closed"])))
+                         .values(data=json.dumps([*stored[:4], stored[1] + 1, "closed"])))
     altered = report(engine, settings, since)
     assert altered["time_in_status"]["open"] == 0 and altered != live
     assert report(engine, settings, since, use=False) == live
@@ -234,3 +234,29 @@ def test_changes_and_intervals_are_status_intervals_in_microseconds(seed_):
             expected = status_intervals(created, [e for e in events if e[0] < end], end)
             got = tickets.intervals(tickets.micros(created), changes, tickets.micros(end))
             assert [(s, tickets.instant(a), tickets.instant(b)) for s, a, b in got] == expected
+
+
+def test_a_message_added_without_a_new_version_is_counted(engine, tmp_path):
+    """The sender adds an agent's outgoing message without bumping the ticket's version: the row's count of
+    agent messages (first-contact resolution) is then not used, its status changes still are."""
+    from inboxd.store.outbox import add_outgoing_message
+
+    seed(engine, random.Random(51), tickets=40)
+    settings = settings_for(tmp_path, "UTC")
+    since = NOW - timedelta(days=30)
+    assert tickets.fill(engine, NOW, since=NOW - timedelta(days=60)) == 40
+    before = report(engine, settings, since)
+    assert before == report(engine, settings, since, use=False)
+    assert before["first_contact_resolution"]["count"] == 0 < before["tickets"]["resolved"]
+    with writing(engine) as conn:
+        for pk in range(1, 41):
+            add_outgoing_message(conn, pk, message_key=f"k{pk}", message_id=f"r{pk}@example.com", kind="agent",
+                                 sender="support@example.com", to_addrs="[]", subject="Re: q", text="done",
+                                 in_reply_to="[]", data=f"reply {pk}".encode(), now=NOW - timedelta(minutes=1))
+    after = report(engine, settings, since)
+    assert after == report(engine, settings, since, use=False)
+    assert after["first_contact_resolution"]["count"] == before["tickets"]["resolved"]
+    assert rows_used(engine, settings, since) > 20
+    # The next fill counts the messages again, and the rows are read for them too.
+    assert tickets.fill(engine, NOW, since=NOW - timedelta(days=60)) == 40
+    assert report(engine, settings, since) == after

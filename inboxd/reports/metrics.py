@@ -112,6 +112,7 @@ class _Ticket:
     sla_policy: str | None
     requester: str = ""   # In lower case, as repeat complaints compare addresses.
     version: int = 0
+    message_count: int = 0
     created_us: int = 0   # created_at in microseconds since the epoch (inboxd.reports.tickets.micros).
     # Set by _Reader.tickets: the status intervals up to the period's end, instants in microseconds since the
     # epoch (inboxd.reports.tickets); the shared empty tuple spares the tickets without any a list each.
@@ -136,6 +137,9 @@ class _Reader:
         self.settings, self.scope = settings, scope
         self.since, self.until, self.now = since, until, now
         self.end = min(until, now)
+        # Set by tickets(): the agent messages the per-ticket rows count, and how many rows were read.
+        self.agent_messages: dict[int, int] = {}
+        self.rows_used = 0
 
     def tickets(self) -> dict[int, _Ticket]:
         """Tickets alive during the period, each with its status intervals up to the period's end."""
@@ -154,14 +158,14 @@ class _Reader:
         enabled = self.rollups.enabled
         rows = store.live_tickets(self.conn, self.scope, self.since, self.until, with_rows=enabled)
         tickets = {
-            row[0]: _Ticket(row[0], row[1], tags_of(row[2]), *row[3:9])
+            row[0]: _Ticket(row[0], row[1], tags_of(row[2]), *row[3:10])
             for row in rows
         }
         # Each ticket's status changes: from its per-ticket row (report_ticket) when current, else its events.
-        stored = [(row[0], *row[9:]) for row in rows if row[9] is not None] if enabled else []
-        created_of = {pk: (per_ticket.micros(t.created_at), t.version) for pk, t in tickets.items()}
-        changes, self.rows_used = per_ticket.status_changes(
-            self.conn, self.scope, self.since, self.until, self.end, created_of, stored)
+        stored = [(row[0], *row[10:]) for row in rows if row[10] is not None] if enabled else []
+        created_of = {pk: (per_ticket.micros(t.created_at), t.version, t.message_count) for pk, t in tickets.items()}
+        read = per_ticket.status_changes(self.conn, self.scope, self.since, self.until, self.end, created_of, stored)
+        changes, self.rows_used, self.agent_messages = read.changes, read.rows_used, read.agent_messages
         end = per_ticket.micros(self.end)
         for pk, ticket in tickets.items():
             created = ticket.created_us = created_of[pk][0]
@@ -294,9 +298,14 @@ def _histogram(seconds: Sequence[float]) -> dict[str, int]:
 
 
 def _agent_reply_counts(reader: _Reader, pks: list[int]) -> dict[int, int]:
-    if not pks:
-        return {}
-    return store.agent_reply_counts(reader.conn, pks)
+    """The agent messages of each of these tickets: from their per-ticket rows where those count them
+    currently, else counted by the store (a ticket without any may be absent)."""
+    known = reader.agent_messages
+    out = {pk: known[pk] for pk in pks if pk in known}
+    rest = [pk for pk in pks if pk not in known]
+    if rest:
+        out.update(store.agent_reply_counts(reader.conn, rest))
+    return out
 
 
 def _backlog(reader: _Reader) -> int:

@@ -15,6 +15,12 @@ row per ticket (`status_changes`).  A row is used only when it is current:
   that wrote a status event without bumping the version;
 - its format is FORMAT and its creation instant is the ticket's.
 
+A row also holds the ticket's count of agent messages (first-contact
+resolution counts them per resolved ticket), used only while the ticket's
+`message_count` is the row's too: the sender adds an outgoing message
+without bumping the version, but every message added, filed or moved by a
+merge changes the count, and none is ever deleted or changes its kind.
+
 Any other ticket is read from its events, as without rollups; the figures
 are the same either way (tests compare them).  The report never writes.
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine
@@ -39,9 +46,9 @@ from inboxd.store.reports import Scope
 
 log = logging.getLogger(__name__)
 
-# The format of a row's data: [FORMAT, created, at, status, at, status, ...].  A row of another format is
-# not used (and the next fill rewrites it).
-FORMAT = 1
+# The format of a row's data: [FORMAT, created, message_count, agent messages, at, status, at, status, ...].
+# A row of another format is not used (and the next fill rewrites it).
+FORMAT = 2
 # Tickets per fill transaction: a batch's write holds the store's write lock for a few milliseconds.
 BATCH = 2000
 # When more than this share of a report's tickets has no current row, their events are read with one
@@ -99,8 +106,8 @@ def intervals(created: int, changes: Sequence, end: int) -> list[tuple[str, int,
     return out
 
 
-def encode(created: int, changes: Sequence) -> str:
-    return json.dumps([FORMAT, created, *changes], ensure_ascii=False)
+def encode(created: int, messages: int, agent_messages: int, changes: Sequence) -> str:
+    return json.dumps([FORMAT, created, messages, agent_messages, *changes], ensure_ascii=False)
 
 
 def _events_by_ticket(rows: Iterable[tuple]) -> dict[int, list[tuple[int, str, dict]]]:
@@ -135,31 +142,43 @@ def _decode_one(text: str):
 
 # --- Reading (the report) ------------------------------------------------------------------------------
 
+@dataclass
+class Read:
+    """What the report takes from the per-ticket rows and events (`status_changes`)."""
+
+    changes: dict[int, list]        # Each ticket's status changes (tickets without any absent).
+    agent_messages: dict[int, int]  # The agent messages of the tickets whose row counts them currently.
+    rows_used: int                  # The tickets whose changes came from their row (for tests).
+
+
 def status_changes(conn: Connection, scope: Scope, since: datetime, until: datetime, end: datetime,
-                   tickets: dict[int, tuple[int, int]], rows: Iterable[tuple]) -> tuple[dict[int, list], int]:
-    """{ticket_id: changes} of the tickets alive in [since, until) (`tickets`: id -> (created, version),
-    created in microseconds), from their current rows where stored, else from their events before `end`;
-    tickets without changes are absent.  `rows` are the tickets' stored rows (ticket_id, version, watermark,
-    data), as inboxd.store.reports.live_tickets reads them.  Also returns how many tickets came from rows."""
+                   tickets: dict[int, tuple[int, int, int]], rows: Iterable[tuple]) -> Read:
+    """The status changes of the tickets alive in [since, until) (`tickets`: id -> (created, version,
+    message_count), created in microseconds), from their current rows where stored, else from their
+    events before `end`.  `rows` are the tickets' stored rows (ticket_id, version, watermark, data), as
+    inboxd.store.reports.live_tickets reads them."""
     out: dict[int, list] = {}
+    agents: dict[int, int] = {}
     current: set[int] = set()
     candidates = [(pk, watermark, data) for pk, version, watermark, data in rows
                   if (ticket := tickets.get(pk)) is not None and ticket[1] == version]
     found: dict[int, tuple[int, list]] = {}
     for (pk, watermark, _), stored in zip(candidates, _decode([data for _, _, data in candidates])):
-        if type(stored) is list and len(stored) >= 2 and stored[0] == FORMAT and stored[1] == tickets[pk][0]:
-            found[pk] = (watermark, stored[2:])
+        if type(stored) is list and len(stored) >= 4 and stored[0] == FORMAT and stored[1] == tickets[pk][0]:
+            found[pk] = (watermark, stored)
     if found:
         # The events written since the oldest watermark: nightly fills keep them to about a day's.
         newer = table.newer_status_events(conn, min(w for w, _ in found.values()))
-        for pk, (watermark, changes) in found.items():
+        for pk, (watermark, stored) in found.items():
             if newer.get(pk, 0) <= watermark:
                 current.add(pk)
-                if changes:
-                    out[pk] = changes
+                if len(stored) > 4:
+                    out[pk] = stored[4:]
+                if stored[2] == tickets[pk][2]:
+                    agents[pk] = stored[3]
     missing = [pk for pk in tickets if pk not in current]
     if not missing:
-        return out, len(current)
+        return Read(out, agents, len(current))
     if len(missing) > LIVE_SHARE * len(tickets):
         rows = (row for row in store.live_status_events(conn, scope, since, until, end) if row[0] not in current)
     else:
@@ -170,7 +189,7 @@ def status_changes(conn: Connection, scope: Scope, since: datetime, until: datet
             changes = changes_from_events(ticket[0], events)
             if changes:
                 out[pk] = changes
-    return out, len(current)
+    return Read(out, agents, len(current))
 
 
 # --- Filling (the scheduler's nightly duty) ----------------------------------------------------------
@@ -190,25 +209,28 @@ def fill(engine: Engine, now: datetime, *, since: datetime, batch: int = BATCH) 
             tickets = table.tickets_from(conn, first_id, batch, since)
             if not tickets:
                 return written
-            ids = [pk for pk, _, _ in tickets]
+            ids = [pk for pk, _, _, _ in tickets]
             stored = table.ticket_rows(conn, ids)
             newer = (table.newer_status_events(conn, min(w for _, w, _ in stored.values()), ids[0], ids[-1])
                      if stored else {})
             keep, need = [], []
-            for pk, version, created_at in tickets:
+            for pk, version, messages, created_at in tickets:
                 created = micros(created_at)
                 row = stored.get(pk)
                 if (row is not None and row[0] == version and newer.get(pk, 0) <= row[1]
-                        and row[2].startswith(f"[{FORMAT}, {created}")
-                        and row[2][len(f"[{FORMAT}, {created}")] in ",]"):
+                        and row[2].startswith(f"[{FORMAT}, {created}, {messages}, ")):
                     if row[1] < newest:
                         keep.append(pk)
                 else:
-                    need.append((pk, version, created))
-            events = _events_by_ticket(store.status_events_of(conn, [pk for pk, _, _ in need])) if need else {}
+                    need.append((pk, version, messages, created))
+            wanted = [pk for pk, _, _, _ in need]
+            events = _events_by_ticket(store.status_events_of(conn, wanted)) if need else {}
+            agent_messages = store.agent_reply_counts(conn, wanted)
         rows = [{"ticket_id": pk, "version": version, "watermark": newest,
-                 "data": encode(created, changes_from_events(created, events.get(pk, ()))), "computed_at": now}
-                for pk, version, created in need]
+                 "data": encode(created, messages, agent_messages.get(pk, 0),
+                                changes_from_events(created, events.get(pk, ()))),
+                 "computed_at": now}
+                for pk, version, messages, created in need]
         if rows or keep:
             with writing(engine) as conn:
                 table.write_tickets(conn, rows)

@@ -94,12 +94,13 @@ def ticket_rows(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[int, in
     return out
 
 
-def tickets_from(conn: Connection, first_id: int, limit: int, since: datetime) -> list[tuple[int, int, datetime]]:
-    """(id, version, created_at) of up to `limit` tickets from id `first_id` on that a report from `since` on
+def tickets_from(conn: Connection, first_id: int, limit: int,
+                 since: datetime) -> list[tuple[int, int, int, datetime]]:
+    """(id, version, message_count, created_at) of up to `limit` tickets from id `first_id` on that a report from `since` on
     reads (unresolved, or changed since `since`), in id order."""
     ticket = t.ticket
     return [tuple(row) for row in conn.execute(
-        select(ticket.c.id, ticket.c.version, ticket.c.created_at)
+        select(ticket.c.id, ticket.c.version, ticket.c.message_count, ticket.c.created_at)
         .where(ticket.c.id >= first_id, or_(ticket.c.status.not_in(RESOLVED), ticket.c.updated_at >= since))
         .order_by(ticket.c.id).limit(limit))]
 
