@@ -100,8 +100,8 @@ ca_file = "{dovecot.ca_file}"
     return config
 
 
+def run_inboxd(config: Path, code: Path) -> tuple[float, float, float, float]:
     """`inboxd run --once` from `code`: (seconds, peak tree RSS MiB, peak daemon RSS MiB, seconds to the peak)."""
-    """`inboxd run --once` from `code`: (seconds, peak tree RSS MiB, peak daemon RSS MiB, seconds to the tree's peak)."""
     env = dict(os.environ, PYTHONPATH=str(code))
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "inboxd", "--config", str(config), "run", "--once"],
