@@ -304,10 +304,11 @@ def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:
         _event(conn, d, "no-ack", {"rule": ack.rule, "reason": ack.reason})
         return
     mailbox = filer.settings.mailbox(d.mailbox)
-    ticket = outbox.load_ticket(conn, d.ticket_pk)
+    # The clock step has just set the first-response promise; it is read with the ticket.
+    ticket, policy_name, due = outbox.load_ticket_and_promise(conn, d.ticket_pk)
     language = d.disposition.language.language if d.disposition.language else mailbox.language
     subject, text, html = outbox.ack_content(
-        filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, conn, d, mailbox, language),
+        filer.templates, filer.tags, mailbox, ticket, sla=_promise(filer, policy_name, due, mailbox, language),
         template=ack.template, language=language)
     # Composed by the sender on its first attempt: filing stays cheap.
     message_id = outbox.queue(
@@ -319,9 +320,8 @@ def acknowledge(filer: Filer, conn: Connection, d: Delivery) -> None:
     d.acked = True
 
 
-def _promise(filer: Filer, conn: Connection, d: Delivery, mailbox, language: str) -> dict:
-    """The first-response promise published in the acknowledgement (the clock step has just set it)."""
-    policy_name, due = filing.sla_promise(conn, d.ticket_pk)
+def _promise(filer: Filer, policy_name: str | None, due: datetime | None, mailbox, language: str) -> dict:
+    """The first-response promise published in the acknowledgement: the ticket's SLA policy and due time."""
     policy = filer.policies.sla.get(policy_name) if policy_name else None
     if policy is None or policy.first_response is None:
         return {"first_response": None, "first_response_due": None}

@@ -44,8 +44,14 @@ class TicketView:
 
 
 def load_ticket(conn: Connection, pk: int) -> TicketView:
+    return load_ticket_and_promise(conn, pk)[0]
+
+
+def load_ticket_and_promise(conn: Connection, pk: int) -> tuple[TicketView, str | None, datetime | None]:
+    """The ticket as a mail about it sees it, with its SLA policy and first response due, in one read
+    (an acknowledgement publishes the promise)."""
     row = store.ticket_for_mail(conn, pk)
-    return TicketView(*row[:-1], created_at=_template_time(row[-1]))
+    return TicketView(*row[:7], created_at=_template_time(row[7])), row[8], row[9]
 
 
 def _template_time(at: datetime) -> str:

@@ -428,7 +428,6 @@ _ON_MESSAGE = Prepared(update(t.ticket).where(_t.id == bindparam("pk")).values(
                             _at("at", _t.first_response_at)), else_=_t.first_response_at),
     closed_at=case((_flag("close"), _at("at", _t.closed_at)), (_flag("keep_closed"), _t.closed_at), else_=None),
     history=case((_flag("live"), False), else_=_t.history)))
-_PROMISE = Prepared(select(_t.sla_policy, _t.first_response_due).where(_t.id == bindparam("pk")))
 _SET_TEAM = Prepared(update(t.ticket).where(_t.id == bindparam("pk"))
                      .values(team=bindparam("team", type_=_t.team.type)))
 
@@ -481,11 +480,6 @@ def apply_routing(conn: Connection, pk: int, *, priority: str | None, tags: list
     if sla_policy is not None:
         values["sla_policy"] = sla_policy
     conn.execute(update(t.ticket).where(_t.id == pk).values(**values))
-
-
-def sla_promise(conn: Connection, pk: int) -> tuple[str | None, datetime | None]:
-    """(SLA policy, first response due) of a ticket."""
-    return _PROMISE.first(conn, {"pk": pk})
 
 
 # -- customers, surveys, events ------------------------------------------------------

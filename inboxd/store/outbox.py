@@ -57,7 +57,8 @@ _COUNT_MESSAGE = Prepared(update(t.ticket).where(t.ticket.c.id == bindparam("pk"
                           .values(message_count=t.ticket.c.message_count + 1))
 _tk = t.ticket.c
 _TICKET_FOR_MAIL = Prepared(select(_tk.id, _tk.ref, _tk.subject, _tk.status, _tk.priority, _tk.requester,
-                                   _tk.requester_name, _tk.created_at).where(_tk.id == bindparam("pk")))
+                                   _tk.requester_name, _tk.created_at, _tk.sla_policy, _tk.first_response_due)
+                            .where(_tk.id == bindparam("pk")))
 
 
 def add(conn: Connection, *, ticket_id: int | None, mailbox: str, kind: str, message_id: str, sender: str,
@@ -71,7 +72,8 @@ def add(conn: Connection, *, ticket_id: int | None, mailbox: str, kind: str, mes
 
 
 def ticket_for_mail(conn: Connection, ticket_pk: int) -> tuple:
-    """(id, ref, subject, status, priority, requester, requester_name, created_at) of a ticket."""
+    """(id, ref, subject, status, priority, requester, requester_name, created_at, sla_policy,
+    first_response_due) of a ticket: what a mail about it says, with the first-response promise."""
     row = _TICKET_FOR_MAIL.first(conn, {"pk": ticket_pk})
     if row is None:
         raise LookupError(f"no ticket with id {ticket_pk}")
