@@ -27,15 +27,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 HANDLING = ("new", "open", "pending", "solved")
 
 
-@dataclass(frozen=True)
-class Contact:
-    """A ticket of a customer who had one resolved: when it was opened, and where it was merged."""
+class Contact(NamedTuple):
+    """A ticket of a customer who had one resolved: when it was opened, and where it was merged.
+
+    A named tuple: a 90-day report makes 100,000 of them, and a frozen dataclass's construction cost
+    twice as much."""
 
     pk: int
     customer: str           # the requester, lower case
