@@ -255,6 +255,17 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def engine(store_url: str) -> Iterator:
+    """An empty store migrated to the head, once of each kind (see store_url), disposed of after the test."""
+    from inboxd.store.engine import create_store_engine, migrate
+
+    engine = create_store_engine(store_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def oauth_dovecot() -> Iterator[tuple]:
     """A Dovecot of the test's own that also signs users in with OAuth2 (XOAUTH2, OAUTHBEARER), and the
     local authorization server it asks (device flow, refresh, introspection; inboxd.testing.oauthserver).

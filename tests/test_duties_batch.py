@@ -15,7 +15,6 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, insert, select, update
 
 from inboxd.config import parse_settings
@@ -27,7 +26,7 @@ from inboxd.desk.workflow import load, notification, notify_agent
 from inboxd.outbound import outbox
 from inboxd.store import duties as store
 from inboxd.store import slaclock as clock_store
-from inboxd.store.engine import create_store_engine, migrate, reading, writing
+from inboxd.store.engine import reading, writing
 from inboxd.store.messages import last_customer_message
 from inboxd.store.sql import t
 from tests.test_duties_pg import NOW, seed
@@ -44,14 +43,6 @@ def make_settings(tmp_path: Path, url: str):
                       "pending_reminder": "2d", "autoclose_after": "30d"},
         "csat": {"enabled": False},
     }, tmp_path / "inboxd.toml")
-
-
-@pytest.fixture
-def engine(store_url):
-    engine = create_store_engine(store_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def add_customer_mail(conn, pk: int, n: int, at, text: str) -> None:

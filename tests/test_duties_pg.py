@@ -15,14 +15,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, insert, select
 
 from inboxd.config import parse_settings
 from inboxd.desk import slaclock
 from inboxd.desk.duties import Duties
 from inboxd.store import duties as store
-from inboxd.store.engine import create_store_engine, migrate, reading, writing
+from inboxd.store.engine import create_store_engine, reading, writing
 from inboxd.store.sql import t
 
 # A Tuesday, after the morning digest and not the weekly report's day.
@@ -40,14 +39,6 @@ def make_settings(tmp_path: Path, url: str):
         "scheduler": {"digest_time": "23:59"},
         "csat": {"enabled": True, "delay": "1d", "min_interval": "1h"},
     }, tmp_path / "inboxd.toml")
-
-
-@pytest.fixture
-def engine(store_url):
-    engine = create_store_engine(store_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def seed(conn, pk: int, *, status: str = "open", created: datetime, assignee: str | None = "alice",

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from inboxd.store import leases
 from inboxd.config import load_settings
-from inboxd.store.engine import create_store_engine, migrate, open_store, reading, writing
+from inboxd.store.engine import open_store, reading, writing
 from inboxd.sync.imap import MailboxPoller, connect
 from inboxd.desk.ingest import Batch, Fetched
 from inboxd.store.sql import t as tables
@@ -28,14 +28,6 @@ from tests.support import cli, db_count, write_config
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
-
-
-@pytest.fixture
-def engine(store_url):
-    engine = create_store_engine(store_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def acquire(engine, holder: str, now: datetime, folder: str = "INBOX") -> bool:

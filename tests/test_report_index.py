@@ -17,21 +17,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, text
 
-from inboxd.store.engine import create_store_engine, migrate, reading, writing
+from inboxd.store.engine import reading, writing
 from inboxd.store.models import AGENT_MESSAGE, STATUS_CHANGE
 from inboxd.store.reports import (Scope, agent_reply_counts, agent_reply_counts_query, live_status_events,
                                   live_status_events_query)
 from inboxd.store.sql import t
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(store_url: str):
-    engine = create_store_engine(store_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def index_ddl(conn, name: str) -> str:

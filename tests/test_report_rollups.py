@@ -23,7 +23,7 @@ from sqlalchemy import insert, select, update
 from inboxd.config import parse_settings
 from inboxd.reports import rollups, tickets
 from inboxd.reports.metrics import compute_report
-from inboxd.store.engine import create_store_engine, migrate, reading, writing
+from inboxd.store.engine import reading, writing
 from inboxd.store.sql import t
 
 NOW = datetime(2026, 11, 20, 15, 17, tzinfo=UTC)
@@ -100,14 +100,6 @@ def seed(engine, rng: random.Random, tickets: int = 60) -> None:
                     ticket_id=pk, token=f"t{pk}", message_id=f"s{pk}@example.com", customer=f"c{pk % 17}@example.org",
                     sent_at=solved,
                     rating=rating, label=str(rating), answered_at=min(solved + timedelta(hours=5), NOW)))
-
-
-@pytest.fixture
-def engine(store_url: str):
-    engine = create_store_engine(store_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def report(engine, settings, since, *, use: bool = True, **scope) -> dict:

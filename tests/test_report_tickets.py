@@ -22,18 +22,10 @@ from sqlalchemy import insert, select, update
 
 from inboxd.desk.history import status_intervals
 from inboxd.reports import tickets
-from inboxd.store.engine import create_store_engine, migrate, reading, writing
+from inboxd.store.engine import reading, writing
 from inboxd.store.sql import t
 
 from tests.test_report_rollups import NOW, STATUS_DETAILS, report, seed, settings_for
-
-
-@pytest.fixture
-def engine(store_url: str):
-    engine = create_store_engine(store_url)
-    migrate(engine)
-    yield engine
-    engine.dispose()
 
 
 def extra_history(engine, rng: random.Random) -> None:
