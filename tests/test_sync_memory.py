@@ -58,10 +58,22 @@ def test_run_once_ends_the_parser_worker_before_the_duties(tmp_path, dovecot, im
     assert at_duties == [[]]
 
 
+def _imported(*modules: str) -> list[str]:
+    """Every module a fresh interpreter has after importing `modules`."""
+    probe = f"import json, sys; import {', '.join(modules)}; print(json.dumps(sorted(sys.modules)))"
+    return json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                     check=True, timeout=60).stdout)
+
+
 def test_the_daemon_loads_no_charset_guesser_or_html_converter_until_a_mail_needs_them():
-    probe = ("import json, sys; import inboxd.cli.main, inboxd.config, inboxd.daemon, inboxd.sync.worker; "
-             "print(json.dumps(sorted(sys.modules)))")
-    modules = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                                        check=True, timeout=60).stdout)
+    modules = _imported("inboxd.cli.main", "inboxd.config", "inboxd.daemon", "inboxd.sync.worker")
     assert "inboxd.mail.message" in modules
     assert [m for m in modules if m.split(".")[0] in ("charset_normalizer", "html2text")] == []
+
+
+def test_commands_by_mail_load_no_orm():
+    # The end of every mailbox pass runs the commands by mail that wait (StoreSink.run_commands); the
+    # daemon's store is Core only, and sqlalchemy.orm would be 5.5 MiB more for the rest of its life.
+    modules = _imported("inboxd.daemon", "inboxd.desk.agentcommands", "inboxd.desk.foldercommands")
+    assert "inboxd.store.mailcommands" in modules
+    assert [m for m in modules if m == "sqlalchemy.orm" or m.startswith("sqlalchemy.orm.")] == []

@@ -25,7 +25,6 @@ import json
 from datetime import datetime
 
 from sqlalchemy import Connection, and_, exists, select
-from sqlalchemy.orm import aliased
 
 from inboxd.store.duties import claim
 from inboxd.store.sql import t
@@ -45,7 +44,8 @@ def record_pending(conn: Connection, ticket_pk: int, key: str, now: datetime) ->
 
 def pending(conn: Connection) -> list[tuple[int, str]]:
     """(ticket id, key) of every mail whose commands have not all run, oldest first."""
-    d, done = t.duty, aliased(t.duty)
+    # Core's alias, the same SQL as the ORM's `aliased`: sqlalchemy.orm is 5.5 MiB the daemon need not load.
+    d, done = t.duty, t.duty.alias()
     finished = exists().where(and_(done.c.duty == DONE, done.c.key == d.c.key))
     rows = conn.execute(select(d.c.ticket_id, d.c.key).where(d.c.duty == PENDING, ~finished).order_by(d.c.id))
     return [(r[0], r[1]) for r in rows]
