@@ -71,6 +71,19 @@ def test_the_daemon_loads_no_charset_guesser_or_html_converter_until_a_mail_need
     assert [m for m in modules if m.split(".")[0] in ("charset_normalizer", "html2text")] == []
 
 
+def test_the_daemon_loads_jinja_only_when_a_template_is_rendered(tmp_path):
+    # A first sync imported as history sends nothing: the filer's templates are
+    # made, but Jinja is loaded by the first rendering.
+    probe = ("import json, sys; from inboxd.outbound.templates import Templates; "
+             f"t = Templates({str(tmp_path)!r}); before = 'jinja2' in sys.modules; "
+             "print(json.dumps([before, t.render_string('{{ 1 + 1 }}', {}, name='x'), 'jinja2' in sys.modules]))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert json.loads(result.stdout) == [False, "2", True]
+    modules = _imported("inboxd.cli.main", "inboxd.config", "inboxd.daemon", "inboxd.desk.ingest")
+    assert "inboxd.outbound.templates" in modules
+    assert [m for m in modules if m.split(".")[0] == "jinja2"] == []
+
+
 def test_commands_by_mail_load_no_orm():
     # The end of every mailbox pass runs the commands by mail that wait (StoreSink.run_commands); the
     # daemon's store is Core only, and sqlalchemy.orm would be 5.5 MiB more for the rest of its life.
