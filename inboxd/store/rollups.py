@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
 
 from inboxd.store.reports import CHUNK, RESOLVED, may_change_status
-from inboxd.store.sql import t, upsert
+from inboxd.store.sql import dialect_insert, excluded, t, upsert
 
 
 def read(conn: Connection, fingerprint: str, kinds: Sequence[str], first: datetime,
@@ -119,16 +119,12 @@ def newer_status_events(conn: Connection, watermark: int, first_id: int | None =
 
 
 def write_tickets(conn: Connection, rows: Sequence[dict]) -> None:
-    """Store per-ticket rows ({ticket_id, version, watermark, data, computed_at}), replacing what was there.
-
-    Deleted and inserted (in the caller's transaction) rather than upserted: both databases spell it alike."""
+    """Store per-ticket rows ({ticket_id, version, watermark, data, computed_at}), replacing what was there."""
     if not rows:
         return
-    c = t.report_ticket.c
-    ids = [row["ticket_id"] for row in rows]
-    for start in range(0, len(ids), CHUNK):
-        conn.execute(delete(t.report_ticket).where(c.ticket_id.in_(ids[start:start + CHUNK])))
-    conn.execute(t.report_ticket.insert(), list(rows))
+    stmt = dialect_insert(conn, t.report_ticket)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["ticket_id"], set_={
+        name: excluded(stmt, name) for name in ("version", "watermark", "data", "computed_at")}), list(rows))
 
 
 def restamp_tickets(conn: Connection, ids: Sequence[int], watermark: int) -> None:
