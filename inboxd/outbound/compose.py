@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,15 +111,19 @@ def tagged_subject(subject: str, ticket_ref: str, tag: TicketTag, *, reply: bool
     return f"Re: {tagged}" if reply else tagged
 
 
+# C0 and C1 controls (including CR, LF and TAB), and the Unicode line and
+# paragraph separators, which str.splitlines() would also treat as line ends:
+# every character of Unicode's categories Cc, Zl and Zp.  Unicode's stability
+# policy fixes the Cc set, and the separators are the only Zl and Zp
+# characters (tests/test_compose_sanitize.py checks the class against
+# unicodedata).  One regular expression instead of a category lookup per
+# character: sanitising was a tenth of the sender's time per acknowledgement.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def sanitize(value: str) -> str:
     """A header value with every control and line-breaking character replaced by a space."""
-    return "".join(" " if _is_control(c) else c for c in value).strip()
-
-
-def _is_control(char: str) -> bool:
-    # C0 and C1 controls (including CR, LF and TAB), and the Unicode line and
-    # paragraph separators, which str.splitlines() would also treat as line ends.
-    return unicodedata.category(char) in ("Cc", "Zl", "Zp")
+    return _CONTROL.sub(" ", value).strip()
 
 
 def display_name(name: str) -> str:
