@@ -49,7 +49,6 @@ from inboxd.desk.threads import ThreadLookup, ThreadMatch, TicketTag, find_ticke
 from inboxd.mail.bounces import Bounce, detect_bounce
 from inboxd.mail.largemail import header_block
 from inboxd.mail.message import InboundMessage
-from inboxd.mail.quotes import reply_text
 from inboxd.outbound.compose import ticket_ref_from_message_id
 from inboxd.outbound.loop import loop_header_value
 from inboxd.outbound.outbox import AckCounts, budget_key
@@ -283,6 +282,15 @@ class Disposition:
 # -- deciding ------------------------------------------------------------------------
 
 
+def _reply_text(text: str) -> str:
+    """The new text above the quote (inboxd.mail.quotes), for mail parsed without it."""
+    # Imported here: the daemon rarely needs it (the parser worker strips the quotes), and its
+    # patterns cost every start about 10 ms to compile.
+    from inboxd.mail.quotes import reply_text
+
+    return reply_text(text)
+
+
 def decide(m: Incoming, lookup: Lookup, desk: Desk, now: datetime) -> Disposition:
     """The disposition of one message; raises `Done` for mail that is not
     filed and `Quarantined` for mail that cannot be."""
@@ -290,7 +298,7 @@ def decide(m: Incoming, lookup: Lookup, desk: Desk, now: datetime) -> Dispositio
     mailbox = settings.mailbox(m.mailbox)
     reasons: list[str] = []
     # The parser worker has usually stripped the quotes already.
-    text = m.msg.reply_text if m.msg.reply_text is not None else reply_text(m.msg.text)
+    text = m.msg.reply_text if m.msg.reply_text is not None else _reply_text(m.msg.text)
     who = classify(m, lookup, desk, text)
     reasons.append(who.why)
     match, who = thread(m, who, lookup, desk)

@@ -25,8 +25,7 @@ from email.message import Message
 from email.parser import BytesParser, HeaderParser
 from email.policy import compat32
 
-from flufl.bounce import all_failures
-
+from inboxd.mail.lazypattern import LazyPattern
 from inboxd.mail.message import (InboundMessage, MalformedMessage, decode_bytes, decode_header_text, extract_message_id,
                             html_to_text, parse_message)
 
@@ -159,32 +158,34 @@ _OPENER_CHARS = 400
 _FORWARDED = re.compile(r"^\s*(?:fwd?|fw|tr|wg|rv|enc|转发|轉寄|転送)\s*[:：]", re.I)
 _RETURNED_TYPES = frozenset(("message/rfc822", "text/rfc822-headers", "message/delivery-status",
                              "message/global-delivery-status", "message/global", "message/global-headers"))
-_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_ID = re.compile(r"<([^<>\s]+)>")
-_BODY_MESSAGE_ID = re.compile(r"^[ \t>]*(?:x-)?(?:original-)?message-id[ \t]*:[ \t]*(<[^<>\s]+>|\S+@\S+)", re.I | re.M)
+# What follows reads the failed addresses out of a mail that is a bounce: only a
+# bounce needs it, so it is compiled at its first use (inboxd.mail.lazypattern).
+_ADDRESS = LazyPattern(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_ID = LazyPattern(r"<([^<>\s]+)>")
+_BODY_MESSAGE_ID = LazyPattern(r"^[ \t>]*(?:x-)?(?:original-)?message-id[ \t]*:[ \t]*(<[^<>\s]+>|\S+@\S+)", re.I | re.M)
 # A recipient named after a label: Chinese providers ("收件人：a@b") and some MTAs.
-_LABELLED = re.compile(
+_LABELLED = LazyPattern(
     r"(?:收件人|收信人|收件人地址|收信地址|宛先|受信者|failed recipient|original recipient|recipient(?: address)?)"
     r"\s*[:：]\s*<?(" + _ADDRESS.pattern + r")>?", re.I)
 # Gmail's and Outlook's prose: "Your message wasn't delivered to a@b because ...".
-_DELIVERED_TO = re.compile(r"(?:wasn't|was not|couldn't be|could not be) delivered to\s+<?("
+_DELIVERED_TO = LazyPattern(r"(?:wasn't|was not|couldn't be|could not be) delivered to\s+<?("
                            + _ADDRESS.pattern + r")>?", re.I)
 # Postfix's and qmail's "<a@b>: host ... said: 550 ..." at the start of a line.
-_ANGLE_LINE = re.compile(r"^[ \t]*<(" + _ADDRESS.pattern + r")>:", re.M)
+_ANGLE_LINE = LazyPattern(r"^[ \t]*<(" + _ADDRESS.pattern + r")>:", re.M)
 # "The following addresses failed:" followed by an indented list of addresses.
-_LIST_INTRO = re.compile(r"following (?:e-?mail )?(?:address(?:es)?|recipients?)\b[^\n]*\n", re.I)
-_LIST_LINE = re.compile(r"^[ \t]*[*\-]?[ \t]*(?:\((?:generated|expanded) from:?[ \t]*)?<?("
+_LIST_INTRO = LazyPattern(r"following (?:e-?mail )?(?:address(?:es)?|recipients?)\b[^\n]*\n", re.I)
+_LIST_LINE = LazyPattern(r"^[ \t]*[*\-]?[ \t]*(?:\((?:generated|expanded) from:?[ \t]*)?<?("
                         + _ADDRESS.pattern + r")>?\)?[ \t:,;]*$", re.I)
 # Lines of prose allowed between the introduction and the first address.
 _LIST_LEAD_IN = 3
 # Sendmail names the alias target, then "(expanded from: the address we wrote to)".
-_EXPANDED = re.compile(r"(" + _ADDRESS.pattern + r")>?\s*\(expanded from:?\s*<?(" + _ADDRESS.pattern + r")>?\)", re.I)
+_EXPANDED = LazyPattern(r"(" + _ADDRESS.pattern + r")>?\s*\(expanded from:?\s*<?(" + _ADDRESS.pattern + r")>?\)", re.I)
 # A reason after a label, or else the first SMTP reply line in the text.
-_REASON = re.compile(r"(?:退信原因|失败原因|原因|reason|diagnostic-code)\s*[:：]\s*(.+)", re.I)
-_SMTP_LINE = re.compile(r"^[ \t]*([45])\d\d[ -](?:[45]\.\d{1,3}\.\d{1,3}\b)?.*$", re.M)
+_REASON = LazyPattern(r"(?:退信原因|失败原因|原因|reason|diagnostic-code)\s*[:：]\s*(.+)", re.I)
+_SMTP_LINE = LazyPattern(r"^[ \t]*([45])\d\d[ -](?:[45]\.\d{1,3}\.\d{1,3}\b)?.*$", re.M)
 # RFC 3463 enhanced status codes: the class digit says permanent (5) or temporary (4).
-_ENHANCED = re.compile(r"\b([45])\.\d{1,3}\.\d{1,3}\b")
-_TEMPORARY_WORDS = re.compile(
+_ENHANCED = LazyPattern(r"\b([45])\.\d{1,3}\.\d{1,3}\b")
+_TEMPORARY_WORDS = LazyPattern(
     r"\bdelayed\b|will (?:continue|keep|be) (?:to )?(?:try|retr)|not yet been delivered|\bwarning\b"
     r"|暂时|延迟|稍后重试", re.I)
 
@@ -428,6 +429,17 @@ def _dsn_reason(block: dict[str, str]) -> str:
 # ---------------------------------------------------------------------------
 # Everything else: flufl.bounce and text patterns
 # ---------------------------------------------------------------------------
+
+def all_failures(email: Message):
+    """flufl.bounce's detectors over `email`: (temporary, permanent) failed addresses.
+
+    flufl.bounce is imported at the first bounce: its detectors compile some
+    150 patterns at import, which only a bounce needs.
+    """
+    from flufl.bounce import all_failures as detect
+
+    return detect(email)
+
 
 def _from_flufl(email: Message, text: str) -> tuple[set[str], set[str]]:
     try:

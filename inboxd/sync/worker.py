@@ -34,7 +34,6 @@ from pathlib import Path
 from inboxd.mail.attachments import save_attachment
 from inboxd.mail.largemail import LARGE_MESSAGE_BYTES, parse_large
 from inboxd.mail.message import InboundMessage, MalformedMessage, parse_message
-from inboxd.mail.quotes import reply_text
 from inboxd.sync import heap
 
 
@@ -51,7 +50,10 @@ def parse_one(raw: bytes, max_attachment_bytes: int, data_dir: Path | None = Non
         return MalformedMessage(f"parse error: {type(exc).__name__}: {exc}")
     # The quote stripping is a tenth of filing a mail; here it runs in the
     # worker, beside the filing thread.  (It never raises: a body it cannot
-    # read is kept whole.)
+    # read is kept whole.)  Imported here, not with this module: the daemon
+    # imports this module too, and parses in its own process only now and then.
+    from inboxd.mail.quotes import reply_text
+
     msg = replace(msg, reply_text=reply_text(msg.text))
     if data_dir is None or not msg.attachments:
         return msg
