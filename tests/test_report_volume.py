@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from inboxd.reports.metrics import WEEKDAYS, _Ticket, _volume
+from inboxd.reports.tickets import micros
 
 
 def tickets_at(instants):
-    return [_Ticket(pk, "support", [], None, at, None, None) for pk, at in enumerate(instants, 1)]
+    return [_Ticket(pk, "support", [], None, micros(at), None, None) for pk, at in enumerate(instants, 1)]
 
 
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Europe/Berlin", "Pacific/Chatham",

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 HANDLING = ("new", "open", "pending", "solved")
 
@@ -41,7 +41,7 @@ class Contact(NamedTuple):
 
     pk: int
     customer: str           # the requester, lower case
-    created_at: datetime
+    created_at: datetime    # (or an integer instant, as repeated_tickets allows)
     merged_into: int | None
 
 
@@ -53,35 +53,37 @@ def _rate(customers: set[str], repeated: set[str]) -> dict:
     return {"customers": len(customers), "repeated": len(repeated), "rate": _share(len(repeated), len(customers))}
 
 
-def repeated_tickets(resolved_at: Mapping[int, datetime], customer_of: Mapping[int, str],
-                     contacts: Iterable[Contact], window: timedelta, now: datetime) -> set[int]:
-    """The resolved tickets whose customer opened another ticket within `window` after (up to `now`)."""
+def repeated_tickets(resolved_at: Mapping[int, Any], customer_of: Mapping[int, str],
+                     contacts: Iterable[Contact], window: Any, now: Any) -> set[int]:
+    """The resolved tickets whose customer opened another ticket within `window` after (up to `now`).
+
+    The instants may be datetimes (with a timedelta window) or integers in one unit, such as the report's
+    microseconds since the epoch (with the window in them too): the rule only adds and compares them."""
     by_customer: dict[str, list[Contact]] = defaultdict(list)
     for c in contacts:
-        by_customer[c.customer].append(c)
+        by_customer[c[1]].append(c)
     out = set()
     for pk, at in resolved_at.items():
         end = min(at + window, now)
-        for c in by_customer.get(customer_of.get(pk, ""), ()):
-            if c.pk != pk and c.merged_into != pk and at < c.created_at <= end:
+        for other, _customer, created, merged_into in by_customer.get(customer_of.get(pk, ""), ()):
+            if other != pk and merged_into != pk and at < created <= end:
                 out.add(pk)
                 break
     return out
 
 
-def repeat_complaints(resolved_at: Mapping[int, datetime], customer_of: Mapping[int, str],
-                      contacts: Iterable[Contact], tags_of: Mapping[int, Sequence[str]],
-                      fields_of: Mapping[int, Mapping[str, str]], field_names: Sequence[str],
-                      window: timedelta, now: datetime) -> dict:
-    """The `repeat_complaints` section (see the module's docstring)."""
-    repeated = repeated_tickets(resolved_at, customer_of, contacts, window, now)
+def repeat_complaints(resolved: Iterable[int], customer_of: Mapping[int, str], repeated: set[int],
+                      tags_of: Mapping[int, Sequence[str]], fields_of: Mapping[int, Mapping[str, str]],
+                      field_names: Sequence[str], window: timedelta) -> dict:
+    """The `repeat_complaints` section (see the module's docstring) of the `resolved` tickets, of which
+    `repeated` (`repeated_tickets`) are those whose customer came back within `window`."""
     everyone: set[str] = set()
     again: set[str] = set()
     tag_customers: dict[str, set[str]] = defaultdict(set)
     tag_again: dict[str, set[str]] = defaultdict(set)
     value_customers: dict[str, dict[str, set[str]]] = {name: defaultdict(set) for name in field_names}
     value_again: dict[str, dict[str, set[str]]] = {name: defaultdict(set) for name in field_names}
-    for pk in resolved_at:
+    for pk in resolved:
         customer = customer_of.get(pk)
         if not customer:
             continue

@@ -25,6 +25,7 @@ import math
 import statistics
 from collections import Counter, defaultdict
 from itertools import accumulate
+from operator import attrgetter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -37,6 +38,7 @@ from inboxd.config import Settings
 from inboxd.store import reports as store
 from inboxd.store.engine import reading
 from inboxd.store.reports import Scope
+from inboxd.reports import breakdowns
 from inboxd.reports import tickets as per_ticket
 from inboxd.reports.rollups import Rollups
 from inboxd.desk.history import Interval
@@ -107,23 +109,29 @@ class _Ticket:
     mailbox: str
     tags: list[str]
     assignee: str | None
-    created_at: datetime
-    first_response_at: datetime | None
+    # The instants in microseconds since the epoch (inboxd.reports.tickets.micros): the report compares and
+    # subtracts them as integers, and makes a datetime only for a ticket whose SLA policy has a calendar.
+    created_us: int
+    first_response_us: int | None
     sla_policy: str | None
     requester: str = ""   # In lower case, as repeat complaints compare addresses.
     version: int = 0
     message_count: int = 0
-    created_us: int = 0   # created_at in microseconds since the epoch (inboxd.reports.tickets.micros).
-    # Set by _Reader.tickets: the status intervals up to the period's end, instants in microseconds since the
-    # epoch (inboxd.reports.tickets); the shared empty tuple spares the tickets without any a list each.
-    intervals: list[tuple[str, int, int]] | tuple = ()
+    customer: str = ""    # The requester in the database's lower case, as a contact of its customer.
+    merged_into: int | None = None
+    # Set by _Reader.tickets: the status changes [at, status, at, status, ...] (inboxd.reports.tickets), instants
+    # in microseconds, of which `_walk` makes the status intervals up to the period's end; the shared empty
+    # tuple spares the tickets without any a list each.
+    changes: list | tuple = ()
 
 
-def _duration(start: datetime, end: datetime, calendar: Calendar | None) -> float:
-    """Seconds from start to end, in the calendar's business time when there is one."""
+def _duration_us(start: int, end: int, calendar: Calendar | None) -> float:
+    """Seconds from start to end (microseconds since the epoch), in the calendar's business time when there is
+    one.  Without, the wall-clock seconds from the integers: timedelta.total_seconds() divides the same
+    integer by 10**6, so it is the float the datetimes gave."""
     if calendar is None:
-        return max(0.0, (end - start).total_seconds())
-    return calendar.between(start, end).total_seconds()
+        return max(0.0, (end - start) / 1_000_000)
+    return calendar.between(per_ticket.instant(start), per_ticket.instant(end)).total_seconds()
 
 
 class _Reader:
@@ -157,24 +165,19 @@ class _Reader:
 
         enabled = self.rollups.enabled
         rows = store.live_tickets(self.conn, self.scope, self.since, self.until, with_rows=enabled)
-        tickets = {
-            row[0]: _Ticket(row[0], row[1], tags_of(row[2]), *row[3:10])
-            for row in rows
-        }
+        tickets: dict[int, _Ticket] = {}
+        # The tickets and their stored rows in one pass (a pass over 100,000 rows costs as much as what it does).
+        stored = []
+        for row in rows:
+            pk = row[0]
+            tickets[pk] = _Ticket(pk, row[1], tags_of(row[2]), *row[3:12])
+            if enabled and row[12] is not None:
+                stored.append((pk, row[12], row[13], row[14]))
         # Each ticket's status changes: from its per-ticket row (report_ticket) when current, else its events.
-        stored = [(row[0], *row[10:]) for row in rows if row[10] is not None] if enabled else []
-        created_of = {pk: (per_ticket.micros(t.created_at), t.version, t.message_count) for pk, t in tickets.items()}
-        read = per_ticket.status_changes(self.conn, self.scope, self.since, self.until, self.end, created_of, stored)
-        changes, self.rows_used, self.agent_messages = read.changes, read.rows_used, read.agent_messages
-        end = per_ticket.micros(self.end)
-        for pk, ticket in tickets.items():
-            created = ticket.created_us = created_of[pk][0]
-            mine = changes.get(pk)
-            if mine:
-                ticket.intervals = per_ticket.intervals(created, mine, end)
-            elif end > created:
-                # What intervals() gives without changes, for the many tickets that have none.
-                ticket.intervals = [("new", created, end)]
+        read = per_ticket.status_changes(self.conn, self.scope, self.since, self.until, self.end, tickets, stored)
+        self.rows_used, self.agent_messages = read.rows_used, read.agent_messages
+        for pk, changes in read.changes.items():
+            tickets[pk].changes = changes
         return tickets
 
 
@@ -225,27 +228,24 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
     policies = settings.policies.sla
     tickets = reader.tickets()
 
-    def calendar_of(t: _Ticket) -> Calendar | None:
-        policy = policies.get(t.sla_policy) if t.sla_policy else None
-        return policy.calendar if policy else None
+    calendars = {name: policy.calendar for name, policy in policies.items()}
 
-    in_period = lambda at: since <= at < until  # noqa: E731 - a one-line predicate reads best inline.
-    created = [t for t in tickets.values() if in_period(t.created_at)]
+    def calendar_of(t: _Ticket) -> Calendar | None:
+        return calendars.get(t.sla_policy) if t.sla_policy else None
+
+    first, stop = per_ticket.micros(since), per_ticket.micros(until)
+    created = [t for t in tickets.values() if first <= t.created_us < stop]
 
     # The status figures, in one walk over every ticket's intervals (instants in microseconds).
     starts = _day_starts(since, until, tz)
     history = _walk(tickets.values(), since, until, reader.end, _checkpoints(starts, until, reader.end))
     solved, closed, reopened, resolved_us = history.solved, history.closed, history.reopened, history.resolved_us
-    resolved_at = {pk: per_ticket.instant(at) for pk, at in resolved_us.items()}
-    resolved = [tickets[pk] for pk in resolved_at]
+    resolved = [tickets[pk] for pk in resolved_us]
 
     # Each ticket's times, computed once for the desk and its agent.
-    first_of = {t.pk: _duration(t.created_at, t.first_response_at, calendar_of(t))
-                for t in created if t.first_response_at is not None}
-    # Without a calendar, _duration's wall-clock seconds from the microseconds at hand (the same float).
-    resolution_of = {t.pk: (max(0.0, (resolved_us[t.pk] - t.created_us) / 1_000_000) if calendar is None
-                            else _duration(t.created_at, resolved_at[t.pk], calendar))
-                     for t in resolved for calendar in (calendar_of(t),)}
+    first_of = {t.pk: _duration_us(t.created_us, t.first_response_us, calendar_of(t))
+                for t in created if t.first_response_us is not None}
+    resolution_of = {t.pk: _duration_us(t.created_us, resolved_us[t.pk], calendar_of(t)) for t in resolved}
     first_response = list(first_of.values())
     resolution = list(resolution_of.values())
     status_seconds = history.seconds
@@ -278,7 +278,7 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
         "escalations": _escalations(reader),
         "time_in_status": {status: round(value / 3600, 2) for status, value in status_seconds.items()},
         "daily": _daily(tickets.values(), history, starts, since, until, tz),
-        **_desk_figures(reader, tickets, created, resolved_at, status_seconds),
+        **_desk_figures(reader, tickets, created, resolved_us, status_seconds),
     }
     if include_agents:
         report["agents"] = _agents(reader, created, resolved, first_of, resolution_of)
@@ -337,29 +337,74 @@ def _sla(reader: _Reader) -> dict:
 
 
 def _desk_figures(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Ticket],
-                  resolved_at: dict[int, datetime], status_seconds: dict[str, float]) -> dict:
-    """Repeat complaints, the figures by custom field and time per status as a share (inboxd.reports.breakdowns)."""
-    from inboxd.reports import breakdowns
+                  resolved_us: dict[int, int], status_seconds: dict[str, float]) -> dict:
+    """Repeat complaints, the figures by custom field and time per status as a share (inboxd.reports.breakdowns).
+
+    `resolved_us` holds each resolved ticket's last resolution in the period, in microseconds: repeat
+    complaints compare the instants as integers (a datetime per resolved ticket and contact was a tenth of a
+    90-day report)."""
     from inboxd.store import fields as store_fields
 
     conn, settings = reader.conn, reader.settings
     declared = settings.policies.fields
-    customer_of = {pk: tickets[pk].requester for pk in resolved_at}
-    first = min(resolved_at.values(), default=reader.end)
-    contacts = [breakdowns.Contact(*row)
-                for row in store.customer_tickets(conn, sorted(set(customer_of.values())), first)]
+    customer_of = {pk: tickets[pk].requester for pk in resolved_us}
+    window = settings.reports.repeat_window
+    repeated = _repeated(reader, tickets, customer_of, resolved_us, window)
     answers = [(pk, rating) for pk, rating in store.csat_ratings(conn, reader.scope, reader.since, reader.until)]
-    fields_of = store_fields.values_for(conn, sorted({*tickets, *(pk for pk, _ in answers)}))
+    # The fields' values count only for declared fields: without any, none is read.
+    fields_of = (store_fields.values_for(conn, sorted({*tickets, *(pk for pk, _ in answers)})) if declared else {})
     # A good answer is one in the top two levels of the scale (inboxd.desk.csat.is_top).
     scale = settings.policies.csat.scale
     return {
         "repeat_complaints": breakdowns.repeat_complaints(
-            resolved_at, customer_of, contacts, {pk: t.tags for pk, t in tickets.items()}, fields_of,
-            [f.name for f in declared], settings.reports.repeat_window, reader.now),
+            resolved_us, customer_of, repeated, {pk: tickets[pk].tags for pk in resolved_us}, fields_of,
+            [f.name for f in declared], window),
         "by_field": breakdowns.by_field({f.name: f.choices for f in declared}, fields_of, [t.pk for t in created],
-                                        list(resolved_at), answers, good=lambda rating: is_top(scale, rating)),
+                                        list(resolved_us), answers, good=lambda rating: is_top(scale, rating)),
         "time_in_status_share": breakdowns.shares(status_seconds),
     }
+
+
+def _repeated(reader: _Reader, tickets: dict[int, _Ticket], customer_of: dict[int, str],
+              resolved_us: dict[int, int], window: timedelta) -> set[int]:
+    """The resolved tickets whose customer came back within `window` (inboxd.reports.breakdowns.repeated_tickets),
+    instants in microseconds.
+
+    Their contacts are every ticket, in any mailbox, of the resolved tickets' customers created after the
+    first resolution (inboxd.store.reports.customer_tickets's rows).  A report over every mailbox has most of
+    them among its tickets already, and reads only the others; and a resolved ticket whose customer has no
+    ticket but itself among those cannot be a repeat's start, so only the customers with another ticket are
+    matched (most customers of a desk write once)."""
+    if not resolved_us:
+        return set()
+    first = min(resolved_us.values())
+    window_us, now_us = window // per_ticket.MICROSECOND, per_ticket.micros(reader.now)
+    customers = set(customer_of.values())
+    micros = per_ticket.micros
+    if reader.scope.clauses():
+        contacts = [(pk, customer, micros(at), merged) for pk, customer, at, merged
+                    in store.customer_tickets(reader.conn, sorted(customers), per_ticket.instant(first))]
+        return breakdowns.repeated_tickets(resolved_us, customer_of, contacts, window_us, now_us)
+    elsewhere = [(pk, customer, micros(at), merged) for pk, customer, at, merged
+                 in store.customer_tickets_elsewhere(reader.conn, customers, per_ticket.instant(first),
+                                                     reader.since, reader.until)]
+    # How many tickets each customer has among the period's and those others (the period's created before the
+    # first resolution too: more than the contacts, never fewer).  A resolved ticket is matched only when its
+    # customer has one besides itself (itself: the only one, under the same address in either lower case).
+    count = Counter(map(_CUSTOMER, tickets.values()))
+    count.update(customer for _, customer, _, _ in elsewhere)
+    maybe = {pk: at for pk, at in resolved_us.items()
+             if count[customer_of[pk]] > (tickets[pk].customer == customer_of[pk])}
+    if not maybe:
+        return set()
+    wanted = {customer_of[pk] for pk in maybe}
+    contacts = [c for c in elsewhere if c[1] in wanted]
+    contacts += [(t.pk, t.customer, t.created_us, t.merged_into) for t in tickets.values()
+                 if t.customer in wanted and t.created_us > first]
+    return breakdowns.repeated_tickets(maybe, customer_of, contacts, window_us, now_us)
+
+
+_CUSTOMER = attrgetter("customer")
 
 
 def _label_language(settings: Settings, mailbox: str | None) -> str:
@@ -424,7 +469,10 @@ def _agent_csat(answers: Sequence, scale, name: str) -> dict:
             "mean": round(statistics.fmean(mine), 2) if mine else None}
 
 
-_LAST_OF_HOUR = timedelta(hours=1) - timedelta(microseconds=1)
+_HOUR_US = 3600 * 10**6
+_DAY_US = 24 * _HOUR_US
+# 1970-01-01, the epoch's day, was a Thursday (weekday 3).
+_EPOCH_WEEKDAY = 3
 
 
 def _volume(created: Sequence[_Ticket], tz: ZoneInfo) -> dict:
@@ -433,21 +481,28 @@ def _volume(created: Sequence[_Ticket], tz: ZoneInfo) -> dict:
     hours = [0] * 24
     days = [0] * 7
     # Each instant's local hour and weekday come from its UTC hour's offset, found once per UTC hour
-    # (converting each of 100,000 instants was a tenth of the ticket figures' time).  An hour whose two
-    # ends have different offsets (a clock change inside it) is converted instant by instant.
-    offsets: dict[tuple[int, int], timedelta | None] = {}
+    # (converting each of 100,000 instants was a tenth of the ticket figures' time), added to the instant in
+    # microseconds.  An hour whose two ends have different offsets (a clock change inside it) is converted
+    # instant by instant.
+    offsets: dict[int, int | None] = {}
     for t in created:
-        at = t.created_at
-        key = (at.toordinal(), at.hour)
+        at = t.created_us
+        key = at // _HOUR_US
         try:
             offset = offsets[key]
         except KeyError:
-            hour = at.replace(minute=0, second=0, microsecond=0)
-            first, last = hour.astimezone(tz).utcoffset(), (hour + _LAST_OF_HOUR).astimezone(tz).utcoffset()
-            offset = offsets[key] = first if first == last else None
-        local = at + offset if offset is not None else at.astimezone(tz)
-        hours[local.hour] += 1
-        days[local.weekday()] += 1
+            hour = per_ticket.instant(key * _HOUR_US)
+            first = hour.astimezone(tz).utcoffset()
+            last = per_ticket.instant(key * _HOUR_US + _HOUR_US - 1).astimezone(tz).utcoffset()
+            offset = offsets[key] = first // per_ticket.MICROSECOND if first == last else None
+        if offset is not None:
+            local = at + offset
+            hours[local // _HOUR_US % 24] += 1
+            days[(local // _DAY_US + _EPOCH_WEEKDAY) % 7] += 1
+        else:
+            local_at = per_ticket.instant(at).astimezone(tz)
+            hours[local_at.hour] += 1
+            days[local_at.weekday()] += 1
     weekdays = dict(zip(WEEKDAYS, days))
     return {
         "by_mailbox": dict(sorted(by_mailbox.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -489,38 +544,54 @@ def _walk(tickets: Iterable[_Ticket], since: datetime, until: datetime, end: dat
     (`time_in_status` in hours, and its handling statuses' shares, inboxd.reports.breakdowns.shares), the
     transitions inside [since, until) (solved, closed, resolved, reopened, the daily resolutions), and for
     the daily backlog the checkpoints each unresolved interval covers.  One walk instead of three: on
-    100,000 tickets the loops themselves were a fifth of the report."""
+    100,000 tickets the loops themselves were a fifth of the report.
+
+    The intervals are those inboxd.reports.tickets.intervals makes of each ticket's creation and changes up
+    to `end` (zero-length ones dropped), taken in order as they are made rather than built as a list first:
+    the 400,000 tuples of a 90-day report, made and freed, were a tenth of it."""
     seconds = dict.fromkeys(STATUS_ORDER, 0.0)
     first, last, stop = per_ticket.micros(since), per_ticket.micros(end), per_ticket.micros(until)
     history = _History(seconds, [], set(), set(), set(), {}, [0] * (len(checkpoints) + 1))
     changes, backlog = history.changes, history.backlog
     for t in tickets:
         before = None
-        for status, a, b in t.intervals:
-            low = a if a > first else first
-            high = b if b < last else last
-            if high > low:
-                # Microseconds over 10**6, as timedelta.total_seconds() divides them: the same float.
-                seconds[status] = seconds.get(status, 0.0) + (high - low) / 1_000_000
-            if status not in RESOLVED:
-                # The days whose checkpoint falls in an unresolved interval [a, b): a range of checkpoints
-                # (they are in order), added up by _daily; asking `status_at` for every day of every ticket
-                # was a tenth of a 90-day report.
-                i, j = bisect_left(checkpoints, a), bisect_left(checkpoints, b)
-                if i < j:
-                    backlog[i] += 1
-                    backlog[j] -= 1
-            if before is not None and before != status and first <= a < stop:
-                changes.append((before, status, a))
-                if status == "solved":
-                    history.solved.add(t.pk)
-                elif status == "closed":
-                    history.closed.add(t.pk)
-                if status in RESOLVED and before not in RESOLVED:
-                    history.resolved_us[t.pk] = a       # The last resolution in the period counts.
-                if is_reopen(before, status):
-                    history.reopened.add(t.pk)
-            before = status
+        status, a = "new", t.created_us
+        made = t.changes
+        k, n = 0, len(made)
+        while True:
+            # The next interval [a, b) of `status`: up to the next change before `last`, else up to `last`.
+            final = k >= n or made[k] >= last
+            b = last if final else made[k]
+            if b > a:
+                low = a if a > first else first
+                high = b if b < last else last
+                if high > low:
+                    # Microseconds over 10**6, as timedelta.total_seconds() divides them: the same float.
+                    seconds[status] = seconds.get(status, 0.0) + (high - low) / 1_000_000
+                if status not in RESOLVED:
+                    # The days whose checkpoint falls in an unresolved interval [a, b): a range of checkpoints
+                    # (they are in order), added up by _daily; asking `status_at` for every day of every ticket
+                    # was a tenth of a 90-day report.
+                    i, j = bisect_left(checkpoints, a), bisect_left(checkpoints, b)
+                    if i < j:
+                        backlog[i] += 1
+                        backlog[j] -= 1
+                if before is not None and before != status and first <= a < stop:
+                    changes.append((before, status, a))
+                    if status == "solved":
+                        history.solved.add(t.pk)
+                    elif status == "closed":
+                        history.closed.add(t.pk)
+                    if status in RESOLVED and before not in RESOLVED:
+                        history.resolved_us[t.pk] = a       # The last resolution in the period counts.
+                    if is_reopen(before, status):
+                        history.reopened.add(t.pk)
+                before = status
+            if final:
+                break
+            # A change at the start of the current interval makes it zero-length: dropped, as intervals() does.
+            status, a = made[k + 1], b
+            k += 2
     return history
 
 
@@ -548,17 +619,18 @@ def _daily(tickets: Iterable[_Ticket], history: _History, starts: Sequence[datet
     end of the day (or at `end` for a day not over yet), from the walk over the status intervals."""
     rows = [{"date": s.astimezone(tz).date().isoformat(), "created": 0, "resolved": 0, "backlog": 0} for s in starts]
     # An instant of the period falls on the local day whose midnight (in `starts`) is the last not after it:
-    # found by bisection instead of converting every instant to the time zone.  The transitions are in
-    # microseconds (inboxd.reports.tickets), the tickets' creation not.
+    # found by bisection instead of converting every instant to the time zone.  The transitions and the
+    # tickets' creation are in microseconds (inboxd.reports.tickets).
     starts_us = [per_ticket.micros(s) for s in starts]
     created = [0] * len(starts)
     resolved = [0] * len(starts)
     for before, after, at in history.changes:
         if after in RESOLVED and before not in RESOLVED:
             resolved[bisect_right(starts_us, at) - 1] += 1
+    first, stop = per_ticket.micros(since), per_ticket.micros(until)
     for t in tickets:
-        if since <= t.created_at < until:
-            created[bisect_right(starts, t.created_at) - 1] += 1
+        if first <= t.created_us < stop:
+            created[bisect_right(starts_us, t.created_us) - 1] += 1
     for row, count, new, done in zip(rows, accumulate(history.backlog), created, resolved):
         row["backlog"] = count
         row["created"] += new

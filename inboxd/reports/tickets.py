@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -152,29 +153,29 @@ class Read:
 
 
 def status_changes(conn: Connection, scope: Scope, since: datetime, until: datetime, end: datetime,
-                   tickets: dict[int, tuple[int, int, int]], rows: Iterable[tuple]) -> Read:
-    """The status changes of the tickets alive in [since, until) (`tickets`: id -> (created, version,
-    message_count), created in microseconds), from their current rows where stored, else from their
-    events before `end`.  `rows` are the tickets' stored rows (ticket_id, version, watermark, data), as
-    inboxd.store.reports.live_tickets reads them."""
+                   tickets: Mapping[int, Any], rows: Iterable[tuple]) -> Read:
+    """The status changes of the tickets alive in [since, until) (`tickets`: id -> the report's ticket, with its
+    `created_us` (its creation in microseconds), `version` and `message_count`), from their current rows where
+    stored, else from their events before `end`.  `rows` are the tickets' stored rows (ticket_id, version,
+    watermark, data), as inboxd.store.reports.live_tickets reads them."""
     out: dict[int, list] = {}
     agents: dict[int, int] = {}
     current: set[int] = set()
     candidates = [(pk, watermark, data) for pk, version, watermark, data in rows
-                  if (ticket := tickets.get(pk)) is not None and ticket[1] == version]
-    found: dict[int, tuple[int, list]] = {}
-    for (pk, watermark, _), stored in zip(candidates, _decode([data for _, _, data in candidates])):
-        if type(stored) is list and len(stored) >= 4 and stored[0] == FORMAT and stored[1] == tickets[pk][0]:
-            found[pk] = (watermark, stored)
-    if found:
-        # The events written since the oldest watermark: nightly fills keep them to about a day's.
-        newer = table.newer_status_events(conn, min(w for w, _ in found.values()))
-        for pk, (watermark, stored) in found.items():
-            if newer.get(pk, 0) <= watermark:
+                  if (ticket := tickets.get(pk)) is not None and ticket.version == version]
+    if candidates:
+        # The events written since the oldest watermark: nightly fills keep them to about a day's.  (The oldest
+        # of every candidate row, not only of the well-formed ones: an older bound reads more events, but a
+        # ticket's newest event after its own watermark is the same.)
+        newer = table.newer_status_events(conn, min(w for _, w, _ in candidates))
+        for (pk, watermark, _), stored in zip(candidates, _decode([data for _, _, data in candidates])):
+            ticket = tickets[pk]
+            if (type(stored) is list and len(stored) >= 4 and stored[0] == FORMAT
+                    and stored[1] == ticket.created_us and newer.get(pk, 0) <= watermark):
                 current.add(pk)
                 if len(stored) > 4:
                     out[pk] = stored[4:]
-                if stored[2] == tickets[pk][2]:
+                if stored[2] == ticket.message_count:
                     agents[pk] = stored[3]
     missing = [pk for pk in tickets if pk not in current]
     if not missing:
@@ -186,7 +187,7 @@ def status_changes(conn: Connection, scope: Scope, since: datetime, until: datet
     for pk, events in _events_by_ticket(rows).items():
         ticket = tickets.get(pk)
         if ticket is not None:
-            changes = changes_from_events(ticket[0], events)
+            changes = changes_from_events(ticket.created_us, events)
             if changes:
                 out[pk] = changes
     return Read(out, agents, len(current))
