@@ -106,12 +106,13 @@ def test_the_desk_s_tickets_and_the_others_are_the_customers_tickets(engine, mon
     odd_tickets(engine)
     since, until = NOW - timedelta(days=20), NOW - timedelta(days=1)
     with reading(engine) as conn:
-        live = store.live_tickets(conn, Scope(), since, until)
-        customers = sorted({row[7] for row in live} | {"c3@example.org", "ärger@example.org", "nobody@x"})
+        us = store.micros_converter(conn)
+        live = [(row[0], row[10], us(row[4]), row[11]) for row in store.live_tickets(conn, Scope(), since, until)]
+        customers = sorted({customer for _, customer, _, _ in live} | {"c3@example.org", "ärger@example.org", "nobody@x"})
         for after in (since, since + timedelta(days=5), until - timedelta(hours=3)):
             expected = sorted(store.customer_tickets(conn, customers, after))
             first = tickets.micros(after)
-            mine = [(row[0], row[10], row[4], row[11]) for row in live if row[4] > first and row[10] in customers]
+            mine = [row for row in live if row[2] > first and row[1] in customers]
             others = store.customer_tickets_elsewhere(conn, set(customers), after, since, until)
             got = sorted([*others, *((pk, customer, tickets.instant(us), merged) for pk, customer, us, merged in mine)])
             assert got == expected

@@ -165,14 +165,17 @@ class _Reader:
 
         enabled = self.rollups.enabled
         rows = store.live_tickets(self.conn, self.scope, self.since, self.until, with_rows=enabled)
+        us = store.micros_converter(self.conn)
         tickets: dict[int, _Ticket] = {}
-        # The tickets and their stored rows in one pass (a pass over 100,000 rows costs as much as what it does).
+        # The tickets and their stored rows in one pass over the rows as read (a pass over 100,000 rows costs as
+        # much as what it does).  The requester is put in lower case, as repeat complaints compare addresses.
         stored = []
         for row in rows:
-            pk = row[0]
-            tickets[pk] = _Ticket(pk, row[1], tags_of(row[2]), *row[3:12])
-            if enabled and row[12] is not None:
-                stored.append((pk, row[12], row[13], row[14]))
+            pk, first = row[0], row[5]
+            tickets[pk] = _Ticket(pk, row[1], tags_of(row[2]), row[3], us(row[4]), None if first is None else us(first),
+                                  row[6], (row[7] or "").lower(), row[8], row[9], row[10], row[11])
+            if enabled and row[13] is not None:
+                stored.append((pk, row[12], row[13]))
         # Each ticket's status changes: from its per-ticket row (report_ticket) when current, else its events.
         read = per_ticket.status_changes(self.conn, self.scope, self.since, self.until, self.end, tickets, stored)
         self.rows_used, self.agent_messages = read.rows_used, read.agent_messages
@@ -228,10 +231,9 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
     policies = settings.policies.sla
     tickets = reader.tickets()
 
+    # Each SLA policy's calendar, looked up per ticket below (a ticket without a policy, or with one the
+    # configuration no longer has, counts wall-clock time).
     calendars = {name: policy.calendar for name, policy in policies.items()}
-
-    def calendar_of(t: _Ticket) -> Calendar | None:
-        return calendars.get(t.sla_policy) if t.sla_policy else None
 
     first, stop = per_ticket.micros(since), per_ticket.micros(until)
     created = [t for t in tickets.values() if first <= t.created_us < stop]
@@ -243,9 +245,14 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
     resolved = [tickets[pk] for pk in resolved_us]
 
     # Each ticket's times, computed once for the desk and its agent.
-    first_of = {t.pk: _duration_us(t.created_us, t.first_response_us, calendar_of(t))
-                for t in created if t.first_response_us is not None}
-    resolution_of = {t.pk: _duration_us(t.created_us, resolved_us[t.pk], calendar_of(t)) for t in resolved}
+    # Without a calendar, the wall-clock seconds are computed in place (_duration_us's, without a call per ticket).
+    first_of = {t.pk: (max(0.0, (t.first_response_us - t.created_us) / 1_000_000) if calendar is None
+                       else _duration_us(t.created_us, t.first_response_us, calendar))
+                for t in created if t.first_response_us is not None
+                for calendar in (calendars.get(t.sla_policy) if t.sla_policy else None,)}
+    resolution_of = {t.pk: (max(0.0, (resolved_us[t.pk] - t.created_us) / 1_000_000) if calendar is None
+                            else _duration_us(t.created_us, resolved_us[t.pk], calendar))
+                     for t in resolved for calendar in (calendars.get(t.sla_policy) if t.sla_policy else None,)}
     first_response = list(first_of.values())
     resolution = list(resolution_of.values())
     status_seconds = history.seconds
@@ -277,7 +284,7 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
         "volume": _volume(created, tz),
         "escalations": _escalations(reader),
         "time_in_status": {status: round(value / 3600, 2) for status, value in status_seconds.items()},
-        "daily": _daily(tickets.values(), history, starts, since, until, tz),
+        "daily": _daily(created, history, starts, tz),
         **_desk_figures(reader, tickets, created, resolved_us, status_seconds),
     }
     if include_agents:
@@ -394,7 +401,7 @@ def _repeated(reader: _Reader, tickets: dict[int, _Ticket], customer_of: dict[in
     count = Counter(map(_CUSTOMER, tickets.values()))
     count.update(customer for _, customer, _, _ in elsewhere)
     maybe = {pk: at for pk, at in resolved_us.items()
-             if count[customer_of[pk]] > (tickets[pk].customer == customer_of[pk])}
+             for t in (tickets[pk],) if count.get(t.requester, 0) > (t.customer == t.requester)}
     if not maybe:
         return set()
     wanted = {customer_of[pk] for pk in maybe}
@@ -476,7 +483,7 @@ _EPOCH_WEEKDAY = 3
 
 
 def _volume(created: Sequence[_Ticket], tz: ZoneInfo) -> dict:
-    by_mailbox = Counter(t.mailbox for t in created)
+    by_mailbox = Counter(map(attrgetter("mailbox"), created))
     by_tag = Counter(tag for t in created for tag in t.tags)
     hours = [0] * 24
     days = [0] * 7
@@ -558,6 +565,10 @@ def _walk(tickets: Iterable[_Ticket], since: datetime, until: datetime, end: dat
         status, a = "new", t.created_us
         made = t.changes
         k, n = 0, len(made)
+        # The start of the current run of unresolved intervals: the backlog counts the checkpoints of a run at
+        # once, as adjacent intervals' ranges of checkpoints add up to the run's (two bisections, not four, for
+        # a ticket that went from new to open to solved).
+        run = None
         while True:
             # The next interval [a, b) of `status`: up to the next change before `last`, else up to `last`.
             final = k >= n or made[k] >= last
@@ -568,14 +579,18 @@ def _walk(tickets: Iterable[_Ticket], since: datetime, until: datetime, end: dat
                 if high > low:
                     # Microseconds over 10**6, as timedelta.total_seconds() divides them: the same float.
                     seconds[status] = seconds.get(status, 0.0) + (high - low) / 1_000_000
-                if status not in RESOLVED:
-                    # The days whose checkpoint falls in an unresolved interval [a, b): a range of checkpoints
-                    # (they are in order), added up by _daily; asking `status_at` for every day of every ticket
-                    # was a tenth of a 90-day report.
-                    i, j = bisect_left(checkpoints, a), bisect_left(checkpoints, b)
-                    if i < j:
-                        backlog[i] += 1
-                        backlog[j] -= 1
+                if status in RESOLVED:
+                    if run is not None:
+                        # The days whose checkpoint falls in the unresolved run [run, a): a range of checkpoints
+                        # (they are in order), added up by _daily; asking `status_at` for every day of every
+                        # ticket was a tenth of a 90-day report.
+                        i, j = bisect_left(checkpoints, run), bisect_left(checkpoints, a)
+                        if i < j:
+                            backlog[i] += 1
+                            backlog[j] -= 1
+                        run = None
+                elif run is None:
+                    run = a
                 if before is not None and before != status and first <= a < stop:
                     changes.append((before, status, a))
                     if status == "solved":
@@ -586,12 +601,17 @@ def _walk(tickets: Iterable[_Ticket], since: datetime, until: datetime, end: dat
                         history.resolved_us[t.pk] = a       # The last resolution in the period counts.
                     if is_reopen(before, status):
                         history.reopened.add(t.pk)
-                before = status
+                before, end_of_last = status, b
             if final:
                 break
             # A change at the start of the current interval makes it zero-length: dropped, as intervals() does.
             status, a = made[k + 1], b
             k += 2
+        if run is not None:
+            i, j = bisect_left(checkpoints, run), bisect_left(checkpoints, end_of_last)
+            if i < j:
+                backlog[i] += 1
+                backlog[j] -= 1
     return history
 
 
@@ -613,27 +633,25 @@ def _checkpoints(starts: Sequence[datetime], until: datetime, end: datetime) -> 
     return [per_ticket.micros(min(s + timedelta(days=1), until, end) - timedelta(microseconds=1)) for s in starts]
 
 
-def _daily(tickets: Iterable[_Ticket], history: _History, starts: Sequence[datetime], since: datetime,
-           until: datetime, tz: ZoneInfo) -> list[dict]:
-    """Per local day (`starts`: their midnights): tickets created, tickets resolved, and the backlog at the
-    end of the day (or at `end` for a day not over yet), from the walk over the status intervals."""
+def _daily(created: Iterable[_Ticket], history: _History, starts: Sequence[datetime], tz: ZoneInfo) -> list[dict]:
+    """Per local day (`starts`: their midnights): tickets created (of `created`, those created in the period),
+    tickets resolved, and the backlog at the end of the day (or at `end` for a day not over yet), from the walk
+    over the status intervals."""
     rows = [{"date": s.astimezone(tz).date().isoformat(), "created": 0, "resolved": 0, "backlog": 0} for s in starts]
     # An instant of the period falls on the local day whose midnight (in `starts`) is the last not after it:
     # found by bisection instead of converting every instant to the time zone.  The transitions and the
     # tickets' creation are in microseconds (inboxd.reports.tickets).
     starts_us = [per_ticket.micros(s) for s in starts]
-    created = [0] * len(starts)
+    new = [0] * len(starts)
     resolved = [0] * len(starts)
     for before, after, at in history.changes:
         if after in RESOLVED and before not in RESOLVED:
             resolved[bisect_right(starts_us, at) - 1] += 1
-    first, stop = per_ticket.micros(since), per_ticket.micros(until)
-    for t in tickets:
-        if first <= t.created_us < stop:
-            created[bisect_right(starts_us, t.created_us) - 1] += 1
-    for row, count, new, done in zip(rows, accumulate(history.backlog), created, resolved):
+    for t in created:
+        new[bisect_right(starts_us, t.created_us) - 1] += 1
+    for row, count, made, done in zip(rows, accumulate(history.backlog), new, resolved):
         row["backlog"] = count
-        row["created"] += new
+        row["created"] += made
         row["resolved"] += done
     return rows
 

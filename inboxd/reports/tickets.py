@@ -155,21 +155,22 @@ class Read:
 def status_changes(conn: Connection, scope: Scope, since: datetime, until: datetime, end: datetime,
                    tickets: Mapping[int, Any], rows: Iterable[tuple]) -> Read:
     """The status changes of the tickets alive in [since, until) (`tickets`: id -> the report's ticket, with its
-    `created_us` (its creation in microseconds), `version` and `message_count`), from their current rows where
-    stored, else from their events before `end`.  `rows` are the tickets' stored rows (ticket_id, version,
-    watermark, data), as inboxd.store.reports.live_tickets reads them."""
+    `created_us` (its creation in microseconds) and `message_count`), from their current rows where stored,
+    else from their events before `end`.  `rows` are the tickets' stored rows of the ticket's version
+    (ticket_id, watermark, data), as inboxd.store.reports.live_tickets reads them."""
     out: dict[int, list] = {}
     agents: dict[int, int] = {}
     current: set[int] = set()
-    candidates = [(pk, watermark, data) for pk, version, watermark, data in rows
-                  if (ticket := tickets.get(pk)) is not None and ticket.version == version]
+    candidates = rows if isinstance(rows, list) else list(rows)
     if candidates:
         # The events written since the oldest watermark: nightly fills keep them to about a day's.  (The oldest
         # of every candidate row, not only of the well-formed ones: an older bound reads more events, but a
         # ticket's newest event after its own watermark is the same.)
         newer = table.newer_status_events(conn, min(w for _, w, _ in candidates))
         for (pk, watermark, _), stored in zip(candidates, _decode([data for _, _, data in candidates])):
-            ticket = tickets[pk]
+            ticket = tickets.get(pk)
+            if ticket is None:
+                continue
             if (type(stored) is list and len(stored) >= 4 and stored[0] == FORMAT
                     and stored[1] == ticket.created_us and newer.get(pk, 0) <= watermark):
                 current.add(pk)
@@ -177,9 +178,9 @@ def status_changes(conn: Connection, scope: Scope, since: datetime, until: datet
                     out[pk] = stored[4:]
                 if stored[2] == ticket.message_count:
                     agents[pk] = stored[3]
+    if len(current) == len(tickets):
+        return Read(out, agents, len(current))   # Every ticket's row was current (`current` holds only tickets').
     missing = [pk for pk in tickets if pk not in current]
-    if not missing:
-        return Read(out, agents, len(current))
     if len(missing) > LIVE_SHARE * len(tickets):
         rows = (row for row in store.live_status_events(conn, scope, since, until, end) if row[0] not in current)
     else:

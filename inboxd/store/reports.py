@@ -58,33 +58,29 @@ def may_change_status():
 
 
 def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetime,
-                 with_rows: bool = False) -> list[tuple]:
-    """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy, requester in lower case, version,
+                 with_rows: bool = False) -> Sequence[Row]:
+    """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy, requester, version,
     message_count, requester in the database's lower case, merged_into) of the tickets alive in the period, in
-    id order (so both databases give the figures in the same order); the two instants in microseconds since the
-    epoch (inboxd.reports.tickets.micros).  The requester is read here for repeat complaints: asking for the
-    resolved tickets' by id, 900 at a time, was a tenth of a 90-day report.  Its database lower case and
-    `merged_into` make each ticket a contact of its customer (`customer_tickets`'s rows), which a report over
-    every mailbox then takes from here (`customer_tickets_elsewhere`).  `with_rows` adds each ticket's
-    per-ticket row (report_ticket: version, watermark, data; None when it has none), read in the same query
-    rather than in a second one over the same tickets (inboxd.reports.tickets decides which rows are current)."""
+    id order (so both databases give the figures in the same order).  The two instants are as the driver gives
+    them, for `micros_converter(conn)` to make microseconds since the epoch: the column type's own conversion,
+    a Python call per value, was a fifth of a 90-day report over 100,000 tickets, and a second pass over the
+    rows to convert them, a tenth.  The requester is read here for repeat complaints: asking for the resolved
+    tickets' by id, 900 at a time, was a tenth of a 90-day report.  Its database lower case and `merged_into`
+    make each ticket a contact of its customer (`customer_tickets`'s rows), which a report over every mailbox
+    then takes from here (`customer_tickets_elsewhere`).  `with_rows` adds each ticket's per-ticket row
+    (report_ticket: watermark, data), read in the same query rather than in a second one over the same tickets,
+    its data only when the row is of the ticket's version (else None, as for a ticket without a row; the
+    database compares the versions rather than Python, and inboxd.reports.tickets decides the rest)."""
     ticket, rollup = t.ticket, t.report_ticket
-    extra = [rollup.c.version, rollup.c.watermark, rollup.c.data] if with_rows else []
-    # The two instants come as the driver gives them and are made microseconds since the epoch here (what the
-    # report computes with): the column type's own conversion, a Python call per value, was a fifth of a 90-day
-    # report over 100,000 tickets, and an aware datetime per instant, made only to be converted, another tenth.
-    us = _micros_converter(conn)
+    extra = ([rollup.c.watermark, case((rollup.c.version == ticket.c.version, rollup.c.data))]
+             if with_rows else [])
     query = select(ticket.c.id, ticket.c.mailbox, ticket.c.tags, ticket.c.assignee,
                    type_coerce(ticket.c.created_at, String), type_coerce(ticket.c.first_response_at, String),
                    ticket.c.sla_policy, ticket.c.requester, ticket.c.version, ticket.c.message_count,
                    func.lower(ticket.c.requester), ticket.c.merged_into, *extra)
     if with_rows:
         query = query.outerjoin(rollup, rollup.c.ticket_id == ticket.c.id)
-    rows = conn.execute(query.where(*_live(scope, since, until)).order_by(ticket.c.id)).all()
-    return [(pk, mailbox, tags, assignee, us(created), us(first) if first is not None else None, policy,
-             (requester or "").lower(), version, messages, customer, merged, *stored)
-            for pk, mailbox, tags, assignee, created, first, policy, requester, version, messages, customer, merged,
-            *stored in rows]
+    return conn.execute(query.where(*_live(scope, since, until)).order_by(ticket.c.id)).all()
 
 
 def _utc_converter(conn: Connection):
@@ -102,9 +98,9 @@ _NAIVE_EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _micros_converter(conn: Connection):
-    """The microseconds since the epoch of a stored instant read without its column type: what
-    `_utc_converter` gives, as inboxd.reports.tickets.micros counts it, without the datetime in between."""
+def micros_converter(conn: Connection):
+    """The microseconds since the epoch of a stored instant read without its column type (`live_tickets`):
+    what `_utc_converter` gives, as inboxd.reports.tickets.micros counts it, without the datetime in between."""
     if conn.dialect.name == "sqlite":
         # SQLite keeps the UTC instant as text without an offset: parsed naive, it is the same instant.
         return lambda text: (datetime.fromisoformat(text) - _NAIVE_EPOCH) // _MICROSECOND

@@ -112,6 +112,15 @@ def newer_status_events(conn: Connection, watermark: int, first_id: int | None =
     event = t.event
     bounds = ([event.c.ticket_id >= first_id] if first_id is not None else []) + (
         [event.c.ticket_id <= last_id] if last_id is not None else [])
+    if not bounds:
+        # Over every ticket (the report's check), the events after the watermark are read by primary key
+        # through a subquery with a LIMIT, which SQLite does not flatten: asked directly, it walked the whole
+        # partial index ix_event_status_change instead (every status event of the store, 17 ms of a 90-day
+        # report on 360,000 of them, to find the few written since the last night's fill).
+        newer = (select(event.c.ticket_id.label("ticket_id"), event.c.id.label("id"))
+                 .where(event.c.id > watermark, may_change_status()).limit(2 ** 62).subquery())
+        return dict(conn.execute(
+            select(newer.c.ticket_id, func.max(newer.c.id)).group_by(newer.c.ticket_id)).all())
     return dict(conn.execute(
         select(event.c.ticket_id, func.max(event.c.id))
         .where(event.c.id > watermark, *bounds, may_change_status())
