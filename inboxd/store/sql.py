@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection, Table, func, literal, literal_column
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ClauseElement, ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
@@ -51,7 +51,12 @@ t = _Tables()
 
 def dialect_insert(conn: Connection, table: Table):
     """The INSERT of the connection's own dialect, which offers ON CONFLICT (and `excluded`)."""
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+    if conn.dialect.name == "postgresql":
+        # Imported here: PostgreSQL's dialect costs a daemon on SQLite 20 ms of its start.
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def insert_ignore(conn: Connection, table: Table):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from inboxd.store.indexes import Index
 from inboxd.store.types import IMAP_NUMBER, UTCDateTime
 
 metadata = sa.MetaData()
@@ -94,7 +95,7 @@ message = sa.Table(
     sa.Column('raw_sha256', sa.String(), sa.ForeignKey('rawmessage.sha256'), nullable=False),
     sa.Column('size', sa.Integer(), nullable=False, default=0),
     sa.Column('created_at', UTCDateTime(), nullable=False),
-    sa.Index('ix_message_agent', 'ticket_id', postgresql_where=sa.text("kind = 'agent'"), sqlite_where=sa.text("kind = 'agent'")),
+    Index('ix_message_agent', 'ticket_id', sqlite_where=sa.text("kind = 'agent'"), postgresql={'where': sa.text("kind = 'agent'")}),
 )
 
 messageref = sa.Table(
@@ -178,7 +179,7 @@ event = sa.Table(
     sa.Column('action', sa.String(), nullable=False),
     sa.Column('detail', sa.String(), nullable=False, default='{}'),
     sa.Index('ix_event_ticket_at', 'ticket_id', 'at'),
-    sa.Index('ix_event_status_change', 'ticket_id', 'at', postgresql_where=sa.text("action IN ('merge', 'autoclose') OR detail LIKE '%status%'"), sqlite_where=sa.text("action IN ('merge', 'autoclose') OR detail LIKE '%status%'")),
+    Index('ix_event_status_change', 'ticket_id', 'at', sqlite_where=sa.text("action IN ('merge', 'autoclose') OR detail LIKE '%status%'"), postgresql={'where': sa.text("action IN ('merge', 'autoclose') OR detail LIKE '%status%'")}),
 )
 
 quarantine = sa.Table(
