@@ -108,7 +108,8 @@ def test_the_desk_s_tickets_and_the_others_are_the_customers_tickets(engine, mon
     with reading(engine) as conn:
         us = store.micros_converter(conn)
         live = [(row[0], row[10], us(row[4]), row[11]) for row in store.live_tickets(conn, Scope(), since, until)]
-        customers = sorted({customer for _, customer, _, _ in live} | {"c3@example.org", "ärger@example.org", "nobody@x"})
+        customers = sorted({customer for _, customer, _, _ in live}
+                           | {"c3@example.org", "ärger@example.org", "nobody@x"})
         for after in (since, since + timedelta(days=5), until - timedelta(hours=3)):
             expected = sorted(store.customer_tickets(conn, customers, after))
             first = tickets.micros(after)

@@ -348,8 +348,7 @@ def _desk_figures(reader: _Reader, tickets: dict[int, _Ticket], created: Sequenc
     """Repeat complaints, the figures by custom field and time per status as a share (inboxd.reports.breakdowns).
 
     `resolved_us` holds each resolved ticket's last resolution in the period, in microseconds: repeat
-    complaints compare the instants as integers (a datetime per resolved ticket and contact was a tenth of a
-    90-day report)."""
+    complaints compare the instants as integers, without a datetime per resolved ticket and contact."""
     from inboxd.store import fields as store_fields
 
     conn, settings = reader.conn, reader.settings
@@ -554,8 +553,8 @@ def _walk(tickets: Iterable[_Ticket], since: datetime, until: datetime, end: dat
     100,000 tickets the loops themselves were a fifth of the report.
 
     The intervals are those inboxd.reports.tickets.intervals makes of each ticket's creation and changes up
-    to `end` (zero-length ones dropped), taken in order as they are made rather than built as a list first:
-    the 400,000 tuples of a 90-day report, made and freed, were a tenth of it."""
+    to `end` (zero-length ones dropped), taken in order as they are made rather than built as a list first
+    (400,000 tuples in a 90-day report, each made and freed for this walk alone)."""
     seconds = dict.fromkeys(STATUS_ORDER, 0.0)
     first, last, stop = per_ticket.micros(since), per_ticket.micros(end), per_ticket.micros(until)
     history = _History(seconds, [], set(), set(), set(), {}, [0] * (len(checkpoints) + 1))

@@ -103,7 +103,9 @@ def micros_converter(conn: Connection):
     what `_utc_converter` gives, as inboxd.reports.tickets.micros counts it, without the datetime in between."""
     if conn.dialect.name == "sqlite":
         # SQLite keeps the UTC instant as text without an offset: parsed naive, it is the same instant.
-        return lambda text: (datetime.fromisoformat(text) - _NAIVE_EPOCH) // _MICROSECOND
+        # (The defaults bind the names once: a report converts 200,000 instants.)
+        return lambda text, parse=datetime.fromisoformat, epoch=_NAIVE_EPOCH, unit=_MICROSECOND: (
+            (parse(text) - epoch) // unit)
     return lambda at: ((at.replace(tzinfo=UTC) if at.utcoffset() is None else at) - EPOCH) // _MICROSECOND
 
 
