@@ -374,9 +374,12 @@ class Filer:
     def _delivery(batch: Batch, messages: list[Fetched], i: int, now: datetime, parsed,
                   facts: BatchFacts | None) -> Delivery:
         fetched = messages[i]
+        ahead = parsed[i] if parsed is not None else None
+        # The parser worker hashed the raw bytes it parsed (InboundMessage.raw_sha256): kept with them.
+        sha256 = (ahead.raw_sha256 or "") if isinstance(ahead, InboundMessage) and not fetched.raw_path else ""
         return Delivery(batch.mailbox, batch.folder, batch.uidvalidity, fetched.uid, fetched.raw, now,
                         arrived=fetched.arrived, history_before=batch.history_before, raw_path=fetched.raw_path,
-                        parsed=parsed[i] if parsed is not None else None, facts=facts)
+                        parsed=ahead, facts=facts, sha256=sha256)
 
     def deliver(self, conn: Connection, d: Delivery, result: BatchResult, *, guarded: bool = True) -> None:
         """File one message; `guarded`: under its own savepoint, quarantined if it fails.

@@ -143,6 +143,10 @@ class InboundMessage:
     # whoever parsed the mail (the parser worker, in the daemon), so the
     # filing thread does not; None: not worked out yet.
     reply_text: str | None = None
+    # The SHA-256 (hex) of the raw bytes it was parsed from, by whoever parsed
+    # them (the parser worker), so the filing thread does not hash them again
+    # to keep them; None: not worked out.
+    raw_sha256: str | None = None
 
 
 _MAX_DEPTH = 40
