@@ -9,6 +9,7 @@
   requesters in mixed and non-ASCII case, on SQLite and PostgreSQL.
 - Its repeat complaints, matched only for customers with another ticket, equal those matched the
   way the code before did (every customer's tickets from `customer_tickets`, as datetimes).
+- The per-ticket rows' check for newer status events reads them by the event table's primary key (SQLite).
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from bisect import bisect_left
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, func, select, update
 
 from inboxd.reports import breakdowns, metrics, tickets
 from inboxd.store import reports as store
+from inboxd.store import rollups
 from inboxd.store.engine import reading, writing
 from inboxd.store.reports import Scope
 from inboxd.store.sql import t
@@ -144,3 +146,32 @@ def test_repeat_complaints_equal_those_matched_over_every_customer_s_tickets(eng
                 expected = report(engine, settings, since, use=False, **scope)
             assert got == expected
             assert got["repeat_complaints"]["repeated"] > 0
+
+
+def test_the_rows_check_reads_the_newer_events_by_primary_key(engine):
+    """SQLite, asked directly for the tickets with a status event after a watermark, walked the whole partial
+    status index; the report's check reads the events after the watermark by primary key."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's planner: PostgreSQL chooses by its statistics")
+    seed(engine, random.Random(3))
+    statements = []
+
+    def remember(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        with reading(engine) as conn:
+            newest = conn.execute(select(func.max(t.event.c.id))).scalar_one()
+            assert rollups.newer_status_events(conn, newest - 5) == {
+                pk: newest_id for pk, newest_id in conn.execute(
+                    select(t.event.c.ticket_id, func.max(t.event.c.id))
+                    .where(t.event.c.id > newest - 5, store.may_change_status())
+                    .group_by(t.event.c.ticket_id))}
+            statement, parameters = statements[-2]
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                                         parameters))
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    assert "INTEGER PRIMARY KEY" in plan, plan
+    assert "ix_event_status_change" not in plan, plan
