@@ -109,7 +109,7 @@ def test_the_desk_s_tickets_and_the_others_are_the_customers_tickets(engine, mon
     since, until = NOW - timedelta(days=20), NOW - timedelta(days=1)
     with reading(engine) as conn:
         us = store.micros_converter(conn)
-        live = [(row[0], row[10], us(row[4]), row[11]) for row in store.live_tickets(conn, Scope(), since, until)]
+        live = [(row[0], row[9], us(row[4]), row[10]) for row in store.live_tickets(conn, Scope(), since, until)]
         customers = sorted({customer for _, customer, _, _ in live}
                            | {"c3@example.org", "ärger@example.org", "nobody@x"})
         for after in (since, since + timedelta(days=5), until - timedelta(hours=3)):

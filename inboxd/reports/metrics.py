@@ -115,7 +115,6 @@ class _Ticket:
     first_response_us: int | None
     sla_policy: str | None
     requester: str = ""   # In lower case, as repeat complaints compare addresses.
-    version: int = 0
     message_count: int = 0
     customer: str = ""    # The requester in the database's lower case, as a contact of its customer.
     merged_into: int | None = None
@@ -173,9 +172,9 @@ class _Reader:
         for row in rows:
             pk, first = row[0], row[5]
             tickets[pk] = _Ticket(pk, row[1], tags_of(row[2]), row[3], us(row[4]), None if first is None else us(first),
-                                  row[6], (row[7] or "").lower(), row[8], row[9], row[10], row[11])
-            if enabled and row[13] is not None:
-                stored.append((pk, row[12], row[13]))
+                                  row[6], (row[7] or "").lower(), row[8], row[9], row[10])
+            if enabled and row[12] is not None:
+                stored.append((pk, row[11], row[12]))
         # Each ticket's status changes: from its per-ticket row (report_ticket) when current, else its events.
         read = per_ticket.status_changes(self.conn, self.scope, self.since, self.until, self.end, tickets, stored)
         self.rows_used, self.agent_messages = read.rows_used, read.agent_messages
@@ -256,8 +255,7 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
     first_response = list(first_of.values())
     resolution = list(resolution_of.values())
     status_seconds = history.seconds
-    agent_replies = _agent_reply_counts(reader, [t.pk for t in resolved])
-    one_touch = sum(1 for t in resolved if agent_replies.get(t.pk, 0) == 1)
+    one_touch = _one_touch(reader, resolved_us)
 
     backlog = _backlog(reader)
     solved_before = _solved_count(reader, until - timedelta(weeks=BACKLOG_WEEKS), until)
@@ -304,15 +302,14 @@ def _histogram(seconds: Sequence[float]) -> dict[str, int]:
     return {label: found[i] for i, label in enumerate(labels)}
 
 
-def _agent_reply_counts(reader: _Reader, pks: list[int]) -> dict[int, int]:
-    """The agent messages of each of these tickets: from their per-ticket rows where those count them
-    currently, else counted by the store (a ticket without any may be absent)."""
+def _one_touch(reader: _Reader, resolved: Iterable[int]) -> int:
+    """How many of these tickets have exactly one agent message: counted from their per-ticket rows where
+    those count them currently, else by the store (a ticket without any is absent from its counts)."""
     known = reader.agent_messages
-    out = {pk: known[pk] for pk in pks if pk in known}
-    rest = [pk for pk in pks if pk not in known]
-    if rest:
-        out.update(store.agent_reply_counts(reader.conn, rest))
-    return out
+    rest = [pk for pk in resolved if pk not in known]
+    counted = store.agent_reply_counts(reader.conn, rest) if rest else {}
+    return (sum(1 for pk in resolved if known.get(pk) == 1)
+            + sum(1 for pk in rest if counted.get(pk, 0) == 1))
 
 
 def _backlog(reader: _Reader) -> int:

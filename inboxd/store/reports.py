@@ -59,8 +59,8 @@ def may_change_status():
 
 def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetime,
                  with_rows: bool = False) -> Sequence[Row]:
-    """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy, requester, version,
-    message_count, requester in the database's lower case, merged_into) of the tickets alive in the period, in
+    """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy, requester, message_count,
+    requester in the database's lower case, merged_into) of the tickets alive in the period, in
     id order (so both databases give the figures in the same order).  The two instants are as the driver gives
     them, for `micros_converter(conn)` to make microseconds since the epoch: the column type's own conversion,
     a Python call per value, was a fifth of a 90-day report over 100,000 tickets, and a second pass over the
@@ -76,7 +76,7 @@ def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetim
              if with_rows else [])
     query = select(ticket.c.id, ticket.c.mailbox, ticket.c.tags, ticket.c.assignee,
                    type_coerce(ticket.c.created_at, String), type_coerce(ticket.c.first_response_at, String),
-                   ticket.c.sla_policy, ticket.c.requester, ticket.c.version, ticket.c.message_count,
+                   ticket.c.sla_policy, ticket.c.requester, ticket.c.message_count,
                    func.lower(ticket.c.requester), ticket.c.merged_into, *extra)
     if with_rows:
         query = query.outerjoin(rollup, rollup.c.ticket_id == ticket.c.id)
