@@ -1,4 +1,4 @@
-"""inboxd.store.indexes.Index: PostgreSQL's options are taken up when read, and a daemon on SQLite never loads that dialect.
+"""inboxd.store.indexes.Index takes up PostgreSQL's options when read; a daemon on SQLite never loads that dialect.
 
 The partial indexes of inboxd.store.tables give their WHERE to PostgreSQL
 through `Index(..., postgresql={...})`; their DDL on both dialects is
