@@ -6,13 +6,16 @@ appends 3,000 customer mails (1,000 threads of a first mail and two
 replies, each thread in one folder, each from its own customer).  One
 daemon is SIGKILLed while it syncs, another is stopped with SIGTERM, and the
 third is left to finish.  Afterwards every mail is one message row, each
-thread is one ticket, the SMTP sink received exactly one acknowledgement
-per thread, and the third daemon holds every folder's lease.
+thread is one ticket, the SMTP sink received one acknowledgement per
+thread (a resent one under its own Message-ID, see below), and the third daemon holds every folder's lease.
 
 The folder lease is 3 s here (`[store] lease`) and the outbox's claim 3 s
 (`[outbox] lease`), so whatever the killed daemon held moves on soon; the
 test waits by polling the store with a generous deadline and asserts no
-duration.  The per-domain acknowledgement ceiling (5 a minute) is lifted,
+duration.  A SIGKILL while the killed daemon's sender had a round on the
+wire may send that round again (the SMTP window of RFC 1047,
+docs/practices/acknowledgements.md): the test allows exactly that, a
+resend of the same Message-ID, at most one mail per connection.  The per-domain acknowledgement ceiling (5 a minute) is lifted,
 since all customers write from one domain.
 """
 
@@ -44,6 +47,8 @@ MAILS = THREADS * MAILS_PER_THREAD
 ROUNDS = 3
 # Generous on purpose: only a hung run reaches it (no test asserts how soon something happens).
 DEADLINE = 900
+# The sender's connections (the `[smtp] connections` default): the most mails one round has on the wire.
+OUTBOX_CONNECTIONS = 4
 
 
 def _threads(mailboxes: list[str]) -> dict[tuple[str, str], list[list[bytes]]]:
@@ -188,13 +193,25 @@ def test_three_daemons_one_killed_one_stopped_lose_and_double_nothing(tmp_path, 
         assert len({next(iter(t)) for t in tickets.values()}) == THREADS
         assert store.scalar("SELECT count(*) FROM ticket") == THREADS
 
-        # Every acknowledgement sent exactly once: one per customer, one per Message-ID.
+        # One acknowledgement per thread, each to its customer: one outbox row
+        # and one Message-ID per customer, every one of them received.
         envelopes = list(smtp_sink.envelopes)
-        recipients = collections.Counter(r for e in envelopes for r in e.rcpt_tos)
-        assert len(envelopes) == THREADS
-        assert set(recipients.values()) == {1} and len(recipients) == THREADS
-        assert len({e.message()["Message-ID"] for e in envelopes}) == THREADS
+        ids = collections.Counter(e.message()["Message-ID"] for e in envelopes)
+        recipients = {r: collections.Counter() for e in envelopes for r in e.rcpt_tos}
+        for e in envelopes:
+            for r in e.rcpt_tos:
+                recipients[r][e.message()["Message-ID"]] += 1
+        assert len(ids) == THREADS and len(recipients) == THREADS
+        assert all(len(by_id) == 1 for by_id in recipients.values())
         assert store.scalar("SELECT count(*) FROM outbox WHERE kind = 'ack' AND status = 'sent'") == THREADS
+        # Sent twice only as the SIGKILL allows (docs/practices/acknowledgements.md):
+        # the round the killed daemon had on the wire, which the server accepted
+        # before the kill took the commit of its "sent", goes again under the same
+        # Message-ID once its claim runs out; at most one round, one mail per
+        # connection.  Nothing else may be doubled, and the clean stop doubles
+        # nothing (it finishes its round).
+        resent = sum(count - 1 for count in ids.values())
+        assert resent <= OUTBOX_CONNECTIONS, ids.most_common(resent + 1)
 
         # The survivor owns every folder, as `inboxd status --json` tells an operator.
         status = json.loads(cli(config, "status", "--json", check=False).stdout)

@@ -246,7 +246,7 @@ def test_restart_in_the_middle_resends_nothing(desk, dovecot, smtp_sink, tmp_pat
     try:
         # Acks, then breach notices and escalation updates go out.
         wait_until(lambda: len([m for m in mails_to(smtp_sink, "alice@example.com") if "SLA breach" in body(m)]) >= 3,
-                   timeout=30, what="the breach notices")
+                   timeout=180, what="the breach notices")
     finally:
         stop_daemon(daemon, signal.SIGKILL)
     before = sorted((e.rcpt_tos[0], email.message_from_bytes(e.data)["Message-ID"]) for e in smtp_sink.envelopes)
@@ -259,11 +259,11 @@ def test_restart_in_the_middle_resends_nothing(desk, dovecot, smtp_sink, tmp_pat
                        when=arrived)
         wait_until(lambda: len([m for m in mails_to(smtp_sink, "alice@example.com")
                                 if "SLA breach" in body(m) and "Outage 3" in m["Subject"]]) >= 2,
-                   timeout=60, what="the breach notices of the ticket filed after the restart")
+                   timeout=180, what="the breach notices of the ticket filed after the restart")
         # (A mail the killed daemon had claimed stays "sending" until its lease
         # runs out, minutes from now; that resend is the outbox tests' subject.)
         wait_until(lambda: db_count(config, "select count(*) from outbox where status = 'queued'") == 0,
-                   timeout=60, what="the queued mail to go out")
+                   timeout=180, what="the queued mail to go out")
     finally:
         assert stop_daemon(daemon) == 0
     after = [(e.rcpt_tos[0], email.message_from_bytes(e.data)["Message-ID"]) for e in smtp_sink.envelopes]
@@ -273,10 +273,14 @@ def test_restart_in_the_middle_resends_nothing(desk, dovecot, smtp_sink, tmp_pat
     keys = [(m["Subject"], "resolution" in body(m)) for m in notices]
     assert len(keys) == len(set(keys))
     # A notice the killed daemon had claimed but not sent waits in "sending"
-    # for its lease to run out, then goes once: late, never lost or doubled.
+    # for its lease to run out, then goes once: late, never lost.  (One the
+    # server had accepted when the kill took the commit of its "sent" is
+    # received and also still "sending": the SMTP window the outbox tests and
+    # docs/practices/acknowledgements.md describe.  It counts once here.)
+    received = {m["Message-ID"] for m in notices}
     claimed = [m for (data,) in rows(config, "select data from outbox where status = 'sending'")
                if data and "SLA breach" in body(m := email.message_from_bytes(data, policy=email.policy.default))
-               and "alice@example.com" in str(m["To"])]
+               and "alice@example.com" in str(m["To"]) and m["Message-ID"] not in received]
     assert len(notices) + len(claimed) == 8  # four tickets, two broken promises each
     assert set(before) <= set(after)
 
