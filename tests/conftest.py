@@ -156,9 +156,9 @@ def _dovecot_root() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    """One Dovecot for the whole run (for each pytest-xdist worker); tests get their own users on it (see imap_user)."""
+@contextlib.contextmanager
+def _running_dovecot() -> Iterator[Dovecot]:
+    """A started Dovecot in a root of its own, killed at the end."""
     with _dovecot_root() as root:
         server = Dovecot(root)
         server.start()
@@ -167,6 +167,13 @@ def dovecot() -> Iterator[Dovecot]:
         finally:
             # Killing is as clean as stopping for a server that is thrown away, and 1 s faster.
             server.kill()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One Dovecot for the whole run (for each pytest-xdist worker); tests get their own users on it (see imap_user)."""
+    with _running_dovecot() as server:
+        yield server
 
 
 @pytest.fixture
@@ -190,14 +197,8 @@ def imap_user(mail_user_factory: Callable[..., str]) -> str:
 @pytest.fixture
 def private_dovecot() -> Iterator[Dovecot]:
     """A Dovecot of the test's own, free to be stopped, restarted or killed."""
-    with _dovecot_root() as root:
-        server = Dovecot(root)
-        server.start()
-        try:
-            yield server
-        finally:
-            # Killing is as clean as stopping for a server that is thrown away, and 1 s faster.
-            server.kill()
+    with _running_dovecot() as server:
+        yield server
 
 
 @pytest.fixture

@@ -288,14 +288,7 @@ def customer_tickets(conn: Connection, customers: Sequence[str], since: datetime
     query = (select(ticket.c.id, func.lower(ticket.c.requester), type_coerce(ticket.c.created_at, String),
                     ticket.c.merged_into)
              .where(ticket.c.created_at > since).order_by(ticket.c.id))
-    if len(customers) <= CHUNK:
-        rows = conn.execute(query.where(func.lower(ticket.c.requester).in_(list(customers))))
-    else:
-        # No index serves lower(requester), so each IN list scanned the whole table:
-        # more customers than one list holds are matched here, in one scan.
-        wanted = set(customers)
-        rows = (row for row in conn.execute(query) if row[1] in wanted)
-    return [(pk, requester, utc(created), merged) for pk, requester, created, merged in rows]
+    return _customer_rows(conn, query, customers, utc)
 
 
 def customer_tickets_elsewhere(conn: Connection, customers: Collection[str], after: datetime, since: datetime,
@@ -311,9 +304,17 @@ def customer_tickets_elsewhere(conn: Connection, customers: Collection[str], aft
     query = (select(ticket.c.id, func.lower(ticket.c.requester), type_coerce(ticket.c.created_at, String),
                     ticket.c.merged_into)
              .where(ticket.c.created_at > after, not_(and_(*_live(Scope(), since, until)))).order_by(ticket.c.id))
+    return _customer_rows(conn, query, customers, utc)
+
+
+def _customer_rows(conn: Connection, query, customers: Collection[str], utc) -> list[tuple]:
+    """The rows of `query` (id, lower(requester), created_at as text, merged_into) whose requester is one
+    of `customers`, with the instant made UTC by `utc`."""
     if len(customers) <= CHUNK:
-        rows = conn.execute(query.where(func.lower(ticket.c.requester).in_(list(customers))))
+        rows = conn.execute(query.where(func.lower(t.ticket.c.requester).in_(list(customers))))
     else:
+        # No index serves lower(requester), so each IN list scanned the whole table:
+        # more customers than one list holds are matched here, in one scan.
         wanted = set(customers)
         rows = (row for row in conn.execute(query) if row[1] in wanted)
     return [(pk, requester, utc(created), merged) for pk, requester, created, merged in rows]
