@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import random
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,11 +33,14 @@ from tests.test_report_rollups import NOW, report, seed, settings_for
 STATUSES = ("new", "open", "pending", "solved", "closed")
 
 
-def reference_walk(tickets_, since, until, end, checkpoints):
-    """The walk of the code before round 6, over the intervals built first."""
+def reference_walk(tickets_, since, until, end, checkpoints, starts_us):
+    """The walk of the code before round 6, over the intervals built first (and, as before round 7, the
+    transitions listed, the resolutions then counted per day by bisection)."""
     seconds = dict.fromkeys(metrics.STATUS_ORDER, 0.0)
     first, last, stop = tickets.micros(since), tickets.micros(end), tickets.micros(until)
-    history = metrics._History(seconds, [], set(), set(), set(), {}, [0] * (len(checkpoints) + 1))
+    history = metrics._History(seconds, [0] * len(starts_us), set(), set(), set(), {},
+                               [0] * (len(checkpoints) + 1))
+    changes = []
     for ticket in tickets_:
         before = None
         for status, a, b in tickets.intervals(ticket.created_us, ticket.changes, last):
@@ -50,7 +53,7 @@ def reference_walk(tickets_, since, until, end, checkpoints):
                     history.backlog[i] += 1
                     history.backlog[j] -= 1
             if before is not None and before != status and first <= a < stop:
-                history.changes.append((before, status, a))
+                changes.append((before, status, a))
                 if status == "solved":
                     history.solved.add(ticket.pk)
                 elif status == "closed":
@@ -60,6 +63,9 @@ def reference_walk(tickets_, since, until, end, checkpoints):
                 if metrics.is_reopen(before, status):
                     history.reopened.add(ticket.pk)
             before = status
+    for before, after, at in changes:
+        if after in metrics.RESOLVED and before not in metrics.RESOLVED:
+            history.resolved_days[bisect_right(starts_us, at) - 1] += 1
     return history
 
 
@@ -83,7 +89,9 @@ def test_the_walk_over_changes_equals_the_walk_over_built_intervals(seed_):
         ticket = metrics._Ticket(pk, "support", [], None, created, None, None)
         ticket.changes = changes or ()
         made.append(ticket)
-    assert metrics._walk(made, since, until, end, checkpoints) == reference_walk(made, since, until, end, checkpoints)
+    starts_us = [tickets.micros(s) for s in starts]
+    assert (metrics._walk(made, since, until, end, checkpoints, starts_us)
+            == reference_walk(made, since, until, end, checkpoints, starts_us))
 
 
 def odd_tickets(engine) -> None:

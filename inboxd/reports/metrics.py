@@ -144,8 +144,11 @@ class _Reader:
         self.settings, self.scope = settings, scope
         self.since, self.until, self.now = since, until, now
         self.end = min(until, now)
-        # Set by tickets(): the agent messages the per-ticket rows count, and how many rows were read.
+        # Set by tickets(): the agent messages the per-ticket rows count, how many rows were read, the tickets
+        # created in the period, and those whose requester in Python's lower case is not the database's.
         self.agent_messages: dict[int, int] = {}
+        self.created: list[_Ticket] = []
+        self.unlike: list[int] = []
         self.rows_used = 0
 
     def tickets(self) -> dict[int, _Ticket]:
@@ -165,18 +168,41 @@ class _Reader:
         enabled = self.rollups.enabled
         rows = store.live_tickets(self.conn, self.scope, self.since, self.until, with_rows=enabled)
         us = store.micros_converter(self.conn)
+        # SQLite's lower() folds ASCII letters as Python's does, so an ASCII requester's lower case is the one the
+        # database gave (one string for both, its hash computed once); any other is put in lower case here.
+        # (PostgreSQL's lower() follows the database's locale.)
+        same_lower = self.conn.dialect.name == "sqlite"
+        first_us, stop_us = per_ticket.micros(self.since), per_ticket.micros(self.until)
         tickets: dict[int, _Ticket] = {}
+        created = self.created = []
+        unlike = self.unlike = []
         # The tickets and their stored rows in one pass over the rows as read (a pass over 100,000 rows costs as
-        # much as what it does).  The requester is put in lower case, as repeat complaints compare addresses.
-        stored = []
+        # much as what it does), the tickets created in the period listed as they come (in id order).  The
+        # instants are integers unless the database could not count them (`micros_converter`).
+        ids, watermarks, texts = [], [], []
         for row in rows:
-            pk, first = row[0], row[5]
-            tickets[pk] = _Ticket(pk, row[1], tags_of(row[2]), row[3], us(row[4]), None if first is None else us(first),
-                                  row[6], (row[7] or "").lower(), row[8], row[9], row[10])
+            pk, at, first, requester, customer = row[0], row[4], row[5], row[7] or "", row[9]
+            if at.__class__ is not int:
+                at = us(at)
+            if first is not None and first.__class__ is not int:
+                first = us(first)
+            if same_lower and requester.isascii():
+                lowered = customer
+            else:
+                lowered = requester.lower()
+                if lowered != customer:
+                    unlike.append(pk)
+            ticket = tickets[pk] = _Ticket(pk, row[1], tags_of(row[2]), row[3], at, first, row[6], lowered,
+                                           row[8], customer, row[10])
+            if first_us <= at < stop_us:
+                created.append(ticket)
             if enabled and row[12] is not None:
-                stored.append((pk, row[11], row[12]))
+                ids.append(pk)
+                watermarks.append(row[11])
+                texts.append(row[12])
         # Each ticket's status changes: from its per-ticket row (report_ticket) when current, else its events.
-        read = per_ticket.status_changes(self.conn, self.scope, self.since, self.until, self.end, tickets, stored)
+        read = per_ticket.status_changes(self.conn, self.scope, self.since, self.until, self.end, tickets, ids,
+                                         watermarks, texts)
         self.rows_used, self.agent_messages = read.rows_used, read.agent_messages
         for pk, changes in read.changes.items():
             tickets[pk].changes = changes
@@ -230,28 +256,30 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
     policies = settings.policies.sla
     tickets = reader.tickets()
 
-    # Each SLA policy's calendar, looked up per ticket below (a ticket without a policy, or with one the
-    # configuration no longer has, counts wall-clock time).
-    calendars = {name: policy.calendar for name, policy in policies.items()}
+    # Each SLA policy's calendar, looked up per ticket below (a ticket without a policy, with one the
+    # configuration no longer has, or with one without a calendar, counts wall-clock time): only the policies
+    # with a calendar are kept, so that one lookup answers for every ticket.
+    calendars = {name: policy.calendar for name, policy in policies.items() if name and policy.calendar is not None}
 
-    first, stop = per_ticket.micros(since), per_ticket.micros(until)
-    created = [t for t in tickets.values() if first <= t.created_us < stop]
+    created = reader.created
 
     # The status figures, in one walk over every ticket's intervals (instants in microseconds).
     starts = _day_starts(since, until, tz)
-    history = _walk(tickets.values(), since, until, reader.end, _checkpoints(starts, until, reader.end))
+    history = _walk(tickets.values(), since, until, reader.end, _checkpoints(starts, until, reader.end),
+                    [per_ticket.micros(s) for s in starts])
     solved, closed, reopened, resolved_us = history.solved, history.closed, history.reopened, history.resolved_us
     resolved = [tickets[pk] for pk in resolved_us]
 
     # Each ticket's times, computed once for the desk and its agent.
     # Without a calendar, the wall-clock seconds are computed in place (_duration_us's, without a call per ticket).
-    first_of = {t.pk: (max(0.0, (t.first_response_us - t.created_us) / 1_000_000) if calendar is None
+    first_of = {t.pk: (max(0.0, (t.first_response_us - t.created_us) / 1_000_000)
+                       if (calendar := calendars.get(t.sla_policy)) is None
                        else _duration_us(t.created_us, t.first_response_us, calendar))
-                for t in created if t.first_response_us is not None
-                for calendar in (calendars.get(t.sla_policy) if t.sla_policy else None,)}
-    resolution_of = {t.pk: (max(0.0, (resolved_us[t.pk] - t.created_us) / 1_000_000) if calendar is None
+                for t in created if t.first_response_us is not None}
+    resolution_of = {t.pk: (max(0.0, (resolved_us[t.pk] - t.created_us) / 1_000_000)
+                            if (calendar := calendars.get(t.sla_policy)) is None
                             else _duration_us(t.created_us, resolved_us[t.pk], calendar))
-                     for t in resolved for calendar in (calendars.get(t.sla_policy) if t.sla_policy else None,)}
+                     for t in resolved}
     first_response = list(first_of.values())
     resolution = list(resolution_of.values())
     status_seconds = history.seconds
@@ -396,8 +424,13 @@ def _repeated(reader: _Reader, tickets: dict[int, _Ticket], customer_of: dict[in
     # customer has one besides itself (itself: the only one, under the same address in either lower case).
     count = Counter(map(_CUSTOMER, tickets.values()))
     count.update(customer for _, customer, _, _ in elsewhere)
-    maybe = {pk: at for pk, at in resolved_us.items()
-             for t in (tickets[pk],) if count.get(t.requester, 0) > (t.customer == t.requester)}
+    # A ticket whose two lower cases agree (nearly all) needs a customer counted twice; one whose do not
+    # (`reader.unlike`, as read) needs its Python lower case counted at all.
+    again = {customer for customer, n in count.items() if n > 1}
+    maybe = {pk: at for pk, at in resolved_us.items() if customer_of[pk] in again}
+    for pk in reader.unlike:
+        if pk in resolved_us and customer_of[pk] in count:
+            maybe[pk] = resolved_us[pk]
     if not maybe:
         return set()
     wanted = {customer_of[pk] for pk in maybe}
@@ -533,7 +566,7 @@ class _History:
     """What the report takes from the tickets' status intervals (`_walk`), instants in microseconds."""
 
     seconds: dict[str, float]               # In each status inside [since, end), summed over tickets.
-    changes: list[tuple[str, str, int]]     # (before, after, at) of the transitions inside [since, until).
+    resolved_days: list[int]                # The resolutions inside [since, until) per local day (_daily).
     solved: set[int]
     closed: set[int]
     reopened: set[int]
@@ -542,39 +575,47 @@ class _History:
 
 
 def _walk(tickets: Iterable[_Ticket], since: datetime, until: datetime, end: datetime,
-          checkpoints: Sequence[int]) -> _History:
+          checkpoints: Sequence[int], starts_us: Sequence[int]) -> _History:
     """One walk over every ticket's status intervals: the time in each status inside [since, end)
     (`time_in_status` in hours, and its handling statuses' shares, inboxd.reports.breakdowns.shares), the
-    transitions inside [since, until) (solved, closed, resolved, reopened, the daily resolutions), and for
-    the daily backlog the checkpoints each unresolved interval covers.  One walk instead of three: on
-    100,000 tickets the loops themselves were a fifth of the report.
+    transitions inside [since, until) (solved, closed, resolved, reopened, and the resolutions per local day,
+    whose midnights are `starts_us`), and for the daily backlog the checkpoints each unresolved interval covers.
+    One walk instead of three: on 100,000 tickets the loops themselves were a fifth of the report.  (The
+    resolutions are counted per day here rather than listed for _daily to count: 100,000 tuples made and
+    walked again.)
 
     The intervals are those inboxd.reports.tickets.intervals makes of each ticket's creation and changes up
     to `end` (zero-length ones dropped), taken in order as they are made rather than built as a list first
     (400,000 tuples in a 90-day report, each made and freed for this walk alone)."""
     seconds = dict.fromkeys(STATUS_ORDER, 0.0)
     first, last, stop = per_ticket.micros(since), per_ticket.micros(end), per_ticket.micros(until)
-    history = _History(seconds, [], set(), set(), set(), {}, [0] * (len(checkpoints) + 1))
-    changes, backlog = history.changes, history.backlog
+    history = _History(seconds, [0] * len(starts_us), set(), set(), set(), {}, [0] * (len(checkpoints) + 1))
+    backlog, per_day, resolved_us = history.backlog, history.resolved_days, history.resolved_us
+    solved, closed, reopened = history.solved.add, history.closed.add, history.reopened.add
     for t in tickets:
+        made = t.changes
+        # The changes before `last`: those up to the first at or after it (intervals() stops there), usually all.
+        n = len(made)
+        if n and made[n - 2] >= last:
+            n = next(k for k in range(0, n, 2) if made[k] >= last)
         before = None
         status, a = "new", t.created_us
-        made = t.changes
-        k, n = 0, len(made)
+        k = 0
         # The start of the current run of unresolved intervals: the backlog counts the checkpoints of a run at
         # once, as adjacent intervals' ranges of checkpoints add up to the run's (two bisections, not four, for
         # a ticket that went from new to open to solved).
         run = None
         while True:
-            # The next interval [a, b) of `status`: up to the next change before `last`, else up to `last`.
-            final = k >= n or made[k] >= last
-            b = last if final else made[k]
+            # The next interval [a, b) of `status`: up to the next change, else up to `last`.  So b <= last <=
+            # stop, and an interval walked (b > a) starts before the period's end: only its start is compared
+            # with the period's.
+            b = made[k] if k < n else last
             if b > a:
-                low = a if a > first else first
-                high = b if b < last else last
-                if high > low:
-                    # Microseconds over 10**6, as timedelta.total_seconds() divides them: the same float.
-                    seconds[status] = seconds.get(status, 0.0) + (high - low) / 1_000_000
+                # Microseconds over 10**6, as timedelta.total_seconds() divides them: the same float.
+                if a >= first:
+                    seconds[status] = seconds.get(status, 0.0) + (b - a) / 1_000_000
+                elif b > first:
+                    seconds[status] = seconds.get(status, 0.0) + (b - first) / 1_000_000
                 if status in RESOLVED:
                     if run is not None:
                         # The days whose checkpoint falls in the unresolved run [run, a): a range of checkpoints
@@ -585,20 +626,23 @@ def _walk(tickets: Iterable[_Ticket], since: datetime, until: datetime, end: dat
                             backlog[i] += 1
                             backlog[j] -= 1
                         run = None
-                elif run is None:
-                    run = a
-                if before is not None and before != status and first <= a < stop:
-                    changes.append((before, status, a))
-                    if status == "solved":
-                        history.solved.add(t.pk)
-                    elif status == "closed":
-                        history.closed.add(t.pk)
-                    if status in RESOLVED and before not in RESOLVED:
-                        history.resolved_us[t.pk] = a       # The last resolution in the period counts.
-                    if is_reopen(before, status):
-                        history.reopened.add(t.pk)
+                    if before is not None and before != status and a >= first:
+                        if status == "solved":
+                            solved(t.pk)
+                        elif status == "closed":
+                            closed(t.pk)
+                        if before not in RESOLVED:
+                            resolved_us[t.pk] = a       # The last resolution in the period counts.
+                            per_day[bisect_right(starts_us, a) - 1] += 1
+                else:
+                    if run is None:
+                        run = a
+                    # A change to an unresolved status is a reopening when it comes from a resolved one
+                    # (is_reopen).
+                    if before in RESOLVED and a >= first:
+                        reopened(t.pk)
                 before, end_of_last = status, b
-            if final:
+            if k >= n:
                 break
             # A change at the start of the current interval makes it zero-length: dropped, as intervals() does.
             status, a = made[k + 1], b
@@ -635,17 +679,13 @@ def _daily(created: Iterable[_Ticket], history: _History, starts: Sequence[datet
     over the status intervals."""
     rows = [{"date": s.astimezone(tz).date().isoformat(), "created": 0, "resolved": 0, "backlog": 0} for s in starts]
     # An instant of the period falls on the local day whose midnight (in `starts`) is the last not after it:
-    # found by bisection instead of converting every instant to the time zone.  The transitions and the
-    # tickets' creation are in microseconds (inboxd.reports.tickets).
+    # found by bisection instead of converting every instant to the time zone (the walk counts the resolutions
+    # so).  The tickets' creation is in microseconds (inboxd.reports.tickets).
     starts_us = [per_ticket.micros(s) for s in starts]
     new = [0] * len(starts)
-    resolved = [0] * len(starts)
-    for before, after, at in history.changes:
-        if after in RESOLVED and before not in RESOLVED:
-            resolved[bisect_right(starts_us, at) - 1] += 1
     for t in created:
         new[bisect_right(starts_us, t.created_us) - 1] += 1
-    for row, count, made, done in zip(rows, accumulate(history.backlog), new, resolved):
+    for row, count, made, done in zip(rows, accumulate(history.backlog), new, history.resolved_days):
         row["backlog"] = count
         row["created"] += made
         row["resolved"] += done

@@ -13,7 +13,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, Row, String, and_, case, func, not_, or_, select, text, type_coerce
+from sqlalchemy import (Connection, Row, String, and_, case, func, literal_column, not_, or_, select, text,
+                        type_coerce)
 
 from inboxd.store.sql import json_text, t
 from inboxd.vocabulary import OPEN_STATUSES
@@ -61,26 +62,55 @@ def live_tickets(conn: Connection, scope: Scope, since: datetime, until: datetim
                  with_rows: bool = False) -> Sequence[Row]:
     """(id, mailbox, tags, assignee, created_at, first_response_at, sla_policy, requester, message_count,
     requester in the database's lower case, merged_into) of the tickets alive in the period, in
-    id order (so both databases give the figures in the same order).  The two instants are as the driver gives
-    them, for `micros_converter(conn)` to make microseconds since the epoch: the column type's own conversion,
-    a Python call per value, was a fifth of a 90-day report over 100,000 tickets, and a second pass over the
-    rows to convert them, a tenth.  The requester is read here for repeat complaints: asking for the resolved
-    tickets' by id, 900 at a time, was a tenth of a 90-day report.  Its database lower case and `merged_into`
-    make each ticket a contact of its customer (`customer_tickets`'s rows), which a report over every mailbox
-    then takes from here (`customer_tickets_elsewhere`).  `with_rows` adds each ticket's per-ticket row
-    (report_ticket: watermark, data), read in the same query rather than in a second one over the same tickets,
-    its data only when the row is of the ticket's version (else None, as for a ticket without a row; the
-    database compares the versions rather than Python, and inboxd.reports.tickets decides the rest)."""
+    id order (so both databases give the figures in the same order).  The two instants come as microseconds
+    since the epoch where the database can count them exactly (`_micros_sql`), else as the driver gives them;
+    `micros_converter(conn)` makes either microseconds.  The column type's own conversion, a Python call per
+    value, was a fifth of a 90-day report over 100,000 tickets, a second pass over the rows to convert them,
+    a tenth, and parsing SQLite's text in Python, a twentieth.  The requester is read here for repeat
+    complaints: asking for the resolved tickets' by id, 900 at a time, was a tenth of a 90-day report.  Its
+    database lower case and `merged_into` make each ticket a contact of its customer (`customer_tickets`'s
+    rows), which a report over every mailbox then takes from here (`customer_tickets_elsewhere`).  `with_rows`
+    adds each ticket's per-ticket row (report_ticket: watermark, data), read in the same query rather than in a
+    second one over the same tickets, its data only when the row is of the ticket's version (else None, as for
+    a ticket without a row; the database compares the versions rather than Python, and inboxd.reports.tickets
+    decides the rest)."""
     ticket, rollup = t.ticket, t.report_ticket
     extra = ([rollup.c.watermark, case((rollup.c.version == ticket.c.version, rollup.c.data))]
              if with_rows else [])
     query = select(ticket.c.id, ticket.c.mailbox, ticket.c.tags, ticket.c.assignee,
-                   type_coerce(ticket.c.created_at, String), type_coerce(ticket.c.first_response_at, String),
+                   _micros_sql(conn, "ticket.created_at"), _micros_sql(conn, "ticket.first_response_at"),
                    ticket.c.sla_policy, ticket.c.requester, ticket.c.message_count,
                    func.lower(ticket.c.requester), ticket.c.merged_into, *extra)
     if with_rows:
         query = query.outerjoin(rollup, rollup.c.ticket_id == ticket.c.id)
     return conn.execute(query.where(*_live(scope, since, until)).order_by(ticket.c.id)).all()
+
+
+# SQLite's unixepoch() (3.38 and later) counts the whole seconds of the stored text exactly.
+_UNIXEPOCH = (3, 38, 0)
+
+
+def _micros_sql(conn: Connection, column: str):
+    """A timestamp column of `ticket` as microseconds since the epoch (an integer), counted by the database, for
+    `live_tickets`: exactly inboxd.reports.tickets.micros of what UTCDateTime reads.
+
+    SQLite keeps the instant as text, "2026-11-30 10:00:00.123456" (UTC, always six digits of fraction): the
+    whole seconds of its first 19 characters (unixepoch() of the whole text rounds the fraction to a
+    millisecond, so the fraction is added as an integer of its own; whole seconds are exact on either side of
+    1970).  A value of another length, or an SQLite without unixepoch(), comes as its text, which
+    `micros_converter` parses.  (Checking more of the text's shape in SQL cost more than parsing it in Python
+    saves.)  PostgreSQL counts the whole seconds of the timestamp and its microseconds (both exact integers,
+    in any version's float or numeric)."""
+    if conn.dialect.name == "sqlite":
+        if conn.dialect.dbapi.sqlite_version_info < _UNIXEPOCH:
+            return literal_column(column)
+        return literal_column(
+            f"CASE WHEN length({column}) = 26"
+            f" THEN unixepoch(substr({column}, 1, 19)) * 1000000 + CAST(substr({column}, 21) AS INTEGER)"
+            f" ELSE {column} END")
+    return literal_column(
+        f"(CAST(extract(epoch FROM date_trunc('second', {column})) AS BIGINT) * 1000000"
+        f" + CAST(extract(microseconds FROM {column}) AS BIGINT) % 1000000)")
 
 
 def _utc_converter(conn: Connection):
@@ -99,14 +129,16 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 def micros_converter(conn: Connection):
-    """The microseconds since the epoch of a stored instant read without its column type (`live_tickets`):
-    what `_utc_converter` gives, as inboxd.reports.tickets.micros counts it, without the datetime in between."""
+    """The microseconds since the epoch of an instant as `live_tickets` reads it: an integer counted by the
+    database as it is, else (a stored text of another shape, an SQLite without unixepoch()) what
+    `_utc_converter` gives, as inboxd.reports.tickets.micros counts it, without the datetime in between."""
     if conn.dialect.name == "sqlite":
         # SQLite keeps the UTC instant as text without an offset: parsed naive, it is the same instant.
-        # (The defaults bind the names once: a report converts 200,000 instants.)
-        return lambda text, parse=datetime.fromisoformat, epoch=_NAIVE_EPOCH, unit=_MICROSECOND: (
-            (parse(text) - epoch) // unit)
-    return lambda at: ((at.replace(tzinfo=UTC) if at.utcoffset() is None else at) - EPOCH) // _MICROSECOND
+        # (The defaults bind the names once.)
+        return lambda value, parse=datetime.fromisoformat, epoch=_NAIVE_EPOCH, unit=_MICROSECOND: (
+            value if value.__class__ is int else (parse(value) - epoch) // unit)
+    return lambda at: (at if at.__class__ is int
+                       else ((at.replace(tzinfo=UTC) if at.utcoffset() is None else at) - EPOCH) // _MICROSECOND)
 
 
 def live_status_events(conn: Connection, scope: Scope, since: datetime, until: datetime,
