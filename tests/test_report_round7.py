@@ -4,6 +4,9 @@
   stored text, PostgreSQL's timestamp): they are what inboxd.reports.tickets.micros makes of the instants the
   column type reads, for instants at the edges of a second, before 1970, far ahead, and (SQLite) stored text
   of another shape, which comes as text and is parsed as before.
+- The volume counts the tickets created per local day for the daily series (the day found once per UTC hour)
+  as bisecting each instant on the local midnights did, in zones whose midnights are not on a UTC hour; the
+  histogram of first-response times, bisecting the sorted values, counts as placing each value did.
 - The report takes each ticket's requester in Python's lower case from the database's lower case when the
   two must agree, and lists the tickets whose two lower cases differ (non-ASCII requesters): the lists are
   those of comparing the two for every ticket.
@@ -12,8 +15,12 @@
 from __future__ import annotations
 
 import random
+from bisect import bisect_right
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select, text, update
 
 from inboxd.reports import metrics, tickets
@@ -90,3 +97,41 @@ def test_the_requesters_lower_cases_are_those_compared_for_every_ticket(engine, 
     assert reader.unlike, "the store has non-ASCII requesters"
     assert reader.created == [ticket for ticket in read.values()
                               if tickets.micros(NOW - timedelta(days=60)) <= ticket.created_us < tickets.micros(NOW)]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "Asia/Kathmandu", "Pacific/Chatham", "Australia/Lord_Howe",
+                                  "America/St_Johns", "America/Santiago"])
+def test_the_volume_counts_each_ticket_on_the_day_bisection_finds(zone):
+    """The daily series' created tickets, counted by `_volume` once per UTC hour (instant by instant in an hour a
+    local midnight falls inside), are those of bisecting every instant on the day's midnights."""
+    tz = ZoneInfo(zone)
+    rng = random.Random(zone)
+    since = datetime(2026, 1, 1, 5, 17, tzinfo=UTC)
+    until = since + timedelta(days=366)
+    starts = metrics._day_starts(since, until, tz)
+    starts_us = [tickets.micros(s) for s in starts]
+    instants = [since + timedelta(seconds=rng.randrange(366 * 86400), microseconds=rng.randrange(10**6))
+                for _ in range(4000)]
+    # Every minute around each local midnight and each clock change, too.
+    for s in starts:
+        instants += [s + timedelta(minutes=m) for m in range(-70, 70, 7) if since <= s + timedelta(minutes=m) < until]
+    made = [metrics._Ticket(pk, "support", [], None, tickets.micros(at), None, None)
+            for pk, at in enumerate(instants, 1)]
+    new = [0] * len(starts)
+    volume = metrics._volume(made, tz, starts_us, new)
+    expected = [0] * len(starts)
+    for t in made:
+        expected[bisect_right(starts_us, t.created_us) - 1] += 1
+    assert new == expected
+    assert volume == metrics._volume(made, tz)
+
+
+def test_the_histogram_bisects_the_sorted_values_as_each_value_was_placed():
+    rng = random.Random(4)
+    values = [rng.choice((0.0, 3600.0, 3599.999999, 4 * 3600.0, 8 * 3600 - 1e-9, 86400.0, 72 * 3600.0, 1e9,
+                          rng.uniform(0, 5 * 86400))) for _ in range(3000)]
+    labels = [label for label, _ in metrics.FIRST_RESPONSE_BUCKETS]
+    uppers = [upper for _, upper in metrics.FIRST_RESPONSE_BUCKETS]
+    expected = Counter(bisect_right(uppers, value / 3600) for value in values)
+    assert metrics._histogram(sorted(values)) == {label: expected[i] for i, label in enumerate(labels)}
+    assert metrics._histogram([]) == dict.fromkeys(labels, 0)
