@@ -83,23 +83,29 @@ def repeat_complaints(resolved: Iterable[int], customer_of: Mapping[int, str], r
     tag_again: dict[str, set[str]] = defaultdict(set)
     value_customers: dict[str, dict[str, set[str]]] = {name: defaultdict(set) for name in field_names}
     value_again: dict[str, dict[str, set[str]]] = {name: defaultdict(set) for name in field_names}
+    # The repeated tickets (few) are added to the "again" sets on their own, after their customer's sets: a 90-day
+    # report goes through 100,000 resolved tickets here.
     for pk in resolved:
         customer = customer_of.get(pk)
         if not customer:
             continue
-        hit = pk in repeated
         everyone.add(customer)
-        for tag in tags_of.get(pk, ()):
-            tag_customers[tag].add(customer)
-            if hit:
-                tag_again[tag].add(customer)
-        for name, value in fields_of.get(pk, {}).items():
-            if name in value_customers:
-                value_customers[name][value].add(customer)
-                if hit:
-                    value_again[name][value].add(customer)
-        if hit:
+        tags = tags_of.get(pk)
+        if tags:
+            for tag in tags:
+                tag_customers[tag].add(customer)
+        values = fields_of.get(pk) if fields_of else None
+        if values:
+            for name, value in values.items():
+                if name in value_customers:
+                    value_customers[name][value].add(customer)
+        if pk in repeated:
             again.add(customer)
+            for tag in tags or ():
+                tag_again[tag].add(customer)
+            for name, value in (values or {}).items():
+                if name in value_customers:
+                    value_again[name][value].add(customer)
     by_tag = {tag: _rate(tag_customers[tag], tag_again[tag])
               for tag in sorted(tag_customers, key=lambda x: (-len(tag_customers[x]), x))}
     by_field = {name: {value: _rate(values[value], value_again[name][value])

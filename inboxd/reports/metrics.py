@@ -154,17 +154,8 @@ class _Reader:
     def tickets(self) -> dict[int, _Ticket]:
         """Tickets alive during the period, each with its status intervals up to the period's end."""
         # A desk has few distinct tag lists: each is decoded once, and the tickets with the same list share it
-        # (nothing changes a ticket's list here).  No tag is "[]", a list of its own each.
-        decoded: dict[str, list[str]] = {}
-
-        def tags_of(text: str | None) -> list[str]:
-            if not text or text == "[]":
-                return []
-            tags = decoded.get(text)
-            if tags is None:
-                tags = decoded[text] = json.loads(text)
-            return tags
-
+        # (nothing changes a ticket's list here), the empty list too.
+        decoded: dict[str | None, list[str]] = {}
         enabled = self.rollups.enabled
         rows = store.live_tickets(self.conn, self.scope, self.since, self.until, with_rows=enabled)
         us = store.micros_converter(self.conn)
@@ -192,8 +183,12 @@ class _Reader:
                 lowered = requester.lower()
                 if lowered != customer:
                     unlike.append(pk)
-            ticket = tickets[pk] = _Ticket(pk, row[1], tags_of(row[2]), row[3], at, first, row[6], lowered,
-                                           row[8], customer, row[10])
+            tags = decoded.get(row[2])
+            if tags is None:
+                text = row[2]
+                tags = decoded[text] = json.loads(text) if text and text != "[]" else []
+            ticket = tickets[pk] = _Ticket(pk, row[1], tags, row[3], at, first, row[6], lowered, row[8], customer,
+                                           row[10])
             if first_us <= at < stop_us:
                 created.append(ticket)
             if enabled and row[12] is not None:
@@ -315,7 +310,7 @@ def _compute_report(conn, settings: Settings, since: datetime | None, until: dat
         "escalations": _escalations(reader),
         "time_in_status": {status: round(value / 3600, 2) for status, value in status_seconds.items()},
         "daily": _daily(new, history, starts, tz),
-        **_desk_figures(reader, tickets, created, resolved_us, status_seconds),
+        **_desk_figures(reader, tickets, created, resolved, resolved_us, status_seconds),
     }
     if include_agents:
         report["agents"] = _agents(reader, created, resolved, first_of, resolution_of)
@@ -382,7 +377,7 @@ def _sla(reader: _Reader) -> dict:
 
 
 def _desk_figures(reader: _Reader, tickets: dict[int, _Ticket], created: Sequence[_Ticket],
-                  resolved_us: dict[int, int], status_seconds: dict[str, float]) -> dict:
+                  resolved: Sequence[_Ticket], resolved_us: dict[int, int], status_seconds: dict[str, float]) -> dict:
     """Repeat complaints, the figures by custom field and time per status as a share (inboxd.reports.breakdowns).
 
     `resolved_us` holds each resolved ticket's last resolution in the period, in microseconds: repeat
@@ -391,7 +386,7 @@ def _desk_figures(reader: _Reader, tickets: dict[int, _Ticket], created: Sequenc
 
     conn, settings = reader.conn, reader.settings
     declared = settings.policies.fields
-    customer_of = {pk: tickets[pk].requester for pk in resolved_us}
+    customer_of = {t.pk: t.requester for t in resolved}   # `resolved`: the tickets of `resolved_us`, in its order.
     window = settings.reports.repeat_window
     repeated = _repeated(reader, tickets, customer_of, resolved_us, window)
     answers = [(pk, rating) for pk, rating in store.csat_ratings(conn, reader.scope, reader.since, reader.until)]
@@ -401,7 +396,7 @@ def _desk_figures(reader: _Reader, tickets: dict[int, _Ticket], created: Sequenc
     scale = settings.policies.csat.scale
     return {
         "repeat_complaints": breakdowns.repeat_complaints(
-            resolved_us, customer_of, repeated, {pk: tickets[pk].tags for pk in resolved_us}, fields_of,
+            resolved_us, customer_of, repeated, {t.pk: t.tags for t in resolved}, fields_of,
             [f.name for f in declared], window),
         "by_field": breakdowns.by_field({f.name: f.choices for f in declared}, fields_of, [t.pk for t in created],
                                         list(resolved_us), answers, good=lambda rating: is_top(scale, rating)),
