@@ -190,3 +190,18 @@ def test_repeat_complaints_count_as_one_loop_per_ticket_did(seed_):
     assert got == reference_repeat_complaints(resolved, customer_of, repeated, tags_of, fields_of, names, window)
     assert json.dumps(got) == json.dumps(reference_repeat_complaints(resolved, customer_of, repeated, tags_of,
                                                                      fields_of, names, window))
+
+
+def test_the_driver_s_rows_of_the_live_tickets_are_sqlalchemy_s(engine):
+    """`live_tickets` returns the driver's tuples: the values SQLAlchemy's Rows hold (no column has a result
+    processor), with and without the per-ticket rows, on both databases."""
+    seed(engine, random.Random(12), tickets=50)
+    tickets.fill(engine, NOW, since=NOW - timedelta(days=60))
+    since = NOW - timedelta(days=20)
+    with reading(engine) as conn:
+        for with_rows in (False, True):
+            got = store.live_tickets(conn, Scope(), since, NOW, with_rows=with_rows)
+            rows = conn.execute(store.live_tickets_query(conn, Scope(), since, NOW, with_rows)).all()
+            assert [tuple(row) for row in got] == [tuple(row) for row in rows]
+            assert all(type(row) is tuple for row in got)
+            assert len(got) > 10 and (not with_rows or any(row[12] is not None for row in got))

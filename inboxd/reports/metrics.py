@@ -630,11 +630,14 @@ def _walk(tickets: Iterable[_Ticket], since: datetime, until: datetime, end: dat
             # with the period's.
             b = made[k] if k < n else last
             if b > a:
-                # Microseconds over 10**6, as timedelta.total_seconds() divides them: the same float.
-                if a >= first:
-                    seconds[status] = seconds.get(status, 0.0) + (b - a) / 1_000_000
-                elif b > first:
-                    seconds[status] = seconds.get(status, 0.0) + (b - first) / 1_000_000
+                # Microseconds over 10**6, as timedelta.total_seconds() divides them: the same float.  (Every
+                # status of STATUS_ORDER is in `seconds` already; another is added at its first interval.)
+                low = a if a >= first else first
+                if b > low:
+                    try:
+                        seconds[status] += (b - low) / 1_000_000
+                    except KeyError:
+                        seconds[status] = 0.0 + (b - low) / 1_000_000
                 if status in RESOLVED:
                     if run is not None:
                         # The days whose checkpoint falls in the unresolved run [run, a): a range of checkpoints
