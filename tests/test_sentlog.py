@@ -51,13 +51,6 @@ def test_only_a_sqlite_file_has_a_log_beside_it(tmp_path):
     assert sentlog.path_beside(create_engine("postgresql+psycopg://u@localhost/inboxd")) is None
 
 
-def _desk(tmp_path, dovecot, imap_user, smtp_port: int | None = None):
-    """(settings, engine) of a one-mailbox desk on a SQLite file store."""
-    settings = load_settings(write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}],
-                                          smtp_port=smtp_port))
-    return settings, open_store(settings.store.url)
-
-
 def _queue_relay(engine, settings, message_id: str) -> None:
     with writing(engine) as conn:
         queue(conn, kind="relay", mailbox=settings.mailbox("support"),
@@ -73,7 +66,9 @@ def _outbox(engine) -> list[tuple]:
 
 @sqlite_only
 def test_a_drain_records_its_mail_in_the_store_and_leaves_the_log_empty(tmp_path, dovecot, imap_user, smtp_sink):
-    settings, engine = _desk(tmp_path, dovecot, imap_user, smtp_sink.port)
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], smtp_port=smtp_sink.port)
+    settings = load_settings(config)
+    engine = open_store(settings.store.url)
     for n in range(5):
         _queue_relay(engine, settings, f"inboxd.T-1000.{n}@example.com")
     assert Sender(engine, settings, clock=lambda: NOW).drain().sent == 5
@@ -86,7 +81,9 @@ def test_a_drain_records_its_mail_in_the_store_and_leaves_the_log_empty(tmp_path
 def test_a_mail_in_the_log_is_never_claimed_again(tmp_path, dovecot, imap_user, smtp_sink):
     """A sender killed after its log's commit and before the fold: the row is still `sending`, and
     its lease runs out; the next claim, by any sender, folds the log first and sends nothing."""
-    settings, engine = _desk(tmp_path, dovecot, imap_user, smtp_sink.port)
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], smtp_port=smtp_sink.port)
+    settings = load_settings(config)
+    engine = open_store(settings.store.url)
     _queue_relay(engine, settings, "inboxd.T-1000.killed@example.com")
     claimed = Sender(engine, settings, clock=lambda: NOW).claim(NOW)
     assert claimed is not None and _outbox(engine) == [("sending", 1)]
@@ -102,7 +99,9 @@ def test_a_mail_in_the_log_is_never_claimed_again(tmp_path, dovecot, imap_user, 
 
 @sqlite_only
 def test_a_claim_near_the_end_of_its_lease_is_renewed_before_data(tmp_path, dovecot, imap_user, smtp_sink):
-    settings, engine = _desk(tmp_path, dovecot, imap_user, smtp_sink.port)
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], smtp_port=smtp_sink.port)
+    settings = load_settings(config)
+    engine = open_store(settings.store.url)
     _queue_relay(engine, settings, "inboxd.T-1000.slow@example.com")
     clock = [NOW]
     sender = Sender(engine, settings, clock=lambda: clock[0])
@@ -120,7 +119,9 @@ def test_a_claim_near_the_end_of_its_lease_is_renewed_before_data(tmp_path, dove
 @sqlite_only
 def test_a_log_left_beside_a_restored_store_marks_none_of_its_other_mail(tmp_path, dovecot, imap_user, smtp_sink):
     """The log names rows by id and Message-ID: rows of another store with the same ids are left alone."""
-    settings, engine = _desk(tmp_path, dovecot, imap_user, smtp_sink.port)
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}], smtp_port=smtp_sink.port)
+    settings = load_settings(config)
+    engine = open_store(settings.store.url)
     _queue_relay(engine, settings, "inboxd.T-1000.new@example.com")
     with writing(engine) as conn:
         outbox_id = conn.execute(select(tables.outbox.c.id)).scalar_one()
@@ -138,7 +139,9 @@ def test_a_copy_to_another_store_takes_the_logged_mail_as_sent(tmp_path, dovecot
     from inboxd.store.copy import copy_rows
     from inboxd.store.counters import next_ticket_number
 
-    settings, engine = _desk(tmp_path, dovecot, imap_user)
+    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}])
+    settings = load_settings(config)
+    engine = open_store(settings.store.url)
     _queue_relay(engine, settings, "inboxd.T-1000.copied@example.com")
     with writing(engine) as conn:
         next_ticket_number(conn)  # A store that has numbered a ticket has its counter row to copy.

@@ -671,14 +671,25 @@ class _Ledger:
         # BEGIN IMMEDIATE on SQLite; on PostgreSQL claims_still_ours locks the rows.
         transaction = self.conn.begin()
         try:
+            ours = []
             still = store.claims_still_ours(self.conn, {item.id: item.attempts for _client, item, _future in batch})
-            ours = _keep_ours(batch, still)
+            for client, item, future in batch:
+                if item.id in still:
+                    ours.append((client, item, future))
+                else:
+                    future.set_exception(LostClaim(item.message_id))
 
-            def accepted(item: Claimed, future: asyncio.Future) -> None:
+            async def one(client: aiosmtplib.SMTP, item: Claimed, future: asyncio.Future) -> None:
+                try:
+                    await client.data(item.data)
+                except Exception as exc:
+                    future.set_exception(exc)
+                    return
                 store.mark_sent(self.conn, item.id, self.clock())
                 future.set_result(None)
 
-            failed = await _data(ours, accepted)
+            failed = [r for r in await asyncio.gather(*(one(*entry) for entry in ours), return_exceptions=True)
+                      if isinstance(r, BaseException)]
             if failed:
                 raise failed[0]
             # On a thread, so the connections go on with their next envelope during the disk flush.
@@ -692,6 +703,7 @@ class _Ledger:
             for _client, _item, future in batch:
                 if not future.done():
                     future.set_exception(exc)
+
 
     async def _logged_round(self, batch: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]]) -> None:
         """A round on a SQLite store with a sent log: no store lock through DATA (inboxd.store.sentlog).
@@ -707,19 +719,28 @@ class _Ledger:
             now = self.clock()
             old = {item.id: item.attempts for _client, item, _future in batch if self._short(item, now)}
             renewed = await asyncio.to_thread(self._renew, old, now) if old else set()
-            ours = _keep_ours(batch, {item.id for _client, item, _future in batch
-                                      if item.id not in old or item.id in renewed})
-            accepted: list[tuple[int, int, str, datetime]] = []
+            ours = []
+            for client, item, future in batch:
+                if item.id in old and item.id not in renewed:
+                    future.set_exception(LostClaim(item.message_id))
+                else:
+                    ours.append((client, item, future))
+            accepted: list[tuple[Claimed, datetime, asyncio.Future]] = []
 
-            def logged(item: Claimed, future: asyncio.Future) -> None:
-                accepted.append((item.id, item.attempts, item.message_id, self.clock()))
-                # The connection goes on with its next envelope; its next DATA waits for the next
-                # round, which waits for this round's log (`flush` waits for it too).
+            async def one(client: aiosmtplib.SMTP, item: Claimed, future: asyncio.Future) -> None:
+                try:
+                    await client.data(item.data)
+                except Exception as exc:
+                    future.set_exception(exc)
+                    return
+                accepted.append((item, self.clock(), future))
+
+            await asyncio.gather(*(one(*entry) for entry in ours))
+            # One flush for the round, on a thread: the connections go on with their next envelope.
+            await asyncio.to_thread(self.log.record,
+                                    [(item.id, item.attempts, item.message_id, at) for item, at, _ in accepted])
+            for _item, _at, future in accepted:
                 future.set_result(None)
-
-            await _data(ours, logged)
-            # One flush for the round, on a thread.
-            await asyncio.to_thread(self.log.record, accepted)
         except BaseException as exc:
             # The log failed (or the task was cancelled): what this round sent
             # stays `sending` until its lease ends, and the drain stops.
@@ -735,33 +756,6 @@ class _Ledger:
     def _renew(self, claims: dict[int, int], now: datetime) -> set[int]:
         with writing(self.engine) as conn:
             return store.renew_claims(conn, claims, now)
-
-
-def _keep_ours(batch: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]], still: set[int]) -> list:
-    """The round's entries whose claim is still ours (ids in `still`); the others get LostClaim."""
-    ours = []
-    for client, item, future in batch:
-        if item.id in still:
-            ours.append((client, item, future))
-        else:
-            future.set_exception(LostClaim(item.message_id))
-    return ours
-
-
-async def _data(ours: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]],
-                accepted: Callable[[Claimed, asyncio.Future], None]) -> list[BaseException]:
-    """DATA on every connection of a round at once; `accepted` as each server answers 250 (a refusal is
-    the entry's own outcome); returns what `accepted` raised."""
-    async def one(client: aiosmtplib.SMTP, item: Claimed, future: asyncio.Future) -> None:
-        try:
-            await client.data(item.data)
-        except Exception as exc:
-            future.set_exception(exc)
-            return
-        accepted(item, future)
-
-    return [r for r in await asyncio.gather(*(one(*entry) for entry in ours), return_exceptions=True)
-            if isinstance(r, BaseException)]
 
 
 async def _envelope(client: aiosmtplib.SMTP, item: Claimed) -> dict[str, aiosmtplib.SMTPResponse]:
