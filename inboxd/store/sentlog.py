@@ -83,25 +83,18 @@ class SentLog:
         """Drop rows the store has folded in (committed): only after that commit, so none is lost."""
         keys = [(outbox_id, attempts) for outbox_id, attempts, _message_id, _at in rows]
         if keys:
-            # Without a disk flush: a forgetting lost to a power cut only folds the same rows again.
-            self._write("DELETE FROM sent WHERE outbox_id = ? AND attempts = ?", keys, flush=False)
+            self._write("DELETE FROM sent WHERE outbox_id = ? AND attempts = ?", keys)
 
-    def _write(self, sql: str, values: list[tuple], flush: bool = True) -> None:
-        # One transaction, so at most one disk flush, for all the rows (autocommit would flush per row).
+    def _write(self, sql: str, values: list[tuple]) -> None:
+        # One transaction, so one disk flush, for all the rows (autocommit would flush per row).
         with self._lock:
-            if not flush:
-                self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._conn.executemany(sql, values)
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
-                self._conn.execute("COMMIT")
-            finally:
-                if not flush:
-                    self._conn.execute("PRAGMA synchronous=FULL")
+                self._conn.executemany(sql, values)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
