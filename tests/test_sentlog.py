@@ -12,7 +12,7 @@ from inboxd.config import load_settings
 from inboxd.outbound.outbox import queue
 from inboxd.outbound.sender import Sender
 from inboxd.store import sentlog
-from inboxd.store.engine import create_store_engine, migrate, open_store, writing
+from inboxd.store.engine import open_store, writing
 from inboxd.store.sql import t as tables
 from tests import support
 from tests.support import write_config
@@ -131,24 +131,3 @@ def test_a_log_left_beside_a_restored_store_marks_none_of_its_other_mail(tmp_pat
     assert sentlog.of(engine).pending() == []
     assert Sender(engine, settings, clock=lambda: NOW).drain().sent == 1
     assert len(smtp_sink.wait_for(1)) == 1
-
-
-@sqlite_only
-def test_a_copy_to_another_store_takes_the_logged_mail_as_sent(tmp_path, dovecot, imap_user):
-    """`inboxd migrate-store` reads the outbox: what the sender logged is folded in first."""
-    from inboxd.store.copy import copy_rows
-    from inboxd.store.counters import next_ticket_number
-
-    config = write_config(tmp_path, dovecot, [{"name": "support", "user": imap_user}])
-    settings = load_settings(config)
-    engine = open_store(settings.store.url)
-    _queue_relay(engine, settings, "inboxd.T-1000.copied@example.com")
-    with writing(engine) as conn:
-        next_ticket_number(conn)  # A store that has numbered a ticket has its counter row to copy.
-    claimed = Sender(engine, settings, clock=lambda: NOW).claim(NOW)
-    sentlog.of(engine).record([(claimed.id, claimed.attempts, claimed.message_id, NOW)])
-    target = create_store_engine(f"sqlite:///{tmp_path}/copy.db")
-    migrate(target)
-    copy_rows(engine, target, NOW)
-    assert _outbox(target) == [("sent", 1)]
-    assert sentlog.of(engine).pending() == []

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (Connection, DateTime, Engine, Integer, String, Table, bindparam, func, select, text,
                         type_coerce, update)
-from inboxd.store import leases, sentlog
+from inboxd.store import leases
 from inboxd.store.counters import sync_ticket_number
 from inboxd.store.engine import reading, writing
 from inboxd.store.tables import metadata
@@ -77,8 +77,6 @@ def copy_rows(source: Engine, target: Engine, now: datetime,
                 for (mailbox, folder), held in sorted(leases.holders(src).items()) if held.live(now)]
     if busy:
         raise CopyError(f"a daemon still syncs the source store ({busy[0]}); stop every daemon first")
-    # Mail the sender logged as accepted (inboxd.store.sentlog) is `sent` in the copy, never sent again.
-    sentlog.fold(source)
     report = CopyReport()
     with reading(source) as src, writing(target) as dst:
         for table in tables():

@@ -133,13 +133,9 @@ def path_beside(engine: Engine) -> Path | None:
 
 def fold(engine: Engine) -> bool:
     """Record in the store, as sent, what the log beside it holds; whether it held any.  The sender
-    does this in every claim and at the end of every drain; a backup and a copy to another store do it
-    before they read the store."""
-    path = path_beside(engine)
-    if path is None or not path.exists():
-        return False
+    does this in every claim and at the end of every drain; a backup does it before its snapshot."""
     log = of(engine)
-    logged = log.pending()
+    logged = log.pending() if log is not None else []
     if not logged:
         return False
     with writing(engine) as conn:
