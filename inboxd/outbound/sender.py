@@ -36,15 +36,6 @@ the last answer is in, with no wait for a lock in between.  (On
 PostgreSQL, where there is no store-wide lock, the rows themselves are
 locked before DATA.)  One commit, so one disk flush, covers a round of up
 to `connections` mails.  The SQL is in `inboxd.store.outbox`.
-
-On a SQLite store the round takes no lock at all: the store has one write
-lock for the whole file, and holding it through DATA made filing and the
-agents' commands wait for the SMTP server.  Each 250 is written instead to
-the sent log beside the store (`inboxd.store.sentlog`, committed with a full
-flush at the end of the round, the same one-round window), which is folded
-into the outbox by the next claim and at the end of the drain; a claim is
-known to be still ours by its lease (renewed first when little of it is
-left), and the next batch is claimed while one is sent.
 """
 
 from __future__ import annotations
@@ -592,8 +583,7 @@ class _Queue:
 
 
 class _Ledger:
-    """Sends DATA in rounds holding the store's write lock, and records `sent` the moment a server accepts
-    (with a sent log, on SQLite: without the lock, see `_logged_round`).
+    """Sends DATA in rounds holding the store's write lock, and records `sent` the moment a server accepts.
 
     Each connection whose envelope is done asks for DATA.  A round waits
     (briefly) for the connections still sending their envelopes, so that
