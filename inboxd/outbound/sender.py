@@ -57,7 +57,7 @@ from inboxd import oauth
 from inboxd.tls import client_context
 from inboxd.config import Settings, SmtpSettings
 from inboxd.store import outbox as store
-from inboxd.store import sentlog, writegate
+from inboxd.store import writegate
 from inboxd.store.engine import writing
 from inboxd.outbound.outbox import compose_spec
 
@@ -147,8 +147,6 @@ class Claimed:
     data: bytes
     attempts: int
     created_at: datetime
-    # The `now` of the claim: its lease runs from here (see _Ledger.lease_left).
-    claimed_at: datetime | None = None
 
 
 @dataclass
@@ -192,8 +190,6 @@ class Sender:
         servers = [settings.smtp] + [m.smtp for m in settings.mailboxes]
         self.batch = CLAIM_PER_CONNECTION * max(s.connections for s in servers if s is not None) \
             if any(servers) else CLAIM_PER_CONNECTION
-        # On a SQLite store, what servers accepted is logged beside the store (inboxd.store.sentlog).
-        self.sentlog = sentlog.of(engine)
 
     # -- the rows ----------------------------------------------------------------
 
@@ -212,10 +208,7 @@ class Sender:
         own cost more, another wait for that lock behind filing (on SQLite a
         writer waiting for the lock polls for it, up to 100 ms apart).
         """
-        logged = self.sentlog.pending() if self.sentlog is not None else []
         with writing(self.engine) as conn:
-            # What the sent log holds is sent: recorded before the claim looks for due rows.
-            store.fold_sent(conn, logged)
             rows = store.claim_batch(conn, now, self.settings.outbox.lease, limit)
             composed: dict[int, bytes] = {}
             claimed = []
@@ -228,16 +221,9 @@ class Sender:
                         data = b""
                         store.set_error(conn, row.id, f"cannot compose: {exc}")
                 claimed.append(Claimed(row.id, row.ticket_id, row.mailbox, row.message_id, row.sender,
-                                       json.loads(row.recipients), data, row.attempts, row.created_at, now))
+                                       json.loads(row.recipients), data, row.attempts, row.created_at))
             store.set_data_many(conn, composed)
-        if logged:
-            self.sentlog.forget(logged)
         return claimed
-
-    def fold(self) -> bool:
-        """Record in the store what the sent log holds (a drain's end: the outbox then says `sent`);
-        whether there was any."""
-        return sentlog.fold(self.engine)
 
     def _record(self, conn: Connection, item: Claimed, now: datetime, outcome: Exception | None) -> str:
         """Record a failure (`_Ledger` records a success); "lost" when the claim went to another sender."""
@@ -313,28 +299,18 @@ class Sender:
 
     async def _drain(self) -> DrainReport:
         report = DrainReport()
-        sent_from: list[str] = []
         servers: dict[tuple, _Server] = {}
-        # With a sent log the rounds take no lock, so a batch needs no turn at the
-        # store of its own, and the next batch is claimed while this one is sent:
-        # a claim may wait for filing's turn, and the connections need not wait with it.
-        claiming = self._claim_soon() if self.sentlog is not None else None
         try:
             with store.ledger(self.engine) as conn:
-                ledger = self._ledger(conn)
+                ledger = _Ledger(conn, self.clock)
                 while True:
-                    with _turn(writegate.gate_of(self.engine) if self.sentlog is None else None):
-                        if claiming is None:
-                            batch = self.claim_batch(self.clock(), self.batch)
-                        else:
-                            batch = await claiming
-                            claiming = self._claim_soon() if batch else None
+                    with _turn(writegate.gate_of(self.engine)):
+                        batch = self.claim_batch(self.clock(), self.batch)
                         if not batch:
                             break
                         results = self._record_all(batch, await self._send_batch(batch, servers, ledger))
                     for item, result in zip(batch, results):
                         if result == "sent":
-                            sent_from.append(item.mailbox)
                             report.sent += 1
                             report.sent_ids.append(item.id)
                         elif result == "retried":
@@ -342,39 +318,19 @@ class Sender:
                         elif result == "failed":
                             report.failed += 1
         finally:
-            if claiming is not None:
-                # A drain that failed: the rows of the claim under way wait for their lease to end.
-                with contextlib.suppress(Exception):
-                    await claiming
             for server in servers.values():
                 await server.close()
-        if await asyncio.to_thread(self.fold):
-            # The mail just folded in is `sent` only now: its Sent copies can be written.
-            for mailbox in dict.fromkeys(sent_from):
-                self.on_sent(mailbox)
         return report
-
-    def _claim_soon(self) -> asyncio.Future:
-        return asyncio.ensure_future(asyncio.to_thread(self.claim_batch, self.clock(), self.batch))
 
     async def _send_claimed(self, items: list[Claimed]) -> list[str]:
         servers: dict[tuple, _Server] = {}
         try:
             with store.ledger(self.engine) as conn:
-                outcomes = await self._send_batch(items, servers, self._ledger(conn))
-                results = self._record_all(items, outcomes)
+                outcomes = await self._send_batch(items, servers, _Ledger(conn, self.clock))
+                return self._record_all(items, outcomes)
         finally:
             for server in servers.values():
                 await server.close()
-        await asyncio.to_thread(self.fold)
-        return results
-
-    def _ledger(self, conn: Connection) -> "_Ledger":
-        # A claim is renewed before DATA once less than this is left of its lease: enough for the
-        # slowest DATA the servers' time-outs allow, and for the log's commit after it.
-        timeouts = [s.timeout for s in [self.settings.smtp] + [m.smtp for m in self.settings.mailboxes] if s]
-        margin = max(self.settings.outbox.lease / 2, timedelta(seconds=2 * max(timeouts, default=30.0)))
-        return _Ledger(conn, self.clock, self.engine, self.sentlog, self.settings.outbox.lease, margin)
 
     async def _send_batch(self, items: list[Claimed], servers: dict[tuple, "_Server"],
                           ledger: "_Ledger") -> dict[Claimed, Exception | None]:
@@ -600,15 +556,9 @@ class _Ledger:
     # How long a round waits for connections still sending an envelope.
     GATHER = 0.05
 
-    def __init__(self, conn: Connection, clock: Callable[[], datetime], engine: Engine | None = None,
-                 log: sentlog.SentLog | None = None, lease: timedelta | None = None,
-                 margin: timedelta | None = None) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime]) -> None:
         self.conn = conn
         self.clock = clock
-        self.engine = engine
-        self.log = log
-        self.lease = lease
-        self.margin = margin
         self.waiting: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]] = []
         self.running: asyncio.Task | None = None
         self.preparing = 0
@@ -655,9 +605,6 @@ class _Ledger:
             self.running = None
 
     async def _round(self, batch: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]]) -> None:
-        if self.log is not None:
-            await self._logged_round(batch)
-            return
         # BEGIN IMMEDIATE on SQLite; on PostgreSQL claims_still_ours locks the rows.
         transaction = self.conn.begin()
         try:
@@ -693,59 +640,6 @@ class _Ledger:
             for _client, _item, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-
-
-    async def _logged_round(self, batch: list[tuple[aiosmtplib.SMTP, Claimed, asyncio.Future]]) -> None:
-        """A round on a SQLite store with a sent log: no store lock through DATA (inboxd.store.sentlog).
-
-        Instead of asking the store whether each claim is still ours, the
-        round counts on the claim's lease: another sender claims a row only
-        once its lease has run out, so a claim with more than `margin` left
-        (more than the slowest DATA and the log's commit can take) is ours
-        until its mail is logged.  A claim with less is renewed first, in a
-        write transaction that re-checks it.
-        """
-        try:
-            now = self.clock()
-            old = {item.id: item.attempts for _client, item, _future in batch if self._short(item, now)}
-            renewed = await asyncio.to_thread(self._renew, old, now) if old else set()
-            ours = []
-            for client, item, future in batch:
-                if item.id in old and item.id not in renewed:
-                    future.set_exception(LostClaim(item.message_id))
-                else:
-                    ours.append((client, item, future))
-            accepted: list[tuple[Claimed, datetime, asyncio.Future]] = []
-
-            async def one(client: aiosmtplib.SMTP, item: Claimed, future: asyncio.Future) -> None:
-                try:
-                    await client.data(item.data)
-                except Exception as exc:
-                    future.set_exception(exc)
-                    return
-                accepted.append((item, self.clock(), future))
-
-            await asyncio.gather(*(one(*entry) for entry in ours))
-            # One flush for the round, on a thread: the connections go on with their next envelope.
-            await asyncio.to_thread(self.log.record,
-                                    [(item.id, item.attempts, item.message_id, at) for item, at, _ in accepted])
-            for _item, _at, future in accepted:
-                future.set_result(None)
-        except BaseException as exc:
-            # The log failed (or the task was cancelled): what this round sent
-            # stays `sending` until its lease ends, and the drain stops.
-            self.error = exc
-            for _client, _item, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-
-    def _short(self, item: Claimed, now: datetime) -> bool:
-        """Whether less than `margin` is left of the claim's lease."""
-        return item.claimed_at is None or item.claimed_at + self.lease - now < self.margin
-
-    def _renew(self, claims: dict[int, int], now: datetime) -> set[int]:
-        with writing(self.engine) as conn:
-            return store.renew_claims(conn, claims, now)
 
 
 async def _envelope(client: aiosmtplib.SMTP, item: Claimed) -> dict[str, aiosmtplib.SMTPResponse]:

@@ -43,7 +43,6 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, MetaData, Sequence, delete, func, inspect, select, text, update
 from sqlalchemy.engine import URL, make_url
 
-from inboxd.store import sentlog
 from inboxd.store.engine import create_store_engine, current_revision, migrate, reading
 from inboxd.store.sql import insert_ignore, t
 from inboxd.store.tables import TICKET_NUMBER, metadata
@@ -102,7 +101,6 @@ def take_backup(url: str, data_dir: Path, key_file: Path | None, dest: Path, now
     try:
         kind = make_url(url).get_backend_name()
         if kind == "sqlite":
-            _fold_sent_log(url)
             schema, tickets, messages = _sqlite_backup(_sqlite_path(url), work / SQLITE_FILE)
         elif kind == "postgresql":
             schema, tickets, messages = _pg_backup(url, work / DUMP_FILE)
@@ -530,19 +528,6 @@ def _size(root: Path) -> int:
 
 def _inside(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
-
-
-def _fold_sent_log(url: str) -> None:
-    # Mail a sender has logged as accepted and not yet recorded in the outbox
-    # (inboxd.store.sentlog) is recorded before the snapshot, so a restored
-    # store does not send it again.
-    if not Path(str(_sqlite_path(url)) + sentlog.SUFFIX).exists():
-        return
-    engine = create_store_engine(url, create=False)
-    try:
-        sentlog.fold(engine)
-    finally:
-        engine.dispose()
 
 
 def _sqlite_path(url: str) -> Path:

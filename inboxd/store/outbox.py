@@ -354,30 +354,6 @@ def mark_sent(conn: Connection, outbox_id: int, now: datetime) -> None:
     _SENT.execute(conn, {"id_": outbox_id, "at_": now}).close()
 
 
-# A mail in the sender's log (inboxd.store.sentlog) was accepted by its server:
-# whatever the row says now (a later claim's `sending`, a requeue after a
-# time-out that was not one), it is sent.  Only `sent` itself is left as it is.
-_FOLD = Prepared(update(_o).where(_o.c.id == bindparam("id_"), _o.c.message_id == bindparam("mid_"),
-                                   _o.c.status != "sent")
-                 .values(status="sent", sent_at=bindparam("at_", type_=_o.c.sent_at.type), last_error=""))
-
-
-def fold_sent(conn: Connection, logged: list[tuple[int, int, str, datetime]]) -> None:
-    """Record as sent the mails of the sender's log: (outbox id, attempts, Message-ID, accepted at) each."""
-    if logged:
-        _FOLD.executemany(conn, [{"id_": outbox_id, "mid_": message_id, "at_": at}
-                                 for outbox_id, _attempts, message_id, at in logged])
-
-
-_RENEW = update(_o).where(_OURS).values(claimed_at=bindparam("now_", type_=_o.c.claimed_at.type))
-
-
-def renew_claims(conn: Connection, claims: dict[int, int], now: datetime) -> set[int]:
-    """Start the lease of each claim (outbox id -> attempts) again from `now`; the ids still ours."""
-    return {outbox_id for outbox_id, attempts in claims.items()
-            if conn.execute(_RENEW, {"id_": outbox_id, "attempts_": attempts, "now_": now}).rowcount == 1}
-
-
 def retry_now(conn: Connection, outbox_id: int, now: datetime) -> bool:
     """A failed (or waiting) row queued for an immediate new attempt; its give-up clock starts again."""
     o = t.outbox
