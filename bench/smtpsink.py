@@ -1,6 +1,6 @@
 """An SMTP sink in its own process for the benchmarks: it accepts every mail and records its arrival.
 
-    .venv/bin/python bench/smtpsink.py PORT FILE
+    .venv/bin/python bench/smtpsink.py PORT FILE [DELAY_MS]
 
 aiosmtpd on 127.0.0.1:PORT, no TLS, no AUTH.  For each mail accepted it
 writes one line to FILE, flushed at once: the arrival time (time.time(),
@@ -9,10 +9,15 @@ Message-ID, its In-Reply-To and its size in bytes, tab-separated.  Only the
 header block is parsed.  It runs until SIGTERM.  bench/ingest.py counts the
 lines; bench/latency.py matches each acknowledgement to the customer's mail
 by In-Reply-To.
+
+With DELAY_MS each DATA is answered that many milliseconds late (an
+asyncio sleep, so the connections' waits overlap): a relay across a
+network instead of one on the same machine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
 import email.policy
 import signal
@@ -26,11 +31,14 @@ from aiosmtpd.controller import Controller
 class Recorder:
     """aiosmtpd hook: one line per accepted mail."""
 
-    def __init__(self, out) -> None:
+    def __init__(self, out, delay: float = 0.0) -> None:
         self.out = out
+        self.delay = delay
         self.parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         arrived = time.time()
         data = envelope.original_content or b""
         headers = self.parser.parsebytes(data)
@@ -43,11 +51,12 @@ class Recorder:
 
 def main() -> None:
     port, path = int(sys.argv[1]), sys.argv[2]
+    delay = float(sys.argv[3]) / 1000 if len(sys.argv) > 3 else 0.0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with open(path, "a", encoding="utf-8") as out:
-        controller = Controller(Recorder(out), hostname="127.0.0.1", port=port)
+        controller = Controller(Recorder(out, delay), hostname="127.0.0.1", port=port)
         controller.start()
         try:
             stop.wait()
