@@ -1,5 +1,4 @@
-"""Keep the C heap small through a sync: free pages given back after each batch (glibc's
-malloc_trim), large blocks in mappings of their own (mallopt).
+"""Give the C heap's free pages back to the system after each batch (glibc's malloc_trim).
 
 A batch passes through several threads (the fetch thread reads it, the
 filing thread parses and files it, a parser thread reads the worker's
@@ -20,20 +19,8 @@ a trim at most every 0.2 s, which keeps the first sync of 10,000 / 30,000 /
 112.5 / 114.0 / 116.2 after every batch).  So a process trims at most once
 every TRIM_INTERVAL seconds.
 
-Large blocks are kept out of the arenas (`keep_large_blocks_apart`).
-glibc serves a block of M_MMAP_THRESHOLD bytes (128 KiB) or more from a
-mapping of its own, unmapped whole when it is freed; but when such a
-block is freed, glibc raises the threshold to that block's size (up to 32
-MiB).  After the first large mail of a sync, large mail bodies,
-attachments and SQLite's records of them were cut out of the threads'
-arenas, and freed between smaller live blocks they left holes that the
-next batches did not fit: the fetch thread's arena held 4-6 MiB and crept
-up through the whole sync.  With the threshold set (which also ends its rising) that arena
-stays at about 1 MiB, and the tree's peak in a first sync is 2-3 MiB lower
-(docs/performance.md, "Memory (round 7)").
-
-Elsewhere than glibc (musl, macOS) there is no malloc_trim or mallopt, and
-both functions do nothing.
+Elsewhere than glibc (musl, macOS) there is no malloc_trim and `release`
+does nothing.
 """
 
 from __future__ import annotations
@@ -57,24 +44,6 @@ def _malloc_trim():
 _TRIM = _malloc_trim()
 
 
-def _mallopt():
-    """glibc's mallopt, or None where the C library has none."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return mallopt
-
-
-_MALLOPT = _mallopt()
-
-# glibc's <malloc.h>: the parameter, and its default (which it keeps only while nobody sets it).
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024
-
-
 # At most one trim per this many seconds (see the docstring).
 TRIM_INTERVAL = 0.2
 _last = float("-inf")
@@ -90,11 +59,3 @@ def release() -> None:
         return
     _last = now
     _TRIM(0)
-
-
-def keep_large_blocks_apart() -> bool:
-    """Serve every block of MMAP_THRESHOLD bytes or more from a mapping of its own, for the rest of
-    the process's life (the docstring says why); whether the C library took the setting."""
-    if _MALLOPT is None:
-        return False
-    return _MALLOPT(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1

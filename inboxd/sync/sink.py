@@ -37,7 +37,6 @@ from inboxd.store.engine import reading, store_unusable, writing
 from inboxd.desk.ingest import Batch, BatchResult, Filer, FolderCheckpoint
 from inboxd.mail.largemail import LARGE_MESSAGE_BYTES, Spool
 from inboxd.mail.message import extract_message_id
-from inboxd.sync import heap
 from inboxd.sync.worker import ParserPool
 
 log = logging.getLogger("inboxd.sync.sink")
@@ -76,9 +75,6 @@ class StoreSink:
         self.max_message_bytes = settings.store.max_message_bytes
         # The parser processes (inboxd.sync.worker) start at the first batch worth them.
         self.pool: ParserPool | None = ParserPool(workers) if workers > 0 else None
-        # Mail bodies pass through this process's threads from now on: the large ones in mappings of
-        # their own, not left as holes in the threads' arenas (inboxd.sync.heap says why).
-        heap.keep_large_blocks_apart()
 
     def close(self) -> None:
         """Give up every folder lease still held (a clean stop) and end the parser worker."""

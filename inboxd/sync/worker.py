@@ -217,8 +217,6 @@ def serve(parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     watch_parent(parent_pid)
-    # The mail parsed here, and its attachments, in mappings of their own when large (inboxd.sync.heap).
-    heap.keep_large_blocks_apart()
     # Buffered files of our own on the two pipes.  Under PYTHONUNBUFFERED (or
     # -u) sys.stdout.buffer is the raw file, whose write may put only part of
     # an answer into the pipe when a signal or a tracer (py-spy, strace)
